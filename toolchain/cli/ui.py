@@ -1,0 +1,85 @@
+"""Terminal output for the CLI: rich consoles, logging setup, progress bars, error display.
+
+The library never prints; it logs. This module is the only place that writes to the terminal.
+Results go to stdout (``console``), progress, logs and errors to stderr (``console_err``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from toolchain.errors import EdgeDeployError
+
+
+def _console(stderr: bool) -> Console:
+    c = Console(stderr=stderr, soft_wrap=True)
+    if not c.is_terminal:  # piped or captured: do not squeeze tables into 80 columns
+        c = Console(stderr=stderr, soft_wrap=True, width=160)
+    return c
+
+
+console = _console(stderr=False)
+console_err = _console(stderr=True)
+_quiet = False
+
+#: A progress callback the library accepts: ``(stage, done, total)``; ``total`` 0 = unknown.
+ProgressFn = Callable[[str, int, int], None]
+
+
+def configure(*, verbose: int = 0, quiet: bool = False) -> None:
+    """Set up logging (warnings by default, info with -v, debug with -vv)."""
+    global _quiet
+    _quiet = quiet
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handler = RichHandler(console=console_err, show_path=False, show_time=verbose > 1)
+    root = logging.getLogger("toolchain")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def error(exc: EdgeDeployError) -> None:
+    console_err.print(f"[bold red]error[/]: {exc.message}", highlight=False)
+    if exc.hint:
+        console_err.print(f"  [cyan]hint[/]: {exc.hint}", highlight=False)
+
+
+@contextlib.contextmanager
+def progress() -> Iterator[ProgressFn]:
+    """A progress bar for the duration of a command; yields a ``ProgressFn`` for the library.
+
+    Each distinct stage name gets its own line. With ``--quiet`` the callback does nothing.
+    """
+    if _quiet or not console_err.is_terminal:
+        yield lambda stage, done, total: None
+        return
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console_err,
+        transient=False,
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total or None)
+            bar.update(tasks[stage], completed=done, total=total or None)
+
+        yield update
