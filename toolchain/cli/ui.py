@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -22,6 +22,7 @@ from rich.progress import (
 )
 
 from toolchain.errors import EdgeDeployError
+from toolchain.progress import ProgressFn
 
 
 def _console(stderr: bool) -> Console:
@@ -34,9 +35,6 @@ def _console(stderr: bool) -> Console:
 console = _console(stderr=False)
 console_err = _console(stderr=True)
 _quiet = False
-
-#: A progress callback the library accepts: ``(stage, done, total)``; ``total`` 0 = unknown.
-ProgressFn = Callable[[str, int, int], None]
 
 
 def configure(*, verbose: int = 0, quiet: bool = False) -> None:

@@ -1,0 +1,47 @@
+"""Options shared by every benchmark runner (one dataclass, so the CLI and the project file
+map onto the same fields). Fields that a runner does not use are ignored by it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from toolchain.progress import ProgressFn
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """How to benchmark. Times are seconds; ``runs``/``warmup`` are inference counts."""
+
+    runs: int = 20
+    warmup: int = 2
+    #: override the target's transport kind: serial | qemu | host-tflm | adb | ssh
+    runner: str | None = None
+    #: MCU: serial URL (``/dev/ttyACM0``, ``socket://host:port``, ``rfc2217://...``)
+    port: str | None = None
+    #: MCU: firmware ELF to run under QEMU or flash to a board
+    firmware: Path | None = None
+    #: MCU: flash the firmware with the target's flash command before benchmarking
+    flash: bool = False
+    #: golden vectors (``golden.npz`` from the emit stage: inputs and expected int8 outputs)
+    golden: Path | None = None
+    #: per-operator timing (TFLM profiler / benchmark_model op profiling)
+    profile_ops: bool = False
+    #: Android
+    adb_serial: str | None = None
+    benchmark_binary: Path | None = None
+    #: Linux boards
+    ssh_host: str | None = None
+    ssh_key: Path | None = None
+    ssh_port: int = 22
+    trust_new_host: bool = False
+    #: CPU runtime options (phones, Pis)
+    threads: int | None = None
+    use_xnnpack: bool | None = None
+    delegate: str | None = None  # gpu | nnapi
+    cpu_affinity: str | None = None  # taskset mask, e.g. "f0"
+    cooldown_s: float = 0.0
+    extra_args: tuple[str, ...] = ()
+    #: wall-clock limit for one device operation (a RUN may take longer: runners scale it)
+    timeout_s: float = 30.0
+    progress: ProgressFn | None = field(default=None, compare=False)
