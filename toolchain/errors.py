@@ -156,6 +156,12 @@ class ProtocolVersionError(ProtocolError):
 class RemoteError(ProtocolError):
     """The device answered with an error reply (its code and text are in the message)."""
 
+    code: int = 0  # the protocol's error code, when it has one (EDP: docs/protocol.md)
+
+
+class DeviceResetError(ProtocolError):
+    """The device reset (sent BOOT) in the middle of a session; its state is gone."""
+
 
 class ModelMismatchError(DeviceError):
     """The device runs a firmware built for another model (hash differs)."""
