@@ -41,6 +41,11 @@ class BenchOptions:
     delegate: str | None = None  # gpu | nnapi
     cpu_affinity: str | None = None  # taskset mask, e.g. "f0"
     cooldown_s: float = 0.0
+    #: ADB benchmark_model: how many benchmark_model processes to run (each gives one sample,
+    #: the mean of its ``runs`` inferences: the tool prints no per-inference times)
+    rounds: int = 5
+    #: SSH / ADB Python runner: the interpreter on the device (default: probe python3, python)
+    remote_python: str | None = None
     extra_args: tuple[str, ...] = ()
     #: wall-clock limit for one device operation (a RUN may take longer: runners scale it)
     timeout_s: float = 30.0
