@@ -121,17 +121,24 @@ static int on_hello(edp_device *d, const edp_frame *f)
     p[53] = h->n_inputs;
     p[54] = h->n_outputs;
     edp_put_u16(p + 55, h->n_ops);
-    /* text, cut at the last line end that fits */
-    size_t room = EDP_MAX_PAYLOAD - 59, n = h->text ? strlen(h->text) : 0;
+    /* text: the dispatcher's own limits, then the firmware's lines cut at a line end */
+    size_t pos = 59;
+    put_str(d, &pos, "edp.max_runs=");
+    put_uint(d, &pos, EDP_MAX_RUNS);
+    put_str(d, &pos, "\nedp.max_input_bytes=");
+    put_uint(d, &pos, EDP_MAX_INPUT_BYTES);
+    put_str(d, &pos, "\n");
+    size_t room = EDP_MAX_PAYLOAD - pos, n = h->text ? strlen(h->text) : 0;
     if (n > room) {
         n = room;
         while (n && h->text[n - 1] != '\n')
             n--;
     }
-    edp_put_u16(p + 57, (uint16_t)n);
     if (n)
-        memcpy(p + 59, h->text, n);
-    return send(d, EDP_HELLO | EDP_REPLY, f->seq, 59 + n);
+        memcpy(p + pos, h->text, n);
+    pos += n;
+    edp_put_u16(p + 57, (uint16_t)(pos - 59));
+    return send(d, EDP_HELLO | EDP_REPLY, f->seq, pos);
 }
 
 /* Look up tensor (is_output, index) or answer the error; returns 1 when *t is valid. */
@@ -356,8 +363,13 @@ static int on_get_profile(edp_device *d, const edp_frame *f)
         size_t nl = name ? strlen(name) : 0;
         if (nl > 255)
             nl = 255;
-        if (pos + 11 + nl > EDP_MAX_PAYLOAD)
+        if (pos + 11 > EDP_MAX_PAYLOAD)
             break;
+        if (pos + 11 + nl > EDP_MAX_PAYLOAD) {
+            if (n) /* the next page has room for the whole name */
+                break;
+            nl = EDP_MAX_PAYLOAD - pos - 11;
+        }
         edp_put_u16(p + pos, op_index);
         edp_put_u64(p + pos + 2, ticks);
         p[pos + 10] = (uint8_t)nl;
