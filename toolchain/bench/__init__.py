@@ -19,7 +19,10 @@ if TYPE_CHECKING:
 
 #: transport kind → "module:function" with signature ``(target, model, options) -> BenchResult``.
 #: Explicit, imported lazily (the phone runners do not need the MCU stack and vice versa).
-RUNNERS: dict[str, str] = {}
+RUNNERS: dict[str, str] = {
+    "adb": "toolchain.bench.android:run_adb",
+    "ssh": "toolchain.bench.linux:run_ssh",
+}
 
 
 def run_bench(target: Target, model: Path, options: BenchOptions) -> BenchResult:

@@ -1,0 +1,113 @@
+"""Benchmark a .tflite model on a Raspberry Pi or other Linux board over SSH (runner ``ssh``).
+
+The model, an ``.npz`` of seeded inputs and ``remote_runner.py`` are copied with SFTP into a
+private ``/tmp/edgedeploy-<random>`` directory, the runner is started with the board's Python
+(``options.remote_python``, else the first of ``python3``/``python`` that has numpy; it uses
+ai_edge_litert, tflite_runtime or tensorflow.lite, whichever it finds first) with the thread
+count and XNNPACK setting, optionally pinned with ``taskset``. Its JSON gives one latency per
+inference, the outputs (compared with the host's LiteRT on the same inputs) and the board's
+CPU model, governors and temperatures before and after the timed loop. The directory is
+removed afterwards whatever happened.
+
+Connection errors are those of :class:`toolchain.devices.ssh.SshBoard` (unreachable →
+``DeviceNotFoundError``, refused key → ``AuthError``, unknown or changed host key →
+``HostKeyError``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from toolchain.bench import remote
+from toolchain.bench.options import BenchOptions
+from toolchain.bench.result import BenchResult
+from toolchain.devices.shell import Workdir, q
+from toolchain.devices.ssh import SshBoard
+from toolchain.errors import RemoteCommandError, UsageError
+from toolchain.progress import no_progress
+from toolchain.targets import Target
+
+log = logging.getLogger(__name__)
+
+BOARD_BASE = "/tmp"
+PYTHON_CANDIDATES = ("python3", "python")
+
+
+def run_ssh(target: Target, model: Path, options: BenchOptions) -> BenchResult:
+    """Benchmark ``model`` on the board ``options.ssh_host`` (``user@host[:port]``, else the
+    target's ``transport.ssh_host``). See the module docstring."""
+    remote.check_options(options)
+    host = options.ssh_host or target.transport.ssh_host
+    if not host:
+        raise UsageError("no board given", hint="pass --host user@board (key-based SSH login)")
+    if options.benchmark_binary is not None:
+        raise UsageError(
+            "--benchmark-binary is for Android devices (adb); Linux boards use the Python runner"
+        )
+    if options.delegate is not None:
+        raise UsageError(f"the {options.delegate} delegate is Android-only (adb runner)")
+    model = Path(model)
+    tfl = remote.load_model(model)
+    progress = options.progress or no_progress
+    t = options.timeout_s
+
+    progress("connect", 0, 1)
+    with SshBoard(
+        host,
+        port=options.ssh_port,
+        key=options.ssh_key,
+        trust_new_host=options.trust_new_host,
+        connect_timeout_s=min(t, 30.0),
+    ) as board:
+        candidates = (options.remote_python,) if options.remote_python else PYTHON_CANDIDATES
+        python = remote.find_python(board, candidates)
+        if python is None:
+            raise RemoteCommandError(
+                f"{board.description} has no Python 3 with numpy ({', '.join(candidates)})",
+                hint="on the board: sudo apt install python3-numpy && pip install ai-edge-litert "
+                "(or tflite-runtime); or name the interpreter with --remote-python",
+            )
+        progress("connect", 1, 1)
+        inputs = remote.make_inputs(tfl)
+        with Workdir(board, BOARD_BASE) as wd, remote.staging_dir() as stage:
+            npz = remote.save_inputs(inputs, stage / "inputs.npz")
+            progress("copy", 0, 3)
+            runner = wd.put(remote.RUNNER_SCRIPT, "remote_runner.py", timeout_s=t)
+            graph = wd.put(model, model.name, timeout_s=t * 4)
+            inputs_remote = wd.put(npz, "inputs.npz", timeout_s=t)
+            progress("copy", 3, 3)
+            progress("benchmark", 0, 1)
+            doc = remote.run_runner(
+                wd,
+                python=python,
+                model_remote=graph,
+                inputs_remote=inputs_remote,
+                runner_remote=runner,
+                options=options,
+                affinity_prefix=f"taskset {q(options.cpu_affinity)} "
+                if options.cpu_affinity
+                else "",
+            )
+            progress("benchmark", 1, 1)
+        description = board.description
+    result = remote.result_from_runner(
+        doc,
+        runner="ssh",
+        target=target.name,
+        model_path=model,
+        options=replace(options, progress=None),
+        device={"host": description, "python_path": python},
+        inputs=inputs,
+        environment={
+            "cpu_affinity": options.cpu_affinity,
+            "board_dir": wd.path,
+            "board_dir_removed": wd.removed,
+        },
+    )
+    if not wd.removed:
+        result.warnings.append(f"could not remove {wd.path} from the board; remove it by hand")
+    if options.profile_ops:
+        result.warnings.append("per-op profiling is not available from the Python runner")
+    return result

@@ -1,0 +1,160 @@
+"""What ADB devices and SSH boards have in common: a remote POSIX shell and file upload.
+
+Contract of a :class:`RemoteShell` (implemented by :class:`toolchain.devices.adb.AdbDevice`
+and :class:`toolchain.devices.ssh.SshBoard`):
+
+* ``run(command, timeout_s=...)`` runs one ``sh`` command line on the device and returns its
+  exit code, stdout and stderr. It raises :class:`~toolchain.errors.IoTimeoutError` when the
+  command does not finish within ``timeout_s`` seconds and
+  :class:`~toolchain.errors.TransportError` (or a subclass) when the link itself fails. The
+  command line is passed as is: callers quote every user-supplied word with :func:`q`.
+* ``put(local, remote, mode=..., timeout_s=...)`` copies one file (all or raise).
+
+:class:`Workdir` is a private scratch directory on the device that is removed on exit, whatever
+happened (error, timeout, Ctrl-C); :meth:`Workdir.run_guarded` runs a command whose process is
+killed on the device if it times out.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol
+
+from toolchain.errors import EdgeDeployError, IoTimeoutError, RemoteCommandError
+
+log = logging.getLogger(__name__)
+
+#: Seconds allowed for the small housekeeping commands (mkdir, rm, kill, cat).
+HOUSEKEEPING_TIMEOUT_S = 15.0
+
+
+def q(word: str | Path) -> str:
+    """Quote one word for a POSIX shell (``shlex.quote``)."""
+    return shlex.quote(str(word))
+
+
+@dataclass(frozen=True)
+class ShellResult:
+    """Exit code and output of one remote command."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def tail(self, n: int = 1500) -> str:
+        """The last ``n`` characters of stderr and stdout, for error messages."""
+        text = (self.stderr.strip() + "\n" + self.stdout.strip()).strip()
+        return text[-n:]
+
+
+class RemoteShell(Protocol):
+    """A device reachable through a shell (see the module docstring for the contract)."""
+
+    @property
+    def description(self) -> str: ...
+
+    def run(self, command: str, *, timeout_s: float) -> ShellResult: ...
+
+    def put(self, local: Path, remote: str, *, mode: int = 0o644, timeout_s: float) -> None: ...
+
+
+def checked(shell: RemoteShell, command: str, *, timeout_s: float, what: str) -> ShellResult:
+    """Run ``command``; raise :class:`RemoteCommandError` (with its output) unless it exits 0."""
+    res = shell.run(command, timeout_s=timeout_s)
+    if res.returncode != 0:
+        raise RemoteCommandError(
+            f"{what} failed on {shell.description} (exit code {res.returncode}): {res.tail(400)}"
+        )
+    return res
+
+
+class Workdir:
+    """A private directory ``<base>/edgedeploy-<random>`` on the device, removed on exit.
+
+    Created with mode 700. Removal kills a process still recorded in the directory's pid
+    file, then ``rm -rf``\\ s the directory, and checks that it is gone (a failure is logged
+    as a warning, never raised over the original error).
+    """
+
+    def __init__(self, shell: RemoteShell, base: str) -> None:
+        self.shell = shell
+        self.path = f"{base.rstrip('/')}/edgedeploy-{secrets.token_hex(6)}"
+        self.removed: bool | None = None
+
+    def file(self, name: str) -> str:
+        """Device path of ``name`` inside the directory (``name`` is kept as is: quote it)."""
+        return f"{self.path}/{name}"
+
+    def __enter__(self) -> Workdir:
+        checked(
+            self.shell,
+            f"mkdir -p -m 700 {q(self.path)}",
+            timeout_s=HOUSEKEEPING_TIMEOUT_S,
+            what="creating the scratch directory",
+        )
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.remove()
+
+    def remove(self) -> bool:
+        pid = q(self.file(".pid"))
+        cmd = (
+            f"if [ -f {pid} ]; then pkill -9 -P $(cat {pid}) 2>/dev/null; "
+            f"kill -9 $(cat {pid}) 2>/dev/null; fi; "
+            f"rm -rf -- {q(self.path)}; test ! -e {q(self.path)}"
+        )
+        try:
+            res = self.shell.run(cmd, timeout_s=HOUSEKEEPING_TIMEOUT_S)
+            self.removed = res.returncode == 0
+        except EdgeDeployError as err:
+            log.warning("could not remove %s on %s: %s", self.path, self.shell.description, err)
+            self.removed = False
+        if not self.removed:
+            log.warning(
+                "%s may still exist on %s; remove it by hand", self.path, self.shell.description
+            )
+        return bool(self.removed)
+
+    def put(self, local: Path, name: str, *, mode: int = 0o644, timeout_s: float) -> str:
+        """Copy ``local`` into the directory as ``name``; return its device path."""
+        remote = self.file(name)
+        self.shell.put(local, remote, mode=mode, timeout_s=timeout_s)
+        return remote
+
+    def run_guarded(self, command: str, *, timeout_s: float) -> ShellResult:
+        """Run one simple command (``[env] program args``) with its pid recorded.
+
+        On timeout the device process and its children are killed (``kill -9``) before
+        :class:`IoTimeoutError` is raised, so nothing keeps running on the device.
+        """
+        pid = q(self.file(".pid"))
+        try:
+            res = self.shell.run(f"echo $$ > {pid} && exec {command}", timeout_s=timeout_s)
+            # the process is gone: forget its pid so that cleanup never kills a reused one
+            self.shell.run(f"rm -f {pid}", timeout_s=HOUSEKEEPING_TIMEOUT_S)
+            return res
+        except IoTimeoutError:
+            try:
+                self.shell.run(
+                    f"pkill -9 -P $(cat {pid}) 2>/dev/null; kill -9 $(cat {pid}) 2>/dev/null; "
+                    f"rm -f {pid}",
+                    timeout_s=HOUSEKEEPING_TIMEOUT_S,
+                )
+            except EdgeDeployError as err:
+                log.warning("could not kill the timed-out command: %s", err)
+            raise IoTimeoutError(
+                f"the benchmark on {self.shell.description} did not finish within "
+                f"{timeout_s:.0f} s; it was killed",
+                hint="raise --timeout, or lower --runs/--warmup",
+            ) from None
