@@ -18,6 +18,7 @@ still accepted), and ends in a value or one of our errors — never ``None``:
 from __future__ import annotations
 
 import logging
+import random
 import struct
 import time
 from collections import deque
@@ -36,6 +37,7 @@ from toolchain.errors import (
 from toolchain.protocol.frame import (
     MAX_LEN,
     MIN_PAYLOAD,
+    OVERHEAD,
     REPLY,
     VERSION,
     ErrCode,
@@ -80,7 +82,7 @@ class DeviceClient:
         self.retries = retries
         self.parser = FrameParser(MAX_LEN, versions=None)
         self._frames: deque[Frame] = deque()
-        self._seq = 0
+        self._seq = random.randrange(256)  # a stale reply from an earlier session rarely matches
         self.max_payload = MIN_PAYLOAD
         self.device: Hello | None = None
         #: BOOT frames seen, resends done, stale replies skipped (diagnostics)
@@ -175,10 +177,13 @@ class DeviceClient:
             if attempt:
                 self.resends += 1
                 log.info("no reply to %s seq %d; resending (%d)", type_name(req), seq, attempt)
+                self.flush(timeout)
             self.transport.write(frame, timeout)
             try:
                 return self._await(seq, req, time.monotonic() + timeout).payload
             except IoTimeoutError:
+                # a reply cut short (the device reset mid-frame) may hide later frames
+                self._frames.extend(self.parser.drop_candidate())
                 continue
         tries = retries + 1
         junk = self.parser.skipped - skipped0
@@ -210,9 +215,18 @@ class DeviceClient:
                 self._on_boot(f, "BOOT")
                 return True
 
+    def flush(self, timeout: float | None = None) -> None:
+        """Send ``max_payload + 12`` zero bytes: they complete (and so discard) any partial
+        frame the device's parser holds, e.g. one cut short when a previous host process
+        died mid-frame, which would otherwise swallow the next requests. Zeros contain no
+        SYNC byte, so the device ignores them otherwise (~90 ms at 115200 baud)."""
+        n = max(self.max_payload, 1024) + OVERHEAD
+        self.transport.write(bytes(n), self.timeout_s if timeout is None else timeout)
+
     def resync(self) -> int:
-        """Forget buffered bytes and partial frames (before a new session); returns how
-        many bytes were dropped."""
+        """Start clean: flush the device's parser, then forget buffered bytes and partial
+        frames on this side. Returns how many received bytes were dropped."""
+        self.flush()
         self._frames.clear()
         n = self.parser.buffered
         self.parser.reset()

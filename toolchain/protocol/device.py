@@ -146,9 +146,8 @@ class DeviceDispatcher:
         h = self.backend.hello()
         count = h.n_outputs if output else h.n_inputs
         if index >= count:
-            raise _Err(
-                ErrCode.BAD_INDEX, f"no such {'output' if output else 'input'}; count {count}"
-            )
+            kind = "output" if output else "input"
+            raise _Err(ErrCode.BAD_INDEX, f"no such {kind}; {kind}s: {count}")
         return self.backend.tensor(index, output=output)
 
     def _tensor_info(self, f: Frame) -> bytes:
@@ -178,7 +177,7 @@ class DeviceDispatcher:
         if runs > self.max_runs:
             raise _Err(ErrCode.TOO_MANY, f"too many runs; at most {self.max_runs} per RUN")
         if profile and self.backend.op_profile() is None:
-            raise _Err(ErrCode.UNSUPPORTED, "this device has no per-op profiler")
+            raise _Err(ErrCode.UNSUPPORTED, "this firmware has no per-op profiler")
         for i, buf in enumerate(self.inputs):
             if self.valid[i] != len(buf):
                 raise _Err(ErrCode.NOT_READY, f"input not fully uploaded; input {i}")
@@ -236,7 +235,7 @@ class DeviceDispatcher:
         first, count = struct.unpack("<HH", f.payload)
         prof = self.backend.op_profile()
         if prof is None:
-            raise _Err(ErrCode.UNSUPPORTED, "this device has no per-op profiler")
+            raise _Err(ErrCode.UNSUPPORTED, "this firmware has no per-op profiler")
         if not self.have_profile:
             raise _Err(ErrCode.NOT_READY, "no profile: RUN with flags bit0 set first")
         if first > len(prof):

@@ -156,6 +156,15 @@ class FrameParser:
         n = struct.unpack_from("<H", b, 5)[0]
         return max(1, OVERHEAD + n - len(b))
 
+    def drop_candidate(self) -> list[Frame]:
+        """Give up on the partial frame being received (e.g. after a timeout: its sender reset
+        mid-frame) and rescan the bytes after its SYNC0; returns the frames found there."""
+        if not self._buf:
+            return []
+        self.dropped += 1
+        self._skip(1)
+        return self.feed(b"")
+
     def _skip(self, n: int) -> None:
         self.skipped += n
         self.last_skipped += self._buf[:n]

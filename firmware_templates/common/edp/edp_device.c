@@ -8,6 +8,11 @@
 
 #define PAYLOAD(d) ((d)->tx + EDP_HEADER_SIZE)
 
+/* As variables, so comparing a u16 field with them never warns "always false" when the
+ * limits are set to 65535. */
+static const uint32_t max_payload = EDP_MAX_PAYLOAD;
+static const uint32_t max_runs = EDP_MAX_RUNS;
+
 /* --- replies ------------------------------------------------------------------------------ */
 
 static int send(edp_device *d, uint8_t type, uint8_t seq, size_t len)
@@ -24,7 +29,8 @@ static void put_str(edp_device *d, size_t *pos, const char *s)
     size_t n = s ? strlen(s) : 0;
     if (*pos + n > EDP_MAX_PAYLOAD)
         n = EDP_MAX_PAYLOAD - *pos;
-    memcpy(PAYLOAD(d) + *pos, s, n);
+    if (n)
+        memcpy(PAYLOAD(d) + *pos, s, n);
     *pos += n;
 }
 
@@ -244,7 +250,7 @@ static int on_run(edp_device *d, const edp_frame *f)
     int profile = (f->payload[4] & 1u) != 0;
     if (!b->invoke || !b->tensor)
         return ERR(EDP_E_NO_MODEL, "this firmware has no model");
-    if (runs > EDP_MAX_RUNS)
+    if (runs > max_runs)
         return ERRN(EDP_E_TOO_MANY, "too many runs; at most", EDP_MAX_RUNS, " per RUN");
     if (profile && !b->op_profile)
         return ERR(EDP_E_UNSUPPORTED, "this firmware has no per-op profiler");
@@ -272,7 +278,7 @@ static int on_run(edp_device *d, const edp_frame *f)
         uint64_t t1 = b->now(b->ctx);
         if (rc != 0) {
             const char *why = b->last_error ? b->last_error(b->ctx) : 0;
-            return err(d, f, EDP_E_INVOKE_FAILED, "invoke failed:", 0, 0, why ? why : " ?");
+            return err(d, f, EDP_E_INVOKE_FAILED, "invoke failed: ", 0, 0, why ? why : "?");
         }
         if (k >= warmup) {
             d->times[k - warmup] = t1 - t0;
@@ -300,7 +306,7 @@ static int on_get_output(edp_device *d, const edp_frame *f)
         return 0;
     if (!d->have_outputs)
         return ERR(EDP_E_NOT_READY, "no outputs: RUN after the last SET_INPUT first");
-    if (want > EDP_MAX_PAYLOAD)
+    if (want > max_payload)
         return ERRN(EDP_E_BAD_LENGTH, "length above max_payload", EDP_MAX_PAYLOAD, 0);
     if (off > t.bytes)
         return ERRN(EDP_E_OVERRUN, "read past the end of the output; its size is", t.bytes, 0);
@@ -373,7 +379,8 @@ static int on_get_profile(edp_device *d, const edp_frame *f)
         edp_put_u16(p + pos, op_index);
         edp_put_u64(p + pos + 2, ticks);
         p[pos + 10] = (uint8_t)nl;
-        memcpy(p + pos + 11, name, nl);
+        if (nl)
+            memcpy(p + pos + 11, name, nl);
         pos += 11 + nl;
         n++;
     }
