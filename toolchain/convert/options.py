@@ -1,0 +1,81 @@
+"""Quantization options of the convert stage (a frozen, validated dataclass)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from toolchain.errors import UsageError
+
+ACTIVATIONS = ("int8", "int16")
+#: I/O types allowed with each activation type.
+IO_DTYPES = {"int8": ("int8", "uint8", "float32"), "int16": ("int16", "float32")}
+ONNX_OPSET = 17
+
+
+@dataclass(frozen=True)
+class QuantOptions:
+    """How to quantize.
+
+    * ``activations``: ``"int8"`` (full int8) or ``"int16"`` (int16 activations with int8
+      weights, "int16x8"; slower on MCUs, more accurate).
+    * ``input_dtype`` / ``output_dtype``: the model's I/O tensor types; None means the
+      activation type. ``uint8`` and ``float32`` I/O add a QUANTIZE/DEQUANTIZE at the edge.
+    * ``per_channel``: per-output-channel weight scales (default) or one scale per tensor.
+    * ``calibration_samples``: at most this many calibration samples are used.
+    * ``validation_samples``: at most this many validation samples are compared.
+    * ``onnx2tf_timeout_s`` / ``quantize_timeout_s``: limits for those stages (seconds).
+    * ``fold_transposes``: fold layout-only TRANSPOSE ops into linear weights.
+    """
+
+    activations: str = "int8"
+    input_dtype: str | None = None
+    output_dtype: str | None = None
+    per_channel: bool = True
+    calibration_samples: int = 200
+    validation_samples: int = 1000
+    onnx2tf_timeout_s: float = 600.0
+    quantize_timeout_s: float = 900.0
+    fold_transposes: bool = True
+
+    def __post_init__(self) -> None:
+        if self.activations not in ACTIVATIONS:
+            raise UsageError(
+                f"activations {self.activations!r} is not supported",
+                hint=f"choose one of {', '.join(ACTIVATIONS)}",
+            )
+        allowed = IO_DTYPES[self.activations]
+        for what, v in (("input", self.input_dtype), ("output", self.output_dtype)):
+            if v is not None and v not in allowed:
+                raise UsageError(
+                    f"{what} type {v!r} does not go with {self.activations} activations",
+                    hint=f"choose one of {', '.join(allowed)}",
+                )
+        for what, n in (
+            ("calibration_samples", self.calibration_samples),
+            ("validation_samples", self.validation_samples),
+        ):
+            if n < 1:
+                raise UsageError(f"{what} must be at least 1 (got {n})")
+        if self.onnx2tf_timeout_s <= 0 or self.quantize_timeout_s <= 0:
+            raise UsageError("timeouts must be positive")
+
+    @property
+    def io_input(self) -> str:
+        return self.input_dtype or self.activations
+
+    @property
+    def io_output(self) -> str:
+        return self.output_dtype or self.activations
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input_dtype"], d["output_dtype"] = self.io_input, self.io_output
+        return d
+
+    def cache_dict(self) -> dict[str, Any]:
+        """The options that change the produced model (not timeouts)."""
+        d = self.to_dict()
+        d.pop("onnx2tf_timeout_s")
+        d.pop("quantize_timeout_s")
+        return d

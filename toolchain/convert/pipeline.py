@@ -1,0 +1,563 @@
+"""The convert stage end to end: PyTorch model + calibration data → int8 .tflite + report.
+
+Order (explicit): cache lookup → load model → load data → export ONNX → [TF worker:
+onnx2tf → quantize → check] → fold layout transposes → graph lint → validate (outputs,
+accuracy, per layer) → report → write outputs → fidelity gates.
+
+The TF worker process is started first, so TensorFlow imports while torch loads and the
+model exports; the float reference outputs are computed while the worker converts. A cached
+result (see :mod:`toolchain.convert.cache`) skips all of it; on the source-level key, neither
+torch nor TensorFlow is imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolchain import pyref
+from toolchain.artifacts import ConvertResult, TensorSpec
+from toolchain.convert import cache as cache_mod
+from toolchain.convert import graphlint
+from toolchain.convert.options import ONNX_OPSET, QuantOptions
+from toolchain.errors import FidelityError, QuantizationError, UsageError
+from toolchain.fsutil import staged_outputs, to_json
+from toolchain.progress import ProgressFn, no_progress
+from toolchain.tflite_model import TFLiteModel
+
+log = logging.getLogger(__name__)
+
+TFLITE_NAME = cache_mod.TFLITE_NAME
+REPORT_NAME = cache_mod.REPORT_NAME
+REPORT_SCHEMA = "edgedeploy.convert/1"
+LAYER_SAMPLES = 16  # validation samples used for the per-layer table
+KEEP_WORKDIR_ENV = "EDGEDEPLOY_KEEP_WORKDIR"
+
+
+def convert(
+    model: Any,
+    *,
+    calib: Any,
+    out_dir: str | os.PathLike[str],
+    input_shapes: Sequence[Sequence[int]] | None = None,
+    val: Any = None,
+    labels: Any = None,
+    options: QuantOptions | None = None,
+    min_sqnr: float | None = None,
+    max_accuracy_drop: float | None = None,
+    cache: bool = True,
+    progress: ProgressFn | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    label_output: int = 0,
+) -> ConvertResult:
+    """Convert a PyTorch model to a full-integer .tflite and measure what it cost.
+
+    ``model``: an ``nn.Module``, ``path/file.py:factory``, ``package.module:factory``, a
+    TorchScript ``.pt`` or a ``torch.export`` ``.pt2`` (see :mod:`toolchain.modelsrc`);
+    ``weights`` a state_dict file. ``calib``/``val``: data in PyTorch layout (see
+    :mod:`toolchain.data`); without ``val`` the calibration data is used for the fidelity
+    numbers. ``labels``: class indices of the ``val`` samples (for accuracy; an image folder
+    with class sub-folders brings its own); ``label_output`` is the output they refer to.
+
+    Writes ``out_dir/model_int8.tflite`` and ``out_dir/report.json`` (both or neither).
+    ``min_sqnr`` (dB, every output) and ``max_accuracy_drop`` (percentage points, needs
+    labels) raise :class:`~toolchain.errors.FidelityError` when missed; nothing is written
+    then (the result stays in the cache, so relaxing a threshold costs nothing).
+
+    Raises the :mod:`toolchain.errors` classes: UsageError, InputFileError, ModelLoadError,
+    DataError, ExportError, Onnx2TfError, QuantizationError, GraphLintError, FidelityError.
+    """
+    opts = options if options is not None else QuantOptions()
+    prog = progress or no_progress
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder")
+    if max_accuracy_drop is not None and labels is None and not _has_folder_labels(val):
+        raise UsageError(
+            "--max-accuracy-drop needs labels", hint="give --val DATA and --labels LABELS"
+        )
+    if labels is not None and val is None:
+        raise UsageError("--labels belong to --val data", hint="give --val DATA as well")
+    t0 = time.perf_counter()
+    store = cache_mod.ConvertCache(Path(cache_dir) if cache_dir else None) if cache else None
+
+    key1 = _source_key(model, weights, input_shapes, calib, val, labels, opts) if store else None
+    if store is not None and key1 is not None:
+        hit = store.get(key1)
+        if hit is not None:
+            log.info("cache hit (%s): no conversion needed", key1)
+            return _finish_cached(hit, out, min_sqnr, max_accuracy_drop, prog)
+
+    workdir = Path(tempfile.mkdtemp(prefix="edgedeploy-convert-"))
+    ok = False
+    try:
+        result = _convert_cold(
+            model,
+            calib=calib,
+            val=val,
+            labels=labels,
+            out=out,
+            opts=opts,
+            input_shapes=input_shapes,
+            weights=weights,
+            store=store,
+            key1=key1,
+            workdir=workdir,
+            prog=prog,
+            t0=t0,
+            min_sqnr=min_sqnr,
+            max_accuracy_drop=max_accuracy_drop,
+            label_output=label_output,
+        )
+        ok = True
+        return result
+    finally:
+        if ok or not os.environ.get(KEEP_WORKDIR_ENV):
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            log.warning("work folder kept for inspection: %s", workdir)
+
+
+# --- the cold path ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _stage(name: str, timings: dict[str, float], prog: ProgressFn) -> Iterator[None]:
+    prog(name, 0, 1)
+    t = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - t, 3)
+    prog(name, 1, 1)
+
+
+def _convert_cold(
+    model: Any,
+    *,
+    calib: Any,
+    val: Any,
+    labels: Any,
+    out: Path,
+    opts: QuantOptions,
+    input_shapes: Sequence[Sequence[int]] | None,
+    weights: Any,
+    store: cache_mod.ConvertCache | None,
+    key1: str | None,
+    workdir: Path,
+    prog: ProgressFn,
+    t0: float,
+    min_sqnr: float | None,
+    max_accuracy_drop: float | None,
+    label_output: int,
+) -> ConvertResult:
+    from toolchain.convert.tfproc import TFWorker
+
+    timings: dict[str, float] = {}
+    with TFWorker(workdir) as worker:  # TensorFlow imports from here on, in parallel
+        with _stage("load model", timings, prog):
+            from toolchain import modelsrc
+            from toolchain.convert.export import export_onnx, onnx_fingerprint
+
+            loaded = modelsrc.load_model(model, weights=weights, input_shapes=input_shapes)
+        in_shapes = list(zip(loaded.input_names, loaded.input_shapes, strict=True))
+        with _stage("load data", timings, prog):
+            from toolchain import data as data_mod
+
+            calib_ds = data_mod.load_data(
+                calib, inputs=in_shapes, what="calibration data", limit=opts.calibration_samples
+            )
+            val_ds = (
+                data_mod.load_data(
+                    val, inputs=in_shapes, what="validation data", limit=opts.validation_samples
+                )
+                if val is not None
+                else None
+            )
+            label_arr = None
+            if labels is not None and val_ds is not None:
+                label_arr = data_mod.load_labels(labels, n=len(val_ds))
+            elif val_ds is not None and val_ds.labels is not None:
+                label_arr = val_ds.labels
+            if label_arr is not None and not 0 <= label_output < len(loaded.output_names):
+                raise UsageError(f"label output {label_output} does not exist")
+            if max_accuracy_drop is not None and label_arr is None:
+                raise UsageError("--max-accuracy-drop needs labels", hint="give --labels")
+        with _stage("export", timings, prog):
+            onnx_path = workdir / "model.onnx"
+            onnx_bytes = export_onnx(loaded, onnx_path)
+        key2 = None
+        if store is not None:
+            key2 = cache_mod.make_key(
+                {
+                    "onnx": onnx_fingerprint(onnx_bytes),
+                    "calib": _arrays_hash(calib_ds.arrays),
+                    "val": _arrays_hash(val_ds.arrays) if val_ds is not None else None,
+                    "labels": _arrays_hash([label_arr]) if label_arr is not None else None,
+                    "label_output": label_output,
+                    "options": opts.cache_dict(),
+                    "versions": cache_mod.versions(),
+                }
+            )
+            hit = store.get(key2)
+            if hit is not None:
+                if key1 is not None:
+                    store.link(key1, key2)
+                return _finish_cached(hit, out, min_sqnr, max_accuracy_drop, prog)
+
+        np.savez(
+            workdir / "calib.npz", **dict(zip(loaded.input_names, calib_ds.arrays, strict=True))
+        )
+        tflite_path = workdir / TFLITE_NAME
+        worker.submit(
+            {
+                "workdir": str(workdir),
+                "onnx": str(onnx_path),
+                "calib": str(workdir / "calib.npz"),
+                "out": str(tflite_path),
+                "options": {k: v for k, v in opts.to_dict().items()},
+                "inputs": [{"name": n, "torch_shape": list(s)} for n, s in in_shapes],
+                "outputs": [
+                    {"name": n, "torch_shape": list(s)}
+                    for n, s in zip(loaded.output_names, loaded.output_shapes, strict=True)
+                ],
+            }
+        )
+
+        # While the worker converts: the float reference.
+        eval_ds = val_ds if val_ds is not None else calib_ds
+        n_eval = min(len(eval_ds), opts.validation_samples)
+        with _stage("float reference", timings, prog):
+            ref_outs = _torch_outputs(loaded, eval_ds.arrays, n_eval)
+            layer_samples = [eval_ds.sample(i) for i in range(min(LAYER_SAMPLES, n_eval))]
+            from toolchain.convert import validate
+
+            onnx_ref = validate.onnx_intermediates(onnx_bytes, layer_samples, loaded.input_names)
+            export_err = _export_check(onnx_ref, loaded.output_names, ref_outs, len(layer_samples))
+        try:
+            meta = worker.wait(
+                onnx2tf_timeout_s=opts.onnx2tf_timeout_s,
+                quantize_timeout_s=opts.quantize_timeout_s,
+                progress=prog,
+                timings=timings,
+            )
+        except QuantizationError as exc:
+            raise _explain_quantize_error(exc, onnx_bytes) from exc
+        timings["tf_import (overlapped)"] = round(worker.import_s or 0.0, 3)
+    for k in ("onnx2tf", "quantize"):
+        if k in timings:
+            timings[k] = round(timings[k], 3)
+
+    data = tflite_path.read_bytes()
+    folded = 0
+    if opts.fold_transposes:
+        with _stage("fold transposes", timings, prog):
+            from toolchain.convert.layout import fold_layout_transposes
+
+            fr = fold_layout_transposes(data)
+            data, folded = fr.data, fr.removed
+    parsed = TFLiteModel.from_bytes(data, source="int8 model")
+    with _stage("lint", timings, prog):
+        lint = graphlint.lint(parsed)
+        graphlint.check(lint, source="the int8 model")
+    ins, outs = _specs(parsed, meta, loaded)
+
+    with _stage("validate", timings, prog):
+        from toolchain.convert.runtime import run_tflite
+
+        int8_outs = run_tflite(
+            data, [a[:n_eval] for a in eval_ds.arrays], input_specs=ins, output_specs=outs
+        )
+        fid = {
+            spec.name: validate.fidelity(r, q)
+            for spec, r, q in zip(outs, ref_outs, int8_outs, strict=True)
+        }
+        acc: dict[str, Any] | None = None
+        if label_arr is not None:
+            lab = label_arr[:n_eval]
+            acc = {
+                "output": loaded.output_names[label_output],
+                "samples": int(len(lab)),
+                "float": round(validate.accuracy(ref_outs[label_output], lab), 3),
+                "int8": round(validate.accuracy(int8_outs[label_output], lab), 3),
+            }
+            acc["drop"] = round(acc["float"] - acc["int8"], 3)
+    with _stage("per-layer", timings, prog):
+        rows = validate.layer_table(onnx_bytes, data, layer_samples, ins, onnx_ref=onnx_ref)
+    timings["total"] = round(time.perf_counter() - t0, 3)
+
+    report: dict[str, Any] = {
+        "schema": REPORT_SCHEMA,
+        "model": {
+            "source": loaded.source,
+            "input_names": list(loaded.input_names),
+            "output_names": list(loaded.output_names),
+            "onnx_opset": ONNX_OPSET,
+        },
+        "tflite_bytes": len(data),
+        "tflite_sha256": hashlib.sha256(data).hexdigest(),
+        "ops": lint.ops,
+        "lint": {**lint.counts, "problems": list(lint.problems)},
+        "transposes_folded": folded,
+        "inputs": [s.to_dict() for s in ins],
+        "outputs": [s.to_dict() for s in outs],
+        "options": opts.to_dict(),
+        "data": {
+            "calibration": {"source": calib_ds.source, "samples": len(calib_ds)},
+            "validation": {
+                "source": eval_ds.source if val_ds is not None else "calibration data (no --val)",
+                "samples": n_eval,
+            },
+        },
+        "fidelity": fid,
+        "accuracy": acc,
+        "export_max_abs_err": export_err,
+        "layers": rows,
+        "worst_layers": validate.worst_layers(rows),
+        "timings_s": timings,
+        "versions": cache_mod.versions(),
+        "cache_key": key2,
+    }
+    if store is not None and key2 is not None:
+        store.put(key2, data, report)
+        if key1 is not None:
+            store.link(key1, key2)
+    _gate(report, min_sqnr, max_accuracy_drop)
+    return _write(out, data, report, ins, outs, cached=False)
+
+
+def _torch_outputs(loaded: Any, arrays: Sequence[np.ndarray], n: int) -> list[np.ndarray]:
+    """Float outputs of the PyTorch model on the first ``n`` samples, batched when it can."""
+    import torch
+
+    per: list[list[np.ndarray]] = []
+    batch = 32
+    i = 0
+    while i < n:
+        j = min(n, i + batch)
+        xs = [torch.from_numpy(a[i:j]) for a in arrays]
+        try:
+            outs = loaded.forward_outputs(xs)
+            if any(o.shape[0] != j - i for o in outs):
+                raise ValueError("batch dimension changed")
+        except Exception:  # a model that only runs at batch 1: go sample by sample
+            if batch == 1:
+                raise
+            batch = 1
+            continue
+        per.append([o.detach().numpy().astype(np.float32) for o in outs])
+        i = j
+    return [np.concatenate([p[k] for p in per]) for k in range(len(per[0]))]
+
+
+def _export_check(
+    onnx_ref: dict[str, Any], names: Sequence[str], ref: Sequence[np.ndarray], k: int
+) -> float | None:
+    """Max |ONNX − PyTorch| over the outputs (a broken export shows here, not in SQNR)."""
+    errs = []
+    for name, r in zip(names, ref, strict=True):
+        if name in onnx_ref:
+            errs.append(float(np.max(np.abs(onnx_ref[name][2] - r[:k]))) if k else 0.0)
+    return round(max(errs), 6) if errs else None
+
+
+def _specs(
+    parsed: TFLiteModel, meta: dict[str, Any], loaded: Any
+) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    def build(
+        kind: str, names: Sequence[str], shapes: Sequence[tuple[int, ...]], tensors: Sequence[Any]
+    ) -> tuple[TensorSpec, ...]:
+        specs = []
+        for k, (name, shape, m) in enumerate(zip(names, shapes, meta[kind], strict=True)):
+            t = tensors[int(m["tflite_index"])]
+            specs.append(
+                TensorSpec(
+                    name=name,
+                    index=k,
+                    tflite_index=int(m["tflite_index"]),
+                    tflite_name=t.name,
+                    shape=t.shape,
+                    dtype=t.dtype,
+                    scale=t.scale,
+                    zero_point=t.zero_point,
+                    torch_shape=tuple(shape),
+                    perm=tuple(int(p) for p in m["perm"]),
+                )
+            )
+        return tuple(specs)
+
+    return (
+        build("inputs", loaded.input_names, loaded.input_shapes, parsed.inputs),
+        build("outputs", loaded.output_names, loaded.output_shapes, parsed.outputs),
+    )
+
+
+def _explain_quantize_error(exc: QuantizationError, onnx_bytes: bytes) -> QuantizationError:
+    """Name the PyTorch layers behind the ops the converter refused."""
+    ops = list(getattr(exc, "ops", []) or [])
+    if not ops:
+        return exc
+    import onnx
+
+    graph = onnx.load_from_string(onnx_bytes).graph
+    from toolchain.convert.validate import module_path
+
+    wanted = {o.lower().replace("_", "") for o in ops}
+    nodes = [n for n in graph.node if n.op_type.lower() in wanted]
+    where = ", ".join(
+        f"{n.name} (PyTorch module {module_path(n.name) or '<top level>'})" for n in nodes[:6]
+    )
+    layers = list(getattr(exc, "layers", []) or [])
+    msg = (
+        f"int8 quantization failed: no int8 TFLite kernel for {', '.join(ops)}"
+        + (f" at {where}" if where else "")
+        + (f" (TF layer {', '.join(layers[:3])})" if layers and not where else "")
+        + f"\n{exc.message}"
+    )
+    return QuantizationError(
+        msg,
+        hint="replace that layer with one that has an int8 builtin (e.g. GELU(approximate="
+        "'tanh') instead of exact GELU) or use --activations int16",
+    )
+
+
+# --- cache, outputs, gates --------------------------------------------------------------------
+
+
+def _has_folder_labels(val: Any) -> bool:
+    from toolchain.data import ImageFolder
+
+    return isinstance(val, ImageFolder) or (isinstance(val, str | Path) and Path(val).is_dir())
+
+
+def _arrays_hash(arrays: Sequence[np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _source_key(
+    model: Any,
+    weights: Any,
+    input_shapes: Any,
+    calib: Any,
+    val: Any,
+    labels: Any,
+    opts: QuantOptions,
+) -> str | None:
+    """The key that needs neither torch nor TensorFlow; None when it cannot be had."""
+    from toolchain import data as data_mod
+
+    if not isinstance(model, str | Path):
+        return None
+    text = str(model)
+    path = Path(text).expanduser()
+    if path.is_file():
+        model_part: Any = {"file": cache_mod.file_hash(path)}
+    else:
+        files = pyref.source_files(text)
+        if files is None:
+            return None
+        model_part = {
+            "ref": text.rsplit(":", 1)[1],
+            "files": [[f.name, cache_mod.file_hash(f)] for f in files],
+        }
+    if weights is not None:
+        if not Path(weights).is_file():
+            return None
+        model_part["weights"] = cache_mod.file_hash(Path(weights))
+    parts = {
+        "model": model_part,
+        "input_shapes": [list(s) for s in input_shapes] if input_shapes is not None else None,
+        "calib": data_mod.fingerprint(calib),
+        "val": data_mod.fingerprint(val),
+        "labels": data_mod.fingerprint(labels),
+        "options": opts.cache_dict(),
+        "versions": cache_mod.versions(),
+    }
+    if (
+        parts["calib"] is None
+        or (val is not None and parts["val"] is None)
+        or (labels is not None and parts["labels"] is None)
+    ):
+        return None
+    return cache_mod.make_key(parts)
+
+
+def _finish_cached(
+    hit: tuple[Path, dict[str, Any]],
+    out: Path,
+    min_sqnr: float | None,
+    max_accuracy_drop: float | None,
+    prog: ProgressFn,
+) -> ConvertResult:
+    path, report = hit
+    prog("cached", 1, 1)
+    _gate(report, min_sqnr, max_accuracy_drop)
+    ins = tuple(TensorSpec.from_dict(d) for d in report["inputs"])
+    outs = tuple(TensorSpec.from_dict(d) for d in report["outputs"])
+    return _write(out, path.read_bytes(), report, ins, outs, cached=True)
+
+
+def _write(
+    out: Path,
+    data: bytes,
+    report: dict[str, Any],
+    ins: tuple[TensorSpec, ...],
+    outs: tuple[TensorSpec, ...],
+    *,
+    cached: bool,
+) -> ConvertResult:
+    with staged_outputs(out) as stage:
+        (stage / TFLITE_NAME).write_bytes(data)
+        (stage / REPORT_NAME).write_text(to_json(report))
+    return ConvertResult(
+        tflite_path=out / TFLITE_NAME,
+        report_path=out / REPORT_NAME,
+        report=report,
+        inputs=ins,
+        outputs=outs,
+        tflite_bytes=len(data),
+        cached=cached,
+    )
+
+
+def _gate(report: dict[str, Any], min_sqnr: float | None, max_drop: float | None) -> None:
+    worst = report.get("worst_layers") or []
+    worst_txt = ", ".join(
+        f"{w.get('module') or w.get('onnx_node') or w['op']} ({w['drop_db']:.1f} dB)"
+        for w in worst[:3]
+        if w.get("drop_db") is not None
+    )
+    hint = "try --activations int16, per-channel weights, or more representative calibration data"
+    if worst_txt:
+        hint += f"; the layers losing the most: {worst_txt}"
+    if min_sqnr is not None:
+        for name, f in report["fidelity"].items():
+            s = f.get("sqnr_db")
+            if s is not None and s < min_sqnr:
+                raise FidelityError(
+                    f"output {name!r}: int8 SQNR {s:.2f} dB is below --min-sqnr {min_sqnr:g} dB",
+                    hint=hint,
+                )
+    if max_drop is not None:
+        acc = report.get("accuracy")
+        if not acc:
+            raise UsageError("--max-accuracy-drop needs labels", hint="give --labels")
+        if acc["drop"] > max_drop:
+            raise FidelityError(
+                f"int8 accuracy {acc['int8']:.2f}% is {acc['drop']:.2f} points below float "
+                f"({acc['float']:.2f}%), more than --max-accuracy-drop {max_drop:g}",
+                hint=hint,
+            )

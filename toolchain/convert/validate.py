@@ -1,0 +1,291 @@
+"""Stage 5: how far is the int8 model from the float one?
+
+* :func:`fidelity` — per output: SQNR (dB), cosine similarity (mean over samples), max abs
+  error, top-1 agreement for classifier-shaped outputs (``(1, K)``, K > 1).
+* :func:`accuracy` — top-1 accuracy of float and int8 outputs against labels.
+* :func:`layer_table` — per layer: the int8 intermediate tensors (LiteRT with
+  ``experimental_preserve_all_tensors``) against the float ONNX model's (onnxruntime, which
+  matches PyTorch), each TFLite tensor paired with the ONNX tensor of the same shape (up to
+  the channels-last transpose) that it agrees with best. ``drop_db`` is how much SQNR the
+  layer itself loses (its inputs' SQNR minus its output's); the worst layers lead the list.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from toolchain.artifacts import TensorSpec, channels_last_perm
+from toolchain.convert.runtime import make_interpreter
+
+log = logging.getLogger(__name__)
+
+#: ONNX ops that only move or rename data; an equally good match elsewhere is preferred.
+_SHAPE_OPS = {"Reshape", "Flatten", "Identity", "Squeeze", "Unsqueeze", "Transpose", "Dropout"}
+
+
+def sqnr_db(ref: np.ndarray, test: np.ndarray) -> float | None:
+    """``10·log10(Σref² / Σ(ref−test)²)``; +inf for an exact match, None for a zero reference."""
+    r = np.asarray(ref, dtype=np.float64)
+    e = r - np.asarray(test, dtype=np.float64)
+    sig, noise = float(np.sum(r * r)), float(np.sum(e * e))
+    if sig == 0.0:
+        return None
+    if noise == 0.0:
+        return math.inf
+    return 10.0 * math.log10(sig / noise)
+
+
+def _cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a2 = a.reshape(a.shape[0], -1).astype(np.float64)
+    b2 = b.reshape(b.shape[0], -1).astype(np.float64)
+    na, nb = np.linalg.norm(a2, axis=1), np.linalg.norm(b2, axis=1)
+    dot = np.sum(a2 * b2, axis=1)
+    both_zero = (na == 0) & (nb == 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.where(both_zero, 1.0, dot / np.maximum(na * nb, 1e-300))
+    return np.asarray(cos)
+
+
+def fidelity(ref: np.ndarray, test: np.ndarray) -> dict[str, Any]:
+    """Metrics of one output; arrays are ``(N, ...)`` in the same layout."""
+    ref = np.asarray(ref, dtype=np.float32)
+    test = np.asarray(test, dtype=np.float32)
+    out: dict[str, Any] = {
+        "sqnr_db": _finite(sqnr_db(ref, test)),
+        "cosine": float(np.mean(_cosine_rows(ref, test))),
+        "max_abs_err": float(np.max(np.abs(ref - test))) if ref.size else 0.0,
+        "top1_agreement": None,
+        "samples": int(ref.shape[0]),
+    }
+    if ref.ndim == 2 and ref.shape[1] > 1:
+        out["top1_agreement"] = float(np.mean(ref.argmax(1) == test.argmax(1)))
+    return out
+
+
+def _finite(v: float | None) -> float | None:
+    """JSON has no infinity: an exact match is reported as 999 dB."""
+    if v is None:
+        return None
+    return 999.0 if math.isinf(v) else round(v, 3)
+
+
+def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy in percent of ``(N, K)`` scores against integer ``labels``."""
+    scores = np.asarray(outputs).reshape(len(labels), -1)
+    return float(100.0 * np.mean(scores.argmax(1) == labels))
+
+
+# --- per layer --------------------------------------------------------------------------------
+
+
+#: ONNX activations that TFLite fuses into the op before them (CONV_2D + RELU → CONV_2D)
+_FUSED_ACTIVATIONS = {"Relu", "Clip", "Tanh"}
+#: TFLite ops that only move data: their output is as good as their input
+_PASS_OPS = {"PAD", "PADV2", "RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS", "MAX_POOL_2D"}
+
+
+def onnx_intermediates(
+    onnx_bytes: bytes, samples: Sequence[Sequence[np.ndarray]], input_names: Sequence[str]
+) -> dict[str, tuple[str, str, np.ndarray]]:
+    """Every node output of the float ONNX model on ``samples`` (PyTorch layout, batch 1
+    each): tensor name → (layer name, op type, array ``(K, ...)``).
+
+    The layer name of a fusable activation includes the node it follows
+    (``/conv/Conv+/Relu``), since TFLite computes both in one op."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load_from_string(onnx_bytes)
+    existing = {o.name for o in model.graph.output}
+    producers: dict[str, tuple[str, str]] = {}
+    for node in model.graph.node:
+        name = node.name
+        if node.op_type in _FUSED_ACTIVATIONS and node.input and node.input[0] in producers:
+            prev, prev_op = producers[node.input[0]]
+            if prev_op not in _FUSED_ACTIVATIONS:
+                name = f"{prev}+{node.name}"
+        for out in node.output:
+            if out:
+                producers[out] = (name, node.op_type)
+                if out not in existing:
+                    model.graph.output.append(onnx.ValueInfoProto(name=out))
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    per: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for sample in samples:
+        res = sess.run(names, dict(zip(input_names, sample, strict=True)))
+        for n, r in zip(names, res, strict=True):
+            per[n].append(np.asarray(r))
+    result: dict[str, tuple[str, str, np.ndarray]] = {}
+    for n, arrs in per.items():
+        if n in producers and arrs and arrs[0].dtype.kind == "f":
+            result[n] = (*producers[n], np.concatenate(arrs))
+    return result
+
+
+def tflite_intermediates(
+    data: bytes, samples: Sequence[Sequence[np.ndarray]], in_specs: Sequence[TensorSpec]
+) -> dict[int, np.ndarray]:
+    """Every quantized op output of the int8 model on ``samples``, dequantized, TFLite layout:
+    tensor index → array ``(K, ...)``."""
+    from toolchain.tflite_model import TFLiteModel
+
+    model = TFLiteModel.from_bytes(data)
+    interp = make_interpreter(data, preserve_all_tensors=True)
+    det = interp.get_input_details()
+    wanted = {
+        t
+        for op in model.main.operators
+        for t in op.outputs
+        if model.main.tensors[t].scale is not None
+    }
+    got: dict[int, list[np.ndarray]] = {t: [] for t in wanted}
+    for sample in samples:
+        for spec, arr in zip(in_specs, sample, strict=True):
+            interp.set_tensor(det[spec.tflite_index]["index"], spec.to_tflite(arr))
+        interp.invoke()
+        for t in wanted:
+            info = model.main.tensors[t]
+            q = interp.get_tensor(t).astype(np.float32)
+            got[t].append((q - np.float32(info.zero_point or 0)) * np.float32(info.scale or 1.0))
+    return {t: np.concatenate([a[None] if a.ndim == 0 else a for a in v]) for t, v in got.items()}
+
+
+def module_path(node_name: str) -> str:
+    """``/layer1/layer1.0/conv1/Conv`` → ``layer1.0.conv1`` (the PyTorch module); for a
+    fused ``/conv/Conv+/Relu`` the first node's module."""
+    parts = [p for p in node_name.split("+")[0].split("/") if p][:-1]
+    keep: list[str] = []
+    for p in parts:
+        if (
+            keep
+            and p.startswith(keep[-1] + ".")
+            or keep
+            and "." in p
+            and p.split(".")[0] == keep[-1].split(".")[-1]
+        ):
+            keep[-1] = p
+        else:
+            keep.append(p)
+    return ".".join(keep)
+
+
+def _match(tfl: np.ndarray, cands: list[tuple[str, str, str, np.ndarray]]) -> tuple[Any, float]:
+    """The ONNX candidate ``tfl`` agrees with best (cosine), in TFLite layout."""
+    best: Any = None
+    best_cos = -2.0
+    shape = tfl.shape[1:]
+    flat_t = tfl.reshape(tfl.shape[0], -1)
+    for tname, node, op, arr in cands:
+        a = arr
+        if a.shape[1:] != shape:
+            perm = channels_last_perm(a.ndim)
+            if a.ndim < 3 or tuple(a.shape[p] for p in perm)[1:] != shape:
+                continue
+            a = np.transpose(a, perm)
+        cos = float(np.mean(_cosine_rows(flat_t, a.reshape(a.shape[0], -1))))
+        better = cos > best_cos + 1e-6 or (
+            abs(cos - best_cos) <= 1e-6
+            and best is not None
+            and best[2] in _SHAPE_OPS
+            and op not in _SHAPE_OPS
+        )
+        if better:
+            best, best_cos = (tname, node, op, a), cos
+    return best, best_cos
+
+
+def layer_table(
+    onnx_bytes: bytes,
+    tflite_bytes: bytes,
+    samples: Sequence[Sequence[np.ndarray]],
+    in_specs: Sequence[TensorSpec],
+    onnx_ref: dict[str, tuple[str, str, np.ndarray]] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per TFLite operator (see module doc), in graph order."""
+    from toolchain.tflite_model import TFLiteModel
+
+    model = TFLiteModel.from_bytes(tflite_bytes)
+    sg = model.main
+    ref = (
+        onnx_ref
+        if onnx_ref is not None
+        else onnx_intermediates(onnx_bytes, samples, [s.name for s in in_specs])
+    )
+    q = tflite_intermediates(tflite_bytes, samples, in_specs)
+    by_numel: dict[int, list[tuple[str, str, str, np.ndarray]]] = {}
+    for tname, (node, onnx_op, arr) in ref.items():
+        by_numel.setdefault(int(arr[0].size), []).append((tname, node, onnx_op, arr))
+
+    sqnr_of: dict[int, float] = {}
+    # graph inputs: the error of quantizing the input itself
+    for spec in in_specs:
+        t = sg.inputs[spec.tflite_index]
+        vals = np.concatenate([spec.to_tflite(s[spec.index]) for s in samples]).astype(np.float32)
+        if spec.scale is not None:
+            deq = (vals - np.float32(spec.zero_point or 0)) * np.float32(spec.scale)
+            ref_in = np.concatenate([np.transpose(s[spec.index], spec.perm) for s in samples])
+            v = sqnr_db(ref_in, deq)
+            if v is not None:
+                sqnr_of[t] = v
+    rows: list[dict[str, Any]] = []
+    for op in sg.operators:
+        for t in op.outputs:
+            if t not in q:
+                continue
+            tfl = q[t]
+            cands = by_numel.get(int(tfl[0].size), [])
+            best, cos = _match(tfl, cands)
+            info = sg.tensors[t]
+            row: dict[str, Any] = {
+                "index": op.index,
+                "op": op.name,
+                "tensor": info.name,
+                "shape": list(info.shape),
+                "onnx_node": None,
+                "onnx_op": None,
+                "module": None,
+                "sqnr_db": None,
+                "drop_db": None,
+                "cosine": None,
+            }
+            if best is not None and cos > 0.5:
+                _, node, onnx_op, arr = best
+                s = sqnr_db(arr, tfl)
+                row.update(
+                    onnx_node=node,
+                    onnx_op=onnx_op,
+                    module=module_path(node),
+                    cosine=round(cos, 6),
+                    sqnr_db=_finite(s),
+                )
+                if s is not None:
+                    sqnr_of[t] = s
+                    ins = [sqnr_of[i] for i in op.inputs if i in sqnr_of]
+                    if ins:
+                        row["drop_db"] = _finite(min(ins) - s) if not math.isinf(s) else 0.0
+            elif op.name in _PASS_OPS:
+                ins = [sqnr_of[i] for i in op.inputs if i in sqnr_of]
+                if ins:
+                    sqnr_of[t] = min(ins)
+            rows.append(row)
+    return rows
+
+
+def worst_layers(rows: Sequence[dict[str, Any]], n: int = 5) -> list[dict[str, Any]]:
+    """The ``n`` layers that lose the most SQNR themselves (largest ``drop_db``)."""
+    scored = [r for r in rows if r.get("drop_db") is not None]
+    scored.sort(key=lambda r: -float(r["drop_db"]))
+    return [
+        {k: r[k] for k in ("index", "op", "module", "onnx_node", "sqnr_db", "drop_db")}
+        for r in scored[:n]
+    ]

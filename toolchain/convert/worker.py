@@ -1,0 +1,163 @@
+"""The TF worker process: ``python -m toolchain.convert.worker`` (started by :mod:`tfproc`).
+
+It imports TensorFlow and onnx2tf once, while the parent is still loading and exporting the
+PyTorch model, then waits for one job on stdin (a JSON line), runs onnx2tf and the int8
+quantization, checks that LiteRT can load and run the result, and exits.
+
+Protocol: JSON lines on the original stdout (file descriptor 1 is redirected to stderr, the
+log file, so that TF's and onnx2tf's prints cannot corrupt it)::
+
+    {"event": "ready", "import_s": 3.1}
+    {"event": "stage", "name": "onnx2tf"}            # a stage starts
+    {"event": "progress", "stage": "calibrate", "done": 10, "total": 200}
+    {"event": "done", "meta": {...}}                  # or
+    {"event": "error", "stage": "onnx2tf", "message": "...", "ops": [...], "layers": [...]}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, TextIO
+
+
+def _send(proto: TextIO, **msg: Any) -> None:
+    proto.write(json.dumps(msg) + "\n")
+    proto.flush()
+
+
+def main() -> int:
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # everything else printed goes to the log
+    sys.stdout = sys.stderr
+    t0 = time.perf_counter()
+    try:
+        import numpy as np
+        import onnx2tf  # noqa: F401
+        import tensorflow as tf  # noqa: F401 - the import is the point: pay for it early
+    except Exception as exc:  # noqa: BLE001 - a broken environment: tell the parent
+        _send(proto, event="error", stage="import", message=f"{type(exc).__name__}: {exc}")
+        return 1
+    _send(proto, event="ready", import_s=round(time.perf_counter() - t0, 3))
+    line = sys.stdin.readline()
+    if not line.strip():
+        return 0  # the parent needed nothing after all (cache hit)
+    job = json.loads(line)
+    try:
+        meta = run_job(job, proto, np)
+    except _StageError as exc:
+        _send(
+            proto, event="error", stage=exc.stage, message=str(exc), ops=exc.ops, layers=exc.layers
+        )
+        return 1
+    _send(proto, event="done", meta=meta)
+    return 0
+
+
+class _StageError(Exception):
+    def __init__(
+        self,
+        stage: str,
+        message: str,
+        ops: list[str] | None = None,
+        layers: list[str] | None = None,
+    ):
+        super().__init__(message)
+        self.stage = stage
+        self.ops = ops or []
+        self.layers = layers or []
+
+
+def run_job(job: dict[str, Any], proto: TextIO, np: Any) -> dict[str, Any]:
+    from toolchain.convert import onnx2tf_stage, quantize
+    from toolchain.convert.options import QuantOptions
+
+    options = QuantOptions(**job["options"])
+    work = Path(job["workdir"])
+    timings: dict[str, float] = {}
+
+    _send(proto, event="stage", name="onnx2tf")
+    t = time.perf_counter()
+    copy = onnx2tf_stage.prepare_workdir(Path(job["onnx"]), work / "onnx2tf")
+    os.chdir(copy.parent)
+    try:
+        keras_model = onnx2tf_stage.run_onnx2tf(copy)
+        in_perms, out_perms = onnx2tf_stage.io_layouts(
+            keras_model,
+            [(i["name"], i["torch_shape"]) for i in job["inputs"]],
+            [(o["name"], o["torch_shape"]) for o in job["outputs"]],
+        )
+    except Exception as exc:  # onnx2tf's failures come in every type
+        traceback.print_exc()
+        raise _StageError("onnx2tf", f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        os.chdir(work)
+    timings["onnx2tf"] = time.perf_counter() - t
+
+    _send(proto, event="stage", name="quantize")
+    t = time.perf_counter()
+    with np.load(job["calib"]) as z:
+        calib = [z[i["name"]] for i in job["inputs"]]
+    step = max(1, int(calib[0].shape[0]) // 20)
+
+    def on_sample(i: int, n: int) -> None:
+        if i % step == 0 or i == n - 1:
+            _send(proto, event="progress", stage="calibrate", done=i + 1, total=n)
+
+    try:
+        data = quantize.quantize(keras_model, calib, in_perms, options, on_sample=on_sample)
+    except quantize.QuantizeFailed as exc:
+        traceback.print_exc()
+        raise _StageError("quantize", str(exc), exc.ops, exc.layers) from exc
+    except Exception as exc:  # TF raises many kinds
+        traceback.print_exc()
+        raise _StageError("quantize", f"{type(exc).__name__}: {exc}") from exc
+    timings["quantize"] = time.perf_counter() - t
+
+    # Load and run it once here: a model LiteRT cannot allocate can abort the process
+    # (SIGABRT), and it had better be this one.
+    _send(proto, event="stage", name="check")
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        interp = Interpreter(model_content=data)
+        interp.allocate_tensors()
+        for d in interp.get_input_details():
+            interp.set_tensor(d["index"], np.zeros(d["shape"], dtype=d["dtype"]))
+        interp.invoke()
+    except Exception as exc:  # LiteRT's RuntimeError/ValueError on a broken model
+        traceback.print_exc()
+        raise _StageError("check", f"LiteRT cannot run the int8 model: {exc}") from exc
+    in_order = [int(d["index"]) for d in interp.get_input_details()]
+    out_order = [int(d["index"]) for d in interp.get_output_details()]
+    sig = interp._get_full_signature_list().get("serving_default", {})
+    keras_in, keras_out = list(keras_model.input_names), list(keras_model.output_names)
+
+    def position(kind: str, k: int, names: list[str], order: list[int]) -> int:
+        idx = sig.get(kind, {}).get(names[k])
+        if idx is None:
+            raise _StageError("quantize", f"no signature entry for {kind[:-1]} {names[k]!r}")
+        return order.index(int(idx))
+
+    out = Path(job["out"])
+    out.write_bytes(data)
+    return {
+        "inputs": [
+            {"tflite_index": position("inputs", k, keras_in, in_order), "perm": list(p)}
+            for k, p in enumerate(in_perms)
+        ],
+        "outputs": [
+            {"tflite_index": position("outputs", k, keras_out, out_order), "perm": list(p)}
+            for k, p in enumerate(out_perms)
+        ],
+        "timings": timings,
+        "tf_version": __import__("tensorflow").__version__,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())
