@@ -272,6 +272,12 @@ def run_runner(
         doc = json.loads(res.stdout.strip().splitlines()[-1]) if res.stdout.strip() else None
     except (json.JSONDecodeError, IndexError):
         doc = None
+    if not isinstance(doc, dict) and res.returncode > 128:
+        raise RemoteCommandError(
+            f"the runner on {where} was killed by signal {res.returncode - 128}: {res.tail(500)}",
+            hint="signal 11 is a crash inside the TFLite interpreter (a corrupt or truncated "
+            "model?); signal 9 is usually the out-of-memory killer",
+        )
     if not isinstance(doc, dict):
         raise RemoteCommandError(
             f"the runner on {where} failed (exit code {res.returncode}) without a result: {res.tail(800)}"
