@@ -182,3 +182,33 @@ def test_remote_runner_errors(tmp_path: Path, kws: Path) -> None:
     assert p.returncode == 4 and doc["kind"] == "model_rejected"
     rc, doc = _run_runner(tmp_path, kws, "--threads", "0")
     assert rc == 2 and doc["kind"] == "usage"
+
+
+def test_cli_phone_flags_map_onto_bench_options() -> None:
+    import argparse
+
+    from toolchain.cli.phone_options import add_phone_arguments, phone_options
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--threads", type=int)  # defined by the bench command itself: not added twice
+    add_phone_arguments(p)
+    args = p.parse_args(
+        ["--serial", "R58M", "--benchmark-binary", "bm", "--host", "pi@pi:2222", "--trust-new-host",
+         "--no-xnnpack", "--cpu-affinity", "f0", "--cooldown", "2", "--bench-arg=--use_caching=true",
+         "--rounds", "3", "--delegate", "gpu"]
+    )  # fmt: skip
+    kw = phone_options(args)
+    assert kw == {
+        "adb_serial": "R58M",
+        "benchmark_binary": Path("bm"),
+        "rounds": 3,
+        "delegate": "gpu",
+        "ssh_host": "pi@pi:2222",
+        "trust_new_host": True,
+        "use_xnnpack": False,
+        "cpu_affinity": "f0",
+        "cooldown_s": 2.0,
+        "extra_args": ("--use_caching=true",),
+    }
+    BenchOptions(**kw)  # every key is a BenchOptions field
+    assert phone_options(p.parse_args([])) == {}
