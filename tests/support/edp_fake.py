@@ -44,8 +44,11 @@ class FakeBackend(DeviceBackend):
             return TensorInfo(9, (1, self.out_bytes), 0.00390625, -128, self.out_bytes)
         return TensorInfo(3, (1, self.in_bytes), 0.5, 3, self.in_bytes)
 
-    def invoke(self, inputs: list[bytes], profile: int) -> None:
-        x = inputs[0]
+    def set_inputs(self, inputs: list[bytes]) -> None:
+        self.inp = inputs[0]
+
+    def invoke(self, profile: int) -> None:
+        x = self.inp
         if x[0] == 0xFF:
             raise RuntimeError("fake failure")
         n = self.invocations

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 RUNNERS: dict[str, str] = {
     "adb": "toolchain.bench.android:run_adb",
     "ssh": "toolchain.bench.linux:run_ssh",
+    "serial": "toolchain.bench.mcu:run_serial",
+    "host-tflm": "toolchain.bench.mcu:run_host_tflm",
 }
 
 

@@ -20,7 +20,11 @@ from toolchain.cli import ui
 from toolchain.errors import EdgeDeployError
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("toolchain.cli.targets", "toolchain.cli.devices")
+COMMANDS: tuple[str, ...] = (
+    "toolchain.cli.targets",
+    "toolchain.cli.devices",
+    "toolchain.cli.bench",
+)
 
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130

@@ -38,8 +38,8 @@ PROFILE_RESET = 2
 
 
 class DeviceBackend(abc.ABC):
-    """What a device must provide. Tensors are described by :class:`TensorInfo`; input
-    bytes are handed to :meth:`invoke` on every call (the refill)."""
+    """What a device must provide. Tensors are described by :class:`TensorInfo`; the input
+    bytes are handed to :meth:`set_inputs` before every :meth:`invoke` (the refill)."""
 
     @abc.abstractmethod
     def hello(self) -> Hello:
@@ -50,8 +50,12 @@ class DeviceBackend(abc.ABC):
         """Describe a tensor (IndexError when there is none)."""
 
     @abc.abstractmethod
-    def invoke(self, inputs: list[bytes], profile: int) -> None:
-        """Set the inputs and run one inference; raise RuntimeError with a reason on failure."""
+    def set_inputs(self, inputs: list[bytes]) -> None:
+        """Copy the inputs into the interpreter (called before every invoke, untimed)."""
+
+    @abc.abstractmethod
+    def invoke(self, profile: int) -> None:
+        """Run one inference (timed); raise RuntimeError with a reason on failure."""
 
     @abc.abstractmethod
     def output(self, index: int) -> bytes:
@@ -191,9 +195,10 @@ class DeviceDispatcher:
             pflags = 0
             if profile and k >= warmup:
                 pflags = PROFILE_ON | (PROFILE_RESET if k == warmup else 0)
-            t0 = self.backend.now()
             try:
-                self.backend.invoke(inputs, pflags)
+                self.backend.set_inputs(inputs)
+                t0 = self.backend.now()
+                self.backend.invoke(pflags)
             except RuntimeError as exc:
                 raise _Err(ErrCode.INVOKE_FAILED, f"invoke failed: {exc}") from exc
             t1 = self.backend.now()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import time
 from types import TracebackType
+from typing import Self
 
 from toolchain.errors import IoTimeoutError
 
@@ -56,7 +57,7 @@ class Transport(abc.ABC):
     def is_open(self) -> bool:
         return self._open_flag
 
-    def __enter__(self) -> Transport:
+    def __enter__(self) -> Self:
         self.open()
         return self
 
