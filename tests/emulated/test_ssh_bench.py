@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.support.devices import Sshd, free_port
@@ -92,8 +93,16 @@ def opts(sshd: Sshd, **kw: object) -> BenchOptions:
     return BenchOptions(**base)  # type: ignore[arg-type]
 
 
-def test_runner_over_ssh_on_a_real_model(sshd: Sshd, known: Path, kws: Path, no_leftovers) -> None:
-    result = run_bench(TARGET, kws, opts(sshd, threads=2, use_xnnpack=False, cpu_affinity="1"))
+def test_runner_over_ssh_on_a_real_model(
+    sshd: Sshd, known: Path, kws: Path, tmp_path: Path, no_leftovers
+) -> None:
+    golden = tmp_path / "golden.npz"  # two samples on axis 0: the first one is used
+    rng = np.random.default_rng(7)
+    np.savez(golden, input_0=rng.integers(-128, 128, size=(2, 49, 10, 1)).astype(np.int8))
+    result = run_bench(
+        TARGET, kws, opts(sshd, threads=2, use_xnnpack=False, cpu_affinity="1", golden=golden)
+    )
+    assert str(golden) in result.environment["inputs"]
     assert result.runner == "ssh" and result.target == "rpi4" and result.unit == "ms"
     assert len(result.samples) == 5 and all(0 < s < 1000 for s in result.samples)
     assert result.environment["threads"] == 2 and result.environment["xnnpack"] == "off"

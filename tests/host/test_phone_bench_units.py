@@ -14,6 +14,7 @@ import pytest
 
 from toolchain.bench import remote
 from toolchain.bench.android import benchmark_model_args
+from toolchain.bench.mcu import bench_inputs
 from toolchain.bench.options import BenchOptions
 from toolchain.devices.adb import parse_getprop
 from toolchain.devices.elf import check_executable_for, read_elf
@@ -140,7 +141,7 @@ def _run_runner(
     tmp_path: Path, model: Path, *extra: str, env: dict | None = None
 ) -> tuple[int, dict]:
     tfl = remote.load_model(model)
-    npz = remote.save_inputs(remote.make_inputs(tfl), tmp_path / "in.npz")
+    npz = remote.save_inputs(bench_inputs(tfl, None)[0], tmp_path / "in.npz")
     p = subprocess.run(
         [sys.executable, str(remote.RUNNER_SCRIPT), "--model", str(model), "--inputs", str(npz), "--runs", "3", "--warmup", "1", *extra],
         capture_output=True, text=True, timeout=120, env=env,
@@ -152,7 +153,7 @@ def test_remote_runner_standalone_matches_host_reference(tmp_path: Path, kws: Pa
     rc, doc = _run_runner(tmp_path, kws, "--threads", "1", "--xnnpack", "off")
     assert rc == 0 and doc["ok"] and len(doc["samples_ms"]) == 3
     assert doc["config"] == {"threads": 1, "xnnpack": "off", "runs": 3, "warmup": 1}
-    inputs = remote.make_inputs(remote.load_model(kws))
+    inputs = bench_inputs(remote.load_model(kws), None)[0]
     ref, _ = remote.host_reference(kws, inputs)
     assert (
         remote.compare_outputs(remote.decode_outputs(doc["outputs"]), ref, "host").max_abs_diff <= 1
@@ -173,7 +174,9 @@ def test_remote_runner_falls_back_to_tflite_runtime(tmp_path: Path, kws: Path) -
 def test_remote_runner_errors(tmp_path: Path, kws: Path) -> None:
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"not a model")  # (a truncated flatbuffer makes LiteRT segfault instead)
-    tfl_inputs = remote.save_inputs(remote.make_inputs(remote.load_model(kws)), tmp_path / "i.npz")
+    tfl_inputs = remote.save_inputs(
+        bench_inputs(remote.load_model(kws), None)[0], tmp_path / "i.npz"
+    )
     p = subprocess.run(
         [sys.executable, str(remote.RUNNER_SCRIPT), "--model", str(bad), "--inputs", str(tfl_inputs)],
         capture_output=True, text=True, timeout=120,

@@ -33,6 +33,7 @@ from toolchain.bench.benchmark_model_output import (
     BenchmarkModelOutput,
     parse_benchmark_model_output,
 )
+from toolchain.bench.mcu import bench_inputs
 from toolchain.bench.options import BenchOptions
 from toolchain.bench.result import BenchResult, OpTiming
 from toolchain.devices.adb import AdbDevice, AndroidInfo, select_device
@@ -312,7 +313,7 @@ def _bench_python(
 ) -> BenchResult:
     progress = options.progress or no_progress
     t = options.timeout_s
-    inputs = remote.make_inputs(tfl)
+    inputs, inputs_note = bench_inputs(tfl, options.golden)
     with remote.staging_dir() as stage:
         npz = remote.save_inputs(inputs, stage / "inputs.npz")
         progress("push", 0, 3)
@@ -343,6 +344,7 @@ def _bench_python(
         options=replace(options, progress=None),
         device=device_info,
         inputs=inputs,
+        inputs_note=inputs_note,
         temperatures=(remote.hottest(before.temperatures), remote.hottest(after.temperatures)),
         environment={"cpu_affinity": options.cpu_affinity},
     )

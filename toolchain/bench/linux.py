@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from toolchain.bench import remote
+from toolchain.bench.mcu import bench_inputs
 from toolchain.bench.options import BenchOptions
 from toolchain.bench.result import BenchResult
 from toolchain.devices.shell import Workdir, q
@@ -70,7 +71,7 @@ def run_ssh(target: Target, model: Path, options: BenchOptions) -> BenchResult:
                 "(or tflite-runtime); or name the interpreter with --remote-python",
             )
         progress("connect", 1, 1)
-        inputs = remote.make_inputs(tfl)
+        inputs, inputs_note = bench_inputs(tfl, options.golden)
         with Workdir(board, BOARD_BASE) as wd, remote.staging_dir() as stage:
             npz = remote.save_inputs(inputs, stage / "inputs.npz")
             progress("copy", 0, 3)
@@ -100,6 +101,7 @@ def run_ssh(target: Target, model: Path, options: BenchOptions) -> BenchResult:
         options=replace(options, progress=None),
         device={"host": description, "python_path": python},
         inputs=inputs,
+        inputs_note=inputs_note,
         environment={
             "cpu_affinity": options.cpu_affinity,
             "board_dir": wd.path,

@@ -2,10 +2,10 @@
 host reference check, device-state probes and the assembly of a :class:`BenchResult`.
 
 The remote runner (``remote_runner.py`` next to this file) is copied to the device with the
-model and an ``.npz`` of inputs; it prints one JSON object (see its docstring). Inputs are
-seeded random values over the input's whole range (int8/uint8: every code; float: N(0, 1)),
-so the same model always gets the same inputs, and the host's LiteRT interpreter computes
-the reference outputs for exactly those inputs.
+model and an ``.npz`` of inputs; it prints one JSON object (see its docstring). The inputs
+are those of the MCU bench (:func:`toolchain.bench.mcu.bench_inputs`: sample 0 of
+``--golden``, else seeded random values), and the host's LiteRT interpreter computes the
+reference outputs for exactly those inputs.
 """
 
 from __future__ import annotations
@@ -38,8 +38,6 @@ from toolchain.tflite_model import TFLiteModel
 log = logging.getLogger(__name__)
 
 RUNNER_SCRIPT = Path(__file__).with_name("remote_runner.py")
-#: Seed of the generated inputs (the same model always gets the same inputs).
-INPUT_SEED = 0
 
 
 def check_options(options: BenchOptions) -> None:
@@ -77,24 +75,6 @@ def load_model(path: Path) -> TFLiteModel:
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def make_inputs(model: TFLiteModel, seed: int = INPUT_SEED) -> list[np.ndarray]:
-    """One array per model input, seeded, covering the input type's range."""
-    rng = np.random.default_rng(seed)
-    arrays = []
-    for t in model.inputs:
-        dtype = np.dtype(t.dtype if t.dtype != "float16" else "float16")
-        shape = tuple(max(1, d) for d in t.shape)
-        if np.issubdtype(dtype, np.integer):
-            info = np.iinfo(dtype)
-            lo, hi = max(info.min, -(2**31)), min(info.max, 2**31 - 1)
-            arrays.append(rng.integers(lo, hi, size=shape, endpoint=True).astype(dtype))
-        elif dtype == np.bool_:
-            arrays.append(rng.integers(0, 1, size=shape, endpoint=True).astype(np.bool_))
-        else:
-            arrays.append(rng.standard_normal(shape).astype(dtype))
-    return arrays
 
 
 def save_inputs(arrays: list[np.ndarray], path: Path) -> Path:
@@ -308,6 +288,7 @@ def result_from_runner(
     options: BenchOptions,
     device: dict[str, Any],
     inputs: list[np.ndarray],
+    inputs_note: str = "",
     environment: dict[str, Any] | None = None,
     temperatures: tuple[float | None, float | None] | None = None,
 ) -> BenchResult:
@@ -341,7 +322,7 @@ def result_from_runner(
             "threads": options.threads,
             "xnnpack": doc.get("config", {}).get("xnnpack"),
             "first_inference_ms": doc.get("first_ms"),
-            "inputs": f"seeded random (seed {INPUT_SEED}) over each input type's range",
+            "inputs": inputs_note,
             **(environment or {}),
         },
     )
