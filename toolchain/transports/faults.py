@@ -10,8 +10,8 @@ write 1), so a test says exactly what goes wrong and when:
 * ``drop_reply_after``: the first ``n`` bytes the device sends after these writes are eaten
   (a lost reply, or a reply cut in half).
 * ``silence_after``: from this write on, nothing is delivered either way (a dead board).
-* ``on_write``: ``callback(k)`` called after write ``k`` went out (e.g. to reset the device
-  in the middle of a RUN).
+* ``on_write``: ``callback(k, data)`` called after write ``k`` (the bytes ``data``) went
+  out, e.g. to reset the device in the middle of a RUN.
 
 Everything is deterministic for a given ``seed``. The wrapper keeps the
 :class:`~toolchain.transports.base.Transport` contract.
@@ -39,7 +39,7 @@ class FaultyTransport(Transport):
         drop_reply_after: Collection[int] = (),
         drop_reply_bytes: int = 10,
         silence_after: int | None = None,
-        on_write: Callable[[int], None] | None = None,
+        on_write: Callable[[int, bytes], None] | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -92,7 +92,7 @@ class FaultyTransport(Transport):
             self._to_drop += self.drop_reply_bytes
             self.log.append(("eat", k))
         if self.on_write is not None:
-            self.on_write(k)
+            self.on_write(k, data)
 
     def _read_some(self, max_n: int, timeout: float) -> bytes:
         if self._silent():
