@@ -322,3 +322,16 @@ def test_adb_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, kws: Path
     monkeypatch.delenv("EDGEDEPLOY_ADB", raising=False)
     with pytest.raises(ToolchainMissingError, match="adb not found"):
         run_bench(TARGET, kws, opts(runner="adb"))
+
+
+def test_cli_bench_over_adb(phone: Phone, launcher: Path, kws: Path, tmp_path: Path) -> None:
+    rc = cli_main(
+        ["bench", "--target", "android-arm64", "--model", str(kws), "--out", str(tmp_path / "out"),
+         "--serial", phone.serial, "--benchmark-binary", str(launcher), "--runs", "3",
+         "--warmup", "0", "--rounds", "2", "--bench-arg=--use_caching=true"]
+    )  # fmt: skip
+    assert rc == 0
+    report = json.loads((tmp_path / "out/bench_report.json").read_text())
+    assert report["runner"] == "adb" and len(report["samples"]) == 2
+    assert "--use_caching=true" in report["environment"]["benchmark_args"]
+    assert phone.leftovers() == []

@@ -10,6 +10,7 @@ and every test checks that no /tmp/edgedeploy-* directory and no process is left
 from __future__ import annotations
 
 import getpass
+import json
 import shutil
 import sys
 import time
@@ -212,3 +213,19 @@ def test_bad_options(sshd: Sshd, kws: Path, tmp_path: Path) -> None:
 
     with pytest.raises(_E, match="not a TFLite flatbuffer"):
         run_bench(TARGET, bad, opts(sshd))
+
+
+def test_cli_bench_over_ssh(sshd: Sshd, known: Path, kws: Path, tmp_path: Path, capsys) -> None:
+    from toolchain.cli import main as cli_main
+
+    argv = ["bench", "--target", "rpi4", "--model", str(kws), "--host",
+            f"{getpass.getuser()}@127.0.0.1:{sshd.port}", "--ssh-key", str(sshd.user_key),
+            "--remote-python", sys.executable, "--runs", "3", "--warmup", "1", "--threads", "1"]  # fmt: skip
+    assert cli_main([*argv, "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out/bench_report.json").read_text())
+    assert report["runner"] == "ssh" and report["runs"] == 3 and report["unit"] == "ms"
+    assert report["output_check"]["bit_exact"] is True
+    known.unlink()  # now an unknown host: exit code 1, a hint, no report
+    assert cli_main([*argv, "--out", str(tmp_path / "out2")]) == 1
+    assert "--trust-new-host" in capsys.readouterr().err
+    assert not (tmp_path / "out2/bench_report.json").exists()
