@@ -83,7 +83,7 @@ def test_mixed_net_structured_prune_runs_and_shrinks() -> None:
 
 def test_keep_first_last_and_user_keep() -> None:
     model = mixed_net()
-    res = prune_model(model, ratio=0.5, keep=["branch_a"])
+    res = prune_model(model, ratio=0.5, keep=["branch_a"], keep_last=True)
     kept = res.report["kept_layers"]
     assert kept["first"] == ["stem.0"]
     assert sorted(kept["last"]) == ["mix.0"]

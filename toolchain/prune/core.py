@@ -25,6 +25,8 @@ from toolchain.prune.data import Dataset, DataSpec, check_inputs, check_targets,
 from toolchain.prune.finetune import (
     FinetuneOptions,
     finetune,
+    nll_of_probabilities,
+    outputs_probabilities,
     resolve_callback,
     resolve_loss,
     run_callback,
@@ -89,7 +91,7 @@ def prune_model(
     layer_ratios: Mapping[str, float] | None = None,
     keep: Sequence[str] = (),
     keep_first: bool = True,
-    keep_last: bool = True,
+    keep_last: bool = False,
     round_to: int | None = None,
     global_ranking: bool = False,
     train: DataSpec | None = None,
@@ -332,7 +334,9 @@ def _taylor_gradients(
     with torch.enable_grad():
         out = flatten_outputs(work(x))[0]
         if loss_name == "ce" and train.y is not None:
-            loss = nn.functional.cross_entropy(out, torch.from_numpy(train.y[:n]))
+            y_t = torch.from_numpy(train.y[:n])
+            probs = outputs_probabilities(teacher, train.x[:n])
+            loss = (nll_of_probabilities if probs else nn.functional.cross_entropy)(out, y_t)
         else:
             y = train.y[:n] if train.y is not None else predict(teacher, train.x[:n])
             loss = nn.functional.mse_loss(out, torch.from_numpy(y))

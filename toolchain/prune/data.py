@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from toolchain.errors import DataError
-from toolchain.prune.specs import load_object
+from toolchain.pyref import load_object
 
 _X_KEYS = ("x", "inputs", "data", "images")
 _Y_KEYS = ("y", "labels", "targets", "target")
@@ -51,13 +51,18 @@ DataSpec = Dataset | tuple[Any, ...] | np.ndarray | torch.Tensor | str | Path | 
 def load(spec: DataSpec, *, labels: Any = None, what: str = "data") -> Dataset:
     """Load ``spec`` (see the module docstring) into a :class:`Dataset`.
 
-    ``labels`` (array or ``.npy`` path) overrides labels found in ``spec``.
+    ``labels`` (an array, or integer class labels in any form :func:`toolchain.data.load_labels`
+    reads: ``.npy``, ``.txt``, ``file.npz:key``, ``module:fn``) overrides labels in ``spec``.
     Raises :class:`DataError` (missing file, unknown keys, empty, NaN/inf, N mismatch).
     """
     x, y = _resolve(spec, what)
-    if labels is not None:
-        y = _array(_read_file(Path(labels), what) if isinstance(labels, str | Path) else labels)
     xa = _array(x)
+    if labels is not None and isinstance(labels, str | Path) and xa is not None:
+        from toolchain.data import load_labels  # .npy, .txt/.csv, file.npz:key, module:fn
+
+        y = load_labels(labels, n=len(xa), what=f"{what} labels")
+    elif labels is not None:
+        y = labels
     if xa is None or xa.ndim < 1 or len(xa) == 0:
         raise DataError(f"{what}: no inputs (empty or missing array)")
     if xa.dtype.kind not in "fiub":

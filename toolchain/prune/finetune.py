@@ -23,7 +23,7 @@ from toolchain.errors import DataError, ModelLoadError, PruneError
 from toolchain.progress import ProgressFn, no_progress
 from toolchain.prune.data import Dataset
 from toolchain.prune.metric import predict
-from toolchain.prune.specs import load_object
+from toolchain.pyref import load_object
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +89,12 @@ def finetune(
         targets = train.y
     x_all = torch.from_numpy(np.ascontiguousarray(train.x))
     y_all = torch.from_numpy(np.ascontiguousarray(targets))
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = (
-        nn.functional.cross_entropy if loss_name == "ce" else nn.functional.mse_loss
-    )
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = nn.functional.mse_loss
+    if loss_name == "ce":
+        probs = outputs_probabilities(model, train.x[: options.batch_size])
+        loss_fn = nll_of_probabilities if probs else nn.functional.cross_entropy
+        if probs:
+            log.info("the model outputs probabilities (softmax): training on log(p)")
     n = len(train)
     steps_per_epoch = (n + options.batch_size - 1) // options.batch_size
     total = steps_per_epoch * options.epochs
@@ -124,6 +127,20 @@ def finetune(
         progress("fine-tune", total, total)
     model.eval()
     return model
+
+
+def outputs_probabilities(model: nn.Module, x: np.ndarray) -> bool:
+    """Whether the model's outputs are probabilities (≥ 0, rows summing to 1: a final softmax).
+
+    Cross-entropy on probabilities would apply softmax twice; such models train on log(p).
+    """
+    out = predict(model, x)
+    rows = out.reshape(len(out), -1)
+    return bool((rows >= 0).all() and np.allclose(rows.sum(1), 1.0, atol=1e-4))
+
+
+def nll_of_probabilities(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return nn.functional.nll_loss(torch.log(p.clamp_min(1e-8)), y)
 
 
 def _has_batchnorm(model: nn.Module) -> bool:

@@ -167,14 +167,20 @@ class Graph:
     def first_layers(self) -> list[str]:
         """The first Conv/Linear layers the model inputs reach (through channel-keeping ops)."""
         found: list[str] = []
-        # A node fed by a model input has no input node and a grad_fn with an input that does
-        # not require grad (the model input); a weight transpose (TBackward) has neither.
+
+        # A node fed by a model input has a grad_fn with an input that does not require grad
+        # (the model input) and no input nodes other than weight-only ones (a Linear's
+        # TBackward, whose inputs are all parameters).
+        def fed_by_input(n: Any) -> bool:
+            return n.grad_fn is not None and any(f is None for f, _ in n.grad_fn.next_functions)
+
+        def weight_only(n: Any) -> bool:
+            return not n.inputs and not fed_by_input(n)
+
         sources = [
             n
             for n in self.dg.module2node.values()
-            if not n.inputs
-            and n.grad_fn is not None
-            and any(f is None for f, _ in n.grad_fn.next_functions)
+            if fed_by_input(n) and all(weight_only(i) for i in n.inputs)
         ]
         self._walk(sources, lambda node: node.outputs, found)
         return found
