@@ -85,7 +85,12 @@ class CpuSpec:
 
 @dataclass(frozen=True)
 class MemorySpec:
-    """Budgets in bytes; for MCUs also the origins of flash and RAM (the linker's memory map)."""
+    """Budgets in bytes; for MCUs also the origins of flash and RAM (the linker's memory map).
+
+    ``runtime_flash_bytes`` / ``runtime_ram_bytes``: measured TFLM runtime code and static
+    data for this board; when unset the emit stage's memory report estimates them per core
+    (toolchain/emit/footprint.py).
+    """
 
     flash_bytes: int | None
     ram_bytes: int
@@ -93,6 +98,8 @@ class MemorySpec:
     ram_origin: int = 0x20000000
     stack_bytes: int = 16 * 1024
     heap_bytes: int = 8 * 1024
+    runtime_flash_bytes: int | None = None
+    runtime_ram_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -308,6 +315,8 @@ def _validate(raw: dict[str, Any], path: Path) -> Target:
         ram_origin=m.get("ram_origin", int, 0x20000000),
         stack_bytes=m.get("stack_bytes", int, 16 * 1024),
         heap_bytes=m.get("heap_bytes", int, 8 * 1024),
+        runtime_flash_bytes=m.get("runtime_flash_bytes", int, None),
+        runtime_ram_bytes=m.get("runtime_ram_bytes", int, None),
     )
     m.finish()
     if kind == "mcu" and memory.flash_bytes is None:

@@ -22,6 +22,7 @@ from toolchain.errors import EdgeDeployError
 #: Sub-command modules, in the order ``--help`` lists them.
 COMMANDS: tuple[str, ...] = (
     "toolchain.cli.prune",
+    "toolchain.cli.emit",
     "toolchain.cli.targets",
     "toolchain.cli.devices",
     "toolchain.cli.bench",
