@@ -92,6 +92,7 @@ class TflmBackend(DeviceBackend):
         from tflite_micro.python.tflite_micro import runtime
 
         self.model = TFLiteModel.from_file(model_path)
+        self._hello: Hello | None = None
         if arena_bytes is None:
             arena_bytes, self.arena_source = default_arena(self.model)
         else:
@@ -132,6 +133,11 @@ class TflmBackend(DeviceBackend):
         )
 
     def hello(self) -> Hello:
+        if self._hello is None:
+            self._hello = self._make_hello()
+        return self._hello
+
+    def _make_hello(self) -> Hello:
         import importlib.metadata
 
         try:

@@ -22,6 +22,9 @@ from toolchain.transports.base import Transport
 
 log = logging.getLogger(__name__)
 
+#: longest single wait inside a read (seconds); reads return as soon as their bytes are in
+READ_SLICE_S = 0.05
+
 
 class SerialTransport(Transport):
     """A pyserial port opened by URL. ``exclusive`` locks a local tty (a second opener gets
@@ -41,7 +44,7 @@ class SerialTransport(Transport):
             ser = serial.serial_for_url(
                 self.url,
                 baudrate=self.baudrate,
-                timeout=0,
+                timeout=READ_SLICE_S,
                 write_timeout=1.0,
                 do_not_open=True,
                 **({"exclusive": self.exclusive} if local else {}),
@@ -68,8 +71,12 @@ class SerialTransport(Transport):
 
     def _read_some(self, max_n: int, timeout: float) -> bytes:
         ser = self._port()
+        # pyserial reconfigures the port (tcsetattr) whenever .timeout changes, which costs
+        # more than the read: wait in fixed slices and change it only near the deadline.
+        t = round(min(max(timeout, 0.0), READ_SLICE_S), 3)
         try:
-            ser.timeout = max(timeout, 0.0)
+            if ser.timeout != t:
+                ser.timeout = t
             return bytes(ser.read(max_n))
         except (serial.SerialException, OSError) as exc:
             raise TransportClosedError(
@@ -80,7 +87,9 @@ class SerialTransport(Transport):
     def write(self, data: bytes, timeout: float) -> None:
         ser = self._port()
         try:
-            ser.write_timeout = max(timeout, 0.001)
+            wt = round(max(timeout, 0.001), 3)
+            if ser.write_timeout != wt:
+                ser.write_timeout = wt
             n = ser.write(data)
         except serial.SerialTimeoutException as exc:
             raise IoTimeoutError(f"{self.url}: write of {len(data)} B timed out") from exc
