@@ -1,0 +1,1 @@
+"""Measured comparisons (``make bench`` = ``python -m benchmarks.run``); see README.md."""
