@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import tempfile
@@ -24,6 +23,7 @@ from typing import Any
 
 from benchmarks.common import README, RESULTS, reference_dir, say, update_readme, write_result
 from toolchain.bench import run_bench
+from toolchain.bench.mcu import cpu_name
 from toolchain.bench.options import BenchOptions
 from toolchain.devices.host_tflm import HostTflmProcess
 from toolchain.protocol import DeviceClient
@@ -121,16 +121,6 @@ def bench_fuzz(seconds: int) -> dict[str, Any]:
     }
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=50)
@@ -145,7 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         ref = reference_dir()
         result = {
-            "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d")},
+            "machine": {
+                "cpu": cpu_name(),
+                "cores": os.cpu_count(),
+                "date": time.strftime("%Y-%m-%d"),
+            },
             "runs": args.runs,
             "warmup": args.warmup,
             "host_tflm": bench_models(ref, args.runs, args.warmup),

@@ -14,6 +14,7 @@ survived by re-uploading and starting the measurement again (twice at most).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
 import shutil
@@ -26,10 +27,12 @@ from typing import Any
 import numpy as np
 
 from toolchain.bench.options import BenchOptions
-from toolchain.bench.result import BenchResult, OpTiming, OutputCheck
+from toolchain.bench.remote import compare_outputs
+from toolchain.bench.result import BenchResult, OpTiming
 from toolchain.errors import (
     DeviceError,
     DeviceResetError,
+    FirmwareError,
     ModelMismatchError,
     RemoteError,
     ToolchainMissingError,
@@ -115,24 +118,6 @@ def host_outputs(model: TFLiteModel, inputs: list[np.ndarray]) -> list[np.ndarra
     with model_file(model) as mf:
         outs = golden_mod.run_tflm(mf, [a[None] for a in inputs], arena=recommended_arena(model))
     return [np.asarray(o[0]).reshape(t.shape) for o, t in zip(outs, model.outputs, strict=True)]
-
-
-def compare_outputs(device: list[np.ndarray], host: list[np.ndarray]) -> OutputCheck:
-    values = mismatches = 0
-    max_diff = 0.0
-    for d, h in zip(device, host, strict=True):
-        dd, hh = d.astype(np.float64).ravel(), h.astype(np.float64).ravel()
-        values += dd.size
-        mismatches += int(np.count_nonzero(d.ravel() != h.ravel()))
-        if dd.size:
-            max_diff = max(max_diff, float(np.max(np.abs(dd - hh))))
-    return OutputCheck(
-        reference=REFERENCE,
-        compared_values=values,
-        mismatches=mismatches,
-        max_abs_diff=max_diff,
-        bit_exact=mismatches == 0,
-    )
 
 
 # --- the procedure ---------------------------------------------------------------------------
@@ -222,7 +207,7 @@ def benchmark_device(
             log.warning("device reset; re-uploading and measuring again")
             client.hello()
     ticks, first_outputs, last_outputs, profile = measured
-    check = compare_outputs(first_outputs, reference)
+    check = compare_outputs(first_outputs, reference, REFERENCE)
     if not check.bit_exact:
         warnings.append(
             f"device outputs differ from the {REFERENCE}: {check.mismatches} of "
@@ -377,7 +362,11 @@ def _image_memory(target: Target, firmware: Path | None) -> dict[str, Any]:
         return {}
     from toolchain.firmware.build import image_memory
 
-    return {"image": str(firmware), **image_memory(firmware, target).to_dict()}
+    try:
+        return {"image": str(firmware), **image_memory(firmware, target).to_dict()}
+    except (FirmwareError, ToolchainMissingError) as exc:
+        log.warning("no flash/RAM figures for %s: %s", firmware, exc)
+        return {"image": str(firmware)}
 
 
 def run_serial(target: Target, model: Path, options: BenchOptions) -> BenchResult:
@@ -419,31 +408,26 @@ def run_host_tflm(target: Target, model: Path, options: BenchOptions) -> BenchRe
     tfl = TFLiteModel.from_file(model)
     if options.firmware is not None:
         raise UsageError("the host-tflm runner runs no firmware; drop --firmware")
-    if options.port:
-        with SerialTransport(options.port) as link:
-            client = DeviceClient(link, timeout_s=REQUEST_TIMEOUT_S)
-            return benchmark_device(
-                client,
-                target=target,
-                model=tfl,
-                options=options,
-                runner="host-tflm",
-                device_info={"port": options.port},
-            )
-    with HostTflmProcess(model) as dev, SerialTransport(dev.port) as link:
-        client = DeviceClient(link, timeout_s=REQUEST_TIMEOUT_S)
+    with contextlib.ExitStack() as stack:
+        port = options.port
+        info = {"port": port}
+        if not port:
+            port = stack.enter_context(HostTflmProcess(model)).port
+            info = {"port": port, "process": "python -m toolchain.devices.host_tflm"}
+        link = stack.enter_context(SerialTransport(port))
         return benchmark_device(
-            client,
+            DeviceClient(link, timeout_s=REQUEST_TIMEOUT_S),
             target=target,
             model=tfl,
             options=options,
             runner="host-tflm",
-            device_info={"port": dev.port, "process": "python -m toolchain.devices.host_tflm"},
-            environment={"cpu": _cpu_name()},
+            device_info=info,
+            environment={"cpu": cpu_name()},
         )
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The host CPU's model name (for reports of host timings)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
