@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -128,10 +127,6 @@ def _device_dict(
     return d
 
 
-def _affinity(options: BenchOptions) -> str:
-    return f"taskset {q(options.cpu_affinity)} " if options.cpu_affinity else ""
-
-
 def benchmark_model_args(graph: str, options: BenchOptions, *, profile: bool = False) -> list[str]:
     """The benchmark_model flags for ``options`` (device path of the model in ``graph``)."""
     args = [
@@ -159,7 +154,7 @@ def benchmark_model_args(graph: str, options: BenchOptions, *, profile: bool = F
 def _run_binary(
     wd: Workdir, exe: str, args: list[str], options: BenchOptions
 ) -> BenchmarkModelOutput:
-    command = _affinity(options) + " ".join(q(a) for a in [exe, *args])
+    command = remote.affinity_prefix(options) + " ".join(q(a) for a in [exe, *args])
     res = wd.run_guarded(command, timeout_s=remote.run_timeout_s(options))
     text = res.stdout + "\n" + res.stderr
     where = wd.shell.description
@@ -311,28 +306,9 @@ def _bench_python(
     target: Target,
     options: BenchOptions,
 ) -> BenchResult:
-    progress = options.progress or no_progress
-    t = options.timeout_s
     inputs, inputs_note = bench_inputs(tfl, options.golden)
-    with remote.staging_dir() as stage:
-        npz = remote.save_inputs(inputs, stage / "inputs.npz")
-        progress("push", 0, 3)
-        runner = wd.put(remote.RUNNER_SCRIPT, "remote_runner.py", timeout_s=t)
-        graph = wd.put(model, model.name, timeout_s=t * 4)
-        inputs_remote = wd.put(npz, "inputs.npz", timeout_s=t)
-        progress("push", 3, 3)
     before = remote.probe_state(device)
-    progress("benchmark", 0, 1)
-    doc = remote.run_runner(
-        wd,
-        python=python,
-        model_remote=graph,
-        inputs_remote=inputs_remote,
-        runner_remote=runner,
-        options=options,
-        affinity_prefix=_affinity(options),
-    )
-    progress("benchmark", 1, 1)
+    doc = remote.run_runner(wd, python=python, model=model, inputs=inputs, options=options)
     after = remote.probe_state(device)
     device_info = _device_dict(info, before, after)
     device_info["python"] = python
@@ -341,7 +317,7 @@ def _bench_python(
         runner="adb",
         target=target.name,
         model_path=model,
-        options=replace(options, progress=None),
+        options=options,
         device=device_info,
         inputs=inputs,
         inputs_note=inputs_note,

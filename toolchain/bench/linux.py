@@ -17,14 +17,13 @@ Connection errors are those of :class:`toolchain.devices.ssh.SshBoard` (unreacha
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 from toolchain.bench import remote
 from toolchain.bench.mcu import bench_inputs
 from toolchain.bench.options import BenchOptions
 from toolchain.bench.result import BenchResult
-from toolchain.devices.shell import Workdir, q
+from toolchain.devices.shell import Workdir
 from toolchain.devices.ssh import SshBoard
 from toolchain.errors import RemoteCommandError, UsageError
 from toolchain.progress import no_progress
@@ -72,33 +71,15 @@ def run_ssh(target: Target, model: Path, options: BenchOptions) -> BenchResult:
             )
         progress("connect", 1, 1)
         inputs, inputs_note = bench_inputs(tfl, options.golden)
-        with Workdir(board, BOARD_BASE) as wd, remote.staging_dir() as stage:
-            npz = remote.save_inputs(inputs, stage / "inputs.npz")
-            progress("copy", 0, 3)
-            runner = wd.put(remote.RUNNER_SCRIPT, "remote_runner.py", timeout_s=t)
-            graph = wd.put(model, model.name, timeout_s=t * 4)
-            inputs_remote = wd.put(npz, "inputs.npz", timeout_s=t)
-            progress("copy", 3, 3)
-            progress("benchmark", 0, 1)
-            doc = remote.run_runner(
-                wd,
-                python=python,
-                model_remote=graph,
-                inputs_remote=inputs_remote,
-                runner_remote=runner,
-                options=options,
-                affinity_prefix=f"taskset {q(options.cpu_affinity)} "
-                if options.cpu_affinity
-                else "",
-            )
-            progress("benchmark", 1, 1)
+        with Workdir(board, BOARD_BASE) as wd:
+            doc = remote.run_runner(wd, python=python, model=model, inputs=inputs, options=options)
         description = board.description
     result = remote.result_from_runner(
         doc,
         runner="ssh",
         target=target.name,
         model_path=model,
-        options=replace(options, progress=None),
+        options=options,
         device={"host": description, "python_path": python},
         inputs=inputs,
         inputs_note=inputs_note,

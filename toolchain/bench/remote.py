@@ -33,6 +33,7 @@ from toolchain.errors import (
     TFLiteModelError,
     UsageError,
 )
+from toolchain.progress import no_progress
 from toolchain.tflite_model import TFLiteModel
 
 log = logging.getLogger(__name__)
@@ -213,40 +214,44 @@ def find_python(shell: RemoteShell, candidates: tuple[str, ...]) -> str | None:
     return None
 
 
+def affinity_prefix(options: BenchOptions) -> str:
+    """``taskset MASK `` when ``cpu_affinity`` is set, else nothing."""
+    return f"taskset {q(options.cpu_affinity)} " if options.cpu_affinity else ""
+
+
 def run_runner(
     workdir: Workdir,
     *,
     python: str,
-    model_remote: str,
-    inputs_remote: str,
-    runner_remote: str,
+    model: Path,
+    inputs: list[np.ndarray],
     options: BenchOptions,
-    affinity_prefix: str = "",
 ) -> dict[str, Any]:
-    """Run ``remote_runner.py`` on the device and return its JSON.
+    """Copy ``remote_runner.py``, the model and the inputs into ``workdir``, run the runner
+    with ``python`` on the device and return its JSON.
 
     Raises :class:`TFLiteModelError` when the device's interpreter rejects the model,
     :class:`RemoteCommandError` for anything else that failed on the device,
     :class:`IoTimeoutError` (process killed) when it ran too long.
     """
-    argv = [
-        python,
-        runner_remote,
-        "--model",
-        model_remote,
-        "--inputs",
-        inputs_remote,
-        "--runs",
-        str(options.runs),
-        "--warmup",
-        str(options.warmup),
-        "--xnnpack",
-        {None: "auto", True: "on", False: "off"}[options.use_xnnpack],
-    ]
+    progress = options.progress or no_progress
+    t = options.timeout_s
+    with staging_dir() as stage:
+        npz = save_inputs(inputs, stage / "inputs.npz")
+        progress("copy", 0, 3)
+        runner = workdir.put(RUNNER_SCRIPT, "remote_runner.py", timeout_s=t)
+        graph = workdir.put(model, model.name, timeout_s=t * 4)
+        inputs_remote = workdir.put(npz, "inputs.npz", timeout_s=t)
+        progress("copy", 3, 3)
+    xnnpack = {None: "auto", True: "on", False: "off"}[options.use_xnnpack]
+    argv = [python, runner, "--model", graph, "--inputs", inputs_remote, "--runs",
+            str(options.runs), "--warmup", str(options.warmup), "--xnnpack", xnnpack]  # fmt: skip
     if options.threads is not None:
         argv += ["--threads", str(options.threads)]
-    command = affinity_prefix + " ".join(q(a) for a in argv)
+    progress("benchmark", 0, 1)
+    command = affinity_prefix(options) + " ".join(q(a) for a in argv)
     res = workdir.run_guarded(command, timeout_s=run_timeout_s(options))
+    progress("benchmark", 1, 1)
     where = workdir.shell.description
     try:
         doc = json.loads(res.stdout.strip().splitlines()[-1]) if res.stdout.strip() else None
