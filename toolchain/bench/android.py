@@ -102,11 +102,10 @@ def run_adb(target: Target, model: Path, options: BenchOptions) -> BenchResult:
     progress("connect", 1, 1)
 
     with Workdir(device, DEVICE_BASE) as wd:
-        if binary is not None:
+        if python is None and binary is not None:
             result = _bench_binary(wd, device, info, binary, model, target, options)
         else:
-            assert python is not None
-            result = _bench_python(wd, device, info, python, model, tfl, target, options)
+            result = _bench_python(wd, device, info, str(python), model, tfl, target, options)
     result.environment["device_dir"] = wd.path
     result.environment["device_dir_removed"] = wd.removed
     if not wd.removed:
