@@ -24,6 +24,7 @@ RUNNERS: dict[str, str] = {
     "ssh": "toolchain.bench.linux:run_ssh",
     "serial": "toolchain.bench.mcu:run_serial",
     "host-tflm": "toolchain.bench.mcu:run_host_tflm",
+    "qemu": "toolchain.bench.qemu:run_qemu",
 }
 
 

@@ -23,6 +23,7 @@ from toolchain.errors import EdgeDeployError
 COMMANDS: tuple[str, ...] = (
     "toolchain.cli.prune",
     "toolchain.cli.emit",
+    "toolchain.cli.firmware",
     "toolchain.cli.targets",
     "toolchain.cli.devices",
     "toolchain.cli.bench",

@@ -23,6 +23,7 @@
 #define SCB_CPACR CM_REG(0xE000ED88u)
 
 #define SCB_ICSR_PENDSTSET (1u << 26)
+#define SCB_ICSR_PENDSTCLR (1u << 25)
 #define SCB_AIRCR_VECTKEY (0x05FAu << 16)
 #define SCB_AIRCR_SYSRESETREQ (1u << 2)
 

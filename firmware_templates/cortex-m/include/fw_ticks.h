@@ -5,6 +5,8 @@
  *   EDGEDEPLOY_QEMU_ICOUNT  SysTick on the processor clock under QEMU -icount shift=N: one
  *                           counter step is a fixed number of guest *instructions*; the number
  *                           is measured at boot (fw_ticks_calibrate) with a loop of known length.
+ *                           Each reading restarts the step phase, so an interval counts the
+ *                           steps of its own instructions only: identical run to run.
  *   EDGEDEPLOY_HAS_DWT      DWT CYCCNT: core cycles.
  *   otherwise               SysTick counts at the core clock (EDGEDEPLOY_CLOCK_HZ).
  * SysTick always runs and interrupts every 2^24 counts to extend the counter to 64 bits.

@@ -49,11 +49,13 @@ void fw_ticks_init(void)
     SYST_RVR = EDGEDEPLOY_SYSTICK_RELOAD;
     SYST_CVR = 0;
     SYST_CSR = SYST_CSR_ENABLE | SYST_CSR_TICKINT | SYST_CSR_CLKSOURCE;
+#if !EDGEDEPLOY_QEMU_ICOUNT
     /* The counter reads 0 until its first reload, one clock after enabling: wait for it, or
      * the first reading would look like a full period ahead of the second. (Bounded: a core
      * whose SysTick has no clock never reloads.) */
     for (uint32_t i = 0; i < 1000u && SYST_CVR == 0; i++) {
     }
+#endif
 #if EDGEDEPLOY_QEMU_ICOUNT
     s_unit = EDP_TICK_INSTRUCTIONS;
 #elif EDGEDEPLOY_HAS_DWT
@@ -68,6 +70,7 @@ void fw_ticks_init(void)
 #endif
 }
 
+#if !EDGEDEPLOY_QEMU_ICOUNT
 static uint64_t systick_now(void)
 {
     uint32_t pm = cm_irq_save();
@@ -79,10 +82,45 @@ static uint64_t systick_now(void)
     cm_irq_restore(pm);
     return (uint64_t)hi * PERIOD + (EDGEDEPLOY_SYSTICK_RELOAD - val);
 }
+#endif
+
+#if EDGEDEPLOY_QEMU_ICOUNT
+/*
+ * Under -icount one counter step is a fixed number of instructions (40 at 25 MHz), and where
+ * an interval starts within a step depends on how long the firmware polled the UART before
+ * -- which depends on the host. So every reading also re-phases the counter: writing CVR
+ * restarts QEMU's SysTick at that very instruction, and the next reading counts whole steps
+ * from there. An interval's count then depends only on the instructions executed in it:
+ * identical run to run. The partial step at each reading (less than one step) is dropped,
+ * so the absolute counter runs slightly slow; intervals are exact to within one step.
+ */
+static uint64_t s_base;
+
+static uint64_t icount_now(void)
+{
+    uint32_t pm = cm_irq_save();
+    uint32_t wraps = s_wraps, val = SYST_CVR;
+    if (SCB_ICSR & SCB_ICSR_PENDSTSET) {
+        val = SYST_CVR;
+        wraps++;
+    }
+    /* after a restart CVR reads 0 until the first step, then RELOAD, RELOAD-1, ... */
+    s_base += (uint64_t)wraps * PERIOD + (val ? PERIOD - val : 0u);
+    SYST_CVR = 0;
+    SCB_ICSR = SCB_ICSR_PENDSTCLR;
+    s_wraps = 0;
+    uint64_t now = s_base;
+    cm_irq_restore(pm);
+    return now;
+}
+#endif
 
 uint64_t fw_ticks_now(void)
 {
-#if EDGEDEPLOY_HAS_DWT && !EDGEDEPLOY_QEMU_ICOUNT
+#if EDGEDEPLOY_QEMU_ICOUNT
+    return icount_now();
+#else
+#if EDGEDEPLOY_HAS_DWT
     if (s_use_dwt) {
         uint32_t pm = cm_irq_save();
         uint32_t lo = DWT_CYCCNT;
@@ -95,6 +133,7 @@ uint64_t fw_ticks_now(void)
     }
 #endif
     return systick_now();
+#endif
 }
 
 void SysTick_Handler(void)
@@ -118,9 +157,9 @@ uint32_t fw_ticks_per_count(void)
 void fw_ticks_calibrate(void)
 {
 #if EDGEDEPLOY_QEMU_ICOUNT
-    uint64_t t0 = systick_now();
+    uint64_t t0 = icount_now();
     fw_busy_loop(CALIB_ITERATIONS);
-    uint64_t t1 = systick_now();
+    uint64_t t1 = icount_now();
     uint32_t counts = (uint32_t)(t1 - t0);
     fw_ticks_calib_instructions = 2u * CALIB_ITERATIONS;
     fw_ticks_calib_counts = counts;

@@ -1,0 +1,124 @@
+"""``edgedeploy firmware --target NAME --model MODEL.tflite --out DIR [--build]``: a Cortex-M
+firmware project (TFLM benchmark or self-test), rendered and optionally built."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from rich.table import Table
+
+from toolchain.cli import ui
+from toolchain.fsutil import to_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "firmware",
+        help="render (and build) a TFLM benchmark firmware for a microcontroller target",
+        description="Renders a buildable firmware project for the target into DIR: the model "
+        "through the emit stage, linker script and board support from the target profile. "
+        "With --build it is built with arm-none-eabi-gcc (ELF/BIN/HEX under DIR/build/<fw>/) and "
+        "its flash/RAM use is checked against the target's budget (exit 4 when it does not "
+        "fit). The TFLM library (--tflm-lib) is built by you with TFLM's own Makefile "
+        "(docs/tflm-library.md) and checked against the target's CPU and float ABI. Nothing is "
+        "written to DIR unless everything succeeds.",
+    )
+    p.add_argument("--target", required=True, metavar="NAME", help="MCU target profile")
+    p.add_argument("--model", metavar="MODEL", help="the .tflite model (not with --selftest)")
+    p.add_argument("--out", required=True, metavar="DIR", help="project folder")
+    p.add_argument(
+        "--selftest",
+        action="store_true",
+        help="the self-test firmware (no TFLM, no model): protocol, ticks, UART echo",
+    )
+    p.add_argument(
+        "--tflm-lib",
+        metavar="LIB",
+        default=os.environ.get("EDGEDEPLOY_TFLM_LIB"),
+        help="libtensorflow-microlite.a built for this CPU (default: $EDGEDEPLOY_TFLM_LIB)",
+    )
+    p.add_argument(
+        "--tflm-include",
+        metavar="DIR",
+        action="append",
+        help="TFLM include directory: the tflite-micro checkout the library was built from "
+        "(flatbuffers etc. are found under it); repeatable (default: $EDGEDEPLOY_TFLM_INCLUDE)",
+    )
+    p.add_argument("--build", action="store_true", help="build the image with arm-none-eabi-gcc")
+    p.add_argument("--jobs", type=int, default=2, metavar="N", help="parallel compile jobs")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from toolchain.errors import UsageError
+    from toolchain.firmware import make_firmware
+
+    includes = args.tflm_include
+    if includes is None and os.environ.get("EDGEDEPLOY_TFLM_INCLUDE"):
+        includes = os.environ["EDGEDEPLOY_TFLM_INCLUDE"].split(os.pathsep)
+    tflm_lib = None if args.selftest else args.tflm_lib
+    if args.selftest and args.model:
+        raise UsageError("--selftest takes no --model")
+    with ui.progress() as prog:
+        result = make_firmware(
+            target=args.target,
+            out_dir=args.out,
+            model=args.model,
+            selftest=args.selftest,
+            tflm_lib=tflm_lib,
+            tflm_include=() if tflm_lib is None else (includes or ()),
+            build=args.build,
+            jobs=args.jobs,
+            progress=prog,
+        )
+    if args.json:
+        sys.stdout.write(to_json(result.to_dict()))
+        return 0
+    c = ui.console
+    proj = result.project
+    c.print(
+        f"[bold]{proj.fw}[/] firmware for [bold]{proj.target.name}[/]: "
+        f"{len(proj.files)} files in {proj.path}",
+        highlight=False,
+    )
+    if proj.model_artifacts is not None:
+        m = proj.model_artifacts
+        c.print(
+            f"model {m.name}: {m.model_bytes:,} B, arena {m.arena_bytes:,} B, "
+            f"{len(m.ops)} ops, sha256 {m.sha256[:16]}",
+            highlight=False,
+        )
+    if proj.tflm is not None:
+        c.print(f"[green]TFLM library fits the target[/]: {proj.tflm.check.describe()}")
+    elif proj.fw == "tflm":
+        c.print(
+            "no TFLM library given: build with make TFLM_LIB=... TFLM_INCLUDES=... "
+            "(docs/tflm-library.md)",
+            highlight=False,
+        )
+    if result.build is None:
+        if not args.build:
+            c.print(
+                f"build it with: make -C {proj.path}"
+                + (" FW=selftest" if proj.fw == "selftest" else ""),
+                highlight=False,
+            )
+        return 0
+    b = result.build
+    mem = b.memory
+    t = Table(title=f"image {b.elf}", title_justify="left")
+    for col in ("", "used", "budget", "share"):
+        t.add_column(col, justify="right")
+    for what, used, budget in (
+        ("flash", mem.flash_used, mem.flash_budget),
+        ("RAM", mem.ram_used, mem.ram_budget),
+    ):
+        share = f"{used / budget:.1%}" if budget else "-"
+        t.add_row(what, f"{used:,} B", "-" if budget is None else f"{budget:,} B", share)
+    c.print(t)
+    for w in b.warnings:
+        ui.console_err.print(f"[yellow]warning[/]: {w}", highlight=False)
+    return 0

@@ -1,0 +1,113 @@
+"""Firmware for microcontroller targets: render a Cortex-M project from ``firmware_templates/``,
+build it with arm-none-eabi-gcc, check the TFLM library and the image against the target.
+
+The Python API mirrors ``edgedeploy firmware``::
+
+    from toolchain.firmware import make_firmware
+    result = make_firmware(target="mps2-an386", model="kws.tflite", out_dir="fw",
+                           tflm_lib="libtensorflow-microlite.a", tflm_include=["tflite-micro"],
+                           build=True)
+    result.build.elf, result.build.memory.flash_used
+
+Modules: :mod:`.render` (project from templates), :mod:`.model` (the emit stage's files),
+:mod:`.libcheck` (does a TFLM library fit the CPU), :mod:`.build` (make + image size).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolchain.errors import UsageError
+from toolchain.firmware.build import FirmwareBuild, MemoryUse, build_project, image_memory
+from toolchain.firmware.libcheck import LibraryCheck, check_library, require_compatible
+from toolchain.firmware.render import FirmwareProject, read_manifest, render_into, render_project
+from toolchain.fsutil import staged_outputs
+from toolchain.progress import ProgressFn, no_progress
+from toolchain.targets import Target, load_target
+
+__all__ = [
+    "FirmwareBuild",
+    "FirmwareProject",
+    "FirmwareResult",
+    "LibraryCheck",
+    "MemoryUse",
+    "build_project",
+    "check_library",
+    "image_memory",
+    "make_firmware",
+    "read_manifest",
+    "render_project",
+    "require_compatible",
+]
+
+
+@dataclass(frozen=True)
+class FirmwareResult:
+    """A rendered project and, when built, its image."""
+
+    project: FirmwareProject
+    build: FirmwareBuild | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "project": str(self.project.path),
+            "target": self.project.target.name,
+            "fw": self.project.fw,
+            "files": list(self.project.files),
+            "tflm_library": self.project.tflm.check.to_dict() if self.project.tflm else None,
+            "build": self.build.to_dict() if self.build else None,
+        }
+
+
+def make_firmware(
+    *,
+    target: Target | str,
+    out_dir: str | os.PathLike[str],
+    model: str | os.PathLike[str] | None = None,
+    selftest: bool = False,
+    tflm_lib: str | os.PathLike[str] | None = None,
+    tflm_include: Sequence[str | os.PathLike[str]] = (),
+    build: bool = False,
+    jobs: int = 2,
+    progress: ProgressFn = no_progress,
+) -> FirmwareResult:
+    """Render the firmware project for ``target`` into ``out_dir`` and, with ``build=True``,
+    build it (ELF/BIN/HEX under ``build/<fw>/``) and check it against the target's budget.
+
+    Render and build happen in a staging directory: when anything fails (bad model, library
+    for the wrong CPU, compile error, image over budget) ``out_dir`` is left as it was.
+    Building the TFLM firmware needs ``tflm_lib`` and ``tflm_include``; the self-test
+    firmware (``selftest=True``) needs neither. Raises the errors of
+    :func:`~toolchain.firmware.render.render_project` and
+    :func:`~toolchain.firmware.build.build_project`.
+    """
+    tgt = load_target(target) if isinstance(target, str) else target
+    if build and not selftest and tflm_lib is None:
+        raise UsageError(
+            "building the TFLM firmware needs a TFLM static library: --tflm-lib "
+            "libtensorflow-microlite.a --tflm-include TFLITE_MICRO_DIR",
+            hint="build one with TFLM's own Makefile (docs/tflm-library.md), "
+            "or render without --build, or build the self-test firmware with --selftest",
+        )
+    out = Path(out_dir)
+    steps = 2 if build else 1
+    progress("firmware", 0, steps)
+    with staged_outputs(out) as stage:
+        project = render_into(
+            stage,
+            target=tgt,
+            model=model,
+            selftest=selftest,
+            tflm_lib=tflm_lib,
+            tflm_include=tflm_include,
+        )
+        progress("firmware", 1, steps)
+        built = build_project(stage, tgt, fw=project.fw, jobs=jobs) if build else None
+        progress("firmware", steps, steps)
+    return FirmwareResult(
+        project=project.relocated(out), build=built.relocated(out) if built else None
+    )

@@ -1,0 +1,371 @@
+"""Render a Cortex-M firmware project for a target from ``firmware_templates/``.
+
+The template is a real, buildable project (``firmware_templates/cortex-m/``): every file is
+copied byte for byte except the few ``*.j2`` files, which are rendered with Jinja2 and
+``StrictUndefined`` from the target profile (``config.mk``, ``linker.ld``,
+``include/target_config.h``, and for the TFLM firmware ``include/model_binding.h``). The
+device-protocol library (``firmware_templates/common/edp/``) is copied into ``edp/``. The
+model (C array, op resolver, arena size, golden vectors) comes from the emit stage and is
+written into ``model/`` by it; it never passes through the template engine.
+
+Rendering is deterministic: the same target, model, library and options give byte-identical
+files (no timestamps, sorted iteration). Nothing is written unless everything rendered
+(:func:`toolchain.fsutil.staged_outputs`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from toolchain.errors import FirmwareError, InputFileError, TargetError, UsageError
+from toolchain.firmware import libcheck
+from toolchain.firmware.model import ModelArtifacts, emit_model
+from toolchain.targets import Target, load_target
+
+log = logging.getLogger(__name__)
+
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "firmware_templates"
+EDP_DIR = TEMPLATES_DIR / "common" / "edp"
+FW_KINDS = ("tflm", "selftest")
+#: Input bytes the self-test firmware's one tensor has (docs/protocol.md, fw_kind 1).
+SELFTEST_TENSOR_BYTES = 4096
+#: Files of the template that only the TFLM firmware uses.
+_TFLM_ONLY = ("include/model_binding.h.j2", "src/tflm_main.cc")
+#: Written by render, read back by build and the runners: what the project was made from.
+MANIFEST = "edgedeploy_firmware.json"
+
+
+@dataclass(frozen=True)
+class TflmLibrary:
+    """A TFLM static library and the include directories its headers need."""
+
+    lib: Path
+    includes: tuple[Path, ...]
+    check: libcheck.LibraryCheck
+
+
+@dataclass(frozen=True)
+class FirmwareProject:
+    """A rendered project: where it is and what it was rendered from."""
+
+    path: Path
+    target: Target
+    fw: str  # "tflm" or "selftest"
+    files: tuple[str, ...]
+    model: Path | None = None
+    model_artifacts: ModelArtifacts | None = None
+    tflm: TflmLibrary | None = None
+    manifest: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def relocated(self, path: Path) -> FirmwareProject:
+        """The same project after its directory moved to ``path``."""
+        arts = self.model_artifacts.relocated(path / "model") if self.model_artifacts else None
+        return FirmwareProject(
+            path=path,
+            target=self.target,
+            fw=self.fw,
+            files=self.files,
+            model=self.model,
+            model_artifacts=arts,
+            tflm=self.tflm,
+            manifest=self.manifest,
+        )
+
+
+def _c_string(value: object) -> str:
+    """A C string literal for ``value`` (escaped; ASCII only)."""
+    text = str(value)
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif 32 <= code < 127:
+            out.append(ch)
+        else:
+            out.append(f"\\{code & 0xFF:03o}" if code < 256 else "?")
+    out.append('"')
+    return "".join(out)
+
+
+def _env(template_dir: Path) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["c_string"] = _c_string
+    return env
+
+
+def template_dir_for(target: Target) -> Path:
+    """``firmware_templates/<target.firmware.template>``; raises TargetError if missing."""
+    if target.firmware is None:
+        raise TargetError(
+            f"target {target.name} ({target.kind}) has no [firmware] table: "
+            "firmware is built for MCU targets only",
+            hint="choose an MCU target (edgedeploy targets --kind mcu)",
+        )
+    d = TEMPLATES_DIR / target.firmware.template
+    if not (d / "Makefile").is_file():
+        raise TargetError(
+            f"target {target.name}: firmware template {target.firmware.template!r} not found "
+            f"in {TEMPLATES_DIR}",
+            hint="available templates: "
+            + ", ".join(
+                sorted(p.name for p in TEMPLATES_DIR.iterdir() if (p / "Makefile").is_file())
+            ),
+        )
+    return d
+
+
+def _make_path(p: Path, what: str) -> str:
+    """An absolute path safe to write into a Makefile variable."""
+    s = str(p.resolve())
+    if re.search(r"[\s$#\"'\\;`]", s):
+        raise UsageError(
+            f"{what} path {s!r} contains a space or shell/make meta-character",
+            hint="move or link it to a plain path (letters, digits, / . _ - + only)",
+        )
+    return s
+
+
+#: Where TFLM's headers find flatbuffers/gemmlowp/ruy, relative to a tflite-micro checkout
+#: (its own Makefile's downloads) or a tree made by TFLM's create_tflm_tree.py.
+_TFLM_SUBDIRS = (
+    "tensorflow/lite/micro/tools/make/downloads/flatbuffers/include",
+    "tensorflow/lite/micro/tools/make/downloads/gemmlowp",
+    "tensorflow/lite/micro/tools/make/downloads/ruy",
+    "third_party/flatbuffers/include",
+    "third_party/gemmlowp",
+    "third_party/ruy",
+)
+
+
+def resolve_tflm_includes(includes: Sequence[Path]) -> tuple[Path, ...]:
+    """The include directories for TFLM's headers: the given ones, plus flatbuffers/gemmlowp/
+    ruy found under them. Raises :class:`InputFileError` when the TFLM or flatbuffers headers
+    cannot be found there."""
+    dirs: list[Path] = []
+    for inc in includes:
+        p = Path(inc).resolve()
+        if not p.is_dir():
+            raise InputFileError(f"TFLM include directory {inc}: no such directory")
+        dirs.append(p)
+        dirs.extend(p / sub for sub in _TFLM_SUBDIRS if (p / sub).is_dir())
+    unique = tuple(dict.fromkeys(dirs))
+    need = {
+        "tensorflow/lite/micro/micro_interpreter.h": "the tflite-micro source root",
+        "flatbuffers/flatbuffers.h": "flatbuffers' include directory",
+    }
+    for header, what in need.items():
+        if not any((d / header).is_file() for d in unique):
+            raise InputFileError(
+                f"{header} not found under the TFLM include directories "
+                f"({', '.join(map(str, unique)) or 'none given'})",
+                hint=f"pass --tflm-include with {what} (the tflite-micro checkout the library "
+                "was built from finds flatbuffers/gemmlowp/ruy under it by itself)",
+            )
+    return unique
+
+
+def open_tflm_library(lib: Path, includes: Sequence[Path], target: Target) -> TflmLibrary:
+    """Check ``lib`` against ``target`` (:func:`libcheck.require_compatible`) and find its
+    headers (:func:`resolve_tflm_includes`)."""
+    check = libcheck.require_compatible(Path(lib), target)
+    if not includes:
+        raise UsageError(
+            "--tflm-lib needs --tflm-include: the tflite-micro source root the library was "
+            "built from (its headers must match the library)"
+        )
+    return TflmLibrary(lib=check.path, includes=resolve_tflm_includes(includes), check=check)
+
+
+def _target_context(target: Target, fw: str) -> dict[str, Any]:
+    assert target.firmware is not None  # checked by template_dir_for
+    fwspec, mem, cpu = target.firmware, target.memory, target.cpu
+    if mem.flash_bytes is None:
+        raise TargetError(f"target {target.name}: [memory] flash_bytes is required for firmware")
+    if fwspec.board in ("mps2-cmsdk", "lm3s-pl011") and fwspec.uart_base is None:
+        raise TargetError(f"target {target.name}: board {fwspec.board} needs [firmware] uart_base")
+    qemu = target.transport.kind == "qemu"
+    fpu = "" if cpu.fpu == "none" or cpu.float_abi == "soft" else f" {cpu.fpu}"
+    return {
+        "target_name": target.name,
+        "target_source": Path(target.source).name if target.source else target.name,
+        "board": fwspec.board,
+        "board_src": fwspec.board.replace("-", "_"),
+        "cpu_desc": f"{cpu.core}{fpu} {cpu.float_abi}-float",
+        "cpu_flags": " ".join(cpu.gcc_flags()),
+        "clock_hz": cpu.clock_hz,
+        "baud": target.transport.baud,
+        "uart_base": None if fwspec.uart_base is None else f"0x{fwspec.uart_base:08X}",
+        "semihosting": int(fwspec.semihosting_exit),
+        "has_dwt": int(fwspec.has_dwt),
+        "qemu_icount": int(qemu),
+        "icount_shift": target.transport.qemu_icount_shift,
+        "flash_origin": f"0x{mem.flash_origin:08X}",
+        "flash_bytes": mem.flash_bytes,
+        "ram_origin": f"0x{mem.ram_origin:08X}",
+        "ram_bytes": mem.ram_bytes,
+        "stack_bytes": mem.stack_bytes,
+        "heap_bytes": mem.heap_bytes,
+        "fw": fw,
+    }
+
+
+def render_project(
+    *,
+    target: Target | str,
+    out_dir: str | os.PathLike[str],
+    model: str | os.PathLike[str] | None = None,
+    selftest: bool = False,
+    tflm_lib: str | os.PathLike[str] | None = None,
+    tflm_include: Sequence[str | os.PathLike[str]] = (),
+) -> FirmwareProject:
+    """Write the firmware project for ``target`` into ``out_dir`` (created if needed).
+
+    ``selftest=True`` renders the self-test firmware (no model, no TFLM); otherwise ``model``
+    (a .tflite) is required, goes through the emit stage into ``model/``, and is checked
+    against the target's flash/RAM budget (:class:`~toolchain.errors.BudgetError`).
+    ``tflm_lib``/``tflm_include`` are optional here (the project can be built later with
+    ``make TFLM_LIB=...``); when given, the library is checked against the target first
+    (:class:`~toolchain.errors.LibraryMismatchError`). On any error ``out_dir`` is unchanged.
+    """
+    from toolchain.fsutil import staged_outputs
+
+    tgt = load_target(target) if isinstance(target, str) else target
+    with staged_outputs(out_dir) as stage:
+        project = render_into(
+            stage,
+            target=tgt,
+            model=model,
+            selftest=selftest,
+            tflm_lib=tflm_lib,
+            tflm_include=tflm_include,
+        )
+    return project.relocated(Path(out_dir))
+
+
+def render_into(
+    dest: Path,
+    *,
+    target: Target,
+    model: str | os.PathLike[str] | None,
+    selftest: bool,
+    tflm_lib: str | os.PathLike[str] | None,
+    tflm_include: Sequence[str | os.PathLike[str]],
+) -> FirmwareProject:
+    """:func:`render_project` without the staging: writes straight into ``dest``."""
+    tdir = template_dir_for(target)
+    fw = "selftest" if selftest else "tflm"
+    if selftest and model is not None:
+        raise UsageError("--selftest renders the self-test firmware, which takes no model")
+    if not selftest and model is None:
+        raise UsageError(
+            "a model is needed for the TFLM firmware (--model MODEL.tflite)",
+            hint="or render the self-test firmware with --selftest",
+        )
+    tflm: TflmLibrary | None = None
+    if tflm_lib is not None:
+        tflm = open_tflm_library(Path(tflm_lib), [Path(p) for p in tflm_include], target)
+    elif tflm_include:
+        raise UsageError("--tflm-include without --tflm-lib")
+
+    ctx = _target_context(target, fw)
+    ctx["tflm_lib"] = _make_path(tflm.lib, "TFLM library") if tflm else ""
+    ctx["tflm_includes"] = (
+        " ".join(_make_path(p, "TFLM include") for p in tflm.includes) if tflm else ""
+    )
+    arts: ModelArtifacts | None = None
+    model_path: Path | None = None
+    if fw == "tflm":
+        model_path = Path(model).resolve()  # type: ignore[arg-type]
+        arts = emit_model(model_path, dest / "model", target)
+        ctx["max_input_bytes"] = max(arts.input_bytes, 1)
+        ctx.update(arts.binding_context())
+        ctx["tflm_desc"] = tflm.check.describe() if tflm else "set at build time (TFLM_LIB)"
+    else:
+        ctx["max_input_bytes"] = SELFTEST_TENSOR_BYTES
+
+    env = _env(tdir)
+    written: list[str] = []
+    for src in sorted(p for p in tdir.rglob("*") if p.is_file()):
+        rel = src.relative_to(tdir).as_posix()
+        if fw == "selftest" and rel in _TFLM_ONLY:
+            continue
+        if rel.endswith(".j2"):
+            out_rel = rel[:-3]
+            try:
+                text = env.get_template(rel).render(**ctx)
+            except jinja2.TemplateError as exc:
+                raise FirmwareError(f"rendering {rel} for {target.name} failed: {exc}") from exc
+            _write(dest / out_rel, text.encode("utf-8"))
+        else:
+            out_rel = rel
+            _write(dest / out_rel, src.read_bytes())
+        written.append(out_rel)
+    for src in sorted(EDP_DIR.glob("*.[ch]")):
+        _write(dest / "edp" / src.name, src.read_bytes())
+        written.append(f"edp/{src.name}")
+    if arts is not None:
+        written.extend(f"model/{n}" for n in arts.files)
+
+    manifest = {
+        "target": target.name,
+        "fw": fw,
+        "model": str(model_path) if model_path else None,
+        "model_sha256": arts.sha256 if arts else None,
+        "arena_bytes": arts.arena_bytes if arts else None,
+        "golden": f"model/{arts.golden_npz}" if arts and arts.golden_npz else None,
+        "tflm_library": tflm.check.to_dict() if tflm else None,
+        "files": sorted(written),
+    }
+    _write(dest / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    written.append(MANIFEST)
+    log.info("rendered %s firmware for %s: %d files", fw, target.name, len(written))
+    return FirmwareProject(
+        path=dest,
+        target=target,
+        fw=fw,
+        files=tuple(sorted(written)),
+        model=model_path,
+        model_artifacts=arts,
+        tflm=tflm,
+        manifest=manifest,
+    )
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def read_manifest(project_dir: Path) -> dict[str, Any]:
+    """The manifest a rendered project carries; raises InputFileError when it is absent."""
+    p = Path(project_dir) / MANIFEST
+    try:
+        data: dict[str, Any] = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputFileError(
+            f"{project_dir} is not a firmware project rendered by edgedeploy ({MANIFEST}: {exc})",
+            hint="render one with: edgedeploy firmware --target NAME ...",
+        ) from exc
+    return data
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
