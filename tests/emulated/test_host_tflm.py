@@ -152,3 +152,15 @@ def test_device_process_with_a_broken_model(tmp_path: Path) -> None:
     bad.write_bytes(b"\x00" * 64)
     with pytest.raises(DeviceError, match="did not start.*not a TFLite flatbuffer"):
         HostTflmProcess(bad, startup_timeout_s=60).start()
+
+
+def test_golden_inputs_and_stale_golden_outputs(kws: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    x = np.random.default_rng(5).integers(-128, 128, (2, 49, 10, 1), dtype=np.int8)
+    golden = tmp_path / "golden.npz"
+    np.savez(golden, input_0=x, output_0=np.zeros((2, 1, 12), np.int8))  # outputs: wrong
+    result = run_bench(load_target("host-tflm"), kws, BenchOptions(runs=3, warmup=0, golden=golden))
+    assert "golden.npz" in result.environment["inputs"]
+    assert result.output_check is not None and result.output_check.bit_exact
+    assert any("golden file is stale" in w for w in result.warnings)
