@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
 
 from tests.support.prune_nets import SmallCNN, hard_coded_net, mixed_net
+from toolchain.cli import main
 from toolchain.errors import DataError, PruneError
 from toolchain.prune import FinetuneOptions, prune_model, sensitivity
 from toolchain.prune.stats import count_macs, count_params
@@ -228,3 +232,63 @@ def test_sensitivity_table_and_plot(digits: tuple[np.ndarray, ...], digits_cnn: 
         assert len(row["metric"]) == 2 and row["channels_kept"][1] < row["channels"]
     assert sorted(s.most_sensitive()) == sorted(roots)
     assert s.plot_png().startswith(b"\x89PNG")
+
+
+# --- the command ---------------------------------------------------------------------------
+
+MIXED = "tests/support/prune_nets.py:mixed_net"
+
+
+def test_cli_prune_writes_model_report_and_sensitivity(
+    tmp_path: Path, digits: tuple[np.ndarray, ...]
+) -> None:
+    from toolchain.modelsrc import load_model
+
+    x = np.random.default_rng(0).standard_normal((32, 3, 16, 16)).astype(np.float32)
+    np.savez(tmp_path / "val.npz", x=x)
+    out = tmp_path / "out"
+    rc = main(
+        ["-q", "prune", MIXED, "--ratio", "0.5", "--round-to", "4", "--format", "torchscript"]
+        + ["--val", str(tmp_path / "val.npz"), "--sensitivity", "0.5", "--out", str(out)]
+    )
+    assert rc == 0
+    rep = json.loads((out / "prune_report.json").read_text())
+    assert rep["params_after"] < rep["params_before"] and rep["macs_after"] < rep["macs_before"]
+    assert rep["layers"]["head"]["in_after"] < rep["layers"]["head"]["in_before"]
+    assert rep["sensitivity"]["metric"] == "sqnr_db" and rep["sensitivity"]["groups"]
+    assert (out / "sensitivity.png").read_bytes().startswith(b"\x89PNG")
+    loaded = load_model(str(out / "model_pruned.pt"), input_shapes=[(1, 3, 16, 16)])
+    assert loaded.output_shapes == ((1, 10),)
+    assert sum(p.numel() for p in loaded.module.parameters()) == rep["params_after"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--ratio", "1"], "outside [0, 1)"),
+        (["--ratio", "0.5", "--keep", "nope"], "prunable layers: stem.0"),
+        (["--ratio", "0.5", "--layer-ratio", "head=0.5"], "are protected"),
+        (["--ratio", "0.5", "--train", "BADTRAIN"], "samples have shape (3, 8, 8)"),
+    ],
+)
+def test_cli_bad_input_exits_nonzero_and_writes_nothing(
+    tmp_path: Path, extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "train.npz"
+    np.savez(bad, x=np.zeros((4, 3, 8, 8), np.float32), y=np.zeros(4, np.int64))
+    extra = [str(bad) if a == "BADTRAIN" else a for a in extra]
+    out = tmp_path / "out"
+    rc = main(["-q", "prune", MIXED, *extra, "--out", str(out)])
+    assert rc == 1
+    assert message in capsys.readouterr().err.replace("\n", " ")
+    assert not out.exists()
+
+
+def test_cli_untraceable_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    spec = "tests/support/prune_nets.py:hard_coded_net"
+    rc = main(["-q", "prune", spec, "--ratio", "0.5", "--no-keep-first", "--out", str(out)])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "no longer runs" in err and "prune_nets.py" in err and "reshape" in err
+    assert not out.exists()
