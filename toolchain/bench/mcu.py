@@ -39,7 +39,7 @@ from toolchain.errors import (
     UsageError,
 )
 from toolchain.progress import no_progress
-from toolchain.protocol.client import DeviceClient, describe
+from toolchain.protocol.client import DEFAULT_MAX_RUNS, DeviceClient, describe
 from toolchain.protocol.frame import ErrCode
 from toolchain.protocol.messages import DTYPES, FwKind, Hello, TickUnit
 from toolchain.targets import Target
@@ -276,7 +276,7 @@ def _measure(
     client.run(warmup=0, runs=1, timeout=options.timeout_s)
     probe_s = time.monotonic() - t0
     first = [client.read_output_array(j) for j in range(len(model.outputs))]
-    max_runs = client.device.max_runs if client.device and client.device.max_runs else 256
+    max_runs = (client.device.max_runs if client.device else None) or DEFAULT_MAX_RUNS
     per_run = options.timeout_s + 3.0 * probe_s * (options.warmup + min(options.runs, max_runs))
     progress("inference", 0, options.runs)
     ticks = client.run(warmup=options.warmup, runs=options.runs, timeout=per_run)
