@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "convert": "benchmarks.convert_mlperf",
     "phone-ssh": "benchmarks.phone_ssh",
     "mcu": "benchmarks.mcu_link",
+    "prune": "benchmarks.prune_mlperf",
 }
 
 
