@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "phone-ssh": "benchmarks.phone_ssh",
     "mcu": "benchmarks.mcu_link",
     "prune": "benchmarks.prune_mlperf",
+    "qemu": "benchmarks.qemu_firmware",
 }
 
 

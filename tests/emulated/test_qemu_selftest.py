@@ -19,7 +19,13 @@ import pytest
 from toolchain.bench import run_bench
 from toolchain.bench.options import BenchOptions
 from toolchain.bench.qemu import QemuProcess
-from toolchain.errors import DeviceError, ModelMismatchError, ToolchainMissingError
+from toolchain.errors import (
+    DeviceError,
+    InputFileError,
+    ModelMismatchError,
+    ToolchainMissingError,
+    UsageError,
+)
 from toolchain.firmware import build_project, make_firmware, render_project
 from toolchain.protocol import DeviceClient
 from toolchain.protocol.messages import FwKind, TickUnit
@@ -191,3 +197,32 @@ def test_missing_qemu_is_a_clear_error(
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ToolchainMissingError, match="qemu-system-arm not found"):
         QemuProcess(load_target("lm3s6965evb"), firmware["lm3s6965evb"])
+
+
+def test_qemu_dying_mid_session_is_reported(firmware: dict[str, Path]) -> None:
+    target = load_target("mps2-an505")
+    for q, c in _session(target, firmware["mps2-an505"]):
+        assert q.proc is not None
+        q.proc.kill()
+        with pytest.raises(DeviceError) as info:
+            c.hello()
+        err = q.explain(info.value, "asking for HELLO")
+    assert "QEMU exited with status -9 while asking for HELLO" in str(err)
+
+
+def test_qemu_runner_checks_the_firmware_target(
+    firmware: dict[str, Path], reference_dir: Path, tmp_path: Path
+) -> None:
+    model = reference_dir / "mlperf_tiny" / "kws" / "kws_ref_model.tflite"
+    with pytest.raises(UsageError, match="built for target mps2-an500, not mps2-an386"):
+        run_bench(
+            load_target("mps2-an386"),
+            model,
+            BenchOptions(firmware=firmware["mps2-an500"]),
+        )
+    with pytest.raises(UsageError, match="needs the firmware"):
+        run_bench(load_target("mps2-an386"), model, BenchOptions())
+    not_elf = tmp_path / "fw.elf"
+    not_elf.write_bytes(b"\x00" * 64)
+    with pytest.raises(InputFileError, match="not an ELF"):
+        run_bench(load_target("mps2-an386"), model, BenchOptions(firmware=not_elf))
