@@ -152,18 +152,20 @@ def _arrays(model: TFLiteModel, data: GoldenData) -> tuple[list[np.ndarray], str
 def _convert(t: TensorInfo, a: np.ndarray, notes: list[str]) -> np.ndarray:
     shape = tuple(t.shape)
     inner = shape[1:] if shape and shape[0] == 1 else shape
-    if a.shape == inner:
+    nchw = (shape[3], shape[1], shape[2]) if len(shape) == 4 and shape[0] == 1 else None
+    if a.ndim >= 1 and a.shape[1:] in (shape, inner):
+        pass  # samples on axis 0
+    elif a.shape == inner:
         a = a[None]
-    elif a.shape[1:] != inner:
-        nchw = (shape[3], shape[1], shape[2]) if len(shape) == 4 else None
-        if nchw is not None and a.ndim in (3, 4) and a.shape[-3:] == nchw:
-            a = np.moveaxis(a if a.ndim == 4 else a[None], 1, -1)
-            notes.append("PyTorch NCHW layout transposed to NHWC")
-        else:
-            raise DataError(
-                f"golden data for input {t.name!r} has shape {a.shape}; the model wants "
-                f"{shape} (samples on axis 0, TFLite or PyTorch layout)"
-            )
+    elif nchw is not None and nchw != inner and a.ndim in (3, 4) and a.shape[-3:] == nchw:
+        a = np.moveaxis(a if a.ndim == 4 else a[None], 1, -1)
+        notes.append("PyTorch NCHW layout transposed to NHWC")
+    else:
+        raise DataError(
+            f"golden data for input {t.name!r} has shape {a.shape}; the model wants "
+            f"{shape} (samples on axis 0, TFLite or PyTorch layout)"
+        )
+    a = a.reshape((a.shape[0], *shape))
     dt = _dtype(t)
     if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
         raise DataError(f"golden data for input {t.name!r} holds NaN or infinity")
@@ -285,6 +287,6 @@ def npz_bytes(g: GoldenSet) -> bytes:
             info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             member = io.BytesIO()
-            np.lib.format.write_array(member, np.ascontiguousarray(arr), allow_pickle=False)
+            np.lib.format.write_array(member, np.asarray(arr, order="C"), allow_pickle=False)
             zf.writestr(info, member.getvalue())
     return buf.getvalue()

@@ -127,7 +127,7 @@ class Sandbox:
                 raise SandboxCrash(
                     f"the interpreter process crashed during '{op}' ({how})"
                     + (f": {detail.splitlines()[-1]}" if detail else ""),
-                    hint="the interpreter cannot run this model; see the crash above",
+                    hint="the interpreter cannot run this model with these settings",
                 )
             reply: dict = json.loads(line)
             return reply

@@ -1,0 +1,213 @@
+"""Host tier: ``edgedeploy emit`` end to end — files, report, determinism, a firmware-style
+program cross-compiled for a Cortex-M4, and every kind of bad input failing cleanly (clear
+message, non-zero exit, no files)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.support.emit_cxx import compile_cxx
+from toolchain.cli import main
+from toolchain.emit import emit
+from toolchain.targets import load_target
+
+HELLO = "tflm_models/hello_world/hello_world_int8.tflite"
+SPEECH = "tflm_models/micro_speech/micro_speech_quantized.tflite"
+
+
+@pytest.fixture(scope="module")
+def speech_out(reference_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("emit") / "out"
+    rc = main(
+        ["emit", str(reference_dir / SPEECH), "--out", str(out), "--target", "mps2-an386",
+         "--namespace", "nn", "--section", ".rodata.model"]
+    )  # fmt: skip
+    assert rc == 0
+    return out
+
+
+def test_cli_writes_every_file(speech_out: Path) -> None:
+    names = sorted(p.name for p in speech_out.iterdir())
+    assert names == sorted(
+        [
+            "emit_report.json",
+            "golden.npz",
+            "micro_speech_quantized_golden.cc",
+            "micro_speech_quantized_golden.h",
+            "micro_speech_quantized_model_data.cc",
+            "micro_speech_quantized_model_data.h",
+            "micro_speech_quantized_op_resolver.h",
+        ]
+    )
+    report = json.loads((speech_out / "emit_report.json").read_text())
+    assert report["arena"]["size"] >= report["arena"]["minimum"]
+    assert report["memory"]["target"] == "mps2-an386" and report["memory"]["flash"]["fits"]
+    assert [c["status"] for c in report["litert_check"]][0] == "exact"
+    assert report["golden"]["count"] == 3 and "random" in report["golden"]["source"]
+    assert report["symbols"]["model_array"] == "nn::g_micro_speech_quantized_model_data"
+    h = (speech_out / "micro_speech_quantized_model_data.h").read_text()
+    assert f"kMicroSpeechQuantizedTensorArenaSize = {report['arena']['size']};" in h
+
+
+FIRMWARE_LIKE = r"""
+#include <cstdint>
+#include "micro_speech_quantized_model_data.h"
+#include "micro_speech_quantized_golden.h"
+alignas(16) static uint8_t tensor_arena[nn::kMicroSpeechQuantizedTensorArenaSize];
+extern "C" int check(void) {
+  int sum = nn::g_micro_speech_quantized_golden_output0[0][0];
+  return sum + tensor_arena[0] + nn::g_micro_speech_quantized_model_data[4]
+         + static_cast<int>(nn::g_micro_speech_quantized_model_data_size);
+}
+"""
+
+
+def test_cross_compiles_for_the_target(speech_out: Path, tmp_path: Path) -> None:
+    flags = load_target("mps2-an386").cpu.gcc_flags()
+    (tmp_path / "use.cc").write_text(FIRMWARE_LIKE)
+    for src in (
+        "use.cc",
+        "micro_speech_quantized_model_data.cc",
+        "micro_speech_quantized_golden.cc",
+    ):
+        path = tmp_path / src if src == "use.cc" else speech_out / src
+        compile_cxx(
+            "arm-none-eabi-g++",
+            tmp_path / f"{src}.o",
+            [path],
+            "-c",
+            "-Os",
+            *flags,
+            f"-I{speech_out}",
+        )
+
+
+def test_output_is_deterministic(reference_dir: Path, tmp_path: Path) -> None:
+    a = emit(reference_dir / HELLO, out_dir=tmp_path / "a", target="lm3s6965evb")
+    b = emit(reference_dir / HELLO, out_dir=tmp_path / "b", target="lm3s6965evb")
+    for fa, fb in zip(a.files, b.files, strict=True):
+        assert fa.name == fb.name and fa.read_bytes() == fb.read_bytes(), fa.name
+
+
+def test_golden_from_user_data(reference_dir: Path, tmp_path: Path) -> None:
+    data = np.random.default_rng(5).normal(size=(4, 1)).astype(np.float32)  # hello_world: x
+    np.save(tmp_path / "x.npy", data)
+    r = emit(
+        reference_dir / HELLO,
+        out_dir=tmp_path / "o",
+        golden_data=tmp_path / "x.npy",
+        golden_count=2,
+    )
+    assert r.golden is not None and r.golden.count == 2 and "from x.npy" in r.golden.source
+    with np.load(tmp_path / "o" / "golden.npz") as z:
+        assert z["input_0"].shape == (2, 1, 1) and z["output_0"].dtype == np.int8
+    assert "from x.npy" in (tmp_path / "o" / "hello_world_int8_golden.h").read_text()
+
+
+def test_no_golden(reference_dir: Path, tmp_path: Path) -> None:
+    r = emit(reference_dir / HELLO, out_dir=tmp_path, name="sine", golden_count=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "emit_report.json",
+        "sine_model_data.cc",
+        "sine_model_data.h",
+        "sine_op_resolver.h",
+    ]
+    assert r.litert == () and r.symbols.golden_npz is None
+
+
+# --- bad input: clear message, non-zero exit, nothing written ------------------------------
+
+
+def _fails(
+    argv: list[str], out: Path, capsys: pytest.CaptureFixture[str], code: int, text: str
+) -> None:
+    rc = main(["emit", *argv, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == code, err
+    assert text in err
+    assert not out.exists() or not any(out.iterdir()), "a failed emit left files behind"
+
+
+def test_not_a_flatbuffer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"this is not a model at all")
+    _fails([str(bad)], tmp_path / "o", capsys, 1, "not a TFLite flatbuffer")
+
+
+def test_truncated(reference_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "cut.tflite"
+    bad.write_bytes((reference_dir / SPEECH).read_bytes()[:5000])
+    _fails([str(bad)], tmp_path / "o", capsys, 1, "truncated")
+
+
+def test_wrong_identifier(
+    reference_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = bytearray((reference_dir / HELLO).read_bytes())
+    data[4:8] = b"XXXX"
+    bad = tmp_path / "id.tflite"
+    bad.write_bytes(bytes(data))
+    _fails([str(bad)], tmp_path / "o", capsys, 1, "file identifier")
+
+
+def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _fails([str(tmp_path / "nope.tflite")], tmp_path / "o", capsys, 1, "no such model file")
+
+
+def test_model_tflm_rejects(
+    reference_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vela = reference_dir / "tflm_models/person_detection/person_detect_vela.tflite"
+    _fails([str(vela)], tmp_path / "o", capsys, 1, "ethos-u")
+
+
+def test_bad_symbol_name(
+    reference_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _fails(
+        [str(reference_dir / HELLO), "--name", "9lives"],
+        tmp_path / "o",
+        capsys,
+        2,
+        "not a valid C identifier",
+    )
+
+
+def test_unknown_target(
+    reference_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _fails(
+        [str(reference_dir / HELLO), "--target", "nosuchboard"],
+        tmp_path / "o",
+        capsys,
+        1,
+        "unknown target",
+    )
+
+
+def test_over_budget(
+    reference_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pd = reference_dir / "tflm_models/person_detection/person_detect.tflite"
+    _fails(
+        [str(pd), "--target", "lm3s6965evb", "--golden-count", "0"],
+        tmp_path / "o",
+        capsys,
+        4,
+        "does not fit lm3s6965evb",
+    )
+
+
+def test_existing_files_survive_a_failure(
+    reference_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    rc = main(["emit", str(reference_dir / HELLO), "--out", str(out), "--section", "bad section"])
+    assert rc == 2 and "section" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
