@@ -211,3 +211,17 @@ def test_existing_files_survive_a_failure(
     rc = main(["emit", str(reference_dir / HELLO), "--out", str(out), "--section", "bad section"])
     assert rc == 2 and "section" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_error_text_keeps_brackets(
+    reference_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    board = tmp_path / "board.toml"
+    board.write_text('kind = "mcu"\n[cpu]\ncore = "cortex-m4"\nfpu = "fpv4"\nclock_hz = 1\n')
+    _fails(
+        [str(reference_dir / HELLO), "--target", str(board)],
+        tmp_path / "o",
+        capsys,
+        1,
+        "[cpu].fpu: 'fpv4'",
+    )

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -50,9 +51,10 @@ def configure(*, verbose: int = 0, quiet: bool = False) -> None:
 
 
 def error(exc: EdgeDeployError) -> None:
-    console_err.print(f"[bold red]error[/]: {exc.message}", highlight=False)
+    # escape: messages quote things like "[cpu].fpu" or shapes "[1, 96, 96, 1]", not markup
+    console_err.print(f"[bold red]error[/]: {escape(exc.message)}", highlight=False)
     if exc.hint:
-        console_err.print(f"  [cyan]hint[/]: {exc.hint}", highlight=False)
+        console_err.print(f"  [cyan]hint[/]: {escape(exc.hint)}", highlight=False)
 
 
 @contextlib.contextmanager
