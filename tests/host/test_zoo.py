@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolchain.errors import InputFileError, ModelLoadError
+from toolchain.errors import InputFileError, ModelLoadError, UsageError
 from toolchain.zoo import folded_parameter_count, mlperf_tiny
 from toolchain.zoo.keras_layers import SameConv2d, same_padding
 from toolchain.zoo.weights import KerasLayer, assign, load_weights
@@ -131,3 +131,30 @@ def test_digits_trains_deterministically_and_well() -> None:
     full = train_digits()
     assert full.val_accuracy >= 0.95
     assert isinstance(full.model, DigitsCNN) and not full.model.training
+
+
+def test_zoo_listing_matches_the_models() -> None:
+    from toolchain import zoo
+    from toolchain.zoo.digits import DigitsCNN
+
+    for entry in zoo.ZOO:
+        model = DigitsCNN() if entry.name == "digits" else zoo.build(entry.name)
+        assert folded_parameter_count(model) == entry.params, entry.name
+        assert tuple(model.example_inputs[0].shape) == entry.input_shape, entry.name
+    with pytest.raises(UsageError, match="choose one of resnet8"):
+        zoo.get("resnet9")
+
+
+def test_save_weights_writes_a_loadable_state_dict(tmp_path) -> None:
+    from toolchain import zoo
+
+    src = tmp_path / "src.pt"
+    torch.save(mlperf_tiny.fc_autoencoder().state_dict(), src)
+    out = zoo.save_weights("fc_autoencoder", src, tmp_path / "ad.pt")
+    state = torch.load(out, weights_only=True)
+    assert set(state) == set(mlperf_tiny.fc_autoencoder().state_dict())
+    with pytest.raises(UsageError, match="trains itself"):
+        zoo.save_weights("digits", src, tmp_path / "d.pt")
+    with pytest.raises(ModelLoadError):
+        zoo.save_weights("resnet8", src, tmp_path / "bad.pt")
+    assert not (tmp_path / "bad.pt").exists()

@@ -15,6 +15,8 @@ transfer to a PyTorch port bit for bit:
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -66,14 +68,23 @@ class SameConv2d(nn.Conv2d):
         kh, kw = self.kernel_size
         sh, sw = self.stride
         dh, dw = self.dilation
-        top, bottom = same_padding(int(x.shape[-2]), kh, sh, dh)
-        left, right = same_padding(int(x.shape[-1]), kw, sw, dw)
+        height, width = _static_hw(x)
+        top, bottom = same_padding(height, kh, sh, dh)
+        left, right = same_padding(width, kw, sw, dw)
         if top == bottom and left == right:
             return F.conv2d(
                 x, self.weight, self.bias, self.stride, (top, left), self.dilation, self.groups
             )
         x = F.pad(x, (left, right, top, bottom))
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+def _static_hw(x: torch.Tensor) -> tuple[int, int]:
+    """Spatial size as Python ints; under tracing they become constants, which is intended
+    (Keras models have static shapes), so the tracer's warning about it is silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        return int(x.shape[-2]), int(x.shape[-1])
 
 
 def keras_batchnorm(num_features: int, *, dims: int = 2) -> nn.Module:
