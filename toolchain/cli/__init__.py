@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "toolchain.cli.targets",
     "toolchain.cli.devices",
     "toolchain.cli.bench",
+    "toolchain.cli.zoo",
 )
 
 EXIT_INTERNAL = 70
