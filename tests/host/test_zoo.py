@@ -158,3 +158,31 @@ def test_save_weights_writes_a_loadable_state_dict(tmp_path) -> None:
     with pytest.raises(ModelLoadError):
         zoo.save_weights("resnet8", src, tmp_path / "bad.pt")
     assert not (tmp_path / "bad.pt").exists()
+
+
+def test_zoo_command_line(tmp_path, capsys) -> None:
+    from toolchain.cli import main
+
+    assert main(["zoo"]) == 0
+    assert "toolchain.zoo.mlperf_tiny:resnet8" in capsys.readouterr().out
+    src = tmp_path / "ds.pt"
+    torch.save(mlperf_tiny.ds_cnn().state_dict(), src)
+    out = tmp_path / "out.pt"
+    assert main(["zoo", "weights", "ds_cnn", str(src), "--out", str(out)]) == 0
+    assert out.is_file() and "--weights" in capsys.readouterr().out
+    assert main(["zoo", "weights", "resnet8", str(src), "--out", str(tmp_path / "x.pt")]) == 1
+    assert main(["zoo", "weights", "nope", str(src), "--out", str(tmp_path / "y.pt")]) == 2
+    assert (
+        main(
+            [
+                "zoo",
+                "weights",
+                "ds_cnn",
+                str(tmp_path / "missing.h5"),
+                "--out",
+                str(tmp_path / "z.pt"),
+            ]
+        )
+        == 1
+    )
+    assert not any((tmp_path / n).exists() for n in ("x.pt", "y.pt", "z.pt"))
