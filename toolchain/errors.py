@@ -10,6 +10,11 @@ a third-party exception, raise ours ``from`` it so the cause stays visible with 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
 
 class EdgeDeployError(Exception):
     """Base of every edgedeploy error.
@@ -189,3 +194,19 @@ class HostKeyError(DeviceError):
 
 class BenchmarkError(EdgeDeployError):
     """A benchmark ran but its result cannot be trusted or parsed."""
+
+
+# --- the pipeline (edgedeploy run) --------------------------------------------------------
+
+
+class StageError(EdgeDeployError):
+    """A stage of ``edgedeploy run`` failed. ``stage`` names it, ``cause`` is the stage's own
+    error (whose exit code this one takes); earlier stages' artifacts and the report are kept
+    (``report``: the report.json that says so)."""
+
+    def __init__(self, stage: str, cause: EdgeDeployError, *, report: Path | None = None) -> None:
+        super().__init__(f"stage {stage!r} failed: {cause.message}", hint=cause.hint)
+        self.stage = stage
+        self.cause = cause
+        self.report = report
+        self.exit_code = cause.exit_code
