@@ -114,6 +114,7 @@ def test_linker_script_and_config_from_the_target_profile(name: str, tmp_path: P
     assert f"#define EDGEDEPLOY_QEMU_ICOUNT {int(t.transport.kind == 'qemu')}" in cfg
     if fw.uart_base is not None:
         assert f"#define EDGEDEPLOY_UART_BASE 0x{fw.uart_base:08X}u" in cfg
+    assert (f"#define EDGEDEPLOY_UART_IRQ {fw.uart_irq}u" in cfg) == (fw.uart_irq is not None)
     mk = (p.path / "config.mk").read_text()
     assert f"CPU_FLAGS := {' '.join(t.cpu.gcc_flags())}\n" in mk
     assert f"BOARD := {fw.board.replace('-', '_')}\n" in mk

@@ -213,6 +213,7 @@ def _target_context(target: Target, fw: str) -> dict[str, Any]:
         "clock_hz": cpu.clock_hz,
         "baud": target.transport.baud,
         "uart_base": None if fwspec.uart_base is None else f"0x{fwspec.uart_base:08X}",
+        "uart_irq": fwspec.uart_irq,
         "semihosting": int(fwspec.semihosting_exit),
         "has_dwt": int(fwspec.has_dwt),
         "qemu_icount": int(qemu),

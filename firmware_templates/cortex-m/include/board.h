@@ -26,6 +26,16 @@ void board_uart_putc(uint8_t c);
 /* One received byte (0..255), or -1 when none is waiting. Never blocks. */
 int board_uart_getc(void);
 
+/* Nothing to do until the host sends more: under QEMU with a known UART interrupt
+ * (EDGEDEPLOY_UART_IRQ), sleep in WFI until a byte arrives, with SysTick paused so that the
+ * emulator idles instead of running the polling loop (-icount sleep=off would otherwise race
+ * through virtual time). Elsewhere it returns at once (the caller polls). */
+void board_idle(void);
+
+/* For board_idle: a received byte is waiting / let the UART raise its receive interrupt. */
+int board_uart_rx_ready(void);
+void board_uart_rx_irq_enable(void);
+
 /* Exit codes (QEMU's exit status under semihosting). */
 #define EDGEDEPLOY_EXIT_FAULT 3
 #define EDGEDEPLOY_EXIT_BOOT_FAILED 4

@@ -27,6 +27,11 @@
 #define SCB_AIRCR_VECTKEY (0x05FAu << 16)
 #define SCB_AIRCR_SYSRESETREQ (1u << 2)
 
+/* NVIC */
+#define NVIC_ISER(n) CM_REG(0xE000E100u + 4u * (n))
+#define NVIC_ICER(n) CM_REG(0xE000E180u + 4u * (n))
+#define NVIC_ICPR(n) CM_REG(0xE000E280u + 4u * (n))
+
 /* SysTick */
 #define SYST_CSR CM_REG(0xE000E010u)
 #define SYST_RVR CM_REG(0xE000E014u)

@@ -22,6 +22,25 @@ void board_uart_puts(const char *s)
         board_uart_putc((uint8_t)*s++);
 }
 
+void board_idle(void)
+{
+#if EDGEDEPLOY_QEMU_ICOUNT && defined(EDGEDEPLOY_UART_IRQ)
+    /* The interrupt is enabled in the NVIC only here, with PRIMASK set: it wakes WFI but its
+     * handler never runs. A byte that arrived before WFI leaves it pending: no lost wake-up. */
+    uint32_t pm = cm_irq_save();
+    if (!board_uart_rx_ready()) {
+        uint32_t csr = SYST_CSR & (SYST_CSR_ENABLE | SYST_CSR_TICKINT | SYST_CSR_CLKSOURCE);
+        SYST_CSR = csr & ~SYST_CSR_ENABLE;
+        NVIC_ISER(EDGEDEPLOY_UART_IRQ / 32u) = 1u << (EDGEDEPLOY_UART_IRQ % 32u);
+        __asm volatile("dsb\n\twfi\n\tisb" ::: "memory");
+        NVIC_ICER(EDGEDEPLOY_UART_IRQ / 32u) = 1u << (EDGEDEPLOY_UART_IRQ % 32u);
+        SYST_CSR = csr;
+    }
+    NVIC_ICPR(EDGEDEPLOY_UART_IRQ / 32u) = 1u << (EDGEDEPLOY_UART_IRQ % 32u);
+    cm_irq_restore(pm);
+#endif
+}
+
 void board_report(const char *s)
 {
     board_uart_puts(s);

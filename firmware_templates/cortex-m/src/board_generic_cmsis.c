@@ -50,3 +50,13 @@ int board_uart_getc(void)
 {
     return edgedeploy_uart_getc();
 }
+
+/* No interrupt-driven idle on generic boards: the request loop polls. */
+int board_uart_rx_ready(void)
+{
+    return 1;
+}
+
+void board_uart_rx_irq_enable(void)
+{
+}

@@ -30,6 +30,9 @@
 #define UART_FBRD (*(volatile uint32_t *)(EDGEDEPLOY_UART_BASE + 0x028u))
 #define UART_LCRH (*(volatile uint32_t *)(EDGEDEPLOY_UART_BASE + 0x02Cu))
 #define UART_CR (*(volatile uint32_t *)(EDGEDEPLOY_UART_BASE + 0x030u))
+#define UART_IMSC (*(volatile uint32_t *)(EDGEDEPLOY_UART_BASE + 0x038u))
+#define IMSC_RXIM (1u << 4)
+#define IMSC_RTIM (1u << 6)
 #define FR_RXFE (1u << 4)
 #define FR_TXFF (1u << 5)
 #define LCRH_8N1_FIFO 0x70u
@@ -73,6 +76,16 @@ void board_uart_putc(uint8_t c)
     while (UART_FR & FR_TXFF) {
     }
     UART_DR = c;
+}
+
+int board_uart_rx_ready(void)
+{
+    return !(UART_FR & FR_RXFE);
+}
+
+void board_uart_rx_irq_enable(void)
+{
+    UART_IMSC |= IMSC_RXIM | IMSC_RTIM;
 }
 
 int board_uart_getc(void)

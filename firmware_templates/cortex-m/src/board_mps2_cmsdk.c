@@ -11,12 +11,15 @@
 #define UART_DATA (*(volatile uint32_t *)(EDGEDEPLOY_UART_BASE + 0x00u))
 #define UART_STATE (*(volatile uint32_t *)(EDGEDEPLOY_UART_BASE + 0x04u))
 #define UART_CTRL (*(volatile uint32_t *)(EDGEDEPLOY_UART_BASE + 0x08u))
+#define UART_INTSTATUS (*(volatile uint32_t *)(EDGEDEPLOY_UART_BASE + 0x0Cu))
 #define UART_BAUDDIV (*(volatile uint32_t *)(EDGEDEPLOY_UART_BASE + 0x10u))
 
 #define STATE_TX_FULL (1u << 0)
 #define STATE_RX_FULL (1u << 1)
 #define CTRL_TX_EN (1u << 0)
 #define CTRL_RX_EN (1u << 1)
+#define CTRL_RX_INT_EN (1u << 3)
+#define INT_RX (1u << 1)
 
 void board_init(void)
 {
@@ -33,9 +36,21 @@ void board_uart_putc(uint8_t c)
     UART_DATA = c;
 }
 
+int board_uart_rx_ready(void)
+{
+    return (UART_STATE & STATE_RX_FULL) != 0;
+}
+
+void board_uart_rx_irq_enable(void)
+{
+    UART_CTRL |= CTRL_RX_INT_EN;
+}
+
 int board_uart_getc(void)
 {
     if (!(UART_STATE & STATE_RX_FULL))
         return -1;
-    return (int)(UART_DATA & 0xFFu);
+    int c = (int)(UART_DATA & 0xFFu);
+    UART_INTSTATUS = INT_RX; /* the receive interrupt is sticky: clear it (write 1) */
+    return c;
 }

@@ -11,6 +11,9 @@
 void fw_start(void)
 {
     board_init();
+#if EDGEDEPLOY_QEMU_ICOUNT && defined(EDGEDEPLOY_UART_IRQ)
+    board_uart_rx_irq_enable();
+#endif
     fw_ticks_init();
     __asm volatile("cpsie i" ::: "memory");
     fw_ticks_calibrate();
@@ -42,6 +45,8 @@ void fw_serve(edp_device *d)
         int c = board_uart_getc();
         if (c >= 0)
             edp_device_feed(d, (uint8_t)c);
+        else
+            board_idle();
     }
 }
 
