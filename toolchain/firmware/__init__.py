@@ -24,7 +24,7 @@ from typing import Any
 from toolchain.errors import UsageError
 from toolchain.firmware.build import FirmwareBuild, MemoryUse, build_project, image_memory
 from toolchain.firmware.libcheck import LibraryCheck, check_library, require_compatible
-from toolchain.firmware.render import FirmwareProject, read_manifest, render_into, render_project
+from toolchain.firmware.render import FirmwareProject, read_manifest, render_into
 from toolchain.fsutil import staged_outputs
 from toolchain.progress import ProgressFn, no_progress
 from toolchain.targets import Target, load_target
@@ -82,7 +82,7 @@ def make_firmware(
     for the wrong CPU, compile error, image over budget) ``out_dir`` is left as it was.
     Building the TFLM firmware needs ``tflm_lib`` and ``tflm_include``; the self-test
     firmware (``selftest=True``) needs neither. Raises the errors of
-    :func:`~toolchain.firmware.render.render_project` and
+    :func:`~toolchain.firmware.render.render_into` and
     :func:`~toolchain.firmware.build.build_project`.
     """
     tgt = load_target(target) if isinstance(target, str) else target
@@ -111,3 +111,23 @@ def make_firmware(
     return FirmwareResult(
         project=project.relocated(out), build=built.relocated(out) if built else None
     )
+
+
+def render_project(
+    *,
+    target: Target | str,
+    out_dir: str | os.PathLike[str],
+    model: str | os.PathLike[str] | None = None,
+    selftest: bool = False,
+    tflm_lib: str | os.PathLike[str] | None = None,
+    tflm_include: Sequence[str | os.PathLike[str]] = (),
+) -> FirmwareProject:
+    """:func:`make_firmware` without the build: the rendered project."""
+    return make_firmware(
+        target=target,
+        out_dir=out_dir,
+        model=model,
+        selftest=selftest,
+        tflm_lib=tflm_lib,
+        tflm_include=tflm_include,
+    ).project

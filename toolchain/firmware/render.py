@@ -15,7 +15,6 @@ files (no timestamps, sorted iteration). Nothing is written unless everything re
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -30,7 +29,7 @@ import jinja2
 from toolchain.errors import FirmwareError, InputFileError, TargetError, UsageError
 from toolchain.firmware import libcheck
 from toolchain.firmware.model import ModelArtifacts, emit_model
-from toolchain.targets import Target, load_target
+from toolchain.targets import Target
 
 log = logging.getLogger(__name__)
 
@@ -228,39 +227,6 @@ def _target_context(target: Target, fw: str) -> dict[str, Any]:
     }
 
 
-def render_project(
-    *,
-    target: Target | str,
-    out_dir: str | os.PathLike[str],
-    model: str | os.PathLike[str] | None = None,
-    selftest: bool = False,
-    tflm_lib: str | os.PathLike[str] | None = None,
-    tflm_include: Sequence[str | os.PathLike[str]] = (),
-) -> FirmwareProject:
-    """Write the firmware project for ``target`` into ``out_dir`` (created if needed).
-
-    ``selftest=True`` renders the self-test firmware (no model, no TFLM); otherwise ``model``
-    (a .tflite) is required, goes through the emit stage into ``model/``, and is checked
-    against the target's flash/RAM budget (:class:`~toolchain.errors.BudgetError`).
-    ``tflm_lib``/``tflm_include`` are optional here (the project can be built later with
-    ``make TFLM_LIB=...``); when given, the library is checked against the target first
-    (:class:`~toolchain.errors.LibraryMismatchError`). On any error ``out_dir`` is unchanged.
-    """
-    from toolchain.fsutil import staged_outputs
-
-    tgt = load_target(target) if isinstance(target, str) else target
-    with staged_outputs(out_dir) as stage:
-        project = render_into(
-            stage,
-            target=tgt,
-            model=model,
-            selftest=selftest,
-            tflm_lib=tflm_lib,
-            tflm_include=tflm_include,
-        )
-    return project.relocated(Path(out_dir))
-
-
 def render_into(
     dest: Path,
     *,
@@ -270,7 +236,16 @@ def render_into(
     tflm_lib: str | os.PathLike[str] | None,
     tflm_include: Sequence[str | os.PathLike[str]],
 ) -> FirmwareProject:
-    """:func:`render_project` without the staging: writes straight into ``dest``."""
+    """Render the project for ``target`` straight into ``dest`` (callers stage it:
+    :func:`toolchain.firmware.make_firmware`).
+
+    ``selftest=True`` renders the self-test firmware (no model, no TFLM); otherwise ``model``
+    (a .tflite) is required, goes through the emit stage into ``model/``, and is checked
+    against the target's flash/RAM budget (:class:`~toolchain.errors.BudgetError`).
+    ``tflm_lib``/``tflm_include`` are optional (the project can be built later with
+    ``make TFLM_LIB=...``); when given, the library is checked against the target first
+    (:class:`~toolchain.errors.LibraryMismatchError`).
+    """
     tdir = template_dir_for(target)
     fw = "selftest" if selftest else "tflm"
     if selftest and model is not None:
@@ -366,7 +341,3 @@ def read_manifest(project_dir: Path) -> dict[str, Any]:
             hint="render one with: edgedeploy firmware --target NAME ...",
         ) from exc
     return data
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
