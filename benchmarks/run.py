@@ -14,6 +14,7 @@ import sys
 #: benchmark name → module with ``main(argv) -> int``; the order ``make bench`` runs them in.
 BENCHMARKS: dict[str, str] = {
     "convert": "benchmarks.convert_mlperf",
+    "emit": "benchmarks.emit_bench",
     "phone-ssh": "benchmarks.phone_ssh",
     "mcu": "benchmarks.mcu_link",
     "prune": "benchmarks.prune_mlperf",
