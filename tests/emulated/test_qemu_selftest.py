@@ -152,7 +152,7 @@ def test_tick_counter_extension_across_systick_wraps(tmp_path: Path) -> None:
         assert RUN_INSTRUCTIONS <= t * step <= RUN_INSTRUCTIONS * 1.01
 
 
-@pytest.mark.parametrize("board", ["mps2-an386", "lm3s6965evb"])
+@pytest.mark.parametrize("board", ["mps2-an386", "mps2-an505", "lm3s6965evb"])
 def test_hardfault_is_reported(board: str, tmp_path: Path) -> None:
     target = load_target(board)
     project = render_project(target=target, out_dir=tmp_path / "p", selftest=True)
