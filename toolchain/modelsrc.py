@@ -21,6 +21,7 @@ Everything raised is a :class:`~toolchain.errors.ModelLoadError` (the model is b
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import re
@@ -90,7 +91,8 @@ def load_model(
     module, examples = _build(source)
     if weights is not None:
         _load_weights(module, Path(weights))
-    module.eval()
+    with contextlib.suppress(NotImplementedError):  # torch.export modules: fixed at export
+        module.eval()
     user_shapes = input_shapes is not None
     if input_shapes is not None:
         shapes = [tuple(int(s) for s in sh) for sh in input_shapes]

@@ -21,7 +21,9 @@ from toolchain.errors import EdgeDeployError
 
 #: Sub-command modules, in the order ``--help`` lists them.
 COMMANDS: tuple[str, ...] = (
+    "toolchain.cli.convert",
     "toolchain.cli.prune",
+    "toolchain.cli.inspect",
     "toolchain.cli.emit",
     "toolchain.cli.firmware",
     "toolchain.cli.targets",

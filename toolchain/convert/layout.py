@@ -9,14 +9,17 @@ scales belong to output rows, which do not move), so outputs are bit-identical.
 
 Handled: TRANSPOSE (batch axis fixed) → one or more RESHAPEs to ``(N, K)`` → any mix of
 FULLY_CONNECTED (as its input) and last-axis CONCATENATIONs that end in FULLY_CONNECTEDs.
-A TRANSPOSE whose result reaches anything else (a graph output, an ADD, ...) is left alone
-and shows up in the graph-lint counts.
+
+A TRANSPOSE right after a graph input or right before a graph output is also layout only:
+it is dropped, and the input or output takes the other layout, which the result reports
+(``input_perms`` / ``output_perms``) so that the tensor specs say which bytes to feed.
+A TRANSPOSE anywhere else is left alone and shows up in the graph-lint counts.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,11 +31,29 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FoldResult:
-    """What :func:`fold_layout_transposes` did: the new bytes and how many ops it removed."""
+    """What :func:`fold_layout_transposes` did: the new bytes and how many ops it removed.
+
+    ``input_perms``/``output_perms`` map a subgraph input/output position to the permutation
+    of the TRANSPOSE dropped there: the new input is ``old_input.transpose(perm)``; the new
+    output is the tensor whose ``.transpose(perm)`` was the old output.
+    """
 
     data: bytes
     removed: int
     folded_into: tuple[str, ...]  # names of the weight tensors whose columns were permuted
+    input_perms: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    output_perms: dict[int, tuple[int, ...]] = field(default_factory=dict)
+
+
+def compose_input_perm(old: tuple[int, ...], dropped: tuple[int, ...]) -> tuple[int, ...]:
+    """PyTorch → new input layout, after dropping a TRANSPOSE(``dropped``) at the input."""
+    return tuple(old[i] for i in dropped)
+
+
+def compose_output_perm(old: tuple[int, ...], dropped: tuple[int, ...]) -> tuple[int, ...]:
+    """PyTorch → new output layout, after dropping a TRANSPOSE(``dropped``) at the output."""
+    inv = [int(i) for i in np.argsort(dropped)]
+    return tuple(old[i] for i in inv)
 
 
 def fold_layout_transposes(data: bytes) -> FoldResult:
@@ -50,11 +71,69 @@ def fold_layout_transposes(data: bytes) -> FoldResult:
                 break
             removed += 1
             folded.extend(done)
+    in_perms, out_perms = _drop_io_transposes(model, model.subgraphs[0])
+    removed += len(in_perms) + len(out_perms)
     if not removed:
         return FoldResult(data, 0, ())
     flatbuf.compact(model)
-    log.info("folded %d layout TRANSPOSE op(s) into %s", removed, ", ".join(folded))
-    return FoldResult(flatbuf.pack(model), removed, tuple(folded))
+    log.info(
+        "removed %d layout TRANSPOSE op(s) (weights permuted: %s; inputs %s, outputs %s)",
+        removed,
+        ", ".join(folded) or "none",
+        sorted(in_perms),
+        sorted(out_perms),
+    )
+    return FoldResult(flatbuf.pack(model), removed, tuple(folded), in_perms, out_perms)
+
+
+def _drop_io_transposes(
+    model: Any, sg: Any
+) -> tuple[dict[int, tuple[int, ...]], dict[int, tuple[int, ...]]]:
+    """Drop TRANSPOSEs that only read a graph input or only feed a graph output."""
+    in_perms: dict[int, tuple[int, ...]] = {}
+    out_perms: dict[int, tuple[int, ...]] = {}
+    sigs = [s for s in (model.signatureDefs or []) if int(s.subgraphIndex) == 0]
+    changed = True
+    while changed:
+        changed = False
+        users = flatbuf.tensor_users(sg)
+        g_in = [int(t) for t in sg.inputs]
+        g_out = [int(t) for t in sg.outputs]
+        for op_index, op in enumerate(sg.operators or []):
+            if flatbuf.op_name(model, op) != "TRANSPOSE":
+                continue
+            src, dst = int(op.inputs[0]), int(op.outputs[0])
+            perm_tensor = sg.tensors[int(op.inputs[1])]
+            if not _is_constant(model, perm_tensor):
+                continue
+            perm = tuple(int(p) for p in flatbuf.buffer_array(model, perm_tensor).reshape(-1))
+            if dst in g_out and src not in g_in and not users.get(dst):
+                pos = g_out.index(dst)
+                if pos in out_perms:
+                    continue
+                sg.outputs = [src if t == dst else t for t in g_out]
+                _retarget(sigs, "outputs", dst, src)
+                out_perms[pos] = perm
+            elif src in g_in and users.get(src) == [op_index] and dst not in g_out:
+                pos = g_in.index(src)
+                if pos in in_perms:
+                    continue
+                sg.inputs = [dst if t == src else t for t in g_in]
+                _retarget(sigs, "inputs", src, dst)
+                in_perms[pos] = perm
+            else:
+                continue
+            del sg.operators[op_index]
+            changed = True
+            break
+    return in_perms, out_perms
+
+
+def _retarget(sigs: list[Any], kind: str, old: int, new: int) -> None:
+    for sig in sigs:
+        for m in getattr(sig, kind) or []:
+            if int(m.tensorIndex) == old:
+                m.tensorIndex = new
 
 
 def _fold_one(model: Any, sg: Any) -> list[str] | None:

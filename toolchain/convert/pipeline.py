@@ -258,13 +258,10 @@ def _convert_cold(
             timings[k] = round(timings[k], 3)
 
     data = tflite_path.read_bytes()
-    folded = 0
+    folded, fold_check = 0, "not needed"
     if opts.fold_transposes:
         with _stage("fold transposes", timings, prog):
-            from toolchain.convert.layout import fold_layout_transposes
-
-            fr = fold_layout_transposes(data)
-            data, folded = fr.data, fr.removed
+            data, meta, folded, fold_check = _fold(data, meta, loaded, layer_samples)
     parsed = TFLiteModel.from_bytes(data, source="int8 model")
     with _stage("lint", timings, prog):
         lint = graphlint.lint(parsed)
@@ -308,6 +305,7 @@ def _convert_cold(
         "ops": lint.ops,
         "lint": {**lint.counts, "problems": list(lint.problems)},
         "transposes_folded": folded,
+        "fold_check": fold_check,
         "inputs": [s.to_dict() for s in ins],
         "outputs": [s.to_dict() for s in outs],
         "options": opts.to_dict(),
@@ -357,6 +355,41 @@ def _torch_outputs(loaded: Any, arrays: Sequence[np.ndarray], n: int) -> list[np
         per.append([o.detach().numpy().astype(np.float32) for o in outs])
         i = j
     return [np.concatenate([p[k] for p in per]) for k in range(len(per[0]))]
+
+
+def _fold(
+    data: bytes, meta: dict[str, Any], loaded: Any, samples: Sequence[tuple[np.ndarray, ...]]
+) -> tuple[bytes, dict[str, Any], int, str]:
+    """Fold layout transposes; keep the result only if it is bit-exact on ``samples``.
+
+    Returns (model bytes, meta with updated perms, ops removed, check verdict).
+    """
+    import copy
+
+    from toolchain.convert import layout
+    from toolchain.convert.runtime import run_tflite
+
+    fr = layout.fold_layout_transposes(data)
+    if not fr.removed:
+        return data, meta, 0, "not needed"
+    new_meta = copy.deepcopy(meta)
+    for kind, dropped, compose in (
+        ("inputs", fr.input_perms, layout.compose_input_perm),
+        ("outputs", fr.output_perms, layout.compose_output_perm),
+    ):
+        for m in new_meta[kind]:
+            p = dropped.get(int(m["tflite_index"]))
+            if p is not None:
+                m["perm"] = list(compose(tuple(m["perm"]), p))
+    before = _specs(TFLiteModel.from_bytes(data), meta, loaded)
+    after = _specs(TFLiteModel.from_bytes(fr.data), new_meta, loaded)
+    xs = [np.concatenate([s[k] for s in samples]) for k in range(len(loaded.input_names))]
+    ref = run_tflite(data, xs, input_specs=before[0], output_specs=before[1])
+    got = run_tflite(fr.data, xs, input_specs=after[0], output_specs=after[1])
+    if all(np.array_equal(a, b) for a, b in zip(ref, got, strict=True)):
+        return fr.data, new_meta, fr.removed, f"bit-exact on {len(samples)} samples"
+    log.warning("folding layout transposes changed the outputs; kept the unfolded model")
+    return data, meta, 0, "failed: outputs changed, transposes kept"
 
 
 def _export_check(

@@ -1,0 +1,260 @@
+"""``edgedeploy convert MODEL --calib DATA --out DIR``: PyTorch → int8 .tflite + report.json."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from toolchain.cli import ui
+from toolchain.errors import UsageError
+from toolchain.fsutil import to_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="convert a PyTorch model to a full-integer int8 .tflite and measure its fidelity",
+        description="Writes DIR/model_int8.tflite and DIR/report.json (both or neither). "
+        "MODEL: path/file.py:factory, package.module:factory, model.pt (TorchScript) or "
+        "model.pt2 (torch.export). DATA (PyTorch layout, samples first): .npy, .npz (arrays "
+        "by input name), a folder of images, or path/file.py:function.",
+    )
+    p.add_argument("model", help="the PyTorch model (see above)")
+    p.add_argument("--calib", required=True, metavar="DATA", help="calibration data")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--val", metavar="DATA", help="validation data (default: the calibration data)")
+    p.add_argument("--labels", metavar="L", help="class labels of --val (.npy, .txt, f.npz:KEY)")
+    p.add_argument(
+        "--input-shape",
+        action="append",
+        metavar="SHAPE",
+        help="input shape, batch first, e.g. 1,3,32,32; repeat once per input",
+    )
+    p.add_argument("--weights", metavar="FILE", help="a state_dict to load (weights_only)")
+    q = p.add_argument_group("quantization")
+    q.add_argument(
+        "--activations",
+        choices=("int8", "int16"),
+        default="int8",
+        help="int8 (default) or int16 activations with int8 weights (int16x8)",
+    )
+    q.add_argument(
+        "--input-type",
+        choices=("int8", "uint8", "int16", "float32"),
+        help="input tensor type (default: the activation type)",
+    )
+    q.add_argument(
+        "--output-type",
+        choices=("int8", "uint8", "int16", "float32"),
+        help="output tensor type (default: the activation type)",
+    )
+    q.add_argument(
+        "--per-tensor",
+        action="store_true",
+        help="one weight scale per tensor instead of per output channel",
+    )
+    q.add_argument(
+        "--calib-samples",
+        type=int,
+        default=200,
+        metavar="N",
+        help="use at most N calibration samples (default 200)",
+    )
+    q.add_argument(
+        "--val-samples",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="compare at most N validation samples (default 1000)",
+    )
+    q.add_argument(
+        "--keep-transposes",
+        action="store_true",
+        help="do not fold layout TRANSPOSE ops into linear weights",
+    )
+    d = p.add_argument_group("image folders")
+    d.add_argument(
+        "--mean",
+        metavar="M",
+        help="per-channel mean after scaling to [0,1], e.g. 0.485,0.456,0.406",
+    )
+    d.add_argument("--std", metavar="S", help="per-channel std, e.g. 0.229,0.224,0.225")
+    g = p.add_argument_group("gates and limits")
+    g.add_argument(
+        "--min-sqnr",
+        type=float,
+        metavar="DB",
+        help="fail (exit 3) when any output's SQNR is below DB",
+    )
+    g.add_argument(
+        "--max-accuracy-drop",
+        type=float,
+        metavar="PTS",
+        help="fail (exit 3) when int8 accuracy is more than PTS points below float",
+    )
+    g.add_argument(
+        "--onnx2tf-timeout",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="seconds onnx2tf may take (default 600)",
+    )
+    g.add_argument(
+        "--quantize-timeout",
+        type=float,
+        default=900.0,
+        metavar="S",
+        help="seconds quantization may take (default 900)",
+    )
+    g.add_argument("--no-cache", action="store_true", help="convert even if cached")
+    g.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="cache folder (default $EDGEDEPLOY_CACHE_DIR or ./.edgedeploy_cache)",
+    )
+    p.add_argument("--json", action="store_true", help="print report.json instead of tables")
+    p.set_defaults(func=run)
+
+
+def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        vals = tuple(float(x) for x in text.replace(" ", "").split(",") if x)
+    except ValueError:
+        vals = ()
+    if not vals:
+        raise UsageError(f"{what} {text!r} is not a list of numbers", hint="e.g. 0.5,0.5,0.5")
+    return vals
+
+
+def _data(spec: str | None, mean: tuple[float, ...] | None, std: tuple[float, ...] | None) -> Any:
+    if spec is None:
+        return None
+    if (mean or std) and Path(spec).is_dir():
+        from toolchain.data import ImageFolder
+
+        return ImageFolder(Path(spec), mean=mean or (0.0,), std=std or (1.0,))
+    return spec
+
+
+def run(args: argparse.Namespace) -> int:
+    from toolchain.convert import QuantOptions, convert
+    from toolchain.modelsrc import parse_shape
+
+    shapes = [parse_shape(s) for s in args.input_shape] if args.input_shape else None
+    mean, std = _floats(args.mean, "--mean"), _floats(args.std, "--std")
+    if (mean or std) and not any(
+        a is not None and Path(a).is_dir() for a in (args.calib, args.val)
+    ):
+        raise UsageError("--mean/--std apply to image folders only")
+    options = QuantOptions(
+        activations=args.activations,
+        input_dtype=args.input_type,
+        output_dtype=args.output_type,
+        per_channel=not args.per_tensor,
+        calibration_samples=args.calib_samples,
+        validation_samples=args.val_samples,
+        onnx2tf_timeout_s=args.onnx2tf_timeout,
+        quantize_timeout_s=args.quantize_timeout,
+        fold_transposes=not args.keep_transposes,
+    )
+    with ui.progress() as prog:
+        result = convert(
+            args.model,
+            calib=_data(args.calib, mean, std),
+            out_dir=args.out,
+            input_shapes=shapes,
+            val=_data(args.val, mean, std),
+            labels=args.labels,
+            options=options,
+            min_sqnr=args.min_sqnr,
+            max_accuracy_drop=args.max_accuracy_drop,
+            cache=not args.no_cache,
+            progress=prog,
+            weights=args.weights,
+            cache_dir=args.cache_dir,
+        )
+    if args.json:
+        sys.stdout.write(to_json(result.report))
+        return 0
+    _print_summary(result)
+    return 0
+
+
+def _print_summary(result: Any) -> None:
+    r = result.report
+    c = ui.console
+    io = Table(title="inputs and outputs (feed these bytes)", title_justify="left")
+    for col in ("", "name", "TFLite #", "shape", "layout", "dtype", "scale", "zero point"):
+        io.add_column(col)
+    for kind, specs in (("in", result.inputs), ("out", result.outputs)):
+        for s in specs:
+            io.add_row(
+                kind,
+                s.name,
+                str(s.tflite_index),
+                "×".join(map(str, s.shape)),
+                f"{s.layout} (from {s.torch_layout})",
+                s.dtype,
+                "-" if s.scale is None else f"{s.scale:.6g}",
+                "-" if s.zero_point is None else str(s.zero_point),
+            )
+    c.print(io)
+    fid = Table(
+        title=f"int8 vs float on {r['data']['validation']['samples']} samples "
+        f"({r['data']['validation']['source']})",
+        title_justify="left",
+    )
+    for col in ("output", "SQNR dB", "cosine", "max abs err", "top-1 agree"):
+        fid.add_column(col)
+    for name, f in r["fidelity"].items():
+        t1 = f.get("top1_agreement")
+        fid.add_row(
+            name,
+            f"{f['sqnr_db']}",
+            f"{f['cosine']:.6f}",
+            f"{f['max_abs_err']:.4g}",
+            "-" if t1 is None else f"{100 * t1:.1f}%",
+        )
+    c.print(fid)
+    if r.get("accuracy"):
+        a = r["accuracy"]
+        c.print(
+            f"accuracy ({a['output']}, {a['samples']} labelled samples): float "
+            f"{a['float']:.2f}%, int8 {a['int8']:.2f}% (drop {a['drop']:.2f} points)",
+            highlight=False,
+        )
+    if r.get("worst_layers"):
+        wl = Table(title="layers losing the most", title_justify="left")
+        for col in ("op", "layer (PyTorch module)", "ONNX node", "SQNR dB", "loses dB"):
+            wl.add_column(col)
+        for w in r["worst_layers"]:
+            wl.add_row(
+                w["op"],
+                w.get("module") or "-",
+                w.get("onnx_node") or "-",
+                str(w["sqnr_db"]),
+                str(w["drop_db"]),
+            )
+        c.print(wl)
+    lint = r["lint"]
+    c.print("ops: " + ", ".join(f"{k} {v}" for k, v in r["ops"].items()), highlight=False)
+    c.print(
+        "TRANSPOSE {TRANSPOSE}, QUANTIZE {QUANTIZE}, DEQUANTIZE {DEQUANTIZE}, PAD {PAD}".format(
+            **lint
+        )
+        + f" (transposes folded: {r.get('transposes_folded', 0)})",
+        highlight=False,
+    )
+    t = r["timings_s"]
+    c.print("times (s): " + ", ".join(f"{k} {v:g}" for k, v in t.items()), highlight=False)
+    c.print(
+        f"[green]wrote[/] {result.tflite_path} ({result.tflite_bytes:,} bytes) and "
+        f"{result.report_path}" + (" [dim](cached)[/]" if result.cached else ""),
+        highlight=False,
+    )
