@@ -11,7 +11,6 @@ import argparse
 
 from rich.table import Table
 
-from toolchain import zoo
 from toolchain.cli import ui
 
 
@@ -27,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from toolchain import zoo  # torch is imported only when weights are converted
+
     if getattr(args, "zoo_command", None) == "weights":
         path = zoo.save_weights(args.name, args.source, args.out)
         ui.console.print(

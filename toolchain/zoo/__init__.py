@@ -19,10 +19,12 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from toolchain.errors import UsageError
+
+if TYPE_CHECKING:  # importing this package must stay cheap (the CLI lists the zoo): no torch
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,8 @@ def folded_parameter_count(model: nn.Module) -> int:
     This is what a TFLite model stores (BatchNorm disappears into the preceding layer's
     weights and bias), so it compares directly with published counts.
     """
+    from torch import nn
+
     total = 0
     for m in model.modules():
         if isinstance(m, nn.Conv2d | nn.Conv1d | nn.Linear):
