@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -132,26 +133,25 @@ def _fails(
     assert not out.exists() or not any(out.iterdir()), "a failed emit left files behind"
 
 
-def test_not_a_flatbuffer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bad = tmp_path / "bad.tflite"
-    bad.write_bytes(b"this is not a model at all")
-    _fails([str(bad)], tmp_path / "o", capsys, 1, "not a TFLite flatbuffer")
+def _wrong_identifier(data: bytes) -> bytes:
+    return data[:4] + b"XXXX" + data[8:]
 
 
-def test_truncated(reference_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bad = tmp_path / "cut.tflite"
-    bad.write_bytes((reference_dir / SPEECH).read_bytes()[:5000])
-    _fails([str(bad)], tmp_path / "o", capsys, 1, "truncated")
-
-
-def test_wrong_identifier(
-    reference_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("corrupt", "text"),
+    [
+        (lambda d: b"this is not a model at all", "not a TFLite flatbuffer"),
+        (lambda d: d[:5000], "truncated"),
+        (_wrong_identifier, "file identifier"),
+        (lambda d: d[:6], "too short"),
+    ],
+)
+def test_bad_model_files(
+    reference_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], corrupt: Any, text: str
 ) -> None:
-    data = bytearray((reference_dir / HELLO).read_bytes())
-    data[4:8] = b"XXXX"
-    bad = tmp_path / "id.tflite"
-    bad.write_bytes(bytes(data))
-    _fails([str(bad)], tmp_path / "o", capsys, 1, "file identifier")
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(corrupt((reference_dir / SPEECH).read_bytes()))
+    _fails([str(bad)], tmp_path / "o", capsys, 1, text)
 
 
 def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

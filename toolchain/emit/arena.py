@@ -29,7 +29,7 @@ from typing import Any
 
 from toolchain.emit import sandbox
 from toolchain.emit.model_input import ModelLike, load, model_file
-from toolchain.errors import TFLiteModelError, UsageError
+from toolchain.errors import EmitError, TFLiteModelError, UsageError
 from toolchain.tflite_model import TFLiteModel
 
 log = logging.getLogger(__name__)
@@ -188,6 +188,11 @@ class _Search:
                 ) from exc
             log.debug("arena %d: %s; counted as a failed attempt", arena, exc.message)
             reply = {"ok": False, "stage": "crash", "error": exc.message, "log": ""}
+        if str(reply.get("error", "")).startswith("worker error"):
+            raise EmitError(
+                "the interpreter helper process failed: " + str(reply["error"])[-1500:],
+                hint="check that tflite-micro and numpy are installed in this environment",
+            )
         self.last = reply
         log.debug("arena %d invoke=%s -> %s", arena, invoke, reply.get("ok"))
         return bool(reply.get("ok"))

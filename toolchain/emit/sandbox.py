@@ -51,6 +51,7 @@ class Sandbox:
         self._stderr: IO[bytes] | None = None
         self._lock = threading.Lock()
         self._next_id = 0
+        self._pid = os.getpid()  # a forked copy of this object must not share the child
 
     def _start(self) -> subprocess.Popen[str]:
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the child)
@@ -101,6 +102,8 @@ class Sandbox:
         ``timeout_s`` seconds (the child is then killed and replaced on the next request).
         """
         with self._lock:
+            if self._pid != os.getpid():  # we are a fork: the child belongs to the parent
+                self._proc, self._stderr, self._pid = None, None, os.getpid()
             proc = self._proc if self._proc and self._proc.poll() is None else self._start()
             self._next_id += 1
             msg = {"op": op, "id": self._next_id, **fields}

@@ -121,6 +121,14 @@ def emit(
         cnames.check_section(section)
     tgt = load_target(target) if isinstance(target, str) else target
     spec = resolver.resolver_spec(parsed)
+    if golden_count and golden_data is not None:  # bad data fails before the slow steps
+        inputs, source = golden.load_inputs(parsed, golden_data, count=golden_count)
+    elif golden_count:
+        inputs = golden.random_inputs(parsed, count=golden_count, seed=golden_seed)
+        source = (
+            f"{golden_count} random sample(s), numpy default_rng(seed={golden_seed}) "
+            "- not real data"
+        )
     progress("emit", 1, _STEPS)
 
     search = arena_lib.search_arena(parsed)
@@ -131,14 +139,6 @@ def emit(
     comparisons: list[litert_check.LiteRTComparison] = []
     if golden_count:
         with model_file(parsed) as mf:
-            if golden_data is not None:
-                inputs, source = golden.load_inputs(parsed, golden_data, count=golden_count)
-            else:
-                inputs = golden.random_inputs(parsed, count=golden_count, seed=golden_seed)
-                source = (
-                    f"{golden_count} random sample(s), numpy default_rng(seed={golden_seed}) "
-                    "- not real data"
-                )
             outputs = golden.run_tflm(mf, inputs, arena=search.minimum)
             gset = golden.GoldenSet(source, tuple(inputs), tuple(outputs))
             progress("emit", 3, _STEPS)

@@ -85,21 +85,12 @@ def _tflm(req: dict[str, Any], arena: int) -> Any:
     return runtime.Interpreter.from_bytes(_model(req), arena_size=arena)
 
 
-def _input_count(interp: Any) -> int:
+def _count(details: Any) -> int:
+    """How many inputs/outputs: ``details(i)`` raises past the last one."""
     n = 0
     while True:
         try:
-            interp.get_input_details(n)
-        except (IndexError, ValueError, RuntimeError):
-            return n
-        n += 1
-
-
-def _output_count(interp: Any) -> int:
-    n = 0
-    while True:
-        try:
-            interp.get_output_details(n)
+            details(n)
         except (IndexError, ValueError, RuntimeError):
             return n
         n += 1
@@ -113,7 +104,7 @@ def tflm_attempt(req: dict[str, Any]) -> dict[str, Any]:
             interp = _tflm(req, int(req["arena"]))
             if req.get("invoke"):
                 stage = "invoke"
-                for i in range(_input_count(interp)):
+                for i in range(_count(interp.get_input_details)):
                     d = interp.get_input_details(i)
                     interp.set_input(np.zeros(d["shape"], dtype=d["dtype"]), i)
                 interp.invoke()
@@ -147,7 +138,7 @@ def tflm_run(req: dict[str, Any]) -> dict[str, Any]:
     with _capture_fd2() as cap:
         try:
             interp = _tflm(req, int(req["arena"]))
-            outs: list[list[np.ndarray]] = [[] for _ in range(_output_count(interp))]
+            outs: list[list[np.ndarray]] = [[] for _ in range(_count(interp.get_output_details))]
             for k in range(count):
                 interp.reset()
                 for i, arr in enumerate(inputs):
