@@ -12,7 +12,7 @@ stratified 80/20 split from :func:`toolchain.zoo.digits.load_data`).
   The model keeps its 12 outputs; labels use the first 10.
 
 Each model is trained from scratch (PyTorch's init, fixed seed), then for each ratio pruned
-(L1, library defaults: first layer and output layer kept), fine-tuned a few epochs with the
+(L1, library defaults: only the output layer kept), fine-tuned a few epochs with the
 built-in loop, and converted by the real converter with 200 calibration samples; the arena
 is the smallest with which the tflite-micro interpreter allocates and invokes the model.
 """

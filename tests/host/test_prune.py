@@ -87,7 +87,7 @@ def test_mixed_net_structured_prune_runs_and_shrinks() -> None:
 
 def test_keep_first_last_and_user_keep() -> None:
     model = mixed_net()
-    res = prune_model(model, ratio=0.5, keep=["branch_a"], keep_last=True)
+    res = prune_model(model, ratio=0.5, keep=["branch_a"], keep_first=True, keep_last=True)
     kept = res.report["kept_layers"]
     assert kept["first"] == ["stem.0"]
     assert sorted(kept["last"]) == ["mix.0"]
@@ -179,7 +179,7 @@ def test_finetune_recovers_accuracy(digits: tuple[np.ndarray, ...], digits_cnn: 
     before = _state(digits_cnn)
     res = prune_model(
         digits_cnn,
-        ratio=0.75,
+        ratio=0.5,
         train=(xt, yt),
         val=(xv, yv),
         finetune_options=FinetuneOptions(epochs=3),
@@ -287,7 +287,7 @@ def test_cli_bad_input_exits_nonzero_and_writes_nothing(
 def test_cli_untraceable_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
     spec = "tests/support/prune_nets.py:hard_coded_net"
-    rc = main(["-q", "prune", spec, "--ratio", "0.5", "--no-keep-first", "--out", str(out)])
+    rc = main(["-q", "prune", spec, "--ratio", "0.5", "--out", str(out)])
     assert rc == 1
     err = capsys.readouterr().err
     assert "no longer runs" in err and "prune_nets.py" in err and "reshape" in err

@@ -98,7 +98,7 @@ def test_budget_no_candidate_fits_cli(
     calib = str(data[1])
     args = ["prune", SPEC, "--calib", calib, "--val", calib, "--flash-bytes", "2048"]
     rc = main(
-        [*args, "--ram-bytes", "1024", "--out", str(out), "--no-keep-first", "--max-ratio", "0.5"]
+        [*args, "--ram-bytes", "1024", "--out", str(out), "--max-ratio", "0.5"]
     )
     assert rc == BudgetError.exit_code == 4
     err = capsys.readouterr().err

@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     w.add_argument("--keep", action="append", default=[], metavar="NAME", help="never prune NAME")
     w.add_argument(
-        "--no-keep-first", action="store_true", help="allow pruning the first conv/linear layers"
+        "--keep-first", action="store_true", help="keep the first conv/linear layers (and groups)"
     )
     w.add_argument(
         "--keep-last", action="store_true", help="also keep the layers feeding the output layers"
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         "importance": args.importance,
         "layer_ratios": _layer_ratios(args.layer_ratio),
         "keep": args.keep,
-        "keep_first": not args.no_keep_first,
+        "keep_first": args.keep_first,
         "keep_last": args.keep_last,
         "round_to": args.round_to,
         "global_ranking": args.global_ranking,

@@ -90,7 +90,7 @@ def prune_model(
     importance: str = "l1",
     layer_ratios: Mapping[str, float] | None = None,
     keep: Sequence[str] = (),
-    keep_first: bool = True,
+    keep_first: bool = False,
     keep_last: bool = False,
     round_to: int | None = None,
     global_ranking: bool = False,
@@ -106,8 +106,9 @@ def prune_model(
     or of weights zeroed (unstructured); ``layer_ratios`` overrides it per layer (by module
     name; a layer's ratio applies to the whole group of layers coupled with it). ``keep`` names
     layers whose channels must not change; ``keep_first`` protects the first Conv/Linear
-    layers, ``keep_last`` the layers that feed the output layers (the output layers themselves
-    are always kept, they set the output shape). ``round_to`` rounds the channels kept to a
+    layers (and the groups coupled with them), ``keep_last`` the layers that feed the output
+    layers; both are off by default. The output layers themselves are always kept: they set
+    the output shape. ``round_to`` rounds the channels kept to a
     multiple (e.g. 8 for CMSIS-NN). ``importance``: l1, l2, bn_scale (BatchNorm γ; groups
     without BN fall back to l1), taylor (needs ``train``), random. ``global_ranking`` ranks
     channels across groups instead of the same ratio per group.
