@@ -97,9 +97,7 @@ def test_budget_no_candidate_fits_cli(
     out = tmp_path / "nofit"
     calib = str(data[1])
     args = ["prune", SPEC, "--calib", calib, "--val", calib, "--flash-bytes", "2048"]
-    rc = main(
-        [*args, "--ram-bytes", "1024", "--out", str(out), "--max-ratio", "0.5"]
-    )
+    rc = main([*args, "--ram-bytes", "1024", "--out", str(out), "--max-ratio", "0.5"])
     assert rc == BudgetError.exit_code == 4
     err = capsys.readouterr().err
     assert "cannot fit; the smallest candidate (ratio 0.5) needs" in err
