@@ -117,7 +117,21 @@ class ResNet8(_Port):
 # --- KWS: DS-CNN ----------------------------------------------------------------------
 
 
-class DSCNN(_Port):
+class _FeaturesHead(_Port):
+    """A plain conv stack (``features``) followed by flatten → linear (→ softmax)."""
+
+    features: nn.Sequential
+    head: nn.Sequential
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def keras_layers(self) -> list[nn.Module]:
+        weighted = (nn.Conv2d, nn.BatchNorm2d)
+        return [m for m in self.features if isinstance(m, weighted)] + [self.head[1]]
+
+
+class DSCNN(_FeaturesHead):
     """MLPerf Tiny KWS reference (DS-CNN small): 10×4/2 conv, 4 depthwise-separable blocks of 64.
 
     Input: 49 frames × 10 MFCCs, PyTorch layout N×1×49×10 (Keras: N×49×10×1).
@@ -131,13 +145,6 @@ class DSCNN(_Port):
         layers += [nn.Dropout(0.4), nn.AvgPool2d((25, 5))]
         self.features = nn.Sequential(*layers)
         self.head = _head(64, num_classes, softmax)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-    def keras_layers(self) -> list[nn.Module]:
-        weighted = (nn.Conv2d, nn.BatchNorm2d)
-        return [m for m in self.features if isinstance(m, weighted)] + [self.head[1]]
 
 
 # --- VWW: MobileNetV1 0.25 --------------------------------------------------------------
@@ -156,7 +163,7 @@ _MOBILENET_BLOCKS = (
 )
 
 
-class MobileNetV1(_Port):
+class MobileNetV1(_FeaturesHead):
     """MLPerf Tiny VWW reference: MobileNetV1 with width multiplier 0.25 on 96×96 RGB."""
 
     def __init__(self, *, num_classes: int = 2, softmax: bool = True) -> None:
@@ -167,13 +174,6 @@ class MobileNetV1(_Port):
         layers.append(nn.AvgPool2d(3))
         self.features = nn.Sequential(*layers)
         self.head = _head(256, num_classes, softmax)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-    def keras_layers(self) -> list[nn.Module]:
-        weighted = (nn.Conv2d, nn.BatchNorm2d)
-        return [m for m in self.features if isinstance(m, weighted)] + [self.head[1]]
 
 
 # --- AD: fully connected autoencoder ----------------------------------------------------
