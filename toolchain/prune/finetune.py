@@ -125,8 +125,35 @@ def finetune(
                 done += 1
                 progress("fine-tune", done, total)
         progress("fine-tune", total, total)
+        recalibrate_batchnorm(model, x_all, batch_size=max(options.batch_size, 64))
     model.eval()
     return model
+
+
+def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, *, batch_size: int = 64) -> None:
+    """Re-estimate every BatchNorm's running mean/variance on up to 2,048 samples of ``x``.
+
+    After pruning, the layers that lost input channels produce differently distributed
+    outputs; with a slow BN momentum (Keras ports use 0.01) a short fine-tune leaves the
+    running statistics far from the new ones and the model does well in train mode but badly
+    in eval mode. A cumulative average over a pass of the data fixes that (no gradients).
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    model.train()
+    try:
+        with torch.no_grad():
+            for i in range(0, min(len(x), 2048), batch_size):
+                if len(x[i : i + batch_size]) > 1:
+                    model(x[i : i + batch_size])
+    finally:
+        for m, mom in zip(bns, saved, strict=True):
+            m.momentum = mom
 
 
 def outputs_probabilities(model: nn.Module, x: np.ndarray) -> bool:
