@@ -193,6 +193,18 @@ def test_finetune_recovers_accuracy(digits: tuple[np.ndarray, ...], digits_cnn: 
     assert _same(before, _state(digits_cnn))
 
 
+def test_batchnorm_recalibration_uses_the_data() -> None:
+    from toolchain.prune.finetune import recalibrate_batchnorm
+
+    bn = torch.nn.BatchNorm1d(4, momentum=0.01)
+    model = torch.nn.Sequential(bn).eval()
+    x = torch.randn(512, 4) * 2 + 3
+    recalibrate_batchnorm(model, x)
+    assert torch.allclose(bn.running_mean, x.mean(0), atol=1e-4)
+    assert torch.allclose(bn.running_var, x.var(0), rtol=1e-2)
+    assert bn.momentum == 0.01
+
+
 def test_taylor_and_callback(digits: tuple[np.ndarray, ...], digits_cnn: SmallCNN) -> None:
     calls: list[int] = []
 
