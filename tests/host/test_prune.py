@@ -59,13 +59,14 @@ def digits_cnn(digits: tuple[np.ndarray, ...]) -> SmallCNN:
 
 
 def test_mixed_net_structured_prune_runs_and_shrinks() -> None:
-    model = mixed_net()
+    model = mixed_net().train()  # training mode: BatchNorm stats must not move either
     before = _state(model)
     x = torch.randn(2, 3, 16, 16)
     res = prune_model(model, ratio=0.5, round_to=4, keep_first=False, keep_last=False)
     rep = res.report
     # the input model is untouched
-    assert _same(before, _state(model))
+    assert _same(before, _state(model)) and model.training
+    model.eval()
     # runnable, same output shape, and the figures are the real ones
     out = res.model(x)
     assert out.shape == model(x).shape == (2, 10)

@@ -43,10 +43,13 @@ def count_macs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
         for m in model.modules()
         if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Linear)
     ]
+    was_training = model.training
+    model.eval()  # never touch BatchNorm statistics of the caller's model
     try:
         with torch.no_grad():
             model(*inputs)
     finally:
+        model.train(was_training)
         for h in handles:
             h.remove()
     return int(total)
