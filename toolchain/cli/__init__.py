@@ -29,6 +29,9 @@ COMMANDS: tuple[str, ...] = (
     "toolchain.cli.targets",
     "toolchain.cli.devices",
     "toolchain.cli.bench",
+    "toolchain.cli.run",
+    "toolchain.cli.init",
+    "toolchain.cli.demo",
     "toolchain.cli.zoo",
 )
 

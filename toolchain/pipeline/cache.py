@@ -1,0 +1,181 @@
+"""The stage cache: a stage's folder is reused when the hash of its inputs has not changed.
+
+Each finished stage folder holds a manifest (:data:`MANIFEST`) with the stage's key (the
+SHA-256 of everything its result depends on: its options, the content of the previous
+stages' artifacts, the data and model sources, the versions of the tools and of edgedeploy's
+own code), the SHA-256 of every file in the folder, and the stage's output record. A later run
+with the same key whose files still hash the same takes the folder as it is.
+
+A stage is built in a hidden sibling folder (``.<name>.building-*``) and swapped into place
+only once it finished, manifest included: a failure or Ctrl-C in the middle leaves the
+previous folder (if any) untouched and nothing half-written; :func:`sweep` removes the
+leftovers of a run that was killed outright.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from toolchain import __version__
+from toolchain.fsutil import atomic_write_json, to_json
+
+log = logging.getLogger(__name__)
+
+MANIFEST = ".edgedeploy-stage.json"
+MANIFEST_SCHEMA = 1
+
+
+def digest(obj: Any) -> str:
+    """SHA-256 of ``obj`` as deterministic JSON."""
+    return hashlib.sha256(to_json(obj).encode("utf-8")).hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tree_digests(folder: Path) -> dict[str, str]:
+    """``relative path → SHA-256`` of every file under ``folder`` (the manifest excluded)."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.name != MANIFEST:
+            out[p.relative_to(folder).as_posix()] = file_digest(p)
+    return out
+
+
+@functools.cache
+def code_version(parts: tuple[str, ...]) -> str:
+    """edgedeploy's version and a hash of the code that makes a stage's artifacts: ``parts``
+    are paths under ``toolchain/`` (modules or packages) and, with a leading ``../``, folders
+    of the project such as ``../firmware_templates``."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256(__version__.encode())
+    for part in sorted(parts):
+        p = (root / part).resolve()
+        files = (
+            sorted(f for f in p.rglob("*") if f.is_file() and "__pycache__" not in f.parts)
+            if p.is_dir()
+            else [p]
+        )
+        for f in files:
+            if f.is_file():
+                h.update(f.relative_to(root.parent).as_posix().encode())
+                h.update(f.read_bytes())
+    return f"{__version__}+{h.hexdigest()[:16]}"
+
+
+def lookup(folder: Path, key: str, parts: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The manifest of ``folder`` when it was built for ``key`` and its files are intact.
+    ``parts`` (what ``key`` hashes) only serves the log line that says what changed."""
+    path = folder / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if manifest.get("schema") != MANIFEST_SCHEMA:
+        return None
+    if manifest.get("key") != key:
+        old = manifest.get("key_parts") or {}
+        changed = sorted(
+            k for k in {*old, *(parts or {})} if digest(old.get(k)) != digest((parts or {}).get(k))
+        )
+        log.info(
+            "%s: inputs changed (%s); running the stage again",
+            folder.name,
+            ", ".join(changed) or "?",
+        )
+        return None
+    try:
+        if tree_digests(folder) != manifest.get("files"):
+            log.info("%s: files changed since they were built; running the stage again", folder)
+            return None
+    except OSError:
+        return None
+    return dict(manifest)
+
+
+@contextlib.contextmanager
+def building(folder: Path) -> Iterator[Path]:
+    """A fresh hidden folder next to ``folder`` to build the stage in; removed unless
+    :func:`commit` moved it into place."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.building-", dir=folder.parent))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def commit(
+    tmp: Path,
+    folder: Path,
+    *,
+    key: str | None,
+    record: dict[str, Any],
+    parts: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    """Write the manifest into ``tmp`` and swap it in as ``folder``. Returns the file digests.
+
+    ``key`` None (inputs that cannot be hashed) writes a manifest no lookup will match;
+    ``parts`` (what the key hashes) are kept in the manifest to explain a later miss.
+    """
+    files = tree_digests(tmp)
+    atomic_write_json(
+        tmp / MANIFEST,
+        {
+            "schema": MANIFEST_SCHEMA,
+            "key": key,
+            "key_parts": parts,
+            "files": files,
+            "record": record,
+        },
+    )
+    _publish(tmp)
+    old = None
+    if folder.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
+        os.replace(folder, old / folder.name)
+    os.replace(tmp, folder)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return files
+
+
+def _publish(tmp: Path) -> None:
+    """Give the built folder the permissions a plain ``mkdir``/``open`` would have
+    (``mkdtemp``/``mkstemp`` make them private)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for p in [tmp, *tmp.rglob("*")]:
+        if not p.is_symlink():
+            full = 0o777 if p.is_dir() or p.stat().st_mode & 0o111 else 0o666
+            p.chmod(full & ~mask)
+
+
+def remove(folder: Path) -> None:
+    """Remove a stage folder that no longer belongs to the project's run (a skipped stage)."""
+    if (folder / MANIFEST).is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def sweep(out_dir: Path) -> None:
+    """Remove the hidden build/swap folders a killed run may have left in ``out_dir``."""
+    if not out_dir.is_dir():
+        return
+    for p in out_dir.iterdir():
+        if p.name.startswith(".") and (".building-" in p.name or ".old-" in p.name):
+            shutil.rmtree(p, ignore_errors=True)
