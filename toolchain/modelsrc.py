@@ -67,11 +67,10 @@ class LoadedModel:
 
 def parse_shape(text: str) -> Shape:
     """``"1,3,32,32"`` (or ``1x3x32x32``) → ``(1, 3, 32, 32)``; raises UsageError otherwise."""
-    parts = [p for p in re.split(r"[,x× ]+", str(text).strip().strip("()[]")) if p]
-    try:
-        shape = tuple(int(p) for p in parts)
-    except ValueError:
-        shape = ()
+    body = str(text).strip().strip("()[]")
+    shape: Shape = ()
+    if re.fullmatch(r"\s*\d+(\s*[,x×]\s*\d+)*\s*", body):
+        shape = tuple(int(p) for p in re.split(r"\s*[,x×]\s*", body.strip()))
     if not shape or any(s <= 0 for s in shape):
         raise UsageError(
             f"--input-shape {text!r} is not a shape",

@@ -30,7 +30,7 @@ from toolchain.artifacts import ConvertResult, TensorSpec
 from toolchain.convert import cache as cache_mod
 from toolchain.convert import graphlint
 from toolchain.convert.options import ONNX_OPSET, QuantOptions
-from toolchain.errors import FidelityError, QuantizationError, UsageError
+from toolchain.errors import FidelityError, ModelLoadError, QuantizationError, UsageError
 from toolchain.fsutil import staged_outputs, to_json
 from toolchain.progress import ProgressFn, no_progress
 from toolchain.tflite_model import TFLiteModel
@@ -340,20 +340,28 @@ def _torch_outputs(loaded: Any, arrays: Sequence[np.ndarray], n: int) -> list[np
     per: list[list[np.ndarray]] = []
     batch = 32
     i = 0
-    while i < n:
-        j = min(n, i + batch)
-        xs = [torch.from_numpy(a[i:j]) for a in arrays]
-        try:
-            outs = loaded.forward_outputs(xs)
-            if any(o.shape[0] != j - i for o in outs):
-                raise ValueError("batch dimension changed")
-        except Exception:  # a model that only runs at batch 1: go sample by sample
-            if batch == 1:
-                raise
-            batch = 1
-            continue
-        per.append([o.detach().numpy().astype(np.float32) for o in outs])
-        i = j
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the TF worker is converting on the other cores meanwhile
+    try:
+        while i < n:
+            j = min(n, i + batch)
+            xs = [torch.from_numpy(a[i:j]) for a in arrays]
+            try:
+                outs = loaded.forward_outputs(xs)
+                if any(o.shape[0] != j - i for o in outs):
+                    raise ValueError("batch dimension changed")
+            except Exception as exc:  # a model that only runs at batch 1: go sample by sample
+                if batch == 1:
+                    raise ModelLoadError(
+                        f"{loaded.source}: the model fails on data sample {i}: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
+                batch = 1
+                continue
+            per.append([o.detach().numpy().astype(np.float32) for o in outs])
+            i = j
+    finally:
+        torch.set_num_threads(threads)
     return [np.concatenate([p[k] for p in per]) for k in range(len(per[0]))]
 
 
@@ -450,17 +458,26 @@ def _explain_quantize_error(exc: QuantizationError, onnx_bytes: bytes) -> Quanti
         f"{n.name} (PyTorch module {module_path(n.name) or '<top level>'})" for n in nodes[:6]
     )
     layers = list(getattr(exc, "layers", []) or [])
+    said = str(getattr(exc, "converter_said", "") or "").strip()
     msg = (
         f"int8 quantization failed: no int8 TFLite kernel for {', '.join(ops)}"
         + (f" at {where}" if where else "")
         + (f" (TF layer {', '.join(layers[:3])})" if layers and not where else "")
-        + f"\n{exc.message}"
+        + (f"; the converter said: {_first_error_line(said)}" if said else "")
     )
     return QuantizationError(
         msg,
         hint="replace that layer with one that has an int8 builtin (e.g. GELU(approximate="
         "'tanh') instead of exact GELU) or use --activations int16",
     )
+
+
+def _first_error_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in lines:
+        if "error:" in ln:
+            return ln[ln.index("error:") + len("error:") :].strip()
+    return lines[0] if lines else ""
 
 
 # --- cache, outputs, gates --------------------------------------------------------------------

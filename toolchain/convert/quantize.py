@@ -100,6 +100,7 @@ def _layers_in(text: str) -> list[str]:
 
 
 def _summary(text: str) -> str:
+    text = re.sub(r"<frozen [^>]*>:\d+:\d+: |loc\([^)]*\): ", "", text)
     lines = [ln.strip() for ln in text.splitlines() if "error" in ln.lower()]
     keep = [ln for ln in lines if "op" in ln.lower()] or lines or text.splitlines()[:3]
     return "\n".join(keep[:6])[:1500]

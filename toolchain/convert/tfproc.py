@@ -49,12 +49,14 @@ class WorkerStageError(QuantizationError):
         stage: str,
         ops: list[str],
         layers: list[str],
+        converter_said: str = "",
         hint: str | None = None,
     ) -> None:
         super().__init__(message, hint=hint)
         self.stage = stage
         self.ops = ops
         self.layers = layers
+        self.converter_said = converter_said
 
 
 class TFWorker:
@@ -171,7 +173,7 @@ class TFWorker:
 
     def log_tail(self, lines: int = 25) -> str:
         """The last lines of the worker's log, without TF's info chatter."""
-        with contextlib.suppress(OSError):
+        if not self._logf.closed:
             self._logf.flush()
         try:
             text = self.log_path.read_text(errors="replace")
@@ -190,7 +192,11 @@ class TFWorker:
         layers: list[str] | None = None,
     ) -> NoReturn:
         tail = self.log_tail()
-        detail = f"{message}\n--- last lines of its output ---\n{tail}" if tail else message
+        if tail:  # the tail has the whole story; the message's first line says what it is
+            first = message.strip().splitlines()[0] if message.strip() else "failed"
+            detail = f"{first}\n--- last lines of its output ---\n{tail}"
+        else:
+            detail = message
         if stage in ("import", "onnx2tf"):
             what = "onnx2tf" if stage == "onnx2tf" else "starting TensorFlow"
             raise Onnx2TfError(
@@ -202,10 +208,11 @@ class TFWorker:
             )
         if stage == "quantize" and not timeout:
             raise WorkerStageError(
-                f"int8 quantization failed: {detail}",
+                f"int8 quantization failed: {message if ops else detail}",
                 stage=stage,
                 ops=ops or [],
                 layers=layers or [],
+                converter_said=message,
             )
         raise QuantizationError(
             f"{'int8 quantization' if stage == 'quantize' else 'checking the int8 model'} "
