@@ -116,7 +116,7 @@ def test_state_dict_round_trip(tmp_path) -> None:
 
 
 def test_digits_trains_deterministically_and_well() -> None:
-    from toolchain.zoo.digits import DigitsCNN, train_digits
+    from toolchain.zoo.digits import DigitsCNN, train_digits, trained
 
     a = train_digits(epochs=1)
     b = train_digits(epochs=1)
@@ -128,7 +128,7 @@ def test_digits_trains_deterministically_and_well() -> None:
     assert len(a.x_train) + len(a.x_val) == 1797
     assert set(np.unique(a.y_val)) == set(range(10))
     assert a.x_train.min() >= 0.0 and a.x_train.max() <= 1.0
-    full = train_digits()
+    full = trained()
     assert full.val_accuracy >= 0.95
     assert isinstance(full.model, DigitsCNN) and not full.model.training
 

@@ -160,25 +160,26 @@ def train_digits(*, size: int = 8, epochs: int = 8, width: int = 16, seed: int =
 
 
 @functools.cache
-def _trained() -> DigitsModel:
+def trained() -> DigitsModel:
+    """The default :func:`train_digits` result, trained once per process."""
     return train_digits()
 
 
 def model() -> nn.Module:
     """Factory for ``edgedeploy convert toolchain.zoo.digits:model``: the trained CNN (8×8)."""
-    return _trained().model
+    return trained().model
 
 
 def calibration() -> np.ndarray:
     """Calibration data for :func:`model`: the training split, N×1×8×8 float32."""
-    return _trained().x_train
+    return trained().x_train
 
 
 def validation() -> np.ndarray:
     """Validation data for :func:`model`: the validation split, N×1×8×8 float32."""
-    return _trained().x_val
+    return trained().x_val
 
 
 def validation_labels() -> np.ndarray:
     """Class indices of :func:`validation` (int64)."""
-    return _trained().y_val
+    return trained().y_val
