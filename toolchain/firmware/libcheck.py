@@ -142,7 +142,8 @@ def tflm_build_hint(target: Target) -> str:
         opts += f" FPU={target.cpu.fpu}"
     return (
         f"rebuild it with TFLM's Makefile: make -f tensorflow/lite/micro/tools/make/Makefile "
-        f"{opts} TARGET_TOOLCHAIN_ROOT=/usr/bin/ [OPTIMIZED_KERNEL_DIR=cmsis_nn] microlite "
+        f"{opts} TARGET_TOOLCHAIN_ROOT=/usr/bin/ BUILD_TYPE=release_with_logs "
+        "[OPTIMIZED_KERNEL_DIR=cmsis_nn] microlite "
         "(docs/tflm-library.md)"
     )
 
