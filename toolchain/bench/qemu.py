@@ -411,7 +411,10 @@ def run_qemu(target: Target, model: Path, options: BenchOptions) -> BenchResult:
                 },
             )
         except DeviceError as exc:
-            raise q.explain(exc, "benchmarking") from exc
+            err = q.explain(exc, "benchmarking")
+            if err is exc:
+                raise
+            raise err from exc
     if result.unit != "instructions":
         raise BenchmarkError(
             f"the firmware reports {result.unit}, not instructions: it was not built for "

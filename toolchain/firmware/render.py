@@ -194,8 +194,9 @@ def open_tflm_library(lib: Path, includes: Sequence[Path], target: Target) -> Tf
 
 
 def _target_context(target: Target, fw: str) -> dict[str, Any]:
-    assert target.firmware is not None  # checked by template_dir_for
     fwspec, mem, cpu = target.firmware, target.memory, target.cpu
+    if fwspec is None:
+        raise TargetError(f"target {target.name} has no [firmware] table")
     if mem.flash_bytes is None:
         raise TargetError(f"target {target.name}: [memory] flash_bytes is required for firmware")
     if fwspec.board in ("mps2-cmsdk", "lm3s-pl011") and fwspec.uart_base is None:
@@ -268,8 +269,8 @@ def render_into(
     )
     arts: ModelArtifacts | None = None
     model_path: Path | None = None
-    if fw == "tflm":
-        model_path = Path(model).resolve()  # type: ignore[arg-type]
+    if model is not None:
+        model_path = Path(model).resolve()
         arts = emit_model(model_path, dest / "model", target)
         ctx["max_input_bytes"] = max(arts.input_bytes, 1)
         ctx.update(arts.binding_context())
