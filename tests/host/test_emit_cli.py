@@ -225,3 +225,12 @@ def test_error_text_keeps_brackets(
         1,
         "[cpu].fpu: 'fpv4'",
     )
+
+
+def test_out_is_a_file(
+    reference_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "afile"
+    f.write_text("x")
+    assert main(["emit", str(reference_dir / HELLO), "--out", str(f)]) == 2
+    assert "is a file" in capsys.readouterr().err and f.read_text() == "x"
