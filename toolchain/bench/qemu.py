@@ -182,8 +182,16 @@ class QemuProcess:
         self.stop()
 
     def start(self) -> None:
-        """Start QEMU on a free loopback port (retried if another process takes the port)."""
+        """Start QEMU on a free loopback port (retried if another process takes the port).
+        On any failure (or Ctrl-C) nothing is left running."""
         self._log = tempfile.TemporaryFile(prefix="edgedeploy-qemu-")  # noqa: SIM115 (closed in stop)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         for attempt in range(3):
             self.port = _free_port()
             cmd = self.command(self.port)
