@@ -40,6 +40,17 @@ from toolchain import pyref
 from toolchain.errors import EdgeDeployError, ProjectFileError
 
 DEFAULT_NAME = "edgedeploy.toml"
+TOP_KEYS = (
+    "name",
+    "model",
+    "data",
+    "prune",
+    "quantization",
+    "target",
+    "firmware",
+    "bench",
+    "output",
+)
 
 #: allowed values, mirrored from toolchain.prune (kept here so loading a project imports no torch)
 PRUNE_METHODS = ("structured", "unstructured")
@@ -380,13 +391,16 @@ def parse_project(
     """Validate the parsed TOML ``data`` of a project file whose folder is ``root``."""
     rootp = Path(root).resolve()
     top = _Table(dict(data), "", source)
-    name = top.get("name", "str", rootp.name) or rootp.name
-    tables = {
-        k: top.get(k, "table", {}) for k in ("prune", "quantization", "firmware", "bench", "output")
-    }
+    top.known = list(TOP_KEYS)
+    top.finish()  # unknown tables first: a typo in a table name explains a missing table
     for k in ("model", "data", "target"):
-        tables[k] = top.get(k, "table", required=True)
-    top.finish()
+        if k not in data:
+            raise ProjectFileError(
+                f"{source}: the [{k}] table is required",
+                hint=f"add [{k}] (see docs/project.md; `edgedeploy init` writes a starter)",
+            )
+    name = top.get("name", "str", rootp.name) or rootp.name
+    tables = {k: top.get(k, "table", {}) for k in TOP_KEYS if k != "name"}
 
     def src(t: _Table, key: str, *, required: bool = False) -> str | None:
         v = t.get(key, "str", required=required)
