@@ -29,12 +29,13 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from toolchain import pyref
 from toolchain.errors import InputFileError, ModelLoadError, UsageError
+
+if TYPE_CHECKING:  # torch is imported where it is used: parse_shape must stay cheap
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ class LoadedModel:
 
     def forward_outputs(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Run the model; its outputs flattened to a list of tensors (same order as names)."""
+        import torch
+
         with torch.no_grad():
             out = self.module(*inputs)
         return _flatten_outputs(out)[1]
@@ -86,6 +89,8 @@ def load_model(
     input_shapes: Sequence[Sequence[int]] | None = None,
 ) -> LoadedModel:
     """Load ``source`` (see the module doc), apply ``weights``, settle its example inputs."""
+    import torch
+
     desc = _describe(source)
     module, examples = _build(source)
     if weights is not None:
@@ -168,6 +173,8 @@ def _describe(source: Any) -> str:
 
 
 def _build(source: Any) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...] | None]:
+    import torch
+
     if isinstance(source, torch.nn.Module):
         return source, None
     if isinstance(source, torch.export.ExportedProgram):
@@ -217,6 +224,8 @@ def _from_exported(ep: Any, desc: str) -> tuple[torch.nn.Module, tuple[torch.Ten
 
 
 def _load_torchscript(path: Path) -> torch.nn.Module:
+    import torch
+
     try:
         return torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:  # not TorchScript: say what it is instead
@@ -237,6 +246,8 @@ def _load_torchscript(path: Path) -> torch.nn.Module:
 
 
 def _call_factory(spec: str) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...] | None]:
+    import torch
+
     factory = pyref.load_object(spec, what="model factory", error=ModelLoadError)
     if not callable(factory):
         raise ModelLoadError(f"model factory {spec}: {type(factory).__name__} is not callable")
@@ -263,6 +274,8 @@ def _call_factory(spec: str) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...] 
 
 def _as_example_inputs(raw: Any, desc: str) -> tuple[torch.Tensor, ...]:
     """A tensor, a shape, or a sequence of tensors/shapes → a tuple of tensors."""
+    import torch
+
     gen = torch.Generator().manual_seed(0)
 
     def one(x: Any) -> torch.Tensor:
@@ -286,6 +299,8 @@ def _as_example_inputs(raw: Any, desc: str) -> tuple[torch.Tensor, ...]:
 
 
 def _load_weights(module: torch.nn.Module, path: Path) -> None:
+    import torch
+
     if not path.is_file():
         raise InputFileError(f"weights file not found: {path}", hint="check --weights")
     try:
@@ -352,6 +367,8 @@ def _unique(names: list[str]) -> list[str]:
 
 
 def _forward_params(module: torch.nn.Module) -> list[inspect.Parameter] | None:
+    import torch
+
     if isinstance(module, torch.jit.ScriptModule):
         try:
             args = module.forward.schema.arguments[1:]  # type: ignore[attr-defined]
@@ -392,6 +409,8 @@ def _positional_count(module: torch.nn.Module) -> int | None:
 
 def _flatten_outputs(out: Any, *, desc: str = "model") -> tuple[list[str], list[torch.Tensor]]:
     """Model output → (names when it was a dict, tensors in order)."""
+    import torch
+
     if isinstance(out, torch.Tensor):
         return [], [out]
     if isinstance(out, Mapping):

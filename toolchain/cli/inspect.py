@@ -10,8 +10,6 @@ from rich.table import Table
 
 from toolchain.cli import ui
 from toolchain.fsutil import to_json
-from toolchain.tflite_inspect import describe
-from toolchain.tflite_model import TFLiteModel
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,6 +50,9 @@ def _tensor_table(title: str, tensors: list[dict[str, Any]]) -> Table:
 
 
 def run(args: argparse.Namespace) -> int:
+    from toolchain.tflite_inspect import describe  # imported here: keep CLI start-up light
+    from toolchain.tflite_model import TFLiteModel
+
     info = describe(TFLiteModel.from_file(args.model))
     if args.no_tensors:
         for sg in info["subgraphs"]:
