@@ -16,6 +16,7 @@ import torch
 from tests.support.prune_nets import mixed_net
 from toolchain.cli import main
 from toolchain.errors import BudgetError
+from toolchain.modelsrc import load_model
 from toolchain.prune import Budget, PruneResult, fit, prune
 
 SPEC = "tests/support/prune_nets.py:mixed_net"
@@ -60,10 +61,12 @@ def test_int8_model_and_arena_shrink(pruned: tuple[PruneResult, Path]) -> None:
     assert rep["int8"]["before"] > 30  # quantization alone
     assert rep["int8"]["after"] < rep["int8"]["before"]  # pruning without fine-tuning costs
     # the pruned model file loads and computes what the pruned module computes
-    loaded = torch.export.load(str(out / rep["model_file"])).module()
+    # (through the loader `edgedeploy convert model_pruned.pt2` uses)
+    loaded = load_model(str(out / rep["model_file"]))
     x = torch.randn(1, 3, 16, 16)  # exported for batch 1, like the converter
+    assert loaded.input_shapes == ((1, 3, 16, 16),)
     with torch.no_grad():
-        assert torch.allclose(loaded(x), res.model(x), atol=1e-5)
+        assert torch.allclose(loaded.module(x), res.model(x), atol=1e-5)
 
 
 def test_budget_search_picks_a_fitting_ratio(

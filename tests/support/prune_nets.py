@@ -31,7 +31,7 @@ class MixedNet(nn.Module):
             nn.Conv2d(w, w, 3, padding=1),
             nn.BatchNorm2d(w),
         )
-        self.expand = nn.Sequential(nn.Conv2d(w, 2 * w, 1), nn.BatchNorm2d(2 * w), nn.ReLU())
+        self.expand = nn.Sequential(nn.Conv2d(w, 2 * w, 1), nn.BatchNorm2d(2 * w), nn.ReLU6())
         self.dw = nn.Sequential(
             nn.Conv2d(2 * w, 2 * w, 3, padding=1, groups=2 * w), nn.BatchNorm2d(2 * w), nn.ReLU()
         )
