@@ -165,8 +165,8 @@ def fit_to_budget(
         raise PruneError("min_sqnr needs validation data")
     reference = predict(model, val_ds.x) if val_ds is not None else None
     acc_float = None
-    if val_ds is not None and val_ds.y is not None and val_ds.is_classification:
-        acc_float = accuracy(predict(model, val_ds.x), val_ds.y)
+    if reference is not None and val_ds is not None and val_ds.y is not None:
+        acc_float = accuracy(reference, val_ds.y) if val_ds.is_classification else None
 
     own_dir = work_dir is None
     root = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="edgedeploy-"))
