@@ -1,0 +1,237 @@
+"""Rewrites of single ops: constant folding, finite max-pool padding, GELU, DIV by a constant.
+
+Each is a :class:`~toolchain.convert.rewrites.base.Rewrite` (requires / call / ensures, then
+the onnxruntime equivalence check of :func:`~toolchain.convert.rewrites.base.apply`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from toolchain.convert.rewrites.base import Rewrite
+from toolchain.convert.rewrites.graph import Graph, attr
+
+log = logging.getLogger(__name__)
+
+#: ops whose outputs are never negative: a zero pad before a max pool is then exact
+_NONNEG_OPS = {"Relu", "Sigmoid", "HardSigmoid", "Softmax", "Abs", "Exp"}
+
+
+class FoldConstants(Rewrite):
+    """onnxsim in this process: fold shape-derived and constant subgraphs.
+
+    onnx2tf runs onnxsim as a command and silently goes on without it when it is not on
+    PATH; shape-derived subgraphs (Shape → Gather → Range → Sin ...) then reach onnx2tf and
+    fail. Doing it here makes the result independent of PATH, and lets the pattern rewrites
+    that follow see folded constants."""
+
+    name = "fold-constants"
+    exact = "exact (constant folding with onnxruntime; no arithmetic reordered)"
+    purpose = "fold shape-derived/constant subgraphs with onnxsim in-process"
+    tolerance = 1e-5
+    _FOLDABLE = {"Shape", "ConstantOfShape", "Range", "Size", "Constant"}
+
+    def requires(self, g: Graph) -> list[Any]:
+        return [n.name for n in g.nodes if n.op_type in self._FOLDABLE][:1]
+
+    def call(self, g: Graph, matches: list[Any]) -> list[str]:
+        import onnxsim
+
+        before = len(g.model.graph.node)
+        try:
+            simplified, ok = onnxsim.simplify(g.model, skip_fuse_bn=False)
+        except Exception as exc:  # noqa: BLE001 - onnxsim raises many kinds; keep the graph
+            log.info("onnxsim failed: %s", exc)
+            return []
+        if not ok:
+            return []
+        g.model.CopyFrom(simplified)
+        g.refresh()
+        return [f"{before} -> {len(g.model.graph.node)} nodes"]
+
+    def ensures(self, g: Graph) -> str | None:
+        left = [n.name for n in g.nodes if n.op_type in ("Shape", "ConstantOfShape", "Range")]
+        return f"shape ops left: {', '.join(left[:3])}" if left else None
+
+
+class MaxPoolFinitePad(Rewrite):
+    """A padded (or ceil-mode) MaxPool → explicit Pad + unpadded MaxPool.
+
+    TFLite has no padded max pool with ONNX's symmetric padding, so converters pad with the
+    most negative float (PADV2), which wrecks calibration (a ~1e36 scale). Here the pad
+    value is 0 when the input is never negative (after ReLU, sigmoid...), else the edge
+    value (mode "edge"): every padded position then repeats a value of the same window
+    (dilation 1, pad ≤ kernel − 1), so the max is unchanged — exact either way."""
+
+    name = "maxpool-finite-pad"
+    exact = "bit-exact (max over the same values)"
+    purpose = "padded/ceil-mode max pools without -FLT_MAX padding"
+    tolerance = 0.0
+
+    def requires(self, g: Graph) -> list[Any]:
+        found = []
+        for n in g.nodes:
+            if n.op_type != "MaxPool" or len(n.output) > 1:
+                continue
+            pads = list(attr(n, "pads", []) or [])
+            ceil = int(attr(n, "ceil_mode", 0) or 0)
+            dil = list(attr(n, "dilations", []) or [])
+            auto_pad = attr(n, "auto_pad", b"NOTSET")
+            plain = auto_pad in (b"NOTSET", "NOTSET") and all(d == 1 for d in dil)
+            known = g.shape(n.input[0]) is not None and g.shape(n.output[0]) is not None
+            if (any(pads) or ceil) and plain and known:
+                found.append(n)
+        return found
+
+    def call(self, g: Graph, matches: list[Any]) -> list[str]:
+        done = []
+        for n in matches:
+            in_shape, out_shape = g.shape(n.input[0]), g.shape(n.output[0])
+            assert in_shape is not None and out_shape is not None
+            nsp = len(in_shape) - 2
+            k = list(attr(n, "kernel_shape"))
+            s = list(attr(n, "strides", None) or [1] * nsp)
+            pads = list(attr(n, "pads", None) or [0] * (2 * nsp))
+            begin = pads[:nsp]
+            end = [
+                max(0, (out_shape[2 + i] - 1) * s[i] + k[i] - (in_shape[2 + i] + begin[i]))
+                for i in range(nsp)
+            ]
+            src = g.producer.get(n.input[0])
+            nonneg = src is not None and (
+                src.op_type in _NONNEG_OPS
+                or (src.op_type == "Clip" and len(src.input) > 1 and (g.scalar(src.input[1]) or -1) >= 0)
+            )  # fmt: skip
+            mode = "constant" if nonneg else "edge"
+            pads_t = g.add_const(n.name + "_pads", np.array([0, 0, *begin, 0, 0, *end], np.int64))
+            padded = g.fresh(n.input[0] + "_padded")
+            inputs = [n.input[0], pads_t]
+            if nonneg:
+                inputs.append(g.add_const(n.name + "_zero", np.array(0.0, np.float32)))
+            pad = helper.make_node("Pad", inputs, [padded], name=n.name + "_pad", mode=mode)
+            pool = helper.make_node(
+                "MaxPool", [padded], list(n.output), name=n.name, kernel_shape=k, strides=s
+            )
+            g.replace_nodes([n], [pad, pool], at=n)
+            done.append(f"{n.name}: pads {begin}+{end} with {'0' if nonneg else 'edge values'}")
+        return done
+
+    def ensures(self, g: Graph) -> str | None:
+        bad = [
+            n.name
+            for n in g.nodes
+            if n.op_type == "MaxPool"
+            and (any(attr(n, "pads", []) or []) or attr(n, "ceil_mode", 0))
+        ]
+        return f"padded max pools left: {', '.join(bad[:3])}" if bad else None
+
+
+class GeluBuiltin(Rewrite):
+    """Exact GELU (``x·½·(1+erf(x/√2))``, exported as Erf) → one Gelu node.
+
+    onnx2tf turns Gelu into ``tf.nn.gelu(approximate=False)``, which TFLite quantizes to its
+    int8 GELU builtin (a lookup table of the exact function), so no approximation is made;
+    Erf itself has no int8 kernel. The node uses the onnxruntime contrib domain
+    (``com.microsoft``; opset 17 has no Gelu), which onnxruntime runs for the check."""
+
+    name = "gelu-builtin"
+    exact = "exact function (TFLite GELU int8 is a table of the erf form)"
+    purpose = "exact GELU (Erf) -> TFLite GELU builtin"
+    tolerance = 1e-5
+
+    def requires(self, g: Graph) -> list[Any]:
+        return [m for n in g.nodes if n.op_type == "Erf" and (m := self._match(g, n))]
+
+    def _match(self, g: Graph, erf: onnx.NodeProto) -> dict[str, Any] | None:
+        scale = g.producer.get(erf.input[0])
+        if scale is None or scale.op_type not in ("Div", "Mul"):
+            return None
+        c = g.scalar(scale.input[1])
+        if c is None:
+            return None
+        want = math.sqrt(2.0) if scale.op_type == "Div" else 1.0 / math.sqrt(2.0)
+        if abs(c - want) > 1e-4:
+            return None
+        x = scale.input[0]
+        add = g.only_consumer(erf.output[0])
+        if add is None or add.op_type != "Add":
+            return None
+        other = [i for i in add.input if i != erf.output[0]]
+        if len(other) != 1 or g.scalar(other[0]) != 1.0:
+            return None
+        chain = [scale, erf, add]
+        cur, have_x, have_half = add.output[0], False, False
+        while not (have_x and have_half):
+            mul = g.only_consumer(cur)
+            if mul is None or mul.op_type != "Mul":
+                return None
+            o = [i for i in mul.input if i != cur]
+            if len(o) != 1:
+                return None
+            if o[0] == x and not have_x:
+                have_x = True
+            elif g.scalar(o[0]) == 0.5 and not have_half:
+                have_half = True
+            else:
+                return None
+            chain.append(mul)
+            cur = mul.output[0]
+        # x * 0.5 first, then * (1 + erf): torch sometimes exports that order
+        return {"x": x, "nodes": chain, "out": cur}
+
+    def call(self, g: Graph, matches: list[Any]) -> list[str]:
+        done = []
+        for m in matches:
+            last = m["nodes"][-1]
+            node = helper.make_node(
+                "Gelu", [m["x"]], [m["out"]], name=last.name + "_gelu", domain="com.microsoft"
+            )
+            g.replace_nodes(m["nodes"], [node], at=last)
+            done.append(f"{m['nodes'][1].name} -> Gelu")
+        if done and not any(o.domain == "com.microsoft" for o in g.model.opset_import):
+            g.model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+        return done
+
+    def ensures(self, g: Graph) -> str | None:
+        left = [n.name for n in g.nodes if n.op_type == "Erf"]
+        return f"Erf left (not a GELU pattern): {', '.join(left[:3])}" if left else None
+
+
+class DivByConstant(Rewrite):
+    """``x / c`` with a constant ``c`` → ``x · (1/c)``.
+
+    TFLite has no int8 DIV kernel: the converter keeps such a DIV in float between QUANTIZE
+    and DEQUANTIZE even with int8-only ops requested (the attention ``/ sqrt(d)``). A MUL by
+    the reciprocal quantizes. Bit-exact when ``c`` is a power of two, else within 1 ulp."""
+
+    name = "div-by-constant"
+    exact = "exact up to float rounding (1 ulp; bit-exact for powers of two)"
+    purpose = "x / const -> x * (1/const) (no float DIV islands)"
+    tolerance = 1e-5
+
+    def requires(self, g: Graph) -> list[Any]:
+        found = []
+        for n in g.nodes:
+            if n.op_type != "Div":
+                continue
+            c = g.const(n.input[1])
+            if c is not None and c.dtype.kind == "f" and c.size and np.all(c != 0):
+                found.append(n)
+        return found
+
+    def call(self, g: Graph, matches: list[Any]) -> list[str]:
+        done = []
+        for n in matches:
+            c = g.const(n.input[1])
+            assert c is not None
+            inv = g.add_const(n.name + "_recip", (1.0 / c.astype(np.float64)).astype(c.dtype))
+            mul = helper.make_node("Mul", [n.input[0], inv], list(n.output), name=n.name + "_mul")
+            g.replace_nodes([n], [mul], at=n)
+            done.append(f"{n.name}: / {c.reshape(-1)[0]:.6g}" + (" ..." if c.size > 1 else ""))
+        return done

@@ -1,0 +1,249 @@
+"""Which way a model is converted, and what is tried when that way fails.
+
+A :class:`Strategy` (a user option of :func:`toolchain.convert.convert`) expands into a list
+of :class:`Attempt` s, tried in order by :func:`run` until one succeeds:
+
+1. the primary attempt: the ONNX rewrites (:mod:`toolchain.convert.rewrites`), the PyTorch
+   accuracy techniques (:mod:`toolchain.convert.equalize`), onnx2tf with default options;
+2. when onnx2tf, quantization or the graph lint fails: onnx2tf with the alternative options
+   of :data:`ONNX2TF_ALTERNATIVES` (each once);
+3. when the result misses ``min_sqnr`` and int16 fallback is allowed: int16x8 activations.
+
+A second frontend (litert-torch) is not tried: it needs ai-edge-litert 2.3 (the pinned
+stack has 2.1.0), JAX, torchao and transformers, and cannot share this environment; see
+:data:`FRONTENDS`. The report's ``conversion`` section says which attempt produced the model
+(path, onnx2tf options, activations, rewrites with their checks, techniques) and why the
+attempts before it failed. When every attempt fails, the first error is raised with the
+others appended — its message names the layer where the converter said it.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from toolchain.convert import rewrites as rw
+from toolchain.convert.options import QuantOptions
+from toolchain.errors import (
+    ConversionError,
+    FidelityError,
+    GraphLintError,
+    Onnx2TfError,
+    QuantizationError,
+    UsageError,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: onnx2tf keyword options tried, in order, after the first configuration fails. When the
+#: fold-constants rewrite ran, the first configuration skips onnx2tf's own onnxsim pass
+#: (``not_use_onnxsim``): the graph is simplified already, and onnxsim's optimizer would
+#: fuse the explicit max-pool Pad back into the MaxPool (measured: ResNet-18 stem).
+ONNX2TF_ALTERNATIVES: tuple[dict[str, Any], ...] = (
+    {"enable_batchmatmul_unfold": True},
+    {"disable_group_convolution": True},
+)
+FRONTENDS = {
+    "onnx2tf": "available (onnx2tf 1.29 in the pinned stack)",
+    "litert-torch": "not available: litert-torch 0.10 needs ai-edge-litert>=2.3 (pinned 2.1.0), "
+    "litert-converter, torchao, jax and transformers; it would need its own environment",
+}
+#: errors after which another onnx2tf configuration may help
+_RETRYABLE = (Onnx2TfError, QuantizationError, GraphLintError)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """How to convert; the defaults are the measured best (see docs/convert.md).
+
+    * ``rewrites``: ONNX rewrite names in order (None: :data:`rewrites.DEFAULT`; ``()``: none).
+    * ``equalize``: cross-layer equalization of conv pairs across ReLU/identity (exact).
+    * ``bias_correction``: empirical bias correction of int8 weight error (calibration data).
+    * ``range_margin``: widen every calibrated int8 activation range by this fraction
+      (:mod:`toolchain.convert.calibrate`; 0 = the converter's min/max).
+    * ``fallback``: try the alternative onnx2tf options when a stage fails.
+    * ``int16_fallback``: when ``min_sqnr`` is missed with int8, try int16x8 activations.
+    """
+
+    rewrites: tuple[str, ...] | None = None
+    equalize: bool = False
+    bias_correction: bool = False
+    range_margin: float = 0.0
+    fallback: bool = True
+    int16_fallback: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.range_margin <= 1.0:
+            raise UsageError(f"range margin {self.range_margin} is not between 0 and 1")
+        unknown = [n for n in (self.rewrites or ()) if n not in rw.DEFAULT]
+        if unknown:
+            raise UsageError(
+                f"unknown rewrite(s): {', '.join(unknown)}",
+                hint=f"choose from {', '.join(rw.DEFAULT)}",
+            )
+
+    @classmethod
+    def plain(cls) -> Strategy:
+        """The plain recipe: no rewrites, no techniques, no fallbacks."""
+        return cls(rewrites=(), equalize=False, bias_correction=False, fallback=False,
+                   int16_fallback=False)  # fmt: skip
+
+    @property
+    def rewrite_names(self) -> tuple[str, ...]:
+        return rw.DEFAULT if self.rewrites is None else tuple(self.rewrites)
+
+
+@dataclass
+class Attempt:
+    """One way to convert: what :func:`toolchain.convert.pipeline` runs once."""
+
+    options: QuantOptions
+    rewrites: tuple[str, ...]
+    equalize: bool
+    bias_correction: bool
+    range_margin: float = 0.0
+    onnx2tf: dict[str, Any] = field(default_factory=dict)
+    why: str = "primary"
+    # filled in while it runs
+    rewrite_records: list[dict[str, Any]] = field(default_factory=list)
+    techniques: dict[str, Any] = field(default_factory=dict)
+    failed_before: list[dict[str, str]] = field(default_factory=list)
+
+    def cache_dict(self) -> dict[str, Any]:
+        """What changes the produced model (beyond the QuantOptions and the ONNX bytes)."""
+        return {
+            "rewrites": list(self.rewrites),
+            "equalize": self.equalize,
+            "bias_correction": self.bias_correction,
+            "range_margin": self.range_margin,
+            "onnx2tf": self.onnx2tf,
+        }
+
+    def record(self) -> dict[str, Any]:
+        """The report's ``conversion`` section."""
+        return {
+            "path": "pytorch -> onnx (legacy exporter) -> rewrites -> onnx2tf -> TFLiteConverter",
+            "frontend": "onnx2tf",
+            "onnx2tf_options": self.onnx2tf,
+            "activations": self.options.activations,
+            "attempt": self.why,
+            "rewrites": self.rewrite_records,
+            "rewrites_applied": [r["name"] for r in self.rewrite_records if r["applied"]],
+            "techniques": self.techniques,
+            "range_margin": self.range_margin if self.options.activations == "int8" else None,
+            "failed_attempts": self.failed_before,
+            "frontends": FRONTENDS,
+        }
+
+    # --- the two hooks the pipeline calls ----------------------------------------------
+    def prepare_model(self, loaded: Any, calib: Sequence[np.ndarray]) -> Any:
+        """The model to export: ``loaded`` itself, or a copy with the PyTorch techniques
+        applied (the float reference stays the user's model)."""
+        if not (self.equalize or self.bias_correction):
+            return loaded
+        from toolchain.convert import equalize
+
+        module, self.techniques = equalize.apply(
+            copy.deepcopy(loaded.module),
+            calib,
+            equalize=self.equalize,
+            bias_correction=self.bias_correction,
+            per_channel=self.options.per_channel,
+        )
+        return replace(loaded, module=module)
+
+    def rewrite_onnx(self, data: bytes, path: Path) -> bytes:
+        """Apply the rewrites to the exported ONNX bytes (rewriting ``path`` too)."""
+        if not self.rewrites:
+            return data
+        new, recs = rw.rewrite_onnx(data, self.rewrites)
+        self.rewrite_records = [r.to_dict() for r in recs]
+        if new is not data:
+            path.write_bytes(new)
+        return new
+
+
+def attempts(strategy: Strategy, options: QuantOptions) -> list[Attempt]:
+    """The attempts for a conversion without a fidelity gate (fallbacks on errors)."""
+    first: dict[str, Any] = (
+        {"not_use_onnxsim": True} if "fold-constants" in strategy.rewrite_names else {}
+    )
+    base = Attempt(
+        options=options,
+        rewrites=strategy.rewrite_names,
+        equalize=strategy.equalize,
+        bias_correction=strategy.bias_correction,
+        range_margin=strategy.range_margin,
+        onnx2tf=first,
+    )
+    out = [base]
+    if strategy.fallback:
+        for alt in ONNX2TF_ALTERNATIVES:
+            opts = {**first, **alt}
+            out.append(replace(base, onnx2tf=opts, why=f"onnx2tf options {opts}"))
+    return out
+
+
+def int16_options(options: QuantOptions) -> QuantOptions | None:
+    """The int16x8 variant of ``options``; None when the I/O types rule it out."""
+    if options.activations != "int8":
+        return None
+    io = {options.io_input, options.io_output}
+    if not io <= {"int8", "float32"}:
+        return None  # uint8 I/O has no int16 counterpart
+    return replace(
+        options,
+        activations="int16",
+        input_dtype="float32" if options.io_input == "float32" else "int16",
+        output_dtype="float32" if options.io_output == "float32" else "int16",
+    )
+
+
+def run(
+    strategy: Strategy,
+    options: QuantOptions,
+    min_sqnr: float | None,
+    once: Callable[[Attempt], T],
+) -> T:
+    """Try the attempts in order (see module doc); the first success's result."""
+    errors: list[tuple[Attempt, ConversionError | FidelityError]] = []
+    todo = attempts(strategy, options)
+    i = 0
+    while i < len(todo):
+        att = todo[i]
+        att.failed_before = [
+            {"attempt": a.why, "error": f"{type(e).__name__}: {e.message[:300]}"} for a, e in errors
+        ]
+        try:
+            return once(att)
+        except FidelityError as exc:
+            errors.append((att, exc))
+            opts16 = int16_options(att.options) if strategy.int16_fallback else None
+            if opts16 is None or min_sqnr is None:
+                break
+            log.warning("int8 misses --min-sqnr %g dB; trying int16x8 activations", min_sqnr)
+            todo = [replace(att, options=opts16, why="int16x8 (int8 missed --min-sqnr)")]
+            i = 0
+            continue
+        except _RETRYABLE as exc:
+            errors.append((att, exc))
+            log.warning("conversion attempt '%s' failed: %s", att.why, exc.message[:200])
+            i += 1
+    first = errors[0][1]
+    if len(errors) == 1:
+        raise first
+    tried = "\n".join(f"  - {a.why}: {type(e).__name__}: {e.message[:200]}" for a, e in errors[1:])
+    message = f"{first.message}\nalso tried:\n{tried}"
+    try:
+        combined = type(first)(message, hint=first.hint)
+    except TypeError:  # a subclass with more required arguments
+        combined = ConversionError(message, hint=first.hint)
+    raise combined from first
