@@ -42,8 +42,11 @@ def prepare_workdir(onnx_path: Path, workdir: Path) -> Path:
     return copy
 
 
-def run_onnx2tf(onnx_copy: Path) -> Any:
-    """Convert; returns the tf_keras model. Must run with cwd = the copy's folder."""
+def run_onnx2tf(onnx_copy: Path, **extra: Any) -> Any:
+    """Convert; returns the tf_keras model. Must run with cwd = the copy's folder.
+
+    ``extra``: more ``onnx2tf.convert`` keyword options (chosen by
+    :mod:`toolchain.convert.strategy`)."""
     import onnx2tf
 
     try:
@@ -53,6 +56,7 @@ def run_onnx2tf(onnx_copy: Path) -> Any:
             disable_model_save=True,
             non_verbose=True,
             verbosity="warn",
+            **extra,
         )
     except SystemExit as exc:  # onnx2tf calls sys.exit(1) after printing its error
         raise Onnx2TfFailed(f"onnx2tf exited with status {exc.code}") from exc

@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from toolchain.errors import FidelityError, ModelLoadError, QuantizationError, U
 from toolchain.fsutil import staged_outputs, to_json
 from toolchain.progress import ProgressFn, no_progress
 from toolchain.tflite_model import TFLiteModel
+
+if TYPE_CHECKING:
+    from toolchain.convert.strategy import Attempt, Strategy
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,7 @@ def convert(
     weights: str | os.PathLike[str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     label_output: int = 0,
+    strategy: Strategy | None = None,
 ) -> ConvertResult:
     """Convert a PyTorch model to a full-integer .tflite and measure what it cost.
 
@@ -75,10 +79,47 @@ def convert(
     labels) raise :class:`~toolchain.errors.FidelityError` when missed; nothing is written
     then (the result stays in the cache, so relaxing a threshold costs nothing).
 
+    ``strategy`` (:class:`~toolchain.convert.strategy.Strategy`): rewrites, accuracy
+    techniques and fallbacks (default: all measured to help; ``Strategy.plain()`` for none);
+    the report's ``conversion`` section says which attempt produced the model.
+
     Raises the :mod:`toolchain.errors` classes: UsageError, InputFileError, ModelLoadError,
     DataError, ExportError, Onnx2TfError, QuantizationError, GraphLintError, FidelityError.
     """
-    opts = options if options is not None else QuantOptions()
+    from toolchain.convert import strategy as strategy_mod
+
+    return strategy_mod.run(
+        strategy or strategy_mod.Strategy(),
+        options if options is not None else QuantOptions(),
+        min_sqnr,
+        lambda attempt: _convert_once(
+            model, calib=calib, out_dir=out_dir, input_shapes=input_shapes, val=val,
+            labels=labels, min_sqnr=min_sqnr, max_accuracy_drop=max_accuracy_drop, cache=cache,
+            progress=progress, weights=weights, cache_dir=cache_dir, label_output=label_output,
+            attempt=attempt,
+        ),
+    )  # fmt: skip
+
+
+def _convert_once(
+    model: Any,
+    *,
+    calib: Any,
+    out_dir: str | os.PathLike[str],
+    input_shapes: Sequence[Sequence[int]] | None,
+    val: Any,
+    labels: Any,
+    min_sqnr: float | None,
+    max_accuracy_drop: float | None,
+    cache: bool,
+    progress: ProgressFn | None,
+    weights: str | os.PathLike[str] | None,
+    cache_dir: str | os.PathLike[str] | None,
+    label_output: int,
+    attempt: Attempt,
+) -> ConvertResult:
+    """One conversion attempt (see :func:`convert` and :mod:`toolchain.convert.strategy`)."""
+    opts = attempt.options
     prog = progress or no_progress
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -93,6 +134,8 @@ def convert(
     store = cache_mod.ConvertCache(Path(cache_dir) if cache_dir else None) if cache else None
 
     key1 = _source_key(model, weights, input_shapes, calib, val, labels, opts) if store else None
+    if key1 is not None:  # the attempt (rewrites, techniques, onnx2tf options) is part of it
+        key1 = cache_mod.make_key({"source": key1, "attempt": attempt.cache_dict()})
     if store is not None and key1 is not None:
         hit = store.get(key1)
         if hit is not None:
@@ -119,6 +162,7 @@ def convert(
             min_sqnr=min_sqnr,
             max_accuracy_drop=max_accuracy_drop,
             label_output=label_output,
+            attempt=attempt,
         )
         ok = True
         return result
@@ -159,6 +203,7 @@ def _convert_cold(
     min_sqnr: float | None,
     max_accuracy_drop: float | None,
     label_output: int,
+    attempt: Attempt,
 ) -> ConvertResult:
     from toolchain.convert.tfproc import TFWorker
 
@@ -194,7 +239,8 @@ def _convert_cold(
                 raise UsageError("--max-accuracy-drop needs labels", hint="give --labels")
         with _stage("export", timings, prog):
             onnx_path = workdir / "model.onnx"
-            onnx_bytes = export_onnx(loaded, onnx_path)
+            exported = attempt.prepare_model(loaded, calib_ds.arrays)  # techniques (a copy)
+            onnx_bytes = attempt.rewrite_onnx(export_onnx(exported, onnx_path), onnx_path)
         key2 = None
         if store is not None:
             key2 = cache_mod.make_key(
@@ -206,6 +252,7 @@ def _convert_cold(
                     "label_output": label_output,
                     "options": opts.cache_dict(),
                     "versions": cache_mod.versions(),
+                    "attempt": attempt.cache_dict(),
                 }
             )
             hit = store.get(key2)
@@ -222,6 +269,8 @@ def _convert_cold(
             {
                 "workdir": str(workdir),
                 "onnx": str(onnx_path),
+                "onnx2tf": attempt.onnx2tf,
+                "range_margin": attempt.range_margin,
                 "calib": str(workdir / "calib.npz"),
                 "out": str(tflite_path),
                 "options": {k: v for k, v in opts.to_dict().items()},
@@ -317,6 +366,7 @@ def _convert_cold(
             },
         },
         "fidelity": fid,
+        "conversion": attempt.record(),
         "accuracy": acc,
         "export_max_abs_err": export_err,
         "layers": rows,

@@ -35,8 +35,12 @@ def quantize(
     options: QuantOptions,
     *,
     on_sample: Callable[[int, int], None] | None = None,
+    range_margin: float = 0.0,
 ) -> bytes:
-    """Quantize; ``calib`` holds one PyTorch-layout array ``(N, ...)`` per input."""
+    """Quantize; ``calib`` holds one PyTorch-layout array ``(N, ...)`` per input.
+
+    ``range_margin``: widen every calibrated activation range by this fraction
+    (:mod:`toolchain.convert.calibrate`)."""
     import tensorflow as tf
 
     names = list(keras_model.input_names)
@@ -50,6 +54,12 @@ def quantize(
         for i in range(n):
             if on_sample is not None:
                 on_sample(i, n)
+            if len(names) == 1:
+                # a list, not a dict: some graphs (e.g. MobileNetV4-style UIB nets) come out
+                # of TFLiteConverter without a SignatureDef, and its calibrator then refuses
+                # dict samples ("model has 0 Signatures"); one input needs no names
+                yield [tf_calib[0][i : i + 1]]  # type: ignore[misc]
+                continue
             yield {name: a[i : i + 1] for name, a in zip(names, tf_calib, strict=True)}
 
     conv = tf.lite.TFLiteConverter.from_keras_model(keras_model)
@@ -67,7 +77,10 @@ def quantize(
     if not options.per_channel:
         conv._experimental_disable_per_channel = True
     try:
-        return bytes(conv.convert())
+        from toolchain.convert.calibrate import widened_ranges
+
+        with widened_ranges(range_margin):
+            return bytes(conv.convert())
     except Exception as exc:  # ConverterError and friends: the text names the op
         text = str(exc)
         raise QuantizeFailed(_summary(text), _ops_in(text), _layers_in(text)) from exc

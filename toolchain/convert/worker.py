@@ -85,7 +85,7 @@ def run_job(job: dict[str, Any], proto: TextIO, np: Any) -> dict[str, Any]:
     copy = onnx2tf_stage.prepare_workdir(Path(job["onnx"]), work / "onnx2tf")
     os.chdir(copy.parent)
     try:
-        keras_model = onnx2tf_stage.run_onnx2tf(copy)
+        keras_model = onnx2tf_stage.run_onnx2tf(copy, **job.get("onnx2tf", {}))
         in_perms, out_perms = onnx2tf_stage.io_layouts(
             keras_model,
             [(i["name"], i["torch_shape"]) for i in job["inputs"]],
@@ -109,7 +109,10 @@ def run_job(job: dict[str, Any], proto: TextIO, np: Any) -> dict[str, Any]:
             _send(proto, event="progress", stage="calibrate", done=i + 1, total=n)
 
     try:
-        data = quantize.quantize(keras_model, calib, in_perms, options, on_sample=on_sample)
+        data = quantize.quantize(
+            keras_model, calib, in_perms, options, on_sample=on_sample,
+            range_margin=float(job.get("range_margin", 0.0)),
+        )  # fmt: skip
     except quantize.QuantizeFailed as exc:
         traceback.print_exc()
         raise _StageError("quantize", str(exc), exc.ops, exc.layers) from exc
@@ -139,6 +142,8 @@ def run_job(job: dict[str, Any], proto: TextIO, np: Any) -> dict[str, Any]:
 
     def position(kind: str, k: int, names: list[str], order: list[int]) -> int:
         idx = sig.get(kind, {}).get(names[k])
+        if idx is None and len(names) == 1 == len(order):
+            return 0  # no SignatureDef (seen with MobileNetV4-style nets): one tensor anyway
         if idx is None:
             raise _StageError("quantize", f"no signature entry for {kind[:-1]} {names[k]!r}")
         return order.index(int(idx))
