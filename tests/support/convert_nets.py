@@ -161,17 +161,28 @@ class FcAutoencoder(nn.Module):
         return self.out(self.body(x))
 
 
-class GeluNet(nn.Module):
-    """Exact GELU (Erf): no int8 TFLite kernel — a conversion that must fail clearly."""
+class NoInt8Net(nn.Module):
+    """Linear → an op without an int8 TFLite kernel → linear. ``erf`` has no TFLite builtin
+    at all (quantization fails); ``sin`` has a float-only one (TFLiteConverter leaves a float
+    island wrapped in DEQUANTIZE/QUANTIZE, which the graph lint must catch)."""
 
-    def __init__(self) -> None:
+    def __init__(self, op: str) -> None:
         super().__init__()
         self.fc1 = nn.Linear(16, 16)
-        self.act = nn.GELU()
+        self.act = _Fn(getattr(torch, op))
         self.fc2 = nn.Linear(16, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(x)))
+
+
+class _Fn(nn.Module):
+    def __init__(self, fn: object) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)  # type: ignore[operator]
 
 
 def mobile_blocks() -> nn.Module:
@@ -194,8 +205,12 @@ def tiny_net() -> nn.Module:
     return _seeded(TinyNet(), 7)
 
 
-def gelu_net() -> nn.Module:
-    return _seeded(GeluNet(), 5)
+def erf_net() -> nn.Module:
+    return _seeded(NoInt8Net("erf"), 5)
+
+
+def sin_net() -> nn.Module:
+    return _seeded(NoInt8Net("sin"), 5)
 
 
 def raising_factory() -> nn.Module:

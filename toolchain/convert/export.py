@@ -22,6 +22,33 @@ from toolchain.modelsrc import LoadedModel
 log = logging.getLogger(__name__)
 
 
+class _Frozen(torch.nn.Module):
+    """Wraps a module whose ``train()`` raises (a ``torch.export`` program's module): the
+    legacy exporter switches modes; this wrapper does not pass that on."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        object.__setattr__(self, "inner", inner)  # not a child: train() must not reach it
+        for p in inner.parameters():
+            p.requires_grad_(False)  # traced as constants
+
+    def forward(self, *args: torch.Tensor) -> object:
+        inner: torch.nn.Module = self.__dict__["inner"]
+        return inner(*args)
+
+    def train(self, mode: bool = True) -> _Frozen:
+        self.training = mode
+        return self
+
+
+def _exportable(module: torch.nn.Module) -> torch.nn.Module:
+    try:
+        module.train(False)
+    except NotImplementedError:
+        return _Frozen(module)
+    return module
+
+
 def export_onnx(model: LoadedModel, path: Path) -> bytes:
     """Export ``model`` to ``path``; returns the file's bytes."""
     buf = io.BytesIO()
@@ -29,7 +56,7 @@ def export_onnx(model: LoadedModel, path: Path) -> bytes:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                model.module,
+                _exportable(model.module),
                 model.example_inputs,
                 buf,  # type: ignore[arg-type]  # file-like objects work
                 opset_version=ONNX_OPSET,

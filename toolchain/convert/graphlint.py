@@ -8,6 +8,8 @@ The op histogram and the counts of the ops that cost time without computing anyt
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,11 +67,22 @@ def lint(model: TFLiteModel) -> LintReport:
     return LintReport(ops=hist, counts=counts, problems=tuple(problems))
 
 
-def check(report: LintReport, *, source: str = "model") -> None:
-    """Raise :class:`~toolchain.errors.GraphLintError` when ``report`` has problems."""
+def check(
+    report: LintReport, *, source: str = "model", where: Callable[[str], str] | None = None
+) -> None:
+    """Raise :class:`~toolchain.errors.GraphLintError` when ``report`` has problems.
+
+    ``where(op_name)`` may say where an operator came from (e.g. the ONNX node and PyTorch
+    module); it is appended to each problem about that operator.
+    """
     if report.ok:
         return
-    shown = "\n  ".join(report.problems[:10])
+    lines = []
+    for p in report.problems[:10]:
+        m = re.match(r"op #\d+ (\w+)", p)
+        origin = where(m.group(1)) if (where is not None and m) else ""
+        lines.append(f"{p} at {origin}" if origin else p)
+    shown = "\n  ".join(lines)
     more = f"\n  ... and {len(report.problems) - 10} more" if len(report.problems) > 10 else ""
     raise GraphLintError(
         f"{source} is not a clean integer graph:\n  {shown}{more}",

@@ -314,7 +314,9 @@ def _convert_cold(
     parsed = TFLiteModel.from_bytes(data, source="int8 model")
     with _stage("lint", timings, prog):
         lint = graphlint.lint(parsed)
-        graphlint.check(lint, source="the int8 model")
+        graphlint.check(
+            lint, source="the int8 model", where=lambda op: validate.onnx_origin(onnx_bytes, op)
+        )
     ins, outs = _specs(parsed, meta, loaded)
 
     with _stage("validate", timings, prog):
@@ -497,16 +499,9 @@ def _explain_quantize_error(exc: QuantizationError, onnx_bytes: bytes) -> Quanti
     ops = list(getattr(exc, "ops", []) or [])
     if not ops:
         return exc
-    import onnx
+    from toolchain.convert.validate import onnx_origin
 
-    graph = onnx.load_from_string(onnx_bytes).graph
-    from toolchain.convert.validate import module_path
-
-    wanted = {o.lower().replace("_", "") for o in ops}
-    nodes = [n for n in graph.node if n.op_type.lower() in wanted]
-    where = ", ".join(
-        f"{n.name} (PyTorch module {module_path(n.name) or '<top level>'})" for n in nodes[:6]
-    )
+    where = ", ".join(o for o in (onnx_origin(onnx_bytes, op) for op in ops) if o)
     layers = list(getattr(exc, "layers", []) or [])
     said = str(getattr(exc, "converter_said", "") or "").strip()
     msg = (

@@ -189,6 +189,20 @@ def module_path(node_name: str) -> str:
     return ".".join(keep)
 
 
+def onnx_origin(onnx_bytes: bytes, op_name: str, limit: int = 4) -> str:
+    """Where ONNX nodes of the type that became TFLite op ``op_name`` (``SIN``, ``Erf``) are:
+    ``"ONNX /act/Sin (PyTorch module act)"``; empty when there is none."""
+    import onnx
+
+    wanted = op_name.lower().replace("_", "")
+    nodes = [n for n in onnx.load_from_string(onnx_bytes).graph.node
+             if n.op_type.lower() == wanted]  # fmt: skip
+    return ", ".join(
+        f"ONNX {n.name} (PyTorch module {module_path(n.name) or '<top level>'})"
+        for n in nodes[:limit]
+    )
+
+
 def _match(tfl: np.ndarray, cands: list[tuple[str, str, str, np.ndarray]]) -> tuple[Any, float]:
     """The ONNX candidate ``tfl`` agrees with best (cosine), in TFLite layout.
 
