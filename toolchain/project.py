@@ -28,6 +28,7 @@ allowed. Nothing heavy is imported here (no torch, no TensorFlow).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import tomllib
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from toolchain import pyref
+from toolchain.convert.options import QuantOptions
 from toolchain.errors import EdgeDeployError, ProjectFileError
 
 DEFAULT_NAME = "edgedeploy.toml"
@@ -119,34 +121,12 @@ class PruneSection:
 
 @dataclass(frozen=True)
 class QuantizationSection:
-    """The converter's options (:class:`toolchain.convert.QuantOptions`) and the fidelity gates
-    the validate stage applies."""
+    """The converter's options (every field of :class:`~toolchain.convert.QuantOptions` is a
+    key of ``[quantization]``) and the fidelity gates the validate stage applies."""
 
-    activations: str = "int8"
-    input_dtype: str | None = None
-    output_dtype: str | None = None
-    per_channel: bool = True
-    calibration_samples: int = 200
-    validation_samples: int = 1000
-    onnx2tf_timeout_s: float = 600.0
-    quantize_timeout_s: float = 900.0
+    options: QuantOptions = field(default_factory=QuantOptions)
     min_sqnr_db: float | None = None
     max_accuracy_drop: float | None = None
-
-    def options(self) -> Any:
-        """The :class:`~toolchain.convert.QuantOptions` these settings describe."""
-        from toolchain.convert.options import QuantOptions
-
-        return QuantOptions(
-            activations=self.activations,
-            input_dtype=self.input_dtype,
-            output_dtype=self.output_dtype,
-            per_channel=self.per_channel,
-            calibration_samples=self.calibration_samples,
-            validation_samples=self.validation_samples,
-            onnx2tf_timeout_s=self.onnx2tf_timeout_s,
-            quantize_timeout_s=self.quantize_timeout_s,
-        )
 
 
 @dataclass(frozen=True)
@@ -605,19 +585,20 @@ def _prune(t: _Table, src: Any) -> PruneSection:
 
 
 def _quantization(t: _Table) -> QuantizationSection:
-    from toolchain.convert.options import ACTIVATIONS, IO_DTYPES
-
-    act = t.get("activations", "str", "int8", allowed=ACTIVATIONS)
-    io = IO_DTYPES[act]
+    """[quantization]: the QuantOptions fields by their type, then the gates."""
+    kinds = {"str": "str", "str | None": "str", "bool": "bool", "int": "int", "float": "float"}
+    kw = {}
+    for f in dataclasses.fields(QuantOptions):
+        positive = kinds[str(f.type)] in ("int", "float")
+        v = t.get(f.name, kinds[str(f.type)], None, lo=1 if positive else None)
+        if v is not None:
+            kw[f.name] = v
+    try:
+        options = QuantOptions(**kw)
+    except EdgeDeployError as exc:  # activations / I/O types: the message lists what is allowed
+        raise t.error(exc.message, hint=exc.hint) from exc
     q = QuantizationSection(
-        activations=act,
-        input_dtype=t.get("input_dtype", "str", None, allowed=io),
-        output_dtype=t.get("output_dtype", "str", None, allowed=io),
-        per_channel=t.get("per_channel", "bool", True),
-        calibration_samples=t.get("calibration_samples", "int", 200, lo=1),
-        validation_samples=t.get("validation_samples", "int", 1000, lo=1),
-        onnx2tf_timeout_s=t.get("onnx2tf_timeout_s", "float", 600.0, lo=1),
-        quantize_timeout_s=t.get("quantize_timeout_s", "float", 900.0, lo=1),
+        options=options,
         min_sqnr_db=t.get("min_sqnr_db", "float", None),
         max_accuracy_drop=t.get("max_accuracy_drop", "float", None, lo=0),
     )

@@ -65,7 +65,7 @@ def test_minimal_project_defaults(folder: Path) -> None:
     assert p.name == folder.name
     assert p.model.input_shapes == ((1, 3, 16, 16),)
     assert not p.prune.enabled and p.prune.ratio is None
-    assert p.quantization.options().per_channel and p.quantization.activations == "int8"
+    assert p.quantization.options.per_channel and p.quantization.options.activations == "int8"
     assert p.firmware.enabled and p.firmware.tflm_lib is None
     assert p.bench.enabled and p.bench_target == "mps2-an386"
     assert p.data.calibration == str(folder / "calib.npy")
@@ -96,8 +96,9 @@ def test_several_input_shapes_and_fit(folder: Path) -> None:
         (("[target]", "[quantization]\nper_channel = 1\n[target]"), ["per_channel", "true or false"]),
         (("[target]", "[prune]\nratio = 1.5\n[target]"), ["[prune] ratio", "[0, 1)", '"fit"']),
         (("[target]", "[prune]\nratio = 0.5\nmethod = \"magic\"\n[target]"), ["method", "'magic'", "structured, unstructured"]),
-        (("[target]", "[quantization]\nactivations = \"int4\"\n[target]"), ["activations", "int8, int16"]),
-        (("[target]", "[quantization]\nactivations = \"int16\"\ninput_dtype = \"int8\"\n[target]"), ["input_dtype", "int16, float32"]),
+        (("[target]", "[quantization]\nactivations = \"int4\"\n[target]"), ["[quantization]", "'int4'", "int8, int16"]),
+        (("[target]", "[quantization]\nactivations = \"int16\"\ninput_dtype = \"int8\"\n[target]"), ["[quantization]", "input type 'int8'", "int16, float32"]),
+        (("[target]", "[quantization]\ncalibration_samples = 0\n[target]"), ["[quantization] calibration_samples", "at least 1"]),
         (("input_shape = [1, 3, 16, 16]", "input_shape = [2, 3, 16, 16]"), ["input_shape", "batch size must be 1"]),
         (("input_shape = [1, 3, 16, 16]", "input_shape = \"1,3,16,16\""), ["input_shape", "positive integers"]),
         (('name = "mps2-an386"', 'name = "no-such-board"'), ["[target] name", "unknown target", "mps2-an386"]),

@@ -133,6 +133,12 @@ def run_and_report(project: Any, args: argparse.Namespace) -> int:
             _print_stages(_load(exc.report))
             ui.console_err.print(f"report (with the failure): {exc.report.with_suffix('.html')}")
         raise
+    except KeyboardInterrupt:
+        report = Path(args.out or project.out_dir) / "report.json"
+        if report.is_file() and _load(report).get("status") == "interrupted":
+            _print_stages(_load(report))
+            ui.console_err.print(f"report (of the interrupted run): {report.with_suffix('.html')}")
+        raise
     if args.json:
         sys.stdout.write(to_json(result.report))
         return 0

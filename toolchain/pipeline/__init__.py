@@ -156,20 +156,22 @@ def run_project(
             hit = cache.lookup(folder, key, parts) if key and stage.name not in forced else None
             if hit is not None:
                 rec = hit["record"]
-                output = StageOutput.from_dict(rec["output"], folder, cache.digest(hit["files"]))
+                output = StageOutput.from_dict(rec["output"], folder, cache.content_digest(folder))
                 status, built = "cached", rec.get("seconds")
             else:
                 with cache.building(folder) as work:
                     output = stage.run(ctx, work, folder)
                     built = time.perf_counter() - t0
-                    files = cache.commit(
+                    cache.commit(
                         work,
                         folder,
                         key=key,
                         record={"output": output.to_dict(), "seconds": round(built, 3)},
                         parts=parts,
                     )
-                output = StageOutput.from_dict(output.to_dict(), folder, cache.digest(files))
+                output = StageOutput.from_dict(
+                    output.to_dict(), folder, cache.content_digest(folder)
+                )
                 status = "ok"
         except KeyboardInterrupt as exc:
             failure = exc

@@ -27,25 +27,20 @@ from pathlib import Path
 from typing import Any
 
 from toolchain import __version__
+from toolchain.convert.cache import file_hash as file_digest
 from toolchain.fsutil import atomic_write_json, to_json
 
 log = logging.getLogger(__name__)
 
 MANIFEST = ".edgedeploy-stage.json"
 MANIFEST_SCHEMA = 1
+#: report fields that change from run to run without the artifact changing
+VOLATILE_KEYS = frozenset({"timings_s", "seconds", "built_seconds", "created"})
 
 
 def digest(obj: Any) -> str:
     """SHA-256 of ``obj`` as deterministic JSON."""
     return hashlib.sha256(to_json(obj).encode("utf-8")).hexdigest()
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def tree_digests(folder: Path) -> dict[str, str]:
@@ -55,6 +50,34 @@ def tree_digests(folder: Path) -> dict[str, str]:
         if p.is_file() and p.name != MANIFEST:
             out[p.relative_to(folder).as_posix()] = file_digest(p)
     return out
+
+
+def content_digest(folder: Path) -> str:
+    """What later stages' keys see of a stage folder: every file's content, with the
+    :data:`VOLATILE_KEYS` of JSON reports left out (a re-built stage that made the same
+    artifacts does not invalidate the stages after it)."""
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file() or p.name == MANIFEST:
+            continue
+        h.update(p.relative_to(folder).as_posix().encode())
+        if p.suffix == ".json":
+            try:
+                data = _drop_volatile(json.loads(p.read_text(encoding="utf-8")))
+                h.update(to_json(data).encode())
+                continue
+            except ValueError:
+                pass
+        h.update(file_digest(p).encode())
+    return h.hexdigest()
+
+
+def _drop_volatile(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _drop_volatile(v) for k, v in obj.items() if k not in VOLATILE_KEYS}
+    if isinstance(obj, list):
+        return [_drop_volatile(v) for v in obj]
+    return obj
 
 
 @functools.cache

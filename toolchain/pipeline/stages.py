@@ -188,6 +188,10 @@ def _upstream(ctx: Context, *stages: str) -> dict[str, str | None]:
     return {s: (o.digest if (o := ctx.output(s)) is not None else None) for s in stages}
 
 
+def _file_key(path: Path) -> str:
+    return cache.file_digest(path) if path.is_file() else str(path)
+
+
 def _read_json(path: Path | None) -> dict[str, Any] | None:
     if path is None or not path.is_file():
         return None
@@ -213,7 +217,7 @@ def _prune_key(ctx: Context) -> dict[str, Any]:
         "input_shapes": p.model.input_shapes,
         "prune": p.to_dict()["prune"],
         "finetune_fn": source_fingerprint(p.prune.finetune_fn),
-        "quantization": p.quantization.options().cache_dict(),
+        "quantization": p.quantization.options.cache_dict(),
         "versions": _converter_versions(),
         **_data_keys(
             ctx, "calibration", "validation", "validation_labels", "train", "train_labels"
@@ -248,7 +252,7 @@ def _prune_run(ctx: Context, work: Path, dest: Path) -> StageOutput:
             epochs=pr.epochs, batch_size=pr.batch_size, lr=pr.lr, loss=pr.loss
         ),
         "callback": pr.finetune_fn,
-        "convert_options": p.quantization.options(),
+        "convert_options": p.quantization.options,
         "progress": ctx.sub("prune"),
     }
     if pr.fit:
@@ -281,7 +285,7 @@ def _convert_key(ctx: Context) -> dict[str, Any]:
     p = ctx.project
     parts: dict[str, Any] = {
         "pruned": _upstream(ctx, "prune")["prune"],
-        "quantization": p.quantization.options().cache_dict(),
+        "quantization": p.quantization.options.cache_dict(),
         "versions": _converter_versions(),
         **_data_keys(ctx, "calibration", "validation", "validation_labels"),
     }
@@ -314,7 +318,7 @@ def _convert_run(ctx: Context, work: Path, dest: Path) -> StageOutput:
             out_dir=work,
             input_shapes=p.model.input_shapes,
             weights=p.model.weights,
-            options=p.quantization.options(),
+            options=p.quantization.options,
             progress=ctx.sub("convert"),
         )
     return StageOutput(
@@ -621,7 +625,8 @@ def _bench_key(ctx: Context) -> dict[str, Any]:
     return {
         **_upstream(ctx, "convert", "emit", "firmware"),
         "target": _target_fingerprint(ctx.target(ctx.project.bench_target)),
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in kw.items()},
+        # files by content: the golden vectors and the image move with the output folder
+        "options": {k: (_file_key(v) if isinstance(v, Path) else v) for k, v in kw.items()},
     }
 
 

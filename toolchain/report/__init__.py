@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolchain import __version__
+from toolchain.bench.mcu import cpu_name
 from toolchain.fsutil import atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
@@ -170,7 +171,7 @@ def environment(bench: Mapping[str, Any] | None) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "machine": platform.machine(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "packages": versions,
         "tools": {
@@ -182,16 +183,6 @@ def environment(bench: Mapping[str, Any] | None) -> dict[str, Any]:
         env["device"] = bench.get("device")
         env["bench_environment"] = bench.get("environment")
     return env
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _tool_version(tool: str) -> str | None:
