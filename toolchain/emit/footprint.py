@@ -1,47 +1,181 @@
 """Memory report: will the model, the TFLM runtime and the arena fit the target?
 
 Flash = model flatbuffer + TFLM runtime code (framework + the kernels of the ops used +
-startup/libc/firmware) + golden vectors. RAM = tensor arena + stack + heap (from the target
-profile) + the runtime's static data (.data/.bss, the op resolver object).
+the edgedeploy firmware around it) + golden vectors. RAM = tensor arena + stack + heap (from
+the target profile) + the runtime's static data (.data/.bss, the op resolver object).
 
-The runtime figures are *estimates* from link maps of TFLM built with arm-none-eabi-gcc 12.2
-(-Os, see docs/emit.md for the method and the TFLM commit): :data:`RUNTIME_TABLES` has one
-table per code family — Thumb-1 reference kernels (Cortex-M0/M0+), Thumb-2 reference kernels
-(Cortex-M3, and cores without DSP), Thumb-2 with CMSIS-NN kernels (Cortex-M4/M7/M33/M55 with
-the DSP extension). A target can replace the estimate with its own measured figures:
-``runtime_flash_bytes`` / ``runtime_ram_bytes`` in its ``[memory]`` table.
-Non-MCU targets (Linux, Android, host) run LiteRT or the host, so only the arena is counted.
+The runtime figures are *estimates* measured once by linking TFLM (tflite-micro 90b983c2,
+2026-08-20; arm-none-eabi-gcc 12.2, -Os, function/data sections with --gc-sections,
+newlib-nano, error strings kept) into a minimal Cortex-M4 program that builds a
+MicroInterpreter, allocates and invokes: with an empty resolver (the framework) and with one
+operator at a time (that kernel's cost, in :data:`KERNEL_FLASH_REFERENCE` and, for the
+kernels CMSIS-NN replaces, :data:`KERNEL_FLASH_CMSIS_NN`). Kernels share helpers
+(quantization utilities, tensor accessors): linked together, person_detect's and KWS's ops
+took about :data:`SHARED_KERNEL_FLASH` less per extra op than the sum of the single
+figures, so that much is counted once. Thumb-1 cores (M0/M0+) scale the code by
+:data:`THUMB1_CODE_RATIO` (16 TFLM translation units compiled for both) and cores without an
+FPU add the soft-float library (:data:`SOFT_FLOAT_FLASH`). The edgedeploy firmware itself
+(startup, UART, the device protocol) is its measured self-test image. See docs/emit.md.
+
+A target can replace the estimate with its own measured figures: ``runtime_flash_bytes`` /
+``runtime_ram_bytes`` in its ``[memory]`` table. Non-MCU targets (Linux, Android, host) run
+LiteRT or the host, so only the model and the arena are counted there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from toolchain.errors import BudgetError
 from toolchain.targets import Target
 
+#: TFLM framework (interpreter, allocator, planner, flatbuffer reader, MicroPrintf with
+#: newlib-nano's vsnprintf): the empty-resolver program minus a bare startup, Cortex-M4.
+FRAMEWORK_FLASH = 28_444
+#: .data + .bss of that program: the MicroInterpreter object, TFLM globals, libc state.
+FRAMEWORK_RAM = 360
+#: One slot of MicroMutableOpResolver<N> on a 32-bit core (registration + parser).
+RESOLVER_RAM_PER_OP = 36
+#: Helper code several kernels share, counted once (reference / CMSIS-NN builds).
+SHARED_KERNEL_FLASH = {"reference": 3_941, "cmsis-nn": 3_807}
+#: The edgedeploy firmware without TFLM (the self-test image on mps2-an386: startup, board,
+#: UART, device protocol; benchmarks/README.md "qemu-firmware"), and its static data besides
+#: the stack and heap (the protocol's buffers).
+FIRMWARE_FLASH = 8_568
+FIRMWARE_RAM = 13_288
+#: Thumb-1 / Thumb-2 code size, from 16 TFLM translation units compiled for both (-Os).
+THUMB1_CODE_RATIO = 1.008
+#: libgcc/libm soft-float routines a core without an FPU links in (float and double
+#: arithmetic, conversions, exp/log/sqrt as TFLM's Prepare code uses them), by code family.
+SOFT_FLOAT_FLASH = {"thumb1": 9_476, "thumb2": 1_664}
+#: An operator not in the tables (custom ops, the Signal library).
+DEFAULT_KERNEL_FLASH = 6_000
 
-@dataclass(frozen=True)
-class RuntimeTable:
-    """Measured code/data sizes (bytes) of one TFLM build flavour."""
-
-    family: str
-    framework_flash: int  # interpreter, allocator, planner, flatbuffer reader, MicroPrintf
-    system_flash: int  # startup, the newlib-nano/libgcc parts TFLM pulls in, a main loop
-    static_ram: int  # .data + .bss of the above (libc state, TFLM globals)
-    resolver_ram_per_op: int  # one slot of MicroMutableOpResolver<N> (registration + parser)
-    kernel_flash: dict[str, int] = field(default_factory=dict)  # op name → bytes
-    default_kernel_flash: int = 4096  # ops not measured
-
-
-# PLACEHOLDER_TABLES (provisional, replaced by measured figures)
-RUNTIME_TABLES: dict[str, RuntimeTable] = {
-    f: RuntimeTable(
-        f, framework_flash=40000, system_flash=8000, static_ram=2048, resolver_ram_per_op=48
-    )
-    for f in ("thumb1-reference", "thumb2-reference", "thumb2-cmsis-nn")
+#: Flash (bytes) each operator adds when it is the only one registered: Cortex-M4,
+#: reference kernels (measured; see the module docstring).
+KERNEL_FLASH_REFERENCE: dict[str, int] = {
+    "ABS": 6172,
+    "ADD": 10692,
+    "ADD_N": 6292,
+    "ARG_MAX": 2148,
+    "ARG_MIN": 2148,
+    "ASSIGN_VARIABLE": 1712,
+    "AVERAGE_POOL_2D": 6228,
+    "BATCH_MATMUL": 11328,
+    "BATCH_TO_SPACE_ND": 2528,
+    "BROADCAST_ARGS": 1568,
+    "BROADCAST_TO": 2652,
+    "CALL_ONCE": 760,
+    "CAST": 2676,
+    "CEIL": 1852,
+    "CONCATENATION": 6144,
+    "CONV_2D": 12428,
+    "COS": 6016,
+    "CUMSUM": 6580,
+    "DEPTHWISE_CONV_2D": 11804,
+    "DEPTH_TO_SPACE": 2792,
+    "DEQUANTIZE": 3480,
+    "DIV": 10036,
+    "DYNAMIC_UPDATE_SLICE": 3544,
+    "ELU": 3220,
+    "EMBEDDING_LOOKUP": 3644,
+    "EQUAL": 9036,
+    "EXP": 2436,
+    "EXPAND_DIMS": 2180,
+    "FILL": 2048,
+    "FLOOR": 1200,
+    "FLOOR_DIV": 5600,
+    "FLOOR_MOD": 3324,
+    "FULLY_CONNECTED": 10020,
+    "GATHER": 3052,
+    "GATHER_ND": 2532,
+    "GREATER": 9292,
+    "GREATER_EQUAL": 8300,
+    "HARD_SWISH": 5112,
+    "IF": 2368,
+    "L2_NORMALIZATION": 3116,
+    "L2_POOL_2D": 4200,
+    "LEAKY_RELU": 5336,
+    "LESS": 8300,
+    "LESS_EQUAL": 8300,
+    "LOG": 2516,
+    "LOGICAL_AND": 1780,
+    "LOGICAL_NOT": 1840,
+    "LOGICAL_OR": 1780,
+    "LOGISTIC": 8580,
+    "LOG_SOFTMAX": 9212,
+    "MAXIMUM": 5636,
+    "MAX_POOL_2D": 6380,
+    "MEAN": 9068,
+    "MINIMUM": 5636,
+    "MIRROR_PAD": 1496,
+    "MUL": 10804,
+    "NEG": 944,
+    "NOT_EQUAL": 9004,
+    "PACK": 1880,
+    "PAD": 5640,
+    "PADV2": 5672,
+    "PRELU": 7216,
+    "QUANTIZE": 6596,
+    "READ_VARIABLE": 948,
+    "REDUCE_ALL": 5696,
+    "REDUCE_MAX": 7128,
+    "REDUCE_MIN": 7128,
+    "RELU": 5208,
+    "RELU6": 2800,
+    "RESHAPE": 2352,
+    "RESIZE_BILINEAR": 3620,
+    "RESIZE_NEAREST_NEIGHBOR": 3308,
+    "REVERSE_V2": 5280,
+    "ROUND": 1916,
+    "RSQRT": 6776,
+    "SELECT_V2": 6500,
+    "SHAPE": 1112,
+    "SIN": 6016,
+    "SLICE": 2888,
+    "SOFTMAX": 10444,
+    "SPACE_TO_BATCH_ND": 2624,
+    "SPACE_TO_DEPTH": 2832,
+    "SPLIT": 2180,
+    "SPLIT_V": 2436,
+    "SQRT": 1972,
+    "SQUARE": 1872,
+    "SQUARED_DIFFERENCE": 10084,
+    "SQUEEZE": 1968,
+    "STRIDED_SLICE": 6236,
+    "SUB": 10888,
+    "SUM": 8936,
+    "SVDF": 10968,
+    "TANH": 8788,
+    "TRANSPOSE": 2700,
+    "TRANSPOSE_CONV": 11852,
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": 18852,
+    "UNPACK": 1720,
+    "VAR_HANDLE": 976,
+    "WHILE": 2604,
+    "ZEROS_LIKE": 1144,
+}
+#: The same for the kernels CMSIS-NN replaces (Cortex-M4 + DSP, CMSIS-NN kernels).
+KERNEL_FLASH_CMSIS_NN: dict[str, int] = {
+    "ADD": 13196,
+    "AVERAGE_POOL_2D": 6960,
+    "BATCH_MATMUL": 13528,
+    "CONV_2D": 31880,
+    "DEPTHWISE_CONV_2D": 22732,
+    "FULLY_CONNECTED": 17568,
+    "MAXIMUM": 5736,
+    "MAX_POOL_2D": 7184,
+    "MINIMUM": 5736,
+    "MUL": 12208,
+    "PAD": 5928,
+    "PADV2": 5960,
+    "SOFTMAX": 12264,
+    "SVDF": 13652,
+    "TRANSPOSE": 3264,
+    "TRANSPOSE_CONV": 17892,
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": 21836,
 }
 
 
@@ -133,6 +267,17 @@ class MemoryReport:
             )
 
 
+def kernels_flash(ops: Sequence[str], *, cmsis_nn: bool) -> int:
+    """Code of the kernels of ``ops`` (Cortex-M4 figures), shared helpers counted once."""
+    table = {**KERNEL_FLASH_REFERENCE, **(KERNEL_FLASH_CMSIS_NN if cmsis_nn else {})}
+    shared = SHARED_KERNEL_FLASH["cmsis-nn" if cmsis_nn else "reference"]
+    own = 0
+    for op in ops:
+        single = table.get(op, DEFAULT_KERNEL_FLASH)
+        own += max(single - shared, single // 4)
+    return shared + own if ops else 0
+
+
 def runtime_estimate(target: Target, ops: Sequence[str]) -> tuple[int, int, str]:
     """``(flash bytes, static RAM bytes, note)`` of the TFLM runtime for ``ops`` on ``target``.
 
@@ -142,11 +287,20 @@ def runtime_estimate(target: Target, ops: Sequence[str]) -> tuple[int, int, str]
     mem = target.memory
     if fam is None:
         return 0, 0, f"{target.cpu.core}: not a TFLM/MCU runtime, not estimated"
-    table = RUNTIME_TABLES[fam]
-    kernels = sum(table.kernel_flash.get(op, table.default_kernel_flash) for op in ops)
-    flash = table.framework_flash + table.system_flash + kernels
-    ram = table.static_ram + table.resolver_ram_per_op * len(ops)
-    note = f"estimate, {fam}: framework {table.framework_flash:,} + kernels {kernels:,} + system {table.system_flash:,}"
+    thumb1 = fam == "thumb1-reference"
+    scale = THUMB1_CODE_RATIO if thumb1 else 1.0
+    kernels = kernels_flash(ops, cmsis_nn=fam == "thumb2-cmsis-nn")
+    soft = (
+        SOFT_FLOAT_FLASH["thumb1" if thumb1 else "thumb2"] if target.cpu.float_abi == "soft" else 0
+    )
+    flash = round((FRAMEWORK_FLASH + kernels + FIRMWARE_FLASH) * scale) + soft
+    ram = FRAMEWORK_RAM + FIRMWARE_RAM + RESOLVER_RAM_PER_OP * len(ops)
+    note = (
+        f"estimate ({fam}): framework {FRAMEWORK_FLASH:,} + kernels {kernels:,} + "
+        f"firmware {FIRMWARE_FLASH:,}"
+        + (f" + soft-float {soft:,}" if soft else "")
+        + (f", x{THUMB1_CODE_RATIO} Thumb-1" if thumb1 else "")
+    )
     if mem.runtime_flash_bytes is not None:
         flash, note = mem.runtime_flash_bytes, "from the target profile"
     if mem.runtime_ram_bytes is not None:
@@ -178,7 +332,7 @@ def memory_report(
         MemoryItem("heap", mem.heap_bytes, "target profile"),
     ]
     if rt_ram:
-        ram.append(MemoryItem("runtime", rt_ram, "static data, op resolver"))
+        ram.append(MemoryItem("runtime", rt_ram, "static data: TFLM, firmware buffers, resolver"))
     return MemoryReport(
         target=target.name,
         family=family_of(target),
