@@ -1,0 +1,218 @@
+"""Converter coverage and int8 fidelity on mobile architectures (``python -m benchmarks.run
+arch-suite``).
+
+Every model of :data:`toolchain.zoo.mobile.SUITE` plus the four MLPerf Tiny ports (trained
+reference weights and real data when ``../shared/reference`` is there) is converted twice:
+
+* **before** — the plain recipe (:meth:`Strategy.plain`: no rewrites, no techniques, no
+  fallbacks; legacy export → onnx2tf → TFLiteConverter int8-only);
+* **after** — the default :class:`~toolchain.convert.strategy.Strategy`.
+
+Per model and run: success (a clean int8 graph: lint passes, no TRANSPOSE / QUANTIZE /
+DEQUANTIZE), the error when it failed, SQNR of the int8 output against PyTorch float on
+held-out "representative" data, op counts, which rewrites/attempt produced it, wall time.
+Optional ``--technique NAME`` runs add more strategies (e.g. ``equalize``) to measure them.
+
+Results: ``benchmarks/results/arch_suite.json`` and the ``arch-suite`` section of
+benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks import common
+
+RESULT = "arch_suite"
+LAYOUT_OPS = ("TRANSPOSE", "QUANTIZE", "DEQUANTIZE")
+CALIB, VAL = 100, 50
+MLPERF = ("resnet8", "ds_cnn", "mobilenet_v1_025", "fc_autoencoder")
+_MLPERF_DATA = {"resnet8": "ic", "ds_cnn": "kws", "mobilenet_v1_025": "vww", "fc_autoencoder": "ad"}
+_MLPERF_WEIGHTS = {
+    "resnet8": "ic/pretrainedResnet.h5",
+    "ds_cnn": "kws/kws_ref_model_float32.tflite",
+    "mobilenet_v1_025": "vww/vww_96.h5",
+    "fc_autoencoder": "ad/ad01_fp32.tflite",
+}
+
+
+def strategies(names: list[str]) -> dict[str, Any]:
+    from toolchain.convert.strategy import Strategy
+
+    table = {
+        "before": Strategy.plain(),
+        "after": Strategy(),
+        "equalize": Strategy(equalize=True),
+        "bias_correction": Strategy(bias_correction=True),
+        "equalize+bias": Strategy(equalize=True, bias_correction=True),
+        "margin10": Strategy(range_margin=0.1),
+        "margin25": Strategy(range_margin=0.25),
+        "min-sqnr-30": Strategy(),  # with --min-sqnr 30: int16x8 where int8 misses it
+    }
+    return {n: table[n] for n in names}
+
+
+def model_and_data(name: str, size: int | None) -> tuple[Any, np.ndarray, np.ndarray, str]:
+    """The model, calibration and validation arrays, and a note on the data."""
+    from toolchain.zoo import mobile
+
+    if name in MLPERF:
+        from benchmarks.convert_mlperf import make_data
+        from toolchain.zoo import mlperf_tiny
+
+        ref = common.reference_dir()
+        model = getattr(mlperf_tiny, name)(weights=ref / "mlperf_tiny" / _MLPERF_WEIGHTS[name])
+        calib, val = make_data(_MLPERF_DATA[name], ref)
+        return model, calib[:CALIB], val[:VAL], "trained reference weights, real data"
+    entry = mobile.suite_model(name)
+    px = size or entry.size
+    model = getattr(mobile, name)(px)
+    calib = mobile.image_batch(CALIB, px, seed=100).numpy()
+    val = mobile.image_batch(VAL, px, seed=200).numpy()
+    return model, calib, val, f"random weights, smooth random images {px}px"
+
+
+def run_one(
+    name: str, strategy: Any, size: int | None, work: Path, min_sqnr: float | None = None
+) -> dict[str, Any]:
+    from toolchain.convert import convert
+
+    model, calib, val, note = model_and_data(name, size)
+    t = time.perf_counter()
+    row: dict[str, Any] = {"data": note, "input": list(calib.shape[1:])}
+    try:
+        res = convert(model, calib=calib, val=val, out_dir=work / name, cache=False,
+                      strategy=strategy, min_sqnr=min_sqnr)  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - every failure is a result here
+        row.update(ok=False, clean=False, error=f"{type(exc).__name__}: {str(exc)[:400]}")
+        row["time_s"] = round(time.perf_counter() - t, 1)
+        return row
+    rep = res.report
+    lint = rep["lint"]
+    counts = {k: int(lint.get(k, 0)) for k in LAYOUT_OPS}
+    conv = rep.get("conversion", {})
+    row.update(
+        ok=True,
+        clean=not lint["problems"] and not any(counts.values()),
+        sqnr_db=min(f["sqnr_db"] for f in rep["fidelity"].values()),
+        counts=counts,
+        float_ops=len(lint["problems"]),
+        ops=rep["ops"],
+        tflite_bytes=rep["tflite_bytes"],
+        activations=conv.get("activations", rep["options"]["activations"]),
+        attempt=conv.get("attempt"),
+        rewrites=conv.get("rewrites_applied", []),
+        techniques=conv.get("techniques", {}),
+        worst_layers=rep.get("worst_layers", [])[:3],
+        time_s=round(time.perf_counter() - t, 1),
+    )
+    return row
+
+
+def summarize(rows: dict[str, dict[str, Any]], names: list[str]) -> dict[str, Any]:
+    suite = [n for n in names if n not in MLPERF]
+    rs = [rows[n] for n in suite if n in rows]
+    sq = [r["sqnr_db"] for r in rs if r.get("ok")]
+    return {
+        "models": len(rs),
+        "clean": sum(1 for r in rs if r.get("clean")),
+        "clean_fraction": round(sum(1 for r in rs if r.get("clean")) / max(1, len(rs)), 3),
+        "median_sqnr_db": round(statistics.median(sq), 2) if sq else None,
+        "min_sqnr_db": round(min(sq), 2) if sq else None,
+        "below_30_db": sum(1 for s in sq if s < 30),
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    runs = list(result["runs"])
+    lines = [
+        f"Measured {result['date']} on {result['machine']} (`python -m benchmarks.run "
+        "arch-suite`). SQNR: int8 output vs PyTorch float on held-out data. Clean: lint passes "
+        "and no TRANSPOSE/QUANTIZE/DEQUANTIZE. T/Q/D: those op counts. *before* = plain recipe "
+        "(`Strategy.plain()`), *after* = default `Strategy()`.",
+        "",
+        "| model | classes | "
+        + " | ".join(f"{r}: clean / SQNR dB / T,Q,D / s" for r in runs)
+        + " | after: rewrites (attempt) |",
+        "|---|---|" + "---|" * len(runs) + "---|",
+    ]
+    for name in result["models"]:
+        cells = []
+        for r in runs:
+            row = result["runs"][r].get(name)
+            if row is None:
+                cells.append("-")
+            elif not row["ok"]:
+                cells.append(f"FAIL ({row['error'].split(':')[0]}) / {row['time_s']}")
+            else:
+                c = row["counts"]
+                cells.append(
+                    f"{'yes' if row['clean'] else 'NO'} / {row['sqnr_db']:.1f} / "
+                    f"{c['TRANSPOSE']},{c['QUANTIZE']},{c['DEQUANTIZE']}"
+                    + (f" +{row['float_ops']} float" if row["float_ops"] else "")
+                    + (" int16x8" if row.get("activations") == "int16" else "")
+                    + f" / {row['time_s']}"
+                )
+        after = result["runs"].get("after", {}).get(name) or {}
+        how = ", ".join(after.get("rewrites") or []) or "-"
+        if after.get("attempt") and after["attempt"] != "primary":
+            how += f" ({after['attempt']})"
+        lines.append(f"| {name} | {', '.join(result['classes'].get(name, []))} | "
+                     + " | ".join(cells) + f" | {how} |")  # fmt: skip
+    lines += ["", "| run | suite models | clean | median SQNR dB | min SQNR dB | < 30 dB |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    for r in runs:
+        s = result["summary"][r]
+        lines.append(f"| {r} | {s['models']} | {s['clean']} ({100 * s['clean_fraction']:.0f} %)"
+                     f" | {s['median_sqnr_db']} | {s['min_sqnr_db']} | {s['below_30_db']} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    from toolchain.zoo import mobile
+
+    p = argparse.ArgumentParser(prog="arch-suite", description=__doc__)
+    p.add_argument("--models", help="comma-separated subset (default: the suite + MLPerf Tiny)")
+    p.add_argument("--runs", default="before,after",
+                   help="strategies: before, after, equalize, bias_correction, equalize+bias, "
+                   "margin10, margin25, min-sqnr-30")  # fmt: skip
+    p.add_argument("--size", type=int, help="override the input size of suite models (px)")
+    p.add_argument("--no-mlperf", action="store_true", help="skip the MLPerf Tiny ports")
+    p.add_argument("--out", default=RESULT, help="result name (benchmarks/results/NAME.json)")
+    p.add_argument("--no-readme", action="store_true", help="do not update benchmarks/README.md")
+    args = p.parse_args(argv)
+    names = (
+        args.models.split(",")
+        if args.models
+        else [m.name for m in mobile.SUITE] + ([] if args.no_mlperf else list(MLPERF))
+    )
+    runs = strategies(args.runs.split(","))
+    result: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {platform.python_version()}",
+        "models": names,
+        "classes": {m.name: list(m.classes) for m in mobile.SUITE},
+        "runs": {r: {} for r in runs},
+    }
+    with tempfile.TemporaryDirectory(prefix="arch-suite-") as tmp:
+        for name in names:
+            for r, strat in runs.items():
+                common.say(f"[{r}] {name} ...")
+                min_sqnr = 30.0 if r == "min-sqnr-30" else None
+                row = run_one(name, strat, args.size, Path(tmp) / r, min_sqnr)
+                result["runs"][r][name] = row
+                common.say(f"    ok={row['ok']} clean={row.get('clean')} "
+                           f"sqnr={row.get('sqnr_db')} {row.get('error', '')[:150]}")  # fmt: skip
+            result["summary"] = {r: summarize(result["runs"][r], names) for r in runs}
+            common.write_result(args.out, result)
+    if not args.no_readme:
+        common.update_readme("arch-suite", markdown(result))
+    return 0
