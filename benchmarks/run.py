@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "emit": "benchmarks.emit_bench",
     "phone-ssh": "benchmarks.phone_ssh",
     "mcu": "benchmarks.mcu_link",
+    "arch-suite": "benchmarks.arch_suite",
     "prune": "benchmarks.prune_mlperf",
     "qemu": "benchmarks.qemu_firmware",
 }

@@ -76,6 +76,32 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="do not fold layout TRANSPOSE ops into linear weights",
     )
+    r = p.add_argument_group("rewrites and accuracy techniques (docs/convert.md)")
+    r.add_argument(
+        "--plain",
+        action="store_true",
+        help="the plain recipe: no rewrites, no techniques, no fallbacks",
+    )
+    r.add_argument(
+        "--rewrites",
+        metavar="LIST",
+        help="comma-separated ONNX rewrites to apply (default: all; 'none' for none)",
+    )
+    r.add_argument("--equalize", action="store_true", help="cross-layer equalization (exact)")
+    r.add_argument(
+        "--bias-correction", action="store_true", help="correct the int8 weight-error bias"
+    )
+    r.add_argument(
+        "--range-margin",
+        type=float,
+        metavar="F",
+        help="widen calibrated int8 activation ranges by this fraction (0..1)",
+    )
+    r.add_argument(
+        "--no-int16-fallback",
+        action="store_true",
+        help="do not retry with int16x8 activations when int8 misses --min-sqnr",
+    )
     d = p.add_argument_group("image folders")
     d.add_argument(
         "--mean",
@@ -163,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
         quantize_timeout_s=args.quantize_timeout,
         fold_transposes=not args.keep_transposes,
     )
+    strategy = _strategy(args)
     with ui.progress() as prog:
         result = convert(
             args.model,
@@ -178,12 +205,38 @@ def run(args: argparse.Namespace) -> int:
             progress=prog,
             weights=args.weights,
             cache_dir=args.cache_dir,
+            strategy=strategy,
         )
     if args.json:
         sys.stdout.write(to_json(result.report))
         return 0
     _print_summary(result)
     return 0
+
+
+def _strategy(args: argparse.Namespace) -> Any:
+    from dataclasses import replace
+
+    from toolchain.convert.strategy import Strategy
+
+    base = Strategy.plain() if args.plain else Strategy()
+    changes: dict[str, Any] = {}
+    if args.rewrites is not None:
+        names = (
+            ()
+            if args.rewrites.strip() == "none"
+            else tuple(n.strip() for n in args.rewrites.split(",") if n.strip())
+        )
+        changes["rewrites"] = names
+    if args.equalize:
+        changes["equalize"] = True
+    if args.bias_correction:
+        changes["bias_correction"] = True
+    if args.range_margin is not None:
+        changes["range_margin"] = args.range_margin
+    if args.no_int16_fallback:
+        changes["int16_fallback"] = False
+    return replace(base, **changes)
 
 
 def _print_summary(result: Any) -> None:
@@ -251,6 +304,13 @@ def _print_summary(result: Any) -> None:
         + f" (transposes folded: {r.get('transposes_folded', 0)})",
         highlight=False,
     )
+    conv = r.get("conversion")
+    if conv:
+        c.print(
+            f"path: {conv['frontend']} ({conv['attempt']}), {conv['activations']} activations; "
+            f"rewrites: {', '.join(conv['rewrites_applied']) or 'none'}",
+            highlight=False,
+        )
     t = r["timings_s"]
     c.print("times (s): " + ", ".join(f"{k} {v:g}" for k, v in t.items()), highlight=False)
     c.print(
