@@ -231,14 +231,24 @@ def test_fallbacks_are_tried_in_order_and_reported() -> None:
 
 
 def test_when_nothing_works_the_first_error_names_the_layer() -> None:
-    def once(att: strategy.Attempt) -> str:
-        raise QuantizationError("no int8 kernel for Erf at /blocks/0/act (PyTorch blocks.0.act)")
+    def onnx2tf_fails(att: strategy.Attempt) -> str:
+        raise Onnx2TfError("onnx2tf failed at /blocks/0/attn/MatMul (PyTorch blocks.0.attn)")
 
-    with pytest.raises(QuantizationError, match=r"blocks\.0\.act[\s\S]*also tried"):
-        strategy.run(strategy.Strategy(), QuantOptions(), None, once)
-    with pytest.raises(QuantizationError) as info:
-        strategy.run(strategy.Strategy.plain(), QuantOptions(), None, once)
+    with pytest.raises(Onnx2TfError, match=r"blocks\.0\.attn[\s\S]*also tried"):
+        strategy.run(strategy.Strategy(), QuantOptions(), None, onnx2tf_fails)
+    with pytest.raises(Onnx2TfError) as info:
+        strategy.run(strategy.Strategy.plain(), QuantOptions(), None, onnx2tf_fails)
     assert "also tried" not in str(info.value)
+
+    calls: list[strategy.Attempt] = []
+
+    def no_kernel(att: strategy.Attempt) -> str:  # other onnx2tf options cannot help
+        calls.append(att)
+        raise QuantizationError("no int8 TFLite kernel for Erf at /act/Erf (PyTorch act)")
+
+    with pytest.raises(QuantizationError, match="Erf at /act/Erf"):
+        strategy.run(strategy.Strategy(), QuantOptions(), None, no_kernel)
+    assert len(calls) == 1
 
 
 # --- real conversions ----------------------------------------------------------------------

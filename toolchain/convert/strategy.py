@@ -5,8 +5,8 @@ of :class:`Attempt` s, tried in order by :func:`run` until one succeeds:
 
 1. the primary attempt: the ONNX rewrites (:mod:`toolchain.convert.rewrites`), the PyTorch
    accuracy techniques (:mod:`toolchain.convert.equalize`), onnx2tf with default options;
-2. when onnx2tf, quantization or the graph lint fails: onnx2tf with the alternative options
-   of :data:`ONNX2TF_ALTERNATIVES` (each once);
+2. when onnx2tf fails, or LiteRT cannot run its result: onnx2tf with the alternative
+   options of :data:`ONNX2TF_ALTERNATIVES` (each once);
 3. when the result misses ``min_sqnr`` and int16 fallback is allowed: int16x8 activations.
 
 A second frontend (litert-torch) is not tried: it needs ai-edge-litert 2.3 (the pinned
@@ -56,8 +56,14 @@ FRONTENDS = {
     "litert-torch": "not available: litert-torch 0.10 needs ai-edge-litert>=2.3 (pinned 2.1.0), "
     "litert-converter, torchao, jax and transformers; it would need its own environment",
 }
-#: errors after which another onnx2tf configuration may help
-_RETRYABLE = (Onnx2TfError, QuantizationError, GraphLintError)
+
+
+def _retryable(exc: Exception) -> bool:
+    """Whether another onnx2tf configuration may help: onnx2tf itself failed, or LiteRT
+    could not run the result. An op without an int8 kernel or a float op stays so."""
+    if isinstance(exc, Onnx2TfError):
+        return True
+    return isinstance(exc, QuantizationError) and "checking the int8 model" in exc.message
 
 
 @dataclass(frozen=True)
@@ -233,8 +239,10 @@ def run(
             todo = [replace(att, options=opts16, why="int16x8 (int8 missed --min-sqnr)")]
             i = 0
             continue
-        except _RETRYABLE as exc:
+        except (Onnx2TfError, QuantizationError, GraphLintError) as exc:
             errors.append((att, exc))
+            if not _retryable(exc):
+                break
             log.warning("conversion attempt '%s' failed: %s", att.why, exc.message[:200])
             i += 1
     first = errors[0][1]

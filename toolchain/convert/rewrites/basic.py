@@ -199,8 +199,8 @@ class GeluBuiltin(Rewrite):
         return done
 
     def ensures(self, g: Graph) -> str | None:
-        left = [n.name for n in g.nodes if n.op_type == "Erf"]
-        return f"Erf left (not a GELU pattern): {', '.join(left[:3])}" if left else None
+        left = [m["nodes"][1].name for m in self.requires(g)]
+        return f"GELU patterns left: {', '.join(left[:3])}" if left else None
 
 
 class DivByConstant(Rewrite):
