@@ -158,47 +158,45 @@ def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     _fails([str(tmp_path / "nope.tflite")], tmp_path / "o", capsys, 1, "no such model file")
 
 
-def test_model_tflm_rejects(
-    reference_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("model", "extra", "code", "text"),
+    [
+        ("tflm_models/person_detection/person_detect_vela.tflite", [], 1, "ethos-u"),
+        (HELLO, ["--name", "9lives"], 2, "not a valid C identifier"),
+        (HELLO, ["--namespace", "a::class"], 2, "keyword"),
+        (HELLO, ["--target", "nosuchboard"], 1, "unknown target"),
+        (HELLO, ["--arena-margin", "lots"], 2, "arena margin"),
+        (HELLO, ["--golden-count", "-1"], 2, "golden count"),
+        (
+            "tflm_models/person_detection/person_detect.tflite",
+            ["--target", "lm3s6965evb", "--golden-count", "0"],
+            4,
+            "does not fit lm3s6965evb",
+        ),
+    ],
+)
+def test_bad_options_and_models(
+    reference_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    model: str,
+    extra: list[str],
+    code: int,
+    text: str,
 ) -> None:
-    vela = reference_dir / "tflm_models/person_detection/person_detect_vela.tflite"
-    _fails([str(vela)], tmp_path / "o", capsys, 1, "ethos-u")
+    _fails([str(reference_dir / model), *extra], tmp_path / "o", capsys, code, text)
 
 
-def test_bad_symbol_name(
+def test_golden_data_that_does_not_fit(
     reference_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    np.save(tmp_path / "bad.npy", np.zeros((2, 3, 4), np.float32))
     _fails(
-        [str(reference_dir / HELLO), "--name", "9lives"],
-        tmp_path / "o",
-        capsys,
-        2,
-        "not a valid C identifier",
-    )
-
-
-def test_unknown_target(
-    reference_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    _fails(
-        [str(reference_dir / HELLO), "--target", "nosuchboard"],
+        [str(reference_dir / HELLO), "--golden", str(tmp_path / "bad.npy")],
         tmp_path / "o",
         capsys,
         1,
-        "unknown target",
-    )
-
-
-def test_over_budget(
-    reference_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    pd = reference_dir / "tflm_models/person_detection/person_detect.tflite"
-    _fails(
-        [str(pd), "--target", "lm3s6965evb", "--golden-count", "0"],
-        tmp_path / "o",
-        capsys,
-        4,
-        "does not fit lm3s6965evb",
+        "shape",
     )
 
 

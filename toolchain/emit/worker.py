@@ -133,57 +133,85 @@ def _save(path: str, outs: list[list[np.ndarray]]) -> None:
     np.savez(path, **{f"output_{j}": np.stack(o) for j, o in enumerate(outs)})
 
 
-def tflm_run(req: dict[str, Any]) -> dict[str, Any]:
+class _Tflm:
+    """The tflite-micro interpreter behind the small interface ``_run_samples`` uses."""
+
+    def __init__(self, req: dict[str, Any]) -> None:
+        self.interp = _tflm(req, int(req["arena"]))
+        self.n_out = _count(self.interp.get_output_details)
+
+    def reset(self) -> None:
+        self.interp.reset()
+
+    def set(self, i: int, arr: np.ndarray) -> None:
+        self.interp.set_input(arr, i)
+
+    def invoke(self) -> None:
+        self.interp.invoke()
+
+    def outputs(self) -> list[np.ndarray]:
+        return [np.array(self.interp.get_output(j)) for j in range(self.n_out)]
+
+
+class _LiteRT:
+    """ai-edge-litert with ``reference`` (BUILTIN_REF) or ``optimized`` (AUTO) kernels."""
+
+    def __init__(self, req: dict[str, Any]) -> None:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        kind = {"reference": OpResolverType.BUILTIN_REF, "optimized": OpResolverType.AUTO}
+        self.interp = Interpreter(
+            model_content=_model(req),
+            experimental_op_resolver_type=kind[req["resolver"]],
+            num_threads=1,
+        )
+        self.interp.allocate_tensors()
+        self.ins = self.interp.get_input_details()
+        self.outs = self.interp.get_output_details()
+
+    def reset(self) -> None:
+        self.interp.reset_all_variables()
+
+    def set(self, i: int, arr: np.ndarray) -> None:
+        self.interp.set_tensor(self.ins[i]["index"], arr)
+
+    def invoke(self) -> None:
+        self.interp.invoke()
+
+    def outputs(self) -> list[np.ndarray]:
+        return [np.array(self.interp.get_tensor(d["index"])) for d in self.outs]
+
+
+def _run_samples(req: dict[str, Any], runner: Any) -> dict[str, Any]:
+    """Every sample of ``req['inputs']``: reset, set the inputs, invoke, collect outputs."""
     inputs, count = _samples(req["inputs"])
     with _capture_fd2() as cap:
         try:
-            interp = _tflm(req, int(req["arena"]))
-            outs: list[list[np.ndarray]] = [[] for _ in range(_count(interp.get_output_details))]
+            r = runner(req)
+            outs: list[list[np.ndarray]] = []
             for k in range(count):
-                interp.reset()
+                r.reset()
                 for i, arr in enumerate(inputs):
-                    interp.set_input(np.ascontiguousarray(arr[k]), i)
-                interp.invoke()
-                for j in range(len(outs)):
-                    outs[j].append(np.array(interp.get_output(j)))
+                    r.set(i, np.ascontiguousarray(arr[k]))
+                r.invoke()
+                got = r.outputs()
+                outs = outs or [[] for _ in got]
+                for j, o in enumerate(got):
+                    outs[j].append(o)
             _save(req["outputs"], outs)
             reply: dict[str, Any] = {"ok": True, "error": ""}
         except (RuntimeError, ValueError, IndexError) as exc:
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     reply["log"] = cap.text
     return reply
+
+
+def tflm_run(req: dict[str, Any]) -> dict[str, Any]:
+    return _run_samples(req, _Tflm)
 
 
 def litert_run(req: dict[str, Any]) -> dict[str, Any]:
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    kind = {
-        "reference": OpResolverType.BUILTIN_REF,
-        "optimized": OpResolverType.AUTO,
-    }[req["resolver"]]
-    inputs, count = _samples(req["inputs"])
-    with _capture_fd2() as cap:
-        try:
-            interp = Interpreter(
-                model_content=_model(req), experimental_op_resolver_type=kind, num_threads=1
-            )
-            interp.allocate_tensors()
-            ins = interp.get_input_details()
-            outs_d = interp.get_output_details()
-            outs: list[list[np.ndarray]] = [[] for _ in outs_d]
-            for k in range(count):
-                interp.reset_all_variables()
-                for d, arr in zip(ins, inputs, strict=True):
-                    interp.set_tensor(d["index"], np.ascontiguousarray(arr[k]))
-                interp.invoke()
-                for j, d in enumerate(outs_d):
-                    outs[j].append(np.array(interp.get_tensor(d["index"])))
-            _save(req["outputs"], outs)
-            reply: dict[str, Any] = {"ok": True, "error": ""}
-        except (RuntimeError, ValueError, IndexError) as exc:
-            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-    reply["log"] = cap.text
-    return reply
+    return _run_samples(req, _LiteRT)
 
 
 OPS = {"tflm_attempt": tflm_attempt, "tflm_run": tflm_run, "litert_run": litert_run}
