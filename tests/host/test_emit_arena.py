@@ -126,3 +126,18 @@ def test_margin_parse(text: str, fraction: float, extra: int) -> None:
 def test_bad_margins(text: str) -> None:
     with pytest.raises(UsageError, match="margin"):
         arena.ArenaMargin.parse(text)
+
+
+def test_a_hung_request_times_out(reference_dir: Path) -> None:
+    path = reference_dir / "tflm_models/pytorch_to_tflite/mobilenet_v2_quantized_1x3x224x224.tflite"
+    box = sandbox.Sandbox()
+    try:
+        with (
+            model_file(load(path)) as mf,
+            pytest.raises(sandbox.SandboxCrash, match="within 0.05 s"),
+        ):
+            box.request("tflm_attempt", timeout_s=0.05, arena=1 << 23, invoke=True, **mf.fields())
+        with model_file(load(path)) as mf:  # and the next request works again
+            assert not box.request("tflm_attempt", arena=1024, invoke=False, **mf.fields())["ok"]
+    finally:
+        box.close()

@@ -113,20 +113,20 @@ class Sandbox:
                 proc.stdin.write(json.dumps(msg) + "\n")
                 proc.stdin.flush()
                 line = _readline(proc.stdout, timeout_s)
-            except (BrokenPipeError, OSError):
-                line = ""
-            except TimeoutError:
+            except TimeoutError:  # (an OSError: caught before the broken-pipe case)
                 proc.kill()
                 self._stop()
                 raise SandboxCrash(
-                    f"the interpreter did not finish '{op}' within {timeout_s:.0f} s",
+                    f"the interpreter did not finish '{op}' within {timeout_s:g} s",
                     hint="the model may be too large for a host check; try a smaller model",
                 ) from None
+            except OSError:  # the child died and closed its end of a pipe
+                line = ""
             if not line:
                 rc = proc.wait()
                 detail = self._crash_text().strip()
                 self._stop()
-                how = f"signal {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}"
+                how = _how(rc)
                 raise SandboxCrash(
                     f"the interpreter process crashed during '{op}' ({how})"
                     + (f": {detail.splitlines()[-1]}" if detail else ""),
@@ -134,6 +134,15 @@ class Sandbox:
                 )
             reply: dict = json.loads(line)
             return reply
+
+
+def _how(rc: int) -> str:
+    if rc >= 0:
+        return f"exit code {rc}"
+    try:
+        return f"signal {signal.Signals(-rc).name}"
+    except ValueError:
+        return f"signal {-rc}"
 
 
 def _readline(stream: IO[str], timeout_s: float) -> str:
