@@ -97,8 +97,7 @@ class TFWorker:
         self.close()
 
     def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
+        for line in self.proc.stdout or ():
             try:
                 self._events.put((time.perf_counter(), json.loads(line)))
             except json.JSONDecodeError:
@@ -107,11 +106,11 @@ class TFWorker:
 
     def submit(self, job: dict[str, Any]) -> None:
         """Send the job; the worker starts on it as soon as TensorFlow is imported."""
-        assert self.proc.stdin is not None
         self._submitted = time.perf_counter()
         with contextlib.suppress(BrokenPipeError):  # it died; wait() reports why
-            self.proc.stdin.write(json.dumps(job) + "\n")
-            self.proc.stdin.flush()
+            if self.proc.stdin is not None:
+                self.proc.stdin.write(json.dumps(job) + "\n")
+                self.proc.stdin.flush()
 
     def wait(
         self,
