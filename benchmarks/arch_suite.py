@@ -176,6 +176,52 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+TECHNIQUE_RESULTS = ("arch_suite_techniques", "arch_suite_techniques_split")
+
+
+def techniques_markdown() -> str:
+    """The technique table from the technique runs' result files (``--techniques-readme``)."""
+    import json
+
+    runs: dict[str, dict[str, Any]] = {}
+    for name in TECHNIQUE_RESULTS:
+        path = common.RESULTS / f"{name}.json"
+        if path.is_file():
+            for r, rows in json.loads(path.read_text())["runs"].items():
+                runs.setdefault(r, {}).update(rows)
+    if "after" not in runs:
+        return "No technique runs recorded.\n"
+    models = list(runs["after"])
+    others = [r for r in runs if r != "after"]
+    lines = [
+        "Techniques, each on top of the default strategy, on four suite models at 64 px "
+        "(100 calibration / 50 held-out images): SQNR dB and the change against *after*.",
+        "",
+        "| model | after | " + " | ".join(others) + " |",
+        "|---|---|" + "---|" * len(others),
+    ]
+    deltas: dict[str, list[float]] = {r: [] for r in others}
+    for m in models:
+        base = runs["after"][m].get("sqnr_db")
+        cells = []
+        for r in others:
+            v = runs[r].get(m, {}).get("sqnr_db")
+            if v is None or base is None:
+                cells.append("-")
+                continue
+            deltas[r].append(v - base)
+            cells.append(f"{v:.1f} ({v - base:+.1f})")
+        lines.append(f"| {m} | {base} | " + " | ".join(cells) + " |")
+    lines.append(
+        "| **mean change / worst** | | "
+        + " | ".join(
+            f"{statistics.mean(d):+.2f} / {min(d):+.1f}" if d else "-" for d in deltas.values()
+        )
+        + " |"
+    )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str]) -> int:
     from toolchain.zoo import mobile
 
@@ -188,7 +234,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--no-mlperf", action="store_true", help="skip the MLPerf Tiny ports")
     p.add_argument("--out", default=RESULT, help="result name (benchmarks/results/NAME.json)")
     p.add_argument("--no-readme", action="store_true", help="do not update benchmarks/README.md")
+    p.add_argument("--techniques-readme", action="store_true",
+                   help="only rewrite the README technique table from the technique runs")  # fmt: skip
     args = p.parse_args(argv)
+    if args.techniques_readme:
+        common.update_readme("arch-suite-techniques", techniques_markdown())
+        return 0
     names = (
         args.models.split(",")
         if args.models

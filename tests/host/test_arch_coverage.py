@@ -84,6 +84,16 @@ def test_exact_gelu_becomes_one_gelu_node() -> None:
     assert _rewrite(tanh, "gelu-builtin")[1]["gelu-builtin"].applied == 0
 
 
+def test_gelu_tanh_fallback_is_a_close_approximation() -> None:
+    data = _onnx(nn.Sequential(nn.Conv2d(3, 4, 1), nn.GELU()), 1, 3, 8, 8)
+    new, recs = _rewrite(data, "gelu-tanh")
+    ops = _ops(new)
+    assert ops["Erf"] == 0 and ops["Tanh"] == 1
+    err = recs["gelu-tanh"].max_rel_err
+    assert err is not None and 0 < err < 1e-3
+    assert "approximation" in recs["gelu-tanh"].exact
+
+
 def test_attention_division_becomes_a_multiply_and_tokens_stay_channels_last() -> None:
     model = mobile.ConvAttention(dim=16).eval()
     data = _onnx(model, 1, 3, 32, 32)
@@ -228,6 +238,9 @@ def test_fallbacks_are_tried_in_order_and_reported() -> None:
     assert seen[1].onnx2tf.get("enable_batchmatmul_unfold") is True
     assert seen[2].options.activations == "int16" and "int16" in seen[2].why
     assert [f["attempt"] for f in seen[2].failed_before] == [seen[0].why, seen[1].why]
+    # after the onnx2tf options, the GELU builtin is swapped for its tanh form
+    last = strategy.attempts(strategy.Strategy(), QuantOptions())[-1]
+    assert "gelu-tanh" in last.rewrites and "gelu-builtin" not in last.rewrites
 
 
 def test_when_nothing_works_the_first_error_names_the_layer() -> None:

@@ -89,11 +89,11 @@ class Strategy:
     def __post_init__(self) -> None:
         if not 0.0 <= self.range_margin <= 1.0:
             raise UsageError(f"range margin {self.range_margin} is not between 0 and 1")
-        unknown = [n for n in (self.rewrites or ()) if n not in rw.DEFAULT]
+        unknown = [n for n in (self.rewrites or ()) if n not in rw.KNOWN]
         if unknown:
             raise UsageError(
                 f"unknown rewrite(s): {', '.join(unknown)}",
-                hint=f"choose from {', '.join(rw.DEFAULT)}",
+                hint=f"choose from {', '.join(rw.KNOWN)}",
             )
 
     @classmethod
@@ -195,6 +195,9 @@ def attempts(strategy: Strategy, options: QuantOptions) -> list[Attempt]:
         for alt in ONNX2TF_ALTERNATIVES:
             opts = {**first, **alt}
             out.append(replace(base, onnx2tf=opts, why=f"onnx2tf options {opts}"))
+        swapped = tuple(rw.FALLBACK.get(n, n) for n in base.rewrites)
+        if swapped != base.rewrites:
+            out.append(replace(base, rewrites=swapped, why=f"fallback rewrites {swapped}"))
     return out
 
 

@@ -11,6 +11,7 @@ name                      what                                                  
 fold-constants            onnxsim in-process (shape-derived subgraphs)           exact
 maxpool-finite-pad        padded/ceil max pool → Pad(0 or edge) + MaxPool        bit-exact
 gelu-builtin              exact GELU (Erf) → Gelu → TFLite GELU int8             exact fn
+gelu-tanh (fallback)      exact GELU (Erf) → tanh form (MUL/ADD/TANH)             ≤ 4.7e-4
 div-by-constant           x / c → x · (1/c) (no float DIV island)                ≤ 1 ulp
 channel-shuffle-gather    reshape/transpose/reshape shuffle → channel Gather     bit-exact
 tokens-channels-last      flatten(2).transpose(1,2) ↔ channels-last reshapes     bit-exact
@@ -34,8 +35,11 @@ DEFAULT: tuple[str, ...] = (
     "channel-shuffle-gather",
     "tokens-channels-last",
 )
+#: rewrites that are not in DEFAULT: fallbacks the strategy swaps in
+FALLBACK: dict[str, str] = {"gelu-builtin": "gelu-tanh"}
+KNOWN: tuple[str, ...] = (*DEFAULT, *FALLBACK.values())
 
-__all__ = ["DEFAULT", "registry", "rewrite_onnx"]
+__all__ = ["DEFAULT", "FALLBACK", "KNOWN", "registry", "rewrite_onnx"]
 
 
 def registry() -> dict[str, type[Rewrite]]:
@@ -44,6 +48,7 @@ def registry() -> dict[str, type[Rewrite]]:
         DivByConstant,
         FoldConstants,
         GeluBuiltin,
+        GeluTanh,
         MaxPoolFinitePad,
     )
     from toolchain.convert.rewrites.layout import ChannelPermutation, TokensChannelsLast
@@ -52,6 +57,7 @@ def registry() -> dict[str, type[Rewrite]]:
         FoldConstants,
         MaxPoolFinitePad,
         GeluBuiltin,
+        GeluTanh,
         DivByConstant,
         ChannelPermutation,
         TokensChannelsLast,

@@ -192,7 +192,15 @@ class GeluBuiltin(Rewrite):
             node = helper.make_node(
                 "Gelu", [m["x"]], [m["out"]], name=last.name + "_gelu", domain="com.microsoft"
             )
+            shape = g.shape(m["x"])
             g.replace_nodes(m["nodes"], [node], at=last)
+            known = {vi.name for vi in g.model.graph.value_info}
+            if shape is not None and m["out"] not in known:
+                # onnx shape inference does not know contrib ops: say it (elementwise), or
+                # onnx2tf loses the shapes of everything after it
+                g.model.graph.value_info.append(
+                    helper.make_tensor_value_info(m["out"], onnx.TensorProto.FLOAT, shape)
+                )
             done.append(f"{m['nodes'][1].name} -> Gelu")
         if done and not any(o.domain == "com.microsoft" for o in g.model.opset_import):
             g.model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
@@ -234,4 +242,41 @@ class DivByConstant(Rewrite):
             mul = helper.make_node("Mul", [n.input[0], inv], list(n.output), name=n.name + "_mul")
             g.replace_nodes([n], [mul], at=n)
             done.append(f"{n.name}: / {c.reshape(-1)[0]:.6g}" + (" ..." if c.size > 1 else ""))
+        return done
+
+
+class GeluTanh(GeluBuiltin):
+    """Exact GELU (Erf) → its tanh form ``½x(1 + tanh(√(2/π)(x + 0.044715x³)))``, standard
+    ops only (int8 MUL/ADD/TANH). An approximation: |tanh form − exact| ≤ 4.7e-4 (at
+    x ≈ ±2.2); used as a fallback where onnx2tf mishandles the Gelu node's layout (seen on
+    a ConvNeXt-style block: channels-last LayerNorm → Linear → GELU → permute back)."""
+
+    name = "gelu-tanh"
+    exact = "approximation: |tanh-GELU - GELU| <= 4.7e-4 absolute"
+    purpose = "exact GELU (Erf) -> tanh form (fallback)"
+    tolerance = 1e-3
+
+    def call(self, g: Graph, matches: list[Any]) -> list[str]:
+        done = []
+        for m in matches:
+            last, x, out = m["nodes"][-1], m["x"], m["out"]
+            base = last.name + "_tanh"
+            c = {
+                k: g.add_const(f"{base}_{k}", np.array(v, np.float32))
+                for k, v in (("a", 0.044715), ("k", math.sqrt(2.0 / math.pi)), ("one", 1.0),
+                             ("half", 0.5), ("three", 3.0))
+            }  # fmt: skip
+            t = [g.fresh(f"{base}_t{i}") for i in range(7)]
+            nodes = [
+                helper.make_node("Pow", [x, c["three"]], [t[0]], name=f"{base}_pow"),
+                helper.make_node("Mul", [t[0], c["a"]], [t[1]], name=f"{base}_mul_a"),
+                helper.make_node("Add", [x, t[1]], [t[2]], name=f"{base}_add_x"),
+                helper.make_node("Mul", [t[2], c["k"]], [t[3]], name=f"{base}_mul_k"),
+                helper.make_node("Tanh", [t[3]], [t[4]], name=f"{base}_tanh"),
+                helper.make_node("Add", [t[4], c["one"]], [t[5]], name=f"{base}_add_1"),
+                helper.make_node("Mul", [x, t[5]], [t[6]], name=f"{base}_mul_x"),
+                helper.make_node("Mul", [t[6], c["half"]], [out], name=f"{base}_mul_half"),
+            ]
+            g.replace_nodes(m["nodes"], nodes, at=last)
+            done.append(f"{m['nodes'][1].name} -> tanh form")
         return done
