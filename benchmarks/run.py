@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "arch-suite": "benchmarks.arch_suite",
     "prune": "benchmarks.prune_mlperf",
     "qemu": "benchmarks.qemu_firmware",
+    "demo": "benchmarks.demo_bench",
 }
 
 

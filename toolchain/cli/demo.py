@@ -44,5 +44,6 @@ def run(args: argparse.Namespace) -> int:
         args.out = str(DEFAULT_OUT)
     t0 = time.perf_counter()
     rc = run_and_report(load_project(EXAMPLE), args)
-    ui.console.print(f"demo finished in {time.perf_counter() - t0:.0f} s", highlight=False)
+    if not args.json:
+        ui.console.print(f"demo finished in {time.perf_counter() - t0:.0f} s", highlight=False)
     return rc

@@ -15,18 +15,19 @@ Stages hand artifacts on through ``ctx.outputs[<stage>]`` (files by role, e.g. `
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from toolchain import pyref
-from toolchain.errors import BenchmarkError, FidelityError, FirmwareError
+from toolchain.errors import BenchmarkError, ConversionError, FidelityError, FirmwareError
 from toolchain.fsutil import atomic_write_json
 from toolchain.pipeline import cache
 from toolchain.progress import ProgressFn
@@ -54,7 +55,7 @@ class StageOutput:
     files: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     folder: Path | None = None
-    digest: str = ""  # SHA-256 over the folder's file digests (set by the runner)
+    digest: str = ""  # cache.content_digest of the folder (set by the runner)
 
     def path(self, role: str) -> Path | None:
         """The absolute path of the file playing ``role``, or None."""
@@ -190,6 +191,15 @@ def _upstream(ctx: Context, *stages: str) -> dict[str, str | None]:
 
 def _file_key(path: Path) -> str:
     return cache.file_digest(path) if path.is_file() else str(path)
+
+
+def converted(ctx: Context) -> tuple[Path, dict[str, Any]]:
+    """The int8 model and the convert report the convert stage left."""
+    conv = ctx.output("convert")
+    tfl = conv.path("tflite") if conv else None
+    if conv is None or tfl is None or conv.report is None:
+        raise ConversionError("the convert stage left no int8 model", hint="run it again")
+    return tfl, conv.report
 
 
 def _read_json(path: Path | None) -> dict[str, Any] | None:
@@ -396,11 +406,7 @@ def _validate_run(ctx: Context, work: Path, dest: Path) -> StageOutput:
     from toolchain.tflite_model import TFLiteModel
 
     p, q = ctx.project, ctx.project.quantization
-    conv = ctx.output("convert")
-    tfl_path = conv.path("tflite") if conv else None
-    creport = conv.report if conv else None
-    if tfl_path is None or creport is None:
-        raise FirmwareError("the convert stage left no model to validate")
+    tfl_path, creport = converted(ctx)
     prog = ctx.sub("validate")
     prog("fidelity gates", 0, 4)
     checks = fidelity_gates(creport, min_sqnr_db=q.min_sqnr_db, max_drop=q.max_accuracy_drop)
@@ -483,10 +489,8 @@ def _emit_run(ctx: Context, work: Path, dest: Path) -> StageOutput:
     from toolchain.emit import emit
 
     p = ctx.project
-    conv, val = ctx.output("convert"), ctx.output("validate")
-    tfl = conv.path("tflite") if conv else None
-    if tfl is None:
-        raise FirmwareError("the convert stage left no model to emit")
+    tfl, _ = converted(ctx)
+    val = ctx.output("validate")
     result = emit(
         tfl,
         out_dir=work,
@@ -534,8 +538,7 @@ def _firmware_run(ctx: Context, work: Path, dest: Path) -> StageOutput:
     from toolchain.firmware import make_firmware
 
     fw = ctx.project.firmware
-    conv = ctx.output("convert")
-    tfl = conv.path("tflite") if conv else None
+    tfl, _ = converted(ctx)
     build = fw.tflm_lib is not None
     result = make_firmware(
         target=ctx.target(),
@@ -547,14 +550,17 @@ def _firmware_run(ctx: Context, work: Path, dest: Path) -> StageOutput:
         jobs=fw.jobs,
         progress=ctx.sub("firmware"),
     )
-    report = result.to_dict()
-    report["project"] = str(dest)
     files = {"project": "."}
     notes: list[str] = []
+    # the paths as they will be once the folder is in place
+    final = dataclasses.replace(
+        result,
+        project=result.project.relocated(dest),
+        build=result.build.relocated(dest) if result.build else None,
+    )
+    report = final.to_dict()
     if result.build is not None:
-        report["build"] = {**result.build.to_dict(), "skipped": None}
         files["elf"] = result.build.elf.relative_to(work).as_posix()
-        report["build"]["elf"] = str(dest / files["elf"])
         notes.extend(result.build.warnings)
     else:
         reason = (
@@ -634,10 +640,7 @@ def _bench_run(ctx: Context, work: Path, dest: Path) -> StageOutput:
     from toolchain.bench import run_bench
     from toolchain.bench.options import BenchOptions
 
-    conv = ctx.output("convert")
-    tfl = conv.path("tflite") if conv else None
-    if tfl is None:
-        raise FirmwareError("the convert stage left no model to benchmark")
+    tfl, _ = converted(ctx)
     target = ctx.target(ctx.project.bench_target)
     options = BenchOptions(**_bench_options(ctx), progress=ctx.sub("bench"))
     result = run_bench(target, tfl, options)
@@ -667,7 +670,3 @@ STAGES: tuple[Stage, ...] = (
     Stage("bench", "benchmark", _bench_skip, _bench_key, _bench_run),
 )
 STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
-
-
-def with_folder(out: StageOutput, folder: Path, digest: str) -> StageOutput:
-    return replace(out, folder=folder, digest=digest)
