@@ -223,10 +223,11 @@ def stage_progress(*, quiet: bool = False) -> Iterator[ProgressFn]:
             if name not in tasks:  # no total while it runs: a pulsing bar
                 tasks[name] = bar.add_task(name, total=None)
             task = tasks[name]
-            if step:
-                bar.update(task, description=f"{name:<{width}}  [dim]{step}[/]")
+            if step:  # the step inside the stage, or its status once it ended
+                style = STATUS_STYLE.get(step, "dim")
+                bar.update(task, description=f"{name:<{width}}  [{style}]{step[:32]:<32}[/]")
             elif done >= total:
-                bar.update(task, description=f"{name:<{width}}", total=1, completed=1)
+                bar.update(task, total=1, completed=1)
                 bar.stop_task(task)
 
         yield update

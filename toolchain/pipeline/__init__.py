@@ -149,6 +149,7 @@ def run_project(
             if reason is not None:
                 cache.remove(folder)
                 records.append(StageRecord(stage.name, stage.title, "skipped", notes=(reason,)))
+                prog(f"{stage.name}: skipped", 1, 1)
                 prog(stage.name, 1, 1)
                 continue
             parts = stage.key(ctx)
@@ -207,6 +208,7 @@ def run_project(
                 notes=output.notes,
             )
         )
+        prog(f"{stage.name}: {status}", 1, 1)
         prog(stage.name, 1, 1)
         stopped = stage.name == stop_after
 
