@@ -118,6 +118,8 @@ def test_bad_options(capsys: pytest.CaptureFixture[str], out: Path, calib: dict[
     assert rc == 2 and "--labels belong to --val" in err
     rc, err = _convert(capsys, *base, "--mean", "0.5")
     assert rc == 2 and "image folders only" in err
+    rc, err = _convert(capsys, *base, "--per-tensor", "--per-channel-dense")
+    assert rc == 2 and "per-channel dense layers need per-channel weights" in err
     _untouched(out)
 
 

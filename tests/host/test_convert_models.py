@@ -385,10 +385,27 @@ def test_uint8_io_per_tensor_weights_from_torchscript(
     conv = next(op for op in model.operators if op.name == "CONV_2D")
     weights = model.main.tensors[conv.inputs[1]]
     assert weights.dtype == "int8" and len(weights.scales) == 1  # per-tensor
-    base = TFLiteModel.from_file(tiny_default.tflite_path)
-    bconv = next(op for op in base.operators if op.name == "CONV_2D")
-    assert len(base.main.tensors[bconv.inputs[1]].scales) == 4  # per-channel by default
+    assert _weight_scales(res, "FULLY_CONNECTED") == 1
+    assert _weight_scales(tiny_default, "CONV_2D") == 4  # per-channel convs by default
+    assert _weight_scales(tiny_default, "FULLY_CONNECTED") == 1  # per-tensor dense by default
     assert res.report["fidelity"]["output"]["sqnr_db"] >= SQNR_FLOOR_DB - 5
+
+
+def _weight_scales(res: ConvertResult, op_name: str) -> int:
+    model = TFLiteModel.from_file(res.tflite_path)
+    op = next(op for op in model.operators if op.name == op_name)
+    return len(model.main.tensors[op.inputs[1]].scales)
+
+
+def test_per_channel_dense_layers_on_request(
+    tiny_default: ConvertResult, tiny_calib: np.ndarray, tmp_path: Path, cache_dir: Path
+) -> None:
+    res = _tiny(tmp_path, tiny_calib, cache_dir, per_channel_dense=True)
+    assert _weight_scales(res, "CONV_2D") == 4
+    assert _weight_scales(res, "FULLY_CONNECTED") == 6  # one per output unit
+    # the per-channel scales and zero points are stored in the file
+    assert res.tflite_bytes > tiny_default.tflite_bytes
+    assert res.report["options"]["per_channel_dense"] is True
 
 
 def test_int16x8_float_io_from_torch_export(

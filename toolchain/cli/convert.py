@@ -58,6 +58,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="one weight scale per tensor instead of per output channel",
     )
     q.add_argument(
+        "--per-channel-dense",
+        action="store_true",
+        help="per-channel weights for dense (FULLY_CONNECTED) layers too (default: per "
+        "tensor, the TFLM/MLPerf convention: smaller file and arena)",
+    )
+    q.add_argument(
         "--calib-samples",
         type=int,
         default=200,
@@ -183,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
         input_dtype=args.input_type,
         output_dtype=args.output_type,
         per_channel=not args.per_tensor,
+        per_channel_dense=args.per_channel_dense,
         calibration_samples=args.calib_samples,
         validation_samples=args.val_samples,
         onnx2tf_timeout_s=args.onnx2tf_timeout,

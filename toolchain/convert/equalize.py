@@ -42,8 +42,12 @@ def apply(
     equalize: bool,
     bias_correction: bool,
     per_channel: bool = True,
+    per_channel_dense: bool = False,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """The transformed module (or ``module`` itself when nothing applied) and a record."""
+    """The transformed module (or ``module`` itself when nothing applied) and a record.
+
+    ``per_channel`` / ``per_channel_dense``: how the converter will quantize conv and
+    Linear weights (bias correction models that rounding)."""
     rec: dict[str, Any] = {"equalize": None, "bias_correction": None}
     try:
         gm = fx.symbolic_trace(module)
@@ -69,7 +73,7 @@ def apply(
         if err > EXACT_TOLERANCE:
             raise RuntimeError(f"cross-layer equalization changed the outputs by {err:.3g}")
     if bias_correction:
-        rec["bias_correction"] = {"layers": _bias_correct(gm, xs, per_channel)}
+        rec["bias_correction"] = {"layers": _bias_correct(gm, xs, per_channel, per_channel_dense)}
     return gm, rec
 
 
@@ -145,7 +149,9 @@ def _equalize_pair(c1: nn.Conv2d, c2: nn.Conv2d) -> None:
 
 
 @torch.no_grad()
-def _bias_correct(gm: fx.GraphModule, xs: list[torch.Tensor], per_channel: bool) -> int:
+def _bias_correct(
+    gm: fx.GraphModule, xs: list[torch.Tensor], per_channel: bool, per_channel_dense: bool
+) -> int:
     layers = [m for m in gm.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     means: dict[int, torch.Tensor] = {}
 
@@ -166,7 +172,8 @@ def _bias_correct(gm: fx.GraphModule, xs: list[torch.Tensor], per_channel: bool)
         if mu is None:
             continue
         w = m.weight
-        flat = w.abs().flatten(1).amax(1) if per_channel else w.abs().max().expand(w.shape[0])
+        pc = per_channel and (per_channel_dense or isinstance(m, nn.Conv2d))
+        flat = w.abs().flatten(1).amax(1) if pc else w.abs().max().expand(w.shape[0])
         scale = (flat / 127.0).clamp_min(1e-12).view(-1, *([1] * (w.dim() - 1)))
         dw = torch.clamp(torch.round(w / scale), -127, 127) * scale - w
         if isinstance(m, nn.Conv2d):

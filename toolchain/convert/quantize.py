@@ -76,6 +76,9 @@ def quantize(
     conv.inference_output_type = types[options.io_output]
     if not options.per_channel:
         conv._experimental_disable_per_channel = True
+    elif not options.per_channel_dense:
+        # convolutions per channel, FULLY_CONNECTED per tensor (TFLM / MLPerf Tiny)
+        conv._experimental_disable_per_channel_quantization_for_dense_layers = True
     try:
         from toolchain.convert.calibrate import widened_ranges
 

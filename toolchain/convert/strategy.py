@@ -163,6 +163,7 @@ class Attempt:
             equalize=self.equalize,
             bias_correction=self.bias_correction,
             per_channel=self.options.per_channel,
+            per_channel_dense=self.options.per_channel_dense,
         )
         return replace(loaded, module=module)
 
