@@ -99,3 +99,46 @@ def _perm(
         f"{what} {name!r}: onnx2tf made shape {list(tf_shape)} from PyTorch shape "
         f"{list(torch_shape)}; cannot tell its layout"
     )
+
+
+#: the largest relative difference between onnx2tf's float model and the ONNX model that
+#: counts as "the same function" (float32 reordering stays far below it; a layout mix-up
+#: inside onnx2tf gives O(1))
+FLOAT_TOLERANCE = 1e-3
+FLOAT_SAMPLES = 4
+
+
+def float_check(
+    keras_model: Any,
+    onnx_path: Path,
+    calib: Sequence[np.ndarray],
+    in_perms: Sequence[tuple[int, ...]],
+    out_perms: Sequence[tuple[int, ...]],
+) -> float:
+    """Max relative difference (per output, to its largest magnitude) between onnx2tf's
+    float Keras model and the ONNX model (onnxruntime) on the first calibration samples.
+
+    onnx2tf can silently compute something else when it mistakes a tensor's layout (seen:
+    a permute → LayerNorm → permute-back sandwich came out at −0.2 dB SQNR); this catches it
+    before quantization hides it among int8 errors."""
+    import onnxruntime as ort
+
+    n = min(FLOAT_SAMPLES, int(calib[0].shape[0]))
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    feed = {i.name: a[:n] for i, a in zip(sess.get_inputs(), calib, strict=True)}
+    worst = 0.0
+    for k in range(n):
+        ref = sess.run(None, {name: a[k : k + 1] for name, a in feed.items()})
+        tf_in = [np.transpose(a[k : k + 1], p) for a, p in zip(calib, in_perms, strict=True)]
+        got = keras_model(tf_in if len(tf_in) > 1 else tf_in[0], training=False)
+        got = got if isinstance(got, list | tuple) else [got]
+        for r, q, p in zip(ref, got, out_perms, strict=True):
+            q = np.transpose(np.asarray(q), np.argsort(p))
+            if q.shape != r.shape:
+                return float("inf")
+            scale = max(float(np.max(np.abs(r))), 1e-6)
+            worst = max(worst, float(np.max(np.abs(q - r))) / scale)
+    return worst

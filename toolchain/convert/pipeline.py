@@ -371,6 +371,7 @@ def _convert_cold(
         "conversion": attempt.record(),
         "accuracy": acc,
         "export_max_abs_err": export_err,
+        "onnx2tf_max_rel_err": meta.get("onnx2tf_max_rel_err"),
         "layers": rows,
         "worst_layers": validate.worst_layers(rows),
         "timings_s": timings,

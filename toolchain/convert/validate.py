@@ -219,6 +219,8 @@ def _match(tfl: np.ndarray, cands: list[tuple[str, str, str, np.ndarray]]) -> tu
         if arr.ndim >= 3 and tuple(arr.shape[p] for p in perm)[1:] == shape:
             views.append(np.transpose(arr, perm))
         for a in views:
+            if a.shape[0] != tfl.shape[0]:  # a batch-4 tensor (MobileViT patches) vs batch 1
+                continue
             cos = float(np.mean(_cosine_rows(flat_t, a.reshape(a.shape[0], -1))))
             better = cos > best_cos + 1e-6 or (
                 abs(cos - best_cos) <= 1e-6

@@ -96,12 +96,26 @@ def run_job(job: dict[str, Any], proto: TextIO, np: Any) -> dict[str, Any]:
         raise _StageError("onnx2tf", f"{type(exc).__name__}: {exc}") from exc
     finally:
         os.chdir(work)
+    with np.load(job["calib"]) as z:
+        calib = [z[i["name"]] for i in job["inputs"]]
+    try:
+        float_err = onnx2tf_stage.float_check(
+            keras_model, Path(job["onnx"]), calib, in_perms, out_perms
+        )
+    except Exception as exc:  # the check itself could not run: say so, do not guess
+        traceback.print_exc()
+        raise _StageError("onnx2tf", f"checking onnx2tf's float model failed: {exc}") from exc
+    if not float_err <= onnx2tf_stage.FLOAT_TOLERANCE:
+        raise _StageError(
+            "onnx2tf",
+            f"onnx2tf's float model computes something else than the ONNX model (max "
+            f"relative difference {float_err:.3g} on {onnx2tf_stage.FLOAT_SAMPLES} calibration "
+            "samples): onnx2tf mistook a tensor layout",
+        )
     timings["onnx2tf"] = time.perf_counter() - t
 
     _send(proto, event="stage", name="quantize")
     t = time.perf_counter()
-    with np.load(job["calib"]) as z:
-        calib = [z[i["name"]] for i in job["inputs"]]
     step = max(1, int(calib[0].shape[0]) // 20)
 
     def on_sample(i: int, n: int) -> None:
@@ -160,6 +174,7 @@ def run_job(job: dict[str, Any], proto: TextIO, np: Any) -> dict[str, Any]:
             for k, p in enumerate(out_perms)
         ],
         "timings": timings,
+        "onnx2tf_max_rel_err": float(f"{float_err:.3g}"),
         "tf_version": __import__("tensorflow").__version__,
     }
 
