@@ -5,8 +5,10 @@ of :class:`Attempt` s, tried in order by :func:`run` until one succeeds:
 
 1. the primary attempt: the ONNX rewrites (:mod:`toolchain.convert.rewrites`), the PyTorch
    accuracy techniques (:mod:`toolchain.convert.equalize`), onnx2tf with default options;
-2. when onnx2tf fails, or LiteRT cannot run its result: onnx2tf with the alternative
-   options of :data:`ONNX2TF_ALTERNATIVES` (each once);
+2. when onnx2tf fails (also: its float model differs from the ONNX model), or LiteRT
+   cannot run its result: the fallback rewrites (:data:`rewrites.FALLBACK`: the tanh form
+   of GELU for the builtin), then onnx2tf with the alternative options of
+   :data:`ONNX2TF_ALTERNATIVES` (each once);
 3. when the result misses ``min_sqnr`` and int16 fallback is allowed: int16x8 activations.
 
 A second frontend (litert-torch) is not tried: it needs ai-edge-litert 2.3 (the pinned
@@ -193,12 +195,14 @@ def attempts(strategy: Strategy, options: QuantOptions) -> list[Attempt]:
     )
     out = [base]
     if strategy.fallback:
-        for alt in ONNX2TF_ALTERNATIVES:
-            opts = {**first, **alt}
-            out.append(replace(base, onnx2tf=opts, why=f"onnx2tf options {opts}"))
+        # the rewrite fallbacks first: the GELU builtin is what onnx2tf most often gets
+        # wrong (a float model that computes something else), the tanh form converts
         swapped = tuple(rw.FALLBACK.get(n, n) for n in base.rewrites)
         if swapped != base.rewrites:
             out.append(replace(base, rewrites=swapped, why=f"fallback rewrites {swapped}"))
+        for alt in ONNX2TF_ALTERNATIVES:
+            opts = {**first, **alt}
+            out.append(replace(base, onnx2tf=opts, why=f"onnx2tf options {opts}"))
     return out
 
 

@@ -30,10 +30,14 @@ if TYPE_CHECKING:
 DEFAULT: tuple[str, ...] = (
     "fold-constants",
     "maxpool-finite-pad",
+    "bn-into-next-conv",
+    "channels-last-island",
     "gelu-builtin",
     "div-by-constant",
     "channel-shuffle-gather",
     "tokens-channels-last",
+    "patches-channels-last",
+    "attention-heads",
 )
 #: rewrites that are not in DEFAULT: fallbacks the strategy swaps in
 FALLBACK: dict[str, str] = {"gelu-builtin": "gelu-tanh"}
@@ -44,23 +48,34 @@ __all__ = ["DEFAULT", "FALLBACK", "KNOWN", "registry", "rewrite_onnx"]
 
 def registry() -> dict[str, type[Rewrite]]:
     """Rewrite name → class (imports onnx)."""
+    from toolchain.convert.rewrites.attention import AttentionHeads
     from toolchain.convert.rewrites.basic import (
+        BatchNormIntoNextConv,
         DivByConstant,
         FoldConstants,
         GeluBuiltin,
         GeluTanh,
         MaxPoolFinitePad,
     )
-    from toolchain.convert.rewrites.layout import ChannelPermutation, TokensChannelsLast
+    from toolchain.convert.rewrites.islands import ChannelsLastIsland
+    from toolchain.convert.rewrites.layout import (
+        ChannelPermutation,
+        PatchesChannelsLast,
+        TokensChannelsLast,
+    )
 
     classes: tuple[type[Rewrite], ...] = (
         FoldConstants,
         MaxPoolFinitePad,
+        BatchNormIntoNextConv,
+        ChannelsLastIsland,
         GeluBuiltin,
         GeluTanh,
         DivByConstant,
         ChannelPermutation,
         TokensChannelsLast,
+        PatchesChannelsLast,
+        AttentionHeads,
     )
     return {c.name: c for c in classes}
 
@@ -72,6 +87,7 @@ def rewrite_onnx(data: bytes, names: Sequence[str]) -> tuple[bytes, list[Rewrite
     import onnx
 
     from toolchain.convert.rewrites.base import apply
+    from toolchain.convert.rewrites.graph import annotate_shapes
 
     table = registry()
     model = onnx.load_from_string(data)
@@ -81,4 +97,5 @@ def rewrite_onnx(data: bytes, names: Sequence[str]) -> tuple[bytes, list[Rewrite
         records.append(rec)
     if not any(r.applied for r in records):
         return data, records
+    annotate_shapes(model)  # onnx2tf needs a shape for every tensor (see annotate_shapes)
     return model.SerializeToString(), records

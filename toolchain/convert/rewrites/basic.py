@@ -280,3 +280,75 @@ class GeluTanh(GeluBuiltin):
             g.replace_nodes(m["nodes"], nodes, at=last)
             done.append(f"{m['nodes'][1].name} -> tanh form")
         return done
+
+
+class BatchNormIntoNextConv(Rewrite):
+    """An inference BatchNormalization whose only consumer is an unpadded Conv → folded
+    into that Conv's weights and bias.
+
+    Exporters and onnxsim fold a BatchNorm into the conv *before* it; a BatchNorm *before*
+    a conv (ConvNeXt's downsampling layers, pre-activation nets) stays, and becomes an int8
+    MUL and ADD — two more requantizations of the whole map. ``BN(x) = s·x + t`` per
+    channel, so ``conv(BN(x))`` has weights ``W[o, i]·s[i]`` and bias
+    ``b[o] + Σ W[o, i, ·, ·]·t[i]``; exact up to float rounding when the conv has no
+    padding (a zero-padded border would see ``t`` where it saw 0)."""
+
+    name = "bn-into-next-conv"
+    exact = "exact up to float rounding (unpadded conv)"
+    purpose = "BatchNorm before an unpadded conv -> folded into the conv"
+    tolerance = 1e-4
+
+    def requires(self, g: Graph) -> list[Any]:
+        found = []
+        for bn in g.nodes:
+            if bn.op_type != "BatchNormalization" or len(bn.output) != 1:
+                continue
+            conv = g.only_consumer(bn.output[0])
+            if conv is None or conv.op_type != "Conv" or conv.input[0] != bn.output[0]:
+                continue
+            params = [g.const(i) for i in bn.input[1:5]]
+            w = g.const(conv.input[1])
+            pads = list(attr(conv, "pads", []) or [])
+            auto = attr(conv, "auto_pad", b"NOTSET")
+            if any(p is None for p in params) or w is None or any(pads):
+                continue
+            if auto not in (b"NOTSET", "NOTSET", b"VALID", "VALID"):
+                continue
+            if len(conv.input) > 2 and conv.input[2] and g.const(conv.input[2]) is None:
+                continue
+            found.append((bn, conv))
+        return found
+
+    def call(self, g: Graph, matches: list[Any]) -> list[str]:
+        done = []
+        for bn, conv in matches:
+            gamma, beta, mean, var = (g.const(i).astype(np.float64) for i in bn.input[1:5])  # type: ignore[union-attr]
+            eps = float(attr(bn, "epsilon", 1e-5))
+            s = gamma / np.sqrt(var + eps)
+            t = beta - mean * s
+            w = g.const(conv.input[1])
+            assert w is not None
+            groups = int(attr(conv, "group", 1) or 1)
+            cout, cin_g = w.shape[0], w.shape[1]
+            # input channel of each (output channel, in-group channel) weight slice
+            chan = (np.arange(cout)[:, None] // (cout // groups)) * cin_g + np.arange(cin_g)[None]
+            w64 = w.astype(np.float64)
+            new_w = w64 * s[chan][:, :, None, None]
+            b_old = (g.const(conv.input[2]).astype(np.float64)  # type: ignore[union-attr]
+                     if len(conv.input) > 2 and conv.input[2] else np.zeros(cout))  # fmt: skip
+            new_b = b_old + (w64.sum(axis=(2, 3)) * t[chan]).sum(axis=1)
+            node = onnx.NodeProto()
+            node.CopyFrom(conv)
+            del node.input[:]
+            node.input.extend([
+                bn.input[0],
+                g.add_const(conv.name + "_wbn", new_w.astype(w.dtype)),
+                g.add_const(conv.name + "_bbn", new_b.astype(w.dtype)),
+            ])  # fmt: skip
+            g.replace_nodes([bn, conv], [node], at=conv)
+            done.append(f"{bn.name} -> {conv.name}")
+        return done
+
+    def ensures(self, g: Graph) -> str | None:
+        left = [bn.name for bn, _ in self.requires(g)]
+        return f"foldable BatchNorms left: {', '.join(left[:3])}" if left else None

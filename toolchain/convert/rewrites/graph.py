@@ -164,3 +164,45 @@ def _infer_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     for t in g.initializer:
         out[t.name] = tuple(int(d) for d in t.dims)
     return out
+
+
+#: contrib ops the rewrites emit that ONNX shape inference does not know: output = input shape
+_ELEMENTWISE_CONTRIB = {("com.microsoft", "Gelu")}
+
+
+def annotate_shapes(model: onnx.ModelProto) -> None:
+    """Record a static shape for every tensor (``value_info``), replacing stale entries.
+
+    onnx2tf skips its own shape estimation when the graph holds an op onnxruntime's
+    standard domain lacks (the contrib Gelu), and then trusts ``value_info`` alone: a
+    tensor without a recorded shape (everything after a contrib op, for ONNX's inference)
+    makes it guess layouts — seen as a silently wrong model. Inference is repeated across
+    the contrib elementwise ops, whose output shape is their input's."""
+    g = model.graph
+    del g.value_info[:]
+    for _ in range(len(g.node) + 1):
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        except Exception:  # noqa: BLE001 - leave the model without shapes rather than fail
+            return
+        known = {
+            vi.name: vi
+            for vi in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
+            if vi.type.tensor_type.HasField("shape")
+        }
+        added = False
+        for node in g.node:
+            if (node.domain, node.op_type) not in _ELEMENTWISE_CONTRIB:
+                continue
+            src, out = known.get(node.input[0]), node.output[0]
+            if src is not None and out not in known:
+                vi = onnx.ValueInfoProto()
+                vi.CopyFrom(src)
+                vi.name = out
+                inferred.graph.value_info.append(vi)
+                added = True
+        del g.value_info[:]
+        outputs = {o.name for o in g.output}
+        g.value_info.extend(vi for vi in inferred.graph.value_info if vi.name not in outputs)
+        if not added:
+            return

@@ -177,3 +177,194 @@ def _resolve(shape: tuple[int, ...], target: np.ndarray) -> list[int]:
     if int(np.prod(dims)) != total:
         raise ValueError("size mismatch")
     return dims
+
+
+class PatchesChannelsLast(Rewrite):
+    """MobileViT-style unfold / fold of a feature map into patch sequences, without layout
+    TRANSPOSEs.
+
+    Unfold: ``(1, C, H, W)`` → ``(ph·pw, N, C)`` where batch ``k`` holds pixel ``(pi, pj)``
+    of every ``ph×pw`` patch and token ``t = hi·(W/pw) + wj`` is the patch position (any
+    Reshape/Transpose spelling; the chain's index map is what is matched). In NHWC that is
+    two strided de-interleavings: the map, taken channels-last, is reshaped so that ``pi``
+    and then ``pj`` become the outer part of the last axis, and split there — Reshape and
+    Split only, which onnx2tf maps onto the NHWC tensor it holds. Fold is the inverse:
+    Concat along that axis and Reshape. The same values are moved: bit-exact."""
+
+    name = "patches-channels-last"
+    exact = "bit-exact (the same values, moved)"
+    purpose = "MobileViT unfold/fold (reshape/permute chains) -> Reshape/Split/Concat, no TRANSPOSE"
+    tolerance = 0.0
+    MAX_CHAIN = 6
+
+    def requires(self, g: Graph) -> list[Any]:
+        found: list[Any] = []
+        for n in g.nodes:
+            if n.op_type != "Reshape":
+                continue
+            m = self._match(g, n)
+            if m is not None:
+                found.append(m)
+        return found
+
+    def _match(self, g: Graph, first: onnx.NodeProto) -> dict[str, Any] | None:
+        src = g.shape(first.input[0])
+        if src is None or len(src) not in (3, 4) or (len(src) == 4 and src[0] != 1):
+            return None
+        prev = g.producer.get(first.input[0])
+        if prev is not None and prev.op_type in ("Reshape", "Transpose") and \
+                g.only_consumer(first.input[0]) is not None:  # fmt: skip
+            return None  # not the start of the chain
+        nodes: list[onnx.NodeProto] = []
+        steps: list[tuple[str, Any]] = []
+        node: onnx.NodeProto | None = first
+        while node is not None and len(nodes) < self.MAX_CHAIN:
+            if node.op_type not in ("Reshape", "Transpose"):
+                return None
+            out = g.shape(node.output[0])
+            if out is None:
+                return None
+            if node.op_type == "Reshape":
+                steps.append(("reshape", out))
+            else:
+                steps.append(("transpose", list(attr(node, "perm"))))
+            nodes.append(node)
+            found = self._patches(src, out, _chain_map(src, steps))
+            if found is not None:
+                kind, order, ph, pw = found
+                return {"kind": kind, "nodes": nodes, "x": first.input[0],
+                        "out": node.output[0], "order": order, "ph": ph, "pw": pw,
+                        "src": src, "dst": out}  # fmt: skip
+            node = g.only_consumer(node.output[0])
+        return None
+
+    @staticmethod
+    def _patches(
+        src: tuple[int, ...], out: tuple[int, ...], a: np.ndarray
+    ) -> tuple[str, list[tuple[int, int]], int, int] | None:
+        """("unfold"/"fold", patch pixel of each batch index, ph, pw) when the index map
+        ``a`` is a patch unfold (4-D → 3-D) or fold (3-D → 4-D); else None."""
+        if len(src) == 4 and len(out) == 3:
+            kind, (_, c, h, w), (p, n, c2) = "unfold", src, out
+            fwd = a  # fwd[k, t, ch] = flat index into the map
+        elif len(src) == 3 and len(out) == 4:
+            kind, (p, n, c), (_, c2, h, w) = "fold", src, out
+            # invert: where each token element ends up in the map
+            inv = np.empty(a.size, np.int64)
+            inv[a.reshape(-1)] = np.arange(a.size)
+            fwd = inv.reshape(src)
+        else:
+            return None
+        if c != c2 or p < 2:
+            return None
+        for ph in range(1, p + 1):
+            if p % ph or h % ph or w % (p // ph):
+                continue
+            pw = p // ph
+            hp, wp = h // ph, w // pw
+            if hp * wp != n:
+                continue
+            grid = np.arange(c * h * w).reshape(c, h, w)
+            order = []
+            ok = True
+            for k in range(p):
+                ch0 = int(fwd[k, 0, 0])
+                pi, pj = (ch0 % (h * w)) // w, ch0 % w
+                if ch0 // (h * w) != 0 or pi >= ph or pj >= pw:
+                    ok = False
+                    break
+                want = grid[:, pi::ph, pj::pw].reshape(c, n).T  # (tokens row-major, C)
+                if not np.array_equal(fwd[k], want):
+                    ok = False
+                    break
+                order.append((pi, pj))
+            if ok and len(set(order)) == p:
+                return kind, order, ph, pw
+        return None
+
+    def call(self, g: Graph, matches: list[Any]) -> list[str]:
+        done = []
+        used: set[str] = set()
+        for m in matches:
+            if any(n.output[0] in used for n in m["nodes"]):
+                continue
+            used.update(n.output[0] for n in m["nodes"])
+            new = self._unfold(g, m) if m["kind"] == "unfold" else self._fold(g, m)
+            g.replace_nodes(m["nodes"], new, at=m["nodes"][-1])
+            done.append(f"{m['nodes'][0].name}: {m['kind']} {m['ph']}x{m['pw']} patches")
+        return done
+
+    def _const(self, g: Graph, base: str, v: list[int]) -> str:
+        return g.add_const(base, np.array(v, np.int64))
+
+    def _unfold(self, g: Graph, m: dict[str, Any]) -> list[onnx.NodeProto]:
+        _, c, h, w = m["src"]
+        ph, pw = m["ph"], m["pw"]
+        hp, wp = h // ph, w // pw
+        base = m["nodes"][0].name + "_patches"
+        t = [g.fresh(f"{base}_nhwc"), g.fresh(f"{base}_rows")]
+        nodes = [
+            helper.make_node("Transpose", [m["x"]], [t[0]], perm=[0, 2, 3, 1], name=f"{base}_nhwc"),
+            helper.make_node("Reshape", [t[0], self._const(g, base, [hp, ph * w * c])], [t[1]],
+                             name=f"{base}_rows"),
+        ]  # fmt: skip
+        rows = [g.fresh(f"{base}_r{i}") for i in range(ph)]
+        nodes.append(helper.make_node("Split", [t[1], self._const(g, base, [w * c] * ph)], rows,
+                                      axis=1, name=f"{base}_split_rows"))  # fmt: skip
+        piece: dict[tuple[int, int], str] = {}
+        for i, r in enumerate(rows):
+            cols_in = g.fresh(f"{base}_c{i}")
+            cols = [g.fresh(f"{base}_p{i}{j}") for j in range(pw)]
+            nodes += [
+                helper.make_node("Reshape", [r, self._const(g, base, [hp * wp, pw * c])],
+                                 [cols_in], name=f"{base}_cols{i}"),
+                helper.make_node("Split", [cols_in, self._const(g, base, [c] * pw)], cols,
+                                 axis=1, name=f"{base}_split_cols{i}"),
+            ]  # fmt: skip
+            for j, col in enumerate(cols):
+                piece[(i, j)] = col
+        seq = []
+        for k, (i, j) in enumerate(m["order"]):
+            s = g.fresh(f"{base}_s{k}")
+            nodes.append(helper.make_node("Reshape", [piece[(i, j)],
+                                          self._const(g, base, [1, hp * wp, c])], [s],
+                                          name=f"{base}_seq{k}"))  # fmt: skip
+            seq.append(s)
+        nodes.append(helper.make_node("Concat", seq, [m["out"]], axis=0, name=f"{base}_concat"))
+        return nodes
+
+    def _fold(self, g: Graph, m: dict[str, Any]) -> list[onnx.NodeProto]:
+        p, n, c = m["src"]
+        _, _, h, w = m["dst"]
+        ph, pw = m["ph"], m["pw"]
+        hp, wp = h // ph, w // pw
+        base = m["nodes"][0].name + "_patches"
+        seq = [g.fresh(f"{base}_s{k}") for k in range(p)]
+        nodes = [helper.make_node("Split", [m["x"], self._const(g, base, [1] * p)], seq, axis=0,
+                                  name=f"{base}_split")]  # fmt: skip
+        at = {pix: k for k, pix in enumerate(m["order"])}
+        rows = []
+        for i in range(ph):
+            cols = []
+            for j in range(pw):
+                t = g.fresh(f"{base}_p{i}{j}")
+                nodes.append(helper.make_node("Reshape", [seq[at[(i, j)]],
+                                              self._const(g, base, [hp * wp, c])], [t],
+                                              name=f"{base}_piece{i}{j}"))  # fmt: skip
+                cols.append(t)
+            joined, row = g.fresh(f"{base}_j{i}"), g.fresh(f"{base}_r{i}")
+            nodes += [
+                helper.make_node("Concat", cols, [joined], axis=1, name=f"{base}_cols{i}"),
+                helper.make_node("Reshape", [joined, self._const(g, base, [hp, w * c])], [row],
+                                 name=f"{base}_row{i}"),
+            ]  # fmt: skip
+            rows.append(row)
+        joined, nhwc = g.fresh(f"{base}_rows"), g.fresh(f"{base}_nhwc")
+        nodes += [
+            helper.make_node("Concat", rows, [joined], axis=1, name=f"{base}_rows"),
+            helper.make_node("Reshape", [joined, self._const(g, base, [1, h, w, c])], [nhwc],
+                             name=f"{base}_map"),
+            helper.make_node("Transpose", [nhwc], [m["out"]], perm=[0, 3, 1, 2],
+                             name=f"{base}_nchw"),
+        ]  # fmt: skip
+        return nodes
