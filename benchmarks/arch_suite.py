@@ -107,6 +107,7 @@ def run_one(
         float_ops=len(lint["problems"]),
         ops=rep["ops"],
         tflite_bytes=rep["tflite_bytes"],
+        tflite_sha256=rep["tflite_sha256"],
         activations=conv.get("activations", rep["options"]["activations"]),
         attempt=conv.get("attempt"),
         rewrites=conv.get("rewrites_applied", []),
@@ -128,6 +129,7 @@ def summarize(rows: dict[str, dict[str, Any]], names: list[str]) -> dict[str, An
         "median_sqnr_db": round(statistics.median(sq), 2) if sq else None,
         "min_sqnr_db": round(min(sq), 2) if sq else None,
         "below_30_db": sum(1 for s in sq if s < 30),
+        "int16x8": sum(1 for r in rs if r.get("activations") == "int16"),
     }
 
 
@@ -165,14 +167,18 @@ def markdown(result: dict[str, Any]) -> str:
         how = ", ".join(after.get("rewrites") or []) or "-"
         if after.get("attempt") and after["attempt"] != "primary":
             how += f" ({after['attempt']})"
+        before = result["runs"].get("before", {}).get(name) or {}
+        if after.get("tflite_sha256") and after.get("tflite_sha256") == before.get("tflite_sha256"):
+            how += "; **same bytes as before**"
         lines.append(f"| {name} | {', '.join(result['classes'].get(name, []))} | "
                      + " | ".join(cells) + f" | {how} |")  # fmt: skip
-    lines += ["", "| run | suite models | clean | median SQNR dB | min SQNR dB | < 30 dB |",
-              "|---|---|---|---|---|---|"]  # fmt: skip
+    lines += ["", "| run | suite models | clean | median SQNR dB | min SQNR dB | < 30 dB "
+              "| int16x8 |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in runs:
         s = result["summary"][r]
         lines.append(f"| {r} | {s['models']} | {s['clean']} ({100 * s['clean_fraction']:.0f} %)"
-                     f" | {s['median_sqnr_db']} | {s['min_sqnr_db']} | {s['below_30_db']} |")  # fmt: skip
+                     f" | {s['median_sqnr_db']} | {s['min_sqnr_db']} | {s['below_30_db']} "
+                     f"| {s.get('int16x8', 0)} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -234,6 +240,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--no-mlperf", action="store_true", help="skip the MLPerf Tiny ports")
     p.add_argument("--out", default=RESULT, help="result name (benchmarks/results/NAME.json)")
     p.add_argument("--no-readme", action="store_true", help="do not update benchmarks/README.md")
+    p.add_argument("--section", default="arch-suite",
+                   help="README section (marker name) to write the table to")  # fmt: skip
     p.add_argument("--techniques-readme", action="store_true",
                    help="only rewrite the README technique table from the technique runs")  # fmt: skip
     args = p.parse_args(argv)
@@ -265,5 +273,5 @@ def main(argv: list[str]) -> int:
             result["summary"] = {r: summarize(result["runs"][r], names) for r in runs}
             common.write_result(args.out, result)
     if not args.no_readme:
-        common.update_readme("arch-suite", markdown(result))
+        common.update_readme(args.section, markdown(result))
     return 0
