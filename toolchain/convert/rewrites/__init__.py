@@ -10,12 +10,20 @@ name                      what                                                  
 ========================  =====================================================  ==========
 fold-constants            onnxsim in-process (shape-derived subgraphs)           exact
 maxpool-finite-pad        padded/ceil max pool → Pad(0 or edge) + MaxPool        bit-exact
-gelu-builtin              exact GELU (Erf) → Gelu → TFLite GELU int8             exact fn
-gelu-tanh (fallback)      exact GELU (Erf) → tanh form (MUL/ADD/TANH)             ≤ 4.7e-4
+bn-into-next-conv         BatchNorm before an unpadded conv → into its weights   ≤ 1e-4 rel
+channels-last-island      permute → LayerNorm/Linear/GELU → permute (ConvNeXt)   ≤ 1e-4 rel
+                          → NCHW ops (channel LayerNorm, 1×1 convs)
+gelu-tanh                 exact GELU (Erf) → tanh form (MUL/ADD/TANH)             ≤ 4.7e-4
+gelu-builtin (opt-in)     exact GELU (Erf) → Gelu → TFLite GELU int8 (LiteRT     exact fn
+                          only: TFLM has no GELU kernel)
 div-by-constant           x / c → x · (1/c) (no float DIV island)                ≤ 1 ulp
 channel-shuffle-gather    reshape/transpose/reshape shuffle → channel Gather     bit-exact
 tokens-channels-last      flatten(2).transpose(1,2) ↔ channels-last reshapes     bit-exact
+patches-channels-last     MobileViT unfold/fold → Reshape/Split/Concat           bit-exact
+attention-heads           multi-head attention → per-head Slice/MatMul, Concat   ≤ 1e-5 rel
 ========================  =====================================================  ==========
+
+After the rewrites, :func:`graph.annotate_shapes` records a static shape for every tensor.
 """
 
 from __future__ import annotations
@@ -32,16 +40,22 @@ DEFAULT: tuple[str, ...] = (
     "maxpool-finite-pad",
     "bn-into-next-conv",
     "channels-last-island",
-    "gelu-builtin",
+    "gelu-tanh",
     "div-by-constant",
     "channel-shuffle-gather",
     "tokens-channels-last",
     "patches-channels-last",
     "attention-heads",
 )
-#: rewrites that are not in DEFAULT: fallbacks the strategy swaps in
+#: rewrites that are not in DEFAULT: fallbacks the strategy swaps in when onnx2tf fails
+#: with the first one (``--rewrites ...,gelu-builtin,...`` asks for the GELU builtin)
 FALLBACK: dict[str, str] = {"gelu-builtin": "gelu-tanh"}
-KNOWN: tuple[str, ...] = (*DEFAULT, *FALLBACK.values())
+#: every rewrite name, in the order they run
+KNOWN: tuple[str, ...] = (
+    *DEFAULT[: DEFAULT.index("gelu-tanh")],
+    "gelu-builtin",
+    *DEFAULT[DEFAULT.index("gelu-tanh") :],
+)
 
 __all__ = ["DEFAULT", "FALLBACK", "KNOWN", "registry", "rewrite_onnx"]
 
