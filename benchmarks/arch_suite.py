@@ -55,6 +55,7 @@ def strategies(names: list[str]) -> dict[str, Any]:
         "equalize+bias": Strategy(equalize=True, bias_correction=True),
         "margin10": Strategy(range_margin=0.1),
         "margin25": Strategy(range_margin=0.25),
+        "mse": Strategy(calibration_range="mse"),
         "min-sqnr-30": Strategy(),  # with --min-sqnr 30: int16x8 where int8 misses it
     }
     return {n: table[n] for n in names}
@@ -235,7 +236,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--models", help="comma-separated subset (default: the suite + MLPerf Tiny)")
     p.add_argument("--runs", default="before,after",
                    help="strategies: before, after, equalize, bias_correction, equalize+bias, "
-                   "margin10, margin25, min-sqnr-30")  # fmt: skip
+                   "margin10, margin25, mse, min-sqnr-30")  # fmt: skip
     p.add_argument("--size", type=int, help="override the input size of suite models (px)")
     p.add_argument("--no-mlperf", action="store_true", help="skip the MLPerf Tiny ports")
     p.add_argument("--out", default=RESULT, help="result name (benchmarks/results/NAME.json)")

@@ -283,6 +283,33 @@ def test_bias_correction_removes_the_mean_shift_of_int8_weights() -> None:
     assert corrected_shift < plain_shift
 
 
+def test_mse_range_trades_rounding_against_clipping() -> None:
+    from toolchain.convert.calibrate import _best_range
+
+    def best(values: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
+        hist, _ = np.histogram(values, bins=2048, range=(lo, hi))
+        found = _best_range(hist.astype(float), lo, hi)
+        assert found is not None
+        return found
+
+    rng = np.random.default_rng(0)
+    bulk = rng.standard_normal(100_000)
+    # two stray values at ±6.5: clipping them costs less than the coarser step for all
+    lo, hi = best(np.concatenate([bulk, [6.5, -6.5]]), -6.5, 6.5)
+    assert -6.0 < lo < -3.5 and 3.5 < hi < 6.0
+    # a ReLU output keeps zero as its lower end
+    lo, hi = best(np.abs(np.concatenate([bulk, [6.5]])), 0.0, 6.5)
+    assert lo == 0.0 and 3.5 < hi < 6.0
+    # many large values are worth their range: it is kept
+    lo, hi = best(rng.uniform(-1, 1, 100_000), -1.0, 1.0)
+    assert lo < -0.95 and hi > 0.95
+
+
+def test_unknown_calibration_range_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="calibration range 'p99' is not known"):
+        strategy.Strategy(calibration_range="p99")
+
+
 # --- strategy: attempts and fallbacks ----------------------------------------------------
 
 

@@ -431,3 +431,27 @@ def test_int16x8_float_io_from_torch_export(
     s16 = res.report["fidelity"]["output"]["sqnr_db"]
     s8 = tiny_default.report["fidelity"]["output"]["sqnr_db"]
     assert s16 > s8 + 3, (s16, s8)
+
+
+def test_mse_calibration_ranges_narrow_activation_scales(
+    tiny_default: ConvertResult, tiny_calib: np.ndarray, tmp_path: Path, cache_dir: Path
+) -> None:
+    from toolchain.convert.strategy import Strategy
+
+    res = convert(
+        nets.tiny_net(),
+        calib=tiny_calib,
+        input_shapes=[(1, 2, 4, 4)],
+        out_dir=tmp_path,
+        cache_dir=cache_dir,
+        strategy=Strategy(calibration_range="mse"),
+    )
+    assert res.report["conversion"]["calibration_range"] == "mse"
+
+    def scales(r: ConvertResult) -> list[float]:
+        model = TFLiteModel.from_file(r.tflite_path)
+        return [model.main.tensors[op.outputs[0]].scale or 0.0 for op in model.operators]
+
+    # each range is narrowed to its optimum or kept, never widened
+    assert all(a <= b for a, b in zip(scales(res), scales(tiny_default), strict=True))
+    assert res.report["fidelity"]["output"]["sqnr_db"] >= SQNR_FLOOR_DB - 5

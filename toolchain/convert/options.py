@@ -11,6 +11,9 @@ ACTIVATIONS = ("int8", "int16")
 #: I/O types allowed with each activation type.
 IO_DTYPES = {"int8": ("int8", "uint8", "float32"), "int16": ("int16", "float32")}
 ONNX_OPSET = 17
+#: calibration range methods (:mod:`toolchain.convert.calibrate`): the converter's min/max,
+#: or each int8 activation range narrowed to its error optimum on the calibration data
+RANGE_METHODS = ("minmax", "mse")
 
 
 @dataclass(frozen=True)

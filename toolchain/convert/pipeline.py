@@ -271,6 +271,7 @@ def _convert_cold(
                 "onnx": str(onnx_path),
                 "onnx2tf": attempt.onnx2tf,
                 "range_margin": attempt.range_margin,
+                "range_method": attempt.range_method,
                 "calib": str(workdir / "calib.npz"),
                 "out": str(tflite_path),
                 "options": {k: v for k, v in opts.to_dict().items()},

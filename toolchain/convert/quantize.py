@@ -36,11 +36,13 @@ def quantize(
     *,
     on_sample: Callable[[int, int], None] | None = None,
     range_margin: float = 0.0,
+    range_method: str = "minmax",
 ) -> bytes:
     """Quantize; ``calib`` holds one PyTorch-layout array ``(N, ...)`` per input.
 
-    ``range_margin``: widen every calibrated activation range by this fraction
-    (:mod:`toolchain.convert.calibrate`)."""
+    ``range_margin``: widen every calibrated activation range by this fraction;
+    ``range_method``: ``"minmax"`` (the converter's) or ``"mse"`` (each range narrowed to
+    its int8 error optimum) — see :mod:`toolchain.convert.calibrate`."""
     import tensorflow as tf
 
     names = list(keras_model.input_names)
@@ -80,9 +82,9 @@ def quantize(
         # convolutions per channel, FULLY_CONNECTED per tensor (TFLM / MLPerf Tiny)
         conv._experimental_disable_per_channel_quantization_for_dense_layers = True
     try:
-        from toolchain.convert.calibrate import widened_ranges
+        from toolchain.convert.calibrate import calibration_ranges
 
-        with widened_ranges(range_margin):
+        with calibration_ranges(margin=range_margin, method=range_method):
             return bytes(conv.convert())
     except Exception as exc:  # ConverterError and friends: the text names the op
         text = str(exc)

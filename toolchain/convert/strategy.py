@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from toolchain.convert import rewrites as rw
-from toolchain.convert.options import QuantOptions
+from toolchain.convert.options import RANGE_METHODS, QuantOptions
 from toolchain.errors import (
     ConversionError,
     FidelityError,
@@ -77,6 +77,8 @@ class Strategy:
     * ``bias_correction``: empirical bias correction of int8 weight error (calibration data).
     * ``range_margin``: widen every calibrated int8 activation range by this fraction
       (:mod:`toolchain.convert.calibrate`; 0 = the converter's min/max).
+    * ``calibration_range``: ``"minmax"`` (the converter's calibration) or ``"mse"``
+      (each int8 activation range narrowed to its error optimum on the calibration data).
     * ``fallback``: try the alternative onnx2tf options when a stage fails.
     * ``int16_fallback``: when ``min_sqnr`` is missed with int8, try int16x8 activations.
     """
@@ -85,12 +87,18 @@ class Strategy:
     equalize: bool = False
     bias_correction: bool = False
     range_margin: float = 0.0
+    calibration_range: str = "minmax"
     fallback: bool = True
     int16_fallback: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.range_margin <= 1.0:
             raise UsageError(f"range margin {self.range_margin} is not between 0 and 1")
+        if self.calibration_range not in RANGE_METHODS:
+            raise UsageError(
+                f"calibration range {self.calibration_range!r} is not known",
+                hint=f"choose one of {', '.join(RANGE_METHODS)}",
+            )
         unknown = [n for n in (self.rewrites or ()) if n not in rw.KNOWN]
         if unknown:
             raise UsageError(
@@ -118,6 +126,7 @@ class Attempt:
     equalize: bool
     bias_correction: bool
     range_margin: float = 0.0
+    range_method: str = "minmax"
     onnx2tf: dict[str, Any] = field(default_factory=dict)
     why: str = "primary"
     # filled in while it runs
@@ -132,6 +141,7 @@ class Attempt:
             "equalize": self.equalize,
             "bias_correction": self.bias_correction,
             "range_margin": self.range_margin,
+            "range_method": self.range_method,
             "onnx2tf": self.onnx2tf,
         }
 
@@ -147,6 +157,7 @@ class Attempt:
             "rewrites_applied": [r["name"] for r in self.rewrite_records if r["applied"]],
             "techniques": self.techniques,
             "range_margin": self.range_margin if self.options.activations == "int8" else None,
+            "calibration_range": self.range_method if self.options.activations == "int8" else None,
             "failed_attempts": self.failed_before,
             "frontends": FRONTENDS,
         }
@@ -191,6 +202,7 @@ def attempts(strategy: Strategy, options: QuantOptions) -> list[Attempt]:
         equalize=strategy.equalize,
         bias_correction=strategy.bias_correction,
         range_margin=strategy.range_margin,
+        range_method=strategy.calibration_range,
         onnx2tf=first,
     )
     out = [base]

@@ -126,6 +126,7 @@ def run_job(job: dict[str, Any], proto: TextIO, np: Any) -> dict[str, Any]:
         data = quantize.quantize(
             keras_model, calib, in_perms, options, on_sample=on_sample,
             range_margin=float(job.get("range_margin", 0.0)),
+            range_method=str(job.get("range_method", "minmax")),
         )  # fmt: skip
     except quantize.QuantizeFailed as exc:
         traceback.print_exc()
