@@ -365,6 +365,25 @@ def test_conversion_is_deterministic(
     assert again.tflite_path.read_bytes() == tiny_default.tflite_path.read_bytes()
 
 
+def test_default_strategy_equals_the_plain_recipe_where_no_rewrite_applies(
+    tiny_default: ConvertResult, tiny_calib: np.ndarray, tmp_path: Path
+) -> None:
+    """The rewrites and the float check change nothing for a net they do not apply to:
+    the default conversion is byte for byte the plain recipe's (no regression)."""
+    from toolchain.convert.strategy import Strategy
+
+    plain = convert(
+        nets.tiny_net(),
+        calib=tiny_calib,
+        input_shapes=[(1, 2, 4, 4)],
+        out_dir=tmp_path,
+        cache=False,
+        strategy=Strategy.plain(),
+    )
+    assert plain.report["conversion"]["rewrites_applied"] == []
+    assert plain.tflite_path.read_bytes() == tiny_default.tflite_path.read_bytes()
+
+
 def test_uint8_io_per_tensor_weights_from_torchscript(
     tiny_default: ConvertResult, tiny_calib: np.ndarray, tmp_path: Path, cache_dir: Path
 ) -> None:
