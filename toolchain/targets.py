@@ -187,7 +187,10 @@ def _read_raw(path: Path, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise TargetError(f"{path}: cannot read target profile: {exc}") from exc
+        raise TargetError(
+            f"{path}: cannot read target profile: {exc}",
+            hint="fix the file (TOML syntax, UTF-8) or remove it from the targets search path",
+        ) from exc
     base_name = data.pop("extends", None)
     if base_name is None:
         return data
@@ -195,7 +198,10 @@ def _read_raw(path: Path, seen: tuple[str, ...] = ()) -> dict[str, Any]:
         raise TargetError(f"{path}: 'extends' must be a profile name (a string)")
     if base_name in seen:
         raise TargetError(f"{path}: 'extends' loop: {' -> '.join((*seen, base_name))}")
-    base_path = _find(base_name) if os.sep in base_name else _find_base(base_name, path.parent)
+    try:
+        base_path = _find(base_name) if os.sep in base_name else _find_base(base_name, path.parent)
+    except TargetError as exc:
+        raise TargetError(f"{path}: 'extends': {exc.message}", hint=exc.hint) from exc
     return _merge(_read_raw(base_path, (*seen, base_name)), data)
 
 

@@ -111,3 +111,15 @@ def test_invalid_profiles_say_what_is_allowed(
     with pytest.raises(TargetError) as e:
         targets.load_target(str(_write(tmp_path, GOOD.replace(old, new))))
     assert needle in str(e.value)
+
+
+def test_broken_toml_and_missing_base_name_the_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text('name = "x"\nkind = "mcu\n')
+    with pytest.raises(TargetError) as e:
+        targets.load_target(str(broken))
+    assert "broken.toml: cannot read target profile" in str(e.value) and e.value.hint
+    orphan = _write(tmp_path, 'extends = "no-such-base"\n' + GOOD)
+    with pytest.raises(TargetError) as e:
+        targets.load_target(str(orphan))
+    assert f"{orphan}: 'extends': unknown target 'no-such-base'" in str(e.value)
