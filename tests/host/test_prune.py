@@ -305,3 +305,24 @@ def test_cli_untraceable_model(tmp_path: Path, capsys: pytest.CaptureFixture[str
     err = capsys.readouterr().err
     assert "no longer runs" in err and "prune_nets.py" in err and "reshape" in err
     assert not out.exists()
+
+
+class _DataDependent(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return y if y.sum() > 0 else -y
+
+
+def test_export_failure_is_one_message_not_a_graph_dump(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    from toolchain.prune.output import model_bytes
+
+    with pytest.raises(PruneError, match="cannot save the pruned model as pt2") as e:
+        model_bytes(_DataDependent(), (torch.zeros(1, 1, 8, 8),), "pt2")
+    assert "test_prune.py" in e.value.message and e.value.hint is not None
+    assert "def forward" not in capfd.readouterr().err

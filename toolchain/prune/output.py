@@ -8,7 +8,9 @@ and with ``edgedeploy convert pruned.pt2``.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import warnings
 from pathlib import Path
 
@@ -17,6 +19,8 @@ from torch import nn
 
 from toolchain.errors import PruneError
 from toolchain.prune.graph import explain_exception
+
+log = logging.getLogger(__name__)
 
 FORMATS = {"pt2": "model_pruned.pt2", "torchscript": "model_pruned.pt"}
 
@@ -31,7 +35,16 @@ def model_bytes(model: nn.Module, inputs: tuple[torch.Tensor, ...], fmt: str) ->
     buf = io.BytesIO()
     try:
         if fmt == "pt2":
-            torch.export.save(torch.export.export(model, inputs), buf)
+            # torch.export prints the partial FX graph of a failed export to stderr; keep it
+            # in the debug log so the user sees one message, not a graph dump
+            dump = io.StringIO()
+            try:
+                with contextlib.redirect_stderr(dump):
+                    program = torch.export.export(model, inputs)
+            finally:
+                if dump.getvalue().strip():
+                    log.debug("torch.export stderr:\n%s", dump.getvalue())
+            torch.export.save(program, buf)
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", category=FutureWarning)
