@@ -215,3 +215,37 @@ def test_cli_phone_flags_map_onto_bench_options() -> None:
     }
     BenchOptions(**kw)  # every key is a BenchOptions field
     assert phone_options(p.parse_args([])) == {}
+
+
+def test_cli_host_that_never_speaks_ssh_is_one_message(tmp_path: Path, kws: Path) -> None:
+    """A port that accepts and closes (no SSH banner): one error line, no paramiko traceback."""
+    import socket
+    import threading
+
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+
+    def serve() -> None:
+        for _ in range(3):
+            try:
+                conn, _addr = srv.accept()
+            except OSError:
+                return
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    out = tmp_path / "out"
+    argv = ["bench", "--target", "rpi4", "--model", str(kws), "--out", str(out)]
+    argv += ["--host", "pi@127.0.0.1", "--ssh-port", str(port), "--timeout", "5"]
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "toolchain", *argv],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        srv.close()
+    assert proc.returncode == 1
+    assert f"cannot reach 127.0.0.1:{port} over SSH" in proc.stderr
+    assert "Traceback" not in proc.stderr and not out.exists()

@@ -48,6 +48,12 @@ def configure(*, verbose: int = 0, quiet: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # paramiko logs a failed handshake (e.g. no SSH banner) from its transport thread with a
+    # traceback; our SSH errors already say what failed, so its log shows only with -vv
+    ssh_log = logging.getLogger("paramiko")
+    ssh_log.handlers[:] = [handler]
+    ssh_log.setLevel(logging.DEBUG if verbose > 1 else logging.CRITICAL)
+    ssh_log.propagate = False
 
 
 def error(exc: EdgeDeployError) -> None:
