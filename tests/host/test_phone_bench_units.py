@@ -249,3 +249,12 @@ def test_cli_host_that_never_speaks_ssh_is_one_message(tmp_path: Path, kws: Path
     assert proc.returncode == 1
     assert f"cannot reach 127.0.0.1:{port} over SSH" in proc.stderr
     assert "Traceback" not in proc.stderr and not out.exists()
+
+
+def test_missing_ssh_key_says_what_to_do(tmp_path: Path) -> None:
+    from toolchain.devices.ssh import SshBoard
+
+    board = SshBoard("pi@127.0.0.1", key=tmp_path / "no_key", known_hosts=tmp_path / "kh")
+    with pytest.raises(InputFileError, match="no_key does not exist") as e:
+        board.connect()
+    assert e.value.hint is not None and "--ssh-key" in e.value.hint

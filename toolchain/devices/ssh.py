@@ -135,7 +135,11 @@ class SshBoard:
 
     def connect(self) -> None:
         if self.key is not None and not self.key.is_file():
-            raise InputFileError(f"SSH key {self.key} does not exist")
+            raise InputFileError(
+                f"SSH key {self.key} does not exist",
+                hint="give the private key file with --ssh-key, or leave it out to use "
+                "ssh-agent and ~/.ssh/id_*",
+            )
         client = paramiko.SSHClient()
         if self.known_hosts.is_file():
             try:
