@@ -326,3 +326,13 @@ def test_export_failure_is_one_message_not_a_graph_dump(
         model_bytes(_DataDependent(), (torch.zeros(1, 1, 8, 8),), "pt2")
     assert "test_prune.py" in e.value.message and e.value.hint is not None
     assert "def forward" not in capfd.readouterr().err
+
+
+def test_cli_nothing_to_do_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert main(["-q", "prune", MIXED, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "nothing to do" in err and "--ratio R, a budget" in err
+    assert not out.exists()

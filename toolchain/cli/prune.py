@@ -123,6 +123,11 @@ def run(args: argparse.Namespace) -> int:
     from toolchain.prune import Budget, FinetuneOptions, fit, prune
 
     fitting = args.target is not None or args.flash_bytes is not None or args.ram_bytes is not None
+    if not fitting and args.ratio is None and args.sensitivity is None:
+        raise UsageError(
+            "nothing to do",
+            hint="give --ratio R, a budget (--target/--flash-bytes/--ram-bytes) or --sensitivity",
+        )
     if fitting and args.ratio is not None:
         raise UsageError("give either --ratio or a budget (--target/--flash-bytes/--ram-bytes)")
     if fitting and args.calib is None:
