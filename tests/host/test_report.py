@@ -275,6 +275,8 @@ def test_summary_picks_the_headline_numbers() -> None:
     assert s["accuracy_int8"] == 98.611 and s["min_sqnr_db"] == 35.57
     assert s["latency_unit"] == "instructions" and s["runner"] == "qemu"
     assert s["latency_median"] == pytest.approx(181.0)
+    assert s["model"] == "digits_model.py:model"  # the project's name, not "<DigitsCNN object>"
+    assert s["image_flash_bytes"] is None and s["firmware_built"] is False
     empty = summary({"project": {"model": {"source": "m.py:f"}}})
     assert empty["model"] == "m.py:f" and empty["tflite_bytes"] is None and empty["fits"] is None
 
@@ -366,6 +368,31 @@ def test_per_op_missing_says_why() -> None:
     text = _text(_parse(render_html(r)))
     assert "Not measured: the device has no per-op profiler" in text
     assert "Operators in the model (count, not time)" in text
+
+
+def _built(flash: int, ram: int, budget: int = 4194304) -> dict[str, Any]:
+    r = copy.deepcopy(_report())
+    r["firmware"]["build"] = {
+        "elf": "/tmp/out/firmware/build/tflm/firmware.elf",
+        "memory": {"flash_used_bytes": flash, "ram_used_bytes": ram,
+                   "flash_budget_bytes": budget, "ram_budget_bytes": budget},
+    }  # fmt: skip
+    r["summary"] = summary(r)
+    return r
+
+
+def test_a_built_image_gives_the_real_flash_and_ram() -> None:
+    r = _built(74216, 35540)
+    s = r["summary"]
+    assert (s["image_flash_bytes"], s["image_ram_bytes"]) == (74216, 35540)
+    assert s["firmware_built"] is True and s["fits"] is True
+    assert s["flash_total_bytes"] == 80910  # the emit stage's estimate stays as it was
+    text = _text(_parse(render_html(r)))
+    assert "1.8% flash" in text and "linked image" in text  # the card: 74,216 / 4 MiB
+    assert "Flash, linked image 72.5 KiB 4.00 MiB" in text  # the budget table
+    assert "real use (from the ELF)" in text and "until the firmware is built" not in text
+    over = _built(74216, 35540, budget=65536)["summary"]
+    assert over["fits"] is False  # the image, not the estimate, decides
 
 
 def test_write_reports(tmp_path: Path) -> None:

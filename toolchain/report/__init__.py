@@ -133,8 +133,12 @@ def summary(r: Mapping[str, Any]) -> dict[str, Any]:
     mem = emit.get("memory") or {}
     bsum = bench.get("summary") or {}
     build = (fw.get("build") or {}) if fw else {}
+    image = build.get("memory") or {}
+    # the project's own name for the model: the converter only saw the pruned module object
+    named = ((r.get("project") or {}).get("model") or {}).get("source")
+    model = named or (conv.get("model") or {}).get("source")
     return {
-        "model": (conv.get("model") or {}).get("source") or (r.get("project") or {}).get("model", {}).get("source"),
+        "model": model,
         "params_before": prune.get("params_before"),
         "params_after": prune.get("params_after"),
         "tflite_bytes": conv.get("tflite_bytes"),
@@ -145,7 +149,9 @@ def summary(r: Mapping[str, Any]) -> dict[str, Any]:
         "flash_budget_bytes": (mem.get("flash") or {}).get("budget"),
         "ram_total_bytes": (mem.get("ram") or {}).get("total"),
         "ram_budget_bytes": (mem.get("ram") or {}).get("budget"),
-        "fits": mem.get("flash", {}).get("fits", True) and mem.get("ram", {}).get("fits", True) if mem else None,
+        "fits": _image_fits(image) if image else (mem.get("flash", {}).get("fits", True) and mem.get("ram", {}).get("fits", True) if mem else None),
+        "image_flash_bytes": image.get("flash_used_bytes"),
+        "image_ram_bytes": image.get("ram_used_bytes"),
         "accuracy_float": acc.get("float"),
         "accuracy_int8": acc.get("int8"),
         "accuracy_tflm": (validate.get("tflm") or {}).get("accuracy"),
@@ -156,6 +162,14 @@ def summary(r: Mapping[str, Any]) -> dict[str, Any]:
         "runner": bench.get("runner"),
         "firmware_built": bool(build.get("elf")) if fw else None,
     }  # fmt: skip
+
+
+def _image_fits(image: Mapping[str, Any]) -> bool:
+    """The linked firmware image's flash and RAM within the target's budget."""
+    return all(
+        image.get(f"{k}_used_bytes", 0) <= (image.get(f"{k}_budget_bytes") or float("inf"))
+        for k in ("flash", "ram")
+    )
 
 
 def environment(bench: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -153,15 +153,23 @@ def _cards(s: Mapping[str, Any], r: Mapping[str, Any]) -> list[dict[str, str]]:
                 "tone": "teal",
             }
         )
-    if s.get("flash_total_bytes") is not None and s.get("flash_budget_bytes"):
-        share = s["flash_total_bytes"] / s["flash_budget_bytes"]
-        ram = s["ram_total_bytes"] / s["ram_budget_bytes"] if s.get("ram_budget_bytes") else None
+    built = s.get("image_flash_bytes") is not None  # the linked image, else the estimate
+    flash = s["image_flash_bytes"] if built else s.get("flash_total_bytes")
+    ram_used = s.get("image_ram_bytes") if built else s.get("ram_total_bytes")
+    if flash is not None and s.get("flash_budget_bytes"):
+        share = flash / s["flash_budget_bytes"]
+        ram = (
+            ram_used / s["ram_budget_bytes"]
+            if ram_used is not None and s.get("ram_budget_bytes")
+            else None
+        )
         cards.append(
             {
                 "label": "Fits the target" if s.get("fits") else "Over budget",
                 "value": f"{share:.1%} flash",
                 "sub": (f"{ram:.1%} RAM, " if ram is not None else "")
-                + str((r.get("target") or {}).get("name")),
+                + str((r.get("target") or {}).get("name"))
+                + (" · linked image" if built else " · estimate"),
                 "tone": "green" if s.get("fits") else "red",
             }
         )
@@ -199,7 +207,7 @@ def _memory(r: Mapping[str, Any]) -> dict[str, Any] | None:
     emit = r.get("emit") or {}
     mem = emit.get("memory")
     fw = r.get("firmware") or {}
-    image = (fw.get("build") or {}).get("memory")
+    image: Mapping[str, Any] = (fw.get("build") or {}).get("memory") or {}
     if not mem and not image:
         return None
     rows = []
@@ -219,6 +227,15 @@ def _memory(r: Mapping[str, Any]) -> dict[str, Any] | None:
                 "headroom": kib(part.get("headroom")),
                 "fits": part.get("fits"),
             })  # fmt: skip
+    for kind in ("flash", "ram") if image else ():  # the built firmware, from its ELF
+        used, budget = image.get(f"{kind}_used_bytes"), image.get(f"{kind}_budget_bytes")
+        totals.append({
+            "kind": ("RAM" if kind == "ram" else "Flash") + ", linked image",
+            "total": kib(used),
+            "budget": kib(budget),
+            "headroom": kib(budget - used) if budget is not None and used is not None else "—",
+            "fits": budget is None or (used or 0) <= budget,
+        })  # fmt: skip
     arena = emit.get("arena") or {}
     return {
         "chart": plots.memory_chart(mem) if mem else None,
@@ -235,7 +252,7 @@ def _memory(r: Mapping[str, Any]) -> dict[str, Any] | None:
         }
         if arena
         else None,
-        "image": image,
+        "image": image or None,
     }
 
 
