@@ -264,7 +264,9 @@ class _Table:
 
     def error(self, msg: str, key: str | None = None, hint: str | None = None) -> ProjectFileError:
         at = f"[{self.where}]" + (f" {key}" if key else "") if self.where else (key or "")
-        return ProjectFileError(f"{self.source}: {at}: {msg}", hint=hint)
+        return ProjectFileError(
+            f"{self.source}: {at}: {msg}" if at else f"{self.source}: {msg}", hint=hint
+        )
 
     def get(
         self,
