@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from toolchain.fsutil import atomic_write_bytes, atomic_write_json, staged_outputs, to_json
+from toolchain.fsutil import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    staged_outputs,
+    to_json,
+)
 
 
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
@@ -16,6 +22,13 @@ def test_atomic_write_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
     atomic_write_bytes(p, b"two")
     assert p.read_bytes() == b"two"
     assert sorted(x.name for x in p.parent.iterdir()) == ["a.bin"]
+
+
+def test_atomic_write_gives_the_mode_open_gives(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    written = atomic_write_text(tmp_path / "atomic.txt", "x")
+    assert written.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777  # not mkstemp's 0600
 
 
 def test_json_is_deterministic(tmp_path: Path) -> None:
