@@ -171,6 +171,8 @@ def _print_stages(report: dict[str, Any]) -> None:
 
 
 def _print_headline(report: dict[str, Any]) -> None:
+    from toolchain.report.html import num, unit_label
+
     s = report.get("summary") or {}
     parts = []
     if s.get("tflite_bytes") is not None:
@@ -182,7 +184,12 @@ def _print_headline(report: dict[str, Any]) -> None:
     if s.get("min_sqnr_db") is not None:
         parts.append(f"SQNR {s['min_sqnr_db']:.1f} dB")
     if s.get("latency_median") is not None:
-        parts.append(f"median {s['latency_median']:,.4g} {s['latency_unit']} ({s['runner']})")
+        median = f"{num(s['latency_median'])} {unit_label(s['latency_unit'])}"
+        parts.append(f"median {median} ({s['runner']})")
+    if s.get("image_flash_bytes") is not None:
+        parts.append(
+            f"image {num(s['image_flash_bytes'])} B flash, {num(s.get('image_ram_bytes'))} B RAM"
+        )
     if parts:
         ui.console.print(" · ".join(parts), highlight=False)
 
