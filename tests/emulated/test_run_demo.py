@@ -151,6 +151,61 @@ def test_unchanged_rerun_is_cached(demo: Run) -> None:
     print(f"demo: first run {demo.seconds:.0f} s, cached re-run {again.seconds:.1f} s")
 
 
+def test_firmware_built_and_benchmarked_in_qemu(
+    tflm_library: tuple[Path, Path], demo: Run, tmp_path: Path
+) -> None:
+    """The same project with a TFLM library (from $EDGEDEPLOY_TFLM_LIB / _INCLUDE) and the
+    QEMU board as the bench target: the firmware stage builds the image, the bench stage runs
+    it in QEMU; the stages before come from the demo's cache."""
+    lib, include = tflm_library
+    example = demo.src / "examples/digits"
+    text = (example / "edgedeploy.toml").read_text()
+    text = text.replace('"digits_model.py:', f'"{example}/digits_model.py:')
+    text = text.replace('target = "host-tflm"', 'target = "mps2-an386"')
+    text = re.sub(r"(?m)^runs = \d+", "runs = 5", text)
+    assert 'target = "mps2-an386"' in text.partition("[bench]")[2], "the demo project changed"
+    project = tmp_path / "edgedeploy.toml"
+    project.write_text(text)
+    out = tmp_path / "out"
+    shutil.copytree(demo.out, out)
+    env = {**demo.env, "EDGEDEPLOY_TFLM_LIB": str(lib), "EDGEDEPLOY_TFLM_INCLUDE": str(include)}
+    proc = subprocess.run(
+        [*EDGEDEPLOY, "run", str(project), "--out", str(out)],
+        capture_output=True, text=True, env=env, cwd=demo.src, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r = json.loads((out / "report.json").read_text())
+    expected = {**dict.fromkeys(STAGES[:4], "cached"), "firmware": "ok", "bench": "ok"}
+    assert _statuses(r) == expected
+    image = r["firmware"]["build"]["memory"]
+    elf = Path(r["firmware"]["build"]["elf"])
+    assert elf.is_file() and elf.is_relative_to(out / "firmware")
+    assert 0 < image["flash_used_bytes"] <= image["flash_budget_bytes"]
+    assert r["firmware"]["tflm_library"]["ok"] and r["firmware"]["tflm_library"]["path"] == str(lib)
+    b = r["bench"]
+    assert b["runner"] == "qemu" and b["unit"] == "instructions" and len(b["samples"]) == 5
+    assert (
+        b["output_check"]["bit_exact"]
+        and b["memory"]["flash_used_bytes"] == image["flash_used_bytes"]
+    )
+    assert len(set(b["samples"])) == 1  # -icount: the same instruction count every run
+    ops = [o["name"] for o in b["per_op"]]
+    assert sorted(ops) == sorted(k for k, n in r["convert"]["ops"].items() for _ in range(n))
+    total = sum(o["per_inference"] for o in b["per_op"])
+    assert 0.5 * b["summary"]["median"] < total <= 1.01 * b["summary"]["median"]
+    s = r["summary"]
+    assert s["firmware_built"] and s["image_flash_bytes"] == image["flash_used_bytes"]
+    assert r["environment"]["device"]["info"]["target"] == "mps2-an386"
+    # the page: the linked image against the budget, the device's per-op times, no "not built"
+    html = (out / "report.html").read_text()
+    assert "Flash, linked image" in html and f"{image['flash_used_bytes']:,} B flash" in html
+    assert "Not measured" not in html and "not built" not in html
+    assert f"image {image['flash_used_bytes']:,} B flash" in " ".join(proc.stdout.split())
+    print(f"digits on mps2-an386 (QEMU): median {b['summary']['median']:,.0f} instructions, "
+          f"image {image['flash_used_bytes']:,} B flash / {image['ram_used_bytes']:,} B RAM")  # fmt: skip
+    assert _leftovers(out) == []
+
+
 def _chromium(*args: str, tmp: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     if not Path(CHROMIUM).exists():
         pytest.skip("chromium is not installed (scripts/install-system-deps.sh installs it)")
