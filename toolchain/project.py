@@ -471,6 +471,13 @@ def parse_project(
     t.finish()
     if includes and lib is None:
         raise t.error("tflm_include without tflm_lib", "tflm_include", hint="set tflm_lib as well")
+    if lib is not None and not includes:
+        raise t.error(
+            "tflm_lib without tflm_include",
+            "tflm_lib",
+            hint='set tflm_include = ["/path/to/tflite-micro"]: the checkout the library was '
+            "built from (its headers must match the library; docs/tflm-library.md)",
+        )
 
     bench = _bench(_Table(tables["bench"], "bench", source), path, rootp)
     if check_files and bench.target is not None:

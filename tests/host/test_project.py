@@ -112,6 +112,7 @@ def test_several_input_shapes_and_fit(folder: Path) -> None:
         (("[target]", "[bench]\nrunner = \"usb\"\n[target]"), ["[bench] runner", "host-tflm"]),
         (("[target]", "[output]\nhtml = \"yes\"\n[target]"), ["[output] html", "true or false"]),
         (("[data]", "[data2]"), ["unknown key 'data2'", "did you mean 'data'"]),
+        (("[target]", '[firmware]\ntflm_lib = "net.py"\n[target]'), ["[firmware] tflm_lib", "without tflm_include", "tflite-micro"]),
     ],
 )  # fmt: skip
 def test_bad_project_files_name_the_key(
@@ -178,7 +179,7 @@ def test_init_command_writes_and_refuses_to_overwrite(
 
 
 def test_run_command_rejects_a_bad_project(
-    folder: Path, capsys: pytest.CaptureFixture[str]
+    folder: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (folder / "edgedeploy.toml").write_text(
         MINIMAL.replace("[target]", "[prune]\nration = 0.5\n[target]")
@@ -187,5 +188,11 @@ def test_run_command_rejects_a_bad_project(
     err = capsys.readouterr().err
     assert "unknown key 'ration'" in err and "did you mean 'ratio'" in err
     assert not (folder / "out").exists()  # nothing ran, nothing written
+    (folder / "edgedeploy.toml").write_text(MINIMAL)
+    lib = str(folder / "net.py")  # any file: the missing include directory is caught first
+    monkeypatch.delenv("EDGEDEPLOY_TFLM_INCLUDE", raising=False)
+    assert main(["run", str(folder / "edgedeploy.toml"), "--tflm-lib", lib]) == 2
+    assert "needs its include directory: --tflm-include" in capsys.readouterr().err
+    assert not (folder / "out").exists()
     assert main(["run", str(folder / "absent.toml")]) == 1
     assert "edgedeploy init" in capsys.readouterr().err

@@ -97,14 +97,20 @@ def with_library(project: Any, lib: str | None, includes: list[str] | None) -> A
     fw = project.firmware
     if lib is None and fw.tflm_lib is None and os.environ.get("EDGEDEPLOY_TFLM_LIB"):
         lib = os.environ["EDGEDEPLOY_TFLM_LIB"]
-        if includes is None and os.environ.get("EDGEDEPLOY_TFLM_INCLUDE"):
-            includes = os.environ["EDGEDEPLOY_TFLM_INCLUDE"].split(os.pathsep)
+    if lib is not None and includes is None and os.environ.get("EDGEDEPLOY_TFLM_INCLUDE"):
+        includes = os.environ["EDGEDEPLOY_TFLM_INCLUDE"].split(os.pathsep)
     if lib is None:
         if includes:
             raise UsageError("--tflm-include needs --tflm-lib")
         return project
     if not Path(lib).is_file():
         raise UsageError(f"no such TFLM library: {lib}", hint="see docs/tflm-library.md")
+    if not includes:
+        raise UsageError(
+            "a TFLM library needs its include directory: --tflm-include DIR "
+            "(or $EDGEDEPLOY_TFLM_INCLUDE)",
+            hint="the tflite-micro checkout the library was built from (docs/tflm-library.md)",
+        )
     fw = dataclasses.replace(
         fw,
         tflm_lib=Path(lib).resolve(),
