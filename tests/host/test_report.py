@@ -395,6 +395,29 @@ def test_a_built_image_gives_the_real_flash_and_ram() -> None:
     assert over["fits"] is False  # the image, not the estimate, decides
 
 
+def test_instruction_counts_read_as_numbers() -> None:
+    """QEMU counts: 1,761,560 every run — no 1.762e+06, no card overflow."""
+    from toolchain.report.html import num
+    from toolchain.report.plots import _count
+
+    assert (num(1761560.0), num(3240.0), num(181.0), num(35.58)) == (
+        "1,761,560",
+        "3,240",
+        "181",
+        "35.58",
+    )
+    assert (_count(1761560.0), _count(176.7)) == ("1,761,560", "176.7")
+    r = copy.deepcopy(_report())
+    r["bench"]["samples"] = [1761560.0] * 20
+    r["bench"]["summary"].update(median=1761560.0, p90=1761560.0, p10=1761560.0)
+    r["summary"] = summary(r)
+    html = render_html(r)
+    page = _parse(html)
+    assert '<div class="value">1,761,560</div>' in html  # the unit goes under the number
+    assert "1,761,560 instructions" in _text(page) and "e+06" not in html
+    assert page.tags.count("img") >= 4  # the histogram of identical samples is drawn
+
+
 def test_write_reports(tmp_path: Path) -> None:
     r = _report()
     j, h = write_reports(tmp_path, r)

@@ -70,7 +70,9 @@ def num(v: Any, digits: int = 4) -> str:
     if isinstance(v, int):
         return f"{v:,}"
     if isinstance(v, float):
-        return f"{v:,.0f}" if abs(v) >= 10_000 else f"{v:.{digits}g}"
+        if abs(v) >= 10_000 or (v.is_integer() and abs(v) >= 1000):  # 3,240 not 3240
+            return f"{v:,.0f}"
+        return f"{v:.{digits}g}"
     return str(v)
 
 
@@ -192,11 +194,14 @@ def _cards(s: Mapping[str, Any], r: Mapping[str, Any]) -> list[dict[str, str]]:
             }
         )
     if s.get("latency_median") is not None:
+        value, unit = num(s["latency_median"]), unit_label(s.get("latency_unit"))
+        runs = f"{s.get('latency_runs')} runs on {s.get('runner')}"
+        wide = len(value) + len(unit) > 10  # "1,761,560 instructions" overflows the card
         cards.append(
             {
                 "label": "Median latency",
-                "value": f"{num(s['latency_median'])} {unit_label(s.get('latency_unit'))}",
-                "sub": f"{s.get('latency_runs')} runs on {s.get('runner')}",
+                "value": value if wide else f"{value} {unit}",
+                "sub": f"{unit}, {runs}" if wide else runs,
                 "tone": "amber",
             }
         )

@@ -55,6 +55,19 @@ def _uri(fig: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _count(v: float) -> str:
+    """A latency/tick value for people: ``1,761,560``, ``176.7`` — no ``1.762e+06``."""
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
+
+
+def _plain_x(ax: Any) -> None:
+    """x tick labels written with :func:`_count` (no offset, no scientific notation)."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=6))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _count(v)))
+
+
 def _kb(n: float) -> str:
     return f"{n / 1048576:,.2f} MiB" if n >= 1048576 else f"{n / 1024:,.1f} KiB"
 
@@ -185,12 +198,16 @@ def latency_histogram(
     lo = float(x.min())
     hi = min(float(x.max()), p90 + 3.0 * max(p90 - p10, 0.02 * p50))  # outliers go to one bar
     slow = x[x > hi]
-    bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 36)
+    if hi > lo:
+        bins = np.linspace(lo, hi, 36)
+    else:  # every run the same (QEMU -icount): one bar in the middle of a narrow range
+        pad = max(1.0, 0.01 * abs(lo))
+        bins = np.linspace(lo - pad, lo + pad, 37)
     ax.hist(x[x <= hi], bins=bins, color=PALETTE["blue"], edgecolor="white", linewidth=0.4)
     if slow.size:
         width = bins[1] - bins[0]
         ax.bar(hi + 1.5 * width, slow.size, width=width, color=PALETTE["red"],
-               label=f"{slow.size} slower, up to {slow.max():,.0f}")  # fmt: skip
+               label=f"{slow.size} slower, up to {_count(slow.max())}")  # fmt: skip
     if stats:
         for key, color, label in (
             ("median", PALETTE["green"], "median"),
@@ -198,10 +215,12 @@ def latency_histogram(
         ):
             v = stats.get(key)
             if v is not None:
-                ax.axvline(v, color=color, linewidth=1.8, label=f"{label} {v:,.4g} {unit}")
+                ax.axvline(v, color=color, linewidth=1.8, label=f"{label} {_count(v)} {unit}")
+    _plain_x(ax)
     ax.set_xlabel(f"per-inference latency ({unit})")
     ax.set_ylabel("inferences")
-    ax.set_title(f"{x.size} inferences", fontsize=9, color=PALETTE["slate"], loc="left")
+    same = ", every one the same" if x.size > 1 and hi <= lo else ""
+    ax.set_title(f"{x.size} inferences{same}", fontsize=9, color=PALETTE["slate"], loc="left")
     ax.legend(fontsize=8, frameon=False)
     return _uri(fig)
 
@@ -219,11 +238,12 @@ def per_op_chart(per_op: Sequence[Mapping[str, Any]], unit: str, *, top: int = 1
     ax.barh(y, vals, color=PALETTE["teal"], height=0.6)
     for yi, v, o in zip(y, vals, rows, strict=True):
         share = o.get("share")
-        ax.annotate(f"{v:,.4g}" + (f"  ({share:.0%})" if share is not None else ""), (v, yi),
+        ax.annotate(_count(v) + (f"  ({share:.0%})" if share is not None else ""), (v, yi),
                     xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)  # fmt: skip
     ax.set_yticks(y, [f"#{o.get('index')} {o.get('name')}" if o.get("index") is not None else str(o.get("name")) for o in rows])  # fmt: skip
     ax.set_xlabel(f"{unit} per inference")
     ax.set_xlim(0, max(vals) * 1.25 if max(vals) > 0 else 1)
+    _plain_x(ax)
     return _uri(fig)
 
 
