@@ -24,9 +24,8 @@ def _q(s: str) -> str:
 
 def _line(key: str, value: str | None, default: str, comment: str) -> str:
     """``key = value  # comment`` when given, else the commented-out default."""
-    if value is None:
-        return f"# {key} = {default}".ljust(44) + f"# {comment}"
-    return f"{key} = {value}".ljust(44) + f"# {comment}"
+    text = f"# {key} = {default}" if value is None else f"{key} = {value}"
+    return f"{text.ljust(43)} # {comment}"  # a space before the comment, also after a long value
 
 
 def starter_text(

@@ -157,6 +157,8 @@ def test_starter_text_is_a_valid_project(tmp_path: Path) -> None:
     # every setting is documented in the file, given or not
     for key in ("weights", "round_to", "min_sqnr_db", "tflm_lib", "runner", "[output]"):
         assert key in filled
+    long = starter_text(calibration="../../a/much/longer/path/to/the/calibration/data.npy")
+    assert '/data.npy" # ' in long  # the comment stays apart from a long value
 
 
 def test_init_command_writes_and_refuses_to_overwrite(
