@@ -2,14 +2,18 @@
 built by TFLM's own Makefile (docs/tflm-library.md) — the real TFLM benchmark firmware for the
 MLPerf Tiny / TFLM reference models, in guest *instructions* per inference.
 
-    .venv/bin/python -m benchmarks.run qemu -- [--tflm-lib LABEL=LIB ...] [--tflm-include DIR]
-        [--target mps2-an386] [--models kws,ic,vww,person_detect] [--runs 3] [--warmup 1]
+    .venv/bin/python -m benchmarks.run qemu -- [--tflm-lib LABEL=LIB ...]
+        [--soft-tflm-lib LABEL=LIB ...] [--tflm-include DIR] [--target mps2-an386]
+        [--models kws,ic,vww,person_detect] [--runs 3] [--warmup 1] [--skip-selftest]
 
-``--tflm-lib`` may be given several times (e.g. ``reference=.../libtensorflow-microlite.a``
-and ``cmsis-nn=...``); default ``$EDGEDEPLOY_TFLM_LIB`` labelled by what it contains. The
-comparison figures are the issue's (a hand-written firmware on mps2-an386 with TFLM built for
-cortex-m4). Writes ``benchmarks/results/qemu_firmware.json`` and the ``qemu-firmware``
-section of benchmarks/README.md.
+``--tflm-lib`` (a library for ``--target`` as it is) and ``--soft-tflm-lib`` (one built with
+TFLM's ``TARGET_ARCH=cortex-m4``, soft float, run on a soft-float variant of ``--target``) may
+be given several times; LABEL names the library in the table (default: its TFLM ``gen/``
+folder). Without either, ``$EDGEDEPLOY_TFLM_LIB``. Each library's kernels (reference or
+CMSIS-NN) are read from the library itself and pick the issue's figures to compare with (a
+hand-written firmware on mps2-an386 with TFLM built for cortex-m4). Writes
+``benchmarks/results/qemu_firmware.json`` and the ``qemu-firmware`` section of
+benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from toolchain.bench.options import BenchOptions
 from toolchain.bench.qemu import QemuProcess, qemu_version
 from toolchain.firmware import check_library, make_firmware
 from toolchain.protocol import DeviceClient
-from toolchain.targets import load_target
+from toolchain.targets import Target, load_target
 
 BOARDS = ("mps2-an386", "mps2-an500", "mps2-an505", "lm3s6965evb")
 MODELS = {
@@ -64,7 +68,7 @@ def selftest_row(board: str, root: Path) -> dict[str, Any]:
     fw = make_firmware(target=target, out_dir=root / board, selftest=True, build=True)
     assert fw.build is not None
     build_s = time.monotonic() - t0
-    sessions = []
+    sessions: list[dict[str, Any]] = []
     rng = random.Random(1)
     data = bytes(rng.randrange(256) for _ in range(4096))
     for _ in range(2):
@@ -111,27 +115,35 @@ def selftest_row(board: str, root: Path) -> dict[str, Any]:
     }
 
 
-def _label(lib: Path, target: Any) -> str:
-    return "cmsis-nn" if check_library(lib, target).cmsis_nn else "reference"
+def soft_float_variant(target_name: str, root: Path) -> Target:
+    """``target_name`` running soft-float code (for TFLM built with TARGET_ARCH=cortex-m4):
+    a profile written for this benchmark only."""
+    path = root / f"{target_name}-soft-float.toml"
+    path.write_text(
+        f'name = "{target_name}-soft-float"\nextends = "{target_name}"\n'
+        f'description = "{target_name} with -mfloat-abi=soft code (benchmark only)"\n'
+        '[cpu]\nfpu = "none"\nfloat_abi = "soft"\n',
+        encoding="utf-8",
+    )
+    return load_target(str(path))
 
 
 def tflm_rows(
-    libs: dict[str, Path],
+    libs: dict[str, tuple[Path, Target]],
     include: Path,
-    target_name: str,
     models: list[str],
     runs: int,
     warmup: int,
     root: Path,
 ) -> list[dict[str, Any]]:
     ref = reference_dir()
-    target = load_target(target_name)
     rows = []
-    for label, lib in libs.items():
+    for label, (lib, target) in libs.items():
         check = check_library(lib, target)
+        kernels = "cmsis-nn" if check.cmsis_nn else "reference"
         for key in models:
             title, rel = MODELS[key]
-            say(f"qemu: {title} with the {label} library on {target_name}")
+            say(f"qemu: {title} with the {label} library on {target.name}")
             t0 = time.monotonic()
             fw = make_firmware(
                 target=target,
@@ -156,13 +168,17 @@ def tflm_rows(
             s, chk = r.summary, r.output_check
             if s is None or chk is None:
                 raise SystemExit(f"{title}: no summary/output check")
-            issue = ISSUE_INSTRUCTIONS.get(label, {}).get(key)
+            issue = ISSUE_INSTRUCTIONS[kernels].get(key)
             issue_arena = ISSUE_ARENA.get(key)
             used = int(r.memory["arena_used_bytes"])
             rows.append(
                 {
                     "library": label,
+                    "kernels": kernels,
+                    "float_abi": target.cpu.float_abi,
+                    "target": target.name,
                     "library_desc": check.describe(),
+                    "library_path": str(lib),
                     "model": title,
                     "file": rel,
                     "instructions": s.median,
@@ -189,6 +205,11 @@ def tflm_rows(
                 }
             )
     return rows
+
+
+def _gen_dir(path: str | None) -> str:
+    """`` (built in gen/<dir>)`` — TFLM names the folder for TARGET_ARCH, BUILD_TYPE, kernels."""
+    return "" if not path else f" (TFLM `gen/{Path(path).parent.parent.name}`)"
 
 
 def _pct(x: float | None) -> str:
@@ -224,14 +245,16 @@ def render(result: dict[str, Any]) -> str:
             f"{result['warmup']} warm-up, two QEMU runs each); issue = the hand-written "
             "firmware's figures from issue 5.",
             "",
-            "| model | kernels | M instructions | issue | diff | arena used B | issue arena | diff | "
-            "flash B | RAM B | outputs vs host TFLM | identical runs |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| model | library | kernels | float ABI | M instructions | issue | diff | "
+            "arena used B | issue arena | diff | flash B | RAM B | outputs vs host TFLM | "
+            "identical runs |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in result["tflm"]:
             issue, issue_arena = r["issue_instructions"], r["issue_arena"]
             lines.append(
-                f"| {r['model']} | {r['library']} | {r['instructions'] / 1e6:.2f} | "
+                f"| {r['model']} | {r['library']} | {r['kernels']} | {r['float_abi']} | "
+                f"{r['instructions'] / 1e6:.2f} | "
                 f"{'-' if issue is None else f'{issue / 1e6:g}'} | {_pct(r['vs_issue'])} | "
                 f"{r['arena_used_bytes']:,} | "
                 f"{'-' if issue_arena is None else f'{issue_arena:,}'} | "
@@ -239,8 +262,13 @@ def render(result: dict[str, Any]) -> str:
                 f"{'bit-identical' if r['bit_exact'] else 'DIFFER'} ({r['compared_values']}) | "
                 f"{'yes' if r['identical_inferences'] and r['identical_across_runs'] else 'NO'} |"
             )
-        libs = sorted({(r["library"], r["library_desc"]) for r in result["tflm"]})
-        lines += ["", *[f"- {label}: {desc}" for label, desc in libs]]
+        libs = sorted(
+            {
+                (r["library"], r["library_desc"], _gen_dir(r.get("library_path")))
+                for r in result["tflm"]
+            }
+        )
+        lines += ["", *[f"- {label}: {desc}{gen}" for label, desc, gen in libs]]
     else:
         lines += ["", "TFLM firmware: not run (no TFLM library given; docs/tflm-library.md)."]
     return "\n".join(lines) + "\n"
@@ -249,6 +277,14 @@ def render(result: dict[str, Any]) -> str:
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="benchmarks.run qemu")
     p.add_argument("--tflm-lib", action="append", default=[], metavar="LABEL=LIB")
+    p.add_argument(
+        "--soft-tflm-lib",
+        action="append",
+        default=[],
+        metavar="LABEL=LIB",
+        help="a library built with TARGET_ARCH=cortex-m4 (soft float), run on a soft-float "
+        "variant of --target",
+    )
     p.add_argument("--tflm-include", default=os.environ.get("EDGEDEPLOY_TFLM_INCLUDE"))
     p.add_argument("--target", default="mps2-an386")
     p.add_argument("--models", default=",".join(MODELS))
@@ -257,23 +293,28 @@ def main(argv: list[str]) -> int:
     p.add_argument("--skip-selftest", action="store_true")
     args = p.parse_args(argv)
     target = load_target(args.target)
-    libs: dict[str, Path] = {}
-    for item in args.tflm_lib:
-        label, _, path = item.rpartition("=")
-        libs[label or _label(Path(path), target)] = Path(path)
-    if not libs and os.environ.get("EDGEDEPLOY_TFLM_LIB"):
-        lib = Path(os.environ["EDGEDEPLOY_TFLM_LIB"])
-        libs[_label(lib, target)] = lib
-    if libs and not args.tflm_include:
-        raise SystemExit("--tflm-include (or EDGEDEPLOY_TFLM_INCLUDE) is needed with a library")
     with tempfile.TemporaryDirectory(prefix="edgedeploy-qemu-bench-") as tmp:
         root = Path(tmp)
+        libs: dict[str, tuple[Path, Target]] = {}
+        for items, tgt in (
+            (args.tflm_lib, target),
+            (
+                args.soft_tflm_lib,
+                soft_float_variant(args.target, root) if args.soft_tflm_lib else target,
+            ),
+        ):
+            for item in items:
+                label, _, path = item.rpartition("=")
+                libs[label or Path(path).parent.parent.name] = (Path(path), tgt)
+        if not libs and os.environ.get("EDGEDEPLOY_TFLM_LIB"):
+            libs["EDGEDEPLOY_TFLM_LIB"] = (Path(os.environ["EDGEDEPLOY_TFLM_LIB"]), target)
+        if libs and not args.tflm_include:
+            raise SystemExit("--tflm-include (or EDGEDEPLOY_TFLM_INCLUDE) is needed with a library")
         selftest = [] if args.skip_selftest else [selftest_row(b, root) for b in BOARDS]
         tflm = (
             tflm_rows(
                 libs,
                 Path(args.tflm_include or "."),
-                args.target,
                 [m for m in args.models.split(",") if m],
                 args.runs,
                 args.warmup,

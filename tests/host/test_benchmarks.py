@@ -85,3 +85,19 @@ def test_cases_name_existing_reference_files(reference_dir: Path) -> None:
         assert (reference_dir / "mlperf_tiny" / case.reference).is_file()
         if case.weights is not None:
             assert (reference_dir / "mlperf_tiny" / case.weights).exists()
+
+
+def test_qemu_soft_float_variant_and_saved_result(tmp_path: Path) -> None:
+    from benchmarks import qemu_firmware
+    from toolchain.targets import load_target
+
+    soft = qemu_firmware.soft_float_variant("mps2-an386", tmp_path)
+    base = load_target("mps2-an386")
+    assert soft.name == "mps2-an386-soft-float" and soft.cpu.core == base.cpu.core
+    assert (soft.cpu.fpu, soft.cpu.float_abi) == ("none", "soft")
+    assert "-mfloat-abi=soft" in soft.cpu.gcc_flags() and soft.transport == base.transport
+    saved = common.RESULTS / "qemu_firmware.json"
+    if saved.is_file():
+        result = json.loads(saved.read_text())
+        text = qemu_firmware.render(result)
+        assert text.count("\n| ") == 2 + len(result["selftest"]) + len(result["tflm"])  # + headers
