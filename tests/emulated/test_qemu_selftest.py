@@ -19,6 +19,7 @@ import pytest
 from toolchain.bench import run_bench
 from toolchain.bench.options import BenchOptions
 from toolchain.bench.qemu import QemuProcess
+from toolchain.cli import main
 from toolchain.errors import (
     DeviceError,
     InputFileError,
@@ -197,6 +198,22 @@ def test_missing_qemu_is_a_clear_error(
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ToolchainMissingError, match="qemu-system-arm not found"):
         QemuProcess(load_target("lm3s6965evb"), firmware["lm3s6965evb"])
+
+
+def test_cli_without_qemu_exits_non_zero_and_writes_nothing(
+    firmware: dict[str, Path],
+    reference_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    model = reference_dir / "mlperf_tiny" / "kws" / "kws_ref_model.tflite"
+    monkeypatch.setenv("PATH", str(tmp_path))
+    out = tmp_path / "report"
+    rc = main(["-q", "bench", "--target", "mps2-an386", "--model", str(model), "--firmware",
+               str(firmware["mps2-an386"]), "--out", str(out)])  # fmt: skip
+    assert rc == 1 and not out.exists()
+    assert "qemu-system-arm not found" in capsys.readouterr().err
 
 
 def test_qemu_dying_mid_session_is_reported(firmware: dict[str, Path]) -> None:

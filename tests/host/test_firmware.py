@@ -370,3 +370,16 @@ def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["firmware", "--target", "mps2-an386", "--out", str(tmp_path / "b")]) == 2
     assert "--model" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+@needs_arm_gcc
+def test_cli_refuses_a_library_for_another_float_abi(
+    tmp_path: Path, hello_world: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    soft = _lib(tmp_path, "soft", ["-mcpu=cortex-m4", "-mthumb"])  # TFLM's TARGET_ARCH=cortex-m4
+    out = tmp_path / "out"
+    rc = main(["firmware", "--target", "mps2-an386", "--model", str(hello_world), "--out",
+               str(out), "--tflm-lib", str(soft), "--tflm-include", str(tmp_path), "--build"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 1 and not out.exists()
+    assert "-mfloat-abi=soft" in err and "TARGET_ARCH=cortex-m4+fp" in err

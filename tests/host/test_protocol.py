@@ -287,6 +287,7 @@ def test_output_longer_than_asked_is_refused(make_device: Callable[[int, int], F
         client.run(warmup=0, runs=1)
         with pytest.raises(ProtocolError, match="overruns the host's buffer"):
             client.read_output(0)
+        assert client.hello().n_inputs == 1  # the link is still in step afterwards
 
 
 def test_remote_errors_carry_codes_and_hints(make_device: Callable[[int, int], Feed]) -> None:
