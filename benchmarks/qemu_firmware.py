@@ -208,7 +208,8 @@ def tflm_rows(
 
 
 def _gen_dir(path: str | None) -> str:
-    """`` (built in gen/<dir>)`` — TFLM names the folder for TARGET_ARCH, BUILD_TYPE, kernels."""
+    """`` (TFLM `gen/<folder>`)`` for a library's path: TFLM names that folder for its
+    TARGET_ARCH, BUILD_TYPE and kernels; empty for a result without the path."""
     return "" if not path else f" (TFLM `gen/{Path(path).parent.parent.name}`)"
 
 
