@@ -198,3 +198,29 @@ def test_run_command_rejects_a_bad_project(
     assert not (folder / "out").exists()
     assert main(["run", str(folder / "absent.toml")]) == 1
     assert "edgedeploy init" in capsys.readouterr().err
+
+
+def test_command_line_library_and_bench_target(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run`/`demo` --tflm-lib/--tflm-include/--bench-target; the environment's library for
+    `run` only (the demo is the no-library path unless given one)."""
+    from toolchain.cli import build_parser
+    from toolchain.cli.run import with_options
+    from toolchain.errors import TargetError
+
+    (folder / "edgedeploy.toml").write_text(MINIMAL)
+    project = load_project(folder)
+    lib, inc = folder / "net.py", folder  # any file and folder: not built here
+    parse = build_parser().parse_args
+    args = parse(["demo", "--tflm-lib", str(lib), "--tflm-include", str(inc),
+                  "--bench-target", "host-tflm"])  # fmt: skip
+    p = with_options(project, args, env=False)
+    assert (p.firmware.tflm_lib, p.firmware.tflm_include) == (lib, (inc,))
+    assert p.bench_target == "host-tflm" and project.bench_target == "mps2-an386"
+    monkeypatch.setenv("EDGEDEPLOY_TFLM_LIB", str(lib))
+    monkeypatch.setenv("EDGEDEPLOY_TFLM_INCLUDE", str(inc))
+    assert with_options(project, parse(["run"])).firmware.tflm_include == (inc,)
+    assert with_options(project, parse(["demo"]), env=False).firmware.tflm_lib is None
+    with pytest.raises(TargetError, match="nucleo"):
+        with_options(project, parse(["run", "--bench-target", "nucleo"]))

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from toolchain.cli import ui
-from toolchain.cli.run import add_run_arguments, run_and_report
+from toolchain.cli.run import add_run_arguments, run_and_report, with_options
 
 #: the bundled example (in the source tree; not part of an installed wheel)
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "digits" / "edgedeploy.toml"
@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "demo",
         help="run the bundled example end to end (digits CNN → mps2-an386 firmware → host TFLM)",
         description=f"Runs {EXAMPLE.relative_to(EXAMPLE.parents[2])} into {DEFAULT_OUT} "
-        "(same options as `edgedeploy run`).",
+        "(same options as `edgedeploy run`). With --tflm-lib/--tflm-include the firmware is "
+        "built; add --bench-target mps2-an386 to measure it in QEMU.",
     )
     add_run_arguments(p)
     p.set_defaults(func=run)
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None:
         args.out = str(DEFAULT_OUT)
     t0 = time.perf_counter()
-    rc = run_and_report(load_project(EXAMPLE), args)
+    # a library only when given here: the demo is the no-library path otherwise
+    rc = run_and_report(with_options(load_project(EXAMPLE), args, env=False), args)
     if not args.json:
         ui.console.print(f"demo finished in {time.perf_counter() - t0:.0f} s", highlight=False)
     return rc

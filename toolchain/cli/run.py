@@ -53,6 +53,23 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         "--stop-after", metavar="STAGE", choices=STAGE_NAMES, help="the last stage to run"
     )
     p.add_argument("--json", action="store_true", help="print report.json to stdout")
+    p.add_argument(
+        "--tflm-lib",
+        metavar="LIB",
+        help="TFLM static library to build the firmware with (overrides [firmware] tflm_lib)",
+    )
+    p.add_argument(
+        "--tflm-include",
+        action="append",
+        metavar="DIR",
+        help="the tflite-micro checkout LIB was built from (repeatable)",
+    )
+    p.add_argument(
+        "--bench-target",
+        metavar="TARGET",
+        help="where to measure, instead of [bench] target: e.g. mps2-an386 to run the built "
+        "image in QEMU (needs --tflm-lib), host-tflm",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -67,17 +84,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("project", nargs="?", default=None, help="the project file or its folder")
     add_run_arguments(p)
-    p.add_argument(
-        "--tflm-lib",
-        metavar="LIB",
-        help="TFLM static library to build the firmware with (overrides [firmware] tflm_lib; "
-        "default $EDGEDEPLOY_TFLM_LIB)",
-    )
-    p.add_argument(
-        "--tflm-include",
-        action="append",
-        metavar="DIR",
-        help="TFLM include directory (repeatable; default $EDGEDEPLOY_TFLM_INCLUDE)",
+    p.epilog = (
+        "--tflm-lib/--tflm-include default to $EDGEDEPLOY_TFLM_LIB/$EDGEDEPLOY_TFLM_INCLUDE "
+        "when the project names no library."
     )
     p.set_defaults(func=run)
 
@@ -85,19 +94,34 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from toolchain.project import load_project
 
-    project = with_library(load_project(args.project), args.tflm_lib, args.tflm_include)
-    return run_and_report(project, args)
+    return run_and_report(with_options(load_project(args.project), args), args)
 
 
-def with_library(project: Any, lib: str | None, includes: list[str] | None) -> Any:
-    """The project with the TFLM library from the command line, else from the environment
-    when the project names none."""
+def with_options(project: Any, args: argparse.Namespace, *, env: bool = True) -> Any:
+    """The project with the command line's TFLM library (else, with ``env``, the
+    environment's when the project names none) and bench target."""
+    project = with_library(project, args.tflm_lib, args.tflm_include, env=env)
+    if args.bench_target is not None:
+        from toolchain.targets import load_target
+
+        load_target(args.bench_target)  # an unknown name fails here, listing the known ones
+        project = dataclasses.replace(
+            project, bench=dataclasses.replace(project.bench, target=args.bench_target)
+        )
+    return project
+
+
+def with_library(
+    project: Any, lib: str | None, includes: list[str] | None, *, env: bool = True
+) -> Any:
+    """The project with the TFLM library from the command line, else (with ``env``) from the
+    environment when the project names none."""
     from toolchain.errors import UsageError
 
     fw = project.firmware
-    if lib is None and fw.tflm_lib is None and os.environ.get("EDGEDEPLOY_TFLM_LIB"):
+    if env and lib is None and fw.tflm_lib is None and os.environ.get("EDGEDEPLOY_TFLM_LIB"):
         lib = os.environ["EDGEDEPLOY_TFLM_LIB"]
-    if lib is not None and includes is None and os.environ.get("EDGEDEPLOY_TFLM_INCLUDE"):
+    if env and lib is not None and includes is None and os.environ.get("EDGEDEPLOY_TFLM_INCLUDE"):
         includes = os.environ["EDGEDEPLOY_TFLM_INCLUDE"].split(os.pathsep)
     if lib is None:
         if includes:
