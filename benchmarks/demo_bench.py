@@ -1,5 +1,7 @@
 """How long ``make demo`` takes: the demo project through ``edgedeploy run``, cold (empty
-caches), then unchanged (every stage from the stage cache), then with ``--force bench``.
+caches), then unchanged (every stage from the stage cache), then with ``--force bench``; with
+``$EDGEDEPLOY_TFLM_LIB``/``$EDGEDEPLOY_TFLM_INCLUDE`` set, then also with that library and
+``--bench-target mps2-an386`` (the image built, then measured in QEMU).
 
 ``python -m benchmarks.run demo [-- --repeats N]``. Each run is a subprocess on a copy of the
 source tree (the stage cache keys on edgedeploy's code, which others may be editing while
@@ -70,8 +72,9 @@ def main(argv: list[str]) -> int:
             for part in SOURCE_PARTS:
                 shutil.copytree(ROOT / part, src / part, ignore=shutil.ignore_patterns("__pycache__", "out"))  # fmt: skip
             env = {**os.environ, "PYTHONPATH": str(src), "EDGEDEPLOY_CACHE_DIR": f"{tmp}/cache"}
-            env.pop("EDGEDEPLOY_TFLM_LIB", None)
-            for label, extra in RUNS:
+            lib, inc = env.pop("EDGEDEPLOY_TFLM_LIB", None), env.get("EDGEDEPLOY_TFLM_INCLUDE")
+            qemu = ("--tflm-lib", lib, "--tflm-include", inc, "--bench-target", "mps2-an386")
+            for label, extra in (*RUNS, *([("qemu", qemu)] if lib and inc else [])):
                 say(f"demo {i + 1}/{args.repeats}: {label} ...")
                 r = _demo(src, Path(tmp) / "out", env, extra)
                 say(f"  {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU, load {r['load_before']}")
@@ -106,6 +109,16 @@ def _table(result: dict[str, Any]) -> str:
         f"arena {s['arena_bytes']:,} B, accuracy {s['accuracy_float']:.2f}% float → "
         f"{s['accuracy_int8']:.2f}% int8, SQNR {s['min_sqnr_db']:.1f} dB, median "
         f"{s['latency_median']:.1f} {s['latency_unit']} on {s['runner']} (host timings).",
-        "",
     ]  # fmt: skip
+    for r in result["runs"]:
+        if r["run"] == "qemu":
+            q = r["summary"]
+            lines.append(
+                f"With the TFLM library (`qemu` row: the image built, then measured on mps2-an386 "
+                f"in QEMU): median {q['latency_median']:,.0f} {q['latency_unit']} "
+                f"({q['latency_runs']} runs, QEMU -icount, not time), image "
+                f"{q['image_flash_bytes']:,} B flash / {q['image_ram_bytes']:,} B RAM."
+            )
+            break
+    lines.append("")
     return "\n".join(lines)
