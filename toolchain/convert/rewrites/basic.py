@@ -247,35 +247,37 @@ class DivByConstant(Rewrite):
 
 class GeluTanh(GeluBuiltin):
     """Exact GELU (Erf) → its tanh form ``½x(1 + tanh(√(2/π)(x + 0.044715x³)))``, standard
-    ops only (int8 MUL/ADD/TANH). An approximation: |tanh form − exact| ≤ 4.7e-4 (at
-    x ≈ ±2.2); used as a fallback where onnx2tf mishandles the Gelu node's layout (seen on
-    a ConvNeXt-style block: channels-last LayerNorm → Linear → GELU → permute back)."""
+    ops only. An approximation: |tanh form − exact| ≤ 4.7e-4 (at x ≈ ±2.2).
+
+    Written for int8 as ``x · σ(x · (2k + 2ka·x²))`` with ``k = √(2/π)``, ``a = 0.044715``
+    (``½(1 + tanh z) = σ(2z)``): MUL, MUL/ADD by constants, MUL, LOGISTIC, MUL. The literal
+    form computes ``x³`` as a tensor, whose int8 range is the cube of the input's: on the
+    ConvNeXt-style suite model that tensor kept 0.4 dB SQNR and the model 26 dB; ``x²``
+    enters only through ``1 + a·x²``, where its rounding error is scaled by ``a``."""
 
     name = "gelu-tanh"
     exact = "approximation: |tanh-GELU - GELU| <= 4.7e-4 absolute"
-    purpose = "exact GELU (Erf) -> tanh form (fallback)"
+    purpose = "exact GELU (Erf) -> tanh form x*sigmoid(2k(x + a x^3)) (TFLM has no GELU)"
     tolerance = 1e-3
 
     def call(self, g: Graph, matches: list[Any]) -> list[str]:
         done = []
+        k, a = math.sqrt(2.0 / math.pi), 0.044715
         for m in matches:
             last, x, out = m["nodes"][-1], m["x"], m["out"]
             base = last.name + "_tanh"
             c = {
-                k: g.add_const(f"{base}_{k}", np.array(v, np.float32))
-                for k, v in (("a", 0.044715), ("k", math.sqrt(2.0 / math.pi)), ("one", 1.0),
-                             ("half", 0.5), ("three", 3.0))
-            }  # fmt: skip
-            t = [g.fresh(f"{base}_t{i}") for i in range(7)]
+                n: g.add_const(f"{base}_{n}", np.array(v, np.float32))
+                for n, v in (("c2", 2.0 * k * a), ("c0", 2.0 * k))
+            }
+            t = [g.fresh(f"{base}_t{i}") for i in range(5)]
             nodes = [
-                helper.make_node("Pow", [x, c["three"]], [t[0]], name=f"{base}_pow"),
-                helper.make_node("Mul", [t[0], c["a"]], [t[1]], name=f"{base}_mul_a"),
-                helper.make_node("Add", [x, t[1]], [t[2]], name=f"{base}_add_x"),
-                helper.make_node("Mul", [t[2], c["k"]], [t[3]], name=f"{base}_mul_k"),
-                helper.make_node("Tanh", [t[3]], [t[4]], name=f"{base}_tanh"),
-                helper.make_node("Add", [t[4], c["one"]], [t[5]], name=f"{base}_add_1"),
-                helper.make_node("Mul", [x, t[5]], [t[6]], name=f"{base}_mul_x"),
-                helper.make_node("Mul", [t[6], c["half"]], [out], name=f"{base}_mul_half"),
+                helper.make_node("Mul", [x, x], [t[0]], name=f"{base}_square"),
+                helper.make_node("Mul", [t[0], c["c2"]], [t[1]], name=f"{base}_mul_a"),
+                helper.make_node("Add", [t[1], c["c0"]], [t[2]], name=f"{base}_add_k"),
+                helper.make_node("Mul", [x, t[2]], [t[3]], name=f"{base}_mul_x"),
+                helper.make_node("Sigmoid", [t[3]], [t[4]], name=f"{base}_sigmoid"),
+                helper.make_node("Mul", [x, t[4]], [out], name=f"{base}_gate"),
             ]
             g.replace_nodes(m["nodes"], nodes, at=last)
             done.append(f"{m['nodes'][1].name} -> tanh form")
