@@ -3,8 +3,9 @@
 TFLiteConverter sets every activation range to the min/max seen on the calibration data.
 On data it has not seen, values beyond that range are clipped, and a clip costs far more
 than rounding: with 48 calibration images the held-out SQNR of a small CNN was 21 dB
-against 33 dB on the calibration images themselves. :func:`widened_ranges` makes the
-converter use ``[min·(1+m), max·(1+m)]`` instead (``m`` = ``range_margin``): the recorded
+against 33 dB on the calibration images themselves. :func:`calibration_ranges` with
+``margin`` makes the converter use ``[min·(1+m), max·(1+m)]`` instead (``m`` =
+``range_margin``): the recorded
 min/max of every activation are widened in the calibrated model before the converter
 quantizes it (a wrapper around ``Calibrator.calibrate``, the step between the two), so
 zero stays where it was (a ReLU output keeps min 0) and everything else in the
@@ -72,11 +73,6 @@ def calibration_ranges(*, margin: float = 0.0, method: str = "minmax") -> Iterat
         yield
     finally:
         calibrator.Calibrator.calibrate = original
-
-
-def widened_ranges(margin: float) -> contextlib.AbstractContextManager[None]:
-    """:func:`calibration_ranges` with a margin only (the converter's min/max, widened)."""
-    return calibration_ranges(margin=margin)
 
 
 def mse_ranges(calibrated: bytes, samples: list[Any]) -> bytes:
