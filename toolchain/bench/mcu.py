@@ -357,7 +357,9 @@ def flash_image(target: Target, image: Path, *, timeout_s: float = 300.0) -> Non
         )
 
 
-def _image_memory(target: Target, firmware: Path | None) -> dict[str, Any]:
+def firmware_memory(target: Target, firmware: Path | None) -> dict[str, Any]:
+    """The ``memory`` entries of a report for a firmware image: its path and flash/RAM use
+    against ``target``'s budget (only the path when the ELF cannot be measured)."""
     if firmware is None:
         return {}
     from toolchain.firmware.build import image_memory
@@ -396,7 +398,7 @@ def run_serial(target: Target, model: Path, options: BenchOptions) -> BenchResul
             options=options,
             runner="serial",
             device_info={"port": port, "baud": target.transport.baud},
-            memory=_image_memory(target, options.firmware),
+            memory=firmware_memory(target, options.firmware),
         )
 
 

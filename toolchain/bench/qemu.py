@@ -39,7 +39,6 @@ from toolchain.bench.result import BenchResult
 from toolchain.errors import (
     BenchmarkError,
     DeviceError,
-    FirmwareError,
     InputFileError,
     PortNotFoundError,
     ToolchainMissingError,
@@ -380,8 +379,7 @@ def run_qemu(target: Target, model: Path, options: BenchOptions) -> BenchResult:
     firmware faulted or failed to boot: the message carries its report), the MCU procedure's
     errors, and :class:`BenchmarkError` when the firmware does not count instructions.
     """
-    from toolchain.bench.mcu import REQUEST_TIMEOUT_S, benchmark_device
-    from toolchain.firmware.build import image_memory
+    from toolchain.bench.mcu import REQUEST_TIMEOUT_S, benchmark_device, firmware_memory
     from toolchain.protocol.client import DeviceClient
     from toolchain.tflite_model import TFLiteModel
 
@@ -392,11 +390,7 @@ def run_qemu(target: Target, model: Path, options: BenchOptions) -> BenchResult:
         candidate = Path(manifest["project"]) / manifest["golden"]
         golden = candidate if candidate.is_file() else None
     opts = replace(options, golden=golden)
-    try:
-        memory: dict[str, Any] = {"image": str(elf), **image_memory(elf, target).to_dict()}
-    except (FirmwareError, ToolchainMissingError) as exc:
-        log.warning("no flash/RAM figures for %s: %s", elf, exc)
-        memory = {"image": str(elf)}
+    memory = firmware_memory(target, elf)
     with QemuProcess(target, elf) as q:
         link = q.connect()
         client = DeviceClient(link, timeout_s=REQUEST_TIMEOUT_S)
