@@ -175,10 +175,11 @@ def load_labels(labels: Any, *, n: int, what: str = "labels") -> np.ndarray:
     return a.astype(np.int64)
 
 
-def fingerprint(data: Any, *, extra: str = "") -> str | None:
+def fingerprint(data: Any) -> str | None:
     """A content hash of a data source without interpreting it, or None when that needs
-    running user code (``module:fn``). Used for cache keys."""
-    h = hashlib.sha256(extra.encode())
+    running user code (``module:fn``). Used for cache keys; a sequence of arrays (such as
+    :attr:`Dataset.arrays`) hashes each array's dtype, shape and bytes."""
+    h = hashlib.sha256()
     if data is None:
         h.update(b"none")
     elif isinstance(data, ImageFolder):

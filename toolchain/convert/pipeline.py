@@ -246,9 +246,9 @@ def _convert_cold(
             key2 = cache_mod.make_key(
                 {
                     "onnx": onnx_fingerprint(onnx_bytes),
-                    "calib": _arrays_hash(calib_ds.arrays),
-                    "val": _arrays_hash(val_ds.arrays) if val_ds is not None else None,
-                    "labels": _arrays_hash([label_arr]) if label_arr is not None else None,
+                    "calib": data_mod.fingerprint(calib_ds.arrays),
+                    "val": data_mod.fingerprint(val_ds.arrays) if val_ds is not None else None,
+                    "labels": data_mod.fingerprint([label_arr]) if label_arr is not None else None,
                     "label_output": label_output,
                     "options": opts.cache_dict(),
                     "versions": cache_mod.versions(),
@@ -274,7 +274,7 @@ def _convert_cold(
                 "range_method": attempt.range_method,
                 "calib": str(workdir / "calib.npz"),
                 "out": str(tflite_path),
-                "options": {k: v for k, v in opts.to_dict().items()},
+                "options": opts.to_dict(),
                 "inputs": [{"name": n, "torch_shape": list(s)} for n, s in in_shapes],
                 "outputs": [
                     {"name": n, "torch_shape": list(s)}
@@ -534,14 +534,6 @@ def _has_folder_labels(val: Any) -> bool:
     from toolchain.data import ImageFolder
 
     return isinstance(val, ImageFolder) or (isinstance(val, str | Path) and Path(val).is_dir())
-
-
-def _arrays_hash(arrays: Sequence[np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
 
 
 def _source_key(
