@@ -1,14 +1,13 @@
 """``edgedeploy bench``: measure a model on a device → ``OUT/bench_report.json``.
 
-Runner families add their flags through :data:`FLAG_GROUPS`: each entry names a module with
-``add(parser)`` and ``options(args) -> dict`` (BenchOptions keyword arguments); one line per
-family.
+Runner families add their flags through :data:`FLAG_GROUPS`: each entry is a pair of
+functions, ``add(parser)`` and ``options(args) -> dict`` (BenchOptions keyword arguments); one
+line per family.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +16,13 @@ from rich.table import Table
 from toolchain.bench import RUNNERS, run_bench
 from toolchain.bench.options import BenchOptions
 from toolchain.bench.result import BenchResult
-from toolchain.cli import ui
+from toolchain.cli import phone_options, ui
 from toolchain.fsutil import staged_outputs
 from toolchain.targets import load_target
 
 #: runners whose outputs must be bit-identical to the host TFLM interpreter (else exit 3)
 BIT_EXACT_RUNNERS = ("serial", "qemu", "host-tflm")
 EXIT_OUTPUT_MISMATCH = 3
-
-#: (module, add-flags function, options function) per runner family
-FLAG_GROUPS: tuple[tuple[str, str, str], ...] = (
-    ("toolchain.cli.bench", "add_mcu_arguments", "mcu_options"),
-    ("toolchain.cli.phone_options", "add_phone_arguments", "phone_options"),
-)
 
 
 def add_mcu_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +37,13 @@ def add_mcu_arguments(parser: argparse.ArgumentParser) -> None:
 def mcu_options(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"port": args.port, "firmware": args.firmware, "flash": args.flash}
     return {k: v for k, v in out.items() if v is not None}
+
+
+#: (add-flags function, options function) per runner family
+FLAG_GROUPS = (
+    (add_mcu_arguments, mcu_options),
+    (phone_options.add_phone_arguments, phone_options.phone_options),
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,8 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--golden", type=Path, help="golden.npz (input_<i>) from the emit stage")
     p.add_argument("--profile-ops", action="store_true", help="per-operator timing where optional")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds for one device operation")
-    for module, add, _ in FLAG_GROUPS:
-        getattr(importlib.import_module(module), add)(p)
+    for add, _ in FLAG_GROUPS:
+        add(p)
     p.set_defaults(func=run)
 
 
@@ -77,8 +77,8 @@ def options_from_args(args: argparse.Namespace, benchmark: dict[str, Any]) -> di
         "profile_ops": args.profile_ops,
         "timeout_s": args.timeout,
     }
-    for module, _, options in FLAG_GROUPS:
-        kw.update(getattr(importlib.import_module(module), options)(args))
+    for _, options in FLAG_GROUPS:
+        kw.update(options(args))
     return kw
 
 
