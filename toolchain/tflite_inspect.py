@@ -56,13 +56,13 @@ def describe(model: TFLiteModel) -> dict[str, Any]:
     report = lint(model)
     subgraphs = []
     for sg in model.subgraphs:
-        act = [t for t in sg.tensors if not t.is_constant]
+        tensors = [tensor_dict(t) for t in sg.tensors]
         subgraphs.append(
             {
                 "index": sg.index,
                 "name": sg.name,
-                "inputs": [tensor_dict(sg.tensors[i]) for i in sg.inputs],
-                "outputs": [tensor_dict(sg.tensors[i]) for i in sg.outputs],
+                "inputs": [tensors[i] for i in sg.inputs],
+                "outputs": [tensors[i] for i in sg.outputs],
                 "operators": [
                     {
                         "index": op.index,
@@ -73,8 +73,10 @@ def describe(model: TFLiteModel) -> dict[str, Any]:
                     }
                     for op in sg.operators
                 ],
-                "tensors": [tensor_dict(t) for t in sg.tensors],
-                "activation_bytes_total": int(sum(tensor_dict(t)["bytes"] for t in act)),
+                "tensors": tensors,
+                "activation_bytes_total": int(
+                    sum(t["bytes"] for t in tensors if not t["constant"])
+                ),
             }
         )
     return {
