@@ -1,8 +1,8 @@
 """The parent's side of the TF worker process (:mod:`toolchain.convert.worker`).
 
 :class:`TFWorker` starts the worker at once, so TensorFlow imports while this process loads
-and exports the PyTorch model; :meth:`TFWorker.run` sends the job and follows the worker's
-stages, each under its own timeout. A stage that fails, times out, or kills the worker
+and exports the PyTorch model; :meth:`TFWorker.submit` sends the job and
+:meth:`TFWorker.wait` follows the worker's stages, each under its own timeout. A stage that fails, times out, or kills the worker
 (LiteRT can abort on a broken model) raises :class:`~toolchain.errors.Onnx2TfError` or
 :class:`~toolchain.errors.QuantizationError` with the tail of the worker's log. The worker
 runs in its own process group; :meth:`TFWorker.close` kills the whole group (onnxsim too).
