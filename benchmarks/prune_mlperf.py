@@ -37,6 +37,7 @@ from toolchain.prune.data import Dataset
 from toolchain.prune.deploy import deploy
 from toolchain.prune.finetune import finetune
 from toolchain.prune.metric import accuracy, predict
+from toolchain.prune.stats import count_macs, count_params
 from toolchain.zoo.digits import load_data
 from toolchain.zoo.mlperf_tiny import ds_cnn, resnet8
 
@@ -100,8 +101,8 @@ def run_case(name: str, *, base_epochs: int, ft_epochs: int, work: Path) -> dict
     base = deploy(model, out_dir=work / name / "base", **common)
     rows = [_row(0.0, None, base, None, time.perf_counter() - t0)]
     rows[0].update(
-        params=sum(p.numel() for p in model.parameters()),
-        macs=prune_model(model, ratio=0.0).report["macs_before"],
+        params=count_params(model),
+        macs=count_macs(model, inputs),
         accuracy_float=accuracy(ref, val.y),
     )
     say(f"[{name}] unpruned: {base.tflite_bytes} B int8, arena {base.arena_bytes} B")
