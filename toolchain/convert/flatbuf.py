@@ -73,15 +73,6 @@ def tensor_users(subgraph: Any) -> dict[int, list[int]]:
     return users
 
 
-def tensor_producers(subgraph: Any) -> dict[int, int]:
-    """Tensor index → index of the operator that writes it."""
-    prod: dict[int, int] = {}
-    for i, op in enumerate(subgraph.operators or []):
-        for t in op.outputs if op.outputs is not None else []:
-            prod[int(t)] = i
-    return prod
-
-
 def op_name(model: Any, op: Any) -> str:
     """Builtin name of an operator (``TRANSPOSE``), ``CUSTOM`` for custom ones."""
     oc = model.operatorCodes[op.opcodeIndex]

@@ -106,16 +106,6 @@ class Graph:
         g.node.extend([*before, *new, *after])
         self.refresh()
 
-    def rename_input(self, old: str, new: str) -> None:
-        """Make every consumer of ``old`` read ``new`` (graph outputs too)."""
-        for node in self.model.graph.node:
-            for k, i in enumerate(node.input):
-                if i == old:
-                    node.input[k] = new
-        for o in self.model.graph.output:
-            if o.name == old:
-                raise ValueError("cannot rename a graph output")
-
     def prune(self) -> None:
         """Drop nodes and initializers nothing reads."""
         g = self.model.graph
