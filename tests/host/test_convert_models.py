@@ -323,9 +323,17 @@ def tiny_calib() -> np.ndarray:
 
 
 def _tiny(
-    tmp: Path, calib: np.ndarray, cache_dir: Path, *, source: str = "module", **opts: Any
+    tmp: Path,
+    calib: np.ndarray,
+    cache_dir: Path,
+    *,
+    source: str = "module",
+    cache: bool = True,
+    strategy: Any = None,
+    **opts: Any,
 ) -> ConvertResult:
-    """TinyNet from a module in memory, a TorchScript file or a torch.export program."""
+    """TinyNet from a module in memory, a TorchScript file or a torch.export program;
+    ``opts`` are QuantOptions fields."""
     model: Any = nets.tiny_net()
     example = torch.zeros(1, 2, 4, 4)
     if source == "torchscript":
@@ -340,7 +348,9 @@ def _tiny(
         input_shapes=None if source == "export" else [(1, 2, 4, 4)],  # .pt2 brings its own
         out_dir=tmp / "out",
         options=QuantOptions(**opts),
+        cache=cache,
         cache_dir=cache_dir,
+        strategy=strategy,
     )
 
 
@@ -352,34 +362,21 @@ def tiny_default(
 
 
 def test_conversion_is_deterministic(
-    tiny_default: ConvertResult, tiny_calib: np.ndarray, tmp_path: Path
+    tiny_default: ConvertResult, tiny_calib: np.ndarray, tmp_path: Path, cache_dir: Path
 ) -> None:
-    again = convert(
-        nets.tiny_net(),
-        calib=tiny_calib,
-        input_shapes=[(1, 2, 4, 4)],
-        out_dir=tmp_path,
-        cache=False,
-    )
+    again = _tiny(tmp_path, tiny_calib, cache_dir, cache=False)
     assert not again.cached
     assert again.tflite_path.read_bytes() == tiny_default.tflite_path.read_bytes()
 
 
 def test_default_strategy_equals_the_plain_recipe_where_no_rewrite_applies(
-    tiny_default: ConvertResult, tiny_calib: np.ndarray, tmp_path: Path
+    tiny_default: ConvertResult, tiny_calib: np.ndarray, tmp_path: Path, cache_dir: Path
 ) -> None:
     """The rewrites and the float check change nothing for a net they do not apply to:
     the default conversion is byte for byte the plain recipe's (no regression)."""
     from toolchain.convert.strategy import Strategy
 
-    plain = convert(
-        nets.tiny_net(),
-        calib=tiny_calib,
-        input_shapes=[(1, 2, 4, 4)],
-        out_dir=tmp_path,
-        cache=False,
-        strategy=Strategy.plain(),
-    )
+    plain = _tiny(tmp_path, tiny_calib, cache_dir, cache=False, strategy=Strategy.plain())
     assert plain.report["conversion"]["rewrites_applied"] == []
     assert plain.tflite_path.read_bytes() == tiny_default.tflite_path.read_bytes()
 
@@ -457,14 +454,7 @@ def test_mse_calibration_ranges_narrow_activation_scales(
 ) -> None:
     from toolchain.convert.strategy import Strategy
 
-    res = convert(
-        nets.tiny_net(),
-        calib=tiny_calib,
-        input_shapes=[(1, 2, 4, 4)],
-        out_dir=tmp_path,
-        cache_dir=cache_dir,
-        strategy=Strategy(calibration_range="mse"),
-    )
+    res = _tiny(tmp_path, tiny_calib, cache_dir, strategy=Strategy(calibration_range="mse"))
     assert res.report["conversion"]["calibration_range"] == "mse"
 
     def scales(r: ConvertResult) -> list[float]:
