@@ -372,7 +372,15 @@ class DeviceClient:
 
     def read_output(self, index: int) -> bytes:
         """The raw bytes of output ``index`` after the last RUN."""
+        return self._read_output(index, self.tensor_info(index, output=True))
+
+    def read_output_array(self, index: int) -> np.ndarray:
         info = self.tensor_info(index, output=True)
+        return np.frombuffer(self._read_output(index, info), dtype=info.np_dtype).reshape(
+            info.shape
+        )
+
+    def _read_output(self, index: int, info: TensorInfo) -> bytes:
         self._hello()
         out = bytearray()
         while len(out) < info.nbytes:
@@ -390,10 +398,6 @@ class DeviceClient:
                 )
             out += part
         return bytes(out)
-
-    def read_output_array(self, index: int) -> np.ndarray:
-        info = self.tensor_info(index, output=True)
-        return np.frombuffer(self.read_output(index), dtype=info.np_dtype).reshape(info.shape)
 
     def echo(self, data: bytes) -> bytes:
         back = self.request(MsgType.ECHO, data)
