@@ -474,6 +474,14 @@ def markdown(result: dict[str, Any]) -> str:
             f"{m['edgedeploy_cached']:.2f}{cpu('edgedeploy_cached')} "
             f"{_yes(sp['targets']['cached_le_2s'])} |",
         ]
+        hits = sp.get("rerun_cache_hits") or []
+        missed = sum(h is False for h in hits)
+        if missed:
+            lines += [
+                "",
+                f"The unchanged re-run is the median of {len(hits) - missed} run(s): {missed} "
+                f"of {len(hits)} re-runs missed the cache and were left out.",
+            ]
     lines += ["", "Data:", ""]
     lines += [f"- {k.upper()}: {v}" for k, v in DATA_SOURCES.items()]
     notes = [f"- {r['title']}: {r['note']}" for r in result["cases"] if r["note"]]
