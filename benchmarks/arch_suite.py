@@ -11,7 +11,7 @@ reference weights and real data when ``../shared/reference`` is there) is conver
 Per model and run: success (a clean int8 graph: lint passes, no TRANSPOSE / QUANTIZE /
 DEQUANTIZE), the error when it failed, SQNR of the int8 output against PyTorch float on
 held-out "representative" data, op counts, which rewrites/attempt produced it, wall time.
-Optional ``--technique NAME`` runs add more strategies (e.g. ``equalize``) to measure them.
+``--runs`` adds more strategies (e.g. ``--runs after,equalize``; see :func:`strategies`).
 
 Results: ``benchmarks/results/arch_suite.json`` and the ``arch-suite`` section of
 benchmarks/README.md.
