@@ -330,6 +330,14 @@ def test_library_file_errors(tmp_path: Path) -> None:
         read_attributes(bogus)
 
 
+def test_library_check_without_readelf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = tmp_path / "empty.a"
+    archive.write_bytes(b"!<arch>\n")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(ToolchainMissingError, match="arm-none-eabi-readelf not found"):
+        read_attributes(archive)
+
+
 @needs_arm_gcc
 def test_wrong_library_leaves_no_project(tmp_path: Path, hello_world: Path) -> None:
     lib = _lib(tmp_path, "m4", M4_HARD)

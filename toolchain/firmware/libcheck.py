@@ -22,13 +22,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import shutil
 import subprocess
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolchain.errors import InputFileError, LibraryMismatchError, ToolchainMissingError
+from toolchain.errors import InputFileError, LibraryMismatchError
+from toolchain.firmware.build import require_tool
 from toolchain.targets import Target
 
 log = logging.getLogger(__name__)
@@ -164,12 +164,7 @@ def read_attributes(lib: Path) -> list[MemberAttributes]:
             f"TFLM library {lib} is not a static library (.a archive)",
             hint="pass the libtensorflow-microlite.a that TFLM's Makefile wrote under gen/.../lib/",
         )
-    exe = shutil.which(READELF)
-    if exe is None:
-        raise ToolchainMissingError(
-            f"{READELF} not found on PATH: it is needed to check the TFLM library",
-            hint="install the Arm GNU toolchain (Debian: apt-get install gcc-arm-none-eabi)",
-        )
+    exe = require_tool(READELF, "check the TFLM library")
     proc = subprocess.run(
         [exe, "-h", "-A", str(lib)], capture_output=True, text=True, timeout=120, check=False
     )
