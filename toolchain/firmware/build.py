@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,15 +79,13 @@ class FirmwareBuild:
         def move(p: Path) -> Path:
             return project / p.relative_to(self.project)
 
-        return FirmwareBuild(
+        return replace(
+            self,
             project=project,
-            fw=self.fw,
             elf=move(self.elf),
             bin=move(self.bin),
             hex=move(self.hex),
             map=move(self.map),
-            memory=self.memory,
-            warnings=self.warnings,
         )
 
     def to_dict(self) -> dict[str, Any]:

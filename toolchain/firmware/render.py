@@ -20,7 +20,7 @@ import logging
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,16 +69,7 @@ class FirmwareProject:
     def relocated(self, path: Path) -> FirmwareProject:
         """The same project after its directory moved to ``path``."""
         arts = self.model_artifacts.relocated(path / "model") if self.model_artifacts else None
-        return FirmwareProject(
-            path=path,
-            target=self.target,
-            fw=self.fw,
-            files=self.files,
-            model=self.model,
-            model_artifacts=arts,
-            tflm=self.tflm,
-            manifest=self.manifest,
-        )
+        return replace(self, path=path, model_artifacts=arts)
 
 
 def _c_string(value: object) -> str:
