@@ -145,7 +145,7 @@ def fit_to_budget(
     percentage points (int8 pruned vs float unpruned, needs labelled ``val``); ``min_sqnr`` in
     dB (int8 pruned vs float unpruned on ``val``). Each candidate is converted into a folder
     under ``work_dir``; by default a temporary folder of which only the chosen candidate's
-    files are kept (``result.best.deployed.tflite_path``; :func:`copy_chosen` copies them).
+    files are kept (``result.best.deployed.tflite_path``).
 
     Raises :class:`BudgetError` (exit code 4) when no candidate fits or is good enough,
     :class:`PruneError` for bad options; the input model is never modified.
@@ -286,11 +286,3 @@ def _quality(c: Candidate, max_drop: float | None, min_sqnr: float | None) -> st
 
 def _limit(n: int | None) -> str:
     return "unlimited" if n is None else _kb(n)
-
-
-def copy_chosen(result: BudgetResult, out: Path) -> None:
-    """Copy the chosen candidate's model_int8.tflite and report.json into ``out``."""
-    src = result.best.deployed.tflite_path.parent
-    for name in ("model_int8.tflite", "report.json"):
-        if (src / name).exists():
-            shutil.copy2(src / name, out / name)
