@@ -15,6 +15,7 @@ import torch
 
 from tests.support.prune_nets import mixed_net
 from toolchain.cli import main
+from toolchain.emit.arena import recommended_arena
 from toolchain.errors import BudgetError
 from toolchain.modelsrc import load_model
 from toolchain.prune import Budget, PruneResult, fit, prune
@@ -56,6 +57,8 @@ def test_int8_model_and_arena_shrink(pruned: tuple[PruneResult, Path]) -> None:
     # half the channels: about a third of the weights, so the int8 file and the arena shrink
     assert rep["tflite_bytes_after"] < 0.7 * rep["tflite_bytes_before"]
     assert rep["arena_bytes_after"] < 0.8 * rep["arena_bytes_before"]
+    # the recommended arena is what emit would give the written model
+    assert rep["arena_recommended_bytes_after"] == recommended_arena(out / "model_int8.tflite")
     assert rep["macs_after"] < 0.5 * rep["macs_before"]
     assert rep["int8"]["metric"] == "sqnr_db"
     assert rep["int8"]["before"] > 30  # quantization alone

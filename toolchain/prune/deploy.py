@@ -68,7 +68,7 @@ def deploy(
     converter and the arena search raise (ConversionError, DataError, EmitError, ...).
     """
     from toolchain.convert import convert, run_tflite
-    from toolchain.emit.arena import recommended_arena, search_arena
+    from toolchain.emit.arena import DEFAULT_MARGIN, search_arena
 
     def prog(stage: str, done: int, total: int) -> None:
         progress(f"{label}{stage}", done, total)
@@ -98,7 +98,7 @@ def deploy(
         tflite_path=res.tflite_path,
         tflite_bytes=res.tflite_bytes,
         arena_bytes=arena.minimum,
-        arena_recommended=recommended_arena(res.tflite_path),
+        arena_recommended=DEFAULT_MARGIN.apply(arena.minimum),
         accuracy=acc,
         sqnr_db=sq,
         convert_report=res.report,
