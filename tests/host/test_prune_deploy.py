@@ -16,7 +16,7 @@ import torch
 from tests.support.prune_nets import mixed_net
 from toolchain.cli import main
 from toolchain.emit.arena import recommended_arena
-from toolchain.errors import BudgetError
+from toolchain.errors import BudgetError, PruneError
 from toolchain.modelsrc import load_model
 from toolchain.prune import Budget, PruneResult, fit, prune
 
@@ -108,6 +108,16 @@ def test_budget_no_candidate_fits_cli(
     err = capsys.readouterr().err
     assert "cannot fit; the smallest candidate (ratio 0.5) needs" in err
     assert "KB flash /" in err and "KB RAM" in err
+    assert not out.exists()
+
+
+def test_fit_refuses_an_unknown_model_format_before_searching(
+    tmp_path: Path, data: tuple[np.ndarray, Path]
+) -> None:
+    out = tmp_path / "fmt"
+    budget = Budget(flash_bytes=2048, ram_bytes=None)
+    with pytest.raises(PruneError, match="unknown model format 'onnx'"):
+        fit(SPEC, calib=data[0], budget=budget, out_dir=out, model_format="onnx")
     assert not out.exists()
 
 

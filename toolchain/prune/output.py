@@ -25,12 +25,18 @@ log = logging.getLogger(__name__)
 FORMATS = {"pt2": "model_pruned.pt2", "torchscript": "model_pruned.pt"}
 
 
-def model_bytes(model: nn.Module, inputs: tuple[torch.Tensor, ...], fmt: str) -> bytes:
-    """The serialised model (``pt2`` or ``torchscript``), deterministic for the same weights."""
+def file_name(fmt: str) -> str:
+    """The pruned model's file name for format ``fmt``; :class:`PruneError` for an unknown one."""
     if fmt not in FORMATS:
         raise PruneError(
             f"unknown model format {fmt!r}", hint=f"choose one of {', '.join(FORMATS)}"
         )
+    return FORMATS[fmt]
+
+
+def model_bytes(model: nn.Module, inputs: tuple[torch.Tensor, ...], fmt: str) -> bytes:
+    """The serialised model (``pt2`` or ``torchscript``), deterministic for the same weights."""
+    file_name(fmt)  # validates the format
     model = model.eval()
     buf = io.BytesIO()
     try:

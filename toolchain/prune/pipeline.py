@@ -119,11 +119,7 @@ def prune(
         raise PruneError("nothing to do", hint="give a ratio (--ratio) and/or --sensitivity")
     if calib is not None and out_dir is None:
         raise PruneError("converting needs an output folder (out_dir / --out)")
-    if model_format not in output.FORMATS:
-        raise PruneError(
-            f"unknown model format {model_format!r}",
-            hint=f"choose one of {', '.join(output.FORMATS)}",
-        )
+    name = output.file_name(model_format)
     module, inputs = load_source(model, weights=weights, input_shapes=input_shapes)
     val_ds = load(val, labels=labels, what="validation data") if val is not None else None
     train_ds = load(train, labels=train_labels, what="training data") if train is not None else None
@@ -160,7 +156,6 @@ def prune(
 
     with staged_outputs(out_dir) as stage:
         if ratio is not None:
-            name = output.FORMATS[model_format]
             output.write_model(stage / name, result.model, inputs, model_format)
             result.report["model_file"] = name
         if sens is not None:
@@ -204,6 +199,7 @@ def fit(
 
     Raises :class:`~toolchain.errors.BudgetError` with nothing written when no candidate fits.
     """
+    name = output.file_name(model_format)  # a bad format fails before the search
     module, inputs = load_source(model, weights=weights, input_shapes=input_shapes)
     val_ds = load(val, labels=labels, what="validation data") if val is not None else None
     train_ds = load(train, labels=train_labels, what="training data") if train is not None else None
@@ -220,7 +216,6 @@ def fit(
             **kwargs,
         )
         best = res.best
-        name = output.FORMATS[model_format]
         output.write_model(stage / name, best.prune.model, inputs, model_format)
         base = next(c for c in res.candidates if c.ratio == 0.0)
         report = dict(best.prune.report)
