@@ -40,6 +40,7 @@ from typing import Any
 from toolchain import pyref
 from toolchain.convert.options import QuantOptions
 from toolchain.errors import EdgeDeployError, ProjectFileError
+from toolchain.targets import TRANSPORTS, load_target
 
 DEFAULT_NAME = "edgedeploy.toml"
 TOP_KEYS = (
@@ -54,12 +55,14 @@ TOP_KEYS = (
     "output",
 )
 
-#: allowed values, mirrored from toolchain.prune (kept here so loading a project imports no torch)
+#: allowed values, mirrored from toolchain.prune (kept here so loading a project, or building the
+#: CLI's parser, imports no torch; tests/host/test_prune.py checks they agree)
 PRUNE_METHODS = ("structured", "unstructured")
 PRUNE_IMPORTANCE = ("l1", "l2", "bn_scale", "taylor", "random")
 FINETUNE_LOSSES = ("auto", "ce", "mse", "distill")
 MODEL_FORMATS = ("pt2", "torchscript")
-BENCH_RUNNERS = ("serial", "qemu", "host-tflm", "adb", "ssh")
+#: a bench runner is a transport kind (it overrides the target profile's)
+BENCH_RUNNERS = TRANSPORTS
 
 
 # --- the dataclasses ------------------------------------------------------------------------
@@ -643,8 +646,6 @@ def _target_ref(name: Any, root: Path) -> Any:
 
 
 def _check_target(t: _Table, key: str, name: str) -> None:
-    from toolchain.targets import load_target
-
     try:
         load_target(name)
     except EdgeDeployError as exc:

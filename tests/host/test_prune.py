@@ -135,6 +135,18 @@ def test_unstructured_is_reported_honestly() -> None:
     assert rep["layers"]["expand.0"]["out_after"] == rep["layers"]["expand.0"]["out_before"]
 
 
+def test_project_and_cli_choices_mirror_the_library() -> None:
+    """toolchain.project keeps torch-free copies of the pruning choices (the project file and
+    the CLI's parser validate with them); they must be the library's."""
+    from toolchain import project
+    from toolchain.prune import core, finetune, output, structured
+
+    assert project.PRUNE_METHODS == core.METHODS
+    assert project.PRUNE_IMPORTANCE == structured.IMPORTANCES
+    assert project.FINETUNE_LOSSES == finetune.LOSSES
+    assert tuple(output.FORMATS) == project.MODEL_FORMATS
+
+
 @pytest.mark.parametrize("ratio", [-0.1, 1.0, 1.5])
 def test_ratio_out_of_range(ratio: float) -> None:
     with pytest.raises(PruneError, match=r"outside \[0, 1\)"):

@@ -19,6 +19,7 @@ from rich.table import Table
 from toolchain.cli import ui
 from toolchain.errors import UsageError
 from toolchain.fsutil import to_json
+from toolchain.project import FINETUNE_LOSSES, MODEL_FORMATS, PRUNE_IMPORTANCE, PRUNE_METHODS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,12 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--input-shape", action="append", metavar="SHAPE", help="e.g. 1,3,32,32; once per input"
     )
     p.add_argument("--weights", metavar="FILE", help="a state_dict to load (weights_only)")
-    p.add_argument("--format", choices=("pt2", "torchscript"), default="pt2", help="model file")
+    p.add_argument("--format", choices=MODEL_FORMATS, default="pt2", help="model file")
     w = p.add_argument_group("what to prune")
-    w.add_argument("--method", choices=("structured", "unstructured"), default="structured")
+    w.add_argument("--method", choices=PRUNE_METHODS, default="structured")
     w.add_argument(
         "--importance",
-        choices=("l1", "l2", "bn_scale", "taylor", "random"),
+        choices=PRUNE_IMPORTANCE,
         default="l1",
         help="channel ranking (default l1; taylor needs --train)",
     )
@@ -68,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--epochs", type=int, default=3, help="built-in loop epochs (default 3)")
     f.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
     f.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
-    f.add_argument("--loss", choices=("auto", "ce", "mse", "distill"), default="auto")
+    f.add_argument("--loss", choices=FINETUNE_LOSSES, default="auto")
     f.add_argument("--finetune-fn", metavar="MOD:FN", help="your own fn(model) -> model")
     v = p.add_argument_group("validation and conversion")
     v.add_argument("--val", metavar="DATA", help="validation data (metric before/after)")
