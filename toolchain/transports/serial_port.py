@@ -136,8 +136,8 @@ def _open_error(url: str, exc: BaseException) -> PortNotFoundError:
         )
     return PortNotFoundError(
         f"cannot open serial port {url}: {text}",
-        hint="check the port name (edgedeploy lists USB ports it finds with --port auto) "
-        "and your permissions (the dialout group on Linux)",
+        hint="check the port name (without --port, bench finds the board by the USB ids of "
+        "its target profile) and your permissions (the dialout group on Linux)",
     )
 
 
