@@ -72,13 +72,9 @@ class AttentionHeads(Rewrite):
     tolerance = 1e-5
 
     def requires(self, g: Graph) -> list[Any]:
-        found = []
-        for n in g.nodes:
-            if n.op_type == "MatMul":
-                m = self._match(g, n)
-                if m is not None:
-                    found.append(m)
-        return found
+        return [
+            m for n in g.nodes if n.op_type == "MatMul" and (m := self._match(g, n)) is not None
+        ]
 
     # --- matching -----------------------------------------------------------------------
     def _match(self, g: Graph, mm2: onnx.NodeProto) -> dict[str, Any] | None:

@@ -48,13 +48,13 @@ class ChannelsLastIsland(Rewrite):
     tolerance = 1e-4
 
     def requires(self, g: Graph) -> list[Any]:
-        found = []
-        for n in g.nodes:
-            if n.op_type == "Transpose" and list(attr(n, "perm") or []) == _TO_NHWC:
-                m = self._island(g, n)
-                if m is not None:
-                    found.append(m)
-        return found
+        return [
+            m
+            for n in g.nodes
+            if n.op_type == "Transpose"
+            and list(attr(n, "perm") or []) == _TO_NHWC
+            and (m := self._island(g, n)) is not None
+        ]
 
     def _island(self, g: Graph, entry: onnx.NodeProto) -> dict[str, Any] | None:
         shape = g.shape(entry.input[0])

@@ -35,14 +35,9 @@ class ChannelPermutation(Rewrite):
     tolerance = 0.0
 
     def requires(self, g: Graph) -> list[Any]:
-        found = []
-        for r1 in g.nodes:
-            if r1.op_type != "Reshape":
-                continue
-            m = self._match(g, r1)
-            if m is not None:
-                found.append(m)
-        return found
+        return [
+            m for n in g.nodes if n.op_type == "Reshape" and (m := self._match(g, n)) is not None
+        ]
 
     def _match(self, g: Graph, r1: onnx.NodeProto) -> dict[str, Any] | None:
         shape = g.shape(r1.input[0])
@@ -97,17 +92,10 @@ class TokensChannelsLast(Rewrite):
     tolerance = 0.0
 
     def requires(self, g: Graph) -> list[Any]:
-        found: list[Any] = []
-        for n in g.nodes:
-            if n.op_type == "Reshape":
-                m = self._to_tokens(g, n)
-            elif n.op_type == "Transpose":
-                m = self._to_map(g, n)
-            else:
-                m = None
-            if m is not None:
-                found.append(m)
-        return found
+        match = {"Reshape": self._to_tokens, "Transpose": self._to_map}
+        return [
+            m for n in g.nodes if n.op_type in match and (m := match[n.op_type](g, n)) is not None
+        ]
 
     def _to_tokens(self, g: Graph, r: onnx.NodeProto) -> dict[str, Any] | None:
         """(B,C,H,W) -Reshape-> (B,C,HW) -Transpose(0,2,1)-> (B,HW,C)."""
@@ -198,14 +186,9 @@ class PatchesChannelsLast(Rewrite):
     MAX_CHAIN = 6
 
     def requires(self, g: Graph) -> list[Any]:
-        found: list[Any] = []
-        for n in g.nodes:
-            if n.op_type != "Reshape":
-                continue
-            m = self._match(g, n)
-            if m is not None:
-                found.append(m)
-        return found
+        return [
+            m for n in g.nodes if n.op_type == "Reshape" and (m := self._match(g, n)) is not None
+        ]
 
     def _match(self, g: Graph, first: onnx.NodeProto) -> dict[str, Any] | None:
         src = g.shape(first.input[0])
