@@ -50,6 +50,11 @@ def test_cli_writes_every_file(speech_out: Path) -> None:
     assert [c["status"] for c in report["litert_check"]][0] == "exact"
     assert report["golden"]["count"] == 3 and "random" in report["golden"]["source"]
     assert report["symbols"]["model_array"] == "nn::g_micro_speech_quantized_model_data"
+    # every file the symbols name was written
+    sym = report["symbols"]
+    for key in ("model_header", "model_source", "resolver_header", "golden_header",
+                "golden_source", "golden_npz"):  # fmt: skip
+        assert sym[key] in names, key
     h = (speech_out / "micro_speech_quantized_model_data.h").read_text()
     assert f"kMicroSpeechQuantizedTensorArenaSize = {report['arena']['size']};" in h
 
@@ -118,6 +123,7 @@ def test_no_golden(reference_dir: Path, tmp_path: Path) -> None:
         "sine_op_resolver.h",
     ]
     assert r.litert == () and r.symbols.golden_npz is None
+    assert r.symbols.golden_header is None and r.symbols.golden_source is None
 
 
 # --- bad input: clear message, non-zero exit, nothing written ------------------------------

@@ -179,6 +179,8 @@ def emit(
     files: dict[str, bytes] = {md.header_name: md.header, md.source_name: md.source}
     rname, rtext = resolver.header(spec, name=sym, about=about, namespace=namespace)
     files[rname] = rtext
+    gh: str | None = None
+    gc: str | None = None
     if gset is not None:
         (gh, ghb), (gc, gcb) = golden.c_files(
             gset, parsed, name=sym, about=about, namespace=namespace
@@ -199,8 +201,8 @@ def emit(
         resolver_type=ns.qualify(f"{cam}OpResolver"),
         resolver_register=ns.qualify(f"Register{cam}Ops"),
         op_count=ns.qualify(f"k{cam}OpCount"),
-        golden_header=f"{sym}_golden.h" if gset else None,
-        golden_source=f"{sym}_golden.cc" if gset else None,
+        golden_header=gh,
+        golden_source=gc,
         golden_npz=GOLDEN_NPZ if gset else None,
     )
 
