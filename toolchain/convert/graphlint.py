@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from toolchain.errors import GraphLintError
 from toolchain.tflite_model import TFLiteModel
@@ -31,9 +30,6 @@ class LintReport:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"ops": self.ops, "counts": self.counts, "problems": list(self.problems)}
 
 
 def lint(model: TFLiteModel) -> LintReport:

@@ -176,7 +176,6 @@ def run_job(job: dict[str, Any], proto: TextIO, np: Any) -> dict[str, Any]:
         ],
         "timings": timings,
         "onnx2tf_max_rel_err": float(f"{float_err:.3g}"),
-        "tf_version": __import__("tensorflow").__version__,
     }
 
 
