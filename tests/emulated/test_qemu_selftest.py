@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import sys
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,3 +244,11 @@ def test_qemu_runner_checks_the_firmware_target(
     not_elf.write_bytes(b"\x00" * 64)
     with pytest.raises(InputFileError, match="not an ELF"):
         run_bench(load_target("mps2-an386"), model, BenchOptions(firmware=not_elf))
+    with pytest.raises(InputFileError, match="cannot read it"):
+        run_bench(load_target("mps2-an386"), model, BenchOptions(firmware=tmp_path / "none.elf"))
+    host_elf = Path(sys.executable).resolve()
+    with host_elf.open("rb") as fh:
+        host_is_elf = fh.read(4) == b"\x7fELF"
+    if host_is_elf:  # this machine's Python: an x86/Arm64 ELF
+        with pytest.raises(InputFileError, match="not a 32-bit Arm ELF"):
+            run_bench(load_target("mps2-an386"), model, BenchOptions(firmware=host_elf))

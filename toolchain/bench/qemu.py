@@ -87,7 +87,8 @@ def check_elf(elf: Path) -> Path:
     """``elf`` if it is a 32-bit little-endian Arm ELF file, else :class:`InputFileError`."""
     p = Path(elf)
     try:
-        head = p.read_bytes()[:20]
+        with p.open("rb") as fh:
+            head = fh.read(20)
     except OSError as exc:
         raise InputFileError(f"firmware {elf}: cannot read it ({exc.strerror})") from exc
     if len(head) < 20 or head[:4] != _ELF_MAGIC:
