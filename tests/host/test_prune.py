@@ -256,7 +256,15 @@ def test_sensitivity_table_and_plot(digits: tuple[np.ndarray, ...], digits_cnn: 
     for row in s.rows:
         assert len(row["metric"]) == 2 and row["channels_kept"][1] < row["channels"]
     assert sorted(s.most_sensitive()) == sorted(roots)
-    assert s.plot_png().startswith(b"\x89PNG")
+    import matplotlib
+
+    backend = matplotlib.get_backend()
+    matplotlib.use("pdf")
+    try:
+        assert s.plot_png().startswith(b"\x89PNG")
+        assert matplotlib.get_backend() == "pdf"  # the caller's backend is left alone
+    finally:
+        matplotlib.use(backend)
 
 
 # --- the command ---------------------------------------------------------------------------

@@ -58,34 +58,34 @@ class Sensitivity:
         return [r["root"] for r in sorted(self.rows, key=loss, reverse=True)]
 
     def plot_png(self) -> bytes:
-        """A line plot (metric against ratio, one line per group) as PNG bytes."""
-        import matplotlib
+        """A line plot (metric against ratio, one line per group) as PNG bytes.
 
-        matplotlib.use("Agg")
-        from matplotlib import pyplot as plt
+        Drawn on a figure of its own with the Agg canvas: no pyplot state, and the caller's
+        matplotlib backend is left as it was."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
 
-        fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-        try:
-            xs = [0.0, *self.ratios]
-            for row in self.rows:
-                ys = [self.baseline, *row["metric"]]
-                ax.plot(
-                    xs,
-                    [float("nan") if y is None else y for y in ys],
-                    marker="o",
-                    label=row["root"],
-                )
-            ax.set_xlabel("share of the group's channels removed")
-            ax.set_ylabel(self.metric)
-            ax.set_title("Per-layer pruning sensitivity (no fine-tuning)")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7, ncol=2)
-            fig.tight_layout()
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", metadata={"Software": None})
-            return buf.getvalue()
-        finally:
-            plt.close(fig)
+        fig = Figure(figsize=(7, 4.5), dpi=100)
+        FigureCanvasAgg(fig)
+        ax = fig.subplots()
+        xs = [0.0, *self.ratios]
+        for row in self.rows:
+            ys = [self.baseline, *row["metric"]]
+            ax.plot(
+                xs,
+                [float("nan") if y is None else y for y in ys],
+                marker="o",
+                label=row["root"],
+            )
+        ax.set_xlabel("share of the group's channels removed")
+        ax.set_ylabel(self.metric)
+        ax.set_title("Per-layer pruning sensitivity (no fine-tuning)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", metadata={"Software": None})
+        return buf.getvalue()
 
 
 def sensitivity(
