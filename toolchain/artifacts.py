@@ -22,7 +22,14 @@ from toolchain.errors import DataError
 #: dimension letters of the PyTorch layout for each rank (batch first, channels second)
 TORCH_LAYOUTS = {1: "N", 2: "NC", 3: "NCW", 4: "NCHW", 5: "NCDHW"}
 
-_INT_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
+
+def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: Any) -> np.ndarray:
+    """Float → integer as TFLite's QUANTIZE kernel does: ``round(x / scale) + zero_point``
+    with halves rounded away from zero, saturated to the range of the integer ``dtype``."""
+    info = np.iinfo(dtype)
+    v = np.asarray(x).astype(np.float64) / scale
+    q = np.sign(v) * np.floor(np.abs(v) + 0.5) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
 
 
 def channels_last_perm(rank: int) -> tuple[int, ...]:
@@ -95,10 +102,7 @@ class TensorSpec:
         a = np.transpose(a, self.perm)
         if self.scale is None:
             return np.ascontiguousarray(a, dtype=self.dtype)
-        lo, hi = _INT_RANGES[self.dtype]
-        v = a.astype(np.float64) / self.scale
-        q = np.sign(v) * np.floor(np.abs(v) + 0.5) + (self.zero_point or 0)
-        return np.ascontiguousarray(np.clip(q, lo, hi).astype(self.dtype))
+        return np.ascontiguousarray(quantize(a, self.scale, self.zero_point or 0, self.dtype))
 
     def from_tflite(self, y: np.ndarray) -> np.ndarray:
         """The TFLite tensor's array → float32 in PyTorch layout (dequantized)."""

@@ -24,6 +24,7 @@ from typing import cast
 
 import numpy as np
 
+from toolchain.artifacts import quantize
 from toolchain.emit import carray, cnames, sandbox
 from toolchain.errors import DataError, EmitError, InputFileError
 from toolchain.tflite_model import NUMPY_DTYPES, TensorInfo, TFLiteModel
@@ -175,10 +176,7 @@ def _convert(t: TensorInfo, a: np.ndarray, notes: list[str]) -> np.ndarray:
                 f"input {t.name!r} is {t.dtype} without per-tensor quantization; give "
                 f"{t.dtype} data, not float"
             )
-        v = a.astype(np.float64) / t.scale
-        q = np.sign(v) * np.floor(np.abs(v) + 0.5) + t.zero_point
-        info = np.iinfo(dt)
-        a = np.clip(q, info.min, info.max).astype(dt)
+        a = quantize(a, t.scale, t.zero_point, dt)
         notes.append(f"float data quantized with scale {t.scale:g}, zero point {t.zero_point}")
     elif dt.kind in "iu":
         if a.dtype.kind not in "iub":
