@@ -699,80 +699,78 @@ class SuiteModel:
         return f"toolchain.zoo.mobile:{self.name}"
 
 
-def _build(name: str, module: nn.Module, size: int, seed: int) -> nn.Module:
-    return realistic(module, size, seed=seed)
-
-
 def resnet18_style(size: int = 96) -> nn.Module:
-    return _build("resnet18_style", ResNet18Style(), size, 1)
+    return realistic(ResNet18Style(), size, seed=1)
 
 
 def mobilenet_v2(size: int = 96) -> nn.Module:
-    return _build("mobilenet_v2", InvertedNet(16, _mbv2_cfg(0.5), 640, stem_act=nn.ReLU6,
-                                              default_act=nn.ReLU6), size, 2)  # fmt: skip
+    net = InvertedNet(16, _mbv2_cfg(0.5), 640, stem_act=nn.ReLU6, default_act=nn.ReLU6)
+    return realistic(net, size, seed=2)
 
 
 def mobilenet_v3_small(size: int = 96) -> nn.Module:
-    return _build("mobilenet_v3_small", InvertedNet(16, MBV3_SMALL, 576, stem_act=nn.Hardswish,
-                  default_act=nn.ReLU, hidden=1024), size, 3)  # fmt: skip
+    net = InvertedNet(16, MBV3_SMALL, 576, stem_act=nn.Hardswish, default_act=nn.ReLU, hidden=1024)
+    return realistic(net, size, seed=3)
 
 
 def mobilenet_v4_style(size: int = 96) -> nn.Module:
-    return _build("mobilenet_v4_style", MobileNetV4Style(), size, 4)
+    return realistic(MobileNetV4Style(), size, seed=4)
 
 
 def mnasnet(size: int = 96) -> nn.Module:
-    return _build("mnasnet", InvertedNet(16, MNASNET, 640, stem_act=nn.ReLU, default_act=nn.ReLU),
-                  size, 5)  # fmt: skip
+    net = InvertedNet(16, MNASNET, 640, stem_act=nn.ReLU, default_act=nn.ReLU)
+    return realistic(net, size, seed=5)
 
 
 def efficientnet_style(size: int = 96) -> nn.Module:
-    return _build("efficientnet_style", InvertedNet(16, EFFNET_B0_HALF, 640, stem_act=nn.SiLU,
-                  default_act=nn.SiLU, se_gate=nn.Sigmoid), size, 6)  # fmt: skip
+    net = InvertedNet(
+        16, EFFNET_B0_HALF, 640, stem_act=nn.SiLU, default_act=nn.SiLU, se_gate=nn.Sigmoid
+    )
+    return realistic(net, size, seed=6)
 
 
 def shufflenet_v2(size: int = 96) -> nn.Module:
-    return _build("shufflenet_v2", ShuffleNetV2Style(), size, 7)
+    return realistic(ShuffleNetV2Style(), size, seed=7)
 
 
 def ghostnet(size: int = 96) -> nn.Module:
-    return _build("ghostnet", GhostNetStyle(), size, 8)
+    return realistic(GhostNetStyle(), size, seed=8)
 
 
 def repghost(size: int = 96) -> nn.Module:
-    return _build("repghost", RepGhostStyle(), size, 9)
+    return realistic(RepGhostStyle(), size, seed=9)
 
 
 def conv_attention(size: int = 64) -> nn.Module:
-    return _build("conv_attention", ConvAttention(), size, 10)
+    return realistic(ConvAttention(), size, seed=10)
 
 
 def mobilevit_style(size: int = 64) -> nn.Module:
-    return _build("mobilevit_style", MobileViTStyle(), size, 11)
+    return realistic(MobileViTStyle(), size, seed=11)
 
 
 def convnext_style(size: int = 64) -> nn.Module:
-    return _build("convnext_style", ConvNeXtStyle(), size, 12)
+    return realistic(ConvNeXtStyle(), size, seed=12)
 
 
 def gelu_convnet(size: int = 64) -> nn.Module:
-    return _build("gelu_convnet", GeluConvNet(), size, 13)
+    return realistic(GeluConvNet(), size, seed=13)
 
 
 def shape_pos_embed(size: int = 64) -> nn.Module:
-    return _build("shape_pos_embed", ShapePosEmbed(), size, 14)
+    return realistic(ShapePosEmbed(), size, seed=14)
 
 
 def splitv_net(size: int = 64) -> nn.Module:
-    return _build("splitv_net", SplitVNet(), size, 15)
+    return realistic(SplitVNet(), size, seed=15)
 
 
 def regnet_style(size: int = 96) -> nn.Module:
-    return _build("regnet_style", RegNetStyle(), size, 16)
+    return realistic(RegNetStyle(), size, seed=16)
 
 
 def squeezenet_style(size: int = 96) -> nn.Module:
-    return _build("squeezenet_style", SqueezeNetStyle(), size, 17)
+    return realistic(SqueezeNetStyle(), size, seed=17)
 
 
 SUITE: tuple[SuiteModel, ...] = (
