@@ -61,8 +61,11 @@ def strategies(names: list[str]) -> dict[str, Any]:
     return {n: table[n] for n in names}
 
 
-def model_and_data(name: str, size: int | None) -> tuple[Any, np.ndarray, np.ndarray, str]:
-    """The model, calibration and validation arrays, and a note on the data."""
+def model_and_data(
+    name: str, size: int | None, calib_count: int = CALIB
+) -> tuple[Any, np.ndarray, np.ndarray, str]:
+    """The model, ``calib_count`` calibration and the validation arrays, and a note on the
+    data."""
     from toolchain.zoo import mobile
 
     if name in MLPERF:
@@ -72,23 +75,35 @@ def model_and_data(name: str, size: int | None) -> tuple[Any, np.ndarray, np.nda
         ref = common.reference_dir()
         model = getattr(mlperf_tiny, name)(weights=ref / "mlperf_tiny" / _MLPERF_WEIGHTS[name])
         calib, val = make_data(_MLPERF_DATA[name], ref)
-        return model, calib[:CALIB], val[:VAL], "trained reference weights, real data"
+        return model, calib[:calib_count], val[:VAL], "trained reference weights, real data"
     entry = mobile.suite_model(name)
     px = size or entry.size
     model = getattr(mobile, name)(px)
-    calib = mobile.image_batch(CALIB, px, seed=100).numpy()
+    calib = mobile.image_batch(calib_count, px, seed=100).numpy()
     val = mobile.image_batch(VAL, px, seed=200).numpy()
     return model, calib, val, f"random weights, smooth random images {px}px"
 
 
 def run_one(
-    name: str, strategy: Any, size: int | None, work: Path, min_sqnr: float | None = None
+    name: str,
+    strategy: Any,
+    size: int | None,
+    work: Path,
+    min_sqnr: float | None = None,
+    *,
+    calib_count: int = CALIB,
+    val_on_calib: bool = False,
 ) -> dict[str, Any]:
+    """One conversion; ``val_on_calib`` measures fidelity on the calibration inputs
+    themselves (no held-out clipping)."""
     from toolchain.convert import convert
 
-    model, calib, val, note = model_and_data(name, size)
+    model, calib, val, note = model_and_data(name, size, calib_count)
+    if val_on_calib:
+        val, note = calib, note + ", validated on the calibration images"
     t = time.perf_counter()
-    row: dict[str, Any] = {"data": note, "input": list(calib.shape[1:])}
+    row: dict[str, Any] = {"data": note, "input": list(calib.shape[1:]),
+                           "calib_count": len(calib), "val_count": len(val)}  # fmt: skip
     try:
         res = convert(model, calib=calib, val=val, out_dir=work / name, cache=False,
                       strategy=strategy, min_sqnr=min_sqnr)  # fmt: skip
@@ -239,6 +254,10 @@ def main(argv: list[str]) -> int:
                    "margin10, margin25, mse, min-sqnr-30")  # fmt: skip
     p.add_argument("--size", type=int, help="override the input size of suite models (px)")
     p.add_argument("--no-mlperf", action="store_true", help="skip the MLPerf Tiny ports")
+    p.add_argument("--calib", type=int, default=CALIB, metavar="N",
+                   help=f"calibration images per model (default {CALIB})")  # fmt: skip
+    p.add_argument("--val-on-calib", action="store_true",
+                   help="measure SQNR on the calibration images instead of held-out ones")  # fmt: skip
     p.add_argument("--out", default=RESULT, help="result name (benchmarks/results/NAME.json)")
     p.add_argument("--no-readme", action="store_true", help="do not update benchmarks/README.md")
     p.add_argument("--section", default="arch-suite",
@@ -267,7 +286,8 @@ def main(argv: list[str]) -> int:
             for r, strat in runs.items():
                 common.say(f"[{r}] {name} ...")
                 min_sqnr = 30.0 if r == "min-sqnr-30" else None
-                row = run_one(name, strat, args.size, Path(tmp) / r, min_sqnr)
+                row = run_one(name, strat, args.size, Path(tmp) / r, min_sqnr,
+                              calib_count=args.calib, val_on_calib=args.val_on_calib)  # fmt: skip
                 result["runs"][r][name] = row
                 common.say(f"    ok={row['ok']} clean={row.get('clean')} "
                            f"sqnr={row.get('sqnr_db')} {row.get('error', '')[:150]}")  # fmt: skip
