@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                             {
                                 "model": label,
                                 "threads": threads,
-                                "xnnpack": "off" if xnnpack is False else "default (on)",
+                                "xnnpack": "off" if xnnpack is False else "default",
                                 "median_ms": round(s.median, 4),
                                 "ci95_ms": [round(s.ci_low, 4), round(s.ci_high, 4)],
                                 "p90_ms": round(s.p90, 4),
