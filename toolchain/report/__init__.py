@@ -46,7 +46,6 @@ PACKAGES = (
     "scikit-learn",
     "matplotlib",
 )
-STAGE_REPORTS = ("prune", "convert", "validate", "emit", "firmware", "bench")
 
 __all__ = ["REPORT_SCHEMA", "build_report", "render_html", "write_reports"]
 
@@ -63,8 +62,9 @@ def build_report(
     (None when the stage did not run); ``summary`` picks the numbers people look for first."""
     failed = next((r for r in records if r.status in ("failed", "interrupted")), None)
     status = "ok" if failed is None else failed.status
+    # one section per stage, in the pipeline's order (None when it did not run)
     stage_reports = {
-        name: (outputs[name].report if name in outputs else None) for name in STAGE_REPORTS
+        r.name: (outputs[r.name].report if r.name in outputs else None) for r in records
     }
     report: dict[str, Any] = {
         "schema": REPORT_SCHEMA,
