@@ -27,6 +27,10 @@ RUNNERS: dict[str, str] = {
     "qemu": "toolchain.bench.qemu:run_qemu",
 }
 
+#: runners whose outputs must be bit-identical to the host TFLM interpreter's (the same kernels
+#: on the device or on the host): a difference there is an error, not rounding
+BIT_EXACT_RUNNERS = ("serial", "qemu", "host-tflm")
+
 
 def run_bench(target: Target, model: Path, options: BenchOptions) -> BenchResult:
     """Benchmark ``model`` on ``target`` with the runner of ``options.runner`` or the target's

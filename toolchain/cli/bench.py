@@ -13,15 +13,13 @@ from typing import Any
 
 from rich.table import Table
 
-from toolchain.bench import RUNNERS, run_bench
+from toolchain.bench import BIT_EXACT_RUNNERS, RUNNERS, run_bench
 from toolchain.bench.options import BenchOptions
 from toolchain.bench.result import BenchResult
 from toolchain.cli import phone_options, ui
 from toolchain.fsutil import staged_outputs
 from toolchain.targets import load_target
 
-#: runners whose outputs must be bit-identical to the host TFLM interpreter (else exit 3)
-BIT_EXACT_RUNNERS = ("serial", "qemu", "host-tflm")
 EXIT_OUTPUT_MISMATCH = 3
 
 

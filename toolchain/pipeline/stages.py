@@ -41,8 +41,6 @@ log = logging.getLogger(__name__)
 VALIDATE_SAMPLES = 500
 VALIDATE_BYTES = 16 * 1024 * 1024
 SAMPLES_NPZ = "samples.npz"
-#: runners whose outputs must equal the host TFLM interpreter's bit for bit
-BIT_EXACT_RUNNERS = ("serial", "qemu", "host-tflm")
 
 
 @dataclass(frozen=True)
@@ -637,7 +635,7 @@ def _bench_key(ctx: Context) -> dict[str, Any]:
 
 
 def _bench_run(ctx: Context, work: Path, dest: Path) -> StageOutput:
-    from toolchain.bench import run_bench
+    from toolchain.bench import BIT_EXACT_RUNNERS, run_bench
     from toolchain.bench.options import BenchOptions
 
     tfl, _ = converted(ctx)
