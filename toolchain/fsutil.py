@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -104,3 +105,12 @@ def staged_outputs(out_dir: str | os.PathLike[str]) -> Iterator[Path]:
         if not ok and created:
             with contextlib.suppress(OSError):
                 out.rmdir()  # only if still empty: we made it, and nothing landed in it
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -71,3 +71,16 @@ def test_staged_outputs_failure_removes_dir_it_created(tmp_path: Path) -> None:
         (stage / "x").write_text("x")
         raise RuntimeError
     assert not out.exists()
+
+
+def test_sha256_file_streams_the_whole_file(tmp_path: Path) -> None:
+    import hashlib
+
+    from toolchain.fsutil import sha256_file
+
+    data = bytes(range(256)) * 5000  # > 1 MiB: more than one chunk
+    p = tmp_path / "blob.bin"
+    p.write_bytes(data)
+    assert sha256_file(p) == hashlib.sha256(data).hexdigest()
+    p.write_bytes(data[:-1] + b"\x00")
+    assert sha256_file(p) != hashlib.sha256(data).hexdigest()

@@ -45,6 +45,7 @@ from toolchain.errors import (
     TFLiteModelError,
     UsageError,
 )
+from toolchain.fsutil import sha256_file
 from toolchain.progress import no_progress
 from toolchain.targets import Target
 
@@ -252,7 +253,7 @@ def _bench_binary(
         runner="adb",
         target=target.name,
         model=str(model),
-        model_sha256=remote.sha256(model),
+        model_sha256=sha256_file(model),
         unit="ms",
         samples=samples,
         warmup=options.warmup,

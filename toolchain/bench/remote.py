@@ -11,7 +11,6 @@ reference outputs for exactly those inputs.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import re
@@ -33,6 +32,7 @@ from toolchain.errors import (
     TFLiteModelError,
     UsageError,
 )
+from toolchain.fsutil import sha256_file
 from toolchain.progress import no_progress
 from toolchain.tflite_model import TFLiteModel
 
@@ -72,10 +72,6 @@ def run_timeout_s(options: BenchOptions) -> float:
 def load_model(path: Path) -> TFLiteModel:
     """Parse the model on the host first: a bad file fails here, before any device work."""
     return TFLiteModel.from_file(path)
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def save_inputs(arrays: list[np.ndarray], path: Path) -> Path:
@@ -314,7 +310,7 @@ def result_from_runner(
         runner=runner,
         target=target,
         model=str(model_path),
-        model_sha256=sha256(model_path),
+        model_sha256=sha256_file(model_path),
         unit="ms",
         samples=[float(x) for x in doc["samples_ms"]],
         warmup=options.warmup,

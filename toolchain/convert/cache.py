@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from toolchain.fsutil import atomic_write_text, to_json
+from toolchain.fsutil import atomic_write_text, sha256_file, to_json
 
 CACHE_ENV = "EDGEDEPLOY_CACHE_DIR"
 MAX_ENTRIES = 64
@@ -69,14 +69,6 @@ def code_hash() -> str:
     return h.hexdigest()[:16]
 
 
-def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def make_key(parts: dict[str, Any]) -> str:
     """The key of a dict of JSON-able parts (order-independent)."""
     return hashlib.sha256(to_json(parts).encode()).hexdigest()[:32]
@@ -101,7 +93,7 @@ class ConvertCache:
             report = json.loads(report_path.read_text())
         except (OSError, ValueError):
             return None
-        if report.get("tflite_sha256") != file_hash(model):
+        if report.get("tflite_sha256") != sha256_file(model):
             return None
         with contextlib.suppress(OSError):
             os.utime(entry)  # most recently used

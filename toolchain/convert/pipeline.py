@@ -31,7 +31,7 @@ from toolchain.convert import cache as cache_mod
 from toolchain.convert import graphlint
 from toolchain.convert.options import ONNX_OPSET, QuantOptions
 from toolchain.errors import FidelityError, ModelLoadError, QuantizationError, UsageError
-from toolchain.fsutil import staged_outputs, to_json
+from toolchain.fsutil import sha256_file, staged_outputs, to_json
 from toolchain.progress import ProgressFn, no_progress
 from toolchain.tflite_model import TFLiteModel
 
@@ -553,19 +553,19 @@ def _source_key(
     text = str(model)
     path = Path(text).expanduser()
     if path.is_file():
-        model_part: Any = {"file": cache_mod.file_hash(path)}
+        model_part: Any = {"file": sha256_file(path)}
     else:
         files = pyref.source_files(text)
         if files is None:
             return None
         model_part = {
             "ref": text.rsplit(":", 1)[1],
-            "files": [[f.name, cache_mod.file_hash(f)] for f in files],
+            "files": [[f.name, sha256_file(f)] for f in files],
         }
     if weights is not None:
         if not Path(weights).is_file():
             return None
-        model_part["weights"] = cache_mod.file_hash(Path(weights))
+        model_part["weights"] = sha256_file(Path(weights))
     parts = {
         "model": model_part,
         "input_shapes": [list(s) for s in input_shapes] if input_shapes is not None else None,

@@ -19,7 +19,6 @@ Arm build attributes (``arm-none-eabi-readelf -h -A``: ``Tag_CPU_arch``,
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import subprocess
@@ -29,6 +28,7 @@ from pathlib import Path
 
 from toolchain.errors import InputFileError, LibraryMismatchError
 from toolchain.firmware.build import require_tool
+from toolchain.fsutil import sha256_file
 from toolchain.targets import Target
 
 log = logging.getLogger(__name__)
@@ -310,7 +310,7 @@ def check_library(lib: Path, target: Target) -> LibraryCheck:
         float_abi="hard" if hard and len(hard) * 2 >= len(arm) else "soft/softfp",
         fp_arch=fp,
         cmsis_nn=cmsis_nn,
-        sha256=_sha256(lib),
+        sha256=sha256_file(lib),
         problems=tuple(problems),
     )
 
@@ -328,11 +328,3 @@ def require_compatible(lib: Path, target: Target) -> LibraryCheck:
         )
     log.info("TFLM library %s fits %s", result.describe(), target.name)
     return result
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

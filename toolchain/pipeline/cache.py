@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from toolchain import __version__
-from toolchain.convert.cache import file_hash as file_digest
-from toolchain.fsutil import atomic_write_json, to_json
+from toolchain.fsutil import atomic_write_json, sha256_file, to_json
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +47,7 @@ def tree_digests(folder: Path) -> dict[str, str]:
     out = {}
     for p in sorted(folder.rglob("*")):
         if p.is_file() and p.name != MANIFEST:
-            out[p.relative_to(folder).as_posix()] = file_digest(p)
+            out[p.relative_to(folder).as_posix()] = sha256_file(p)
     return out
 
 
@@ -68,7 +67,7 @@ def content_digest(folder: Path) -> str:
                 continue
             except ValueError:
                 pass
-        h.update(file_digest(p).encode())
+        h.update(sha256_file(p).encode())
     return h.hexdigest()
 
 

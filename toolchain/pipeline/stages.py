@@ -28,7 +28,7 @@ import numpy as np
 
 from toolchain import pyref
 from toolchain.errors import BenchmarkError, ConversionError, FidelityError, FirmwareError
-from toolchain.fsutil import atomic_write_json
+from toolchain.fsutil import atomic_write_json, sha256_file
 from toolchain.pipeline import cache
 from toolchain.progress import ProgressFn
 from toolchain.project import Project
@@ -127,7 +127,7 @@ def source_fingerprint(spec: str | Path | None) -> Any:
         raise _Unhashable(str(spec))
     return {
         "ref": str(spec).rsplit(":", 1)[1],
-        "files": [[f.name, cache.file_digest(f)] for f in files],
+        "files": [[f.name, sha256_file(f)] for f in files],
     }
 
 
@@ -188,7 +188,7 @@ def _upstream(ctx: Context, *stages: str) -> dict[str, str | None]:
 
 
 def _file_key(path: Path) -> str:
-    return cache.file_digest(path) if path.is_file() else str(path)
+    return sha256_file(path) if path.is_file() else str(path)
 
 
 def converted(ctx: Context) -> tuple[Path, dict[str, Any]]:
@@ -527,7 +527,7 @@ def _firmware_key(ctx: Context) -> dict[str, Any]:
         **_upstream(ctx, "convert"),
         "target": _target_fingerprint(ctx.target()),
         "templates": cache.digest(cache.tree_digests(TEMPLATES_DIR)),
-        "tflm_lib": cache.file_digest(fw.tflm_lib) if fw.tflm_lib else None,
+        "tflm_lib": sha256_file(fw.tflm_lib) if fw.tflm_lib else None,
         "tflm_include": [str(i) for i in fw.tflm_include],
     }
 
