@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from toolchain.errors import EdgeDeployError
+from toolchain.fsutil import sha256_file
 
 
 def split(spec: str) -> tuple[str, str] | None:
@@ -127,3 +128,12 @@ def source_files(spec: str) -> list[Path] | None:
             return None
         path = Path(found.origin).resolve()
     return sorted({path, *path.parent.glob("*.py")})
+
+
+def source_fingerprint(spec: str) -> dict[str, Any] | None:
+    """``spec``'s attribute name and the SHA-256 of each of its :func:`source_files` (a
+    cache-key part that runs no user code); None when the files cannot be found."""
+    files = source_files(spec)
+    if files is None:
+        return None
+    return {"ref": spec.rsplit(":", 1)[1], "files": [[f.name, sha256_file(f)] for f in files]}

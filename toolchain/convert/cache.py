@@ -32,8 +32,9 @@ MAX_ENTRIES = 64
 TFLITE_NAME = "model_int8.tflite"
 REPORT_NAME = "report.json"
 _PACKAGES = ("torch", "onnx", "onnx2tf", "onnxsim", "tensorflow", "ai-edge-litert", "numpy")
-#: modules of edgedeploy whose code decides the converted model and its report
-_CODE = ("convert", "artifacts.py", "data.py", "modelsrc.py", "pyref.py", "tflite_model.py")
+#: modules of edgedeploy whose code decides the converted model and its report (also the
+#: pipeline's convert stage key: toolchain.pipeline.stages.STAGE_CODE)
+CODE = ("convert", "artifacts.py", "data.py", "modelsrc.py", "pyref.py", "tflite_model.py")
 
 
 def default_dir() -> Path:
@@ -60,7 +61,7 @@ def code_hash() -> str:
     """A hash of edgedeploy's converter source files."""
     root = Path(__file__).resolve().parent.parent
     h = hashlib.sha256()
-    for name in _CODE:
+    for name in CODE:
         p = root / name
         files = sorted(p.rglob("*.py")) if p.is_dir() else [p]
         for f in files:

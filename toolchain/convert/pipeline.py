@@ -555,13 +555,9 @@ def _source_key(
     if path.is_file():
         model_part: Any = {"file": sha256_file(path)}
     else:
-        files = pyref.source_files(text)
-        if files is None:
+        model_part = pyref.source_fingerprint(text)
+        if model_part is None:
             return None
-        model_part = {
-            "ref": text.rsplit(":", 1)[1],
-            "files": [[f.name, sha256_file(f)] for f in files],
-        }
     if weights is not None:
         if not Path(weights).is_file():
             return None

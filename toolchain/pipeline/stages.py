@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from toolchain import pyref
+from toolchain.convert import cache as convert_cache
 from toolchain.errors import BenchmarkError, ConversionError, FidelityError, FirmwareError
 from toolchain.fsutil import atomic_write_json, sha256_file
 from toolchain.pipeline import cache
@@ -122,13 +123,10 @@ def source_fingerprint(spec: str | Path | None) -> Any:
     fp = data_mod.fingerprint(str(spec))
     if fp is not None:
         return fp
-    files = pyref.source_files(str(spec))
-    if files is None:
+    part = pyref.source_fingerprint(str(spec))
+    if part is None:
         raise _Unhashable(str(spec))
-    return {
-        "ref": str(spec).rsplit(":", 1)[1],
-        "files": [[f.name, sha256_file(f)] for f in files],
-    }
+    return part
 
 
 class _Unhashable(Exception):
@@ -137,7 +135,7 @@ class _Unhashable(Exception):
 
 #: the code (under toolchain/, or ../ for project folders) that makes each stage's artifacts;
 #: a change there invalidates the stage's cache
-_CONVERT_CODE = ("convert", "artifacts.py", "data.py", "modelsrc.py", "pyref.py", "tflite_model.py")
+_CONVERT_CODE = convert_cache.CODE
 STAGE_CODE: dict[str, tuple[str, ...]] = {
     "prune": ("prune", "zoo", "emit/arena.py", "emit/sandbox.py", "emit/worker.py", *_CONVERT_CODE),
     "convert": _CONVERT_CODE,
@@ -173,9 +171,7 @@ def _target_fingerprint(t: Target) -> dict[str, Any]:
 
 
 def _converter_versions() -> dict[str, str]:
-    from toolchain.convert.cache import versions
-
-    return dict(versions())
+    return dict(convert_cache.versions())
 
 
 def _data_keys(ctx: Context, *names: str) -> dict[str, Any]:
