@@ -189,7 +189,11 @@ class AuthError(DeviceError):
 
 
 class HostKeyError(DeviceError):
-    """The SSH host key is unknown or changed."""
+    """The SSH host key is unknown, changed or revoked."""
+
+
+class ArchMismatchError(DeviceError):
+    """The device's CPU architecture is not the target profile's (see toolchain.devices.arch)."""
 
 
 class BenchmarkError(EdgeDeployError):

@@ -22,7 +22,13 @@ from pathlib import Path
 import pytest
 
 from tests.support.adb_peer import AdbPeer, Sandbox
-from tests.support.devices import AdbServer, build_launcher, c_compiler, install_device_python
+from tests.support.devices import (
+    ANDROID_TARGET,
+    AdbServer,
+    build_launcher,
+    c_compiler,
+    install_device_python,
+)
 from toolchain.bench import run_bench
 from toolchain.bench.options import BenchOptions
 from toolchain.cli import main as cli_main
@@ -92,7 +98,7 @@ def phone(adb_server: AdbServer, tmp_path: Path):
             adb_server.disconnect(serial)
 
 
-TARGET = load_target("android-arm64")
+TARGET = load_target(ANDROID_TARGET)  # the peer is an x86_64 "phone"
 
 
 def opts(**kw: object) -> BenchOptions:
@@ -131,6 +137,11 @@ def test_benchmark_model_flow(phone: Phone, launcher: Path, kws: Path, tmp_path:
     assert len(result.samples) == 2 and all(0 < s < 1000 for s in result.samples)
     assert [r["count"] for r in result.environment["rounds"]] == [5, 5]
     assert result.summary is not None and result.summary.n == 2
+    # 2 rounds of 5 runs: 10 inferences, not "2 runs" (issue 14)
+    assert result.runs == 10 and result.to_dict()["runs"] == 10
+    assert not any("only 2 runs" in w for w in result.warnings)
+    assert any("only 2 samples (rounds of 5 runs each)" in w for w in result.warnings)
+    assert result.device["arch"] == "x86_64"
     # one row per operator of the model; the table comes from the separate profiling round
     assert len(result.per_op) == len(TFLiteModel.from_file(kws).operators)
     assert result.per_op[0].name.startswith("CONV_2D")
@@ -326,12 +337,13 @@ def test_adb_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, kws: Path
 
 def test_cli_bench_over_adb(phone: Phone, launcher: Path, kws: Path, tmp_path: Path) -> None:
     rc = cli_main(
-        ["bench", "--target", "android-arm64", "--model", str(kws), "--out", str(tmp_path / "out"),
+        ["bench", "--target", ANDROID_TARGET, "--model", str(kws), "--out", str(tmp_path / "out"),
          "--serial", phone.serial, "--benchmark-binary", str(launcher), "--runs", "3",
          "--warmup", "0", "--rounds", "2", "--bench-arg=--use_caching=true"]
     )  # fmt: skip
     assert rc == 0
     report = json.loads((tmp_path / "out/bench_report.json").read_text())
     assert report["runner"] == "adb" and len(report["samples"]) == 2
+    assert report["runs"] == 6 and report["runs_per_sample"] == 3
     assert "--use_caching=true" in report["environment"]["benchmark_args"]
     assert phone.leftovers() == []

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import shutil
 import socket
 import subprocess
@@ -27,6 +28,13 @@ HERE = Path(__file__).resolve().parent
 FAKE_BENCHMARK_MODEL = HERE / "fake_benchmark_model.py"
 #: The adb server grabs anything on 127.0.0.1:5555-5585 as an emulator: stay out of it.
 EMULATOR_PORTS = range(5554, 5586)
+
+
+#: Target profiles whose architecture is this machine's: the emulated peers (sshd, the ADB
+#: peer) run here, so benchmarking them as "rpi4"/"android-arm64" would be refused by the
+#: architecture check (toolchain.devices.arch) on an x86_64 machine.
+LINUX_TARGET = {"x86_64": "linux-x86_64", "aarch64": "rpi4"}.get(platform.machine(), "linux-x86_64")
+ANDROID_TARGET = "android-x86_64"  # the ADB peer advertises ro.product.cpu.abi = x86_64
 
 
 def free_port() -> int:

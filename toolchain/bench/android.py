@@ -36,8 +36,15 @@ from toolchain.bench.mcu import bench_inputs
 from toolchain.bench.options import BenchOptions
 from toolchain.bench.result import BenchResult, OpTiming
 from toolchain.devices.adb import AdbDevice, AndroidInfo, select_device
+from toolchain.devices.arch import check_device_arch, target_arch
 from toolchain.devices.elf import check_executable_for
-from toolchain.devices.shell import Workdir, q
+from toolchain.devices.shell import (
+    HOUSEKEEPING_TIMEOUT_S,
+    SIGNAL_HINT,
+    Workdir,
+    exit_description,
+    q,
+)
 from toolchain.errors import (
     BenchmarkError,
     InputFileError,
@@ -85,13 +92,21 @@ def run_adb(target: Target, model: Path, options: BenchOptions) -> BenchResult:
     device = select_device(options.adb_serial or target.transport.adb_serial)
     device.require_shell_v2()
     info = device.info()
-    abis = list(info.abilist) or ([target.cpu.abi] if target.cpu.abi else [])
+    abis = list(info.abilist) or ([info.abi] if info.abi else [])
+    if not abis:  # old devices without the ABI properties
+        uname = device.run("uname -m", timeout_s=HOUSEKEEPING_TIMEOUT_S)
+        abis = [uname.stdout.strip()] if uname.returncode == 0 and uname.stdout.strip() else []
+    arch = check_device_arch(
+        target, abis, device=device.description, allow_mismatch=options.allow_arch_mismatch
+    )
+    abis = abis or ([target.cpu.abi] if target.cpu.abi else [])
     if binary is not None:
         check_executable_for(binary, abis)
         python = None
+    elif options.remote_python:
+        python = remote.require_python(device, options.remote_python)
     else:
-        candidates = (options.remote_python,) if options.remote_python else PYTHON_CANDIDATES
-        python = remote.find_python(device, candidates)
+        python = remote.find_python(device, PYTHON_CANDIDATES)
         if python is None:
             raise InputFileError(
                 f"no benchmark_model binary given and {device.description} has no Python with numpy",
@@ -107,6 +122,13 @@ def run_adb(target: Target, model: Path, options: BenchOptions) -> BenchResult:
             result = _bench_binary(wd, device, info, binary, model, target, options)
         else:
             result = _bench_python(wd, device, info, str(python), model, tfl, target, options)
+    result.device["arch"] = arch
+    want = target_arch(target)
+    if arch and want and arch != want:
+        result.warnings.append(
+            f"the device is {arch}, not {want} like target {target.name} "
+            "(--allow-arch-mismatch): these numbers are not the target's"
+        )
     result.environment["device_dir"] = wd.path
     result.environment["device_dir_removed"] = wd.removed
     if not wd.removed:
@@ -179,10 +201,11 @@ def _run_binary(
             )
         if res.returncode > 128:
             raise RemoteCommandError(
-                f"benchmark_model was killed by signal {res.returncode - 128} on {where}: {detail}"
+                f"benchmark_model was {exit_description(res.returncode)} on {where}: {detail}",
+                hint=SIGNAL_HINT,
             )
         raise RemoteCommandError(
-            f"benchmark_model failed on {where} (exit code {res.returncode}): {detail}"
+            f"benchmark_model failed on {where} ({exit_description(res.returncode)}): {detail}"
         )
     try:
         return parse_benchmark_model_output(text)
@@ -256,6 +279,7 @@ def _bench_binary(
         model_sha256=sha256_file(model),
         unit="ms",
         samples=samples,
+        runs_per_sample=options.runs,
         warmup=options.warmup,
         unit_note=(
             f"each sample is the mean of {options.runs} inferences in one benchmark_model process "

@@ -10,8 +10,10 @@ CPU model, governors and temperatures before and after the timed loop. The direc
 removed afterwards whatever happened.
 
 Connection errors are those of :class:`toolchain.devices.ssh.SshBoard` (unreachable →
-``DeviceNotFoundError``, refused key → ``AuthError``, unknown or changed host key →
-``HostKeyError``).
+``DeviceNotFoundError``, silent port → ``IoTimeoutError``, no or refused key → ``AuthError``,
+unknown, changed or revoked host key → ``HostKeyError``). The board's ``uname -m`` is checked
+against the target's architecture first (:func:`toolchain.devices.arch.check_device_arch`:
+``ArchMismatchError`` unless ``options.allow_arch_mismatch``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from toolchain.bench import remote
 from toolchain.bench.mcu import bench_inputs
 from toolchain.bench.options import BenchOptions
 from toolchain.bench.result import BenchResult
-from toolchain.devices.shell import Workdir
+from toolchain.devices.arch import check_device_arch, target_arch
+from toolchain.devices.shell import HOUSEKEEPING_TIMEOUT_S, Workdir
 from toolchain.devices.ssh import SshBoard
 from toolchain.errors import RemoteCommandError, UsageError
 from toolchain.progress import no_progress
@@ -58,14 +61,24 @@ def run_ssh(target: Target, model: Path, options: BenchOptions) -> BenchResult:
         host,
         port=options.ssh_port,
         key=options.ssh_key,
+        known_hosts=options.known_hosts,
         trust_new_host=options.trust_new_host,
         connect_timeout_s=min(t, 30.0),
     ) as board:
-        candidates = (options.remote_python,) if options.remote_python else PYTHON_CANDIDATES
-        python = remote.find_python(board, candidates)
+        uname = board.run("uname -m", timeout_s=HOUSEKEEPING_TIMEOUT_S)
+        arch = check_device_arch(
+            target,
+            uname.stdout.strip() if uname.returncode == 0 else "",
+            device=board.description,
+            allow_mismatch=options.allow_arch_mismatch,
+        )
+        if options.remote_python:
+            python: str | None = remote.require_python(board, options.remote_python)
+        else:
+            python = remote.find_python(board, PYTHON_CANDIDATES)
         if python is None:
             raise RemoteCommandError(
-                f"{board.description} has no Python 3 with numpy ({', '.join(candidates)})",
+                f"{board.description} has no Python 3 with numpy ({', '.join(PYTHON_CANDIDATES)})",
                 hint="on the board: sudo apt install python3-numpy && pip install ai-edge-litert "
                 "(or tflite-runtime); or name the interpreter with --remote-python",
             )
@@ -80,7 +93,7 @@ def run_ssh(target: Target, model: Path, options: BenchOptions) -> BenchResult:
         target=target.name,
         model_path=model,
         options=options,
-        device={"host": description, "python_path": python},
+        device={"host": description, "python_path": python, "arch": arch},
         inputs=inputs,
         inputs_note=inputs_note,
         environment={
@@ -89,6 +102,12 @@ def run_ssh(target: Target, model: Path, options: BenchOptions) -> BenchResult:
             "board_dir_removed": wd.removed,
         },
     )
+    want = target_arch(target)
+    if arch and want and arch != want:
+        result.warnings.append(
+            f"the board is {arch}, not {want} like target {target.name} "
+            "(--allow-arch-mismatch): these numbers are not the target's"
+        )
     if not wd.removed:
         result.warnings.append(f"could not remove {wd.path} from the board; remove it by hand")
     if options.profile_ops:

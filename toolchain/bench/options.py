@@ -33,8 +33,16 @@ class BenchOptions:
     #: Linux boards
     ssh_host: str | None = None
     ssh_key: Path | None = None
-    ssh_port: int = 22
+    #: None: the port of ``ssh_host`` (``host:port``), else ~/.ssh/config's, else 22; giving
+    #: both this and a port in ``ssh_host`` is an error
+    ssh_port: int | None = None
     trust_new_host: bool = False
+    #: known_hosts file (default ~/.ssh/known_hosts); given explicitly it must exist unless
+    #: ``trust_new_host`` is set
+    known_hosts: Path | None = None
+    #: ADB/SSH: run even when the device's CPU architecture is not the target's
+    #: (toolchain.devices.arch.check_device_arch); the report keeps a warning
+    allow_arch_mismatch: bool = False
     #: CPU runtime options (phones, Pis)
     threads: int | None = None
     use_xnnpack: bool | None = None

@@ -25,7 +25,14 @@ import numpy as np
 
 from toolchain.bench.options import BenchOptions
 from toolchain.bench.result import BenchResult, OutputCheck
-from toolchain.devices.shell import HOUSEKEEPING_TIMEOUT_S, RemoteShell, Workdir, q
+from toolchain.devices.shell import (
+    HOUSEKEEPING_TIMEOUT_S,
+    SIGNAL_HINT,
+    RemoteShell,
+    Workdir,
+    exit_description,
+    q,
+)
 from toolchain.errors import (
     BenchmarkError,
     RemoteCommandError,
@@ -210,6 +217,40 @@ def find_python(shell: RemoteShell, candidates: tuple[str, ...]) -> str | None:
     return None
 
 
+def require_python(shell: RemoteShell, exe: str) -> str:
+    """Check the interpreter the user named (``--remote-python``): it must exist on the
+    device, be Python 3 and have numpy. Returns ``exe``; raises :class:`RemoteCommandError`
+    saying which of the three failed."""
+    where = shell.description
+    res = shell.run(
+        f"command -v -- {q(exe)} >/dev/null 2>&1 || [ -x {q(exe)} ] || echo missing",
+        timeout_s=HOUSEKEEPING_TIMEOUT_S,
+    )
+    if "missing" in res.stdout:
+        what = "does not exist" if "/" in exe else "is not on the PATH"
+        raise RemoteCommandError(
+            f"--remote-python {exe} {what} on {where}",
+            hint="check the path on the device (e.g. `which python3` there), or leave "
+            "--remote-python out to try python3 and python",
+        )
+    if find_python(shell, (exe,)) is None:
+        probe = shell.run(
+            f"{q(exe)} -c 'import sys; print(sys.version_info[0]); import numpy'",
+            timeout_s=HOUSEKEEPING_TIMEOUT_S * 2,
+        )
+        if probe.stdout.strip().startswith("3"):
+            raise RemoteCommandError(
+                f"--remote-python {exe} on {where} has no numpy: {probe.tail(300)}",
+                hint=f"install it there ({exe} -m pip install numpy ai-edge-litert)",
+            )
+        raise RemoteCommandError(
+            f"--remote-python {exe} on {where} is not a working Python 3 "
+            f"({exit_description(probe.returncode)}): {probe.tail(300)}",
+            hint="name a Python 3 interpreter on the device",
+        )
+    return exe
+
+
 def affinity_prefix(options: BenchOptions) -> str:
     """``taskset MASK `` when ``cpu_affinity`` is set, else nothing."""
     return f"taskset {q(options.cpu_affinity)} " if options.cpu_affinity else ""
@@ -255,13 +296,13 @@ def run_runner(
         doc = None
     if not isinstance(doc, dict) and res.returncode > 128:
         raise RemoteCommandError(
-            f"the runner on {where} was killed by signal {res.returncode - 128}: {res.tail(500)}",
-            hint="signal 11 is a crash inside the TFLite interpreter (a corrupt or truncated "
-            "model?); signal 9 is usually the out-of-memory killer",
+            f"the runner on {where} was {exit_description(res.returncode)}: {res.tail(500)}",
+            hint=SIGNAL_HINT,
         )
     if not isinstance(doc, dict):
         raise RemoteCommandError(
-            f"the runner on {where} failed (exit code {res.returncode}) without a result: {res.tail(800)}"
+            f"the runner on {where} failed ({exit_description(res.returncode)}) without a "
+            f"result: {res.tail(800)}"
         )
     if not doc.get("ok"):
         kind, error = doc.get("kind"), doc.get("error", "")
@@ -274,7 +315,9 @@ def run_runner(
         if kind == "no_runtime":
             raise RemoteCommandError(
                 f"{where} has no usable TFLite interpreter: {error}",
-                hint="install one there: pip install ai-edge-litert (or tflite-runtime) numpy",
+                hint="install one there (pip install ai-edge-litert, or tflite-runtime, with "
+                "numpy), or point --remote-python at a Python that has one; on Android, "
+                "--benchmark-binary PATH runs TFLite's benchmark_model instead",
             )
         raise RemoteCommandError(f"the runner on {where} failed ({kind}): {error}")
     return doc

@@ -60,6 +60,14 @@ class BenchResult:
     environment: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     summary: Summary | None = None
+    #: how many inferences each sample stands for: 1 when every inference is timed; ``runs``
+    #: when a sample is the mean of one process's runs (ADB benchmark_model rounds)
+    runs_per_sample: int = 1
+
+    @property
+    def runs(self) -> int:
+        """Measured inferences behind the samples (``len(samples) * runs_per_sample``)."""
+        return len(self.samples) * self.runs_per_sample
 
     def __post_init__(self) -> None:
         if self.unit not in UNITS:
@@ -73,7 +81,10 @@ class BenchResult:
         """Append the statistical/thermal warnings of :func:`trust_warnings`."""
         if self.summary is not None:
             for w in trust_warnings(
-                self.summary, temp_before_c=temp_before_c, temp_after_c=temp_after_c
+                self.summary,
+                temp_before_c=temp_before_c,
+                temp_after_c=temp_after_c,
+                runs_per_sample=self.runs_per_sample,
             ):
                 if w not in self.warnings:
                     self.warnings.append(w)
@@ -81,7 +92,7 @@ class BenchResult:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["schema_version"] = SCHEMA_VERSION
-        d["runs"] = len(self.samples)
+        d["runs"] = self.runs  # inferences; len(samples) is the statistical sample count
         return d
 
     def write(self, path: str | Path) -> Path:

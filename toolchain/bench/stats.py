@@ -98,10 +98,19 @@ def trust_warnings(
     temp_after_c: float | None = None,
     spread_limit: float = NOISY_SPREAD,
     hot_rise_c: float = HOT_RISE_C,
+    runs_per_sample: int = 1,
 ) -> list[str]:
-    """Human-readable reasons not to trust the numbers (empty when they look sound)."""
+    """Human-readable reasons not to trust the numbers (empty when they look sound).
+
+    ``runs_per_sample`` > 1 says that each sample is the mean of that many inferences (one
+    benchmark_model round): the sample count then counts rounds, not runs."""
     warnings: list[str] = []
-    if summary.n < 5:
+    if summary.n < 5 and runs_per_sample > 1:
+        warnings.append(
+            f"only {summary.n} samples (rounds of {runs_per_sample} runs each): too few for a "
+            "stable spread and median CI (use --rounds 5+)"
+        )
+    elif summary.n < 5:
         warnings.append(f"only {summary.n} runs: too few for stable statistics (use --runs 20+)")
     if summary.median > 0:
         spread = (summary.p90 - summary.p10) / summary.median

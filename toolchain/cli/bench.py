@@ -109,7 +109,9 @@ def print_summary(result: BenchResult, path: Path) -> None:
     if s is not None:
         table.add_row(
             s.unit,
-            str(s.n),
+            str(result.runs)
+            if result.runs_per_sample == 1
+            else f"{result.runs} ({s.n}×{result.runs_per_sample})",
             _num(s.median),
             _num(s.p90),
             f"{_num(s.mean)} ± {_num(s.std)}",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import secrets
 import shlex
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -50,6 +51,27 @@ class ShellResult:
         """The last ``n`` characters of stderr and stdout, for error messages."""
         text = (self.stderr.strip() + "\n" + self.stdout.strip()).strip()
         return text[-n:]
+
+
+def exit_description(returncode: int) -> str:
+    """How every remote runner words an exit code: ``killed by signal 11 (SIGSEGV)`` for
+    ``128 + N`` (what a POSIX shell, adb's shell_v2 and our SSH board report for a process
+    killed by signal N), else ``exit code N``."""
+    if returncode > 128:
+        num = returncode - 128
+        try:
+            name = f" ({signal.Signals(num).name})"
+        except ValueError:
+            name = ""
+        return f"killed by signal {num}{name}"
+    return f"exit code {returncode}"
+
+
+#: Hint for a runner killed by a signal (shared by the ADB and SSH runners).
+SIGNAL_HINT = (
+    "signal 11 is a crash inside the TFLite interpreter (a corrupt or truncated model, or a "
+    "runtime built for another CPU?); signal 9 is usually the out-of-memory killer"
+)
 
 
 class RemoteShell(Protocol):

@@ -1,25 +1,41 @@
 """Linux boards (Raspberry Pi, Jetson, Termux's sshd...) over SSH with paramiko.
 
-Key-based authentication only (the key given, else the SSH agent and ``~/.ssh/id_*``); no
-passwords are ever sent. Host keys are checked against ``known_hosts`` (``~/.ssh/known_hosts``
-unless told otherwise): an unknown host is refused unless ``trust_new_host`` is set, in which
-case its key is appended to that file; a *changed* key is always refused.
+Key-based authentication only (the key given, else ``IdentityFile`` from ``~/.ssh/config``,
+the SSH agent and ``~/.ssh/id_*``); no passwords are ever sent. Host keys are checked against
+``known_hosts`` (``~/.ssh/known_hosts`` unless told otherwise) as ``ssh`` does it, hashed names,
+wildcards and ``@revoked`` lines included (see :mod:`toolchain.devices.known_hosts`): an unknown
+host is refused unless ``trust_new_host`` is set, in which case its key is appended to that
+file; a *changed* or *revoked* key is always refused.
 
-Errors: unreachable host/port → :class:`DeviceNotFoundError`; authentication refused →
-:class:`AuthError`; unknown or changed host key → :class:`HostKeyError`; a command or a copy
-running too long → :class:`IoTimeoutError`; the connection dropping → :class:`TransportError`.
+``~/.ssh/config`` is honoured for the ``Host`` given: ``HostName``, ``Port``, ``User`` and
+``IdentityFile``. Precedence: what the caller gave explicitly (``user@host:port``, ``port``,
+``key``) > the ssh config > defaults (port 22, the local user name). A port both in the host
+spec and in ``port`` is an error, not a silent choice.
+
+Errors: unreachable host/port → :class:`DeviceNotFoundError`; a port that accepts but never
+speaks SSH → :class:`IoTimeoutError`; no key at all, or the key refused → :class:`AuthError`;
+unknown, changed or revoked host key → :class:`HostKeyError`; a command or a copy running too
+long → :class:`IoTimeoutError`; the connection dropping → :class:`TransportError`. A command
+killed by a signal on the board returns exit code ``128 + N`` (as a POSIX shell reports it).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import select
+import signal
+import socket
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import paramiko
+from paramiko.common import MSG_CHANNEL_REQUEST
 
+from toolchain.devices.known_hosts import KnownHosts, host_entry_name
 from toolchain.devices.shell import ShellResult
 from toolchain.errors import (
     AuthError,
@@ -34,15 +50,23 @@ from toolchain.errors import (
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 15.0
+DEFAULT_SSH_CONFIG = Path("~/.ssh/config")
+DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 
 
 def parse_host(spec: str, default_port: int = 22) -> tuple[str | None, str, int]:
     """``[user@]host[:port]`` (IPv6 as ``[addr]:port``) → (user, host, port)."""
+    user, host, port = split_host(spec)
+    return user, host, port if port is not None else default_port
+
+
+def split_host(spec: str) -> tuple[str | None, str, int | None]:
+    """``[user@]host[:port]`` (IPv6 as ``[addr]:port``) → (user or None, host, port or None)."""
     user, sep, rest = spec.rpartition("@")
     user_or_none = user if sep else None
     if sep and not user:
         raise UsageError(f"bad SSH host {spec!r}: empty user name", hint="use user@host")
-    port = default_port
+    port: int | None = None
     if rest.startswith("["):
         host, _, tail = rest[1:].partition("]")
         if tail.startswith(":"):
@@ -63,58 +87,235 @@ def _port(text: str, spec: str) -> int:
     return int(text)
 
 
+@dataclass(frozen=True)
+class SshDestination:
+    """Where to connect, after the ssh config: ``alias`` is what the user typed, ``host``
+    the address (``HostName``), ``identity_files`` the config's ``IdentityFile`` entries that
+    exist; ``sources`` says where each of host/port/user came from (cli, ssh config, default)."""
+
+    alias: str
+    host: str
+    port: int
+    user: str | None
+    identity_files: tuple[Path, ...] = ()
+    config_file: Path | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+def resolve_destination(
+    spec: str, *, port: int | None = None, config_file: Path | None = None
+) -> SshDestination:
+    """Apply ``~/.ssh/config`` (or ``config_file``) to ``[user@]host[:port]`` and ``port``
+    (``--ssh-port``). Explicit values win over the config, the config over the defaults.
+
+    Raises :class:`UsageError` when the spec carries a port and ``port`` is given too,
+    :class:`InputFileError` when the ssh config cannot be read or parsed.
+    """
+    user, alias, spec_port = split_host(spec)
+    if spec_port is not None and port is not None:
+        raise UsageError(
+            f"two SSH ports given: {spec!r} carries port {spec_port} and --ssh-port says {port}",
+            hint="give the port once: either user@host:PORT or --ssh-port PORT",
+        )
+    if port is not None and not 0 < port < 65536:
+        raise UsageError(f"--ssh-port must be 1-65535 (got {port})")
+    cli_port = spec_port if spec_port is not None else port
+    path = Path(config_file or DEFAULT_SSH_CONFIG).expanduser()
+    conf: dict[str, Any] = {}
+    used_config: Path | None = None
+    if path.is_file():
+        try:
+            conf = dict(paramiko.SSHConfig.from_path(str(path)).lookup(alias))
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, ImportError,
+                paramiko.SSHException) as exc:  # fmt: skip
+            raise InputFileError(
+                f"cannot use the ssh config {path}: {exc}",
+                hint="fix that file (ssh -G HOST shows how ssh reads it), or move it aside",
+            ) from exc
+        used_config = path
+    sources: dict[str, str] = {}
+    host = alias
+    if conf.get("hostname") and conf["hostname"] != alias:
+        host, sources["host"] = str(conf["hostname"]), f"ssh config {path}"
+    if cli_port is not None:
+        final_port, sources["port"] = cli_port, "command line"
+    elif "port" in conf:
+        try:
+            final_port = int(conf["port"])
+        except ValueError:
+            raise InputFileError(
+                f"{path}: Port {conf['port']!r} for {alias} is not a number"
+            ) from None
+        sources["port"] = f"ssh config {path}"
+    else:
+        final_port, sources["port"] = 22, "default"
+    if user is not None:
+        sources["user"] = "command line"
+    elif conf.get("user"):
+        user, sources["user"] = str(conf["user"]), f"ssh config {path}"
+    identities: list[Path] = []
+    for name in conf.get("identityfile", []) or []:
+        p = Path(str(name)).expanduser()
+        if p.is_file():
+            identities.append(p)
+        else:
+            log.warning("%s: IdentityFile %s for %s does not exist; skipped", path, p, alias)
+    for key in ("proxyjump", "proxycommand"):
+        if conf.get(key) and str(conf[key]).lower() != "none":
+            log.warning(
+                "%s: %s for %s is not supported by edgedeploy; connecting directly",
+                path,
+                key,
+                alias,
+            )
+    return SshDestination(alias, host, final_port, user, tuple(identities), used_config, sources)
+
+
 def _fingerprint(key: paramiko.PKey) -> str:
     return f"{key.get_name()} {key.fingerprint}"
 
 
 class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
-    """Refuse an unknown host (saying its key's fingerprint), or trust and record it."""
+    """The whole host-key check (the client itself is given no host keys, so paramiko asks
+    this policy every time): revoked → refuse; a matching key → accept; other keys for this
+    host → CHANGED, refuse; only a cert-authority → refuse, saying why; unknown → refuse
+    (saying its key's fingerprint), or trust and record it."""
 
-    def __init__(self, known_hosts: Path, trust: bool) -> None:
+    def __init__(self, known_hosts: KnownHosts, trust: bool, name: str) -> None:
         self.known_hosts = known_hosts
         self.trust = trust
+        self.name = name  # host_entry_name(host, port)
 
     def missing_host_key(
         self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
     ) -> None:
+        kh = self.known_hosts
+        blob = key.asbytes()
+        revoked = kh.revoked(blob)
+        if revoked is not None:
+            raise HostKeyError(
+                f"the host key of {self.name} ({_fingerprint(key)}) is REVOKED in "
+                f"{revoked.source} (@revoked): it must never be accepted",
+                hint="the board's host key was withdrawn (compromised or replaced): give the "
+                "board a new host key (ssh-keygen -A there) and record that one, or remove the "
+                "@revoked line if it is a mistake",
+            )
+        known = kh.keys_for(self.name)
+        if any(line.blob == blob for line in known):
+            return
+        if known:
+            entry = self.name
+            first = known[0]
+            raise HostKeyError(
+                f"the host key of {self.name} CHANGED: it offered {_fingerprint(key)}, "
+                f"{first.source} has {first.fingerprint}. Someone may be intercepting the "
+                "connection, or the board was reinstalled",
+                hint=f"if the board was reinstalled, remove the old key with "
+                f"`ssh-keygen -R '{entry}' -f {kh.path}` and connect again",
+            )
+        cas = kh.authorities_for(self.name)
+        if cas:
+            raise HostKeyError(
+                f"{kh.path} trusts {self.name} only through a certificate authority "
+                f"({cas[0].source}, @cert-authority), and edgedeploy's SSH client (paramiko) "
+                f"cannot check host certificates; the host offered {_fingerprint(key)}",
+                hint=f"record the host's own key: ssh-keyscan -p PORT HOST >> {kh.path} "
+                "(check its fingerprint first), or run again with --trust-new-host",
+            )
         if not self.trust:
             raise HostKeyError(
-                f"{hostname} is not in {self.known_hosts} (its key: {_fingerprint(key)})",
+                f"{self.name} is not in {kh.path} (its key: {_fingerprint(key)})",
                 hint="check the fingerprint on the board (ssh-keygen -lf /etc/ssh/ssh_host_*.pub), "
                 "then run again with --trust-new-host, or connect once with ssh",
             )
-        log.warning(
-            "trusting new host %s (%s); added to %s", hostname, _fingerprint(key), self.known_hosts
+        log.warning("trusting new host %s (%s); added to %s", self.name, _fingerprint(key), kh.path)
+        kh.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with open(kh.path, "a", encoding="ascii") as fh:
+            fh.write(f"{self.name} {key.get_name()} {key.get_base64()}\n")
+
+
+def _signal_number(name: str) -> int | None:
+    """``SEGV`` (as SSH's exit-signal names it) → 11."""
+    try:
+        return int(signal.Signals[f"SIG{name.upper().removeprefix('SIG')}"])
+    except KeyError:
+        return None
+
+
+def _record_exit_signals(transport: paramiko.Transport, into: dict[int, str]) -> None:
+    """Make ``transport`` remember the RFC 4254 ``exit-signal`` of each channel (paramiko
+    ignores it and reports exit status -1) in ``into[channel id]``."""
+    table = getattr(transport, "_channel_handler_table", None)
+    if not isinstance(table, dict) or MSG_CHANNEL_REQUEST not in table:
+        return
+    original = table[MSG_CHANNEL_REQUEST]
+
+    def handle(chan: paramiko.Channel, m: paramiko.Message) -> None:
+        pos = m.packet.tell()
+        try:
+            if m.get_text() == "exit-signal":
+                m.get_boolean()  # want reply
+                into[chan.get_id()] = m.get_text()
+        except Exception as exc:  # noqa: BLE001 - a malformed request is paramiko's to reject
+            log.debug("could not read a channel request: %s", exc)
+        m.packet.seek(pos)
+        original(chan, m)
+
+    transport._channel_handler_table = {**table, MSG_CHANNEL_REQUEST: handle}
+
+
+def _wait_for_banner(sock: socket.socket, where: str, timeout_s: float) -> None:
+    """Wait until the server sends its first bytes (the SSH banner). A port that accepts the
+    connection and then says nothing gives :class:`IoTimeoutError`, one that closes it
+    :class:`DeviceNotFoundError` (paramiko's own messages for both are misleading)."""
+    ready, _, _ = select.select([sock], [], [], timeout_s)
+    if not ready:
+        raise IoTimeoutError(
+            f"{where} accepted the connection but sent no SSH greeting within {timeout_s:.0f} s: "
+            "nothing there speaks SSH",
+            hint="check the address and the port (--host user@host:PORT or --ssh-port): "
+            "another service, or a firewall or proxy holding the connection, answers there",
         )
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        self.known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with open(self.known_hosts, "a", encoding="ascii") as fh:
-            fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+    if not sock.recv(1, socket.MSG_PEEK):
+        raise DeviceNotFoundError(
+            f"{where} closed the connection without an SSH greeting",
+            hint="check the port and that sshd runs on the board (MaxStartups or a firewall "
+            "can also drop connections)",
+        )
 
 
 class SshBoard:
     """An open SSH connection to a Linux board; a :class:`~toolchain.devices.shell.RemoteShell`.
 
     Use as a context manager. ``connect_timeout_s`` bounds the TCP connect, the banner and the
-    authentication.
+    authentication. ``host`` is ``[user@]host[:port]`` or a ``Host`` alias of the ssh config
+    (``ssh_config``, default ``~/.ssh/config``); ``port`` is ``--ssh-port`` (None: the spec's,
+    else the config's, else 22); ``known_hosts`` given explicitly must exist unless
+    ``trust_new_host`` is set.
     """
 
     def __init__(
         self,
         host: str,
         *,
-        port: int = 22,
+        port: int | None = None,
         key: Path | None = None,
         known_hosts: Path | None = None,
         trust_new_host: bool = False,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        ssh_config: Path | None = None,
     ) -> None:
-        self.user, self.host, self.port = parse_host(host, port)
+        self.destination = resolve_destination(host, port=port, config_file=ssh_config)
+        self.user = self.destination.user
+        self.host = self.destination.host
+        self.port = self.destination.port
         self.key = Path(key).expanduser() if key else None
-        self.known_hosts = Path(known_hosts or Path("~/.ssh/known_hosts").expanduser())
+        self.known_hosts_explicit = known_hosts is not None
+        self.known_hosts = Path(known_hosts or DEFAULT_KNOWN_HOSTS).expanduser()
         self.trust_new_host = trust_new_host
         self.connect_timeout_s = connect_timeout_s
         self._client: paramiko.SSHClient | None = None
+        self._exit_signals: dict[int, str] = {}
 
     @property
     def description(self) -> str:
@@ -133,6 +334,31 @@ class SshBoard:
     ) -> None:
         self.close()
 
+    def _load_known_hosts(self) -> KnownHosts:
+        kh = self.known_hosts
+        if kh.exists() and not kh.is_file():
+            raise InputFileError(
+                f"known_hosts {kh} is not a file", hint="give a known_hosts file with --known-hosts"
+            )
+        if self.known_hosts_explicit and not kh.exists() and not self.trust_new_host:
+            raise InputFileError(
+                f"known_hosts file {kh} does not exist",
+                hint="check the --known-hosts path, or add --trust-new-host to create it with "
+                "this board's key",
+            )
+        try:
+            return KnownHosts.load(kh)
+        except OSError as exc:
+            raise HostKeyError(
+                f"cannot read {kh}: {exc.strerror or exc}",
+                hint="fix its permissions, or give another file with --known-hosts",
+            ) from exc
+
+    def _key_files(self) -> list[str] | None:
+        if self.key is not None:
+            return [str(self.key)]
+        return [str(p) for p in self.destination.identity_files] or None
+
     def connect(self) -> None:
         if self.key is not None and not self.key.is_file():
             raise InputFileError(
@@ -140,44 +366,50 @@ class SshBoard:
                 hint="give the private key file with --ssh-key, or leave it out to use "
                 "ssh-agent and ~/.ssh/id_*",
             )
-        client = paramiko.SSHClient()
-        if self.known_hosts.is_file():
-            try:
-                client.load_host_keys(str(self.known_hosts))
-            except (OSError, paramiko.SSHException) as exc:
-                raise HostKeyError(f"cannot read {self.known_hosts}: {exc}") from exc
-        client.set_missing_host_key_policy(_HostKeyPolicy(self.known_hosts, self.trust_new_host))
+        known = self._load_known_hosts()
         t = self.connect_timeout_s
+        where = f"{self.host}:{self.port}"
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=t)
+        except OSError as exc:  # refused, unreachable, DNS, timeout
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            if isinstance(exc, TimeoutError):
+                reason = f"no answer within {t:.0f} s"
+            raise DeviceNotFoundError(
+                f"cannot reach {where} over SSH: {reason}",
+                hint="check the address, the port (--ssh-port) and that sshd runs on the board",
+            ) from exc
+        try:
+            _wait_for_banner(sock, where, t)
+        except BaseException:
+            sock.close()
+            raise
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(
+            _HostKeyPolicy(known, self.trust_new_host, host_entry_name(self.host, self.port))
+        )
         try:
             client.connect(
                 self.host,
                 port=self.port,
                 username=self.user,
-                key_filename=str(self.key) if self.key else None,
+                key_filename=self._key_files(),
                 look_for_keys=self.key is None,
                 allow_agent=True,
                 timeout=t,
                 banner_timeout=t,
                 auth_timeout=t,
                 channel_timeout=t,
+                sock=sock,
             )
         except HostKeyError:
             client.close()
             raise
-        except paramiko.BadHostKeyException as exc:
-            client.close()
-            entry = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
-            raise HostKeyError(
-                f"the host key of {self.host}:{self.port} CHANGED: it offered "
-                f"{_fingerprint(exc.key)}, {self.known_hosts} has {_fingerprint(exc.expected_key)}. "
-                "Someone may be intercepting the connection, or the board was reinstalled",
-                hint=f"if the board was reinstalled, remove the old key with "
-                f"`ssh-keygen -R '{entry}'` and connect again",
-            ) from exc
         except paramiko.PasswordRequiredException as exc:
             client.close()
             raise AuthError(
-                f"the SSH key {self.key} is encrypted", hint="load it into ssh-agent (ssh-add)"
+                f"the SSH key {self.key or 'file'} is encrypted",
+                hint="load it into ssh-agent (ssh-add)",
             ) from exc
         except paramiko.AuthenticationException as exc:
             client.close()
@@ -186,17 +418,30 @@ class SshBoard:
                 hint="install your public key on the board (ssh-copy-id), or give the key "
                 "with --ssh-key; password logins are not supported",
             ) from exc
-        except (OSError, paramiko.SSHException) as exc:  # refused, unreachable, DNS, timeout
+        except paramiko.SSHException as exc:
             client.close()
-            reason = (
-                exc.strerror
-                if isinstance(exc, OSError) and exc.strerror
-                else str(exc) or type(exc).__name__
-            )
+            if "No authentication methods available" in str(exc):
+                raise AuthError(
+                    f"no SSH key to log in to {self.description} with: no --ssh-key, no "
+                    "IdentityFile in ~/.ssh/config, no ~/.ssh/id_* key, and no SSH agent "
+                    "with keys",
+                    hint="load a key into the agent (ssh-add), install it on the board "
+                    "(ssh-copy-id), or pass --ssh-key PATH; password logins are not supported",
+                ) from exc
             raise DeviceNotFoundError(
-                f"cannot reach {self.host}:{self.port} over SSH: {reason}",
+                f"the SSH handshake with {where} failed: {exc or type(exc).__name__}",
+                hint="check that the port is the board's sshd (--ssh-port) and that it allows "
+                "a modern key exchange",
+            ) from exc
+        except OSError as exc:
+            client.close()
+            raise DeviceNotFoundError(
+                f"the SSH connection to {where} failed: {exc.strerror or exc}",
                 hint="check the address, the port (--ssh-port) and that sshd runs on the board",
             ) from exc
+        transport = client.get_transport()
+        if transport is not None:
+            _record_exit_signals(transport, self._exit_signals)
         self._client = client
 
     def close(self) -> None:
@@ -245,6 +490,11 @@ class SshBoard:
                 if not busy:
                     time.sleep(0.005)
             rc = chan.recv_exit_status()
+            name = self._exit_signals.pop(chan.get_id(), None)
+            if name is not None:
+                num = _signal_number(name)
+                log.debug("command on %s killed by SIG%s", self.description, name)
+                rc = 128 + num if num is not None else rc
         except (TimeoutError, OSError, paramiko.SSHException) as exc:
             raise TransportError(f"the SSH connection to {self.description} failed: {exc}") from exc
         finally:
