@@ -271,14 +271,14 @@ def _wait_for_banner(sock: socket.socket, where: str, timeout_s: float) -> None:
     ready, _, _ = select.select([sock], [], [], timeout_s)
     if not ready:
         raise IoTimeoutError(
-            f"{where} accepted the connection but sent no SSH greeting within {timeout_s:.0f} s: "
-            "nothing there speaks SSH",
+            f"cannot reach {where} over SSH: it accepted the connection but sent no SSH "
+            f"greeting within {timeout_s:.0f} s (nothing there speaks SSH)",
             hint="check the address and the port (--host user@host:PORT or --ssh-port): "
             "another service, or a firewall or proxy holding the connection, answers there",
         )
     if not sock.recv(1, socket.MSG_PEEK):
         raise DeviceNotFoundError(
-            f"{where} closed the connection without an SSH greeting",
+            f"cannot reach {where} over SSH: it closed the connection without an SSH greeting",
             hint="check the port and that sshd runs on the board (MaxStartups or a firewall "
             "can also drop connections)",
         )
