@@ -121,6 +121,20 @@ def test_known_hosts_option_and_a_missing_file(
     assert not (home / ".ssh/known_hosts").exists()
 
 
+def test_board_with_several_host_keys_known_by_its_second_one(
+    home: Path, kws: Path, tmp_path: Path
+) -> None:
+    """known_hosts has only the board's ECDSA key: the client must ask for that type (as ssh
+    does) instead of taking the ed25519 key it would get first for a CHANGED key."""
+    with Sshd(tmp_path / "sshd2", extra_host_key_types=("ecdsa",)) as two:
+        (home / ".ssh/known_hosts").write_text(two.known_hosts_line(two.extra_host_keys[0]))
+        opts = BenchOptions(runner="ssh", ssh_host=f"{USER}@127.0.0.1", ssh_port=two.port,
+                            ssh_key=two.user_key, remote_python=sys.executable, runs=1,
+                            warmup=0)  # fmt: skip
+        result = run_bench(load_target(LINUX_TARGET), kws, opts)
+    assert result.runs == 1
+
+
 def test_ssh_config_hostname_port_user_identityfile(
     sshd: Sshd, known: Path, home: Path, kws: Path, tmp_path: Path
 ) -> None:
