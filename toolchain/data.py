@@ -27,7 +27,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
-from toolchain import pyref
+from toolchain import pyref, safeload
 from toolchain.errors import DataError, InputFileError
 
 log = logging.getLogger(__name__)
@@ -236,8 +236,8 @@ def _read_spec(
         if path.suffix == ".npy":
             return [_load_npy(path, what)], None
         if path.suffix == ".npz":
-            with _open_npz(path, what) as z:
-                return _by_name({k: z[k] for k in z.files}, names, f"{what} ({text})"), None
+            z = _load_npz(path, what)
+            return _by_name(z, names, f"{what} ({text})"), None
         raise DataError(
             f"{what}: {text}: unknown data file type {path.suffix!r}",
             hint="use .npy, .npz, a folder of images, or path/file.py:function",
@@ -251,40 +251,35 @@ def _read_spec(
 
 
 def _load_npy(path: Path, what: str) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except Exception as exc:  # corrupt, pickled objects, not numpy at all
-        raise DataError(
-            f"{what}: cannot read {path} as a numpy array ({type(exc).__name__}: {exc})",
-            hint="save it with numpy.save (object arrays are not allowed)",
-        ) from exc
+    arr = safeload.load_numpy(path, what=what)
+    if isinstance(arr, dict):
+        raise DataError(f"{what}: {path} is an .npz archive, not an .npy array")
+    return arr
 
 
-def _open_npz(path: Path, what: str) -> Any:
-    try:
-        return np.load(path, allow_pickle=False)
-    except Exception as exc:  # corrupt zip, not numpy
-        raise DataError(
-            f"{what}: cannot read {path} as an .npz archive ({type(exc).__name__}: {exc})"
-        ) from exc
+def _load_npz(path: Path, what: str) -> dict[str, np.ndarray]:
+    arrays = safeload.load_numpy(path, what=what)
+    if not isinstance(arrays, dict):
+        raise DataError(f"{what}: cannot read {path} as an .npz archive (it is an .npy array)")
+    return arrays
 
 
 def _npz_key(path: Path, key: str, what: str) -> np.ndarray:
-    with _open_npz(path, what) as z:
-        if key not in z.files:
-            raise DataError(f"{what}: {path} has no array {key!r} (it has {', '.join(z.files)})")
-        return np.asarray(z[key])
+    z = _load_npz(path, what)
+    if key not in z:
+        raise DataError(f"{what}: {path} has no array {key!r} (it has {', '.join(z)})")
+    return np.asarray(z[key])
 
 
 def _npz_single(path: Path, what: str) -> np.ndarray:
-    with _open_npz(path, what) as z:
-        keys = [k for k in z.files if k in LABEL_KEYS] or z.files
-        if len(keys) != 1:
-            raise DataError(
-                f"{what}: {path} holds several arrays ({', '.join(z.files)})",
-                hint=f"name one: {path}:KEY",
-            )
-        return np.asarray(z[keys[0]])
+    z = _load_npz(path, what)
+    keys = [k for k in z if k in LABEL_KEYS] or list(z)
+    if len(keys) != 1:
+        raise DataError(
+            f"{what}: {path} holds several arrays ({', '.join(z)})",
+            hint=f"name one: {path}:KEY",
+        )
+    return np.asarray(z[keys[0]])
 
 
 def _by_name(d: dict[str, Any], names: list[str], what: str) -> list[Any]:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from toolchain import safeload
 from toolchain.errors import DataError
 from toolchain.pyref import load_object
 
@@ -118,14 +119,7 @@ def _resolve(spec: Any, what: str) -> tuple[Any, Any]:
 def _read_file(path: Path, what: str) -> Any:
     if not path.is_file():
         raise DataError(f"{what}: file not found: {path}")
-    try:
-        obj = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{what}: cannot read {path}: {exc}") from exc
-    if isinstance(obj, np.lib.npyio.NpzFile):
-        with obj:
-            return {k: obj[k] for k in obj.files}
-    return obj
+    return safeload.load_numpy(path, what=what)
 
 
 def _from_mapping(d: Mapping[str, Any], what: str) -> tuple[Any, Any]:
