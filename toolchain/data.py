@@ -160,6 +160,12 @@ def load_labels(labels: Any, *, n: int, what: str = "labels") -> np.ndarray:
         raise DataError(f"{what} ({desc}): not an array of integers") from exc
     if a.ndim == 2 and a.shape[1] > 1 and a.shape[0] == n:  # one-hot
         a = a.argmax(axis=1)
+    if a.ndim > 1 and not (a.ndim == 2 and a.shape[1] == 1):
+        raise DataError(
+            f"{what} ({desc}): labels have shape {a.shape}; expected one class id per "
+            f"validation sample, shape ({n},) (or one-hot ({n}, classes))",
+            hint="save the labels as a 1-D integer array",
+        )
     a = a.reshape(-1)
     if a.dtype.kind not in "iuf" or (a.dtype.kind == "f" and not np.all(np.isfinite(a))):
         raise DataError(f"{what} ({desc}): labels must be integers, got {a.dtype}")
@@ -173,6 +179,29 @@ def load_labels(labels: Any, *, n: int, what: str = "labels") -> np.ndarray:
     if a.size and a.min() < 0:
         raise DataError(f"{what} ({desc}): negative class index {int(a.min())}")
     return a.astype(np.int64)
+
+
+def check_class_ids(labels: np.ndarray, output_shape: Sequence[int], *, what: str) -> None:
+    """Raise :class:`DataError` unless ``labels`` are one class id per sample in
+    ``[0, classes)`` of a classifier output of shape ``(N, classes)`` (shared by ``convert``'s
+    accuracy gate and ``prune``'s accuracy metric)."""
+    shape = tuple(int(s) for s in output_shape)
+    if len(shape) != 2:
+        raise DataError(
+            f"{what}: integer labels need a classifier output (N, classes); the model "
+            f"outputs {shape}",
+            hint="labels (and an accuracy gate) need a classifier; leave them out otherwise",
+        )
+    n = shape[1]
+    a = np.asarray(labels)
+    lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
+    if a.ndim != 1 or lo < 0 or hi >= n:
+        raise DataError(
+            f"{what}: labels must be one class id per sample in [0, {n}); got shape "
+            f"{a.shape}, range [{lo}, {hi}]",
+            hint=f"the model has {n} classes: check that these labels belong to this model "
+            "and data (0-based class indices)",
+        )
 
 
 def fingerprint(data: Any) -> str | None:
@@ -349,7 +378,10 @@ def _per_channel(v: Sequence[float], c: int, what: str) -> list[float]:
 def _call_fn(spec: str, what: str) -> Any:
     fn = pyref.load_object(spec, what=what, error=DataError)
     try:
-        return fn() if callable(fn) else fn
+        with pyref.user_code(f"{what}: {spec}", DataError):
+            return fn() if callable(fn) else fn
+    except DataError:
+        raise
     except Exception as exc:  # the user's data function
         raise DataError(f"{what}: {spec} raised {type(exc).__name__}: {exc}") from exc
 

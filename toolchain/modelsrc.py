@@ -138,8 +138,10 @@ def load_model(
             )
     example = tuple(t.float() for t in example)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), pyref.user_code(f"{desc}: the model's forward()", ModelLoadError):
             out = module(*example)
+    except ModelLoadError:
+        raise
     except Exception as exc:  # the user's model: report what it raised
         shapes_txt = ", ".join(str(list(t.shape)) for t in example)
         cls = UsageError if user_shapes else ModelLoadError
@@ -252,7 +254,10 @@ def _call_factory(spec: str) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...] 
     if not callable(factory):
         raise ModelLoadError(f"model factory {spec}: {type(factory).__name__} is not callable")
     try:
-        made = factory()
+        with pyref.user_code(f"model factory {spec}", ModelLoadError):
+            made = factory()
+    except ModelLoadError:
+        raise
     except Exception as exc:  # the user's factory
         raise ModelLoadError(
             f"model factory {spec} raised {type(exc).__name__}: {exc}",

@@ -70,6 +70,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         ui.console_err.print("[yellow]interrupted[/]: stopped; no half-written artifacts were left")
         return EXIT_INTERRUPTED
+    except SystemExit as exc:  # user code (a model factory, a data function) called sys.exit()
+        ui.error(
+            EdgeDeployError(
+                f"{args.command}: code it ran called sys.exit({exc.code!r}); stopped, "
+                "nothing was produced",
+                hint="model factories and data functions must return (or raise), not exit",
+            )
+        )
+        return 1
     except Exception:  # last-resort handler: report, never hide
         if args.debug:
             raise

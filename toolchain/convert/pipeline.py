@@ -235,6 +235,10 @@ def _convert_cold(
                 label_arr = val_ds.labels
             if label_arr is not None and not 0 <= label_output < len(loaded.output_names):
                 raise UsageError(f"label output {label_output} does not exist")
+            if label_arr is not None:
+                data_mod.check_class_ids(
+                    label_arr, loaded.output_shapes[label_output], what="labels"
+                )
             if max_accuracy_drop is not None and label_arr is None:
                 raise UsageError("--max-accuracy-drop needs labels", hint="give --labels")
         with _stage("export", timings, prog):

@@ -73,6 +73,7 @@ def make_firmware(
     tflm_include: Sequence[str | os.PathLike[str]] = (),
     build: bool = False,
     jobs: int = 2,
+    allow_float: bool = False,
     progress: ProgressFn = no_progress,
 ) -> FirmwareResult:
     """Render the firmware project for ``target`` into ``out_dir`` and, with ``build=True``,
@@ -104,6 +105,7 @@ def make_firmware(
             selftest=selftest,
             tflm_lib=tflm_lib,
             tflm_include=tflm_include,
+            allow_float=allow_float,
         )
         progress("firmware", 1, steps)
         built = build_project(stage, tgt, fw=project.fw, jobs=jobs) if build else None
