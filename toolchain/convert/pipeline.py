@@ -31,7 +31,13 @@ from toolchain.convert import cache as cache_mod
 from toolchain.convert import graphlint
 from toolchain.convert.options import ONNX_OPSET, QuantOptions
 from toolchain.errors import FidelityError, ModelLoadError, QuantizationError, UsageError
-from toolchain.fsutil import sha256_file, staged_outputs, to_json
+from toolchain.fsutil import (
+    check_output_path,
+    sha256_file,
+    staged_outputs,
+    to_json,
+    writing_to,
+)
 from toolchain.progress import ProgressFn, no_progress
 from toolchain.tflite_model import TFLiteModel
 
@@ -121,9 +127,9 @@ def _convert_once(
     """One conversion attempt (see :func:`convert` and :mod:`toolchain.convert.strategy`)."""
     opts = attempt.options
     prog = progress or no_progress
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a folder")
+    out = check_output_path(out_dir, option="--out")
+    if cache and cache_dir:
+        check_output_path(cache_dir, option="--cache-dir")
     if max_accuracy_drop is not None and labels is None and not _has_folder_labels(val):
         raise UsageError(
             "--max-accuracy-drop needs labels", hint="give --val DATA and --labels LABELS"
@@ -608,7 +614,7 @@ def _write(
     *,
     cached: bool,
 ) -> ConvertResult:
-    with staged_outputs(out) as stage:
+    with writing_to(out, option="--out"), staged_outputs(out) as stage:
         (stage / TFLITE_NAME).write_bytes(data)
         (stage / REPORT_NAME).write_text(to_json(report))
     return ConvertResult(

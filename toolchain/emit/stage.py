@@ -26,8 +26,8 @@ from toolchain import __version__
 from toolchain.emit import arena as arena_lib
 from toolchain.emit import carray, cnames, footprint, golden, litert_check, resolver
 from toolchain.emit.model_input import ModelLike, load, model_file
-from toolchain.errors import EmitError, TFLiteModelError, UsageError
-from toolchain.fsutil import staged_outputs, to_json
+from toolchain.errors import TFLiteModelError, UsageError
+from toolchain.fsutil import check_output_path, staged_outputs, to_json, writing_to
 from toolchain.progress import ProgressFn, no_progress
 from toolchain.targets import Target, load_target
 from toolchain.tflite_model import TFLiteModel
@@ -129,8 +129,7 @@ def emit(
     """
     if golden_count < 0:
         raise UsageError(f"golden count must be 0 or more, got {golden_count}")
-    if Path(out_dir).exists() and not Path(out_dir).is_dir():
-        raise UsageError(f"--out {out_dir} is a file, not a folder")
+    check_output_path(out_dir, option="--out")
     margin = (
         arena_lib.ArenaMargin.parse(arena_margin) if isinstance(arena_margin, str) else arena_margin
     )
@@ -263,15 +262,9 @@ def emit(
     files[REPORT_NAME] = to_json(report).encode("utf-8")
 
     out = Path(out_dir)
-    try:
-        with staged_outputs(out) as stage:
-            for fname, data in files.items():
-                (stage / fname).write_bytes(data)
-    except OSError as exc:
-        raise EmitError(
-            f"cannot write the output folder {out}: {exc.strerror or exc}",
-            hint="give --out a folder you can write to (not an existing file)",
-        ) from exc
+    with writing_to(out, option="--out"), staged_outputs(out) as stage:
+        for fname, data in files.items():
+            (stage / fname).write_bytes(data)
     progress("emit", 6, _STEPS)
     log.info("emitted %d files for %s into %s", len(files), sym, out)
     return EmitResult(
