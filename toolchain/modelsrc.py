@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import os
 import re
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -165,6 +166,28 @@ def load_model(
         output_shapes=tuple(tuple(int(s) for s in o.shape) for o in outs),
         source=desc,
     )
+
+
+def precheck(source: Any, *, weights: str | os.PathLike[str] | None = None) -> None:
+    """Inspect model and weights *files* (:mod:`toolchain.safeload`) without importing torch:
+    callers run it before starting anything slow, so a refused file fails in a moment."""
+    if isinstance(source, str | Path):
+        path = Path(str(source)).expanduser()
+        if path.suffix in EXPORT_SUFFIXES and os.path.isfile(path):
+            safeload.check_pt2(path)
+        elif (
+            path.suffix in TORCHSCRIPT_SUFFIXES
+            and os.path.isfile(path)
+            and zipfile.is_zipfile(path)
+        ):
+            with zipfile.ZipFile(path) as z:
+                scripted = any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
+            if scripted:
+                safeload.check_torchscript(path)
+    if weights is not None and os.path.isfile(weights):
+        safeload.check_torch_save_archive(
+            Path(weights), where=str(weights), what="a state_dict saved with torch.save"
+        )
 
 
 # --- building the module --------------------------------------------------------------------

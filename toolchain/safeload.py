@@ -271,7 +271,9 @@ def check_torch_save_archive(
     The pre-2020 non-zip ``torch.save`` format is refused too (it is a run of bare pickles
     followed by raw bytes, which cannot be told apart safely)."""
     ok = allowed or (lambda m, n: (m, n) in TORCH_SAVE_GLOBALS)
-    if isinstance(data, bytes) and not data.startswith(b"PK\x03\x04"):
+    if isinstance(data, Path):
+        _zip_check_file(data, what)
+    elif not data.startswith(b"PK\x03\x04"):
         raise UnsafeFileError(
             f"{where}: not a zip-format torch.save archive; refused unread",
             hint=f"give {what} (torch.save has written zip archives since torch 1.6)",

@@ -130,6 +130,9 @@ def _convert_once(
     out = check_output_path(out_dir, option="--out")
     if cache and cache_dir:
         check_output_path(cache_dir, option="--cache-dir")
+    from toolchain import modelsrc
+
+    modelsrc.precheck(model, weights=weights)  # a refused file fails before anything starts
     if max_accuracy_drop is not None and labels is None and not _has_folder_labels(val):
         raise UsageError(
             "--max-accuracy-drop needs labels", hint="give --val DATA and --labels LABELS"

@@ -133,15 +133,17 @@ def emit(
     margin = (
         arena_lib.ArenaMargin.parse(arena_margin) if isinstance(arena_margin, str) else arena_margin
     )
-    parsed = load(model)
-    if not allow_float:
-        check_integer_only(parsed)
-    stem = Path(parsed.source).stem if not parsed.source.startswith("<") else "model"
-    sym = cnames.check_identifier(name) if name is not None else cnames.sanitize(stem)
+    if name is not None:  # options fail before the model is read
+        cnames.check_identifier(name)
     if namespace:
         cnames.check_namespace(namespace)
     if section:
         cnames.check_section(section)
+    parsed = load(model)
+    if not allow_float:
+        check_integer_only(parsed)
+    stem = Path(parsed.source).stem if not parsed.source.startswith("<") else "model"
+    sym = name if name is not None else cnames.sanitize(stem)
     tgt = load_target(target) if isinstance(target, str) else target
     spec = resolver.resolver_spec(parsed)
     if golden_count and golden_data is not None:  # bad data fails before the slow steps

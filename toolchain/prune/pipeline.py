@@ -134,6 +134,9 @@ def prune(
         raise PruneError("converting needs an output folder (out_dir / --out)")
     if out_dir is not None:
         check_output_path(out_dir, option="--out")
+    from toolchain.modelsrc import precheck
+
+    precheck(model, weights=weights)
     name = output.file_name(model_format)
     module, inputs = load_source(model, weights=weights, input_shapes=input_shapes)
     val_ds = load(val, labels=labels, what="validation data") if val is not None else None
