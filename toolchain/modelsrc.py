@@ -222,6 +222,11 @@ def _build(source: Any) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...] | Non
         return _load_torchscript(path), None
     if pyref.split(text) is not None:
         return _call_factory(text)
+    if os.path.isdir(path):
+        raise InputFileError(
+            f"{text} is a folder, not a model",
+            hint="give path/file.py:factory, a TorchScript .pt or a torch.export .pt2 file",
+        )
     if path.exists():
         raise ModelLoadError(
             f"{text}: unknown model file type {path.suffix!r}",

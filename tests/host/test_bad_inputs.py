@@ -64,6 +64,10 @@ class Exits(Net):
 
 def forward_exits():
     return Exits(), (torch.randn(1, 4),)
+
+
+def interrupts():
+    raise KeyboardInterrupt
 """
 
 
@@ -135,6 +139,7 @@ def make_workspace(root: Path) -> Workspace:
     P.pt2_sample_inputs(good_pt2, root / "evil_inputs.pt2", w.marker)
     P.pt2_pickled_weight(good_pt2, root / "evil_weight.pt2", w.marker)
     P.pt2_graph_call(good_pt2, root / "evil_graph.pt2", w.marker)
+    P.pt2_sympy_expr(good_pt2, root / "evil_sympy.pt2", w.marker)
     P.torchscript_data_pkl(good_ts, root / "evil_ts.pt", w.marker)
     P.weights_pickle(root / "evil_state.pt", w.marker)
     P.weights_bare_pickle(root / "bare_pickle.pt", w.marker)
@@ -212,6 +217,20 @@ SECURITY = [
             "--no-cache",
         ],
         r"calls 'torch\.os\.system', which is not a registered operator",
+    ),
+    Case(
+        "convert: .pt2 whose tensor size is a code-running sympy expression",
+        "security",
+        lambda w: [
+            "convert",
+            w.s("evil_sympy.pt2"),
+            "--calib",
+            w.s("calib.npy"),
+            "--out",
+            w.s("out"),
+            "--no-cache",
+        ],
+        r"symbolic shape expression .* is not plain arithmetic",
     ),
     Case(
         "convert: TorchScript .pt with a code-running data.pkl",
@@ -325,6 +344,24 @@ WRONG_SUCCESSES = [
             "--no-cache",
         ],
         r"forward\(\) called sys\.exit\(0\)",
+    ),
+    Case(
+        "convert: model factory raises KeyboardInterrupt (exit 130, not 0)",
+        "wrong success",
+        lambda w: [
+            "convert",
+            w.s("nets.py:interrupts"),
+            "--input-shape",
+            "1,4",
+            "--calib",
+            w.s("calib.npy"),
+            "--out",
+            w.s("out"),
+            "--no-cache",
+        ],
+        r"interrupted: stopped; no half-written artifacts were left",
+        hint=r"",
+        code=130,
     ),
     Case(
         "run: project model factory calls sys.exit(0)",
@@ -538,6 +575,20 @@ TRACEBACKS = [
 ]
 
 MISLEADING = [
+    Case(
+        "convert: a folder as the model",
+        "misleading",
+        lambda w: [
+            "convert",
+            w.s("targets"),
+            "--calib",
+            w.s("calib.npy"),
+            "--out",
+            w.s("out"),
+            "--no-cache",
+        ],
+        r"targets is a folder, not a model",
+    ),
     Case(
         "firmware --model: a folder",
         "misleading",

