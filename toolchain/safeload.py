@@ -430,6 +430,16 @@ def _check_graph_json(doc: Any, where: str) -> None:
                     "registered operator (loading would resolve and call it)",
                     hint="export the model again with torch.export.export from code you trust",
                 )
+            ranges = obj.get("range_constraints")
+            if isinstance(ranges, dict):
+                for sym in ranges:
+                    # torch counts unbacked symbols up to the number in the name: "u10**12"
+                    # would hang the load
+                    if not re.fullmatch(r"[a-z_]{1,24}\d{1,6}", str(sym)):
+                        raise UnsafeFileError(
+                            f"{where}: refused: implausible shape symbol {str(sym)[:40]!r}",
+                            hint="export the model again with torch.export.export",
+                        )
             expr = obj.get("expr_str")
             if isinstance(expr, str) and not _expr_ok(expr):
                 raise UnsafeFileError(

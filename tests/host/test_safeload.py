@@ -139,3 +139,22 @@ def test_not_a_model(tmp_path: Path) -> None:
     txt.write_text("hello")
     with pytest.raises(ModelLoadError, match="not a zip archive"):
         load_model(txt)
+
+
+def test_graph_checks_are_narrow() -> None:
+    ok = {
+        "nodes": [{"target": "torch.ops.aten.linear.default", "inputs": []}],
+        "range_constraints": {"s0": {}, "u3": {}},
+        "sizes": [{"as_expr": {"expr_str": "2*s0 + Max(s1, 4)"}}],
+    }
+    safeload._check_graph_json(ok, "m.pt2")
+    for bad, message in (
+        ({"target": "torch.os.system", "inputs": []}, "not a registered operator"),
+        ({"target": "_operator.attrgetter", "inputs": []}, "not a registered operator"),
+        ({"target": "torch.ops.aten.__class__", "inputs": []}, "not a registered operator"),
+        ({"expr_str": "s0.__class__"}, "not plain arithmetic"),
+        ({"expr_str": "Symbol('x')"}, "not plain arithmetic"),
+        ({"range_constraints": {"u99999999999": {}}}, "implausible shape symbol"),
+    ):
+        with pytest.raises(UnsafeFileError, match=message):
+            safeload._check_graph_json({"graph": [bad]}, "m.pt2")
