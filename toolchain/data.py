@@ -27,7 +27,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
-from toolchain import pyref
+from toolchain import pyref, safeload
 from toolchain.errors import DataError, InputFileError
 
 log = logging.getLogger(__name__)
@@ -160,6 +160,12 @@ def load_labels(labels: Any, *, n: int, what: str = "labels") -> np.ndarray:
         raise DataError(f"{what} ({desc}): not an array of integers") from exc
     if a.ndim == 2 and a.shape[1] > 1 and a.shape[0] == n:  # one-hot
         a = a.argmax(axis=1)
+    if a.ndim > 1 and not (a.ndim == 2 and a.shape[1] == 1):
+        raise DataError(
+            f"{what} ({desc}): labels have shape {a.shape}; expected one class id per "
+            f"validation sample, shape ({n},) (or one-hot ({n}, classes))",
+            hint="save the labels as a 1-D integer array",
+        )
     a = a.reshape(-1)
     if a.dtype.kind not in "iuf" or (a.dtype.kind == "f" and not np.all(np.isfinite(a))):
         raise DataError(f"{what} ({desc}): labels must be integers, got {a.dtype}")
@@ -173,6 +179,29 @@ def load_labels(labels: Any, *, n: int, what: str = "labels") -> np.ndarray:
     if a.size and a.min() < 0:
         raise DataError(f"{what} ({desc}): negative class index {int(a.min())}")
     return a.astype(np.int64)
+
+
+def check_class_ids(labels: np.ndarray, output_shape: Sequence[int], *, what: str) -> None:
+    """Raise :class:`DataError` unless ``labels`` are one class id per sample in
+    ``[0, classes)`` of a classifier output of shape ``(N, classes)`` (shared by ``convert``'s
+    accuracy gate and ``prune``'s accuracy metric)."""
+    shape = tuple(int(s) for s in output_shape)
+    if len(shape) != 2:
+        raise DataError(
+            f"{what}: integer labels need a classifier output (N, classes); the model "
+            f"outputs {shape}",
+            hint="labels (and an accuracy gate) need a classifier; leave them out otherwise",
+        )
+    n = shape[1]
+    a = np.asarray(labels)
+    lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
+    if a.ndim != 1 or lo < 0 or hi >= n:
+        raise DataError(
+            f"{what}: labels must be one class id per sample in [0, {n}); got shape "
+            f"{a.shape}, range [{lo}, {hi}]",
+            hint=f"the model has {n} classes: check that these labels belong to this model "
+            "and data (0-based class indices)",
+        )
 
 
 def fingerprint(data: Any) -> str | None:
@@ -236,8 +265,8 @@ def _read_spec(
         if path.suffix == ".npy":
             return [_load_npy(path, what)], None
         if path.suffix == ".npz":
-            with _open_npz(path, what) as z:
-                return _by_name({k: z[k] for k in z.files}, names, f"{what} ({text})"), None
+            z = _load_npz(path, what)
+            return _by_name(z, names, f"{what} ({text})"), None
         raise DataError(
             f"{what}: {text}: unknown data file type {path.suffix!r}",
             hint="use .npy, .npz, a folder of images, or path/file.py:function",
@@ -251,40 +280,35 @@ def _read_spec(
 
 
 def _load_npy(path: Path, what: str) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except Exception as exc:  # corrupt, pickled objects, not numpy at all
-        raise DataError(
-            f"{what}: cannot read {path} as a numpy array ({type(exc).__name__}: {exc})",
-            hint="save it with numpy.save (object arrays are not allowed)",
-        ) from exc
+    arr = safeload.load_numpy(path, what=what)
+    if isinstance(arr, dict):
+        raise DataError(f"{what}: {path} is an .npz archive, not an .npy array")
+    return arr
 
 
-def _open_npz(path: Path, what: str) -> Any:
-    try:
-        return np.load(path, allow_pickle=False)
-    except Exception as exc:  # corrupt zip, not numpy
-        raise DataError(
-            f"{what}: cannot read {path} as an .npz archive ({type(exc).__name__}: {exc})"
-        ) from exc
+def _load_npz(path: Path, what: str) -> dict[str, np.ndarray]:
+    arrays = safeload.load_numpy(path, what=what)
+    if not isinstance(arrays, dict):
+        raise DataError(f"{what}: cannot read {path} as an .npz archive (it is an .npy array)")
+    return arrays
 
 
 def _npz_key(path: Path, key: str, what: str) -> np.ndarray:
-    with _open_npz(path, what) as z:
-        if key not in z.files:
-            raise DataError(f"{what}: {path} has no array {key!r} (it has {', '.join(z.files)})")
-        return np.asarray(z[key])
+    z = _load_npz(path, what)
+    if key not in z:
+        raise DataError(f"{what}: {path} has no array {key!r} (it has {', '.join(z)})")
+    return np.asarray(z[key])
 
 
 def _npz_single(path: Path, what: str) -> np.ndarray:
-    with _open_npz(path, what) as z:
-        keys = [k for k in z.files if k in LABEL_KEYS] or z.files
-        if len(keys) != 1:
-            raise DataError(
-                f"{what}: {path} holds several arrays ({', '.join(z.files)})",
-                hint=f"name one: {path}:KEY",
-            )
-        return np.asarray(z[keys[0]])
+    z = _load_npz(path, what)
+    keys = [k for k in z if k in LABEL_KEYS] or list(z)
+    if len(keys) != 1:
+        raise DataError(
+            f"{what}: {path} holds several arrays ({', '.join(z)})",
+            hint=f"name one: {path}:KEY",
+        )
+    return np.asarray(z[keys[0]])
 
 
 def _by_name(d: dict[str, Any], names: list[str], what: str) -> list[Any]:
@@ -354,7 +378,10 @@ def _per_channel(v: Sequence[float], c: int, what: str) -> list[float]:
 def _call_fn(spec: str, what: str) -> Any:
     fn = pyref.load_object(spec, what=what, error=DataError)
     try:
-        return fn() if callable(fn) else fn
+        with pyref.user_code(f"{what}: {spec}", DataError):
+            return fn() if callable(fn) else fn
+    except DataError:
+        raise
     except Exception as exc:  # the user's data function
         raise DataError(f"{what}: {spec} raised {type(exc).__name__}: {exc}") from exc
 

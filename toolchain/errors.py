@@ -53,6 +53,12 @@ class ModelLoadError(EdgeDeployError):
     """The PyTorch model could not be loaded or built (bad spec, factory raised, bad weights)."""
 
 
+class UnsafeFileError(ModelLoadError):
+    """A model or data file carries content that could run code when loaded (a pickle naming
+    arbitrary callables, compiled code, graph calls outside the operator set); it is refused
+    before any of it is unpickled (see :mod:`toolchain.safeload`)."""
+
+
 class DataError(EdgeDeployError):
     """Calibration, validation or training data is unusable (shape, dtype, empty, NaN/inf)."""
 

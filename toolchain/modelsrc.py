@@ -8,8 +8,10 @@ Model sources (:func:`load_model`):
 * a TorchScript file (``.pt``, ``.pth``, ``.ts``; ``torch.jit.save``);
 * a ``torch.export`` program (``.pt2``; ``torch.export.save``).
 
-``weights`` (a ``state_dict`` file) is read with ``torch.load(..., weights_only=True)``; a file
-that needs arbitrary unpickling is refused. Input shapes come from ``input_shapes`` (one per
+Model and weights files go through :mod:`toolchain.safeload`: every pickle in them is
+inspected before torch reads them, and a file that names anything but tensors and plain
+containers (or, in a ``.pt2``, carries compiled code or non-operator graph calls) is refused
+unread. ``weights`` (a ``state_dict`` file) is then read with ``torch.load(weights_only=True)``. Input shapes come from ``input_shapes`` (one per
 input, batch 1: ``(1, 3, 32, 32)``) or from ``example_inputs`` (returned by the factory, or an
 attribute of the module or of the factory). The model is run once on the example inputs, so
 a wrong shape fails here with the model's own error message.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import os
 import re
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -31,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolchain import pyref
+from toolchain import pyref, safeload
 from toolchain.errors import InputFileError, ModelLoadError, UsageError
 
 if TYPE_CHECKING:  # torch is imported where it is used: parse_shape must stay cheap
@@ -136,8 +139,10 @@ def load_model(
             )
     example = tuple(t.float() for t in example)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), pyref.user_code(f"{desc}: the model's forward()", ModelLoadError):
             out = module(*example)
+    except ModelLoadError:
+        raise
     except Exception as exc:  # the user's model: report what it raised
         shapes_txt = ", ".join(str(list(t.shape)) for t in example)
         cls = UsageError if user_shapes else ModelLoadError
@@ -161,6 +166,28 @@ def load_model(
         output_shapes=tuple(tuple(int(s) for s in o.shape) for o in outs),
         source=desc,
     )
+
+
+def precheck(source: Any, *, weights: str | os.PathLike[str] | None = None) -> None:
+    """Inspect model and weights *files* (:mod:`toolchain.safeload`) without importing torch:
+    callers run it before starting anything slow, so a refused file fails in a moment."""
+    if isinstance(source, str | Path):
+        path = Path(str(source)).expanduser()
+        if path.suffix in EXPORT_SUFFIXES and os.path.isfile(path):
+            safeload.check_pt2(path)
+        elif (
+            path.suffix in TORCHSCRIPT_SUFFIXES
+            and os.path.isfile(path)
+            and zipfile.is_zipfile(path)
+        ):
+            with zipfile.ZipFile(path) as z:
+                scripted = any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
+            if scripted:
+                safeload.check_torchscript(path)
+    if weights is not None and os.path.isfile(weights):
+        safeload.check_torch_save_archive(
+            Path(weights), where=str(weights), what="a state_dict saved with torch.save"
+        )
 
 
 # --- building the module --------------------------------------------------------------------
@@ -190,17 +217,16 @@ def _build(source: Any) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...] | Non
         if not path.is_file():
             raise InputFileError(f"model file not found: {text}", hint="check the path")
         if path.suffix in EXPORT_SUFFIXES:
-            try:
-                ep = torch.export.load(str(path))
-            except Exception as exc:  # corrupt or foreign file
-                raise ModelLoadError(
-                    f"{text}: not a torch.export program ({type(exc).__name__}: {exc})",
-                    hint="save it with torch.export.save(torch.export.export(model, args), path)",
-                ) from exc
+            ep = safeload.load_exported_program(path)
             return _from_exported(ep, text)
         return _load_torchscript(path), None
     if pyref.split(text) is not None:
         return _call_factory(text)
+    if os.path.isdir(path):
+        raise InputFileError(
+            f"{text} is a folder, not a model",
+            hint="give path/file.py:factory, a TorchScript .pt or a torch.export .pt2 file",
+        )
     if path.exists():
         raise ModelLoadError(
             f"{text}: unknown model file type {path.suffix!r}",
@@ -224,25 +250,29 @@ def _from_exported(ep: Any, desc: str) -> tuple[torch.nn.Module, tuple[torch.Ten
 
 
 def _load_torchscript(path: Path) -> torch.nn.Module:
-    import torch
-
-    try:
-        return torch.jit.load(str(path), map_location="cpu")
-    except Exception as exc:  # not TorchScript: say what it is instead
-        kind = "not a TorchScript file"
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as z:
-                if not any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist()):
-                    kind = (
-                        "a torch.save() pickle (a state_dict or a whole pickled nn.Module), "
-                        "not TorchScript"
-                    )
-        raise ModelLoadError(
-            f"{path}: {kind}",
-            hint="give the model as path/file.py:factory with --weights state_dict.pt, or save "
-            "it with torch.jit.save(torch.jit.script(model)) or torch.export.save; pickled "
-            "modules are never unpickled (they can run arbitrary code)",
-        ) from exc
+    kind = "not a TorchScript file"
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            if any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist()):
+                kind = ""
+            else:
+                kind = (
+                    "a torch.save() pickle (a state_dict or a whole pickled nn.Module), "
+                    "not TorchScript"
+                )
+    if not kind:
+        try:
+            return safeload.load_torchscript(path)  # inspects the pickles first
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # noqa: BLE001  # torch.jit.load's own error: a broken archive
+            kind = f"not a loadable TorchScript file ({type(exc).__name__}: {str(exc)[:200]})"
+    raise ModelLoadError(
+        f"{path}: {kind}",
+        hint="give the model as path/file.py:factory with --weights state_dict.pt, or save "
+        "it with torch.jit.save(torch.jit.script(model)) or torch.export.save; pickled "
+        "modules are never unpickled (they can run arbitrary code)",
+    )
 
 
 def _call_factory(spec: str) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...] | None]:
@@ -252,7 +282,10 @@ def _call_factory(spec: str) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...] 
     if not callable(factory):
         raise ModelLoadError(f"model factory {spec}: {type(factory).__name__} is not callable")
     try:
-        made = factory()
+        with pyref.user_code(f"model factory {spec}", ModelLoadError):
+            made = factory()
+    except ModelLoadError:
+        raise
     except Exception as exc:  # the user's factory
         raise ModelLoadError(
             f"model factory {spec} raised {type(exc).__name__}: {exc}",
@@ -303,14 +336,7 @@ def _load_weights(module: torch.nn.Module, path: Path) -> None:
 
     if not path.is_file():
         raise InputFileError(f"weights file not found: {path}", hint="check --weights")
-    try:
-        sd = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # unsafe pickle, corrupt file, not a torch file
-        raise ModelLoadError(
-            f"{path}: cannot read weights safely ({type(exc).__name__}: {str(exc)[:300]})",
-            hint="save a plain state_dict with torch.save(model.state_dict(), path); files "
-            "that need arbitrary unpickling are refused (weights_only=True)",
-        ) from exc
+    sd = safeload.load_state_dict(path)
     if isinstance(sd, Mapping):
         for key in ("state_dict", "model_state_dict", "model"):
             inner = sd.get(key)

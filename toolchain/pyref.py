@@ -9,10 +9,12 @@ importing anything heavy.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,20 @@ def split(spec: str) -> tuple[str, str] | None:
 
 def _is_dotted(s: str) -> bool:
     return all(part.isidentifier() for part in s.split("."))
+
+
+@contextlib.contextmanager
+def user_code(what: str, error: type[EdgeDeployError]) -> Iterator[None]:
+    """Run the user's code (a factory, a data function, a model's forward) in this block:
+    a ``sys.exit()`` in it is ``error`` naming ``what``, not the program's (successful) end.
+    (``KeyboardInterrupt`` is left alone: it means Ctrl-C, and the CLI exits 130 on it.)"""
+    try:
+        yield
+    except SystemExit as exc:
+        raise error(
+            f"{what} called sys.exit({exc.code!r}) instead of returning; nothing was produced",
+            hint="return the result (or raise an exception) instead of exiting",
+        ) from exc
 
 
 def load_object(spec: str, *, what: str, error: type[EdgeDeployError]) -> Any:
@@ -78,7 +94,11 @@ def _import(target: str, *, what: str, error: type[EdgeDeployError]) -> Any:
         if added:
             sys.path.insert(0, folder)
         try:
-            mspec.loader.exec_module(module)
+            with user_code(f"{what}: importing {target}", error):
+                mspec.loader.exec_module(module)
+        except EdgeDeployError:
+            sys.modules.pop(mod_name, None)
+            raise
         except Exception as exc:  # user code: report whatever it raised
             sys.modules.pop(mod_name, None)
             raise error(

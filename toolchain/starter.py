@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from toolchain.errors import UsageError
-from toolchain.fsutil import atomic_write_text
+from toolchain.fsutil import atomic_write_text, check_output_path, writing_to
 from toolchain.project import BENCH_RUNNERS, PRUNE_IMPORTANCE, PRUNE_METHODS, parse_project
 
 
@@ -120,10 +120,12 @@ def write_starter(path: str | os.PathLike[str], *, force: bool = False, **kwargs
     import tomllib
 
     p = Path(path)
-    if p.is_dir():
+    if os.path.isdir(p):  # (os.path: False, not OSError, for a name too long)
         p = p / "edgedeploy.toml"
+    check_output_path(p, option="--out", kind="file")
     if p.exists() and not force:
         raise UsageError(f"{p} exists", hint="pass --force to overwrite it, or --out another file")
     text = starter_text(**kwargs)  # type: ignore[arg-type]
     parse_project(tomllib.loads(text), root=p.resolve().parent, source=str(p), check_files=False)
-    return atomic_write_text(p, text)
+    with writing_to(p, option="--out"):
+        return atomic_write_text(p, text)

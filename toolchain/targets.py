@@ -186,9 +186,10 @@ def available_names() -> list[str]:
 def _read_raw(path: Path, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
         raise TargetError(
-            f"{path}: cannot read target profile: {exc}",
+            f"{path}: cannot read target profile: {why}",
             hint="fix the file (TOML syntax, UTF-8) or remove it from the targets search path",
         ) from exc
     base_name = data.pop("extends", None)
@@ -233,6 +234,22 @@ def load_target(name_or_path: str) -> Target:
 def load_all() -> list[Target]:
     """Every profile on the search path (invalid ones raise)."""
     return [load_target(n) for n in available_names()]
+
+
+def scan_targets(kind: str | None = None) -> tuple[list[Target], list[TargetError]]:
+    """Every valid profile on the search path (of ``kind``), and the errors of the invalid
+    ones: one broken profile does not hide the others (``edgedeploy targets`` lists both)."""
+    found: list[Target] = []
+    broken: list[TargetError] = []
+    for name in available_names():
+        try:
+            t = load_target(name)
+        except TargetError as exc:
+            broken.append(exc)
+            continue
+        if kind is None or t.kind == kind:
+            found.append(t)
+    return found, broken
 
 
 def iter_targets(kind: str | None = None) -> Iterator[Target]:

@@ -132,9 +132,17 @@ class TFLiteModel:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> TFLiteModel:
         p = Path(path)
-        if not p.is_file():
+        if os.path.isdir(p):
             raise InputFileError(
-                f"no such model file: {p}", hint="check the path; a .tflite file is expected"
+                f"{p} is a folder, not a model file",
+                hint="give the .tflite file itself (e.g. the convert output "
+                f"{p / 'model_int8.tflite'})",
+            )
+        if not os.path.isfile(p):  # (os.path: False rather than OSError for a name too long)
+            why = "the name is too long" if any(len(x) > 255 for x in p.parts) else "not found"
+            raise InputFileError(
+                f"no such model file: {p} ({why})",
+                hint="check the path; a .tflite file is expected",
             )
         return cls.from_bytes(p.read_bytes(), source=str(p))
 

@@ -76,3 +76,16 @@ def test_bench_result_round_trips_to_json(tmp_path: Path) -> None:
     assert d["output_check"]["bit_exact"] is True
     with pytest.raises(ValueError):
         BenchResult("x", "t", "m", "", "parsecs", [1.0], 0)
+
+
+def test_bootstrap_in_blocks_gives_the_same_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    # issue 14: 2,000 x runs floats at once was 4.7 GB at 100 k runs; blocks of rows give the
+    # same random stream, so the same interval, in bounded memory
+    from toolchain.bench import stats
+
+    x = np.random.default_rng(5).standard_normal(3001)
+    whole = stats.bootstrap_median_ci(x)
+    monkeypatch.setattr(stats, "BOOT_BLOCK", 4 * x.size + 1)  # 4 rows per block, 500 blocks
+    assert stats.bootstrap_median_ci(x) == whole
+    monkeypatch.setattr(stats, "BOOT_BLOCK", 1)  # one row per block
+    assert stats.bootstrap_median_ci(x) == whole

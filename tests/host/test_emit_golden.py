@@ -79,7 +79,7 @@ def test_bad_golden_data(kws: TFLiteModel, tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="no such"):
         golden.load_inputs(kws, tmp_path / "missing.npz", count=1)
     (tmp_path / "junk.npy").write_bytes(b"not numpy")
-    with pytest.raises(InputFileError, match="cannot read"):
+    with pytest.raises(DataError, match="cannot read"):
         golden.load_inputs(kws, tmp_path / "junk.npy", count=1)
 
 

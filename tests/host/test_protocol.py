@@ -161,6 +161,17 @@ def test_client_full_session(make_device: Callable[[int, int], Feed]) -> None:
         assert client.resends == 0
 
 
+def test_long_runs_report_progress_per_run_batch(make_device: Callable[[int, int], Feed]) -> None:
+    # issue 14: a long benchmark showed nothing until the end; the client reports each RUN
+    with LoopDevice(make_device(len(DATA), 40)) as link:
+        client = DeviceClient(link, timeout_s=0.5)
+        client.resync()
+        client.upload_input(0, DATA)
+        seen: list[int] = []
+        assert client.run(warmup=0, runs=150, on_progress=seen.append) == [1000] * 150
+        assert seen == [64, 128, 150]
+
+
 @pytest.mark.parametrize(
     "faults",
     [

@@ -279,7 +279,12 @@ def _measure(
     max_runs = (client.device.max_runs if client.device else None) or DEFAULT_MAX_RUNS
     per_run = options.timeout_s + 3.0 * probe_s * (options.warmup + min(options.runs, max_runs))
     progress("inference", 0, options.runs)
-    ticks = client.run(warmup=options.warmup, runs=options.runs, timeout=per_run)
+    ticks = client.run(
+        warmup=options.warmup,
+        runs=options.runs,
+        timeout=per_run,
+        on_progress=lambda done: progress("inference", done, options.runs),
+    )
     progress("inference", options.runs, options.runs)
     last = [client.read_output_array(j) for j in range(len(model.outputs))]
     profile: list[Any] | str

@@ -3,9 +3,11 @@ map onto the same fields). Fields that a runner does not use are ignored by it."
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from toolchain.errors import UsageError
 from toolchain.progress import ProgressFn
 
 
@@ -58,3 +60,19 @@ class BenchOptions:
     #: wall-clock limit for one device operation (a RUN may take longer: runners scale it)
     timeout_s: float = 30.0
     progress: ProgressFn | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        """Refuse values no runner can use, before any device is touched (a zero timeout
+        would otherwise be reported as the board not answering)."""
+        if not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
+            raise UsageError(
+                f"--timeout must be a positive number of seconds (got {self.timeout_s:g})",
+                hint="it bounds one device operation; the default is 30",
+            )
+        if self.runs < 1 or self.warmup < 0:
+            raise UsageError(
+                f"--runs must be at least 1 and --warmup at least 0 (got {self.runs}, "
+                f"{self.warmup})"
+            )
+        if not (math.isfinite(self.cooldown_s) and self.cooldown_s >= 0):
+            raise UsageError(f"--cooldown must be 0 or more seconds (got {self.cooldown_s:g})")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -70,14 +71,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         ui.console_err.print("[yellow]interrupted[/]: stopped; no half-written artifacts were left")
         return EXIT_INTERRUPTED
-    except Exception:  # last-resort handler: report, never hide
+    except SystemExit as exc:  # user code (a model factory, a data function) called sys.exit()
+        ui.error(
+            EdgeDeployError(
+                f"{args.command}: code it ran called sys.exit({exc.code!r}); stopped, "
+                "nothing was produced",
+                hint="model factories and data functions must return (or raise), not exit",
+            )
+        )
+        return 1
+    except Exception as exc:  # last-resort handler: report, never hide
         if args.debug:
             raise
+        if isinstance(exc, OSError) and exc.filename is not None:  # a path the user named
+            ui.error(path_error(exc))
+            return 1
         ui.console_err.print_exception(max_frames=5)
         ui.console_err.print(
             "[red]internal error[/]: this is a bug in edgedeploy; please report it with --debug"
         )
         return EXIT_INTERNAL
+
+
+def path_error(exc: OSError) -> EdgeDeployError:
+    """An ``OSError`` about a path given on the command line (a name too long, a folder
+    where a file is expected, no permission) as one clear error."""
+    name = os.fsdecode(exc.filename)
+    if len(name) > 100:
+        name = f"{name[:50]}...{name[-30:]} ({len(name)} characters)"
+    return EdgeDeployError(
+        f"{name}: {exc.strerror or exc}",
+        hint="check the path: names longer than 255 bytes, a folder where a file is "
+        "expected (or the reverse) and missing permissions cannot be used",
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

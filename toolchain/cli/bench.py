@@ -8,6 +8,7 @@ line per family.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from toolchain.bench import BIT_EXACT_RUNNERS, RUNNERS, run_bench
 from toolchain.bench.options import BenchOptions
 from toolchain.bench.result import BenchResult
 from toolchain.cli import phone_options, ui
-from toolchain.fsutil import staged_outputs
+from toolchain.fsutil import check_output_path, staged_outputs
 from toolchain.targets import load_target
 
 EXIT_OUTPUT_MISMATCH = 3
@@ -83,8 +84,10 @@ def options_from_args(args: argparse.Namespace, benchmark: dict[str, Any]) -> di
 def run(args: argparse.Namespace) -> int:
     target = load_target(args.target)
     kw = options_from_args(args, dict(target.raw.get("benchmark", {})))
+    options = BenchOptions(**kw)  # bad values fail here, before any device is touched
+    check_output_path(args.out, option="--out")
     with ui.progress() as progress, staged_outputs(args.out) as stage:
-        result = run_bench(target, args.model, BenchOptions(**kw, progress=progress))
+        result = run_bench(target, args.model, dataclasses.replace(options, progress=progress))
         result.write(stage / "bench_report.json")
     print_summary(result, args.out / "bench_report.json")
     check = result.output_check

@@ -46,6 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="headroom over the smallest working arena: 4%%, 512 (bytes) or 4%%+256 (default 4%%)",
     )
     p.add_argument("--no-litert-check", action="store_true", help="skip the TFLM vs LiteRT check")
+    p.add_argument(
+        "--allow-float",
+        action="store_true",
+        help="emit a model that computes in float (refused by default: not integer-only)",
+    )
     p.add_argument("--json", action="store_true", help="print emit_report.json instead of tables")
     p.set_defaults(func=run)
 
@@ -65,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
             golden_count=args.golden_count,
             arena_margin=args.arena_margin,
             check_litert=not args.no_litert_check,
+            allow_float=args.allow_float,
             progress=prog,
         )
     if args.json:

@@ -48,6 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--build", action="store_true", help="build the image with arm-none-eabi-gcc")
     p.add_argument("--jobs", type=int, default=2, metavar="N", help="parallel compile jobs")
+    p.add_argument(
+        "--allow-float",
+        action="store_true",
+        help="accept a model that computes in float (refused by default: not integer-only)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -72,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
             tflm_include=() if tflm_lib is None else (includes or ()),
             build=args.build,
             jobs=args.jobs,
+            allow_float=args.allow_float,
             progress=prog,
         )
     if args.json:

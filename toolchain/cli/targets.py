@@ -9,6 +9,7 @@ from rich.table import Table
 
 from toolchain import targets as targets_lib
 from toolchain.cli import ui
+from toolchain.errors import TargetError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,10 +31,10 @@ def run(args: argparse.Namespace) -> int:
         t = targets_lib.load_target(args.name)
         ui.console.print_json(json.dumps(t.to_dict(), default=str))
         return 0
-    found = list(targets_lib.iter_targets(args.kind))
+    found, broken = targets_lib.scan_targets(args.kind)
     if args.json:
         ui.console.print_json(json.dumps([t.to_dict() for t in found], default=str))
-        return 0
+        return _report_broken(broken)
     table = Table(title="edgedeploy targets")
     for col in ("name", "kind", "cpu", "clock", "flash", "RAM", "transport"):
         table.add_column(col, no_wrap=True)
@@ -55,4 +56,11 @@ def run(args: argparse.Namespace) -> int:
             t.description,
         )
     ui.console.print(table)
-    return 0
+    return _report_broken(broken)
+
+
+def _report_broken(broken: list[TargetError]) -> int:
+    """Each unreadable profile as an error line (after the list of the good ones); exit 1."""
+    for exc in broken:
+        ui.error(exc)
+    return 1 if broken else 0

@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import importlib.metadata
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from toolchain.fsutil import atomic_write_text, sha256_file, to_json
+
+log = logging.getLogger(__name__)
 
 CACHE_ENV = "EDGEDEPLOY_CACHE_DIR"
 MAX_ENTRIES = 64
@@ -101,12 +104,18 @@ class ConvertCache:
         return model, report
 
     def put(self, key: str, tflite: bytes, report: dict[str, Any]) -> None:
-        """Store an entry (atomically; an existing one is kept), then trim old entries."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Store an entry (atomically; an existing one is kept), then trim old entries. A
+        cache folder that cannot be written (full disk, permissions) only loses the entry."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
+        except OSError as exc:
+            log.warning("convert cache %s not written: %s", self.root, exc.strerror or exc)
+            return
         entry = self.root / key
         if entry.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
             return
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
         try:
             (tmp / TFLITE_NAME).write_bytes(tflite)
             (tmp / REPORT_NAME).write_text(to_json(report))
@@ -120,8 +129,9 @@ class ConvertCache:
         """Make ``key`` find the entry stored under ``target``."""
         if key == target:
             return
-        self.root.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.root / f"{key}.link", target + "\n")
+        with contextlib.suppress(OSError):  # a cache that cannot be written is no cache
+            self.root.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.root / f"{key}.link", target + "\n")
 
     def _trim(self) -> None:
         entries = sorted(

@@ -31,7 +31,13 @@ from toolchain.convert import cache as cache_mod
 from toolchain.convert import graphlint
 from toolchain.convert.options import ONNX_OPSET, QuantOptions
 from toolchain.errors import FidelityError, ModelLoadError, QuantizationError, UsageError
-from toolchain.fsutil import sha256_file, staged_outputs, to_json
+from toolchain.fsutil import (
+    check_output_path,
+    sha256_file,
+    staged_outputs,
+    to_json,
+    writing_to,
+)
 from toolchain.progress import ProgressFn, no_progress
 from toolchain.tflite_model import TFLiteModel
 
@@ -121,9 +127,12 @@ def _convert_once(
     """One conversion attempt (see :func:`convert` and :mod:`toolchain.convert.strategy`)."""
     opts = attempt.options
     prog = progress or no_progress
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a folder")
+    out = check_output_path(out_dir, option="--out")
+    if cache and cache_dir:
+        check_output_path(cache_dir, option="--cache-dir")
+    from toolchain import modelsrc
+
+    modelsrc.precheck(model, weights=weights)  # a refused file fails before anything starts
     if max_accuracy_drop is not None and labels is None and not _has_folder_labels(val):
         raise UsageError(
             "--max-accuracy-drop needs labels", hint="give --val DATA and --labels LABELS"
@@ -235,6 +244,10 @@ def _convert_cold(
                 label_arr = val_ds.labels
             if label_arr is not None and not 0 <= label_output < len(loaded.output_names):
                 raise UsageError(f"label output {label_output} does not exist")
+            if label_arr is not None:
+                data_mod.check_class_ids(
+                    label_arr, loaded.output_shapes[label_output], what="labels"
+                )
             if max_accuracy_drop is not None and label_arr is None:
                 raise UsageError("--max-accuracy-drop needs labels", hint="give --labels")
         with _stage("export", timings, prog):
@@ -604,7 +617,7 @@ def _write(
     *,
     cached: bool,
 ) -> ConvertResult:
-    with staged_outputs(out) as stage:
+    with writing_to(out, option="--out"), staged_outputs(out) as stage:
         (stage / TFLITE_NAME).write_bytes(data)
         (stage / REPORT_NAME).write_text(to_json(report))
     return ConvertResult(

@@ -46,6 +46,11 @@ def _up(n: float) -> int:
     return -(-math.ceil(n) // ARENA_ALIGN) * ARENA_ALIGN
 
 
+#: the largest arena size emitted: the C constant is an ``unsigned int`` (32-bit on the MCU),
+#: and TFLM takes the arena size as a ``size_t``; 2 GiB - 16 keeps it a valid signed int too
+MAX_ARENA_BYTES = (1 << 31) - 16
+
+
 @dataclass(frozen=True)
 class ArenaMargin:
     """Headroom added to the searched minimum: ``fraction`` of it plus ``extra_bytes``, rounded up
@@ -55,15 +60,24 @@ class ArenaMargin:
     extra_bytes: int = 0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.fraction <= 10 or self.extra_bytes < 0:
+        if not 0 <= self.fraction <= 10 or not 0 <= self.extra_bytes <= MAX_ARENA_BYTES:
             raise UsageError(
                 f"arena margin {self} is out of range",
-                hint="use a percentage from 0% to 1000% and/or a non-negative byte count",
+                hint="use a percentage from 0% to 1000% and/or a byte count from 0 to "
+                f"{MAX_ARENA_BYTES:,} (the arena is a 32-bit C constant)",
             )
 
     def apply(self, minimum: int) -> int:
-        """The recommended arena for a ``minimum``-byte requirement (a multiple of 16)."""
-        return _up(minimum * (1.0 + self.fraction) + self.extra_bytes)
+        """The recommended arena for a ``minimum``-byte requirement (a multiple of 16);
+        :class:`UsageError` when that does not fit the emitted ``unsigned int`` constant."""
+        size = _up(minimum * (1.0 + self.fraction) + self.extra_bytes)
+        if size > MAX_ARENA_BYTES:
+            raise UsageError(
+                f"arena margin {self}: the arena would be {size:,} B, more than the "
+                f"{MAX_ARENA_BYTES:,} B the C constant (and any microcontroller) can hold",
+                hint="use a smaller --arena-margin (e.g. 4% or 4%+256)",
+            )
+        return size
 
     @classmethod
     def parse(cls, text: str) -> ArenaMargin:

@@ -120,8 +120,18 @@ class Namespace:
 
 
 def banner(lines: Sequence[str]) -> str:
-    """The comment block at the top of every generated file."""
-    return "".join(f"// {ln}\n" if ln else "//\n" for ln in lines)
+    """The comment block at the top of every generated file (plain ASCII: characters
+    outside it, e.g. in a model's file name, are written as ``\\u00f3``-style escapes)."""
+    return "".join(f"// {comment_text(ln)}\n" if ln else "//\n" for ln in lines)
+
+
+def comment_text(text: str) -> str:
+    """``text`` made safe for one ``//`` comment line of an ASCII C file: non-ASCII and
+    control characters escaped, no trailing backslash (it would continue the comment)."""
+    out = "".join(
+        c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+    return out + "." if out.endswith("\\") else out
 
 
 @dataclass(frozen=True)

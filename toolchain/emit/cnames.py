@@ -11,7 +11,7 @@ import re
 from toolchain.errors import UsageError
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_SECTION = re.compile(r"[A-Za-z0-9_.$,]{1,128}\Z")
+_SECTION = re.compile(r"[A-Za-z0-9_.$]{1,128}\Z")  # a comma would split the .section directive
 
 #: C and C++ keywords (and alternative tokens): not usable as a namespace name.
 KEYWORDS = frozenset(
@@ -167,7 +167,8 @@ def check_namespace(ns: str) -> tuple[str, ...]:
 
 
 def check_section(section: str) -> str:
-    """A linker section name (``.rodata.model``): letters, digits, ``_ . $ ,`` only."""
+    """A linker section name (``.rodata.model``): letters, digits, ``_ . $`` only (GCC writes
+    it unquoted into ``.section NAME,"a"``: a comma or space would not assemble)."""
     if not _SECTION.match(section):
         raise UsageError(
             f"section name {section!r} is not a valid linker section name",

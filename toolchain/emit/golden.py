@@ -20,10 +20,10 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 import numpy as np
 
+from toolchain import safeload
 from toolchain.artifacts import quantize
 from toolchain.emit import carray, cnames, sandbox
 from toolchain.errors import DataError, EmitError, InputFileError
@@ -117,18 +117,7 @@ def _arrays(model: TFLiteModel, data: GoldenData) -> tuple[list[np.ndarray], str
             raise InputFileError(
                 f"no such golden data file: {path}", hint="give a .npy or .npz file"
             )
-        try:
-            loaded = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise InputFileError(
-                f"{path}: cannot read it as .npy/.npz ({exc})",
-                hint="save the samples with numpy.save / numpy.savez",
-            ) from exc
-        if isinstance(loaded, np.lib.npyio.NpzFile):
-            with loaded:
-                data = {k: loaded[k] for k in loaded.files}
-        else:
-            data = loaded
+        data = safeload.load_numpy(path, what="golden data")
     if isinstance(data, np.ndarray):
         data = [data]
     if isinstance(data, Mapping):
@@ -144,7 +133,7 @@ def _arrays(model: TFLiteModel, data: GoldenData) -> tuple[list[np.ndarray], str
                 hint=f"name the arrays {by_name} or {by_index}",
             )
         return [np.asarray(data[k]) for k in keys], what
-    seq = list(cast(Sequence[np.ndarray], data))
+    seq = list(data)
     if len(seq) != len(inputs):
         raise DataError(f"{what}: {len(seq)} array(s) for a model with {len(inputs)} input(s)")
     return [np.asarray(a) for a in seq], what

@@ -26,10 +26,11 @@ from toolchain import __version__
 from toolchain.emit import arena as arena_lib
 from toolchain.emit import carray, cnames, footprint, golden, litert_check, resolver
 from toolchain.emit.model_input import ModelLike, load, model_file
-from toolchain.errors import EmitError, UsageError
-from toolchain.fsutil import staged_outputs, to_json
+from toolchain.errors import TFLiteModelError, UsageError
+from toolchain.fsutil import check_output_path, staged_outputs, to_json, writing_to
 from toolchain.progress import ProgressFn, no_progress
 from toolchain.targets import Target, load_target
+from toolchain.tflite_model import TFLiteModel
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,21 @@ class EmitResult:
     report: dict[str, Any] = field(repr=False)
 
 
+def check_integer_only(model: TFLiteModel) -> None:
+    """Raise :class:`TFLiteModelError` when ``model`` computes in float (``inspect`` calls
+    it "not integer-only"): the emitted arena, footprint and benchmarks assume int8."""
+    from toolchain.convert.graphlint import lint
+
+    floats = [p for p in lint(model).problems if "computes in float" in p]
+    if floats:
+        raise TFLiteModelError(
+            f"{model.source}: not an integer-only model ({len(floats)} op(s) compute in "
+            f"float, e.g. {floats[0]})",
+            hint="convert it to full-integer int8 with edgedeploy convert; to emit the float "
+            "model anyway (TFLM's float kernels: larger and slower), pass --allow-float",
+        )
+
+
 def emit(
     model: ModelLike,
     *,
@@ -89,6 +105,7 @@ def emit(
     golden_seed: int = golden.DEFAULT_SEED,
     arena_margin: arena_lib.ArenaMargin | str = arena_lib.DEFAULT_MARGIN,
     check_litert: bool = True,
+    allow_float: bool = False,
     progress: ProgressFn = no_progress,
 ) -> EmitResult:
     """Emit the embedded artifacts of ``model`` into ``out_dir``.
@@ -101,6 +118,9 @@ def emit(
     writes no golden files and skips the LiteRT check. ``arena_margin``: ``"4%"``,
     ``"512"``, ``"4%+256"`` or an :class:`ArenaMargin`.
 
+    A model that computes in float (not a full-integer model, as ``inspect`` shows) is
+    refused unless ``allow_float``.
+
     Raises (nothing is written in every case): UsageError (bad name, namespace, section,
     margin, count), InputFileError / TFLiteModelError (missing file, not a TFLite flatbuffer,
     a model the TFLM interpreter rejects — the message names the op or reason), EmitError (an
@@ -109,18 +129,21 @@ def emit(
     """
     if golden_count < 0:
         raise UsageError(f"golden count must be 0 or more, got {golden_count}")
-    if Path(out_dir).exists() and not Path(out_dir).is_dir():
-        raise UsageError(f"--out {out_dir} is a file, not a folder")
+    check_output_path(out_dir, option="--out")
     margin = (
         arena_lib.ArenaMargin.parse(arena_margin) if isinstance(arena_margin, str) else arena_margin
     )
-    parsed = load(model)
-    stem = Path(parsed.source).stem if not parsed.source.startswith("<") else "model"
-    sym = cnames.check_identifier(name) if name is not None else cnames.sanitize(stem)
+    if name is not None:  # options fail before the model is read
+        cnames.check_identifier(name)
     if namespace:
         cnames.check_namespace(namespace)
     if section:
         cnames.check_section(section)
+    parsed = load(model)
+    if not allow_float:
+        check_integer_only(parsed)
+    stem = Path(parsed.source).stem if not parsed.source.startswith("<") else "model"
+    sym = name if name is not None else cnames.sanitize(stem)
     tgt = load_target(target) if isinstance(target, str) else target
     spec = resolver.resolver_spec(parsed)
     if golden_count and golden_data is not None:  # bad data fails before the slow steps
@@ -241,15 +264,9 @@ def emit(
     files[REPORT_NAME] = to_json(report).encode("utf-8")
 
     out = Path(out_dir)
-    try:
-        with staged_outputs(out) as stage:
-            for fname, data in files.items():
-                (stage / fname).write_bytes(data)
-    except OSError as exc:
-        raise EmitError(
-            f"cannot write the output folder {out}: {exc.strerror or exc}",
-            hint="give --out a folder you can write to (not an existing file)",
-        ) from exc
+    with writing_to(out, option="--out"), staged_outputs(out) as stage:
+        for fname, data in files.items():
+            (stage / fname).write_bytes(data)
     progress("emit", 6, _STEPS)
     log.info("emitted %d files for %s into %s", len(files), sym, out)
     return EmitResult(

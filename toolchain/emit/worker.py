@@ -124,7 +124,7 @@ def tflm_attempt(req: dict[str, Any]) -> dict[str, Any]:
 
 
 def _samples(path: str) -> tuple[list[np.ndarray], int]:
-    with np.load(path) as z:
+    with np.load(path, allow_pickle=False) as z:
         arrays = [z[f"input_{i}"] for i in range(len(z.files))]
     return arrays, (len(arrays[0]) if arrays else 0)
 

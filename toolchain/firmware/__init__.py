@@ -18,14 +18,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from toolchain.errors import UsageError
 from toolchain.firmware.build import FirmwareBuild, MemoryUse, build_project, image_memory
 from toolchain.firmware.libcheck import LibraryCheck, check_library, require_compatible
 from toolchain.firmware.render import FirmwareProject, read_manifest, render_into
-from toolchain.fsutil import staged_outputs
+from toolchain.fsutil import check_output_path, staged_outputs
 from toolchain.progress import ProgressFn, no_progress
 from toolchain.targets import Target, load_target
 
@@ -73,6 +72,7 @@ def make_firmware(
     tflm_include: Sequence[str | os.PathLike[str]] = (),
     build: bool = False,
     jobs: int = 2,
+    allow_float: bool = False,
     progress: ProgressFn = no_progress,
 ) -> FirmwareResult:
     """Render the firmware project for ``target`` into ``out_dir`` and, with ``build=True``,
@@ -93,7 +93,7 @@ def make_firmware(
             hint="build one with TFLM's own Makefile (docs/tflm-library.md), "
             "or render without --build, or build the self-test firmware with --selftest",
         )
-    out = Path(out_dir)
+    out = check_output_path(out_dir, option="--out")
     steps = 2 if build else 1
     progress("firmware", 0, steps)
     with staged_outputs(out) as stage:
@@ -104,6 +104,7 @@ def make_firmware(
             selftest=selftest,
             tflm_lib=tflm_lib,
             tflm_include=tflm_include,
+            allow_float=allow_float,
         )
         progress("firmware", 1, steps)
         built = build_project(stage, tgt, fw=project.fw, jobs=jobs) if build else None

@@ -84,7 +84,9 @@ def check_budget(arts: ModelArtifacts, target: Target) -> None:
         )
 
 
-def emit_model(model: Path, model_dir: Path, target: Target) -> ModelArtifacts:
+def emit_model(
+    model: Path, model_dir: Path, target: Target, *, allow_float: bool = False
+) -> ModelArtifacts:
     """Emit ``model`` into ``model_dir`` for ``target`` (C array, op resolver, arena size
     with the emit stage's margin, golden vectors) and describe the result.
 
@@ -96,7 +98,9 @@ def emit_model(model: Path, model_dir: Path, target: Target) -> ModelArtifacts:
     from toolchain.emit import emit
 
     tfl = TFLiteModel.from_file(model)
-    result = emit(tfl, out_dir=model_dir, target=target, check_litert=False)
+    result = emit(
+        tfl, out_dir=model_dir, target=target, check_litert=False, allow_float=allow_float
+    )
     sym = result.symbols
     input_bytes = sum(
         int(np.prod(t.shape, dtype=np.int64)) * np.dtype(t.dtype).itemsize for t in tfl.inputs

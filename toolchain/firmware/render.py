@@ -227,6 +227,7 @@ def render_into(
     selftest: bool,
     tflm_lib: str | os.PathLike[str] | None,
     tflm_include: Sequence[str | os.PathLike[str]],
+    allow_float: bool = False,
 ) -> FirmwareProject:
     """Render the project for ``target`` straight into ``dest`` (callers stage it:
     :func:`toolchain.firmware.make_firmware`).
@@ -262,7 +263,7 @@ def render_into(
     model_path: Path | None = None
     if model is not None:
         model_path = Path(model).resolve()
-        arts = emit_model(model_path, dest / "model", target)
+        arts = emit_model(model_path, dest / "model", target, allow_float=allow_float)
         ctx["max_input_bytes"] = max(arts.input_bytes, 1)
         ctx.update(arts.binding_context())
         ctx["tflm_desc"] = tflm.check.describe() if tflm else "set at build time (TFLM_LIB)"

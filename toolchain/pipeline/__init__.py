@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from toolchain.errors import EdgeDeployError, StageError, UsageError
+from toolchain.fsutil import check_output_path
 from toolchain.pipeline import cache
 from toolchain.pipeline.stages import STAGE_NAMES, STAGES, Context, StageOutput
 from toolchain.progress import ProgressFn, no_progress
@@ -128,6 +129,7 @@ def run_project(
         )
     forced = set(STAGE_NAMES) if "all" in force else set(force)
     out = Path(out_dir) if out_dir is not None else project.out_dir
+    check_output_path(out, option="--out" if out_dir is not None else "[output] dir")
     prog = progress or no_progress
     ctx = Context(project=project, out_dir=out, progress=prog)
     out.mkdir(parents=True, exist_ok=True)

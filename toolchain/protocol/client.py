@@ -22,6 +22,7 @@ import random
 import struct
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -302,13 +303,15 @@ class DeviceClient:
         runs: int,
         profile: bool = False,
         timeout: float | None = None,
+        on_progress: Callable[[int], None] | None = None,
     ) -> list[int]:
         """``warmup`` unrecorded inferences, then ``runs`` recorded ones; returns the raw
         per-inference tick counts (counter steps; see HELLO's tick_unit and
         ticks_per_tick_count). Runs beyond the device's record size are split over several
         RUNs (warm-ups only before the first). ``timeout`` bounds each RUN (default
         ``timeout_s``). With ``profile`` the device also sums per-op ticks (see
-        :meth:`profile`); then ``runs`` must fit one RUN."""
+        :meth:`profile`); then ``runs`` must fit one RUN. ``on_progress(done)`` is called
+        after each RUN with the recorded inferences so far (long benchmarks show progress)."""
         if warmup < 0 or runs < 0 or warmup > 0xFFFF:
             raise ValueError("warmup and runs must be non-negative (warmup <= 65535)")
         max_runs = self._hello().max_runs or DEFAULT_MAX_RUNS
@@ -331,6 +334,8 @@ class DeviceClient:
                 raise ProtocolError("GET_TIMES does not add up to the RUN's total ticks")
             ticks += page
             w = 0
+            if on_progress is not None:
+                on_progress(len(ticks))
             if len(ticks) >= runs:
                 return ticks
 

@@ -23,8 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from toolchain import safeload
+from toolchain.data import check_class_ids
 from toolchain.errors import DataError
-from toolchain.pyref import load_object
+from toolchain.pyref import load_object, user_code
 
 _X_KEYS = ("x", "inputs", "data", "images")
 _Y_KEYS = ("y", "labels", "targets", "target")
@@ -118,14 +120,7 @@ def _resolve(spec: Any, what: str) -> tuple[Any, Any]:
 def _read_file(path: Path, what: str) -> Any:
     if not path.is_file():
         raise DataError(f"{what}: file not found: {path}")
-    try:
-        obj = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{what}: cannot read {path}: {exc}") from exc
-    if isinstance(obj, np.lib.npyio.NpzFile):
-        with obj:
-            return {k: obj[k] for k in obj.files}
-    return obj
+    return safeload.load_numpy(path, what=what)
 
 
 def _from_mapping(d: Mapping[str, Any], what: str) -> tuple[Any, Any]:
@@ -147,7 +142,10 @@ def _call(spec: str, what: str) -> Any:
     if not callable(fn):
         raise DataError(f"{what}: {spec} is not a function")
     try:
-        return fn()
+        with user_code(f"{what}: {spec}", DataError):
+            return fn()
+    except DataError:
+        raise
     except Exception as exc:  # user code
         raise DataError(f"{what}: {spec} raised {type(exc).__name__}: {exc}") from exc
 
@@ -169,18 +167,7 @@ def check_targets(data: Dataset, output_shape: tuple[int, ...], *, what: str) ->
     if data.y is None:
         return
     if data.is_classification:
-        if len(output_shape) != 2:
-            raise DataError(
-                f"{what}: integer labels need a classifier output (N, classes); "
-                f"the model outputs {tuple(output_shape)}"
-            )
-        n = output_shape[1]
-        lo, hi = int(data.y.min()), int(data.y.max())
-        if data.y.ndim != 1 or lo < 0 or hi >= n:
-            raise DataError(
-                f"{what}: labels must be one class id per sample in [0, {n}); got shape "
-                f"{data.y.shape}, range [{lo}, {hi}]"
-            )
+        check_class_ids(data.y, output_shape, what=what)
         return
     if tuple(data.y.shape[1:]) != tuple(output_shape[1:]):
         raise DataError(

@@ -23,7 +23,7 @@ from toolchain.errors import DataError, ModelLoadError, PruneError
 from toolchain.progress import ProgressFn, no_progress
 from toolchain.prune.data import Dataset
 from toolchain.prune.metric import predict
-from toolchain.pyref import load_object
+from toolchain.pyref import load_object, user_code
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,10 @@ def resolve_callback(
 def run_callback(fn: Callable[[nn.Module], nn.Module], model: nn.Module) -> nn.Module:
     """Call the user's fine-tune function; it must return an ``nn.Module``."""
     try:
-        out = fn(model)
+        with user_code("the fine-tune callback", PruneError):
+            out = fn(model)
+    except PruneError:
+        raise
     except Exception as exc:  # user code
         raise PruneError(f"the fine-tune callback raised {type(exc).__name__}: {exc}") from exc
     if out is None:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from toolchain.errors import PruneError
-from toolchain.fsutil import atomic_write_json, staged_outputs
+from toolchain.fsutil import atomic_write_json, check_output_path, staged_outputs
 from toolchain.progress import ProgressFn, no_progress
 from toolchain.prune import output
 from toolchain.prune.budget import Budget, BudgetResult, fit_to_budget
@@ -50,8 +50,21 @@ def load_source(
     weights: str | os.PathLike[str] | None = None,
     input_shapes: Sequence[Sequence[int]] | None = None,
 ) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
-    """An ``nn.Module`` and its example inputs from any source :mod:`toolchain.modelsrc` takes."""
-    from toolchain.modelsrc import load_model
+    """An ``nn.Module`` and its example inputs from any source :mod:`toolchain.modelsrc` takes,
+    except a ``torch.export`` program (refused up front: :class:`PruneError`)."""
+    from toolchain.modelsrc import EXPORT_SUFFIXES, load_model
+
+    if isinstance(model, torch.export.ExportedProgram) or (
+        isinstance(model, str | os.PathLike) and Path(model).suffix in EXPORT_SUFFIXES
+    ):
+        raise PruneError(
+            f"{model if not isinstance(model, torch.export.ExportedProgram) else 'the program'}"
+            ": a torch.export program (.pt2) cannot be pruned: its graph is frozen (no "
+            "train(), no layer surgery)",
+            hint="give the model's code instead: path/file.py:factory (with --weights "
+            "state_dict.pt; torch.save(torch.export.load(f).state_dict, 'w.pt') gets the "
+            ".pt2's weights out)",
+        )
 
     if isinstance(model, nn.Module) and weights is None:
         from toolchain.prune.core import example_inputs_for
@@ -119,6 +132,11 @@ def prune(
         raise PruneError("nothing to do", hint="give a ratio (--ratio) and/or --sensitivity")
     if calib is not None and out_dir is None:
         raise PruneError("converting needs an output folder (out_dir / --out)")
+    if out_dir is not None:
+        check_output_path(out_dir, option="--out")
+    from toolchain.modelsrc import precheck
+
+    precheck(model, weights=weights)
     name = output.file_name(model_format)
     module, inputs = load_source(model, weights=weights, input_shapes=input_shapes)
     val_ds = load(val, labels=labels, what="validation data") if val is not None else None
@@ -200,6 +218,7 @@ def fit(
     Raises :class:`~toolchain.errors.BudgetError` with nothing written when no candidate fits.
     """
     name = output.file_name(model_format)  # a bad format fails before the search
+    check_output_path(out_dir, option="--out")
     module, inputs = load_source(model, weights=weights, input_shapes=input_shapes)
     val_ds = load(val, labels=labels, what="validation data") if val is not None else None
     train_ds = load(train, labels=train_labels, what="training data") if train is not None else None

@@ -79,15 +79,17 @@ def save_weights(name: str, source: str | os.PathLike[str], out: str | os.PathLi
     """
     import torch
 
-    from toolchain.fsutil import atomic_write_bytes
+    from toolchain.fsutil import atomic_write_bytes, check_output_path, writing_to
     from toolchain.zoo.weights import load_weights
 
     if not get(name).spec.startswith("toolchain.zoo.mlperf_tiny:"):
         raise UsageError(f"{name} takes no imported weights (it trains itself)")
+    check_output_path(out, option="--out", kind="file")
     model = load_weights(build(name), source)
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
-    return atomic_write_bytes(out, buf.getvalue())
+    with writing_to(out, option="--out"):
+        return atomic_write_bytes(out, buf.getvalue())
 
 
 def folded_parameter_count(model: nn.Module) -> int:

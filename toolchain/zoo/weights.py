@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from toolchain import safeload
 from toolchain.errors import InputFileError, ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -273,8 +274,8 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
     elif p.suffix.lower() in (".pt", ".pth"):
         if not p.is_file():
             raise InputFileError(f"weights file not found: {p}")
+        state = safeload.load_state_dict(p)
         try:
-            state = torch.load(p, map_location="cpu", weights_only=True)
             model.load_state_dict(state)
         except (RuntimeError, OSError, ValueError) as exc:
             raise ModelLoadError(
