@@ -80,8 +80,12 @@ def test_selftest_render_is_deterministic_and_copies_sources_verbatim(tmp_path: 
 
 
 def test_tflm_render_is_deterministic(tmp_path: Path, hello_world: Path) -> None:
-    a = render_project(target="mps2-an386", out_dir=tmp_path / "a", model=hello_world)
-    b = render_project(target="mps2-an386", out_dir=tmp_path / "b", model=hello_world)
+    a = render_project(
+        target="mps2-an386", out_dir=tmp_path / "a", model=hello_world, runtime="tflm"
+    )
+    b = render_project(
+        target="mps2-an386", out_dir=tmp_path / "b", model=hello_world, runtime="tflm"
+    )
     assert _tree(a.path) == _tree(b.path)
     binding = (a.path / "include" / "model_binding.h").read_text()
     arts = a.model_artifacts
@@ -150,7 +154,7 @@ def test_model_over_the_flash_budget_writes_nothing(tmp_path: Path, hello_world:
     )
     out = tmp_path / "out"
     with pytest.raises(BudgetError) as info:
-        make_firmware(target=load_target(str(tiny)), out_dir=out, model=hello_world)
+        make_firmware(target=load_target(str(tiny)), out_dir=out, model=hello_world, runtime="tflm")
     assert info.value.exit_code == 4
     assert not out.exists()
 
@@ -213,7 +217,13 @@ def test_missing_cross_compiler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 def test_tflm_build_needs_a_library(tmp_path: Path, hello_world: Path) -> None:
     with pytest.raises(UsageError, match="needs a TFLM static library"):
-        make_firmware(target="mps2-an386", out_dir=tmp_path / "o", model=hello_world, build=True)
+        make_firmware(
+            target="mps2-an386",
+            out_dir=tmp_path / "o",
+            model=hello_world,
+            runtime="tflm",
+            build=True,
+        )
     assert not (tmp_path / "o").exists()
 
 
