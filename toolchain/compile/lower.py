@@ -1,0 +1,541 @@
+"""Lowering: an int8 .tflite graph → :class:`~toolchain.compile.ir.Graph`.
+
+Every operator becomes one kernel call whose shapes, strides, paddings, zero points and
+fixed-point multipliers are computed here, in Python, the way TFLM's kernels compute them in
+their Prepare step (see :mod:`.quant`), so the generated code is bit-exact with TFLM's
+reference kernels. Weights are re-laid out the way our kernels read them (depthwise filters
+channel-major; FC biases with the input zero point folded in).
+
+An operator we have no kernel for raises :class:`~toolchain.errors.CompileError` naming it,
+its index and its output tensor, and saying that ``--runtime tflm`` runs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+
+from toolchain.compile import quant
+from toolchain.compile.ir import ConstArray, FieldValue, Graph, Op, Tensor
+from toolchain.convert.flatbuf import unpack
+from toolchain.errors import CompileError
+from toolchain.tflite_model import TFLiteModel
+
+_TYPE_NAMES = {
+    v: k.lower()
+    for k, v in vars(schema.TensorType).items()
+    if not k.startswith("_") and isinstance(v, int)
+}
+_BUILTIN_NAMES = {
+    v: k
+    for k, v in vars(schema.BuiltinOperator).items()
+    if not k.startswith("_") and isinstance(v, int)
+}
+_ACT_NAMES = {0: "", 1: "relu", 2: "relu_n1_to_1", 3: "relu6"}
+#: operators whose output is a view of their first input (no copy, no kernel)
+ALIAS_OPS = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
+ACTIVATION_TYPES = frozenset({"int8"})
+
+
+class Unsupported(Exception):
+    """Raised inside a lowering function: this op (as configured) has no kernel."""
+
+
+@dataclass
+class _Ctx:
+    """What lowering functions need: the model's object tree and the tensors made so far."""
+
+    model: Any
+    sg: Any
+    tensors: dict[int, Tensor]
+
+    def t(self, i: int) -> Any:
+        return self.sg.tensors[i]
+
+    def dtype(self, i: int) -> str:
+        return _TYPE_NAMES.get(int(self.t(i).type), f"type{self.t(i).type}")
+
+    def shape(self, i: int) -> tuple[int, ...]:
+        s = self.t(i).shape
+        return tuple(int(x) for x in s) if s is not None else ()
+
+    def is_const(self, i: int) -> bool:
+        buf = self.model.buffers[self.t(i).buffer]
+        return buf.data is not None and len(buf.data) > 0
+
+    def const(self, i: int, dtype: str) -> np.ndarray:
+        if not self.is_const(i):
+            raise Unsupported(f"tensor {self.name(i)!r} must be a constant")
+        if self.dtype(i) != dtype:
+            raise Unsupported(f"constant {self.name(i)!r} is {self.dtype(i)}, expected {dtype}")
+        raw = np.asarray(self.model.buffers[self.t(i).buffer].data, dtype=np.uint8).tobytes()
+        return np.frombuffer(raw, dtype=np.dtype(dtype)).reshape(self.shape(i)).copy()
+
+    def name(self, i: int) -> str:
+        n = self.t(i).name
+        return n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n or "")
+
+    def scales(self, i: int) -> tuple[tuple[float, ...], tuple[int, ...]]:
+        q = self.t(i).quantization
+        if q is None or q.scale is None or len(q.scale) == 0:
+            return (), ()
+        zps = q.zeroPoint if q.zeroPoint is not None else [0] * len(q.scale)
+        return tuple(float(s) for s in q.scale), tuple(int(z) for z in zps)
+
+    def act(self, i: int) -> Tensor:
+        """The activation tensor ``i`` (created on first use); must be quantized int8."""
+        if i in self.tensors:
+            return self.tensors[i]
+        if self.is_const(i):
+            raise Unsupported(f"constant tensor {self.name(i)!r} used as an activation")
+        dt = self.dtype(i)
+        if dt not in ACTIVATION_TYPES:
+            raise Unsupported(f"tensor {self.name(i)!r} is {dt}; only int8 activations compile")
+        scales, zps = self.scales(i)
+        if len(scales) != 1:
+            raise Unsupported(f"tensor {self.name(i)!r} is not quantized per-tensor")
+        shape = self.shape(i)
+        if any(d <= 0 for d in shape):
+            raise Unsupported(f"tensor {self.name(i)!r} has a dynamic shape {shape}")
+        t = Tensor(i, self.name(i), shape, dt, scales[0], zps[0])
+        self.tensors[i] = t
+        return t
+
+
+def _i32(values: Any) -> ConstArray:
+    arr = np.asarray(values, dtype=np.int64)
+    if arr.size and (arr.min() < quant.INT32_MIN or arr.max() > quant.INT32_MAX):
+        raise Unsupported("a precomputed constant does not fit in int32")
+    return ConstArray("int32_t", arr.astype(np.int32), "")
+
+
+def _named(arr: ConstArray, what: str) -> ConstArray:
+    return ConstArray(arr.ctype, arr.values, what)
+
+
+def _act_range(act: int, out: Tensor) -> tuple[int, int]:
+    if act not in _ACT_NAMES:
+        raise Unsupported(f"fused activation {act} is not supported")
+    return quant.activation_range(act, out.scale, out.zero_point, out.dtype)
+
+
+def _padding(kind: int, in_size: int, k: int, stride: int, dil: int, out_size: int) -> int:
+    eff = (k - 1) * dil + 1
+    if kind == schema.Padding.SAME:
+        expect = (in_size + stride - 1) // stride
+    else:
+        expect = (in_size - eff + stride) // stride
+    if expect != out_size:
+        raise Unsupported(f"output size {out_size} does not match the padding (expected {expect})")
+    total = (out_size - 1) * stride + eff - in_size
+    return max(total, 0) // 2
+
+
+def _pad_name(kind: int) -> str:
+    return "SAME" if kind == schema.Padding.SAME else "VALID"
+
+
+def _shape_s(shape: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape) or "scalar"
+
+
+def _nhwc(t: Tensor) -> tuple[int, int, int, int]:
+    if len(t.shape) != 4:
+        raise Unsupported(f"tensor {t.name!r} has shape {t.shape}; 4-D NHWC expected")
+    b, h, w, c = t.shape
+    return b, h, w, c
+
+
+def _bias(ctx: _Ctx, op: Any, n: int) -> np.ndarray | None:
+    if len(op.inputs) < 3 or op.inputs[2] < 0:
+        return None
+    b = ctx.const(int(op.inputs[2]), "int32").reshape(-1)
+    if b.size != n:
+        raise Unsupported(f"bias has {b.size} values for {n} channels")
+    return b
+
+
+def _filter_quant(ctx: _Ctx, fi: int, channels: int) -> tuple[float, ...]:
+    scales, zps = ctx.scales(fi)
+    if not scales:
+        raise Unsupported("the filter is not quantized (float or hybrid model)")
+    if any(z != 0 for z in zps):
+        raise Unsupported("the filter has a non-zero zero point")
+    if len(scales) not in (1, channels):
+        raise Unsupported(f"the filter has {len(scales)} scales for {channels} channels")
+    return scales
+
+
+# --- one function per operator ---------------------------------------------------------------
+
+
+def _conv(ctx: _Ctx, op: Any, index: int) -> Op:
+    o = op.builtinOptions
+    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    w = ctx.const(int(op.inputs[1]), "int8")
+    b, ih, iw, ic = _nhwc(x)
+    _, oh, ow, oc = _nhwc(y)
+    if w.ndim != 4 or w.shape[0] != oc:
+        raise Unsupported(f"filter shape {w.shape} does not match {oc} output channels")
+    _, kh, kw, fic = w.shape
+    if ic % fic or oc % (ic // fic):
+        raise Unsupported(f"filter depth {fic} does not divide the input depth {ic}")
+    sh, sw = int(o.strideH), int(o.strideW)
+    dh, dw = int(o.dilationHFactor) or 1, int(o.dilationWFactor) or 1
+    scales = _filter_quant(ctx, int(op.inputs[1]), oc)
+    mult, shift = quant.per_channel_multipliers(x.scale, scales, y.scale, oc)
+    lo, hi = _act_range(int(o.fusedActivationFunction), y)
+    bias = _bias(ctx, op, oc)
+    fields: dict[str, FieldValue] = {
+        "batches": b, "in_h": ih, "in_w": iw, "in_c": ic,
+        "out_h": oh, "out_w": ow, "out_c": oc,
+        "k_h": kh, "k_w": kw, "groups": ic // fic,
+        "stride_h": sh, "stride_w": sw, "dil_h": dh, "dil_w": dw,
+        "pad_h": _padding(o.padding, ih, kh, sh, dh, oh),
+        "pad_w": _padding(o.padding, iw, kw, sw, dw, ow),
+        "in_offset": -x.zero_point, "out_offset": y.zero_point, "act_min": lo, "act_max": hi,
+        "weights": ConstArray("int8_t", w, "weights"),
+        "bias": None if bias is None else _named(_i32(bias), "bias"),
+        "mult": _named(_i32(mult), "mult"),
+        "shift": _named(_i32(shift), "shift"),
+    }  # fmt: skip
+    act = _ACT_NAMES[int(o.fusedActivationFunction)]
+    dil = f" dilation {dh}x{dw}" if dh * dw > 1 else ""
+    summary = (
+        f"{kh}x{kw}/{sh}x{sw} {_pad_name(o.padding)}{dil}, {oc} filters{', ' + act if act else ''}"
+    )
+    return Op(index, "CONV_2D", "edc_conv", "edc_conv_s8", "edc_conv_s8_params", fields,
+              (x.index,), (y.index,), summary)  # fmt: skip
+
+
+def _dwconv(ctx: _Ctx, op: Any, index: int) -> Op:
+    o = op.builtinOptions
+    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    w = ctx.const(int(op.inputs[1]), "int8")
+    b, ih, iw, ic = _nhwc(x)
+    _, oh, ow, oc = _nhwc(y)
+    if w.ndim != 4 or w.shape[0] != 1 or w.shape[3] != oc:
+        raise Unsupported(f"filter shape {w.shape} does not match {oc} output channels")
+    if oc % ic:
+        raise Unsupported(f"{oc} output channels are no multiple of {ic} input channels")
+    _, kh, kw, _ = w.shape
+    sh, sw = int(o.strideH), int(o.strideW)
+    dh, dw = int(o.dilationHFactor) or 1, int(o.dilationWFactor) or 1
+    scales = _filter_quant(ctx, int(op.inputs[1]), oc)
+    mult, shift = quant.per_channel_multipliers(x.scale, scales, y.scale, oc)
+    lo, hi = _act_range(int(o.fusedActivationFunction), y)
+    bias = _bias(ctx, op, oc)
+    wt = np.ascontiguousarray(w.reshape(kh, kw, oc).transpose(2, 0, 1))
+    fields: dict[str, FieldValue] = {
+        "batches": b, "in_h": ih, "in_w": iw, "in_c": ic,
+        "out_h": oh, "out_w": ow, "depth_mult": oc // ic, "k_h": kh, "k_w": kw,
+        "stride_h": sh, "stride_w": sw, "dil_h": dh, "dil_w": dw,
+        "pad_h": _padding(o.padding, ih, kh, sh, dh, oh),
+        "pad_w": _padding(o.padding, iw, kw, sw, dw, ow),
+        "in_offset": -x.zero_point, "out_offset": y.zero_point, "act_min": lo, "act_max": hi,
+        "weights": ConstArray("int8_t", wt, "weights"),
+        "bias": None if bias is None else _named(_i32(bias), "bias"),
+        "mult": _named(_i32(mult), "mult"),
+        "shift": _named(_i32(shift), "shift"),
+    }  # fmt: skip
+    act = _ACT_NAMES[int(o.fusedActivationFunction)]
+    dil = f" dilation {dh}x{dw}" if dh * dw > 1 else ""
+    summary = (
+        f"{kh}x{kw}/{sh}x{sw} {_pad_name(o.padding)}{dil}, depth multiplier {oc // ic}"
+        f"{', ' + act if act else ''}"
+    )
+    return Op(index, "DEPTHWISE_CONV_2D", "edc_dwconv", "edc_dwconv_s8", "edc_dwconv_s8_params",
+              fields, (x.index,), (y.index,), summary)  # fmt: skip
+
+
+def _fc(ctx: _Ctx, op: Any, index: int) -> Op:
+    o = op.builtinOptions
+    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    if o is not None and int(o.weightsFormat) != 0:
+        raise Unsupported("shuffled FC weights are not supported")
+    w = ctx.const(int(op.inputs[1]), "int8")
+    if w.ndim != 2:
+        raise Unsupported(f"filter shape {w.shape} is not 2-D")
+    n_out, depth = w.shape
+    n_in = int(np.prod(x.shape)) if x.shape else 1
+    if n_in % depth:
+        raise Unsupported(f"input of {n_in} values is no multiple of the depth {depth}")
+    batches = n_in // depth
+    if int(np.prod(y.shape)) != batches * n_out:
+        raise Unsupported(f"output shape {y.shape} does not match {batches}x{n_out}")
+    scales = _filter_quant(ctx, int(op.inputs[1]), n_out)
+    per_channel = len(scales) > 1
+    mult, shift = quant.per_channel_multipliers(
+        x.scale, scales, y.scale, n_out if per_channel else 1
+    )
+    act_fn = int(o.fusedActivationFunction) if o is not None else 0
+    lo, hi = _act_range(act_fn, y)
+    bias = _bias(ctx, op, n_out)
+    folded = (np.zeros(n_out, np.int64) if bias is None else bias.astype(np.int64)) + (
+        -x.zero_point
+    ) * w.astype(np.int64).sum(axis=1)
+    fields: dict[str, FieldValue] = {
+        "batches": batches, "in_depth": depth, "out_depth": n_out,
+        "per_channel": int(per_channel),
+        "out_offset": y.zero_point, "act_min": lo, "act_max": hi,
+        "weights": ConstArray("int8_t", w, "weights"),
+        "bias": _named(_i32(folded), "bias"),
+        "mult": _named(_i32(mult), "mult"),
+        "shift": _named(_i32(shift), "shift"),
+    }  # fmt: skip
+    act = _ACT_NAMES[act_fn]
+    summary = f"{depth} -> {n_out}{', ' + act if act else ''}"
+    return Op(index, "FULLY_CONNECTED", "edc_fc", "edc_fc_s8", "edc_fc_s8_params", fields,
+              (x.index,), (y.index,), summary)  # fmt: skip
+
+
+def _pool(kind: str) -> Callable[[_Ctx, Any, int], Op]:
+    def lower_pool(ctx: _Ctx, op: Any, index: int) -> Op:
+        o = op.builtinOptions
+        x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+        b, ih, iw, c = _nhwc(x)
+        _, oh, ow, oc = _nhwc(y)
+        if oc != c:
+            raise Unsupported("pooling changes the channel count")
+        if kind == "AVERAGE_POOL_2D" and (x.scale != y.scale or x.zero_point != y.zero_point):
+            raise Unsupported("average pooling with different input and output quantization")
+        if kind == "MAX_POOL_2D" and (x.scale != y.scale or x.zero_point != y.zero_point):
+            raise Unsupported("max pooling with different input and output quantization")
+        kh, kw = int(o.filterHeight), int(o.filterWidth)
+        sh, sw = int(o.strideH), int(o.strideW)
+        lo, hi = _act_range(int(o.fusedActivationFunction), y)
+        fields: dict[str, FieldValue] = {
+            "batches": b, "in_h": ih, "in_w": iw, "channels": c,
+            "out_h": oh, "out_w": ow, "k_h": kh, "k_w": kw,
+            "stride_h": sh, "stride_w": sw,
+            "pad_h": _padding(o.padding, ih, kh, sh, 1, oh),
+            "pad_w": _padding(o.padding, iw, kw, sw, 1, ow),
+            "act_min": lo, "act_max": hi,
+        }  # fmt: skip
+        func = "edc_avgpool_s8" if kind == "AVERAGE_POOL_2D" else "edc_maxpool_s8"
+        summary = f"{kh}x{kw}/{sh}x{sw} {_pad_name(o.padding)}"
+        return Op(index, kind, "edc_pool", func, "edc_pool_params", fields,
+                  (x.index,), (y.index,), summary)  # fmt: skip
+
+    return lower_pool
+
+
+def _broadcast(a: Tensor, b: Tensor, y: Tensor) -> dict[str, FieldValue]:
+    if len(y.shape) > 6:
+        raise Unsupported("more than 6 dimensions")
+    dims = [1] * (6 - len(y.shape)) + list(y.shape)
+
+    def strides(t: Tensor) -> list[int]:
+        if len(t.shape) > 6:
+            raise Unsupported("more than 6 dimensions")
+        shp = [1] * (6 - len(t.shape)) + list(t.shape)
+        out, acc = [0] * 6, 1
+        for k in range(5, -1, -1):
+            if shp[k] not in (1, dims[k]):
+                raise Unsupported(f"shapes {a.shape} and {b.shape} do not broadcast to {y.shape}")
+            out[k] = acc if shp[k] == dims[k] and dims[k] > 1 else 0
+            acc *= shp[k]
+        return out
+
+    same = a.shape == b.shape == y.shape
+    return {
+        "size": int(np.prod(dims)),
+        "broadcast": 0 if same else 1,
+        "dims": dims,
+        "s1": strides(a),
+        "s2": strides(b),
+    }
+
+
+def _add_sub(kind: str) -> Callable[[_Ctx, Any, int], Op]:
+    def lower_add_sub(ctx: _Ctx, op: Any, index: int) -> Op:
+        o = op.builtinOptions
+        a, b = ctx.act(int(op.inputs[0])), ctx.act(int(op.inputs[1]))
+        y = ctx.act(int(op.outputs[0]))
+        left_shift = 20
+        twice_max = 2.0 * float(max(np.float32(a.scale), np.float32(b.scale)))
+        m1, s1 = quant.quantize_multiplier(float(np.float32(a.scale)) / twice_max)
+        m2, s2 = quant.quantize_multiplier(float(np.float32(b.scale)) / twice_max)
+        real_out = twice_max / ((1 << left_shift) * float(np.float32(y.scale)))
+        if not 0.0 < real_out < 1.0:
+            raise Unsupported("the output scale is too small for TFLM's int8 ADD/SUB")
+        mo, so = quant.quantize_multiplier(real_out)
+        act_fn = int(o.fusedActivationFunction) if o is not None else 0
+        lo, hi = _act_range(act_fn, y)
+        fields: dict[str, FieldValue] = _broadcast(a, b, y)
+        fields.update({
+            "in1_offset": -a.zero_point, "in2_offset": -b.zero_point,
+            "out_offset": y.zero_point, "left_shift": left_shift,
+            "in1_mult": m1, "in1_shift": s1, "in2_mult": m2, "in2_shift": s2,
+            "out_mult": mo, "out_shift": so, "act_min": lo, "act_max": hi,
+        })  # fmt: skip
+        func = "edc_add_s8" if kind == "ADD" else "edc_sub_s8"
+        act = _ACT_NAMES[act_fn]
+        summary = f"{_shape_s(a.shape)} {'+' if kind == 'ADD' else '-'} {_shape_s(b.shape)}"
+        summary += f", {act}" if act else ""
+        return Op(index, kind, "edc_binary", func, "edc_binary_params", fields,
+                  (a.index, b.index), (y.index,), summary)  # fmt: skip
+
+    return lower_add_sub
+
+
+def _mul(ctx: _Ctx, op: Any, index: int) -> Op:
+    o = op.builtinOptions
+    a, b = ctx.act(int(op.inputs[0])), ctx.act(int(op.inputs[1]))
+    y = ctx.act(int(op.outputs[0]))
+    real = float(np.float32(a.scale)) * float(np.float32(b.scale)) / float(np.float32(y.scale))
+    mo, so = quant.quantize_multiplier(real)
+    act_fn = int(o.fusedActivationFunction) if o is not None else 0
+    lo, hi = _act_range(act_fn, y)
+    fields: dict[str, FieldValue] = _broadcast(a, b, y)
+    fields.update({
+        "in1_offset": -a.zero_point, "in2_offset": -b.zero_point,
+        "out_offset": y.zero_point, "left_shift": 0,
+        "in1_mult": 0, "in1_shift": 0, "in2_mult": 0, "in2_shift": 0,
+        "out_mult": mo, "out_shift": so, "act_min": lo, "act_max": hi,
+    })  # fmt: skip
+    act = _ACT_NAMES[act_fn]
+    summary = f"{_shape_s(a.shape)} * {_shape_s(b.shape)}" + (f", {act}" if act else "")
+    return Op(index, "MUL", "edc_binary", "edc_mul_s8", "edc_binary_params", fields,
+              (a.index, b.index), (y.index,), summary)  # fmt: skip
+
+
+def _softmax(ctx: _Ctx, op: Any, index: int) -> Op:
+    o = op.builtinOptions
+    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    if y.zero_point != -128 or np.float32(y.scale) != np.float32(1.0 / 256):
+        raise Unsupported("int8 softmax needs output scale 1/256 and zero point -128")
+    if x.shape != y.shape or not x.shape:
+        raise Unsupported("softmax input and output shapes differ")
+    beta = float(o.beta) if o is not None else 1.0
+    mult, left_shift, diff_min = quant.softmax_params(beta, x.scale)
+    depth = x.shape[-1]
+    fields: dict[str, FieldValue] = {
+        "outer": int(np.prod(x.shape)) // depth, "depth": depth,
+        "input_multiplier": mult, "input_left_shift": left_shift, "diff_min": diff_min,
+    }  # fmt: skip
+    return Op(index, "SOFTMAX", "edc_softmax", "edc_softmax_s8", "edc_softmax_s8_params",
+              fields, (x.index,), (y.index,), f"beta {beta:g}, over {depth}")  # fmt: skip
+
+
+def _alias(kind: str) -> Callable[[_Ctx, Any, int], Op]:
+    def lower_alias(ctx: _Ctx, op: Any, index: int) -> Op:
+        x = ctx.act(int(op.inputs[0]))
+        y = ctx.act(int(op.outputs[0]))
+        if x.nbytes != y.nbytes or x.dtype != y.dtype:
+            raise Unsupported("input and output sizes differ")
+        if x.scale != y.scale or x.zero_point != y.zero_point:
+            raise Unsupported("input and output quantization differ")
+        y.alias_of = x.index
+        return Op(index, kind, "", "", "", {}, (x.index,), (y.index,),
+                  f"{_shape_s(x.shape)} -> {_shape_s(y.shape)} (same memory)")  # fmt: skip
+
+    return lower_alias
+
+
+LOWERINGS: dict[str, Callable[[_Ctx, Any, int], Op]] = {
+    "CONV_2D": _conv,
+    "DEPTHWISE_CONV_2D": _dwconv,
+    "FULLY_CONNECTED": _fc,
+    "AVERAGE_POOL_2D": _pool("AVERAGE_POOL_2D"),
+    "MAX_POOL_2D": _pool("MAX_POOL_2D"),
+    "ADD": _add_sub("ADD"),
+    "SUB": _add_sub("SUB"),
+    "MUL": _mul,
+    "SOFTMAX": _softmax,
+    **{k: _alias(k) for k in sorted(ALIAS_OPS)},
+}
+
+
+# --- the graph ---------------------------------------------------------------------------------
+
+
+def _op_where(ctx: _Ctx, index: int, kind: str, op: Any) -> str:
+    outs = [int(t) for t in (op.outputs if op.outputs is not None else [])]
+    out_name = ctx.name(outs[0]) if outs else "?"
+    return f"operator {index} ({kind}, output {out_name!r})"
+
+
+def _tflm_hint() -> str:
+    return "`edgedeploy firmware --runtime tflm` runs this model with the TFLM interpreter"
+
+
+def _check_integer_model(ctx: _Ctx) -> None:
+    for i in list(ctx.sg.inputs) + list(ctx.sg.outputs):
+        dt = ctx.dtype(int(i))
+        if dt not in ACTIVATION_TYPES:
+            what = "a float model" if dt.startswith("float") else f"{dt} activations"
+            raise CompileError(
+                f"model {'input' if i in ctx.sg.inputs else 'output'} {ctx.name(int(i))!r} is "
+                f"{dt}: compile takes full-integer int8 models, not {what}",
+                hint="convert with int8 activations (`edgedeploy convert` does by default), "
+                "or run this model with `--runtime tflm`",
+            )
+
+
+def lower(model: TFLiteModel) -> Graph:
+    """Lower a parsed model; raises CompileError for anything without a kernel."""
+    problems = _lower(model, collect=False)
+    if isinstance(problems, Graph):
+        return problems
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def unsupported(model: TFLiteModel) -> list[str]:
+    """Descriptions of the operators (or model properties) compile cannot handle; [] = none."""
+    result = _lower(model, collect=True)
+    return [] if isinstance(result, Graph) else result
+
+
+def _lower(model: TFLiteModel, *, collect: bool) -> Graph | list[str]:
+    mt = unpack(model.data)
+    if len(mt.subgraphs) != 1:
+        msg = f"the model has {len(mt.subgraphs)} subgraphs; compile handles one"
+        if collect:
+            return [msg]
+        raise CompileError(msg, hint=_tflm_hint())
+    ctx = _Ctx(mt, mt.subgraphs[0], {})
+    try:
+        _check_integer_model(ctx)
+    except CompileError as exc:
+        if collect:
+            return [exc.message]
+        raise
+    ops: list[Op] = []
+    problems: list[str] = []
+    for index, op in enumerate(ctx.sg.operators or []):
+        oc = mt.operatorCodes[op.opcodeIndex]
+        code = max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode))
+        kind = _BUILTIN_NAMES.get(code, f"UNKNOWN_{code}")
+        if code == schema.BuiltinOperator.CUSTOM:
+            cc = oc.customCode
+            kind = f"CUSTOM:{cc.decode() if isinstance(cc, bytes) else cc}"
+        fn = LOWERINGS.get(kind)
+        where = _op_where(ctx, index, kind, op)
+        if fn is None:
+            msg = f"{where}: no compiled kernel for {kind}"
+        else:
+            try:
+                ops.append(fn(ctx, op, index))
+                continue
+            except Unsupported as exc:
+                msg = f"{where}: {exc}"
+        if not collect:
+            raise CompileError(msg, hint=_tflm_hint())
+        problems.append(msg)
+    if problems:
+        return problems
+    inputs = tuple(int(i) for i in ctx.sg.inputs)
+    outputs = tuple(int(i) for i in ctx.sg.outputs)
+    for i in inputs + outputs:
+        try:
+            ctx.act(i)
+        except Unsupported as exc:
+            if collect:
+                return [str(exc)]
+            raise CompileError(str(exc), hint=_tflm_hint()) from exc
+    return Graph(ctx.tensors, ops, inputs, outputs, model.sha256, model.size)
