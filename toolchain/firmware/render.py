@@ -395,6 +395,16 @@ def render_into(
     )
 
 
+def _compiled_report(d: dict[str, Any]) -> dict[str, Any]:
+    """The compiler's figures for the manifest and reports: no absolute paths (the project is
+    staged, then moved) and no per-layer table."""
+    keep = ("name", "arena_bytes", "n_ops", "ops", "model_sha256", "plan", "weights_bytes",
+            "model_bytes", "kernels")  # fmt: skip
+    out: dict[str, Any] = json.loads(to_json({k: d[k] for k in keep if k in d}))
+    out["sources"] = sorted(Path(p).name for p in d.get("sources") or ())
+    return out
+
+
 #: Golden vectors written next to the compiled model (same format as the emit stage's).
 COMPILED_GOLDEN = "golden.npz"
 
@@ -451,7 +461,7 @@ def compile_into(model: Path, model_dir: Path, target: Target) -> dict[str, Any]
     log.info("compiled %s: %d ops, arena %d B", model.name, cm.n_ops, cm.arena_bytes)
     return {
         "binding": binding,
-        "report": json.loads(to_json(cm.to_dict())),
+        "report": _compiled_report(cm.to_dict()),
         "files": files,
         "input_bytes": input_bytes,
         "arena_bytes": cm.arena_bytes,
