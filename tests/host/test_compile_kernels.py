@@ -211,6 +211,23 @@ def _softmax(rng: np.random.Generator, i: int) -> Case:
     return Case(f"softmax_{i}", model, [(shape, "int8")], (shape, "int8"))
 
 
+def _unary(kind: str) -> Callable[[np.random.Generator, int], Case]:
+    def make(rng: np.random.Generator, i: int) -> Case:
+        shape = tuple(int(d) for d in rng.integers(1, 7, size=int(rng.integers(1, 5))))
+        s, zp = float(rng.uniform(0.005, 0.3)), int(rng.integers(-128, 128))
+        if kind == "LOGISTIC":
+            so, zo = 1 / 256, -128
+        elif kind == "TANH":
+            so, zo = 1 / 128, 0
+        else:
+            so, zo = float(s * rng.uniform(0.3, 3.0)), int(rng.integers(-128, 128))
+        x, y = T(shape, "int8", (s,), (zp,)), T(shape, "int8", (so,), (zo,))
+        model = single_op(kind, [x], [y])
+        return Case(f"{kind.lower()}_{i}", model, [(shape, "int8")], (shape, "int8"))
+
+    return make
+
+
 GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = {
     "CONV_2D": (_conv, 120),
     "DEPTHWISE_CONV_2D": (_dwconv, 100),
@@ -221,6 +238,10 @@ GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = 
     "SUB": (_binary("SUB"), 40),
     "MUL": (_binary("MUL"), 40),
     "SOFTMAX": (_softmax, 40),
+    "QUANTIZE": (_unary("QUANTIZE"), 30),
+    "LOGISTIC": (_unary("LOGISTIC"), 30),
+    "TANH": (_unary("TANH"), 30),
+    "HARD_SWISH": (_unary("HARD_SWISH"), 30),
 }
 
 
