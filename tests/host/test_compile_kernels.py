@@ -35,7 +35,7 @@ class Case:
     name: str
     model: bytes
     inputs: list[tuple[tuple[int, ...], str]]  # shape, dtype per graph input
-    output: tuple[tuple[int, ...], str]
+    outputs: list[tuple[tuple[int, ...], str]]
 
 
 def _q(rng: np.random.Generator) -> tuple[float, int]:
@@ -106,7 +106,7 @@ def _conv_like(rng: np.random.Generator, i: int, depthwise: bool) -> Case:
     o.padding, o.strideH, o.strideW = pad, sh, sw
     o.dilationHFactor, o.dilationWFactor, o.fusedActivationFunction = dh, dw, act
     model = single_op(kind, [x, wt, bias], [y], otype, o)
-    return Case(f"{kind.lower()}_{i}", model, [(x.shape, "int8")], (y.shape, "int8"))
+    return Case(f"{kind.lower()}_{i}", model, [(x.shape, "int8")], [(y.shape, "int8")])
 
 
 def _conv(rng: np.random.Generator, i: int) -> Case:
@@ -135,7 +135,7 @@ def _fc(rng: np.random.Generator, i: int) -> Case:
     o.fusedActivationFunction = int(rng.choice(ACTS))
     model = single_op("FULLY_CONNECTED", [x, wt, bias], [y],
                       schema.BuiltinOptions.FullyConnectedOptions, o)  # fmt: skip
-    return Case(f"fully_connected_{i}", model, [(x.shape, "int8")], (y.shape, "int8"))
+    return Case(f"fully_connected_{i}", model, [(x.shape, "int8")], [(y.shape, "int8")])
 
 
 def _pool(kind: str) -> Callable[[np.random.Generator, int], Case]:
@@ -157,7 +157,7 @@ def _pool(kind: str) -> Callable[[np.random.Generator, int], Case]:
         o.strideH, o.strideW, o.filterHeight, o.filterWidth = sh, sw, kh, kw
         o.fusedActivationFunction = int(rng.choice(ACTS))
         model = single_op(kind, [x], [y], schema.BuiltinOptions.Pool2DOptions, o)
-        return Case(f"{kind.lower()}_{i}", model, [(x.shape, "int8")], (y.shape, "int8"))
+        return Case(f"{kind.lower()}_{i}", model, [(x.shape, "int8")], [(y.shape, "int8")])
 
     return make
 
@@ -195,7 +195,7 @@ def _binary(kind: str) -> Callable[[np.random.Generator, int], Case]:
         o = opts[0]()
         o.fusedActivationFunction = int(rng.choice(ACTS))
         model = single_op(kind, [a, b], [y], opts[1], o)
-        return Case(f"{kind.lower()}_{i}", model, [(sa, "int8"), (sb, "int8")], (so, "int8"))
+        return Case(f"{kind.lower()}_{i}", model, [(sa, "int8"), (sb, "int8")], [(so, "int8")])
 
     return make
 
@@ -208,7 +208,7 @@ def _softmax(rng: np.random.Generator, i: int) -> Case:
     o = schema.SoftmaxOptionsT()
     o.beta = float(rng.choice([1.0, 1.0, 0.5, 2.0]))
     model = single_op("SOFTMAX", [x], [y], schema.BuiltinOptions.SoftmaxOptions, o)
-    return Case(f"softmax_{i}", model, [(shape, "int8")], (shape, "int8"))
+    return Case(f"softmax_{i}", model, [(shape, "int8")], [(shape, "int8")])
 
 
 def _unary(kind: str) -> Callable[[np.random.Generator, int], Case]:
@@ -223,9 +223,161 @@ def _unary(kind: str) -> Callable[[np.random.Generator, int], Case]:
             so, zo = float(s * rng.uniform(0.3, 3.0)), int(rng.integers(-128, 128))
         x, y = T(shape, "int8", (s,), (zp,)), T(shape, "int8", (so,), (zo,))
         model = single_op(kind, [x], [y])
-        return Case(f"{kind.lower()}_{i}", model, [(shape, "int8")], (shape, "int8"))
+        return Case(f"{kind.lower()}_{i}", model, [(shape, "int8")], [(shape, "int8")])
 
     return make
+
+
+def _rand_shape(rng: np.random.Generator, lo: int = 1, hi: int = 5) -> tuple[int, ...]:
+    return tuple(int(d) for d in rng.integers(1, 6, size=int(rng.integers(lo, hi))))
+
+
+def _same_q(rng: np.random.Generator) -> tuple[tuple[float], tuple[int]]:
+    s, zp = _q(rng)
+    return (s,), (zp,)
+
+
+def _i32(v: list[int]) -> np.ndarray:
+    return np.asarray(v, np.int32)
+
+
+def _transpose(rng: np.random.Generator, i: int) -> Case:
+    shape = _rand_shape(rng, 2, 6)
+    perm = [int(p) for p in rng.permutation(len(shape))]
+    sc, zp = _same_q(rng)
+    x = T(shape, "int8", sc, zp)
+    out = tuple(shape[p] for p in perm)
+    y = T(out, "int8", sc, zp)
+    model = single_op("TRANSPOSE", [x, T((len(perm),), "int32", data=_i32(perm))], [y])
+    return Case(f"transpose_{i}", model, [(shape, "int8")], [(out, "int8")])
+
+
+def _concat(rng: np.random.Generator, i: int) -> Case:
+    base = list(_rand_shape(rng, 1, 5))
+    axis = int(rng.integers(0, len(base)))
+    n = int(rng.integers(1, 4))
+    sc, zp = _same_q(rng)
+    shapes = []
+    for _ in range(n):
+        sh = list(base)
+        sh[axis] = int(rng.integers(1, 5))
+        shapes.append(tuple(sh))
+    out = list(base)
+    out[axis] = sum(sh[axis] for sh in shapes)
+    xs = [T(sh, "int8", sc, zp) for sh in shapes]
+    y = T(tuple(out), "int8", sc, zp)
+    o = schema.ConcatenationOptionsT()
+    o.axis = axis - len(base) if rng.random() < 0.3 else axis
+    model = single_op("CONCATENATION", list(xs), [y],
+                      schema.BuiltinOptions.ConcatenationOptions, o)  # fmt: skip
+    return Case(f"concatenation_{i}", model, [(sh, "int8") for sh in shapes],
+                [(tuple(out), "int8")])  # fmt: skip
+
+
+def _pad(kind: str) -> Callable[[np.random.Generator, int], Case]:
+    def make(rng: np.random.Generator, i: int) -> Case:
+        shape = _rand_shape(rng, 1, 5)
+        pads = rng.integers(0, 3, size=(len(shape), 2))
+        out = tuple(int(d + a + b) for d, (a, b) in zip(shape, pads, strict=True))
+        sc, zp = _same_q(rng)
+        ins: list[T | None] = [
+            T(shape, "int8", sc, zp),
+            T(pads.shape, "int32", data=pads.astype(np.int32)),
+        ]
+        if kind == "PADV2":
+            ins.append(T((1,), "int8", sc, zp, np.asarray([rng.integers(-128, 128)], np.int8)))
+        model = single_op(kind, ins, [T(out, "int8", sc, zp)])
+        return Case(f"{kind.lower()}_{i}", model, [(shape, "int8")], [(out, "int8")])
+
+    return make
+
+
+def _slice(rng: np.random.Generator, i: int) -> Case:
+    shape = _rand_shape(rng, 1, 5)
+    begin, end, strides, counts = [], [], [], []
+    bm = em = sm = 0
+    for k, n in enumerate(shape):
+        st = int(rng.choice([1, 1, 2, 3, -1, -2]))
+        b, e = sorted(int(v) for v in rng.integers(0, n + 1, size=2))
+        if st < 0:
+            b, e = e - 1, b - 1
+            if b < 0:
+                b, e = n - 1, -1
+        if e == -1 and st < 0:
+            em |= 1 << k
+        if rng.random() < 0.15:
+            bm |= 1 << k
+            b = 0 if st > 0 else n - 1
+        cnt = len(range(b, e, st))
+        if cnt == 0:
+            b, e, st, cnt = 0, n, 1, n
+        if rng.random() < 0.1:
+            sm |= 1 << k
+            b = min(max(b, 0), n - 1)
+            e, cnt, st = b + 1, 1, 1
+            b = b - n if rng.random() < 0.5 else b  # negative index
+        begin.append(b)
+        end.append(e if not em >> k & 1 else 0)
+        strides.append(st)
+        counts.append(cnt)
+    out = tuple(c for k, c in enumerate(counts) if not sm >> k & 1)
+    sc, zp = _same_q(rng)
+    o = schema.StridedSliceOptionsT()
+    o.beginMask, o.endMask, o.shrinkAxisMask = bm, em, sm
+    r = len(shape)
+    model = single_op("STRIDED_SLICE", [T(shape, "int8", sc, zp), T((r,), "int32", data=_i32(begin)),
+                      T((r,), "int32", data=_i32(end)), T((r,), "int32", data=_i32(strides))],
+                      [T(out, "int8", sc, zp)], schema.BuiltinOptions.StridedSliceOptions, o)  # fmt: skip
+    return Case(f"strided_slice_{i}", model, [(shape, "int8")], [(out, "int8")])
+
+
+def _split(kind: str) -> Callable[[np.random.Generator, int], Case]:
+    def make(rng: np.random.Generator, i: int) -> Case:
+        base = list(_rand_shape(rng, 1, 5))
+        axis = int(rng.integers(0, len(base)))
+        n = int(rng.integers(1, 4))
+        if kind == "SPLIT":
+            sizes = [int(rng.integers(1, 4))] * n
+        else:
+            sizes = [int(v) for v in rng.integers(1, 5, size=n)]
+        base[axis] = sum(sizes)
+        sc, zp = _same_q(rng)
+        outs = []
+        for sz in sizes:
+            sh = list(base)
+            sh[axis] = sz
+            outs.append(T(tuple(sh), "int8", sc, zp))
+        x = T(tuple(base), "int8", sc, zp)
+        ax = T((1,), "int32", data=_i32([axis]))
+        if kind == "SPLIT":
+            o = schema.SplitOptionsT()
+            o.numSplits = n
+            model = single_op("SPLIT", [ax, x], outs, schema.BuiltinOptions.SplitOptions, o)
+        else:
+            o = schema.SplitVOptionsT()
+            o.numSplits = n
+            model = single_op("SPLIT_V", [x, T((n,), "int32", data=_i32(sizes)), ax], outs,
+                              schema.BuiltinOptions.SplitVOptions, o)  # fmt: skip
+        return Case(f"{kind.lower()}_{i}", model, [(tuple(base), "int8")],
+                    [(t.shape, "int8") for t in outs])  # fmt: skip
+
+    return make
+
+
+def _resize_nn(rng: np.random.Generator, i: int) -> Case:
+    b, c = int(rng.integers(1, 3)), int(rng.integers(1, 5))
+    ih, iw = int(rng.integers(1, 8)), int(rng.integers(1, 8))
+    oh, ow = int(rng.integers(1, 14)), int(rng.integers(1, 14))
+    sc, zp = _same_q(rng)
+    o = schema.ResizeNearestNeighborOptionsT()
+    o.alignCorners = bool(rng.random() < 0.3)
+    o.halfPixelCenters = bool(rng.random() < 0.5) and not o.alignCorners
+    model = single_op("RESIZE_NEAREST_NEIGHBOR",
+                      [T((b, ih, iw, c), "int8", sc, zp), T((2,), "int32", data=_i32([oh, ow]))],
+                      [T((b, oh, ow, c), "int8", sc, zp)],
+                      schema.BuiltinOptions.ResizeNearestNeighborOptions, o)  # fmt: skip
+    return Case(f"resize_nearest_neighbor_{i}", model, [((b, ih, iw, c), "int8")],
+                [((b, oh, ow, c), "int8")])  # fmt: skip
 
 
 GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = {
@@ -242,6 +394,14 @@ GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = 
     "LOGISTIC": (_unary("LOGISTIC"), 30),
     "TANH": (_unary("TANH"), 30),
     "HARD_SWISH": (_unary("HARD_SWISH"), 30),
+    "TRANSPOSE": (_transpose, 30),
+    "CONCATENATION": (_concat, 30),
+    "PAD": (_pad("PAD"), 25),
+    "PADV2": (_pad("PADV2"), 25),
+    "STRIDED_SLICE": (_slice, 40),
+    "SPLIT": (_split("SPLIT"), 20),
+    "SPLIT_V": (_split("SPLIT_V"), 20),
+    "RESIZE_NEAREST_NEIGHBOR": (_resize_nn, 30),
 }
 
 
@@ -283,11 +443,13 @@ def test_kernel_bit_exact_with_tflm(kind: str, built: tuple[list[Case], object, 
             for k, x in enumerate(xs):
                 interp.set_input(x, k)
             interp.invoke()
-            want = interp.get_output(0)
-            got = run(xs, [(c.output[0], np.dtype(np.int8))])[0]
-            if not np.array_equal(want, got):
+            gots = run(xs, [(shape, np.dtype(np.int8)) for shape, _ in c.outputs])
+            for k, got in enumerate(gots):
+                want = interp.get_output(k)
+                if np.array_equal(want, got):
+                    continue
                 diff = np.abs(want.astype(int) - got.astype(int))
-                pytest.fail(f"{c.name}: {int((diff > 0).sum())} of {diff.size} values differ "
-                            f"(max {int(diff.max())}); model saved by the fixture")  # fmt: skip
+                pytest.fail(f"{c.name} output {k}: {int((diff > 0).sum())} of {diff.size} values "
+                            f"differ (max {int(diff.max())})")  # fmt: skip
             checked += 1
     assert checked == len(mine) * INPUTS_PER_MODEL
