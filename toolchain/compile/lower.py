@@ -482,7 +482,9 @@ def _collapse(
     dims: list[int], si: list[int], so: list[int]
 ) -> tuple[list[int], list[int], list[int]]:
     """Drop extent-1 dims and merge neighbours that are contiguous in both tensors; pad to 6."""
-    d2, i2, o2 = [], [], []
+    d2: list[int] = []
+    i2: list[int] = []
+    o2: list[int] = []
     for d, a, b in zip(dims, si, so, strict=True):
         if d == 1:
             continue
