@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 
-from tests.support import compiled
 from tests.support.tflite_build import T, single_op
 from toolchain.compile import compile_model
+from toolchain.compile import hostrun as compiled
 from toolchain.tflite_model import TFLiteModel
 
 INPUTS_PER_MODEL = 12
