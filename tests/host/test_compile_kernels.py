@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 
-from tests.support import compiled
 from tests.support.tflite_build import T, single_op
 from toolchain.compile import compile_model
+from toolchain.compile import hostrun as compiled
 from toolchain.tflite_model import TFLiteModel
 
 INPUTS_PER_MODEL = 12
@@ -380,6 +380,26 @@ def _resize_nn(rng: np.random.Generator, i: int) -> Case:
                 [((b, oh, ow, c), "int8")])  # fmt: skip
 
 
+def _mean(rng: np.random.Generator, i: int) -> Case:
+    shape = _rand_shape(rng, 1, 5)
+    r = len(shape)
+    axes = sorted({int(a) for a in rng.integers(0, r, size=int(rng.integers(1, r + 1)))})
+    keep = bool(rng.integers(0, 2))
+    out = (
+        tuple(1 if k in axes else d for k, d in enumerate(shape))
+        if keep
+        else tuple(d for k, d in enumerate(shape) if k not in axes)
+    )
+    s, zp = _q(rng)
+    so, zo = float(s * rng.uniform(0.3, 3.0)), int(rng.integers(-128, 128))
+    ax = [a - r if rng.random() < 0.3 else a for a in axes]
+    o = schema.ReducerOptionsT()
+    o.keepDims = keep
+    model = single_op("MEAN", [T(shape, "int8", (s,), (zp,)), T((len(ax),), "int32", data=_i32(ax))],
+                      [T(out, "int8", (so,), (zo,))], schema.BuiltinOptions.ReducerOptions, o)  # fmt: skip
+    return Case(f"mean_{i}", model, [(shape, "int8")], [(out, "int8")])
+
+
 GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = {
     "CONV_2D": (_conv, 120),
     "DEPTHWISE_CONV_2D": (_dwconv, 100),
@@ -402,6 +422,7 @@ GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = 
     "SPLIT": (_split("SPLIT"), 20),
     "SPLIT_V": (_split("SPLIT_V"), 20),
     "RESIZE_NEAREST_NEIGHBOR": (_resize_nn, 30),
+    "MEAN": (_mean, 40),
 }
 
 

@@ -711,6 +711,38 @@ def _resize_nn(ctx: _Ctx, op: Any, index: int) -> Op:
               f"{ih}x{iw} -> {oh}x{ow}")  # fmt: skip
 
 
+def _dims6(dims: list[int], strides: list[int]) -> tuple[list[int], list[int]]:
+    d, _, st = _collapse(dims, strides, strides)
+    return d, st
+
+
+def _mean(ctx: _Ctx, op: Any, index: int) -> Op:
+    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    rank = len(x.shape)
+    axes = sorted({_axis(int(a), rank) for a in ctx.const(int(op.inputs[1]), "int32").reshape(-1)})
+    keep = [k for k in range(rank) if k not in axes]
+    count = int(np.prod([x.shape[k] for k in axes])) if axes else 1
+    if int(np.prod([x.shape[k] for k in keep])) != int(np.prod(y.shape) if y.shape else 1):
+        raise Unsupported("output size does not match the reduction")
+    if count == 0:
+        raise Unsupported("empty reduction")
+    si = _contig(x.shape)
+    kd, ks = _dims6([x.shape[k] for k in keep], [si[k] for k in keep])
+    rd, rs = _dims6([x.shape[k] for k in axes], [si[k] for k in axes])
+    mult, shift = quant.quantize_multiplier(float(np.float32(x.scale)) / float(np.float32(y.scale)))
+    n = count
+    sh = min(n.bit_length() - 1, 32, 31 + shift)
+    mult = ((mult << sh) if sh >= 0 else (mult >> -sh)) // n
+    shift -= sh
+    fields: dict[str, FieldValue] = {
+        "keep_dims": kd, "keep_strides": ks, "red_dims": rd, "red_strides": rs,
+        "count": count, "in_zero_point": x.zero_point, "out_zero_point": y.zero_point,
+        "mult": mult, "shift": shift,
+    }  # fmt: skip
+    return Op(index, "MEAN", "edc_reduce", "edc_mean_s8", "edc_mean_s8_params", fields,
+              (x.index,), (y.index,), f"over axes {axes}")  # fmt: skip
+
+
 LOWERINGS: dict[str, Callable[[_Ctx, Any, int], Op]] = {
     "CONV_2D": _conv,
     "DEPTHWISE_CONV_2D": _dwconv,
@@ -730,6 +762,7 @@ LOWERINGS: dict[str, Callable[[_Ctx, Any, int], Op]] = {
     "SPLIT": _split("SPLIT"),
     "SPLIT_V": _split("SPLIT_V"),
     "RESIZE_NEAREST_NEIGHBOR": _resize_nn,
+    "MEAN": _mean,
     **{k: _alias(k) for k in sorted(ALIAS_OPS)},
 }
 
