@@ -191,6 +191,9 @@ def _conv(ctx: _Ctx, op: Any, index: int) -> Op:
     mult, shift = quant.per_channel_multipliers(x.scale, scales, y.scale, oc)
     lo, hi = _act_range(int(o.fusedActivationFunction), y)
     bias = _bias(ctx, op, oc)
+    folded = (np.zeros(oc, np.int64) if bias is None else bias.astype(np.int64)) + (
+        -x.zero_point
+    ) * w.astype(np.int64).reshape(oc, -1).sum(axis=1)
     fields: dict[str, FieldValue] = {
         "batches": b, "in_h": ih, "in_w": iw, "in_c": ic,
         "out_h": oh, "out_w": ow, "out_c": oc,
@@ -201,6 +204,7 @@ def _conv(ctx: _Ctx, op: Any, index: int) -> Op:
         "in_offset": -x.zero_point, "out_offset": y.zero_point, "act_min": lo, "act_max": hi,
         "weights": ConstArray("int8_t", w, "weights"),
         "bias": None if bias is None else _named(_i32(bias), "bias"),
+        "bias_folded": _named(_i32(folded), "bias + input offset x weight sums"),
         "mult": _named(_i32(mult), "mult"),
         "shift": _named(_i32(shift), "shift"),
     }  # fmt: skip
@@ -231,6 +235,9 @@ def _dwconv(ctx: _Ctx, op: Any, index: int) -> Op:
     lo, hi = _act_range(int(o.fusedActivationFunction), y)
     bias = _bias(ctx, op, oc)
     wt = np.ascontiguousarray(w.reshape(kh, kw, oc).transpose(2, 0, 1))
+    folded = (np.zeros(oc, np.int64) if bias is None else bias.astype(np.int64)) + (
+        -x.zero_point
+    ) * wt.astype(np.int64).reshape(oc, -1).sum(axis=1)
     fields: dict[str, FieldValue] = {
         "batches": b, "in_h": ih, "in_w": iw, "in_c": ic,
         "out_h": oh, "out_w": ow, "depth_mult": oc // ic, "k_h": kh, "k_w": kw,
@@ -240,6 +247,7 @@ def _dwconv(ctx: _Ctx, op: Any, index: int) -> Op:
         "in_offset": -x.zero_point, "out_offset": y.zero_point, "act_min": lo, "act_max": hi,
         "weights": ConstArray("int8_t", wt, "weights"),
         "bias": None if bias is None else _named(_i32(bias), "bias"),
+        "bias_folded": _named(_i32(folded), "bias + input offset x weight sums"),
         "mult": _named(_i32(mult), "mult"),
         "shift": _named(_i32(shift), "shift"),
     }  # fmt: skip
