@@ -174,6 +174,11 @@ def _filter_quant(ctx: _Ctx, fi: int, channels: int) -> tuple[float, ...]:
 # --- one function per operator ---------------------------------------------------------------
 
 
+def _always_inside(i: int, k: int, s: int, d: int, pad: int, o: int) -> bool:
+    """True when every output position's filter window lies inside the input (no border)."""
+    return pad == 0 and (o - 1) * s + (k - 1) * d + 1 <= i
+
+
 def _conv(ctx: _Ctx, op: Any, index: int) -> Op:
     o = op.builtinOptions
     x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
@@ -194,16 +199,19 @@ def _conv(ctx: _Ctx, op: Any, index: int) -> Op:
     folded = (np.zeros(oc, np.int64) if bias is None else bias.astype(np.int64)) + (
         -x.zero_point
     ) * w.astype(np.int64).reshape(oc, -1).sum(axis=1)
+    pad_h = _padding(o.padding, ih, kh, sh, dh, oh)
+    pad_w = _padding(o.padding, iw, kw, sw, dw, ow)
+    inside = _always_inside(ih, kh, sh, dh, pad_h, oh) and _always_inside(iw, kw, sw, dw, pad_w, ow)
     fields: dict[str, FieldValue] = {
         "batches": b, "in_h": ih, "in_w": iw, "in_c": ic,
         "out_h": oh, "out_w": ow, "out_c": oc,
         "k_h": kh, "k_w": kw, "groups": ic // fic,
         "stride_h": sh, "stride_w": sw, "dil_h": dh, "dil_w": dw,
-        "pad_h": _padding(o.padding, ih, kh, sh, dh, oh),
-        "pad_w": _padding(o.padding, iw, kw, sw, dw, ow),
+        "pad_h": pad_h, "pad_w": pad_w,
         "in_offset": -x.zero_point, "out_offset": y.zero_point, "act_min": lo, "act_max": hi,
         "weights": ConstArray("int8_t", w, "weights"),
-        "bias": None if bias is None else _named(_i32(bias), "bias"),
+        # the plain bias is only read at border pixels
+        "bias": None if bias is None or inside else _named(_i32(bias), "bias"),
         "bias_folded": _named(_i32(folded), "bias + input offset x weight sums"),
         "mult": _named(_i32(mult), "mult"),
         "shift": _named(_i32(shift), "shift"),
@@ -238,15 +246,18 @@ def _dwconv(ctx: _Ctx, op: Any, index: int) -> Op:
     folded = (np.zeros(oc, np.int64) if bias is None else bias.astype(np.int64)) + (
         -x.zero_point
     ) * wt.astype(np.int64).reshape(oc, -1).sum(axis=1)
+    pad_h = _padding(o.padding, ih, kh, sh, dh, oh)
+    pad_w = _padding(o.padding, iw, kw, sw, dw, ow)
+    inside = _always_inside(ih, kh, sh, dh, pad_h, oh) and _always_inside(iw, kw, sw, dw, pad_w, ow)
     fields: dict[str, FieldValue] = {
         "batches": b, "in_h": ih, "in_w": iw, "in_c": ic,
         "out_h": oh, "out_w": ow, "depth_mult": oc // ic, "k_h": kh, "k_w": kw,
         "stride_h": sh, "stride_w": sw, "dil_h": dh, "dil_w": dw,
-        "pad_h": _padding(o.padding, ih, kh, sh, dh, oh),
-        "pad_w": _padding(o.padding, iw, kw, sw, dw, ow),
+        "pad_h": pad_h, "pad_w": pad_w,
         "in_offset": -x.zero_point, "out_offset": y.zero_point, "act_min": lo, "act_max": hi,
         "weights": ConstArray("int8_t", wt, "weights"),
-        "bias": None if bias is None else _named(_i32(bias), "bias"),
+        # the plain bias is only read at border pixels
+        "bias": None if bias is None or inside else _named(_i32(bias), "bias"),
         "bias_folded": _named(_i32(folded), "bias + input offset x weight sums"),
         "mult": _named(_i32(mult), "mult"),
         "shift": _named(_i32(shift), "shift"),
