@@ -222,7 +222,12 @@ def _unary(kind: str) -> Callable[[np.random.Generator, int], Case]:
         else:
             so, zo = float(s * rng.uniform(0.3, 3.0)), int(rng.integers(-128, 128))
         x, y = T(shape, "int8", (s,), (zp,)), T(shape, "int8", (so,), (zo,))
-        model = single_op(kind, [x], [y])
+        if kind == "LEAKY_RELU":
+            o = schema.LeakyReluOptionsT()
+            o.alpha = float(rng.choice([0.01, 0.1, 0.2, 0.5, -0.3]))
+            model = single_op(kind, [x], [y], schema.BuiltinOptions.LeakyReluOptions, o)
+        else:
+            model = single_op(kind, [x], [y])
         return Case(f"{kind.lower()}_{i}", model, [(shape, "int8")], [(shape, "int8")])
 
     return make
@@ -414,6 +419,9 @@ GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = 
     "LOGISTIC": (_unary("LOGISTIC"), 30),
     "TANH": (_unary("TANH"), 30),
     "HARD_SWISH": (_unary("HARD_SWISH"), 30),
+    "RELU": (_unary("RELU"), 20),
+    "RELU6": (_unary("RELU6"), 20),
+    "LEAKY_RELU": (_unary("LEAKY_RELU"), 20),
     "TRANSPOSE": (_transpose, 30),
     "CONCATENATION": (_concat, 30),
     "PAD": (_pad("PAD"), 25),

@@ -473,6 +473,16 @@ def _lut(kind: str) -> Callable[[_Ctx, Any, int], Op]:
         elif kind == "TANH":
             table = quant.lut_tanh_s8(x.scale, x.zero_point)
             what = "tanh"
+        elif kind == "RELU":
+            table = quant.lut_relu_s8(x.scale, x.zero_point, y.scale, y.zero_point)
+            what = "relu"
+        elif kind == "RELU6":
+            table = quant.lut_relu6_s8(x.scale, x.zero_point)
+            what = "relu6"
+        elif kind == "LEAKY_RELU":
+            alpha = float(op.builtinOptions.alpha) if op.builtinOptions is not None else 0.0
+            table = quant.lut_leaky_relu_s8(x.scale, x.zero_point, y.scale, y.zero_point, alpha)
+            what = f"leaky relu, alpha {alpha:g}"
         else:
             try:
                 table = quant.lut_hard_swish_s8(x.scale, x.zero_point, y.scale, y.zero_point)
@@ -772,7 +782,10 @@ LOWERINGS: dict[str, Callable[[_Ctx, Any, int], Op]] = {
     "SUB": _add_sub("SUB"),
     "MUL": _mul,
     "SOFTMAX": _softmax,
-    **{k: _lut(k) for k in ("QUANTIZE", "LOGISTIC", "TANH", "HARD_SWISH")},
+    **{
+        k: _lut(k)
+        for k in ("QUANTIZE", "LOGISTIC", "TANH", "HARD_SWISH", "RELU", "RELU6", "LEAKY_RELU")
+    },
     "TRANSPOSE": _transpose,
     "CONCATENATION": _concat,
     "PAD": _pad,
