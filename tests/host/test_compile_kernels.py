@@ -369,20 +369,32 @@ def _split(kind: str) -> Callable[[np.random.Generator, int], Case]:
     return make
 
 
-def _resize_nn(rng: np.random.Generator, i: int) -> Case:
+def _resize(kind: str, rng: np.random.Generator, i: int) -> Case:
     b, c = int(rng.integers(1, 3)), int(rng.integers(1, 5))
     ih, iw = int(rng.integers(1, 8)), int(rng.integers(1, 8))
     oh, ow = int(rng.integers(1, 14)), int(rng.integers(1, 14))
     sc, zp = _same_q(rng)
-    o = schema.ResizeNearestNeighborOptionsT()
+    o = (
+        schema.ResizeNearestNeighborOptionsT()
+        if kind == "RESIZE_NEAREST_NEIGHBOR"
+        else schema.ResizeBilinearOptionsT()
+    )
     o.alignCorners = bool(rng.random() < 0.3)
     o.halfPixelCenters = bool(rng.random() < 0.5) and not o.alignCorners
-    model = single_op("RESIZE_NEAREST_NEIGHBOR",
+    model = single_op(kind,
                       [T((b, ih, iw, c), "int8", sc, zp), T((2,), "int32", data=_i32([oh, ow]))],
                       [T((b, oh, ow, c), "int8", sc, zp)],
-                      schema.BuiltinOptions.ResizeNearestNeighborOptions, o)  # fmt: skip
-    return Case(f"resize_nearest_neighbor_{i}", model, [((b, ih, iw, c), "int8")],
+                      getattr(schema.BuiltinOptions, "ResizeNearestNeighborOptions" if kind == "RESIZE_NEAREST_NEIGHBOR" else "ResizeBilinearOptions"), o)  # fmt: skip
+    return Case(f"{kind.lower()}_{i}", model, [((b, ih, iw, c), "int8")],
                 [((b, oh, ow, c), "int8")])  # fmt: skip
+
+
+def _resize_nn(rng: np.random.Generator, i: int) -> Case:
+    return _resize("RESIZE_NEAREST_NEIGHBOR", rng, i)
+
+
+def _resize_bilinear(rng: np.random.Generator, i: int) -> Case:
+    return _resize("RESIZE_BILINEAR", rng, i)
 
 
 def _mean(rng: np.random.Generator, i: int) -> Case:
@@ -430,6 +442,7 @@ GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = 
     "SPLIT": (_split("SPLIT"), 20),
     "SPLIT_V": (_split("SPLIT_V"), 20),
     "RESIZE_NEAREST_NEIGHBOR": (_resize_nn, 30),
+    "RESIZE_BILINEAR": (_resize_bilinear, 30),
     "MEAN": (_mean, 40),
 }
 

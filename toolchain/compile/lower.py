@@ -772,6 +772,46 @@ def _mean(ctx: _Ctx, op: Any, index: int) -> Op:
               (x.index,), (y.index,), f"over axes {axes}")  # fmt: skip
 
 
+def _cdiv(a: int, b: int) -> int:
+    """C integer division (truncates towards zero)."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b > 0) else -q
+
+
+def _bilinear_tab(out_size: int, in_size: int, align: bool, half: bool) -> list[int]:
+    scale = _cdiv((1 << 10) * in_size + out_size // 2, out_size)
+    if align and out_size > 1:
+        scale = _cdiv((1 << 10) * (in_size - 1) + (out_size - 1) // 2, out_size - 1)
+    tab: list[int] = []
+    for v in range(out_size):
+        scaled = v * scale + _cdiv(scale, 2) - (1 << 9) if half else v * scale
+        lo = max(_cdiv(scaled, 1 << 10), 0)
+        hi = min(_cdiv(scaled + (1 << 10) - 1, 1 << 10), in_size - 1)
+        tab += [lo, hi, scaled - (1 << 10) * lo]
+    return tab
+
+
+def _resize_bilinear(ctx: _Ctx, op: Any, index: int) -> Op:
+    o = op.builtinOptions
+    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    b, ih, iw, c = _nhwc(x)
+    _, oh, ow, oc = _nhwc(y)
+    if oc != c:
+        raise Unsupported("resize changes the channel count")
+    align = bool(o.alignCorners) if o is not None else False
+    half = bool(o.halfPixelCenters) if o is not None else False
+    if align and half:
+        raise Unsupported("align_corners together with half_pixel_centers")
+    fields: dict[str, FieldValue] = {
+        "batches": b, "in_h": ih, "in_w": iw, "channels": c, "out_h": oh, "out_w": ow,
+        "y_tab": _named(_i32(_bilinear_tab(oh, ih, align, half)), "rows"),
+        "x_tab": _named(_i32(_bilinear_tab(ow, iw, align, half)), "columns"),
+    }  # fmt: skip
+    return Op(index, "RESIZE_BILINEAR", "edc_resize", "edc_resize_bilinear_s8",
+              "edc_resize_bilinear_params", fields, (x.index,), (y.index,),
+              f"{ih}x{iw} -> {oh}x{ow}")  # fmt: skip
+
+
 LOWERINGS: dict[str, Callable[[_Ctx, Any, int], Op]] = {
     "CONV_2D": _conv,
     "DEPTHWISE_CONV_2D": _dwconv,
@@ -795,6 +835,7 @@ LOWERINGS: dict[str, Callable[[_Ctx, Any, int], Op]] = {
     "SPLIT_V": _split("SPLIT_V"),
     "RESIZE_NEAREST_NEIGHBOR": _resize_nn,
     "MEAN": _mean,
+    "RESIZE_BILINEAR": _resize_bilinear,
     **{k: _alias(k) for k in sorted(ALIAS_OPS)},
 }
 
