@@ -476,6 +476,10 @@ def _lut(kind: str) -> Callable[[_Ctx, Any, int], Op]:
         elif kind == "RELU":
             table = quant.lut_relu_s8(x.scale, x.zero_point, y.scale, y.zero_point)
             what = "relu"
+        elif kind in ("RELU_0_TO_1", "RELU_N1_TO_1"):
+            lo_f = 0.0 if kind == "RELU_0_TO_1" else -1.0
+            table = quant.lut_relu_s8(x.scale, x.zero_point, y.scale, y.zero_point, lo_f, 1.0)
+            what = kind.lower()
         elif kind == "RELU6":
             table = quant.lut_relu6_s8(x.scale, x.zero_point)
             what = "relu6"
@@ -824,7 +828,17 @@ LOWERINGS: dict[str, Callable[[_Ctx, Any, int], Op]] = {
     "SOFTMAX": _softmax,
     **{
         k: _lut(k)
-        for k in ("QUANTIZE", "LOGISTIC", "TANH", "HARD_SWISH", "RELU", "RELU6", "LEAKY_RELU")
+        for k in (
+            "QUANTIZE",
+            "LOGISTIC",
+            "TANH",
+            "HARD_SWISH",
+            "RELU",
+            "RELU6",
+            "LEAKY_RELU",
+            "RELU_0_TO_1",
+            "RELU_N1_TO_1",
+        )  # fmt: skip
     },
     "TRANSPOSE": _transpose,
     "CONCATENATION": _concat,

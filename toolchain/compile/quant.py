@@ -333,15 +333,26 @@ def lut_hard_swish_s8(in_scale: float, in_zp: int, out_scale: float, out_zp: int
     return out
 
 
-def lut_relu_s8(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
-    """Standalone int8 RELU (TFLM: requantize, then clamp at the output zero point)."""
+def lut_relu_s8(
+    in_scale: float,
+    in_zp: int,
+    out_scale: float,
+    out_zp: int,
+    lo_f: float = 0.0,
+    hi_f: float | None = None,
+) -> np.ndarray:
+    """Standalone int8 RELU / RELU_0_TO_1 / RELU_N1_TO_1 (TFLite's ReluX: requantize, then
+    clamp at the quantized bounds ``lo_f``..``hi_f``; ``hi_f`` None = no upper bound)."""
     f32 = np.float32
     mult, shift = quantize_multiplier(float(f32(in_scale) / f32(out_scale)))
-    lo = max(-128, out_zp)
+    lo = max(-128, out_zp + _round_half_away(float(f32(lo_f) / f32(out_scale))))
+    hi = 127
+    if hi_f is not None:
+        hi = min(127, out_zp + _round_half_away(float(f32(hi_f) / f32(out_scale))))
     out = np.empty(256, np.int8)
     for k in range(256):
         v = out_zp + multiply_by_quantized_multiplier(k - 128 - in_zp, mult, shift)
-        out[k] = min(127, max(lo, v))
+        out[k] = min(hi, max(lo, v))
     return out
 
 
