@@ -25,6 +25,8 @@ from toolchain.compile import hostrun as compiled
 from toolchain.tflite_model import TFLiteModel
 
 INPUTS_PER_MODEL = 12
+#: operators TFLM has no kernel for: checked against LiteRT's reference kernels instead
+LITERT_ONLY = frozenset({"RELU_0_TO_1", "RELU_N1_TO_1"})
 ACTS = (0, 1, 2, 3)  # NONE, RELU, RELU_N1_TO_1, RELU6
 
 pytestmark = pytest.mark.skipif(not compiled.have_gcc(), reason="needs the host gcc")
@@ -222,7 +224,12 @@ def _unary(kind: str) -> Callable[[np.random.Generator, int], Case]:
         else:
             so, zo = float(s * rng.uniform(0.3, 3.0)), int(rng.integers(-128, 128))
         x, y = T(shape, "int8", (s,), (zp,)), T(shape, "int8", (so,), (zo,))
-        model = single_op(kind, [x], [y])
+        if kind == "LEAKY_RELU":
+            o = schema.LeakyReluOptionsT()
+            o.alpha = float(rng.choice([0.01, 0.1, 0.2, 0.5, -0.3]))
+            model = single_op(kind, [x], [y], schema.BuiltinOptions.LeakyReluOptions, o)
+        else:
+            model = single_op(kind, [x], [y])
         return Case(f"{kind.lower()}_{i}", model, [(shape, "int8")], [(shape, "int8")])
 
     return make
@@ -364,20 +371,32 @@ def _split(kind: str) -> Callable[[np.random.Generator, int], Case]:
     return make
 
 
-def _resize_nn(rng: np.random.Generator, i: int) -> Case:
+def _resize(kind: str, rng: np.random.Generator, i: int) -> Case:
     b, c = int(rng.integers(1, 3)), int(rng.integers(1, 5))
     ih, iw = int(rng.integers(1, 8)), int(rng.integers(1, 8))
     oh, ow = int(rng.integers(1, 14)), int(rng.integers(1, 14))
     sc, zp = _same_q(rng)
-    o = schema.ResizeNearestNeighborOptionsT()
+    o = (
+        schema.ResizeNearestNeighborOptionsT()
+        if kind == "RESIZE_NEAREST_NEIGHBOR"
+        else schema.ResizeBilinearOptionsT()
+    )
     o.alignCorners = bool(rng.random() < 0.3)
     o.halfPixelCenters = bool(rng.random() < 0.5) and not o.alignCorners
-    model = single_op("RESIZE_NEAREST_NEIGHBOR",
+    model = single_op(kind,
                       [T((b, ih, iw, c), "int8", sc, zp), T((2,), "int32", data=_i32([oh, ow]))],
                       [T((b, oh, ow, c), "int8", sc, zp)],
-                      schema.BuiltinOptions.ResizeNearestNeighborOptions, o)  # fmt: skip
-    return Case(f"resize_nearest_neighbor_{i}", model, [((b, ih, iw, c), "int8")],
+                      getattr(schema.BuiltinOptions, "ResizeNearestNeighborOptions" if kind == "RESIZE_NEAREST_NEIGHBOR" else "ResizeBilinearOptions"), o)  # fmt: skip
+    return Case(f"{kind.lower()}_{i}", model, [((b, ih, iw, c), "int8")],
                 [((b, oh, ow, c), "int8")])  # fmt: skip
+
+
+def _resize_nn(rng: np.random.Generator, i: int) -> Case:
+    return _resize("RESIZE_NEAREST_NEIGHBOR", rng, i)
+
+
+def _resize_bilinear(rng: np.random.Generator, i: int) -> Case:
+    return _resize("RESIZE_BILINEAR", rng, i)
 
 
 def _mean(rng: np.random.Generator, i: int) -> Case:
@@ -414,6 +433,11 @@ GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = 
     "LOGISTIC": (_unary("LOGISTIC"), 30),
     "TANH": (_unary("TANH"), 30),
     "HARD_SWISH": (_unary("HARD_SWISH"), 30),
+    "RELU": (_unary("RELU"), 20),
+    "RELU6": (_unary("RELU6"), 20),
+    "LEAKY_RELU": (_unary("LEAKY_RELU"), 20),
+    "RELU_0_TO_1": (_unary("RELU_0_TO_1"), 20),
+    "RELU_N1_TO_1": (_unary("RELU_N1_TO_1"), 20),
     "TRANSPOSE": (_transpose, 30),
     "CONCATENATION": (_concat, 30),
     "PAD": (_pad("PAD"), 25),
@@ -422,6 +446,7 @@ GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = 
     "SPLIT": (_split("SPLIT"), 20),
     "SPLIT_V": (_split("SPLIT_V"), 20),
     "RESIZE_NEAREST_NEIGHBOR": (_resize_nn, 30),
+    "RESIZE_BILINEAR": (_resize_bilinear, 30),
     "MEAN": (_mean, 40),
 }
 
@@ -432,6 +457,36 @@ def _cases() -> list[Case]:
         rng = np.random.default_rng(zlib.crc32(kind.encode()))
         out += [gen(rng, i) for i in range(n)]
     return out
+
+
+class _Reference:
+    """TFLM's Python interpreter, or LiteRT with its reference kernels for LITERT_ONLY ops."""
+
+    def __init__(self, model: bytes, *, litert: bool) -> None:
+        if litert:
+            from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+            self.lite = Interpreter(
+                model_content=model, experimental_op_resolver_type=OpResolverType.BUILTIN_REF
+            )
+            self.lite.allocate_tensors()
+        else:
+            from tflite_micro.python.tflite_micro import runtime
+
+            self.lite = None
+            self.tflm = runtime.Interpreter.from_bytes(model, arena_size=1 << 20)
+
+    def __call__(self, xs: list[np.ndarray], n_out: int) -> list[np.ndarray]:
+        if self.lite is not None:
+            ins, outs = self.lite.get_input_details(), self.lite.get_output_details()
+            for d, x in zip(ins, xs, strict=True):
+                self.lite.set_tensor(d["index"], x)
+            self.lite.invoke()
+            return [self.lite.get_tensor(outs[k]["index"]) for k in range(n_out)]
+        for k, x in enumerate(xs):
+            self.tflm.set_input(x, k)
+        self.tflm.invoke()
+        return [self.tflm.get_output(k) for k in range(n_out)]
 
 
 @pytest.fixture(scope="module")
@@ -448,8 +503,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Case], object,
 
 @pytest.mark.parametrize("kind", sorted(GENERATORS))
 def test_kernel_bit_exact_with_tflm(kind: str, built: tuple[list[Case], object, list]) -> None:
-    from tflite_micro.python.tflite_micro import runtime
-
     cases, lib, _ = built
     prefix = kind.lower() + "_"
     mine = [c for c in cases if c.name.startswith(prefix) and c.name[len(prefix) :].isdigit()]
@@ -457,16 +510,13 @@ def test_kernel_bit_exact_with_tflm(kind: str, built: tuple[list[Case], object, 
     rng = np.random.default_rng(7)
     checked = 0
     for c in mine:
-        interp = runtime.Interpreter.from_bytes(c.model, arena_size=1 << 20)
+        ref = _Reference(c.model, litert=kind in LITERT_ONLY)
         run = compiled.Runner(lib, c.name)  # type: ignore[arg-type]
         for _ in range(INPUTS_PER_MODEL):
             xs = [rng.integers(-128, 128, size=s, dtype=np.int8) for s, _ in c.inputs]
-            for k, x in enumerate(xs):
-                interp.set_input(x, k)
-            interp.invoke()
+            wants = ref(xs, len(c.outputs))
             gots = run(xs, [(shape, np.dtype(np.int8)) for shape, _ in c.outputs])
-            for k, got in enumerate(gots):
-                want = interp.get_output(k)
+            for k, (want, got) in enumerate(zip(wants, gots, strict=True)):
                 if np.array_equal(want, got):
                     continue
                 diff = np.abs(want.astype(int) - got.astype(int))

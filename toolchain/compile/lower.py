@@ -174,6 +174,11 @@ def _filter_quant(ctx: _Ctx, fi: int, channels: int) -> tuple[float, ...]:
 # --- one function per operator ---------------------------------------------------------------
 
 
+def _always_inside(i: int, k: int, s: int, d: int, pad: int, o: int) -> bool:
+    """True when every output position's filter window lies inside the input (no border)."""
+    return pad == 0 and (o - 1) * s + (k - 1) * d + 1 <= i
+
+
 def _conv(ctx: _Ctx, op: Any, index: int) -> Op:
     o = op.builtinOptions
     x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
@@ -191,16 +196,23 @@ def _conv(ctx: _Ctx, op: Any, index: int) -> Op:
     mult, shift = quant.per_channel_multipliers(x.scale, scales, y.scale, oc)
     lo, hi = _act_range(int(o.fusedActivationFunction), y)
     bias = _bias(ctx, op, oc)
+    folded = (np.zeros(oc, np.int64) if bias is None else bias.astype(np.int64)) + (
+        -x.zero_point
+    ) * w.astype(np.int64).reshape(oc, -1).sum(axis=1)
+    pad_h = _padding(o.padding, ih, kh, sh, dh, oh)
+    pad_w = _padding(o.padding, iw, kw, sw, dw, ow)
+    inside = _always_inside(ih, kh, sh, dh, pad_h, oh) and _always_inside(iw, kw, sw, dw, pad_w, ow)
     fields: dict[str, FieldValue] = {
         "batches": b, "in_h": ih, "in_w": iw, "in_c": ic,
         "out_h": oh, "out_w": ow, "out_c": oc,
         "k_h": kh, "k_w": kw, "groups": ic // fic,
         "stride_h": sh, "stride_w": sw, "dil_h": dh, "dil_w": dw,
-        "pad_h": _padding(o.padding, ih, kh, sh, dh, oh),
-        "pad_w": _padding(o.padding, iw, kw, sw, dw, ow),
+        "pad_h": pad_h, "pad_w": pad_w,
         "in_offset": -x.zero_point, "out_offset": y.zero_point, "act_min": lo, "act_max": hi,
         "weights": ConstArray("int8_t", w, "weights"),
-        "bias": None if bias is None else _named(_i32(bias), "bias"),
+        # the plain bias is only read at border pixels
+        "bias": None if bias is None or inside else _named(_i32(bias), "bias"),
+        "bias_folded": _named(_i32(folded), "bias + input offset x weight sums"),
         "mult": _named(_i32(mult), "mult"),
         "shift": _named(_i32(shift), "shift"),
     }  # fmt: skip
@@ -231,15 +243,22 @@ def _dwconv(ctx: _Ctx, op: Any, index: int) -> Op:
     lo, hi = _act_range(int(o.fusedActivationFunction), y)
     bias = _bias(ctx, op, oc)
     wt = np.ascontiguousarray(w.reshape(kh, kw, oc).transpose(2, 0, 1))
+    folded = (np.zeros(oc, np.int64) if bias is None else bias.astype(np.int64)) + (
+        -x.zero_point
+    ) * wt.astype(np.int64).reshape(oc, -1).sum(axis=1)
+    pad_h = _padding(o.padding, ih, kh, sh, dh, oh)
+    pad_w = _padding(o.padding, iw, kw, sw, dw, ow)
+    inside = _always_inside(ih, kh, sh, dh, pad_h, oh) and _always_inside(iw, kw, sw, dw, pad_w, ow)
     fields: dict[str, FieldValue] = {
         "batches": b, "in_h": ih, "in_w": iw, "in_c": ic,
         "out_h": oh, "out_w": ow, "depth_mult": oc // ic, "k_h": kh, "k_w": kw,
         "stride_h": sh, "stride_w": sw, "dil_h": dh, "dil_w": dw,
-        "pad_h": _padding(o.padding, ih, kh, sh, dh, oh),
-        "pad_w": _padding(o.padding, iw, kw, sw, dw, ow),
+        "pad_h": pad_h, "pad_w": pad_w,
         "in_offset": -x.zero_point, "out_offset": y.zero_point, "act_min": lo, "act_max": hi,
         "weights": ConstArray("int8_t", wt, "weights"),
-        "bias": None if bias is None else _named(_i32(bias), "bias"),
+        # the plain bias is only read at border pixels
+        "bias": None if bias is None or inside else _named(_i32(bias), "bias"),
+        "bias_folded": _named(_i32(folded), "bias + input offset x weight sums"),
         "mult": _named(_i32(mult), "mult"),
         "shift": _named(_i32(shift), "shift"),
     }  # fmt: skip
@@ -454,6 +473,20 @@ def _lut(kind: str) -> Callable[[_Ctx, Any, int], Op]:
         elif kind == "TANH":
             table = quant.lut_tanh_s8(x.scale, x.zero_point)
             what = "tanh"
+        elif kind == "RELU":
+            table = quant.lut_relu_s8(x.scale, x.zero_point, y.scale, y.zero_point)
+            what = "relu"
+        elif kind in ("RELU_0_TO_1", "RELU_N1_TO_1"):
+            lo_f = 0.0 if kind == "RELU_0_TO_1" else -1.0
+            table = quant.lut_relu_s8(x.scale, x.zero_point, y.scale, y.zero_point, lo_f, 1.0)
+            what = kind.lower()
+        elif kind == "RELU6":
+            table = quant.lut_relu6_s8(x.scale, x.zero_point)
+            what = "relu6"
+        elif kind == "LEAKY_RELU":
+            alpha = float(op.builtinOptions.alpha) if op.builtinOptions is not None else 0.0
+            table = quant.lut_leaky_relu_s8(x.scale, x.zero_point, y.scale, y.zero_point, alpha)
+            what = f"leaky relu, alpha {alpha:g}"
         else:
             try:
                 table = quant.lut_hard_swish_s8(x.scale, x.zero_point, y.scale, y.zero_point)
@@ -743,6 +776,46 @@ def _mean(ctx: _Ctx, op: Any, index: int) -> Op:
               (x.index,), (y.index,), f"over axes {axes}")  # fmt: skip
 
 
+def _cdiv(a: int, b: int) -> int:
+    """C integer division (truncates towards zero)."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b > 0) else -q
+
+
+def _bilinear_tab(out_size: int, in_size: int, align: bool, half: bool) -> list[int]:
+    scale = _cdiv((1 << 10) * in_size + out_size // 2, out_size)
+    if align and out_size > 1:
+        scale = _cdiv((1 << 10) * (in_size - 1) + (out_size - 1) // 2, out_size - 1)
+    tab: list[int] = []
+    for v in range(out_size):
+        scaled = v * scale + _cdiv(scale, 2) - (1 << 9) if half else v * scale
+        lo = max(_cdiv(scaled, 1 << 10), 0)
+        hi = min(_cdiv(scaled + (1 << 10) - 1, 1 << 10), in_size - 1)
+        tab += [lo, hi, scaled - (1 << 10) * lo]
+    return tab
+
+
+def _resize_bilinear(ctx: _Ctx, op: Any, index: int) -> Op:
+    o = op.builtinOptions
+    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    b, ih, iw, c = _nhwc(x)
+    _, oh, ow, oc = _nhwc(y)
+    if oc != c:
+        raise Unsupported("resize changes the channel count")
+    align = bool(o.alignCorners) if o is not None else False
+    half = bool(o.halfPixelCenters) if o is not None else False
+    if align and half:
+        raise Unsupported("align_corners together with half_pixel_centers")
+    fields: dict[str, FieldValue] = {
+        "batches": b, "in_h": ih, "in_w": iw, "channels": c, "out_h": oh, "out_w": ow,
+        "y_tab": _named(_i32(_bilinear_tab(oh, ih, align, half)), "rows"),
+        "x_tab": _named(_i32(_bilinear_tab(ow, iw, align, half)), "columns"),
+    }  # fmt: skip
+    return Op(index, "RESIZE_BILINEAR", "edc_resize", "edc_resize_bilinear_s8",
+              "edc_resize_bilinear_params", fields, (x.index,), (y.index,),
+              f"{ih}x{iw} -> {oh}x{ow}")  # fmt: skip
+
+
 LOWERINGS: dict[str, Callable[[_Ctx, Any, int], Op]] = {
     "CONV_2D": _conv,
     "DEPTHWISE_CONV_2D": _dwconv,
@@ -753,7 +826,20 @@ LOWERINGS: dict[str, Callable[[_Ctx, Any, int], Op]] = {
     "SUB": _add_sub("SUB"),
     "MUL": _mul,
     "SOFTMAX": _softmax,
-    **{k: _lut(k) for k in ("QUANTIZE", "LOGISTIC", "TANH", "HARD_SWISH")},
+    **{
+        k: _lut(k)
+        for k in (
+            "QUANTIZE",
+            "LOGISTIC",
+            "TANH",
+            "HARD_SWISH",
+            "RELU",
+            "RELU6",
+            "LEAKY_RELU",
+            "RELU_0_TO_1",
+            "RELU_N1_TO_1",
+        )  # fmt: skip
+    },
     "TRANSPOSE": _transpose,
     "CONCATENATION": _concat,
     "PAD": _pad,
@@ -763,6 +849,7 @@ LOWERINGS: dict[str, Callable[[_Ctx, Any, int], Op]] = {
     "SPLIT_V": _split("SPLIT_V"),
     "RESIZE_NEAREST_NEIGHBOR": _resize_nn,
     "MEAN": _mean,
+    "RESIZE_BILINEAR": _resize_bilinear,
     **{k: _alias(k) for k in sorted(ALIAS_OPS)},
 }
 
