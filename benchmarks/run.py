@@ -21,6 +21,8 @@ BENCHMARKS: dict[str, str] = {
     "prune": "benchmarks.prune_mlperf",
     "qemu": "benchmarks.qemu_firmware",
     "demo": "benchmarks.demo_bench",
+    "compile": "benchmarks.compile_bench",
+    "compiled": "benchmarks.compiled_qemu",
 }
 
 

@@ -121,6 +121,10 @@ class EmitError(EdgeDeployError):
     """Emitting C sources failed (bad symbol name, arena search failed...)."""
 
 
+class CompileError(EdgeDeployError):
+    """Compiling a .tflite model to plain C failed (unsupported operator, float model...)."""
+
+
 class FirmwareError(EdgeDeployError):
     """Rendering or building a firmware project failed."""
 

@@ -13,7 +13,7 @@ starter (:mod:`toolchain.starter`). Tables and their keys::
                    validation_samples, min_sqnr_db, max_accuracy_drop, onnx2tf_timeout_s,
                    quantize_timeout_s
     [target]       name, arena_margin, golden_count
-    [firmware]     enabled, tflm_lib, tflm_include, jobs
+    [firmware]     enabled, runtime, tflm_lib, tflm_include, jobs
     [bench]        enabled, target, runner, runs, warmup, port, profile_ops, timeout_s,
                    adb_serial, ssh_host, ssh_key, benchmark_binary, threads
     [output]       dir, html
@@ -143,9 +143,12 @@ class TargetSection:
 
 @dataclass(frozen=True)
 class FirmwareSection:
-    """Render a firmware project for an MCU target; build it when ``tflm_lib`` is given."""
+    """Render a firmware project for an MCU target and build it: ``runtime`` "compiled" (the
+    model as plain C, no library), "tflm" (built when ``tflm_lib`` is given), or None
+    (compiled when the compiler supports every operator and no ``tflm_lib`` is given)."""
 
     enabled: bool = True
+    runtime: str | None = None
     tflm_lib: Path | None = None
     tflm_include: tuple[Path, ...] = ()
     jobs: int = 2
@@ -467,6 +470,7 @@ def parse_project(
     includes = tuple(_resolve_path(s, rootp) for s in t.get("tflm_include", "list[str]", []))
     firmware = FirmwareSection(
         enabled=t.get("enabled", "bool", True),
+        runtime=t.get("runtime", "str", None, allowed=("compiled", "tflm")),
         tflm_lib=lib,
         tflm_include=includes,
         jobs=t.get("jobs", "int", 2, lo=1, hi=256),

@@ -40,7 +40,7 @@ CORES = (
 )
 FPUS = ("none", "fpv4-sp-d16", "fpv5-sp-d16", "fpv5-d16", "auto")
 FLOAT_ABIS = ("soft", "softfp", "hard")
-TRANSPORTS = ("serial", "qemu", "host-tflm", "adb", "ssh")
+TRANSPORTS = ("serial", "qemu", "host-tflm", "host-compiled", "adb", "ssh")
 BOARDS = ("mps2-cmsdk", "lm3s-pl011", "generic-cmsis")
 QEMU_MACHINES = ("mps2-an386", "mps2-an500", "mps2-an505", "lm3s6965evb")
 

@@ -80,8 +80,12 @@ def test_selftest_render_is_deterministic_and_copies_sources_verbatim(tmp_path: 
 
 
 def test_tflm_render_is_deterministic(tmp_path: Path, hello_world: Path) -> None:
-    a = render_project(target="mps2-an386", out_dir=tmp_path / "a", model=hello_world)
-    b = render_project(target="mps2-an386", out_dir=tmp_path / "b", model=hello_world)
+    a = render_project(
+        target="mps2-an386", out_dir=tmp_path / "a", model=hello_world, runtime="tflm"
+    )
+    b = render_project(
+        target="mps2-an386", out_dir=tmp_path / "b", model=hello_world, runtime="tflm"
+    )
     assert _tree(a.path) == _tree(b.path)
     binding = (a.path / "include" / "model_binding.h").read_text()
     arts = a.model_artifacts
@@ -93,6 +97,45 @@ def test_tflm_render_is_deterministic(tmp_path: Path, hello_world: Path) -> None
     manifest = json.loads((a.path / render_mod.MANIFEST).read_text())
     assert manifest["model_sha256"] == arts.sha256 and manifest["golden"] == "model/golden.npz"
     assert "EDP_MAX_INPUT_BYTES := 1" in (a.path / "config.mk").read_text()  # one int8 input
+
+
+def test_compiled_render_is_deterministic_and_has_no_tflm(
+    tmp_path: Path, hello_world: Path
+) -> None:
+    a = render_project(target="mps2-an386", out_dir=tmp_path / "a", model=hello_world)
+    b = render_project(target="mps2-an386", out_dir=tmp_path / "b", model=hello_world)
+    assert _tree(a.path) == _tree(b.path)  # no staging paths, no timestamps
+    assert a.fw == "compiled" and a.tflm is None and a.compiled is not None
+    files = set(a.files)
+    assert {"src/compiled_main.c", "include/compiled_binding.h", "model/model.h"} <= files
+    assert "src/tflm_main.cc" not in files and "include/model_binding.h" not in files
+    assert not any(f.endswith(".cc") for f in files)  # C only: no TFLM, no C++
+    binding = (a.path / "include" / "compiled_binding.h").read_text()
+    assert '#include "model.h"' in binding and "#define EDC_MODEL_INVOKE model_invoke" in binding
+    manifest = json.loads((a.path / render_mod.MANIFEST).read_text())
+    assert manifest["fw"] == "compiled" and manifest["golden"] == "model/golden.npz"
+    assert manifest["runtime"]["why"] == "the compiler supports every operator of the model"
+    assert (
+        manifest["compiled"]["n_ops"] == 3
+        and manifest["compiled"]["ops"] == ["FULLY_CONNECTED"] * 3
+    )
+    assert str(tmp_path) not in json.dumps(manifest["compiled"])
+    assert "FW ?= compiled" in (a.path / "config.mk").read_text()
+
+
+def test_runtime_choice(tmp_path: Path, hello_world: Path) -> None:
+    assert render_mod.choose_runtime(hello_world, None)[0] == "compiled"
+    assert render_mod.choose_runtime(hello_world, None, tflm_lib=True) == (
+        "tflm",
+        "a TFLM library was given",
+    )
+    assert render_mod.choose_runtime(hello_world, "tflm")[0] == "tflm"
+    with pytest.raises(UsageError, match="unknown firmware runtime"):
+        render_mod.choose_runtime(hello_world, "tvm")
+    with pytest.raises(UsageError, match="uses no TFLM library"):
+        render_project(target="mps2-an386", out_dir=tmp_path / "x", model=hello_world,
+                       runtime="compiled", tflm_lib=tmp_path / "lib.a")  # fmt: skip
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("name", MCU_TARGETS)
@@ -150,7 +193,7 @@ def test_model_over_the_flash_budget_writes_nothing(tmp_path: Path, hello_world:
     )
     out = tmp_path / "out"
     with pytest.raises(BudgetError) as info:
-        make_firmware(target=load_target(str(tiny)), out_dir=out, model=hello_world)
+        make_firmware(target=load_target(str(tiny)), out_dir=out, model=hello_world, runtime="tflm")
     assert info.value.exit_code == 4
     assert not out.exists()
 
@@ -213,7 +256,13 @@ def test_missing_cross_compiler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 def test_tflm_build_needs_a_library(tmp_path: Path, hello_world: Path) -> None:
     with pytest.raises(UsageError, match="needs a TFLM static library"):
-        make_firmware(target="mps2-an386", out_dir=tmp_path / "o", model=hello_world, build=True)
+        make_firmware(
+            target="mps2-an386",
+            out_dir=tmp_path / "o",
+            model=hello_world,
+            runtime="tflm",
+            build=True,
+        )
     assert not (tmp_path / "o").exists()
 
 

@@ -37,6 +37,8 @@ calibration_samples = 64
 min_sqnr_db = {min_sqnr}
 [target]
 name = "mps2-an386"
+[firmware]
+runtime = "tflm"  # rendered, not built, without a library (the compiled runtime: emulated tier)
 [bench]
 enabled = false
 """

@@ -50,10 +50,11 @@ def _error(folder: Path, text: str) -> str:
 
 def test_demo_project_loads() -> None:
     p = load_project(DEMO)
-    assert p.name == "digits" and p.target.name == "mps2-an386" and p.bench_target == "host-tflm"
+    assert p.name == "digits" and p.target.name == "mps2-an386" and p.bench_target == "mps2-an386"
+    assert p.firmware.runtime is None  # compiled when every operator is supported
     assert p.model.source == f"{DEMO.parent / 'digits_model.py'}:model"
     assert p.prune.enabled and p.prune.ratio == 0.5 and p.prune.round_to == 4
-    assert p.quantization.min_sqnr_db == 25.0 and p.bench.runs == 200
+    assert p.quantization.min_sqnr_db == 25.0 and p.bench.runs == 20
     assert p.out_dir == DEMO.parent / "out"
     json.dumps(p.to_dict())  # JSON-ready
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -113,6 +114,7 @@ def test_several_input_shapes_and_fit(folder: Path) -> None:
         (("[target]", "[output]\nhtml = \"yes\"\n[target]"), ["[output] html", "true or false"]),
         (("[data]", "[data2]"), ["unknown key 'data2'", "did you mean 'data'"]),
         (("[target]", '[firmware]\ntflm_lib = "net.py"\n[target]'), ["[firmware] tflm_lib", "without tflm_include", "tflite-micro"]),
+        (("[target]", '[firmware]\nruntime = "tvm"\n[target]'), ["[firmware] runtime", "'tvm' is not allowed", "compiled, tflm"]),
     ],
 )  # fmt: skip
 def test_bad_project_files_name_the_key(

@@ -1,6 +1,6 @@
 """On-device benchmarking: statistics, the shared result schema, and the runners.
 
-Runners (serial, QEMU, host-TFLM, ADB, SSH) all return a :class:`~toolchain.bench.result.BenchResult`
+Runners (serial, QEMU, host-TFLM, host-compiled, ADB, SSH) all return a :class:`~toolchain.bench.result.BenchResult`
 so that reports and comparisons do not care where a number came from.
 """
 
@@ -24,12 +24,13 @@ RUNNERS: dict[str, str] = {
     "ssh": "toolchain.bench.linux:run_ssh",
     "serial": "toolchain.bench.mcu:run_serial",
     "host-tflm": "toolchain.bench.mcu:run_host_tflm",
+    "host-compiled": "toolchain.devices.host_compiled:run_host_compiled",
     "qemu": "toolchain.bench.qemu:run_qemu",
 }
 
 #: runners whose outputs must be bit-identical to the host TFLM interpreter's (the same kernels
 #: on the device or on the host): a difference there is an error, not rounding
-BIT_EXACT_RUNNERS = ("serial", "qemu", "host-tflm")
+BIT_EXACT_RUNNERS = ("serial", "qemu", "host-tflm", "host-compiled")
 
 
 def run_bench(target: Target, model: Path, options: BenchOptions) -> BenchResult:

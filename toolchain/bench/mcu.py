@@ -83,6 +83,11 @@ def tick_scale(h: Hello) -> tuple[str, float, str]:
                 "HOST timings: the tflite-micro Python interpreter on this machine's CPU "
                 "(time.perf_counter_ns around invoke), not a microcontroller latency"
             )
+        elif h.fw_kind == FwKind.COMPILED and h.info.get("board") == "host":
+            note = (
+                "HOST timings: the compiled model built with the host's gcc on this machine's "
+                "CPU (clock_gettime around invoke), not a microcontroller latency"
+            )
         return "us", step / 1000.0, note
     if h.tick_unit == TickUnit.SYSTICK:
         return "ticks", step, f"SysTick counts{mhz}{per}"
@@ -207,6 +212,7 @@ def benchmark_device(
             log.warning("device reset; re-uploading and measuring again")
             client.hello()
     ticks, first_outputs, last_outputs, profile = measured
+    stack = stack_figures(client, h, memory or {})
     check = compare_outputs(first_outputs, reference, REFERENCE)
     if not check.bit_exact:
         warnings.append(
@@ -241,6 +247,7 @@ def benchmark_device(
             "arena_bytes": h.arena_bytes,
             "arena_used_bytes": h.arena_used_bytes,
             **(memory or {}),
+            **stack,
         },
         output_check=check,
         device={
@@ -259,6 +266,33 @@ def benchmark_device(
     )
     result.add_trust_warnings()
     return result
+
+
+def stack_figures(client: DeviceClient, h: Hello, memory: dict[str, Any]) -> dict[str, Any]:
+    """The stack high-water mark a firmware reports in HELLO (``stack_peak_bytes``: the
+    compiled-model firmware paints its stack at boot), asked after the inferences; with the
+    image's sections, ``ram_measured_bytes`` = .data + .bss + that peak (the RAM the image
+    really uses, without the unused part of the reserved stack and heap). Empty when the
+    firmware does not report it (its first HELLO, ``h``, has no such line)."""
+    if "stack_peak_bytes" not in h.info:
+        return {}
+    h = client.hello()
+    try:
+        peak = int(h.info["stack_peak_bytes"])
+    except (KeyError, ValueError):
+        return {}
+    out: dict[str, Any] = {"stack_peak_bytes": peak}
+    if "stack_reserved_bytes" in h.info:
+        with contextlib.suppress(ValueError):
+            out["stack_reserved_bytes"] = int(h.info["stack_reserved_bytes"])
+    sections = memory.get("sections") or {}
+    if sections:
+        data_bss = sum(
+            int(sec.get("ram", 0)) for name, sec in sections.items() if name in (".data", ".bss")
+        )
+        out["ram_data_bss_bytes"] = data_bss
+        out["ram_measured_bytes"] = data_bss + peak
+    return out
 
 
 def _measure(

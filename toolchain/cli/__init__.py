@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "toolchain.cli.prune",
     "toolchain.cli.inspect",
     "toolchain.cli.emit",
+    "toolchain.cli.compile",
     "toolchain.cli.firmware",
     "toolchain.cli.targets",
     "toolchain.cli.devices",

@@ -1,5 +1,6 @@
-"""``edgedeploy firmware --target NAME --model MODEL.tflite --out DIR [--build]``: a Cortex-M
-firmware project (TFLM benchmark or self-test), rendered and optionally built."""
+"""``edgedeploy firmware --target NAME --model MODEL.tflite --out DIR [--runtime compiled|tflm]
+[--build]``: a Cortex-M firmware project (compiled model, TFLM benchmark or self-test),
+rendered and optionally built."""
 
 from __future__ import annotations
 
@@ -16,18 +17,28 @@ from toolchain.fsutil import to_json
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "firmware",
-        help="render (and build) a TFLM benchmark firmware for a microcontroller target",
+        help="render (and build) a model benchmark firmware for a microcontroller target",
         description="Renders a buildable firmware project for the target into DIR: the model "
-        "through the emit stage, linker script and board support from the target profile. "
-        "With --build it is built with arm-none-eabi-gcc (ELF/BIN/HEX under DIR/build/<fw>/) and "
-        "its flash/RAM use is checked against the target's budget (exit 4 when it does not "
-        "fit). The TFLM library (--tflm-lib) is built by you with TFLM's own Makefile "
-        "(docs/tflm-library.md) and checked against the target's CPU and float ABI. Nothing is "
-        "written to DIR unless everything succeeds.",
+        "compiled to plain C (--runtime compiled, the default when the compiler supports "
+        "every operator: no TFLM library needed) or through the emit stage for the TFLM "
+        "interpreter (--runtime tflm), linker script and board support from the target "
+        "profile. With --build it is built with arm-none-eabi-gcc (ELF/BIN/HEX under "
+        "DIR/build/<fw>/) and its flash/RAM use is checked against the target's budget (exit 4 "
+        "when it does not fit). The TFLM library (--tflm-lib) is built by you with TFLM's own "
+        "Makefile (docs/tflm-library.md) and checked against the target's CPU and float ABI. "
+        "Nothing is written to DIR unless everything succeeds.",
     )
     p.add_argument("--target", required=True, metavar="NAME", help="MCU target profile")
     p.add_argument("--model", metavar="MODEL", help="the .tflite model (not with --selftest)")
     p.add_argument("--out", required=True, metavar="DIR", help="project folder")
+    p.add_argument(
+        "--runtime",
+        choices=("compiled", "tflm"),
+        default=None,
+        help="how the model runs: compiled (plain C from `edgedeploy compile`, no library) or "
+        "tflm (the TFLM interpreter, needs --tflm-lib to build). Default: compiled when every "
+        "operator is supported and no --tflm-lib is given, else tflm",
+    )
     p.add_argument(
         "--selftest",
         action="store_true",
@@ -64,15 +75,18 @@ def run(args: argparse.Namespace) -> int:
     includes = args.tflm_include
     if includes is None and os.environ.get("EDGEDEPLOY_TFLM_INCLUDE"):
         includes = os.environ["EDGEDEPLOY_TFLM_INCLUDE"].split(os.pathsep)
-    tflm_lib = None if args.selftest else args.tflm_lib
+    tflm_lib = None if args.selftest or args.runtime == "compiled" else args.tflm_lib
     if args.selftest and args.model:
         raise UsageError("--selftest takes no --model")
+    if args.selftest and args.runtime:
+        raise UsageError("--selftest has no model runtime; drop --runtime")
     with ui.progress() as prog:
         result = make_firmware(
             target=args.target,
             out_dir=args.out,
             model=args.model,
             selftest=args.selftest,
+            runtime=args.runtime,
             tflm_lib=tflm_lib,
             tflm_include=() if tflm_lib is None else (includes or ()),
             build=args.build,
@@ -97,6 +111,14 @@ def run(args: argparse.Namespace) -> int:
             f"{len(m.ops)} ops, sha256 {m.sha256[:16]}",
             highlight=False,
         )
+    if proj.compiled is not None:
+        cm = proj.compiled
+        why = (proj.manifest.get("runtime") or {}).get("why", "")
+        c.print(
+            f"[green]compiled runtime[/] ({why}): {cm.get('n_ops')} ops, static arena "
+            f"{cm.get('arena_bytes', 0):,} B, no TFLM library",
+            highlight=False,
+        )
     if proj.tflm is not None:
         c.print(f"[green]TFLM library fits the target[/]: {proj.tflm.check.describe()}")
     elif proj.fw == "tflm":
@@ -109,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.build:
             c.print(
                 f"build it with: make -C {proj.path}"
-                + (" FW=selftest" if proj.fw == "selftest" else ""),
+                + (f" FW={proj.fw}" if proj.fw != "tflm" else ""),
                 highlight=False,
             )
         return 0

@@ -68,7 +68,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         "--bench-target",
         metavar="TARGET",
         help="where to measure, instead of [bench] target: e.g. mps2-an386 to run the built "
-        "image in QEMU (needs --tflm-lib), host-tflm",
+        "image in QEMU, host-compiled (the compiled model built for this machine), host-tflm",
     )
 
 
@@ -219,6 +219,11 @@ def _print_headline(report: dict[str, Any]) -> None:
     if s.get("image_flash_bytes") is not None:
         parts.append(
             f"image {num(s['image_flash_bytes'])} B flash, {num(s.get('image_ram_bytes'))} B RAM"
+        )
+    if s.get("ram_measured_bytes") is not None:
+        parts.append(
+            f"RAM used {num(s['ram_measured_bytes'])} B (data+bss+stack peak "
+            f"{num(s.get('stack_peak_bytes'))} B)"
         )
     if parts:
         ui.console.print(" · ".join(parts), highlight=False)

@@ -305,23 +305,31 @@ class HostTflmProcess:
         self._stderr.seek(0)
         return self._stderr.read().decode("utf-8", "replace").strip()[-2000:]
 
-    def start(self) -> str:
+    #: the device's name in messages
+    what = "host-TFLM"
+
+    def _command(self) -> tuple[list[str], dict[str, str]]:
+        """The device process's command line and environment."""
         cmd = [sys.executable, "-m", "toolchain.devices.host_tflm", str(self.model), "--pty"]
         cmd += ["--max-payload", str(self.max_payload)]
         if self.arena_bytes is not None:
             cmd += ["--arena", str(self.arena_bytes)]
-        # kept open for the child's lifetime (its stderr), closed in stop()
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
         root = str(Path(__file__).resolve().parents[2])
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p),
         }
+        return cmd, env
+
+    def start(self) -> str:
+        cmd, env = self._command()
+        # kept open for the child's lifetime (its stderr), closed in stop()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env
         )
         if self.proc.stdout is None:  # pragma: no cover - Popen with PIPE always sets it
-            raise DeviceError("no stdout pipe from the host-TFLM device")
+            raise DeviceError(f"no stdout pipe from the {self.what} device")
         deadline = time.monotonic() + self.startup_timeout_s
         line = ""
         while time.monotonic() < deadline:
@@ -339,17 +347,17 @@ class HostTflmProcess:
             why = self._stderr_tail() or f"no announcement within {self.startup_timeout_s:g} s"
             self.stop()
             raise DeviceError(
-                f"the host-TFLM device for {self.model} did not start: {why}",
-                hint="run python -m toolchain.devices.host_tflm MODEL --pty to see why",
+                f"the {self.what} device for {self.model} did not start: {why}",
+                hint=f"run {' '.join(cmd)} to see why",
             )
         self.port = line.split(None, 1)[1].strip()
-        log.info("host-TFLM device pid %d on %s", self.proc.pid, self.port)
+        log.info("%s device pid %d on %s", self.what, self.proc.pid, self.port)
         return self.port
 
     @property
     def pid(self) -> int:
         if self.proc is None:
-            raise DeviceError("the host-TFLM device is not running")
+            raise DeviceError(f"the {self.what} device is not running")
         return self.proc.pid
 
     def reset(self) -> None:

@@ -56,6 +56,8 @@ class FirmwareResult:
             "project": str(self.project.path),
             "target": self.project.target.name,
             "fw": self.project.fw,
+            "runtime": (self.project.manifest.get("runtime") or {}).get("name"),
+            "compiled": self.project.compiled,
             "files": list(self.project.files),
             "tflm_library": self.project.tflm.check.to_dict() if self.project.tflm else None,
             "build": self.build.to_dict() if self.build else None,
@@ -68,6 +70,7 @@ def make_firmware(
     out_dir: str | os.PathLike[str],
     model: str | os.PathLike[str] | None = None,
     selftest: bool = False,
+    runtime: str | None = None,
     tflm_lib: str | os.PathLike[str] | None = None,
     tflm_include: Sequence[str | os.PathLike[str]] = (),
     build: bool = False,
@@ -78,20 +81,25 @@ def make_firmware(
     """Render the firmware project for ``target`` into ``out_dir`` and, with ``build=True``,
     build it (ELF/BIN/HEX under ``build/<fw>/``) and check it against the target's budget.
 
-    Render and build happen in a staging directory: when anything fails (bad model, library
-    for the wrong CPU, compile error, image over budget) ``out_dir`` is left as it was.
-    Building the TFLM firmware needs ``tflm_lib`` and ``tflm_include``; the self-test
-    firmware (``selftest=True``) needs neither. Raises the errors of
+    ``runtime`` is how the model runs (:func:`~toolchain.firmware.render.choose_runtime`):
+    ``"compiled"`` (the model as plain C from :func:`toolchain.compile.compile_model`; only
+    arm-none-eabi-gcc needed), ``"tflm"`` (the TFLM interpreter), or None: compiled when the
+    compiler supports every operator of the model, else tflm.
+
+    Render and build happen in a staging directory: when anything fails (bad model,
+    unsupported operator, library for the wrong CPU, compile error, image over budget)
+    ``out_dir`` is left as it was. Building the TFLM firmware needs ``tflm_lib`` and
+    ``tflm_include``; the compiled and self-test firmwares need neither. Raises the errors of
     :func:`~toolchain.firmware.render.render_into` and
     :func:`~toolchain.firmware.build.build_project`.
     """
     tgt = load_target(target) if isinstance(target, str) else target
-    if build and not selftest and tflm_lib is None:
+    if build and not selftest and runtime == "tflm" and tflm_lib is None:
         raise UsageError(
             "building the TFLM firmware needs a TFLM static library: --tflm-lib "
             "libtensorflow-microlite.a --tflm-include TFLITE_MICRO_DIR",
             hint="build one with TFLM's own Makefile (docs/tflm-library.md), "
-            "or render without --build, or build the self-test firmware with --selftest",
+            "or use --runtime compiled (no library), or render without --build",
         )
     out = check_output_path(out_dir, option="--out")
     steps = 2 if build else 1
@@ -105,7 +113,17 @@ def make_firmware(
             tflm_lib=tflm_lib,
             tflm_include=tflm_include,
             allow_float=allow_float,
+            runtime=runtime,
         )
+        if build and project.fw == "tflm" and project.tflm is None:
+            why = (project.manifest.get("runtime") or {}).get("why", "")
+            raise UsageError(
+                "building the TFLM firmware needs a TFLM static library: --tflm-lib "
+                "libtensorflow-microlite.a --tflm-include TFLITE_MICRO_DIR"
+                + (f" (runtime tflm: {why})" if why else ""),
+                hint="build one with TFLM's own Makefile (docs/tflm-library.md), "
+                "or render without --build",
+            )
         progress("firmware", 1, steps)
         built = build_project(stage, tgt, fw=project.fw, jobs=jobs) if build else None
         progress("firmware", steps, steps)
@@ -120,6 +138,7 @@ def render_project(
     out_dir: str | os.PathLike[str],
     model: str | os.PathLike[str] | None = None,
     selftest: bool = False,
+    runtime: str | None = None,
     tflm_lib: str | os.PathLike[str] | None = None,
     tflm_include: Sequence[str | os.PathLike[str]] = (),
 ) -> FirmwareProject:
@@ -129,6 +148,7 @@ def render_project(
         out_dir=out_dir,
         model=model,
         selftest=selftest,
+        runtime=runtime,
         tflm_lib=tflm_lib,
         tflm_include=tflm_include,
     ).project

@@ -134,8 +134,8 @@ def build_project(
     pdir = Path(project)
     require_tool(GCC, "build the firmware")
     make = require_tool("make", "build the firmware")
-    if fw not in ("tflm", "selftest"):
-        raise UsageError(f"unknown firmware {fw!r}", hint="tflm or selftest")
+    if fw not in ("compiled", "tflm", "selftest"):
+        raise UsageError(f"unknown firmware {fw!r}", hint="compiled, tflm or selftest")
     if not (pdir / "Makefile").is_file():
         raise InputFileError(
             f"{pdir} is not a firmware project (no Makefile)",

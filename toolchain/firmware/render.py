@@ -29,17 +29,25 @@ import jinja2
 from toolchain.errors import FirmwareError, InputFileError, TargetError, UsageError
 from toolchain.firmware import libcheck
 from toolchain.firmware.model import ModelArtifacts, emit_model
+from toolchain.fsutil import to_json
 from toolchain.targets import Target
 
 log = logging.getLogger(__name__)
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "firmware_templates"
 EDP_DIR = TEMPLATES_DIR / "common" / "edp"
-FW_KINDS = ("tflm", "selftest")
+FW_KINDS = ("compiled", "tflm", "selftest")
+#: Model runtimes of a benchmark firmware: the compiled model (``edgedeploy compile``, no
+#: TFLM) or the TFLM interpreter with a hand-built library.
+RUNTIMES = ("compiled", "tflm")
 #: Input bytes the self-test firmware's one tensor has (docs/protocol.md, fw_kind 1).
 SELFTEST_TENSOR_BYTES = 4096
 #: Files of the template that only the TFLM firmware uses.
 _TFLM_ONLY = ("include/model_binding.h.j2", "src/tflm_main.cc")
+#: Files of the template that only the compiled-model firmware uses.
+_COMPILED_ONLY = ("include/compiled_binding.h.j2", "src/compiled_main.c")
+#: The C name the compiled model gets inside a firmware project (model/model.h, model_init...).
+COMPILED_NAME = "model"
 #: Written by render, read back by build and the runners: what the project was made from.
 MANIFEST = "edgedeploy_firmware.json"
 
@@ -59,12 +67,13 @@ class FirmwareProject:
 
     path: Path
     target: Target
-    fw: str  # "tflm" or "selftest"
+    fw: str  # "compiled", "tflm" or "selftest"
     files: tuple[str, ...]
     model: Path | None = None
     model_artifacts: ModelArtifacts | None = None
     tflm: TflmLibrary | None = None
     manifest: dict[str, Any] = field(default_factory=dict, repr=False)
+    compiled: dict[str, Any] | None = None  # the compiler's CompiledModel.to_dict()
 
     def relocated(self, path: Path) -> FirmwareProject:
         """The same project after its directory moved to ``path``."""
@@ -219,6 +228,31 @@ def _target_context(target: Target, fw: str) -> dict[str, Any]:
     }
 
 
+def choose_runtime(
+    model: str | os.PathLike[str], runtime: str | None, *, tflm_lib: bool = False
+) -> tuple[str, str]:
+    """(runtime, why) for a benchmark firmware of ``model``: ``runtime`` when given
+    (``"compiled"`` or ``"tflm"``); else ``"tflm"`` when a TFLM library was given
+    (``tflm_lib``); else ``"compiled"`` when the compiler supports every operator of the
+    model (:func:`toolchain.compile.supported`), else ``"tflm"``."""
+    if runtime is None and tflm_lib:
+        return "tflm", "a TFLM library was given"
+    if runtime is not None:
+        if runtime not in RUNTIMES:
+            raise UsageError(
+                f"unknown firmware runtime {runtime!r}", hint="compiled or tflm (docs/firmware.md)"
+            )
+        return runtime, "asked for"
+    from toolchain.compile import supported
+
+    missing = supported(Path(model))
+    if not missing:
+        return "compiled", "the compiler supports every operator of the model"
+    why = "the compiler lacks " + "; ".join(missing[:3]) + ("; ..." if len(missing) > 3 else "")
+    log.info("runtime tflm for %s: %s", model, why)
+    return "tflm", why
+
+
 def render_into(
     dest: Path,
     *,
@@ -228,30 +262,47 @@ def render_into(
     tflm_lib: str | os.PathLike[str] | None,
     tflm_include: Sequence[str | os.PathLike[str]],
     allow_float: bool = False,
+    runtime: str | None = None,
 ) -> FirmwareProject:
     """Render the project for ``target`` straight into ``dest`` (callers stage it:
     :func:`toolchain.firmware.make_firmware`).
 
     ``selftest=True`` renders the self-test firmware (no model, no TFLM); otherwise ``model``
-    (a .tflite) is required, goes through the emit stage into ``model/``, and is checked
-    against the target's flash/RAM budget (:class:`~toolchain.errors.BudgetError`).
-    ``tflm_lib``/``tflm_include`` are optional (the project can be built later with
-    ``make TFLM_LIB=...``); when given, the library is checked against the target first
-    (:class:`~toolchain.errors.LibraryMismatchError`).
+    (a .tflite) is required and ``runtime`` says how it runs (:func:`choose_runtime`; None:
+    compiled when the compiler supports every operator, else tflm):
+
+    * ``"compiled"``: ``edgedeploy compile`` writes the model as plain C into ``model/``
+      (:func:`toolchain.compile.compile_model`; an unsupported operator raises its error,
+      which names the operator and points at ``--runtime tflm``), plus ``model/golden.npz``;
+      no TFLM library is involved.
+    * ``"tflm"``: the model goes through the emit stage into ``model/`` and is checked
+      against the target's flash/RAM budget (:class:`~toolchain.errors.BudgetError`).
+      ``tflm_lib``/``tflm_include`` are optional (the project can be built later with
+      ``make TFLM_LIB=...``); when given, the library is checked against the target first
+      (:class:`~toolchain.errors.LibraryMismatchError`).
     """
     tdir = template_dir_for(target)
-    fw = "selftest" if selftest else "tflm"
     if selftest and model is not None:
         raise UsageError("--selftest renders the self-test firmware, which takes no model")
     if not selftest and model is None:
         raise UsageError(
-            "a model is needed for the TFLM firmware (--model MODEL.tflite)",
+            "a model is needed for the benchmark firmware (--model MODEL.tflite)",
             hint="or render the self-test firmware with --selftest",
         )
+    runtime_why = ""
+    if selftest:
+        fw = "selftest"
+    else:
+        assert model is not None
+        fw, runtime_why = choose_runtime(model, runtime, tflm_lib=tflm_lib is not None)
     tflm: TflmLibrary | None = None
-    if tflm_lib is not None:
+    if fw == "compiled" and tflm_lib is not None:
+        raise UsageError(
+            "--runtime compiled uses no TFLM library; drop --tflm-lib (or use --runtime tflm)"
+        )
+    if fw == "tflm" and tflm_lib is not None:
         tflm = open_tflm_library(Path(tflm_lib), [Path(p) for p in tflm_include], target)
-    elif tflm_include:
+    elif fw == "tflm" and tflm_include:
         raise UsageError("--tflm-include without --tflm-lib")
 
     ctx = _target_context(target, fw)
@@ -260,21 +311,44 @@ def render_into(
         " ".join(_make_path(p, "TFLM include") for p in tflm.includes) if tflm else ""
     )
     arts: ModelArtifacts | None = None
+    compiled: dict[str, Any] | None = None
     model_path: Path | None = None
-    if model is not None:
+    golden_rel: str | None = None
+    arena_bytes: int | None = None
+    model_sha: str | None = None
+    model_files: list[str] = []
+    if model is not None and fw == "compiled":
+        model_path = Path(model).resolve()
+        compiled = compile_into(model_path, dest / "model", target)
+        ctx.update(compiled["binding"])
+        ctx["max_input_bytes"] = max(compiled["input_bytes"], 1)
+        golden_rel = f"model/{COMPILED_GOLDEN}"
+        arena_bytes = compiled["arena_bytes"]
+        model_sha = compiled["model_sha256"]
+        model_files = compiled["files"]
+    elif model is not None:
         model_path = Path(model).resolve()
         arts = emit_model(model_path, dest / "model", target, allow_float=allow_float)
         ctx["max_input_bytes"] = max(arts.input_bytes, 1)
         ctx.update(arts.binding_context())
         ctx["tflm_desc"] = tflm.check.describe() if tflm else "set at build time (TFLM_LIB)"
+        golden_rel = f"model/{arts.golden_npz}" if arts.golden_npz else None
+        arena_bytes = arts.arena_bytes
+        model_sha = arts.sha256
+        model_files = list(arts.files)
     else:
         ctx["max_input_bytes"] = SELFTEST_TENSOR_BYTES
 
+    skip = {
+        "selftest": (*_TFLM_ONLY, *_COMPILED_ONLY),
+        "tflm": _COMPILED_ONLY,
+        "compiled": _TFLM_ONLY,
+    }[fw]
     env = _env(tdir)
     written: list[str] = []
     for src in sorted(p for p in tdir.rglob("*") if p.is_file()):
         rel = src.relative_to(tdir).as_posix()
-        if fw == "selftest" and rel in _TFLM_ONLY:
+        if rel in skip:
             continue
         if rel.endswith(".j2"):
             out_rel = rel[:-3]
@@ -290,19 +364,22 @@ def render_into(
     for src in sorted(EDP_DIR.glob("*.[ch]")):
         _write(dest / "edp" / src.name, src.read_bytes())
         written.append(f"edp/{src.name}")
-    if arts is not None:
-        written.extend(f"model/{n}" for n in arts.files)
+    written.extend(f"model/{n}" for n in model_files)
 
     manifest = {
         "target": target.name,
         "fw": fw,
         "model": str(model_path) if model_path else None,
-        "model_sha256": arts.sha256 if arts else None,
-        "arena_bytes": arts.arena_bytes if arts else None,
-        "golden": f"model/{arts.golden_npz}" if arts and arts.golden_npz else None,
+        "model_sha256": model_sha,
+        "arena_bytes": arena_bytes,
+        "golden": golden_rel,
         "tflm_library": tflm.check.to_dict() if tflm else None,
         "files": sorted(written),
     }
+    if fw in RUNTIMES:
+        manifest["runtime"] = {"name": fw, "why": runtime_why}
+    if compiled is not None:
+        manifest["compiled"] = compiled["report"]
     _write(dest / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     written.append(MANIFEST)
     log.info("rendered %s firmware for %s: %d files", fw, target.name, len(written))
@@ -315,7 +392,82 @@ def render_into(
         model_artifacts=arts,
         tflm=tflm,
         manifest=manifest,
+        compiled=compiled["report"] if compiled else None,
     )
+
+
+def _compiled_report(d: dict[str, Any]) -> dict[str, Any]:
+    """The compiler's figures for the manifest and reports: no absolute paths (the project is
+    staged, then moved) and no per-layer table."""
+    keep = ("name", "arena_bytes", "n_ops", "ops", "model_sha256", "plan", "weights_bytes",
+            "model_bytes", "kernels")  # fmt: skip
+    out: dict[str, Any] = json.loads(to_json({k: d[k] for k in keep if k in d}))
+    out["sources"] = sorted(Path(p).name for p in d.get("sources") or ())
+    return out
+
+
+#: Golden vectors written next to the compiled model (same format as the emit stage's).
+COMPILED_GOLDEN = "golden.npz"
+
+
+def compile_into(model: Path, model_dir: Path, target: Target) -> dict[str, Any]:
+    """Compile ``model`` into ``model_dir`` (C name :data:`COMPILED_NAME`) with
+    :func:`toolchain.compile.compile_model`, write golden vectors (seeded random inputs, the
+    host TFLM interpreter's outputs: the compiled code is bit-exact with TFLM's reference
+    kernels) and check the arena against the target's RAM. Returns ``binding`` (values for
+    ``include/compiled_binding.h.j2``), ``report`` (the compiler's), ``files`` (names in
+    ``model_dir``), ``input_bytes``, ``arena_bytes`` and ``model_sha256``."""
+    from toolchain.compile import compile_model
+    from toolchain.emit import golden
+    from toolchain.emit.arena import recommended_arena
+    from toolchain.emit.model_input import model_file
+    from toolchain.errors import BudgetError
+    from toolchain.tflite_model import TFLiteModel
+
+    cm = compile_model(model, out_dir=model_dir, name=COMPILED_NAME, target=target.name)
+    mem = target.memory
+    ram_left = mem.ram_bytes - mem.stack_bytes - mem.heap_bytes
+    if cm.arena_bytes > ram_left:
+        raise BudgetError(
+            f"model {model.name}: the compiled model's arena needs {cm.arena_bytes:,} B but "
+            f"{target.name} has {ram_left:,} B of RAM left after stack and heap "
+            f"({mem.ram_bytes:,} B in all)",
+            hint="prune or shrink the model, or choose a target with more RAM",
+        )
+    tfl = TFLiteModel.from_file(model)
+    inputs = golden.random_inputs(tfl, count=golden.DEFAULT_COUNT, seed=golden.DEFAULT_SEED)
+    with model_file(tfl) as mf:
+        outputs = golden.run_tflm(mf, inputs, arena=recommended_arena(tfl))
+    gset = golden.GoldenSet(
+        f"{golden.DEFAULT_COUNT} random sample(s), numpy default_rng(seed={golden.DEFAULT_SEED})",
+        tuple(inputs),
+        tuple(outputs),
+    )
+    _write(model_dir / COMPILED_GOLDEN, golden.npz_bytes(gset))
+    input_bytes = sum(int(a[0].nbytes) for a in inputs)
+    plan = cm.plan or {}
+    desc = f"edgedeploy compile: {cm.n_ops} ops, static arena {cm.arena_bytes} B"
+    if plan.get("tflm_greedy_bytes"):
+        desc += f" (TFLM greedy plan {plan['tflm_greedy_bytes']} B)"
+    binding = {
+        "model_name": model.stem,
+        "model_sha256": cm.model_sha256,
+        "n_ops": cm.n_ops,
+        "arena_bytes": cm.arena_bytes,
+        "c_name": COMPILED_NAME,
+        "ops_text": ",".join(dict.fromkeys(cm.ops)),
+        "compiled_desc": desc,
+    }
+    files = sorted(p.name for p in model_dir.iterdir() if p.is_file())
+    log.info("compiled %s: %d ops, arena %d B", model.name, cm.n_ops, cm.arena_bytes)
+    return {
+        "binding": binding,
+        "report": _compiled_report(cm.to_dict()),
+        "files": files,
+        "input_bytes": input_bytes,
+        "arena_bytes": cm.arena_bytes,
+        "model_sha256": cm.model_sha256,
+    }
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -141,7 +141,7 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
     "convert": _CONVERT_CODE,
     "validate": ("emit", "convert/runtime.py", "artifacts.py", "data.py", "pyref.py"),
     "emit": ("emit", "targets.py", "tflite_model.py"),
-    "firmware": ("firmware", "emit", "targets.py", "../firmware_templates"),
+    "firmware": ("firmware", "compile", "emit", "targets.py", "../firmware_templates"),
     "bench": ("bench", "devices", "protocol", "transports", "targets.py", "emit/golden.py"),
 }
 
@@ -523,6 +523,7 @@ def _firmware_key(ctx: Context) -> dict[str, Any]:
         **_upstream(ctx, "convert"),
         "target": _target_fingerprint(ctx.target()),
         "templates": cache.digest(cache.tree_digests(TEMPLATES_DIR)),
+        "runtime": fw.runtime,
         "tflm_lib": sha256_file(fw.tflm_lib) if fw.tflm_lib else None,
         "tflm_include": [str(i) for i in fw.tflm_include],
     }
@@ -530,22 +531,27 @@ def _firmware_key(ctx: Context) -> dict[str, Any]:
 
 def _firmware_run(ctx: Context, work: Path, dest: Path) -> StageOutput:
     from toolchain.firmware import make_firmware
+    from toolchain.firmware.render import choose_runtime
 
     fw = ctx.project.firmware
     tfl, _ = converted(ctx)
-    build = fw.tflm_lib is not None
+    runtime, why = choose_runtime(tfl, fw.runtime, tflm_lib=fw.tflm_lib is not None)
+    tflm = runtime == "tflm"
+    # the compiled runtime needs no library: it is always built
+    build = not tflm or fw.tflm_lib is not None
     result = make_firmware(
         target=ctx.target(),
         out_dir=work,
         model=tfl,
-        tflm_lib=fw.tflm_lib,
-        tflm_include=fw.tflm_include,
+        runtime=runtime,
+        tflm_lib=fw.tflm_lib if tflm else None,
+        tflm_include=fw.tflm_include if tflm else (),
         build=build,
         jobs=fw.jobs,
         progress=ctx.sub("firmware"),
     )
     files = {"project": "."}
-    notes: list[str] = []
+    notes: list[str] = [f"runtime {runtime}: {why}"]
     # the paths as they will be once the folder is in place
     final = dataclasses.replace(
         result,
@@ -606,9 +612,10 @@ def _bench_options(ctx: Context) -> dict[str, Any]:
         if elf is None:
             raise FirmwareError(
                 f"benchmarking on {t.name} under QEMU needs the built firmware image, and the "
-                "firmware was not built (no TFLM library)",
-                hint="set [firmware] tflm_lib/tflm_include (docs/tflm-library.md), or measure "
-                'on the host TFLM device: [bench] target = "host-tflm"',
+                "firmware was not built (runtime tflm without a TFLM library)",
+                hint='use [firmware] runtime = "compiled" when the compiler supports every '
+                "operator, or set [firmware] tflm_lib/tflm_include (docs/tflm-library.md), or "
+                'measure on the host: [bench] target = "host-compiled" or "host-tflm"',
             )
         if t.name != ctx.target().name:
             raise FirmwareError(

@@ -18,6 +18,7 @@ class FwKind(IntEnum):
     TFLM = 0
     SELFTEST = 1
     HOST_TFLM = 2
+    COMPILED = 3  # the compiled model (edgedeploy compile): Cortex-M firmware or host build
 
 
 class TickUnit(IntEnum):

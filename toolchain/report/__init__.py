@@ -161,6 +161,9 @@ def summary(r: Mapping[str, Any]) -> dict[str, Any]:
         "latency_runs": bsum.get("n"),
         "runner": bench.get("runner"),
         "firmware_built": bool(build.get("elf")) if fw else None,
+        "firmware_runtime": fw.get("runtime") if fw else None,
+        "stack_peak_bytes": (bench.get("memory") or {}).get("stack_peak_bytes"),
+        "ram_measured_bytes": (bench.get("memory") or {}).get("ram_measured_bytes"),
     }  # fmt: skip
 
 

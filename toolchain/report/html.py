@@ -258,6 +258,13 @@ def _memory(r: Mapping[str, Any]) -> dict[str, Any] | None:
         if arena
         else None,
         "image": image or None,
+        "runtime": fw.get("runtime"),
+        "measured": {
+            k: (r.get("bench") or {}).get("memory", {}).get(k)
+            for k in ("ram_measured_bytes", "ram_data_bss_bytes", "stack_peak_bytes")
+        }
+        if ((r.get("bench") or {}).get("memory") or {}).get("ram_measured_bytes") is not None
+        else None,
     }
 
 

@@ -113,6 +113,8 @@ void edp_device_feed(edp_device *d, uint8_t byte)
 
 static int on_hello(edp_device *d, const edp_frame *f)
 {
+    if (d->b->refresh_hello)
+        d->b->refresh_hello(d->b->ctx);
     const edp_hello *h = &d->b->hello;
     uint8_t *p = PAYLOAD(d);
     p[0] = EDP_VERSION;

@@ -50,7 +50,7 @@ enum {
 };
 
 /* HELLO fw_kind */
-enum { EDP_FW_TFLM = 0, EDP_FW_SELFTEST = 1, EDP_FW_HOST_TFLM = 2 };
+enum { EDP_FW_TFLM = 0, EDP_FW_SELFTEST = 1, EDP_FW_HOST_TFLM = 2, EDP_FW_COMPILED = 3 };
 
 /* HELLO tick_unit */
 enum {
@@ -108,6 +108,9 @@ typedef struct edp_backend {
                       uint64_t *ticks);
     /* Text for an INVOKE_FAILED reply; may be NULL. */
     const char *(*last_error)(void *ctx);
+    /* Called before every HELLO reply is built: the firmware may update `hello` (which it
+     * owns), e.g. a stack high-water mark in the text. May be NULL. */
+    void (*refresh_hello)(void *ctx);
     edp_hello hello;
 } edp_backend;
 

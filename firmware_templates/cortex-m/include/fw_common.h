@@ -25,6 +25,16 @@ uint64_t fw_link_now(void *ctx);
 /* Fill the timing fields of an edp_hello (clock_hz, tick_unit, ticks_per_tick_count). */
 void fw_hello_timing(edp_hello *h);
 
+/* Painted-stack high-water mark. fw_stack_paint() fills the main stack's reserved region
+ * (linker.ld: __stack_limit__ .. __stack_top__) below the current stack pointer with a
+ * pattern; call it first thing in main. fw_stack_peak_bytes() is then the deepest the stack
+ * has reached since (bytes from the top down to the lowest word no longer holding the
+ * pattern); fw_stack_reserved_bytes() is the region's size. A peak equal to the reserved
+ * size means the stack may have overflowed it. */
+void fw_stack_paint(void);
+uint32_t fw_stack_peak_bytes(void);
+uint32_t fw_stack_reserved_bytes(void);
+
 /* Send BOOT, then feed every received byte to the dispatcher, forever. */
 void fw_serve(edp_device *d) __attribute__((noreturn));
 

@@ -19,6 +19,39 @@ void fw_start(void)
     fw_ticks_calibrate();
 }
 
+/* --- painted stack ---------------------------------------------------------------------- */
+
+#define FW_STACK_PAINT 0xED57AC4Bu
+/* Words left unpainted just below the stack pointer at the time of painting (the painter's
+ * own frame and anything an interrupt may push meanwhile). */
+#define FW_STACK_GUARD_WORDS 16u
+
+extern uint32_t __stack_limit__, __stack_top__; /* linker.ld */
+
+void fw_stack_paint(void)
+{
+    uint32_t *sp;
+    __asm volatile("mov %0, sp" : "=r"(sp));
+    volatile uint32_t *p = &__stack_limit__;
+    uint32_t *end = sp - FW_STACK_GUARD_WORDS;
+    while ((uint32_t *)p < end)
+        *p++ = FW_STACK_PAINT;
+}
+
+uint32_t fw_stack_peak_bytes(void)
+{
+    const volatile uint32_t *p = &__stack_limit__;
+    const uint32_t *top = &__stack_top__;
+    while ((const uint32_t *)p < top && *p == FW_STACK_PAINT)
+        p++;
+    return (uint32_t)((uintptr_t)top - (uintptr_t)p);
+}
+
+uint32_t fw_stack_reserved_bytes(void)
+{
+    return (uint32_t)((uintptr_t)&__stack_top__ - (uintptr_t)&__stack_limit__);
+}
+
 void fw_link_write(void *ctx, const uint8_t *p, size_t n)
 {
     (void)ctx;

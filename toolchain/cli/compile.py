@@ -1,0 +1,94 @@
+"""``edgedeploy compile MODEL.tflite --target T --out DIR``: the model as plain C (no interpreter)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.table import Table
+
+from toolchain.cli import ui
+from toolchain.fsutil import to_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compile",
+        help="compile an int8 .tflite to a dependency-free C99 library (no TFLM needed)",
+        description="Writes <name>.h, <name>.c (the graph as straight-line kernel calls), "
+        "<name>_weights.c (const data) and the kernel sources the model uses into DIR (all or "
+        "nothing; an existing DIR is replaced). Outputs are bit-exact with TFLite Micro's "
+        "reference kernels. With --target the arena and constant data are checked against the "
+        "board's RAM and flash (exit 4 when they do not fit).",
+    )
+    p.add_argument("model", help="the int8 .tflite model")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--target", metavar="NAME", help="target profile (edgedeploy targets)")
+    p.add_argument(
+        "--name", metavar="NAME", help="C symbol prefix (default: the model file's stem)"
+    )
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="also print the per-layer plan and measure TFLM's arena for the same model",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from toolchain.compile import compile_model
+    from toolchain.emit.cnames import sanitize
+
+    name = args.name or sanitize(Path(args.model).stem)
+    cm = compile_model(args.model, out_dir=args.out, name=name, target=args.target)
+    d = cm.to_dict()
+    if args.report:
+        d["plan"]["tflm_arena_bytes"] = _tflm_arena(args.model)
+    if args.json:
+        sys.stdout.write(to_json(d))
+        return 0
+    c = ui.console
+    plan = d["plan"]
+    c.print(
+        f"[bold]{cm.name}[/]: {len(cm.files)} files in {cm.out_dir}; {cm.n_ops} ops "
+        f"({', '.join(sorted(set(cm.ops)))}); kernels: {', '.join(cm.kernels)}\n"
+        f"arena {cm.arena_bytes:,} B (lower bound {plan['lower_bound_bytes']:,} B, "
+        f"TFLM's greedy plan {plan['tflm_greedy_bytes']:,} B); constant data "
+        f"{cm.weights_bytes:,} B (.tflite {cm.model_bytes:,} B)",
+        highlight=False,
+    )
+    if args.report:
+        tflm = plan.get("tflm_arena_bytes")
+        c.print(
+            "TFLM interpreter arena for the same model (64-bit host, all structures): "
+            + (f"{tflm:,} B" if tflm else "not measured"),
+            highlight=False,
+        )
+        t = Table(title="layers", title_justify="left")
+        for col in ("#", "op", "layer", "output", "arena offset", "bytes", "constants"):
+            t.add_column(col)
+        for row in cm.layers:
+            t.add_row(
+                str(row["index"]),
+                row["kind"],
+                row["summary"],
+                row["output_shape"],
+                str(row["output_offset"]),
+                f"{row['output_bytes']:,}",
+                f"{row['const_bytes']:,}",
+            )
+        c.print(t)
+    return 0
+
+
+def _tflm_arena(model: str) -> int | None:
+    from toolchain.emit.arena import minimum_arena
+    from toolchain.errors import EdgeDeployError
+
+    try:
+        return minimum_arena(model)
+    except EdgeDeployError as exc:
+        ui.console_err.print(f"[yellow]TFLM arena not measured[/]: {exc.message}")
+        return None

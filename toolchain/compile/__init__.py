@@ -1,0 +1,228 @@
+"""The compiled runtime: an int8 .tflite model → a dependency-free C99 library.
+
+Three parts, kept apart: :mod:`.lower` (the .tflite graph → a small typed IR with constant
+shapes and precomputed quantization), :mod:`.planner` (static arena offsets), and
+:mod:`.cwriter` (the model as straight-line kernel calls plus const weights). The kernels are
+ordinary C sources in ``kernels/`` (one file per operator family), bit-exact with TFLite
+Micro's reference kernels.
+
+Python::
+
+    from toolchain.compile import compile_model, supported
+    cm = compile_model("model_int8.tflite", out_dir="out/compiled", name="kws", target="mps2-an386")
+    cm.sources        # every .c file to build (all in cm.out_dir); -I cm.out_dir
+    supported(path)   # [] when every operator has a kernel, else one line per problem
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolchain.compile import lower as _lower
+from toolchain.compile.cwriter import CWriter, kernel_dir, kernel_files
+from toolchain.compile.ir import ConstArray, Graph
+from toolchain.compile.planner import Plan, check, plan
+from toolchain.emit.cnames import check_identifier
+from toolchain.errors import BudgetError, CompileError, UsageError
+from toolchain.tflite_model import TFLiteModel
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CompiledModel", "compile_model", "supported"]
+
+
+@dataclass(frozen=True)
+class CompiledModel:
+    """What :func:`compile_model` wrote and the figures around it."""
+
+    name: str
+    out_dir: Path
+    header: Path
+    sources: tuple[Path, ...]
+    arena_bytes: int
+    n_ops: int
+    ops: tuple[str, ...]
+    model_sha256: str
+    plan: dict[str, Any]
+    weights_bytes: int = 0
+    model_bytes: int = 0
+    kernels: tuple[str, ...] = ()
+    files: tuple[Path, ...] = field(default=(), repr=False)
+    #: one dict per operator: index, kind, summary, output_shape/offset/bytes, const_bytes
+    layers: tuple[dict[str, Any], ...] = field(default=(), repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("out_dir", "header"):
+            d[k] = str(d[k])
+        d["sources"] = [str(p) for p in self.sources]
+        d["files"] = [str(p) for p in self.files]
+        d["ops"] = list(self.ops)
+        d["kernels"] = list(self.kernels)
+        d["layers"] = [dict(r) for r in self.layers]
+        return d
+
+
+def _load(model: str | os.PathLike[str] | TFLiteModel) -> TFLiteModel:
+    if isinstance(model, TFLiteModel):
+        return model
+    return TFLiteModel.from_file(model)
+
+
+def supported(model: str | os.PathLike[str] | TFLiteModel) -> list[str]:
+    """What compile cannot handle in ``model``: one line per problem; [] = fully supported."""
+    return _lower.unsupported(_load(model))
+
+
+def lower_and_plan(model: str | os.PathLike[str] | TFLiteModel) -> tuple[Graph, Plan]:
+    """Lower and plan without writing anything (raises CompileError when unsupported)."""
+    graph = _lower.lower(_load(model))
+    p = plan(graph)
+    check(graph, p)
+    return graph, p
+
+
+def _check_budget(target: str, arena: int, flash: int) -> None:
+    from toolchain.targets import load_target
+
+    t = load_target(target)
+    mem = t.memory
+    if arena + mem.stack_bytes > mem.ram_bytes:
+        raise BudgetError(
+            f"the model needs a {arena:,} B arena; with the {mem.stack_bytes:,} B stack that "
+            f"target {t.name} reserves, it does not fit in {mem.ram_bytes:,} B of RAM",
+            hint="prune or shrink the model, or pick a target with more RAM",
+        )
+    if mem.flash_bytes is not None and flash > mem.flash_bytes:
+        raise BudgetError(
+            f"the model's constant data is {flash:,} B but target {t.name} has "
+            f"{mem.flash_bytes:,} B of flash",
+            hint="prune or shrink the model, or pick a target with more flash",
+        )
+
+
+def compile_model(
+    model: str | os.PathLike[str] | TFLiteModel,
+    *,
+    out_dir: str | os.PathLike[str],
+    name: str = "model",
+    target: str | None = None,
+) -> CompiledModel:
+    """Compile an int8 .tflite model to C sources in ``out_dir`` (replaced atomically).
+
+    Raises CompileError (unsupported operator, float/hybrid model, unwritable output),
+    UsageError (``name`` is no C identifier), BudgetError (over the target's RAM/flash),
+    TFLiteModelError / InputFileError (not a readable .tflite).
+    """
+    check_identifier(name, what="model name")
+    if name.startswith("edc_") or name == "edc":
+        raise UsageError(
+            f"model name {name!r} clashes with the runtime's edc_ prefix",
+            hint="pick another --name",
+        )
+    m = _load(model)
+    graph, p = lower_and_plan(m)
+    writer = CWriter(graph, p, name, Path(m.source).name if m.source else "<bytes>")
+    texts = writer.files()
+    weights_bytes = writer.consts.nbytes
+    if target is not None:
+        _check_budget(target, p.arena_bytes, weights_bytes)
+
+    out = Path(out_dir)
+    kfiles = kernel_files(graph)
+    kdir = kernel_dir()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise CompileError(
+            f"cannot write to {out}: {exc.strerror or exc}",
+            hint="pick a writable --out folder",
+        ) from exc
+    try:
+        for fname, text in texts.items():
+            (tmp / fname).write_text(text, encoding="utf-8")
+        for fname in kfiles:
+            shutil.copyfile(kdir / fname, tmp / fname)
+        os.chmod(tmp, 0o755)
+        _replace_dir(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CompileError(
+            f"cannot write to {out}: {exc.strerror or exc}",
+            hint="pick a writable --out folder (an existing one is replaced as a whole)",
+        ) from exc
+    files = tuple(sorted(out / f for f in list(texts) + kfiles))
+    sources = tuple(f for f in files if f.suffix == ".c")
+    log.info(
+        "compiled %s: %d ops, arena %d B, constants %d B",
+        name,
+        len(graph.ops),
+        p.arena_bytes,
+        weights_bytes,
+    )
+    return CompiledModel(
+        name=name,
+        out_dir=out,
+        header=out / f"{name}.h",
+        sources=sources,
+        arena_bytes=p.arena_bytes,
+        n_ops=len(graph.ops),
+        ops=tuple(op.kind for op in graph.ops),
+        model_sha256=graph.model_sha256,
+        plan=p.report(),
+        weights_bytes=weights_bytes,
+        model_bytes=graph.model_bytes,
+        kernels=tuple(graph.kernels()),
+        files=files,
+        layers=_layers(graph, p),
+    )
+
+
+def _layers(graph: Graph, p: Plan) -> tuple[dict[str, Any], ...]:
+    rows = []
+    for op in graph.ops:
+        y = graph.tensors[op.outputs[0]]
+        rows.append(
+            {
+                "index": op.index,
+                "kind": op.kind,
+                "summary": op.summary,
+                "kernel": op.func or "(alias)",
+                "output_shape": "x".join(str(d) for d in y.shape),
+                "output_offset": p.offset(graph, y.index),
+                "output_bytes": y.nbytes,
+                "const_bytes": sum(
+                    v.nbytes
+                    for call in op.calls()
+                    for v in call.fields.values()
+                    if isinstance(v, ConstArray)
+                ),
+            }
+        )
+    return tuple(rows)
+
+
+def _replace_dir(new: Path, dest: Path) -> None:
+    """Move ``new`` to ``dest``; an existing ``dest`` folder is swapped out, then removed."""
+    if dest.exists() and not dest.is_dir():
+        raise OSError(20, "exists and is not a folder")
+    old = None
+    if dest.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old.", dir=dest.parent))
+        os.rmdir(old)
+        os.rename(dest, old)
+    try:
+        os.rename(new, dest)
+    except OSError:
+        if old is not None:
+            os.rename(old, dest)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

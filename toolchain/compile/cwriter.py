@@ -1,0 +1,276 @@
+"""The C writer: a lowered, planned graph → ``<name>.h``, ``<name>.c``, ``<name>_weights.c``.
+
+Only formatting happens here: every number comes from :mod:`.lower` and :mod:`.planner`.
+The model file reads like a hand-written one: a comment names each layer above its kernel
+call, parameter structs use designated initializers, and the arena offsets are literals.
+Output is deterministic (same model, same name → same bytes).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from toolchain.compile.ir import CTYPES, DTYPE_CODES, ConstArray, Graph, Op, Tensor
+from toolchain.compile.planner import Plan
+
+#: Kernel sources every model needs, besides the ones its operators use.
+COMMON_KERNEL_FILES = ("edc_runtime.h", "edc_fixedpoint.h")
+
+
+def kernel_dir() -> Path:
+    return Path(str(resources.files("toolchain.compile") / "kernels"))
+
+
+def kernel_files(graph: Graph) -> list[str]:
+    """File names (in :func:`kernel_dir`) to copy for this graph."""
+    names = list(COMMON_KERNEL_FILES)
+    for stem in graph.kernels():
+        names += [f"{stem}.h", f"{stem}.c"]
+    return names
+
+
+def _c_float(x: float) -> str:
+    s = f"{float(np.float32(x)):.9g}"
+    if "." not in s and "e" not in s and "inf" not in s and "nan" not in s:
+        s += ".0"
+    return s + "f"
+
+
+def _comment(s: str) -> str:
+    return s.replace("*/", "* /").replace("/*", "/ *")
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape) or "scalar"
+
+
+class _Consts:
+    """Deduplicated constant arrays: one C array per distinct (type, bytes)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.by_key: dict[tuple[str, bytes], str] = {}
+        self.arrays: list[tuple[str, ConstArray, list[str]]] = []
+
+    def name(self, arr: ConstArray, user: str) -> str:
+        key = arr.key()
+        if key not in self.by_key:
+            n = f"{self.prefix}_c{len(self.arrays)}"
+            self.by_key[key] = n
+            self.arrays.append((n, arr, []))
+        n = self.by_key[key]
+        for name, _, users in self.arrays:
+            if name == n:
+                users.append(user)
+        return n
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for _, a, _ in self.arrays)
+
+
+def _values(arr: ConstArray) -> str:
+    flat = np.ascontiguousarray(arr.values).reshape(-1)
+    per_line = 16 if arr.ctype in ("int8_t", "uint8_t") else 8
+    lines = []
+    for i in range(0, flat.size, per_line):
+        lines.append("  " + ", ".join(str(int(v)) for v in flat[i : i + per_line]) + ",")
+    return "\n".join(lines)
+
+
+def _info(t: Tensor) -> str:
+    dims = list(t.shape) + [0] * (6 - len(t.shape))
+    return (
+        f"  {{{DTYPE_CODES[t.dtype]}, {len(t.shape)}, {{{', '.join(str(d) for d in dims)}}}, "
+        f"{_c_float(t.scale)}, {t.zero_point}, {t.nbytes}u}}, "
+        f'/* "{_comment(t.name)}" {t.dtype} {_shape(t.shape)} */'
+    )
+
+
+class CWriter:
+    """Renders the three model files for one graph and plan."""
+
+    def __init__(self, graph: Graph, plan: Plan, name: str, source: str) -> None:
+        self.g = graph
+        self.plan = plan
+        self.name = name
+        self.upper = name.upper()
+        self.source = source
+        self.consts = _Consts(name)
+        self._structs = [self._struct(op) for op in graph.ops]
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _ptr(self, t: int, const: bool) -> str:
+        ct = CTYPES[self.g.tensors[t].dtype]
+        q = "const " if const else ""
+        return f"({q}{ct} *)({self.name}_arena + {self.plan.offset(self.g, t)})"
+
+    def _label(self, op: Op) -> str:
+        ins = ", ".join(_shape(self.g.tensors[t].shape) for t in op.inputs)
+        outs = ", ".join(_shape(self.g.tensors[t].shape) for t in op.outputs)
+        out_name = self.g.tensors[op.outputs[0]].name if op.outputs else ""
+        return _comment(f'{op.index}: {op.kind} "{out_name}" {op.summary}: {ins} -> {outs}')
+
+    def _struct(self, op: Op) -> str:
+        calls = op.calls()
+        blocks = []
+        for k, call in enumerate(calls):
+            sname = self._sname(op, k)
+            lines = [f"static const {call.struct} {sname} = {{"]
+            for f, v in call.fields.items():
+                if v is None:
+                    lines.append(f"    .{f} = NULL,")
+                elif isinstance(v, ConstArray):
+                    n = self.consts.name(v, f"op {op.index} {op.kind} {v.what}")
+                    lines.append(f"    .{f} = {n},")
+                elif isinstance(v, list):
+                    lines.append(f"    .{f} = {{{', '.join(str(int(x)) for x in v)}}},")
+                else:
+                    lines.append(f"    .{f} = {int(v)},")
+            lines.append("};")
+            blocks.append("\n".join(lines))
+        return "\n".join(blocks)
+
+    def _sname(self, op: Op, k: int) -> str:
+        return (
+            f"{self.name}_op{op.index}" if len(op.calls()) == 1 else f"{self.name}_op{op.index}_{k}"
+        )
+
+    # --- files -------------------------------------------------------------------------------
+
+    def header(self) -> str:
+        g, N, n = self.g, self.upper, self.name
+        guard = f"{N}_H_"
+        io = []
+        for kind, ts in (("input", g.inputs), ("output", g.outputs)):
+            for i, t in enumerate(ts):
+                ten = g.tensors[t]
+                io.append(
+                    f'/* {kind} {i}: "{_comment(ten.name)}" {ten.dtype} {_shape(ten.shape)}, '
+                    f"scale {_c_float(ten.scale)[:-1]}, zero point {ten.zero_point} */"
+                )
+        return "\n".join(
+            [
+                f"/* {n}: the model {_comment(self.source)} as plain C (edgedeploy compile).",
+                f" * sha256 of the .tflite: {g.model_sha256}",
+                " * Generated file: do not edit. */",
+                f"#ifndef {guard}",
+                f"#define {guard}",
+                "",
+                '#include "edc_runtime.h"',
+                "",
+                "#ifdef __cplusplus",
+                'extern "C" {',
+                "#endif",
+                "",
+                f"#define {N}_ARENA_BYTES {self.plan.arena_bytes}u",
+                f"#define {N}_NUM_INPUTS {len(g.inputs)}",
+                f"#define {N}_NUM_OUTPUTS {len(g.outputs)}",
+                f"#define {N}_NUM_OPS {len(g.ops)}",
+                "",
+                *io,
+                f"extern const edc_tensor_info {n}_inputs[{N}_NUM_INPUTS];",
+                f"extern const edc_tensor_info {n}_outputs[{N}_NUM_OUTPUTS];",
+                f"extern const char *const {n}_op_names[{N}_NUM_OPS];",
+                f"extern const uint8_t {n}_model_sha256[32];",
+                "",
+                "/* 0 on success; idempotent. */",
+                f"int {n}_init(void);",
+                "/* Pointers into the static arena (NULL when i is out of range). The arena is reused",
+                " * between operators: write every input before each call of invoke. */",
+                f"void *{n}_input(int i);",
+                f"const void *{n}_output(int i);",
+                "/* Runs the model once; 0 on success. */",
+                f"int {n}_invoke(void);",
+                "",
+                "#ifdef __cplusplus",
+                "}",
+                "#endif",
+                "",
+                f"#endif /* {guard} */",
+                "",
+            ]
+        )
+
+    def model_c(self) -> str:
+        g, N, n = self.g, self.upper, self.name
+        out = [
+            f"/* {n}: the graph of {_comment(self.source)} as straight-line kernel calls.",
+            " * Generated by edgedeploy compile: do not edit. Shapes, quantization parameters and",
+            " * arena offsets are constants computed on the host. */",
+            f'#include "{n}.h"',
+            "",
+        ]
+        out += [f'#include "{stem}.h"' for stem in g.kernels()]
+        out += ["", f"/* Constant data (in {n}_weights.c). */"]
+        for cname, arr, _ in self.consts.arrays:
+            out.append(f"extern const {arr.ctype} {cname}[{arr.values.size}];")
+        out += [
+            "",
+            f"static uint8_t {n}_arena[{N}_ARENA_BYTES] EDC_ALIGNED(16);",
+            "",
+            f"const edc_tensor_info {n}_inputs[{N}_NUM_INPUTS] = {{",
+            *[_info(g.tensors[t]) for t in g.inputs],
+            "};",
+            f"const edc_tensor_info {n}_outputs[{N}_NUM_OUTPUTS] = {{",
+            *[_info(g.tensors[t]) for t in g.outputs],
+            "};",
+            f"const char *const {n}_op_names[{N}_NUM_OPS] = {{",
+            *[f'  "{op.kind}",' for op in g.ops],
+            "};",
+            f"const uint8_t {n}_model_sha256[32] = {{",
+            "  " + ", ".join(f"0x{b:02x}" for b in bytes.fromhex(g.model_sha256)[:16]) + ",",
+            "  " + ", ".join(f"0x{b:02x}" for b in bytes.fromhex(g.model_sha256)[16:]) + ",",
+            "};",
+            "",
+            "/* Layer parameters. */",
+        ]
+        for op, struct in zip(g.ops, self._structs, strict=True):
+            if struct:
+                out += [f"/* {self._label(op)} */", struct, ""]
+        out += [f"int {n}_init(void) {{ return 0; }}", ""]
+        for kind, ts, q in (("input", g.inputs, ""), ("output", g.outputs, "const ")):
+            out.append(f"{q}void *{n}_{kind}(int i) {{")
+            out.append("  switch (i) {")
+            for i, t in enumerate(ts):
+                out.append(f"    case {i}: return {n}_arena + {self.plan.offset(g, t)};")
+            out += ["    default: return NULL;", "  }", "}", ""]
+        out.append(f"int {n}_invoke(void) {{")
+        for op in g.ops:
+            out.append(f"  /* {self._label(op)} */")
+            out.append(f"  EDC_PROFILE_BEGIN({op.index});")
+            for k, call in enumerate(op.calls()):
+                args = [f"&{self._sname(op, k)}"]
+                args += [self._ptr(t, True) for t in call.inputs]
+                args += [self._ptr(t, False) for t in call.outputs]
+                out.append(f"  {call.func}({', '.join(args)});")
+            out.append(f"  EDC_PROFILE_END({op.index});")
+        out += ["  return 0;", "}", ""]
+        return "\n".join(out)
+
+    def weights_c(self) -> str:
+        n = self.name
+        out = [
+            f"/* {n}: constant data (weights, biases, requantization multipliers and shifts),",
+            " * laid out the way the kernels read them. Generated by edgedeploy compile. */",
+            '#include "edc_runtime.h"',
+            "",
+        ]
+        for cname, arr, users in self.consts.arrays:
+            out.append(f"/* {_comment('; '.join(users))}: {_shape(tuple(arr.values.shape))} */")
+            out.append(f"const {arr.ctype} {cname}[{arr.values.size}] EDC_ALIGNED(4) = {{")
+            out.append(_values(arr))
+            out += ["};", ""]
+        return "\n".join(out)
+
+    def files(self) -> dict[str, str]:
+        """File name → text, for every generated file (kernels not included)."""
+        return {
+            f"{self.name}.h": self.header(),
+            f"{self.name}.c": self.model_c(),
+            f"{self.name}_weights.c": self.weights_c(),
+        }

@@ -1,0 +1,56 @@
+/* edgedeploy compiled runtime: int8 ADD/SUB/MUL, bit-exact with TFLM's reference kernels. */
+#include "edc_binary.h"
+
+#include "edc_fixedpoint.h"
+
+static inline int32_t add_one(const edc_binary_params *p, int32_t x1, int32_t x2) {
+  const int32_t a = edc_mul_q(edc_shl(x1 + p->in1_offset, p->left_shift), p->in1_mult, p->in1_shift);
+  const int32_t b = edc_mul_q(edc_shl(x2 + p->in2_offset, p->left_shift), p->in2_mult, p->in2_shift);
+  const int32_t r = edc_mul_q(a + b, p->out_mult, p->out_shift) + p->out_offset;
+  return edc_clamp(r, p->act_min, p->act_max);
+}
+
+static inline int32_t sub_one(const edc_binary_params *p, int32_t x1, int32_t x2) {
+  const int32_t a = edc_mul_q(edc_shl(x1 + p->in1_offset, p->left_shift), p->in1_mult, p->in1_shift);
+  const int32_t b = edc_mul_q(edc_shl(x2 + p->in2_offset, p->left_shift), p->in2_mult, p->in2_shift);
+  const int32_t r = edc_mul_q(a - b, p->out_mult, p->out_shift) + p->out_offset;
+  return edc_clamp(r, p->act_min, p->act_max);
+}
+
+static inline int32_t mul_one(const edc_binary_params *p, int32_t x1, int32_t x2) {
+  const int32_t prod = (x1 + p->in1_offset) * (x2 + p->in2_offset);
+  const int32_t r = edc_mul_q(prod, p->out_mult, p->out_shift) + p->out_offset;
+  return edc_clamp(r, p->act_min, p->act_max);
+}
+
+#define EDC_BINARY_BODY(ONE)                                                            \
+  if (!p->broadcast) {                                                                  \
+    int32_t i;                                                                          \
+    for (i = 0; i < p->size; i++) out[i] = (int8_t)ONE(p, a[i], b[i]);                  \
+  } else {                                                                              \
+    int32_t i0, i1, i2, i3, i4, i5;                                                     \
+    for (i0 = 0; i0 < p->dims[0]; i0++)                                                 \
+      for (i1 = 0; i1 < p->dims[1]; i1++)                                               \
+        for (i2 = 0; i2 < p->dims[2]; i2++)                                             \
+          for (i3 = 0; i3 < p->dims[3]; i3++)                                           \
+            for (i4 = 0; i4 < p->dims[4]; i4++) {                                       \
+              const int8_t *pa = a + i0 * p->s1[0] + i1 * p->s1[1] + i2 * p->s1[2] +    \
+                                 i3 * p->s1[3] + i4 * p->s1[4];                         \
+              const int8_t *pb = b + i0 * p->s2[0] + i1 * p->s2[1] + i2 * p->s2[2] +    \
+                                 i3 * p->s2[3] + i4 * p->s2[4];                         \
+              for (i5 = 0; i5 < p->dims[5]; i5++)                                       \
+                *out++ = (int8_t)ONE(p, pa[i5 * p->s1[5]], pb[i5 * p->s2[5]]);          \
+            }                                                                           \
+  }
+
+void edc_add_s8(const edc_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) {
+  EDC_BINARY_BODY(add_one)
+}
+
+void edc_sub_s8(const edc_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) {
+  EDC_BINARY_BODY(sub_one)
+}
+
+void edc_mul_s8(const edc_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) {
+  EDC_BINARY_BODY(mul_one)
+}

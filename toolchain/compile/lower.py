@@ -1,0 +1,944 @@
+"""Lowering: an int8 .tflite graph → :class:`~toolchain.compile.ir.Graph`.
+
+Every operator becomes one kernel call whose shapes, strides, paddings, zero points and
+fixed-point multipliers are computed here, in Python, the way TFLM's kernels compute them in
+their Prepare step (see :mod:`.quant`), so the generated code is bit-exact with TFLM's
+reference kernels. Weights are re-laid out the way our kernels read them (depthwise filters
+channel-major; FC biases with the input zero point folded in).
+
+An operator we have no kernel for raises :class:`~toolchain.errors.CompileError` naming it,
+its index and its output tensor, and saying that ``--runtime tflm`` runs it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+
+from toolchain.compile import quant
+from toolchain.compile.ir import ConstArray, FieldValue, Graph, Op, Tensor
+from toolchain.convert.flatbuf import unpack
+from toolchain.errors import CompileError
+from toolchain.tflite_model import TFLiteModel
+
+_TYPE_NAMES = {
+    v: k.lower()
+    for k, v in vars(schema.TensorType).items()
+    if not k.startswith("_") and isinstance(v, int)
+}
+_BUILTIN_NAMES = {
+    v: k
+    for k, v in vars(schema.BuiltinOperator).items()
+    if not k.startswith("_") and isinstance(v, int)
+}
+_ACT_NAMES = {0: "", 1: "relu", 2: "relu_n1_to_1", 3: "relu6"}
+#: operators whose output is a view of their first input (no copy, no kernel)
+ALIAS_OPS = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
+ACTIVATION_TYPES = frozenset({"int8"})
+
+
+class Unsupported(Exception):
+    """Raised inside a lowering function: this op (as configured) has no kernel."""
+
+
+@dataclass
+class _Ctx:
+    """What lowering functions need: the model's object tree and the tensors made so far."""
+
+    model: Any
+    sg: Any
+    tensors: dict[int, Tensor]
+
+    def t(self, i: int) -> Any:
+        return self.sg.tensors[i]
+
+    def dtype(self, i: int) -> str:
+        return _TYPE_NAMES.get(int(self.t(i).type), f"type{self.t(i).type}")
+
+    def shape(self, i: int) -> tuple[int, ...]:
+        s = self.t(i).shape
+        return tuple(int(x) for x in s) if s is not None else ()
+
+    def is_const(self, i: int) -> bool:
+        buf = self.model.buffers[self.t(i).buffer]
+        return buf.data is not None and len(buf.data) > 0
+
+    def const(self, i: int, dtype: str) -> np.ndarray:
+        if not self.is_const(i):
+            raise Unsupported(f"tensor {self.name(i)!r} must be a constant")
+        if self.dtype(i) != dtype:
+            raise Unsupported(f"constant {self.name(i)!r} is {self.dtype(i)}, expected {dtype}")
+        raw = np.asarray(self.model.buffers[self.t(i).buffer].data, dtype=np.uint8).tobytes()
+        return np.frombuffer(raw, dtype=np.dtype(dtype)).reshape(self.shape(i)).copy()
+
+    def name(self, i: int) -> str:
+        n = self.t(i).name
+        return n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n or "")
+
+    def scales(self, i: int) -> tuple[tuple[float, ...], tuple[int, ...]]:
+        q = self.t(i).quantization
+        if q is None or q.scale is None or len(q.scale) == 0:
+            return (), ()
+        zps = q.zeroPoint if q.zeroPoint is not None else [0] * len(q.scale)
+        return tuple(float(s) for s in q.scale), tuple(int(z) for z in zps)
+
+    def act(self, i: int) -> Tensor:
+        """The activation tensor ``i`` (created on first use); must be quantized int8."""
+        if i in self.tensors:
+            return self.tensors[i]
+        if self.is_const(i):
+            raise Unsupported(f"constant tensor {self.name(i)!r} used as an activation")
+        dt = self.dtype(i)
+        if dt not in ACTIVATION_TYPES:
+            raise Unsupported(f"tensor {self.name(i)!r} is {dt}; only int8 activations compile")
+        scales, zps = self.scales(i)
+        if len(scales) != 1:
+            raise Unsupported(f"tensor {self.name(i)!r} is not quantized per-tensor")
+        shape = self.shape(i)
+        if any(d <= 0 for d in shape):
+            raise Unsupported(f"tensor {self.name(i)!r} has a dynamic shape {shape}")
+        t = Tensor(i, self.name(i), shape, dt, scales[0], zps[0])
+        self.tensors[i] = t
+        return t
+
+
+def _i32(values: Any) -> ConstArray:
+    arr = np.asarray(values, dtype=np.int64)
+    if arr.size and (arr.min() < quant.INT32_MIN or arr.max() > quant.INT32_MAX):
+        raise Unsupported("a precomputed constant does not fit in int32")
+    return ConstArray("int32_t", arr.astype(np.int32), "")
+
+
+def _named(arr: ConstArray, what: str) -> ConstArray:
+    return ConstArray(arr.ctype, arr.values, what)
+
+
+def _act_range(act: int, out: Tensor) -> tuple[int, int]:
+    if act not in _ACT_NAMES:
+        raise Unsupported(f"fused activation {act} is not supported")
+    return quant.activation_range(act, out.scale, out.zero_point, out.dtype)
+
+
+def _padding(kind: int, in_size: int, k: int, stride: int, dil: int, out_size: int) -> int:
+    eff = (k - 1) * dil + 1
+    if kind == schema.Padding.SAME:
+        expect = (in_size + stride - 1) // stride
+    else:
+        expect = (in_size - eff + stride) // stride
+    if expect != out_size:
+        raise Unsupported(f"output size {out_size} does not match the padding (expected {expect})")
+    total = (out_size - 1) * stride + eff - in_size
+    return max(total, 0) // 2
+
+
+def _pad_name(kind: int) -> str:
+    return "SAME" if kind == schema.Padding.SAME else "VALID"
+
+
+def _shape_s(shape: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape) or "scalar"
+
+
+def _nhwc(t: Tensor) -> tuple[int, int, int, int]:
+    if len(t.shape) != 4:
+        raise Unsupported(f"tensor {t.name!r} has shape {t.shape}; 4-D NHWC expected")
+    b, h, w, c = t.shape
+    return b, h, w, c
+
+
+def _bias(ctx: _Ctx, op: Any, n: int) -> np.ndarray | None:
+    if len(op.inputs) < 3 or op.inputs[2] < 0:
+        return None
+    b = ctx.const(int(op.inputs[2]), "int32").reshape(-1)
+    if b.size != n:
+        raise Unsupported(f"bias has {b.size} values for {n} channels")
+    return b
+
+
+def _filter_quant(ctx: _Ctx, fi: int, channels: int) -> tuple[float, ...]:
+    scales, zps = ctx.scales(fi)
+    if not scales:
+        raise Unsupported("the filter is not quantized (float or hybrid model)")
+    if any(z != 0 for z in zps):
+        raise Unsupported("the filter has a non-zero zero point")
+    if len(scales) not in (1, channels):
+        raise Unsupported(f"the filter has {len(scales)} scales for {channels} channels")
+    return scales
+
+
+# --- one function per operator ---------------------------------------------------------------
+
+
+def _always_inside(i: int, k: int, s: int, d: int, pad: int, o: int) -> bool:
+    """True when every output position's filter window lies inside the input (no border)."""
+    return pad == 0 and (o - 1) * s + (k - 1) * d + 1 <= i
+
+
+def _conv(ctx: _Ctx, op: Any, index: int) -> Op:
+    o = op.builtinOptions
+    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    w = ctx.const(int(op.inputs[1]), "int8")
+    b, ih, iw, ic = _nhwc(x)
+    _, oh, ow, oc = _nhwc(y)
+    if w.ndim != 4 or w.shape[0] != oc:
+        raise Unsupported(f"filter shape {w.shape} does not match {oc} output channels")
+    _, kh, kw, fic = w.shape
+    if ic % fic or oc % (ic // fic):
+        raise Unsupported(f"filter depth {fic} does not divide the input depth {ic}")
+    sh, sw = int(o.strideH), int(o.strideW)
+    dh, dw = int(o.dilationHFactor) or 1, int(o.dilationWFactor) or 1
+    scales = _filter_quant(ctx, int(op.inputs[1]), oc)
+    mult, shift = quant.per_channel_multipliers(x.scale, scales, y.scale, oc)
+    lo, hi = _act_range(int(o.fusedActivationFunction), y)
+    bias = _bias(ctx, op, oc)
+    folded = (np.zeros(oc, np.int64) if bias is None else bias.astype(np.int64)) + (
+        -x.zero_point
+    ) * w.astype(np.int64).reshape(oc, -1).sum(axis=1)
+    pad_h = _padding(o.padding, ih, kh, sh, dh, oh)
+    pad_w = _padding(o.padding, iw, kw, sw, dw, ow)
+    inside = _always_inside(ih, kh, sh, dh, pad_h, oh) and _always_inside(iw, kw, sw, dw, pad_w, ow)
+    fields: dict[str, FieldValue] = {
+        "batches": b, "in_h": ih, "in_w": iw, "in_c": ic,
+        "out_h": oh, "out_w": ow, "out_c": oc,
+        "k_h": kh, "k_w": kw, "groups": ic // fic,
+        "stride_h": sh, "stride_w": sw, "dil_h": dh, "dil_w": dw,
+        "pad_h": pad_h, "pad_w": pad_w,
+        "in_offset": -x.zero_point, "out_offset": y.zero_point, "act_min": lo, "act_max": hi,
+        "weights": ConstArray("int8_t", w, "weights"),
+        # the plain bias is only read at border pixels
+        "bias": None if bias is None or inside else _named(_i32(bias), "bias"),
+        "bias_folded": _named(_i32(folded), "bias + input offset x weight sums"),
+        "mult": _named(_i32(mult), "mult"),
+        "shift": _named(_i32(shift), "shift"),
+    }  # fmt: skip
+    act = _ACT_NAMES[int(o.fusedActivationFunction)]
+    dil = f" dilation {dh}x{dw}" if dh * dw > 1 else ""
+    summary = (
+        f"{kh}x{kw}/{sh}x{sw} {_pad_name(o.padding)}{dil}, {oc} filters{', ' + act if act else ''}"
+    )
+    return Op(index, "CONV_2D", "edc_conv", "edc_conv_s8", "edc_conv_s8_params", fields,
+              (x.index,), (y.index,), summary)  # fmt: skip
+
+
+def _dwconv(ctx: _Ctx, op: Any, index: int) -> Op:
+    o = op.builtinOptions
+    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    w = ctx.const(int(op.inputs[1]), "int8")
+    b, ih, iw, ic = _nhwc(x)
+    _, oh, ow, oc = _nhwc(y)
+    if w.ndim != 4 or w.shape[0] != 1 or w.shape[3] != oc:
+        raise Unsupported(f"filter shape {w.shape} does not match {oc} output channels")
+    if oc % ic:
+        raise Unsupported(f"{oc} output channels are no multiple of {ic} input channels")
+    _, kh, kw, _ = w.shape
+    sh, sw = int(o.strideH), int(o.strideW)
+    dh, dw = int(o.dilationHFactor) or 1, int(o.dilationWFactor) or 1
+    scales = _filter_quant(ctx, int(op.inputs[1]), oc)
+    mult, shift = quant.per_channel_multipliers(x.scale, scales, y.scale, oc)
+    lo, hi = _act_range(int(o.fusedActivationFunction), y)
+    bias = _bias(ctx, op, oc)
+    wt = np.ascontiguousarray(w.reshape(kh, kw, oc).transpose(2, 0, 1))
+    folded = (np.zeros(oc, np.int64) if bias is None else bias.astype(np.int64)) + (
+        -x.zero_point
+    ) * wt.astype(np.int64).reshape(oc, -1).sum(axis=1)
+    pad_h = _padding(o.padding, ih, kh, sh, dh, oh)
+    pad_w = _padding(o.padding, iw, kw, sw, dw, ow)
+    inside = _always_inside(ih, kh, sh, dh, pad_h, oh) and _always_inside(iw, kw, sw, dw, pad_w, ow)
+    fields: dict[str, FieldValue] = {
+        "batches": b, "in_h": ih, "in_w": iw, "in_c": ic,
+        "out_h": oh, "out_w": ow, "depth_mult": oc // ic, "k_h": kh, "k_w": kw,
+        "stride_h": sh, "stride_w": sw, "dil_h": dh, "dil_w": dw,
+        "pad_h": pad_h, "pad_w": pad_w,
+        "in_offset": -x.zero_point, "out_offset": y.zero_point, "act_min": lo, "act_max": hi,
+        "weights": ConstArray("int8_t", wt, "weights"),
+        # the plain bias is only read at border pixels
+        "bias": None if bias is None or inside else _named(_i32(bias), "bias"),
+        "bias_folded": _named(_i32(folded), "bias + input offset x weight sums"),
+        "mult": _named(_i32(mult), "mult"),
+        "shift": _named(_i32(shift), "shift"),
+    }  # fmt: skip
+    act = _ACT_NAMES[int(o.fusedActivationFunction)]
+    dil = f" dilation {dh}x{dw}" if dh * dw > 1 else ""
+    summary = (
+        f"{kh}x{kw}/{sh}x{sw} {_pad_name(o.padding)}{dil}, depth multiplier {oc // ic}"
+        f"{', ' + act if act else ''}"
+    )
+    return Op(index, "DEPTHWISE_CONV_2D", "edc_dwconv", "edc_dwconv_s8", "edc_dwconv_s8_params",
+              fields, (x.index,), (y.index,), summary)  # fmt: skip
+
+
+def _fc(ctx: _Ctx, op: Any, index: int) -> Op:
+    o = op.builtinOptions
+    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    if o is not None and int(o.weightsFormat) != 0:
+        raise Unsupported("shuffled FC weights are not supported")
+    w = ctx.const(int(op.inputs[1]), "int8")
+    if w.ndim != 2:
+        raise Unsupported(f"filter shape {w.shape} is not 2-D")
+    n_out, depth = w.shape
+    n_in = int(np.prod(x.shape)) if x.shape else 1
+    if n_in % depth:
+        raise Unsupported(f"input of {n_in} values is no multiple of the depth {depth}")
+    batches = n_in // depth
+    if int(np.prod(y.shape)) != batches * n_out:
+        raise Unsupported(f"output shape {y.shape} does not match {batches}x{n_out}")
+    scales = _filter_quant(ctx, int(op.inputs[1]), n_out)
+    per_channel = len(scales) > 1
+    mult, shift = quant.per_channel_multipliers(
+        x.scale, scales, y.scale, n_out if per_channel else 1
+    )
+    act_fn = int(o.fusedActivationFunction) if o is not None else 0
+    lo, hi = _act_range(act_fn, y)
+    bias = _bias(ctx, op, n_out)
+    folded = (np.zeros(n_out, np.int64) if bias is None else bias.astype(np.int64)) + (
+        -x.zero_point
+    ) * w.astype(np.int64).sum(axis=1)
+    fields: dict[str, FieldValue] = {
+        "batches": batches, "in_depth": depth, "out_depth": n_out,
+        "per_channel": int(per_channel),
+        "out_offset": y.zero_point, "act_min": lo, "act_max": hi,
+        "weights": ConstArray("int8_t", w, "weights"),
+        "bias": _named(_i32(folded), "bias"),
+        "mult": _named(_i32(mult), "mult"),
+        "shift": _named(_i32(shift), "shift"),
+    }  # fmt: skip
+    act = _ACT_NAMES[act_fn]
+    summary = f"{depth} -> {n_out}{', ' + act if act else ''}"
+    return Op(index, "FULLY_CONNECTED", "edc_fc", "edc_fc_s8", "edc_fc_s8_params", fields,
+              (x.index,), (y.index,), summary)  # fmt: skip
+
+
+def _pool(kind: str) -> Callable[[_Ctx, Any, int], Op]:
+    def lower_pool(ctx: _Ctx, op: Any, index: int) -> Op:
+        o = op.builtinOptions
+        x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+        b, ih, iw, c = _nhwc(x)
+        _, oh, ow, oc = _nhwc(y)
+        if oc != c:
+            raise Unsupported("pooling changes the channel count")
+        if kind == "AVERAGE_POOL_2D" and (x.scale != y.scale or x.zero_point != y.zero_point):
+            raise Unsupported("average pooling with different input and output quantization")
+        if kind == "MAX_POOL_2D" and (x.scale != y.scale or x.zero_point != y.zero_point):
+            raise Unsupported("max pooling with different input and output quantization")
+        kh, kw = int(o.filterHeight), int(o.filterWidth)
+        sh, sw = int(o.strideH), int(o.strideW)
+        lo, hi = _act_range(int(o.fusedActivationFunction), y)
+        fields: dict[str, FieldValue] = {
+            "batches": b, "in_h": ih, "in_w": iw, "channels": c,
+            "out_h": oh, "out_w": ow, "k_h": kh, "k_w": kw,
+            "stride_h": sh, "stride_w": sw,
+            "pad_h": _padding(o.padding, ih, kh, sh, 1, oh),
+            "pad_w": _padding(o.padding, iw, kw, sw, 1, ow),
+            "act_min": lo, "act_max": hi,
+        }  # fmt: skip
+        func = "edc_avgpool_s8" if kind == "AVERAGE_POOL_2D" else "edc_maxpool_s8"
+        summary = f"{kh}x{kw}/{sh}x{sw} {_pad_name(o.padding)}"
+        return Op(index, kind, "edc_pool", func, "edc_pool_params", fields,
+                  (x.index,), (y.index,), summary)  # fmt: skip
+
+    return lower_pool
+
+
+def _broadcast(a: Tensor, b: Tensor, y: Tensor) -> dict[str, FieldValue]:
+    if len(y.shape) > 6:
+        raise Unsupported("more than 6 dimensions")
+    dims = [1] * (6 - len(y.shape)) + list(y.shape)
+
+    def strides(t: Tensor) -> list[int]:
+        if len(t.shape) > 6:
+            raise Unsupported("more than 6 dimensions")
+        shp = [1] * (6 - len(t.shape)) + list(t.shape)
+        out, acc = [0] * 6, 1
+        for k in range(5, -1, -1):
+            if shp[k] not in (1, dims[k]):
+                raise Unsupported(f"shapes {a.shape} and {b.shape} do not broadcast to {y.shape}")
+            out[k] = acc if shp[k] == dims[k] and dims[k] > 1 else 0
+            acc *= shp[k]
+        return out
+
+    same = a.shape == b.shape == y.shape
+    return {
+        "size": int(np.prod(dims)),
+        "broadcast": 0 if same else 1,
+        "dims": dims,
+        "s1": strides(a),
+        "s2": strides(b),
+    }
+
+
+def _add_sub(kind: str) -> Callable[[_Ctx, Any, int], Op]:
+    def lower_add_sub(ctx: _Ctx, op: Any, index: int) -> Op:
+        o = op.builtinOptions
+        a, b = ctx.act(int(op.inputs[0])), ctx.act(int(op.inputs[1]))
+        y = ctx.act(int(op.outputs[0]))
+        left_shift = 20
+        twice_max = 2.0 * float(max(np.float32(a.scale), np.float32(b.scale)))
+        m1, s1 = quant.quantize_multiplier(float(np.float32(a.scale)) / twice_max)
+        m2, s2 = quant.quantize_multiplier(float(np.float32(b.scale)) / twice_max)
+        real_out = twice_max / ((1 << left_shift) * float(np.float32(y.scale)))
+        if not 0.0 < real_out < 1.0:
+            raise Unsupported("the output scale is too small for TFLM's int8 ADD/SUB")
+        mo, so = quant.quantize_multiplier(real_out)
+        act_fn = int(o.fusedActivationFunction) if o is not None else 0
+        lo, hi = _act_range(act_fn, y)
+        fields: dict[str, FieldValue] = _broadcast(a, b, y)
+        fields.update({
+            "in1_offset": -a.zero_point, "in2_offset": -b.zero_point,
+            "out_offset": y.zero_point, "left_shift": left_shift,
+            "in1_mult": m1, "in1_shift": s1, "in2_mult": m2, "in2_shift": s2,
+            "out_mult": mo, "out_shift": so, "act_min": lo, "act_max": hi,
+        })  # fmt: skip
+        func = "edc_add_s8" if kind == "ADD" else "edc_sub_s8"
+        act = _ACT_NAMES[act_fn]
+        summary = f"{_shape_s(a.shape)} {'+' if kind == 'ADD' else '-'} {_shape_s(b.shape)}"
+        summary += f", {act}" if act else ""
+        return Op(index, kind, "edc_binary", func, "edc_binary_params", fields,
+                  (a.index, b.index), (y.index,), summary)  # fmt: skip
+
+    return lower_add_sub
+
+
+def _mul(ctx: _Ctx, op: Any, index: int) -> Op:
+    o = op.builtinOptions
+    a, b = ctx.act(int(op.inputs[0])), ctx.act(int(op.inputs[1]))
+    y = ctx.act(int(op.outputs[0]))
+    real = float(np.float32(a.scale)) * float(np.float32(b.scale)) / float(np.float32(y.scale))
+    mo, so = quant.quantize_multiplier(real)
+    act_fn = int(o.fusedActivationFunction) if o is not None else 0
+    lo, hi = _act_range(act_fn, y)
+    fields: dict[str, FieldValue] = _broadcast(a, b, y)
+    fields.update({
+        "in1_offset": -a.zero_point, "in2_offset": -b.zero_point,
+        "out_offset": y.zero_point, "left_shift": 0,
+        "in1_mult": 0, "in1_shift": 0, "in2_mult": 0, "in2_shift": 0,
+        "out_mult": mo, "out_shift": so, "act_min": lo, "act_max": hi,
+    })  # fmt: skip
+    act = _ACT_NAMES[act_fn]
+    summary = f"{_shape_s(a.shape)} * {_shape_s(b.shape)}" + (f", {act}" if act else "")
+    return Op(index, "MUL", "edc_binary", "edc_mul_s8", "edc_binary_params", fields,
+              (a.index, b.index), (y.index,), summary)  # fmt: skip
+
+
+def _softmax(ctx: _Ctx, op: Any, index: int) -> Op:
+    o = op.builtinOptions
+    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    if y.zero_point != -128 or np.float32(y.scale) != np.float32(1.0 / 256):
+        raise Unsupported("int8 softmax needs output scale 1/256 and zero point -128")
+    if x.shape != y.shape or not x.shape:
+        raise Unsupported("softmax input and output shapes differ")
+    beta = float(o.beta) if o is not None else 1.0
+    mult, left_shift, diff_min = quant.softmax_params(beta, x.scale)
+    depth = x.shape[-1]
+    fields: dict[str, FieldValue] = {
+        "outer": int(np.prod(x.shape)) // depth, "depth": depth,
+        "input_multiplier": mult, "input_left_shift": left_shift, "diff_min": diff_min,
+    }  # fmt: skip
+    return Op(index, "SOFTMAX", "edc_softmax", "edc_softmax_s8", "edc_softmax_s8_params",
+              fields, (x.index,), (y.index,), f"beta {beta:g}, over {depth}")  # fmt: skip
+
+
+def _alias(kind: str) -> Callable[[_Ctx, Any, int], Op]:
+    def lower_alias(ctx: _Ctx, op: Any, index: int) -> Op:
+        x = ctx.act(int(op.inputs[0]))
+        y = ctx.act(int(op.outputs[0]))
+        if x.nbytes != y.nbytes or x.dtype != y.dtype:
+            raise Unsupported("input and output sizes differ")
+        if x.scale != y.scale or x.zero_point != y.zero_point:
+            raise Unsupported("input and output quantization differ")
+        y.alias_of = x.index
+        return Op(index, kind, "", "", "", {}, (x.index,), (y.index,),
+                  f"{_shape_s(x.shape)} -> {_shape_s(y.shape)} (same memory)")  # fmt: skip
+
+    return lower_alias
+
+
+def _lut(kind: str) -> Callable[[_Ctx, Any, int], Op]:
+    def lower_lut(ctx: _Ctx, op: Any, index: int) -> Op:
+        x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+        if x.shape != y.shape and x.nbytes != y.nbytes:
+            raise Unsupported("input and output sizes differ")
+        if kind == "QUANTIZE":
+            table = quant.lut_requantize_s8(x.scale, x.zero_point, y.scale, y.zero_point)
+            what = f"requantize to scale {y.scale:.6g}, zero point {y.zero_point}"
+        elif kind == "LOGISTIC":
+            if y.zero_point != -128:
+                raise Unsupported("int8 LOGISTIC needs output zero point -128")
+            table = quant.lut_logistic_s8(x.scale, x.zero_point)
+            what = "sigmoid"
+        elif kind == "TANH":
+            table = quant.lut_tanh_s8(x.scale, x.zero_point)
+            what = "tanh"
+        elif kind == "RELU":
+            table = quant.lut_relu_s8(x.scale, x.zero_point, y.scale, y.zero_point)
+            what = "relu"
+        elif kind in ("RELU_0_TO_1", "RELU_N1_TO_1"):
+            lo_f = 0.0 if kind == "RELU_0_TO_1" else -1.0
+            table = quant.lut_relu_s8(x.scale, x.zero_point, y.scale, y.zero_point, lo_f, 1.0)
+            what = kind.lower()
+        elif kind == "RELU6":
+            table = quant.lut_relu6_s8(x.scale, x.zero_point)
+            what = "relu6"
+        elif kind == "LEAKY_RELU":
+            alpha = float(op.builtinOptions.alpha) if op.builtinOptions is not None else 0.0
+            table = quant.lut_leaky_relu_s8(x.scale, x.zero_point, y.scale, y.zero_point, alpha)
+            what = f"leaky relu, alpha {alpha:g}"
+        else:
+            try:
+                table = quant.lut_hard_swish_s8(x.scale, x.zero_point, y.scale, y.zero_point)
+            except ValueError as exc:
+                raise Unsupported(str(exc)) from exc
+            what = "hard swish"
+        fields: dict[str, FieldValue] = {
+            "size": int(np.prod(x.shape)) if x.shape else 1,
+            "table": ConstArray("int8_t", table, "table"),
+        }
+        return Op(index, kind, "edc_lut", "edc_lut_s8", "edc_lut_s8_params", fields,
+                  (x.index,), (y.index,), f"{what} (256-entry table)")  # fmt: skip
+
+    return lower_lut
+
+
+def _contig(shape: tuple[int, ...] | list[int]) -> list[int]:
+    out, acc = [0] * len(shape), 1
+    for k in range(len(shape) - 1, -1, -1):
+        out[k] = acc
+        acc *= shape[k]
+    return out
+
+
+def _collapse(
+    dims: list[int], si: list[int], so: list[int]
+) -> tuple[list[int], list[int], list[int]]:
+    """Drop extent-1 dims and merge neighbours that are contiguous in both tensors; pad to 6."""
+    d2: list[int] = []
+    i2: list[int] = []
+    o2: list[int] = []
+    for d, a, b in zip(dims, si, so, strict=True):
+        if d == 1:
+            continue
+        if d2 and i2[-1] == a * d and o2[-1] == b * d:
+            d2[-1] *= d
+            i2[-1], o2[-1] = a, b
+            continue
+        d2.append(d)
+        i2.append(a)
+        o2.append(b)
+    if len(d2) > 6:
+        raise Unsupported("the copy needs more than 6 dimensions")
+    pad = 6 - len(d2)
+    return [1] * pad + d2, [0] * pad + i2, [0] * pad + o2
+
+
+def _copy_call(
+    index: int, kind: str, x: Tensor, y: Tensor, dims: list[int], si: list[int],
+    so: list[int], in_base: int = 0, out_base: int = 0, fill: int | None = None,
+) -> Op:  # fmt: skip
+    d, a, b = _collapse(dims, si, so)
+    fields: dict[str, FieldValue] = {
+        "fill": int(fill is not None), "fill_value": 0 if fill is None else fill,
+        "out_size": y.nbytes, "in_base": in_base, "out_base": out_base,
+        "dims": d, "in_strides": a, "out_strides": b,
+    }  # fmt: skip
+    return Op(index, kind, "edc_copy", "edc_copy_s8", "edc_copy_params", fields,
+              (x.index,), (y.index,))  # fmt: skip
+
+
+def _same_quant(*ts: Tensor) -> None:
+    for t in ts[1:]:
+        if t.scale != ts[0].scale or t.zero_point != ts[0].zero_point:
+            raise Unsupported("inputs and outputs must share scale and zero point")
+
+
+def _axis(axis: int, rank: int) -> int:
+    a = axis + rank if axis < 0 else axis
+    if not 0 <= a < rank:
+        raise Unsupported(f"axis {axis} is out of range for rank {rank}")
+    return a
+
+
+def _transpose(ctx: _Ctx, op: Any, index: int) -> Op:
+    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    perm = [int(v) for v in ctx.const(int(op.inputs[1]), "int32").reshape(-1)]
+    if sorted(perm) != list(range(len(x.shape))):
+        raise Unsupported(f"permutation {perm} does not fit rank {len(x.shape)}")
+    if tuple(x.shape[p] for p in perm) != y.shape:
+        raise Unsupported("output shape does not match the permutation")
+    _same_quant(x, y)
+    si = _contig(x.shape)
+    call = _copy_call(index, "TRANSPOSE", x, y, list(y.shape), [si[p] for p in perm],
+                      _contig(y.shape))  # fmt: skip
+    call.summary = f"permutation {perm}"
+    return call
+
+
+def _concat(ctx: _Ctx, op: Any, index: int) -> Op:
+    o = op.builtinOptions
+    xs = [ctx.act(int(i)) for i in op.inputs]
+    y = ctx.act(int(op.outputs[0]))
+    if o is not None and int(o.fusedActivationFunction) != 0:
+        raise Unsupported("a fused activation on CONCATENATION")
+    _same_quant(*xs, y)
+    rank = len(y.shape)
+    axis = _axis(int(o.axis) if o is not None else 0, rank)
+    so = _contig(y.shape)
+    parts, at = [], 0
+    for x in xs:
+        if len(x.shape) != rank:
+            raise Unsupported("inputs of different rank")
+        parts.append(_copy_call(index, "CONCATENATION", x, y, list(x.shape), _contig(x.shape),
+                                so, 0, at * so[axis]))  # fmt: skip
+        at += x.shape[axis]
+    if at != y.shape[axis]:
+        raise Unsupported("input sizes do not add up to the output along the axis")
+    return Op(index, "CONCATENATION", "edc_copy", "", "", {}, tuple(x.index for x in xs),
+              (y.index,), f"axis {axis}, {len(xs)} inputs", parts)  # fmt: skip
+
+
+def _pad(ctx: _Ctx, op: Any, index: int) -> Op:
+    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    pads = ctx.const(int(op.inputs[1]), ctx.dtype(int(op.inputs[1])))
+    pads = pads.astype(np.int64).reshape(-1, 2)
+    if pads.shape[0] != len(x.shape) or (pads < 0).any():
+        raise Unsupported("paddings do not match the input rank")
+    if tuple(int(d + a + b) for d, (a, b) in zip(x.shape, pads, strict=True)) != y.shape:
+        raise Unsupported("output shape does not match the paddings")
+    _same_quant(x, y)
+    value = y.zero_point
+    if len(op.inputs) > 2 and op.inputs[2] >= 0:
+        value = int(ctx.const(int(op.inputs[2]), "int8").reshape(-1)[0])
+    so = _contig(y.shape)
+    base = sum(int(a) * st for (a, _), st in zip(pads, so, strict=True))
+    call = _copy_call(index, ctx_kind(op, ctx), x, y, list(x.shape), _contig(x.shape), so, 0,
+                      base, value)  # fmt: skip
+    call.summary = (
+        "paddings " + " ".join(f"{int(a)}/{int(b)}" for a, b in pads) + f", value {value}"
+    )
+    return call
+
+
+def ctx_kind(op: Any, ctx: _Ctx) -> str:
+    oc = ctx.model.operatorCodes[op.opcodeIndex]
+    return _BUILTIN_NAMES.get(max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode)), "?")
+
+
+def _strided_slice(ctx: _Ctx, op: Any, index: int) -> Op:
+    o = op.builtinOptions
+    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    rank = len(x.shape)
+    begin = [int(v) for v in ctx.const(int(op.inputs[1]), "int32").reshape(-1)]
+    end = [int(v) for v in ctx.const(int(op.inputs[2]), "int32").reshape(-1)]
+    strides = [int(v) for v in ctx.const(int(op.inputs[3]), "int32").reshape(-1)]
+    if not len(begin) == len(end) == len(strides) == rank:
+        raise Unsupported("begin/end/strides do not cover every dimension")
+    if o is not None and (int(o.ellipsisMask) or int(o.newAxisMask)):
+        raise Unsupported("ellipsis and new-axis masks are not supported")
+    bm = int(o.beginMask) if o is not None else 0
+    em = int(o.endMask) if o is not None else 0
+    sm = int(o.shrinkAxisMask) if o is not None else 0
+    if o is not None and getattr(o, "offset", False):
+        raise Unsupported("offset mode is not supported")
+    starts, counts = [], []
+    for k in range(rank):
+        n, st = x.shape[k], strides[k]
+        if st == 0:
+            raise Unsupported("stride 0")
+        b = begin[k] + n if begin[k] < 0 else begin[k]
+        e = end[k] + n if end[k] < 0 else end[k]
+        if bm >> k & 1:
+            b = 0 if st > 0 else n - 1
+        if em >> k & 1:
+            e = n if st > 0 else -1
+        if st > 0:
+            b, e = min(max(b, 0), n), min(max(e, 0), n)
+        else:
+            b, e = min(max(b, -1), n - 1), min(max(e, -1), n - 1)
+        if sm >> k & 1:
+            if st < 0:
+                raise Unsupported("a shrink axis with a negative stride")
+            e, st = b + 1, 1
+            strides[k] = 1
+        cnt = max(0, -(-(e - b) // st)) if st > 0 else max(0, -(-(b - e) // -st))
+        starts.append(b)
+        counts.append(cnt)
+    kept = tuple(c for k, c in enumerate(counts) if not sm >> k & 1)
+    if kept != y.shape and tuple(counts) != y.shape:
+        raise Unsupported(f"computed slice {counts} does not match the output {y.shape}")
+    _same_quant(x, y)
+    si = _contig(x.shape)
+    base = sum(b * s for b, s in zip(starts, si, strict=True))
+    call = _copy_call(index, "STRIDED_SLICE", x, y, counts,
+                      [s * st for s, st in zip(si, strides, strict=True)], _contig(counts), base)  # fmt: skip
+    call.summary = f"begin {starts} strides {strides}"
+    return call
+
+
+def _split(kind: str) -> Callable[[_Ctx, Any, int], Op]:
+    def lower_split(ctx: _Ctx, op: Any, index: int) -> Op:
+        if kind == "SPLIT":
+            axis_t, x_t = int(op.inputs[0]), int(op.inputs[1])
+        else:
+            x_t, axis_t = int(op.inputs[0]), int(op.inputs[2])
+        x = ctx.act(x_t)
+        ys = [ctx.act(int(t)) for t in op.outputs]
+        _same_quant(x, *ys)
+        axis = _axis(int(ctx.const(axis_t, "int32").reshape(-1)[0]), len(x.shape))
+        si = _contig(x.shape)
+        parts, at = [], 0
+        for y in ys:
+            if len(y.shape) != len(x.shape):
+                raise Unsupported("outputs of different rank")
+            parts.append(_copy_call(index, kind, x, y, list(y.shape), si, _contig(y.shape),
+                                    at * si[axis]))  # fmt: skip
+            at += y.shape[axis]
+        if at != x.shape[axis]:
+            raise Unsupported("output sizes do not add up to the input along the axis")
+        return Op(index, kind, "edc_copy", "", "", {}, (x.index,), tuple(y.index for y in ys),
+                  f"axis {axis} into {len(ys)}", parts)  # fmt: skip
+
+    return lower_split
+
+
+def _nn_map(out_size: int, in_size: int, align: bool, half: bool) -> list[int]:
+    f32 = np.float32
+    if align and out_size > 1:
+        scale = f32(in_size - 1) / f32(out_size - 1)
+    else:
+        scale = f32(in_size) / f32(out_size)
+    offset = f32(0.5) if half else f32(0.0)
+    out = []
+    for v in range(out_size):
+        r = (f32(v) + offset) * scale
+        if align:
+            iv = int(math.floor(abs(float(r)) + 0.5)) * (1 if r >= 0 else -1)
+        else:
+            iv = int(math.floor(float(r)))
+        iv = min(iv, in_size - 1)
+        if half:
+            iv = max(0, iv)
+        out.append(iv)
+    return out
+
+
+def _resize_nn(ctx: _Ctx, op: Any, index: int) -> Op:
+    o = op.builtinOptions
+    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    b, ih, iw, c = _nhwc(x)
+    _, oh, ow, oc = _nhwc(y)
+    if oc != c:
+        raise Unsupported("resize changes the channel count")
+    _same_quant(x, y)
+    align = bool(o.alignCorners) if o is not None else False
+    half = bool(o.halfPixelCenters) if o is not None else False
+    fields: dict[str, FieldValue] = {
+        "batches": b, "in_h": ih, "in_w": iw, "channels": c, "out_h": oh, "out_w": ow,
+        "y_map": _named(_i32(_nn_map(oh, ih, align, half)), "rows"),
+        "x_map": _named(_i32(_nn_map(ow, iw, align, half)), "columns"),
+    }  # fmt: skip
+    return Op(index, "RESIZE_NEAREST_NEIGHBOR", "edc_resize", "edc_resize_nn_s8",
+              "edc_resize_nn_params", fields, (x.index,), (y.index,),
+              f"{ih}x{iw} -> {oh}x{ow}")  # fmt: skip
+
+
+def _dims6(dims: list[int], strides: list[int]) -> tuple[list[int], list[int]]:
+    d, _, st = _collapse(dims, strides, strides)
+    return d, st
+
+
+def _mean(ctx: _Ctx, op: Any, index: int) -> Op:
+    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    rank = len(x.shape)
+    axes = sorted({_axis(int(a), rank) for a in ctx.const(int(op.inputs[1]), "int32").reshape(-1)})
+    keep = [k for k in range(rank) if k not in axes]
+    count = int(np.prod([x.shape[k] for k in axes])) if axes else 1
+    if int(np.prod([x.shape[k] for k in keep])) != int(np.prod(y.shape) if y.shape else 1):
+        raise Unsupported("output size does not match the reduction")
+    if count == 0:
+        raise Unsupported("empty reduction")
+    si = _contig(x.shape)
+    kd, ks = _dims6([x.shape[k] for k in keep], [si[k] for k in keep])
+    rd, rs = _dims6([x.shape[k] for k in axes], [si[k] for k in axes])
+    mult, shift = quant.quantize_multiplier(float(np.float32(x.scale)) / float(np.float32(y.scale)))
+    n = count
+    sh = min(n.bit_length() - 1, 32, 31 + shift)
+    mult = ((mult << sh) if sh >= 0 else (mult >> -sh)) // n
+    shift -= sh
+    fields: dict[str, FieldValue] = {
+        "keep_dims": kd, "keep_strides": ks, "red_dims": rd, "red_strides": rs,
+        "count": count, "in_zero_point": x.zero_point, "out_zero_point": y.zero_point,
+        "mult": mult, "shift": shift,
+    }  # fmt: skip
+    return Op(index, "MEAN", "edc_reduce", "edc_mean_s8", "edc_mean_s8_params", fields,
+              (x.index,), (y.index,), f"over axes {axes}")  # fmt: skip
+
+
+def _cdiv(a: int, b: int) -> int:
+    """C integer division (truncates towards zero)."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b > 0) else -q
+
+
+def _bilinear_tab(out_size: int, in_size: int, align: bool, half: bool) -> list[int]:
+    scale = _cdiv((1 << 10) * in_size + out_size // 2, out_size)
+    if align and out_size > 1:
+        scale = _cdiv((1 << 10) * (in_size - 1) + (out_size - 1) // 2, out_size - 1)
+    tab: list[int] = []
+    for v in range(out_size):
+        scaled = v * scale + _cdiv(scale, 2) - (1 << 9) if half else v * scale
+        lo = max(_cdiv(scaled, 1 << 10), 0)
+        hi = min(_cdiv(scaled + (1 << 10) - 1, 1 << 10), in_size - 1)
+        tab += [lo, hi, scaled - (1 << 10) * lo]
+    return tab
+
+
+def _resize_bilinear(ctx: _Ctx, op: Any, index: int) -> Op:
+    o = op.builtinOptions
+    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    b, ih, iw, c = _nhwc(x)
+    _, oh, ow, oc = _nhwc(y)
+    if oc != c:
+        raise Unsupported("resize changes the channel count")
+    align = bool(o.alignCorners) if o is not None else False
+    half = bool(o.halfPixelCenters) if o is not None else False
+    if align and half:
+        raise Unsupported("align_corners together with half_pixel_centers")
+    fields: dict[str, FieldValue] = {
+        "batches": b, "in_h": ih, "in_w": iw, "channels": c, "out_h": oh, "out_w": ow,
+        "y_tab": _named(_i32(_bilinear_tab(oh, ih, align, half)), "rows"),
+        "x_tab": _named(_i32(_bilinear_tab(ow, iw, align, half)), "columns"),
+    }  # fmt: skip
+    return Op(index, "RESIZE_BILINEAR", "edc_resize", "edc_resize_bilinear_s8",
+              "edc_resize_bilinear_params", fields, (x.index,), (y.index,),
+              f"{ih}x{iw} -> {oh}x{ow}")  # fmt: skip
+
+
+LOWERINGS: dict[str, Callable[[_Ctx, Any, int], Op]] = {
+    "CONV_2D": _conv,
+    "DEPTHWISE_CONV_2D": _dwconv,
+    "FULLY_CONNECTED": _fc,
+    "AVERAGE_POOL_2D": _pool("AVERAGE_POOL_2D"),
+    "MAX_POOL_2D": _pool("MAX_POOL_2D"),
+    "ADD": _add_sub("ADD"),
+    "SUB": _add_sub("SUB"),
+    "MUL": _mul,
+    "SOFTMAX": _softmax,
+    **{
+        k: _lut(k)
+        for k in (
+            "QUANTIZE",
+            "LOGISTIC",
+            "TANH",
+            "HARD_SWISH",
+            "RELU",
+            "RELU6",
+            "LEAKY_RELU",
+            "RELU_0_TO_1",
+            "RELU_N1_TO_1",
+        )  # fmt: skip
+    },
+    "TRANSPOSE": _transpose,
+    "CONCATENATION": _concat,
+    "PAD": _pad,
+    "PADV2": _pad,
+    "STRIDED_SLICE": _strided_slice,
+    "SPLIT": _split("SPLIT"),
+    "SPLIT_V": _split("SPLIT_V"),
+    "RESIZE_NEAREST_NEIGHBOR": _resize_nn,
+    "MEAN": _mean,
+    "RESIZE_BILINEAR": _resize_bilinear,
+    **{k: _alias(k) for k in sorted(ALIAS_OPS)},
+}
+
+
+# --- the graph ---------------------------------------------------------------------------------
+
+
+def _op_where(ctx: _Ctx, index: int, kind: str, op: Any) -> str:
+    outs = [int(t) for t in (op.outputs if op.outputs is not None else [])]
+    out_name = ctx.name(outs[0]) if outs else "?"
+    return f"operator {index} ({kind}, output {out_name!r})"
+
+
+def _tflm_hint() -> str:
+    return "`edgedeploy firmware --runtime tflm` runs this model with the TFLM interpreter"
+
+
+def _check_integer_model(ctx: _Ctx) -> None:
+    for i in list(ctx.sg.inputs) + list(ctx.sg.outputs):
+        dt = ctx.dtype(int(i))
+        if dt not in ACTIVATION_TYPES:
+            what = "a float model" if dt.startswith("float") else f"{dt} activations"
+            raise CompileError(
+                f"model {'input' if i in ctx.sg.inputs else 'output'} {ctx.name(int(i))!r} is "
+                f"{dt}: compile takes full-integer int8 models, not {what}",
+                hint="convert with int8 activations (`edgedeploy convert` does by default), "
+                "or run this model with `--runtime tflm`",
+            )
+
+
+def lower(model: TFLiteModel) -> Graph:
+    """Lower a parsed model; raises CompileError for anything without a kernel."""
+    problems = _lower(model, collect=False)
+    if isinstance(problems, Graph):
+        return problems
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def unsupported(model: TFLiteModel) -> list[str]:
+    """Descriptions of the operators (or model properties) compile cannot handle; [] = none."""
+    result = _lower(model, collect=True)
+    return [] if isinstance(result, Graph) else result
+
+
+def _lower(model: TFLiteModel, *, collect: bool) -> Graph | list[str]:
+    mt = unpack(model.data)
+    if len(mt.subgraphs) != 1:
+        msg = f"the model has {len(mt.subgraphs)} subgraphs; compile handles one"
+        if collect:
+            return [msg]
+        raise CompileError(msg, hint=_tflm_hint())
+    ctx = _Ctx(mt, mt.subgraphs[0], {})
+    try:
+        _check_integer_model(ctx)
+    except CompileError as exc:
+        if collect:
+            return [exc.message]
+        raise
+    ops: list[Op] = []
+    problems: list[str] = []
+    for index, op in enumerate(ctx.sg.operators or []):
+        oc = mt.operatorCodes[op.opcodeIndex]
+        code = max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode))
+        kind = _BUILTIN_NAMES.get(code, f"UNKNOWN_{code}")
+        if code == schema.BuiltinOperator.CUSTOM:
+            cc = oc.customCode
+            kind = f"CUSTOM:{cc.decode() if isinstance(cc, bytes) else cc}"
+        fn = LOWERINGS.get(kind)
+        where = _op_where(ctx, index, kind, op)
+        if fn is None:
+            msg = f"{where}: no compiled kernel for {kind}"
+        else:
+            try:
+                ops.append(fn(ctx, op, index))
+                continue
+            except Unsupported as exc:
+                msg = f"{where}: {exc}"
+        if not collect:
+            raise CompileError(msg, hint=_tflm_hint())
+        problems.append(msg)
+    if problems:
+        return problems
+    inputs = tuple(int(i) for i in ctx.sg.inputs)
+    outputs = tuple(int(i) for i in ctx.sg.outputs)
+    for i in inputs + outputs:
+        try:
+            ctx.act(i)
+        except Unsupported as exc:
+            if collect:
+                return [str(exc)]
+            raise CompileError(str(exc), hint=_tflm_hint()) from exc
+    return Graph(ctx.tensors, ops, inputs, outputs, model.sha256, model.size)

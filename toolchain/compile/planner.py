@@ -1,0 +1,144 @@
+"""The static memory planner: one arena, an offset per activation tensor, decided offline.
+
+Each tensor's storage (aliases such as RESHAPE share their source's) lives from the operator
+that writes it to the last operator that reads it; graph inputs from the start, graph outputs
+to the end. Two tensors may share bytes only when their lifetimes are disjoint. Placement is
+greedy first-fit (lowest offset that fits among the already placed tensors that are live at
+the same time) under several orderings; the smallest arena wins. :func:`plan` also reports
+the lower bound (the largest sum of sizes live at any one operator) and the figure TFLM's own
+greedy planner gets for the same tensors (its order, its 16-byte alignment).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from toolchain.compile.ir import Graph
+
+ALIGN = 4
+TFLM_ALIGN = 16
+
+
+@dataclass(frozen=True)
+class Buffer:
+    tensor: int  # the storage root
+    size: int
+    first: int
+    last: int
+
+    def overlaps(self, other: Buffer) -> bool:
+        return self.first <= other.last and other.first <= self.last
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Offsets (by storage-root tensor index), the arena size and the figures around it."""
+
+    offsets: dict[int, int]
+    arena_bytes: int
+    lower_bound_bytes: int
+    tflm_greedy_bytes: int
+    heuristic: str
+    tried: dict[str, int] = field(default_factory=dict)
+
+    def offset(self, graph: Graph, tensor: int) -> int:
+        return self.offsets[graph.storage(tensor)]
+
+    def report(self) -> dict[str, object]:
+        return {
+            "arena_bytes": self.arena_bytes,
+            "lower_bound_bytes": self.lower_bound_bytes,
+            "tflm_greedy_bytes": self.tflm_greedy_bytes,
+            "heuristic": self.heuristic,
+            "tried": dict(self.tried),
+        }
+
+
+def _up(n: int, align: int) -> int:
+    return -(-n // align) * align
+
+
+def buffers(graph: Graph, align: int = ALIGN) -> list[Buffer]:
+    """The storage roots with their aligned sizes and lifetimes [first, last] in op indices."""
+    n = len(graph.ops)
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    size: dict[int, int] = {}
+
+    def touch(t: int, at: int) -> None:
+        s = graph.storage(t)
+        size[s] = max(size.get(s, 0), graph.tensors[t].nbytes)
+        first[s] = min(first.get(s, at), at)
+        last[s] = max(last.get(s, at), at)
+
+    for t in graph.inputs:
+        touch(t, 0)
+    for op in graph.ops:
+        for t in op.inputs + op.outputs:
+            touch(t, op.index if op.index < n else n - 1)
+    for t in graph.outputs:
+        touch(t, max(n - 1, 0))
+    return [Buffer(s, _up(size[s], align), first[s], last[s]) for s in sorted(size)]
+
+
+def _place(
+    bufs: list[Buffer], order: Callable[[Buffer], tuple[int, ...]]
+) -> tuple[dict[int, int], int]:
+    placed: list[tuple[int, Buffer]] = []
+    offsets: dict[int, int] = {}
+    for b in sorted(bufs, key=order):
+        busy = sorted((o, p.size) for o, p in placed if p.overlaps(b))
+        at = 0
+        for o, sz in busy:
+            if at + b.size <= o:
+                break
+            at = max(at, o + sz)
+        offsets[b.tensor] = at
+        placed.append((at, b))
+    top = max((o + b.size for o, b in placed), default=0)
+    return offsets, top
+
+
+HEURISTICS: dict[str, Callable[[Buffer], tuple[int, ...]]] = {
+    "size": lambda b: (-b.size, b.first, b.tensor),
+    "lifetime": lambda b: (-(b.last - b.first), -b.size, b.tensor),
+    "first_use": lambda b: (b.first, -b.size, b.tensor),
+    "size_x_lifetime": lambda b: (-b.size * (b.last - b.first + 1), b.tensor),
+    "last_use_desc": lambda b: (-b.last, -b.size, b.tensor),
+}
+
+
+def lower_bound(bufs: list[Buffer]) -> int:
+    if not bufs:
+        return 0
+    lo = min(b.first for b in bufs)
+    hi = max(b.last for b in bufs)
+    return max(sum(b.size for b in bufs if b.first <= i <= b.last) for i in range(lo, hi + 1))
+
+
+def plan(graph: Graph) -> Plan:
+    """The smallest arena over :data:`HEURISTICS` (ties: the first listed)."""
+    bufs = buffers(graph)
+    best: tuple[int, str, dict[int, int]] | None = None
+    tried: dict[str, int] = {}
+    for name, order in HEURISTICS.items():
+        offsets, top = _place(bufs, order)
+        tried[name] = top
+        if best is None or top < best[0]:
+            best = (top, name, offsets)
+    assert best is not None
+    _, tflm = _place(buffers(graph, TFLM_ALIGN), HEURISTICS["size"])
+    top, name, offsets = best
+    return Plan(offsets, max(_up(top, 16), 16), lower_bound(bufs), tflm, name, tried)
+
+
+def check(graph: Graph, p: Plan) -> None:
+    """Raise AssertionError when two tensors live at the same time share bytes (a self-check)."""
+    bufs = buffers(graph)
+    for i, a in enumerate(bufs):
+        for b in bufs[i + 1 :]:
+            if a.overlaps(b):
+                oa, ob = p.offsets[a.tensor], p.offsets[b.tensor]
+                if oa < ob + b.size and ob < oa + a.size:
+                    raise AssertionError(f"tensors {a.tensor} and {b.tensor} overlap in the arena")

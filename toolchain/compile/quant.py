@@ -1,0 +1,384 @@
+"""Quantization parameters computed on the host, exactly as TFLM's kernels compute them at Prepare.
+
+Everything here runs in Python doubles (IEEE binary64, like the C++ ``double`` TFLM uses) and
+float32 where TFLM uses ``float``, so the generated constants equal the ones TFLM's
+interpreter derives from the same .tflite. The fixed-point helpers at the end
+(:func:`srdhm`, :func:`rounding_divide_by_pot`, :func:`multiply_by_quantized_multiplier`)
+mirror the C in ``kernels/edc_fixedpoint.h`` so Python-side precomputation and tests can use
+the same arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+
+#: TFLite ActivationFunctionType values.
+ACT_NONE, ACT_RELU, ACT_RELU_N1_TO_1, ACT_RELU6 = 0, 1, 2, 3
+
+_QRANGE = {"int8": (-128, 127), "int16": (-32768, 32767), "uint8": (0, 255)}
+
+
+def _round_half_away(x: float) -> int:
+    """C's ``std::round``: halves go away from zero."""
+    return int(math.floor(abs(x) + 0.5)) * (1 if x >= 0 else -1)
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """``real`` → (Q31 multiplier, shift) with real ≈ m · 2^(shift-31) (double rounding mode)."""
+    if real == 0.0:
+        return 0, 0
+    q, shift = math.frexp(real)
+    q_fixed = _round_half_away(q * (1 << 31))
+    if q_fixed == (1 << 31):
+        q_fixed //= 2
+        shift += 1
+    if shift < -31:
+        shift, q_fixed = 0, 0
+    return int(q_fixed), int(shift)
+
+
+def quantize_multiplier_gt_one(real: float) -> tuple[int, int]:
+    m, shift = quantize_multiplier(real)
+    if shift < 0:
+        raise ValueError(f"multiplier {real} is not ≥ 1")
+    return m, shift
+
+
+def qrange(dtype: str) -> tuple[int, int]:
+    return _QRANGE[dtype]
+
+
+def activation_range(act: int, scale: float, zero_point: int, dtype: str) -> tuple[int, int]:
+    """TFLM's CalculateActivationRangeQuantized: float32 division, std::round, clamp to type."""
+    qmin, qmax = _QRANGE[dtype]
+    s = np.float32(scale)
+
+    def q(f: float) -> int:
+        return zero_point + _round_half_away(float(np.float32(f) / s))
+
+    if act == ACT_NONE:
+        return qmin, qmax
+    if act == ACT_RELU:
+        return max(qmin, q(0.0)), qmax
+    if act == ACT_RELU6:
+        return max(qmin, q(0.0)), min(qmax, q(6.0))
+    if act == ACT_RELU_N1_TO_1:
+        return max(qmin, q(-1.0)), min(qmax, q(1.0))
+    raise ValueError(f"fused activation {act} is not supported")
+
+
+def per_channel_multipliers(
+    input_scale: float, filter_scales: tuple[float, ...], output_scale: float, channels: int
+) -> tuple[list[int], list[int]]:
+    """Conv/depthwise/FC per-channel (multiplier, shift): in·filter[c]/out in doubles."""
+    mults, shifts = [], []
+    for c in range(channels):
+        fs = filter_scales[c] if len(filter_scales) > 1 else filter_scales[0]
+        eff = (
+            float(np.float32(input_scale)) * float(np.float32(fs)) / float(np.float32(output_scale))
+        )
+        m, s = quantize_multiplier(eff)
+        mults.append(m)
+        shifts.append(s)
+    return mults, shifts
+
+
+def softmax_params(beta: float, input_scale: float) -> tuple[int, int, int]:
+    """int8 softmax: (input_multiplier, input_left_shift, diff_min), 5 integer bits."""
+    integer_bits = 5
+    real = min(
+        float(np.float32(beta)) * float(np.float32(input_scale)) * float(1 << (31 - integer_bits)),
+        float((1 << 31) - 1),
+    )
+    mult, left_shift = quantize_multiplier_gt_one(real)
+    max_input_rescaled = (
+        1.0 * ((1 << integer_bits) - 1) * float(1 << (31 - integer_bits)) / float(1 << left_shift)
+    )
+    diff_min = -int(math.floor(max_input_rescaled))
+    return mult, left_shift, diff_min
+
+
+# --- the fixed-point arithmetic (reference implementations for tests) ----------------------
+
+
+def _wrap32(x: int) -> int:
+    return (x + 2**31) % 2**32 - 2**31
+
+
+def srdhm(a: int, b: int) -> int:
+    """Saturating rounding doubling high multiply of two int32 values."""
+    if a == b == INT32_MIN:
+        return INT32_MAX
+    ab = a * b
+    nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
+    v = ab + nudge
+    q = abs(v) >> 31
+    return q if v >= 0 else -q
+
+
+def rounding_divide_by_pot(x: int, exponent: int) -> int:
+    mask = (1 << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (1 if x < 0 else 0)
+    return (x >> exponent) + (1 if remainder > threshold else 0)
+
+
+def multiply_by_quantized_multiplier(x: int, m: int, shift: int) -> int:
+    left = shift if shift > 0 else 0
+    right = 0 if shift > 0 else -shift
+    return rounding_divide_by_pot(srdhm(_wrap32(x * (1 << left)), m), right)
+
+
+def _sat_shl(x: int, e: int) -> int:
+    """gemmlowp's SaturatingRoundingMultiplyByPOT<e> for e > 0 (int32)."""
+    threshold = (1 << (31 - e)) - 1
+    if x > threshold:
+        return INT32_MAX
+    if x < -threshold:
+        return INT32_MIN
+    return _wrap32(x << e)
+
+
+def _exp_quarter(a: int) -> int:
+    """exp(a) for a in [-1/4, 0), Q0.31 (Taylor series around -1/8)."""
+    constant_term, one_third = 1895147668, 715827883
+    x = _wrap32(a + (1 << 28))
+    x2 = srdhm(x, x)
+    x3 = srdhm(x2, x)
+    x4 = srdhm(x2, x2)
+    x4_over_4 = rounding_divide_by_pot(x4, 2)
+    poly = rounding_divide_by_pot(_wrap32(srdhm(_wrap32(x4_over_4 + x3), one_third) + x2), 1)
+    return _wrap32(constant_term + srdhm(constant_term, _wrap32(x + poly)))
+
+
+_EXP_MULTS = (1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242)
+
+
+def exp_on_negative_values(a: int, ib: int) -> int:
+    """exp(a) for a ≤ 0 in Q(ib).(31-ib); Q0.31 result (the C twin: edc_exp_neg)."""
+    fb = 31 - ib
+    quarter = 1 << (fb - 2)
+    a_mod = _wrap32((a & (quarter - 1)) - quarter)
+    result = _exp_quarter(_sat_shl(a_mod, ib) if ib > 0 else a_mod)
+    remainder = _wrap32(a_mod - a)
+    for k in range(-2, 5):
+        if ib > k and remainder & (1 << (fb + k)):
+            result = srdhm(result, _EXP_MULTS[k + 2])
+    if ib > 5 and a < -(1 << (36 - ib)):
+        result = 0
+    if a == 0:
+        result = INT32_MAX
+    return result
+
+
+def _newton_reciprocal(a: int) -> int:
+    """x ≈ 1/(1+a)·4 in Q2.29 for a in Q0.31 (three Newton-Raphson steps)."""
+    v = a + INT32_MAX + (1 if a + INT32_MAX >= 0 else -1)
+    half_den = v // 2 if v >= 0 else -((-v) // 2)  # C division truncates towards zero
+    x = _wrap32(1515870810 + srdhm(half_den, -1010580540))
+    for _ in range(3):
+        hdx = srdhm(half_den, x)
+        one_minus = _wrap32((1 << 29) - hdx)
+        x = _wrap32(x + _sat_shl(srdhm(x, one_minus), 2))
+    return x
+
+
+def one_over_one_plus_x(a: int) -> int:
+    return _sat_shl(_newton_reciprocal(a), 1)
+
+
+def one_minus_x_over_one_plus_x(a: int) -> int:
+    return _sat_shl(_wrap32(_newton_reciprocal(a) - (1 << 29)), 2)
+
+
+def logistic_q(a: int, ib: int) -> int:
+    """gemmlowp logistic of a Q(ib) value; Q0.31 result."""
+    if a == 0:
+        return 1 << 30
+    pos = a > 0
+    absa = a if pos else _wrap32(-a)
+    r = one_over_one_plus_x(exp_on_negative_values(_wrap32(-absa), ib))
+    return r if pos else _wrap32(INT32_MAX - r)
+
+
+def tanh_q(a: int, ib: int) -> int:
+    """gemmlowp tanh of a Q(ib) value; Q0.31 result."""
+    if a == 0:
+        return 0
+    neg = a < 0
+    n = a if neg else _wrap32(-a)
+    t = one_minus_x_over_one_plus_x(exp_on_negative_values(n, ib + 1))
+    return _wrap32(-t) if neg else t
+
+
+def _frexp_multiplier(real: float) -> tuple[int, int]:
+    """TFLM's logistic/tanh Prepare: frexp + round, without QuantizeMultiplier's fix-ups."""
+    q, shift = math.frexp(real)
+    return _wrap32(_round_half_away(q * (1 << 31))), shift
+
+
+def _input_radius(integer_bits: int, left_shift: int) -> int:
+    v = 1.0 * ((1 << integer_bits) - 1) * float(1 << (31 - integer_bits)) / float(1 << left_shift)
+    return int(math.floor(v))
+
+
+def lut_logistic_s8(in_scale: float, in_zp: int) -> np.ndarray:
+    """int8 LOGISTIC as a 256-entry table (index x + 128), TFLM's integer arithmetic."""
+    mult, shift = _frexp_multiplier(float(np.float32(in_scale)) * float(1 << 27))
+    radius = _input_radius(4, shift)
+    out = np.empty(256, np.int8)
+    for k in range(256):
+        x = k - 128 - in_zp
+        if x <= -radius:
+            v = -128
+        elif x >= radius:
+            v = 127
+        else:
+            q4 = multiply_by_quantized_multiplier(x, mult, shift)
+            v = max(-128, min(127, rounding_divide_by_pot(logistic_q(q4, 4), 23) - 128))
+        out[k] = v
+    return out
+
+
+def lut_tanh_s8(in_scale: float, in_zp: int) -> np.ndarray:
+    """int8 TANH as a 256-entry table (output scale 1/128, zero point 0, as TFLM computes)."""
+    mult, shift = _frexp_multiplier(float(np.float32(in_scale)) * float(1 << 27))
+    radius = _input_radius(4, shift)
+    out = np.empty(256, np.int8)
+    for k in range(256):
+        x = k - 128 - in_zp
+        if x <= -radius:
+            v = -128
+        elif x >= radius:
+            v = 127
+        else:
+            q4 = multiply_by_quantized_multiplier(x, mult, shift)
+            v = max(-128, min(127, rounding_divide_by_pot(tanh_q(q4, 4), 24)))
+        out[k] = v
+    return out
+
+
+def lut_requantize_s8(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
+    """int8 → int8 QUANTIZE (TFLM's Requantize) as a 256-entry table."""
+    mult, shift = quantize_multiplier(float(np.float32(in_scale)) / float(np.float32(out_scale)))
+    out = np.empty(256, np.int8)
+    for k in range(256):
+        v = multiply_by_quantized_multiplier(k - 128 - in_zp, mult, shift) + out_zp
+        out[k] = max(-128, min(127, v))
+    return out
+
+
+def _wrap16(x: int) -> int:
+    return (x + 2**15) % 2**16 - 2**15
+
+
+def _srdhm16(a: int, b: int) -> int:
+    if a == b == -(2**15):
+        return 2**15 - 1
+    ab = a * b
+    nudge = (1 << 14) if ab >= 0 else 1 - (1 << 14)
+    v = ab + nudge
+    return _wrap16(abs(v) >> 15 if v >= 0 else -(abs(v) >> 15))
+
+
+def _sdhm16(a: int, b: int) -> int:
+    """TFLM's non-rounding SaturatingDoublingHighMul (int16)."""
+    if a == b == -(2**15):
+        return 2**15 - 1
+    ab = a * b
+    return _wrap16(abs(ab) >> 15 if ab >= 0 else -(abs(ab) >> 15))
+
+
+def _sat_lshift16(x: int, amount: int) -> int:
+    return max(-(2**15), min(2**15 - 1, x * (1 << amount)))
+
+
+def _to_int16_multiplier(m: int) -> int:
+    if m >= INT32_MAX - (1 << 15):
+        return 2**15 - 1
+    return (m + (1 << 15)) >> 16
+
+
+def lut_hard_swish_s8(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
+    """int8 HARD_SWISH as a 256-entry table, TFLM's int16 fixed-point arithmetic."""
+    f32 = np.float32
+    hires = f32(1.0 / 128.0) * f32(in_scale)
+    om, oe = quantize_multiplier(float(f32(hires / f32(out_scale))))
+    rm, re_ = quantize_multiplier(float(f32(hires / f32(3.0 / 32768.0))))
+    if oe > 0:
+        raise ValueError("HARD_SWISH output multiplier exponent > 0 (TFLM rejects it)")
+    om16, rm16 = _to_int16_multiplier(om), _to_int16_multiplier(rm)
+    out = np.empty(256, np.int8)
+    for k in range(256):
+        x = _wrap16(k - 128 - in_zp)
+        hi = _wrap16(x * 128)
+        pre_out = _srdhm16(hi, om16)
+        r = hi
+        if re_ > 0:
+            r = _sat_lshift16(r, re_ - 1)
+        r = _srdhm16(r, rm16)
+        if re_ > 0:
+            r = _sat_lshift16(r, 1)
+        if re_ < 0:
+            r = rounding_divide_by_pot(r, -re_)
+        r = _wrap16((r + (1 << 15)) >> 1)
+        v = _sdhm16(r, pre_out)
+        v = _wrap16(rounding_divide_by_pot(v, -oe) + out_zp)
+        out[k] = max(-128, min(127, v))
+    return out
+
+
+def lut_relu_s8(
+    in_scale: float,
+    in_zp: int,
+    out_scale: float,
+    out_zp: int,
+    lo_f: float = 0.0,
+    hi_f: float | None = None,
+) -> np.ndarray:
+    """Standalone int8 RELU / RELU_0_TO_1 / RELU_N1_TO_1 (TFLite's ReluX: requantize, then
+    clamp at the quantized bounds ``lo_f``..``hi_f``; ``hi_f`` None = no upper bound)."""
+    f32 = np.float32
+    mult, shift = quantize_multiplier(float(f32(in_scale) / f32(out_scale)))
+    lo = max(-128, out_zp + _round_half_away(float(f32(lo_f) / f32(out_scale))))
+    hi = 127
+    if hi_f is not None:
+        hi = min(127, out_zp + _round_half_away(float(f32(hi_f) / f32(out_scale))))
+    out = np.empty(256, np.int8)
+    for k in range(256):
+        v = out_zp + multiply_by_quantized_multiplier(k - 128 - in_zp, mult, shift)
+        out[k] = min(hi, max(lo, v))
+    return out
+
+
+def lut_relu6_s8(in_scale: float, in_zp: int) -> np.ndarray:
+    """Standalone int8 RELU6 (TFLM clamps the input codes to [zero, six]; no requantization)."""
+    six = max(
+        -128, min(127, _round_half_away(float(np.float32(6.0) / np.float32(in_scale))) + in_zp)
+    )
+    return np.asarray([min(six, max(in_zp, k - 128)) for k in range(256)], np.int8)
+
+
+def lut_leaky_relu_s8(
+    in_scale: float, in_zp: int, out_scale: float, out_zp: int, alpha: float
+) -> np.ndarray:
+    """int8 LEAKY_RELU with TFLM's identity and alpha multipliers (float32 products)."""
+    f32 = np.float32
+    ma, sa = quantize_multiplier(float(f32(in_scale) * f32(alpha) / f32(out_scale)))
+    mi, si = quantize_multiplier(float(f32(in_scale) / f32(out_scale)))
+    neg = ma < 0
+    out = np.empty(256, np.int8)
+    for k in range(256):
+        x = k - 128 - in_zp
+        if x >= 0:
+            v = out_zp + multiply_by_quantized_multiplier(x, mi, si)
+        else:
+            a = multiply_by_quantized_multiplier(x, -ma if neg else ma, sa)
+            v = out_zp + (-a if neg else a)
+        out[k] = min(127, max(-128, v))
+    return out
