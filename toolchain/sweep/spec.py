@@ -11,7 +11,7 @@ Format (docs/project.md, docs/sweep.md)::
 
     [sweep.axes]                      # any key of the project schema: a list of values
     prune.ratio = [0.25, 0.5, 0.75]
-    quantization.activations = ["int8", "int16x8"]
+    quantization.activations = ["int8", "int16"]
     target.name = ["mps2-an386", "mps2-an500"]
 
     [[sweep.constraints]]             # one recommended point per set
