@@ -4,8 +4,8 @@ a table of the points and the recommended point per constraint set; writes ``swe
 ``sweep.html`` (docs/sweep.md).
 
 Exit codes: 0 when the sweep finished (also when some points failed: they are recorded);
-1 when no point succeeded; 2 usage (a bad [sweep] table, an unreachable cluster); 130 on
-Ctrl-C (the next run resumes from the finished points).
+1 when no point succeeded or the [sweep] table is invalid; 2 usage (an unreachable cluster);
+130 on Ctrl-C (the next run resumes from the finished points).
 """
 
 from __future__ import annotations
