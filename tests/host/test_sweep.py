@@ -217,3 +217,15 @@ def test_sweep_keeps_a_live_builders_folder(tmp_path: Path) -> None:
         dead.mkdir()
         cache.sweep(out)  # another run starting in the same folder
         assert mine.is_dir() and not dead.exists()
+
+
+def test_unreachable_cluster_fails_fast(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nobody listens there
+    t0 = time.monotonic()
+    assert main(["sweep", str(_project(tmp_path, GOOD)), "--address", f"127.0.0.1:{port}"]) == 2
+    assert time.monotonic() - t0 < 30  # not Ray's minutes of retries
+    assert "cannot reach the Ray cluster" in capsys.readouterr().err

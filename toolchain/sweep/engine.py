@@ -254,6 +254,8 @@ def connect(address: str | None, num_cpus: int | None) -> Cluster:
             kw["num_cpus"] = num_cpus or os.cpu_count() or 1
         elif num_cpus is not None:
             raise UsageError("--cpus is for a local Ray; a cluster has its own CPUs")
+        else:
+            _check_reachable(address)
         try:
             ray.init(address=address, **kw)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -270,6 +272,23 @@ def connect(address: str | None, num_cpus: int | None) -> Cluster:
         cpus=float(ray.cluster_resources().get("CPU", 0)),
         started_here=started,
     )
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a cluster address nobody listens at (``ray.init`` would retry for
+    minutes). ``auto`` and addresses without a port are left to Ray."""
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}",
+            hint="start it with `ray start --head --port PORT` (docs/sweep.md), check the "
+            "address, or leave out --address (and RAY_ADDRESS) to run on this machine",
+        ) from exc
 
 
 def order(spec: SweepSpec, points: list[Point]) -> list[Point]:
