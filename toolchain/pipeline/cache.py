@@ -300,6 +300,7 @@ class StageStore:
         if entry.is_dir():
             return
         entry.parent.mkdir(parents=True, exist_ok=True)
+        sweep(entry.parent)  # copies a killed publisher left
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.building-{_owner()}-", dir=entry.parent))
         try:
             shutil.copytree(folder, tmp, dirs_exist_ok=True)
