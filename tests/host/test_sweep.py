@@ -229,3 +229,22 @@ def test_unreachable_cluster_fails_fast(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["sweep", str(_project(tmp_path, GOOD)), "--address", f"127.0.0.1:{port}"]) == 2
     assert time.monotonic() - t0 < 30  # not Ray's minutes of retries
     assert "cannot reach the Ray cluster" in capsys.readouterr().err
+
+
+def test_device_keys(tmp_path: Path) -> None:
+    """Physical devices (serial/ADB/SSH) take one point at a time, keyed by the device; QEMU
+    and host-tflm run in parallel unless listed in exclusive_targets."""
+    from toolchain.sweep.engine import device_key, order
+
+    axes = '[sweep.axes]\nbench.target = ["nucleo-l4r5zi", "rpi4", "mps2-an386", "host-tflm"]\n'
+    spec = load_sweep(_project(tmp_path, axes + 'bench.port = ["socket://127.0.0.1:7"]\n'))
+    keys = [device_key(spec, p) for p in spec.points]
+    assert keys[0] == "serial:nucleo-l4r5zi:socket://127.0.0.1:7"
+    assert keys[1] is not None and keys[1].startswith("ssh:rpi4")
+    assert keys[2:] == [None, None]
+    spec2 = load_sweep(_project(tmp_path, axes.replace("[sweep.axes]", '[sweep]\nexclusive_targets = ["host-tflm"]\n[sweep.axes]')))  # fmt: skip
+    assert device_key(spec2, spec2.points[3]) == "host-tflm:host-tflm"
+    # submission order: points that need different pruned models first
+    grid8 = load_sweep(_project(tmp_path, GOOD))
+    first = order(grid8, list(grid8.points))[:4]
+    assert len({(dict(p.settings)["prune.ratio"], dict(p.settings)["quantization.activations"]) for p in first}) == 4  # fmt: skip
