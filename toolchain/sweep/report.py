@@ -100,13 +100,17 @@ def front_chart(data: Mapping[str, Any], x: str, y: str = "accuracy") -> str | N
             color=PALETTE["blue"],
             linewidth=1.4,
             markersize=5,
+            drawstyle="steps-post",  # the staircase: what is attainable up to each x
             label="Pareto front",
             zorder=3,
         )
-        for p in fp:
+        at: dict[tuple[float, float], list[str]] = {}
+        for p in fp:  # one label per spot: "0,1" for points with the same numbers
+            at.setdefault((p["metrics"][x], p["metrics"][y]), []).append(str(p["index"]))
+        for (px, py), names in at.items():
             ax.annotate(
-                str(p["index"]),
-                (p["metrics"][x], p["metrics"][y]),
+                ",".join(sorted(names, key=int)),
+                (px, py),
                 textcoords="offset points",
                 xytext=(4, 4),
                 fontsize=7.5,
@@ -146,8 +150,12 @@ def render(data: Mapping[str, Any]) -> str:
         ".figs{display:flex;flex-wrap:wrap;gap:12px}h2{margin-top:28px}</style></head><body>",
         f"<h1>Sweep of {e(data['sweep']['project'])}</h1>",
         f"<p>{c['points']} points ({c['ok']} ok, {c['failed']} failed, {c['resumed']} from an earlier run), "
-        f"{data['cluster'].get('nodes', 0)} Ray node(s), {c['nodes']} used; "
-        f"{data['seconds']:.1f} s; status <b>{e(data['status'])}</b>; "
+        + (
+            f"{data['cluster']['nodes']} Ray node(s), {c['nodes']} used; "
+            if data["cluster"].get("nodes")
+            else "no Ray started (nothing left to run); "
+        )
+        + f"{data['seconds']:.1f} s; status <b>{e(data['status'])}</b>; "
         f"stage cache hits {c['stage_cache_hits']}.</p>",
         "<h2>Recommended points</h2><table><tr><th>constraints</th><th>feasible</th><th>point</th>"
         "<th>settings</th><th>accuracy</th><th>latency</th><th>flash</th><th>RAM</th></tr>",
