@@ -416,7 +416,7 @@ def execute(
             ray.cancel(ref, force=True)
         # the points that finished meanwhile wrote their point.json: take them
         for pid, rec in finished_points(spec).items():
-            records.setdefault(pid, rec)
+            records.setdefault(pid, {**rec, "resumed": pid in done})
     finally:
         for a in actors.values():
             ray.kill(a)
