@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "demo": "benchmarks.demo_bench",
     "compile": "benchmarks.compile_bench",
     "compiled": "benchmarks.compiled_qemu",
+    "sweep": "benchmarks.sweep_bench",
 }
 
 

@@ -17,6 +17,7 @@ starter (:mod:`toolchain.starter`). Tables and their keys::
     [bench]        enabled, target, runner, runs, warmup, port, profile_ops, timeout_s,
                    adb_serial, ssh_host, ssh_key, benchmark_binary, threads
     [output]       dir, html
+    [sweep]        axes, constraints, ... (validated by toolchain.sweep; ``run`` ignores it)
 
 Relative paths (model files, ``file.py:fn`` references, data files, the TFLM library, the
 output folder) are relative to the project file's folder; ``package.module:fn`` references
@@ -53,6 +54,7 @@ TOP_KEYS = (
     "firmware",
     "bench",
     "output",
+    "sweep",  # read by `edgedeploy sweep` (toolchain.sweep.spec); a run ignores it
 )
 
 #: allowed values, mirrored from toolchain.prune (kept here so loading a project, or building the

@@ -35,6 +35,7 @@ COMMANDS: tuple[str, ...] = (
     "toolchain.cli.init",
     "toolchain.cli.demo",
     "toolchain.cli.zoo",
+    "toolchain.cli.sweep",
 )
 
 EXIT_INTERNAL = 70

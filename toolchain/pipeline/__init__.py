@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Collection
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,12 +107,16 @@ def run_project(
     force: Collection[str] = (),
     stop_after: str | None = None,
     out_dir: str | Path | None = None,
+    store: cache.StageStore | None = None,
 ) -> RunResult:
     """Run the project's stages in order and write ``report.json`` / ``report.html``.
 
     ``force``: stage names (or ``"all"``) to run even when cached — e.g. ``{"bench"}`` to
     measure again. ``stop_after``: the last stage to run (later ones are "not run").
-    ``out_dir`` overrides the project's ``[output] dir``. ``progress`` gets
+    ``out_dir`` overrides the project's ``[output] dir``. ``store``: a
+    :class:`~toolchain.pipeline.cache.StageStore` shared with other runs (a sweep's points):
+    a stage missing from ``out_dir`` is copied from it when another run built it, and what is
+    built here is published to it (one builder per key at a time). ``progress`` gets
     ``(stage, done, total)`` for each stage and ``("<stage>: <step>", done, total)`` for the
     steps inside it.
 
@@ -156,26 +161,38 @@ def run_project(
                 continue
             parts = stage.key(ctx)
             key = cache.digest(parts) if parts is not None else None
-            hit = cache.lookup(folder, key, parts) if key and stage.name not in forced else None
-            if hit is not None:
-                rec = hit["record"]
-                output = StageOutput.from_dict(rec["output"], folder, cache.content_digest(folder))
-                status, built = "cached", rec.get("seconds")
-            else:
-                with cache.building(folder) as work:
-                    output = stage.run(ctx, work, folder)
-                    built = time.perf_counter() - t0
-                    cache.commit(
-                        work,
-                        folder,
-                        key=key,
-                        record={"output": output.to_dict(), "seconds": round(built, 3)},
-                        parts=parts,
+            cacheable = key is not None and stage.name not in forced
+            hit = cache.lookup(folder, key, parts) if cacheable and key else None
+            # the shared store: one builder per key; the others wait, then copy its folder
+            shared = store if key is not None and hit is None else None
+            with shared.claim(stage.name, key) if shared and key else nullcontext():
+                if shared and cacheable and key:
+                    hit = shared.fetch(stage.name, key, folder)
+                    if hit is not None:
+                        log.info("%s: copied from the shared stage store", stage.name)
+                if hit is not None:
+                    rec = hit["record"]
+                    output = StageOutput.from_dict(
+                        rec["output"], folder, cache.content_digest(folder)
                     )
-                output = StageOutput.from_dict(
-                    output.to_dict(), folder, cache.content_digest(folder)
-                )
-                status = "ok"
+                    status, built = "cached", rec.get("seconds")
+                else:
+                    with cache.building(folder) as work:
+                        output = stage.run(ctx, work, folder)
+                        built = time.perf_counter() - t0
+                        cache.commit(
+                            work,
+                            folder,
+                            key=key,
+                            record={"output": output.to_dict(), "seconds": round(built, 3)},
+                            parts=parts,
+                        )
+                    if shared and key:
+                        shared.publish(stage.name, key, folder)
+                    output = StageOutput.from_dict(
+                        output.to_dict(), folder, cache.content_digest(folder)
+                    )
+                    status = "ok"
         except KeyboardInterrupt as exc:
             failure = exc
             records.append(

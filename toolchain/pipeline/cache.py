@@ -9,18 +9,29 @@ with the same key whose files still hash the same takes the folder as it is.
 A stage is built in a hidden sibling folder (``.<name>.building-*``) and swapped into place
 only once it finished, manifest included: a failure or Ctrl-C in the middle leaves the
 previous folder (if any) untouched and nothing half-written; :func:`sweep` removes the
-leftovers of a run that was killed outright.
+leftovers of a run that was killed outright (never those of a run still alive: build folders
+carry the builder's host and pid).
+
+Concurrent writers: two processes may build the same stage folder at once; the swap into
+place is done under a lock file (``.<name>.lock``, ``fcntl.flock``), so the folder is always
+one complete build. :class:`StageStore` is a content-addressed store of finished stage
+folders (``<root>/<stage>/<key>/``) shared by many runs, e.g. the points of a sweep, on one
+machine or on a folder every node mounts: a stage whose key is in the store is copied from
+it instead of built, and a builder holds the key's lock file while it builds, so two runs that
+need the same stage at the same time build it once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import hashlib
 import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,7 +146,7 @@ def building(folder: Path) -> Iterator[Path]:
     """A fresh hidden folder next to ``folder`` to build the stage in; removed unless
     :func:`commit` moved it into place."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.building-", dir=folder.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.building-{_owner()}-", dir=folder.parent))
     try:
         yield tmp
     finally:
@@ -167,14 +178,56 @@ def commit(
         },
     )
     _publish(tmp)
-    old = None
-    if folder.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
-        os.replace(folder, old / folder.name)
-    os.replace(tmp, folder)
+    _swap(tmp, folder)
+    return files
+
+
+def _swap(tmp: Path, folder: Path) -> None:
+    """Replace ``folder`` by ``tmp`` (under the folder's lock: concurrent writers take turns)."""
+    with file_lock(folder.parent / f".{folder.name}.lock"):
+        old = None
+        if folder.exists():
+            old = Path(
+                tempfile.mkdtemp(prefix=f".{folder.name}.old-{_owner()}-", dir=folder.parent)
+            )
+            os.replace(folder, old / folder.name)
+        os.replace(tmp, folder)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    return files
+
+
+def _owner() -> str:
+    """``host_pid`` of this process, as written into the names of its build folders."""
+    return f"{socket.gethostname().replace('-', '_')}_{os.getpid()}"
+
+
+def _alive(name: str) -> bool:
+    """Whether the build folder ``name`` belongs to a process alive on this host."""
+    owner = name.split(".building-" if ".building-" in name else ".old-", 1)[1].split("-")[0]
+    host, _, pid = owner.rpartition("_")
+    if host != socket.gethostname().replace("-", "_") or not pid.isdigit():
+        return False  # another host's, or an old-style name: a leftover
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (created if missing) for the ``with`` block. Works
+    between processes on one machine and, where the file system supports it (local disks,
+    NFSv4), between machines sharing the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _publish(tmp: Path) -> None:
@@ -199,5 +252,60 @@ def sweep(out_dir: Path) -> None:
     if not out_dir.is_dir():
         return
     for p in out_dir.iterdir():
-        if p.name.startswith(".") and (".building-" in p.name or ".old-" in p.name):
+        leftover = p.name.startswith(".") and (".building-" in p.name or ".old-" in p.name)
+        if leftover and not _alive(p.name):
             shutil.rmtree(p, ignore_errors=True)
+
+
+class StageStore:
+    """Finished stage folders shared between runs, by stage key: ``<root>/<stage>/<key>/``.
+
+    An entry is a copy of a committed stage folder, manifest included, published by renaming
+    a complete copy into place (a reader never sees half an entry; a second publisher of the
+    same key keeps the first). :meth:`claim` holds ``<root>/<stage>/.<key>.lock`` so that of
+    several runs needing the same stage at once, one builds it and the others then copy it.
+    Entries are checked like a stage folder (:func:`lookup`) before they are used.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def entry(self, stage: str, key: str) -> Path:
+        return self.root / stage / key
+
+    def claim(self, stage: str, key: str) -> contextlib.AbstractContextManager[None]:
+        """The build lock of ``stage``/``key`` (blocks while another run builds it)."""
+        return file_lock(self.root / stage / f".{key}.lock")
+
+    def fetch(self, stage: str, key: str, folder: Path) -> dict[str, Any] | None:
+        """Copy the entry for ``key`` into place as ``folder``; its manifest, or None when the
+        store has no intact entry."""
+        entry = self.entry(stage, key)
+        if lookup(entry, key) is None:
+            return None
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(
+            tempfile.mkdtemp(prefix=f".{folder.name}.building-{_owner()}-", dir=folder.parent)
+        )
+        try:
+            shutil.copytree(entry, tmp, dirs_exist_ok=True)
+            _swap(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return lookup(folder, key)
+
+    def publish(self, stage: str, key: str, folder: Path) -> None:
+        """Copy the committed ``folder`` into the store as ``key`` (kept if already there)."""
+        entry = self.entry(stage, key)
+        if entry.is_dir():
+            return
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        sweep(entry.parent)  # copies a killed publisher left
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.building-{_owner()}-", dir=entry.parent))
+        try:
+            shutil.copytree(folder, tmp, dirs_exist_ok=True)
+            os.rename(tmp, entry)
+        except OSError as exc:  # published by another run meanwhile (or the store is full)
+            log.debug("stage store: %s/%s not published: %s", stage, key, exc)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
