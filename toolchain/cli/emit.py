@@ -46,6 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="headroom over the smallest working arena: 4%%, 512 (bytes) or 4%%+256 (default 4%%)",
     )
     p.add_argument("--no-litert-check", action="store_true", help="skip the TFLM vs LiteRT check")
+    p.add_argument(
+        "--lean",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write the model without what TFLM never reads (names go to <name>_tensors.json); "
+        "default: lean, except for phone and Linux targets (LiteRT reads the signature)",
+    )
     p.add_argument("--json", action="store_true", help="print emit_report.json instead of tables")
     p.set_defaults(func=run)
 
@@ -65,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             golden_count=args.golden_count,
             arena_margin=args.arena_margin,
             check_litert=not args.no_litert_check,
+            lean=args.lean,
             progress=prog,
         )
     if args.json:
@@ -84,6 +92,13 @@ def _print_summary(result: Any) -> None:
         f"{result.resolver.count} ops: {', '.join(result.resolver.methods)}",
         highlight=False,
     )
+    if result.lean is not None:
+        lean = result.lean
+        c.print(
+            f"lean model: {lean.bytes_after:,} B (given {lean.bytes_before:,} B), TFLM outputs "
+            f"identical; names in {result.symbols.tensor_names}",
+            highlight=False,
+        )
     if result.golden is not None:
         c.print(f"golden: {result.golden.source}", highlight=False)
     for cmp in result.litert:

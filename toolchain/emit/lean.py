@@ -29,7 +29,7 @@ ARC MLI, CEVA); the tests (``tests/host/test_emit_lean.py``) check each on many 
    compute their multipliers from the input, filter and output scales
    (``PopulateConvolutionQuantizationParams``); the bias scale is read only for uint8
    inputs (``GetQuantizedConvolutionMultipler``). So the quantization of a bias tensor
-   (input 2, or 3 for TRANSPOSE_CONV) of an int8/int16 convolution goes, when the tensor is
+   (input 2, or 3 for TRANSPOSE_CONV, whose data input is 2) of an int8/int16 convolution goes, when the tensor is
    constant and no other operator or subgraph input/output uses it. FULLY_CONNECTED keeps
    its bias scale: its per-tensor path (and every path of the Xtensa kernel) checks
    ``|input scale × filter scale − bias scale| / output scale ≤ 0.02``.
@@ -65,9 +65,9 @@ from toolchain.tflite_model import TFLiteModel
 #: Metadata entries TFLM reads (micro_allocation_info.cc, compression.h).
 TFLM_METADATA = ("OfflineMemoryAllocation", "COMPRESSION_METADATA")
 
-#: op name → index of its bias input, for the ops whose kernels never read bias quantization
-#: for int8/int16 inputs (rule 5 of the module docstring).
-_CONV_BIAS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "TRANSPOSE_CONV": 3}
+#: op name → (index of its data input, index of its bias input), for the ops whose kernels
+#: never read bias quantization for int8/int16 inputs (rule 5 of the module docstring).
+_CONV_BIAS = {"CONV_2D": (0, 2), "DEPTHWISE_CONV_2D": (0, 2), "TRANSPOSE_CONV": (2, 3)}
 _INT8_INT16 = (schema.TensorType.INT8, schema.TensorType.INT16)
 
 
@@ -140,8 +140,12 @@ def names_json(model: TFLiteModel) -> dict[str, Any]:
     }
 
 
-def lean_model(model: TFLiteModel) -> LeanModel:
+def lean_model(model: TFLiteModel, *, reduce_zero_points: bool = True) -> LeanModel:
     """Rewrite ``model`` without what TFLM never reads (rules in the module docstring).
+
+    ``reduce_zero_points=False`` skips rule 4: LiteRT rejects a zero-point vector shorter
+    than its scales ("QuantizationParam has 1 zero_point values and 64 scale values"), so
+    only without it does LiteRT run the lean model too.
 
     Raises :class:`TFLiteModelError` for a model whose buffers live outside the flatbuffer
     (models over 2 GB): nothing an MCU runs.
@@ -162,7 +166,8 @@ def lean_model(model: TFLiteModel) -> LeanModel:
     m.signatureDefs = None
     m.description = None
     m.metadataBuffer = None
-    kept_md, dropped_md = [], []
+    kept_md: list[Any] = []
+    dropped_md: list[Any] = []
     for md in m.metadata or []:
         (kept_md if _s(md.name) in TFLM_METADATA else dropped_md).append(md)
     m.metadata = kept_md or None
@@ -190,7 +195,7 @@ def lean_model(model: TFLiteModel) -> LeanModel:
                 q.min = q.max = None
                 q.details, q.detailsType = None, 0
                 # 4. one zero point when all are equal
-                if q.zeroPoint is not None and len(q.zeroPoint) > 1:
+                if reduce_zero_points and q.zeroPoint is not None and len(q.zeroPoint) > 1:
                     zps = [int(z) for z in q.zeroPoint]
                     if all(z == zps[0] for z in zps):
                         q.zeroPoint = [zps[0]]
@@ -208,19 +213,19 @@ def lean_model(model: TFLiteModel) -> LeanModel:
         io = set(_ints(sg.inputs)) | set(_ints(sg.outputs))
         for op in sg.operators or []:
             name = codes[op.opcodeIndex]
-            pos = _CONV_BIAS.get(name)
+            slots = _CONV_BIAS.get(name)
             ins = _ints(op.inputs)
-            if pos is None or len(ins) <= pos or ins[pos] < 0 or ins[0] < 0:
+            if slots is None or len(ins) <= slots[1] or ins[slots[1]] < 0 or ins[slots[0]] < 0:
                 continue
-            bi = int(ins[pos])
-            bias, x = tensors[bi], tensors[int(ins[0])]
+            bpos, bi = slots[1], ins[slots[1]]
+            bias, x = tensors[bi], tensors[ins[slots[0]]]
             if (
                 bias.quantization is not None
                 and x.type in _INT8_INT16
                 and bi not in io
                 and not bias.isVariable
                 and _has_data(m, bias)
-                and all(u == (name, pos) for u in users.get(bi, []))
+                and all(u == (name, bpos) for u in users.get(bi, []))
             ):
                 bias.quantization = None
                 bias_removed += 1
@@ -244,13 +249,15 @@ def lean_model(model: TFLiteModel) -> LeanModel:
         buffers_deduplicated=deduped,
         buffers_removed=n_before - len(m.buffers or []),
     )
-    return LeanModel(data=data, names=names_json(model), stats=stats)
+    names = names_json(model)
+    names["lean_sha256"] = hashlib.sha256(data).hexdigest()
+    return LeanModel(data=data, names=names, stats=stats)
 
 
 _MEMO = threading.local()  # offsets of shared objects, for the builder being packed
 
 
-class _SharedTensorT(schema.TensorT):  # type: ignore[misc]
+class _SharedTensorT(schema.TensorT):
     """A TensorT that shares equal shape vectors and quantization tables (rule 7)."""
 
     def Pack(self, builder: Any) -> int:
