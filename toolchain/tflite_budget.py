@@ -60,7 +60,13 @@ _SCHEMA: dict[str, dict[int, tuple[Any, ...]]] = {
         9: ("tables", "VariantSubType"),
     },
     "VariantSubType": {0: ("vec", 4)},
-    "QuantizationParameters": {0: ("vec", 4), 1: ("vec", 4), 2: ("vec", 4), 3: ("vec", 8), 5: ("union",)},
+    "QuantizationParameters": {
+        0: ("vec", 4),
+        1: ("vec", 4),
+        2: ("vec", 4),
+        3: ("vec", 8),
+        5: ("union",),
+    },
     "Sparsity": {0: ("vec", 4), 1: ("vec", 4), 2: ("tables", "DimensionMetadata")},
     "DimensionMetadata": {2: ("union",), 4: ("union",)},
     "Operator": {
