@@ -39,7 +39,8 @@ ARC MLI, CEVA); the tests (``tests/host/test_emit_lean.py``) check each on many 
    their own buffers), and buffers nothing uses are dropped. Data stays 16-byte aligned
    (:func:`toolchain.convert.flatbuf.pack`).
 7. **Shared tables**: tensors with equal shapes point at one shape vector, tensors with
-   equal quantization at one ``QuantizationParameters`` table. A flatbuffer may reference
+   equal quantization at one ``QuantizationParameters`` table, and those tables at shared
+   ``scale`` / ``zero_point`` vectors when the values are equal. A flatbuffer may reference
    an object from several places; TFLM only reads through the offsets (it copies
    quantization into its own structs, and ``shape`` is read-only: TFLM never reshapes a
    tensor in place).
@@ -287,7 +288,7 @@ class _SharedTensorT(schema.TensorT):
             )
             quant = memo.get(key)
             if quant is None:
-                quant = memo[key] = q.Pack(builder)
+                quant = memo[key] = _pack_quantization(builder, q, memo)
         schema.TensorStart(builder)
         if shape is not None:
             schema.TensorAddShape(builder, shape)
@@ -302,6 +303,34 @@ class _SharedTensorT(schema.TensorT):
         schema.TensorAddHasRank(builder, self.hasRank)
         schema.TensorAddExternalBuffer(builder, self.externalBuffer)
         return int(schema.TensorEnd(builder))
+
+
+def _pack_quantization(builder: Any, q: Any, memo: dict[Any, int]) -> int:
+    """A QuantizationParameters table whose scale and zero-point vectors are shared with
+    every other table that has the same values (rule 7); min/max/details are packed as
+    usual when present (they are not, after the lean rules)."""
+    if q.min is not None or q.max is not None or q.details is not None:
+        return int(q.Pack(builder))
+    scale = zps = None
+    if q.scale is not None:
+        arr = np.asarray(q.scale, np.float32)
+        key = ("scale", arr.tobytes())
+        scale = memo.get(key)
+        if scale is None:
+            scale = memo[key] = builder.CreateNumpyVector(arr)
+    if q.zeroPoint is not None:
+        zarr = np.asarray(q.zeroPoint, np.int64)
+        key = ("zp", zarr.tobytes())
+        zps = memo.get(key)
+        if zps is None:
+            zps = memo[key] = builder.CreateNumpyVector(zarr)
+    schema.QuantizationParametersStart(builder)
+    if scale is not None:
+        schema.QuantizationParametersAddScale(builder, scale)
+    if zps is not None:
+        schema.QuantizationParametersAddZeroPoint(builder, zps)
+    schema.QuantizationParametersAddQuantizedDimension(builder, q.quantizedDimension)
+    return int(schema.QuantizationParametersEnd(builder))
 
 
 def _ints(v: Any) -> list[int]:
