@@ -429,3 +429,37 @@ def test_single_operator_model_is_bit_identical_in_tflm(
     full = TFLiteModel.from_bytes(single_op_models[op], source=f"<{op} seed {SEED}>")
     assert op in full.op_names(), f"the converter did not emit {op}: {full.op_names()}"
     check_lean(full, samples=3, seed=SEED)
+
+
+# --- the emit stage and its CLI --------------------------------------------------------------
+
+
+@needs_ref
+def test_emit_is_lean_for_mcu_targets_and_full_for_phones(tmp_path: Path) -> None:
+    import json
+
+    from toolchain.cli import main
+    from toolchain.emit import emit
+
+    src = REF / "tflm_models/micro_speech/micro_speech_quantized.tflite"
+    full = TFLiteModel.from_file(src)
+    r = emit(src, out_dir=tmp_path / "mcu", target="mps2-an386", golden_count=1)
+    assert r.lean is not None and r.lean.bytes_after < full.size
+    report = json.loads((tmp_path / "mcu" / "emit_report.json").read_text())
+    assert report["lean"]["tflm_outputs_identical"] is True
+    assert report["lean"]["budget_after"]["names"] == 0 < report["lean"]["budget_before"]["names"]
+    names = json.loads((tmp_path / "mcu" / "micro_speech_quantized_tensors.json").read_text())
+    assert names["subgraphs"][0]["tensors"] == [t.name for t in full.main.tensors]
+    assert names["lean_sha256"] == report["lean"]["sha256"]
+    cc = (tmp_path / "mcu" / "micro_speech_quantized_model_data.cc").read_text()
+    assert f"= {r.lean.bytes_after};" in cc  # the array holds the lean bytes
+
+    phone = emit(src, out_dir=tmp_path / "phone", target="android-arm64", golden_count=0)
+    assert phone.lean is None and phone.symbols.tensor_names is None
+    assert not (tmp_path / "phone" / "micro_speech_quantized_tensors.json").exists()
+
+    assert main(["emit", str(src), "--out", str(tmp_path / "cli"), "--no-lean",
+                 "--golden-count", "0"]) == 0  # fmt: skip
+    cc = (tmp_path / "cli" / "micro_speech_quantized_model_data.cc").read_text()
+    assert f"= {full.size};" in cc
+    assert not (tmp_path / "cli" / "micro_speech_quantized_tensors.json").exists()
