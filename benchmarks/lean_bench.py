@@ -217,11 +217,14 @@ def _params(net: Any) -> int:
     return int(n)
 
 
-def _convert(net: Any, calib: np.ndarray, work: Path, name: str) -> bytes | str:
+def _convert(
+    net: Any, calib: np.ndarray, work: Path, name: str, shape: list[int] | None = None
+) -> bytes | str:
     from toolchain.convert import convert
 
     try:
-        res = convert(net, calib=calib, out_dir=work / name, cache=True)
+        shapes = None if shape is None else [shape]
+        res = convert(net, calib=calib, out_dir=work / name, cache=True, input_shapes=shapes)
     except Exception as exc:  # noqa: BLE001 - a model that does not convert is a result
         return f"{type(exc).__name__}: {str(exc)[:200]}"
     return (work / name / "model_int8.tflite").read_bytes() if res else b""
@@ -261,7 +264,7 @@ def converted(sets: list[str], work: Path) -> list[tuple[str, str, bytes | str, 
     if "peer" in sets:
         import sys
 
-        peer = common.ROOT.parent / "shared" / "peer_models"
+        peer = common.reference_dir().parent / "peer_models"
         sys.path.insert(0, str(peer))
         from make_suite import digits_images
 
@@ -272,7 +275,14 @@ def converted(sets: list[str], work: Path) -> list[tuple[str, str, bytes | str, 
             size = int(m["input_shape"][-1])
             common.say(f"lean: converting peer {f.stem}")
             calib = digits_images(size, "train")[0][:64]
-            out.append(("peer", f.stem, _convert(str(f), calib, work, "peer_" + f.stem), {}))
+            out.append(
+                (
+                    "peer",
+                    f.stem,
+                    _convert(str(f), calib, work, "peer_" + f.stem, m["input_shape"]),
+                    {},
+                )
+            )
     return out
 
 
