@@ -463,3 +463,19 @@ def test_emit_is_lean_for_mcu_targets_and_full_for_phones(tmp_path: Path) -> Non
     cc = (tmp_path / "cli" / "micro_speech_quantized_model_data.cc").read_text()
     assert f"= {full.size};" in cc
     assert not (tmp_path / "cli" / "micro_speech_quantized_tensors.json").exists()
+
+
+@needs_ref
+def test_emit_lean_takes_golden_arrays_named_like_the_input_tensors(tmp_path: Path) -> None:
+    """The lean model has no tensor names; golden data is matched against the full model's."""
+    from toolchain.emit import emit
+
+    src = REF / KWS
+    full = TFLiteModel.from_file(src)
+    x = np.random.default_rng(3).integers(-128, 128, size=(2, *full.inputs[0].shape))
+    # a second array: only matching by the input tensor's name picks the right one
+    arrays = {full.inputs[0].name: x.astype(np.int8), "labels": np.arange(2)}
+    np.savez(tmp_path / "g.npz", **arrays)
+    r = emit(src, out_dir=tmp_path / "o", golden_data=tmp_path / "g.npz", check_litert=False)
+    assert r.lean is not None and r.golden is not None and r.golden.count == 2
+    np.testing.assert_array_equal(r.golden.inputs[0], x.astype(np.int8))

@@ -147,9 +147,10 @@ def emit(
         parsed = TFLiteModel.from_bytes(lean_result.data, source=f"<lean {full.source}>")
     spec = resolver.resolver_spec(parsed)
     if golden_count and golden_data is not None:  # bad data fails before the slow steps
-        inputs, source = golden.load_inputs(parsed, golden_data, count=golden_count)
+        # the full model: golden .npz arrays may be named like its input tensors
+        inputs, source = golden.load_inputs(full, golden_data, count=golden_count)
     elif golden_count:
-        inputs = golden.random_inputs(parsed, count=golden_count, seed=golden_seed)
+        inputs = golden.random_inputs(full, count=golden_count, seed=golden_seed)
         source = (
             f"{golden_count} random sample(s), numpy default_rng(seed={golden_seed}) "
             "- not real data"
@@ -222,7 +223,7 @@ def emit(
     gc: str | None = None
     if gset is not None:
         (gh, ghb), (gc, gcb) = golden.c_files(
-            gset, parsed, name=sym, about=about, namespace=namespace
+            gset, full, name=sym, about=about, namespace=namespace
         )
         files[gh], files[gc] = ghb, gcb
         files[GOLDEN_NPZ] = golden.npz_bytes(gset)
