@@ -479,3 +479,18 @@ def test_emit_lean_takes_golden_arrays_named_like_the_input_tensors(tmp_path: Pa
     r = emit(src, out_dir=tmp_path / "o", golden_data=tmp_path / "g.npz", check_litert=False)
     assert r.lean is not None and r.golden is not None and r.golden.count == 2
     np.testing.assert_array_equal(r.golden.inputs[0], x.astype(np.int8))
+
+
+@needs_ref
+def test_inspect_prints_the_byte_budget(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from toolchain.cli import main
+
+    assert main(["inspect", str(REF / KWS), "--json", "--no-tensors"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert sum(info["budget"].values()) == info["bytes"] == 53_936
+    assert info["budget"]["names"] > 5_000 and info["budget"]["quantization"] > 19_000
+    assert main(["inspect", str(REF / KWS), "--no-tensors"]) == 0
+    out = capsys.readouterr().out
+    assert "bytes of the file" in out and "quantization" in out and "padding" in out
