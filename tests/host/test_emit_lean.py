@@ -319,7 +319,7 @@ def test_duplicate_buffers_are_shared_and_tflm_metadata_is_kept() -> None:
         flatbuf.set_buffer_array(m, sg, other_i, flatbuf.buffer_array(m, t).astype(
             flatbuf._NUMPY_OF_TYPE[int(other.type)]) if other.type == t.type else None)  # fmt: skip
         state["pair"] = (sg.tensors.index(t), other_i)
-        for name in (*TFLM_METADATA, "something_else"):
+        for name in ("OfflineMemoryAllocation", "something_else"):
             buf = schema.BufferT()
             buf.data = np.frombuffer(b"\x01\x00\x00\x00" * 4, dtype=np.uint8)
             m.buffers.append(buf)
@@ -340,7 +340,8 @@ def test_duplicate_buffers_are_shared_and_tflm_metadata_is_kept() -> None:
         assert lm.stats.buffers_deduplicated >= 1
     root = schema.Model.GetRootAs(lm.data, 0)
     kept = sorted(root.Metadata(i).Name().decode() for i in range(root.MetadataLength()))
-    assert kept == sorted(TFLM_METADATA) and "something_else" in lm.stats.metadata_removed
+    assert kept == ["OfflineMemoryAllocation"] and "something_else" in lm.stats.metadata_removed
+    assert "OfflineMemoryAllocation" in TFLM_METADATA
     assert root.SignatureDefsLength() == 0
 
 
@@ -494,3 +495,24 @@ def test_inspect_prints_the_byte_budget(capsys: pytest.CaptureFixture[str]) -> N
     assert main(["inspect", str(REF / KWS), "--no-tensors"]) == 0
     out = capsys.readouterr().out
     assert "bytes of the file" in out and "quantization" in out and "padding" in out
+
+
+@needs_ref
+def test_buffers_keep_their_numbers_when_tflm_compression_metadata_names_them() -> None:
+    from ai_edge_litert import schema_py_generated as schema
+
+    def add_compression(m: Any) -> None:
+        buf = schema.BufferT()
+        buf.data = np.frombuffer(b"\x00" * 16, dtype=np.uint8)
+        m.buffers.append(buf)
+        md = schema.MetadataT()
+        md.name, md.buffer = "COMPRESSION_METADATA", len(m.buffers) - 1
+        m.metadata = [*(m.metadata or []), md]
+
+    edited = TFLiteModel.from_bytes(_edited((REF / KWS).read_bytes(), add_compression))
+    lm = lean_model(edited)
+    lean = TFLiteModel.from_bytes(lm.data)
+    assert lm.stats.buffers_removed == 0
+    assert [t.buffer_index for t in lean.main.tensors if t.is_constant] == [
+        t.buffer_index for t in edited.main.tensors if t.is_constant
+    ]

@@ -36,7 +36,8 @@ ARC MLI, CEVA); the tests (``tests/host/test_emit_lean.py``) check each on many 
 6. **Buffers**: every tensor without data points at the empty buffer 0 (the converter
    gives each activation an empty buffer of its own), byte-identical constant buffers are
    shared (TFLM maps constant tensors read-only, ``kTfLiteMmapRo``; variable tensors keep
-   their own buffers), and buffers nothing uses are dropped. Data stays 16-byte aligned
+   their own buffers), and buffers nothing uses are dropped — unless the model carries
+   ``COMPRESSION_METADATA``, which names buffers by index. Data stays 16-byte aligned
    (:func:`toolchain.convert.flatbuf.pack`).
 7. **Shared tables**: tensors with equal shapes point at one shape vector, tensors with
    equal quantization at one ``QuantizationParameters`` table, and those tables at shared
@@ -233,8 +234,12 @@ def lean_model(model: TFLiteModel, *, reduce_zero_points: bool = True) -> LeanMo
 
     # 6. buffers: empty ones → 0, identical constant data shared, unused dropped
     n_before = len(m.buffers or [])
-    deduped = _share_buffers(m)
-    _drop_unused_buffers(m)
+    deduped = 0
+    if not any(_s(md.name) == "COMPRESSION_METADATA" for md in kept_md):
+        # (TFLM's compression metadata names buffers by index inside its own blob: with it,
+        # buffers keep their numbers)
+        deduped = _share_buffers(m)
+        _drop_unused_buffers(m)
     try:
         data = flatbuf.pack(m)
     finally:
