@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, str] = {
     "compile": "benchmarks.compile_bench",
     "compiled": "benchmarks.compiled_qemu",
     "sweep": "benchmarks.sweep_bench",
+    "lean": "benchmarks.lean_bench",
 }
 
 

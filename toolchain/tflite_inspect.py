@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from toolchain.convert.graphlint import lint
+from toolchain.tflite_budget import byte_budget
 from toolchain.tflite_model import TensorInfo, TFLiteModel
 
 MAX_SCALES_SHOWN = 8
@@ -86,6 +87,7 @@ def describe(model: TFLiteModel) -> dict[str, Any]:
         "schema_version": model.version,
         "description": model.description,
         "weight_bytes": model.weight_bytes(),
+        "budget": byte_budget(model),
         "ops": model.op_histogram(),
         "counts": report.counts,
         "integer_only": report.ok,

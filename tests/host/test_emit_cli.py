@@ -42,6 +42,7 @@ def test_cli_writes_every_file(speech_out: Path) -> None:
             "micro_speech_quantized_model_data.cc",
             "micro_speech_quantized_model_data.h",
             "micro_speech_quantized_op_resolver.h",
+            "micro_speech_quantized_tensors.json",  # lean by default for an MCU target
         ]
     )
     report = json.loads((speech_out / "emit_report.json").read_text())
@@ -53,7 +54,7 @@ def test_cli_writes_every_file(speech_out: Path) -> None:
     # every file the symbols name was written
     sym = report["symbols"]
     for key in ("model_header", "model_source", "resolver_header", "golden_header",
-                "golden_source", "golden_npz"):  # fmt: skip
+                "golden_source", "golden_npz", "tensor_names"):  # fmt: skip
         assert sym[key] in names, key
     h = (speech_out / "micro_speech_quantized_model_data.h").read_text()
     assert f"kMicroSpeechQuantizedTensorArenaSize = {report['arena']['size']};" in h
@@ -121,6 +122,7 @@ def test_no_golden(reference_dir: Path, tmp_path: Path) -> None:
         "sine_model_data.cc",
         "sine_model_data.h",
         "sine_op_resolver.h",
+        "sine_tensors.json",
     ]
     assert r.litert == () and r.symbols.golden_npz is None
     assert r.symbols.golden_header is None and r.symbols.golden_source is None

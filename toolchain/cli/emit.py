@@ -51,6 +51,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="emit a model that computes in float (refused by default: not integer-only)",
     )
+    p.add_argument(
+        "--lean",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write the model without what TFLM never reads (names go to <name>_tensors.json); "
+        "default: lean, except for phone and Linux targets (LiteRT reads the signature)",
+    )
     p.add_argument("--json", action="store_true", help="print emit_report.json instead of tables")
     p.set_defaults(func=run)
 
@@ -71,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
             arena_margin=args.arena_margin,
             check_litert=not args.no_litert_check,
             allow_float=args.allow_float,
+            lean=args.lean,
             progress=prog,
         )
     if args.json:
@@ -90,6 +98,13 @@ def _print_summary(result: Any) -> None:
         f"{result.resolver.count} ops: {', '.join(result.resolver.methods)}",
         highlight=False,
     )
+    if result.lean is not None:
+        lean = result.lean
+        c.print(
+            f"lean model: {lean.bytes_after:,} B (given {lean.bytes_before:,} B), TFLM outputs "
+            f"identical; names in {result.symbols.tensor_names}",
+            highlight=False,
+        )
     if result.golden is not None:
         c.print(f"golden: {result.golden.source}", highlight=False)
     for cmp in result.litert:

@@ -68,6 +68,12 @@ def run(args: argparse.Namespace) -> int:
         + (f"; description {info['description']!r}" if info["description"] else ""),
         highlight=False,
     )
+    budget = Table(title="bytes of the file", title_justify="left")
+    for col in ("part", "bytes", "share"):
+        budget.add_column(col, justify="left" if col == "part" else "right")
+    for part, n in info["budget"].items():
+        budget.add_row(part.replace("_", " "), f"{n:,}", f"{100 * n / max(info['bytes'], 1):.1f} %")
+    c.print(budget)
     ops = Table(title="operators", title_justify="left")
     ops.add_column("op")
     ops.add_column("count", justify="right")

@@ -11,6 +11,9 @@ Files (``<name>`` defaults to the model file's stem, made a C identifier):
   ``k<Name>TensorArenaSize`` (recommended, with margin) and ``k<Name>TensorArenaMinSize``.
 * ``<name>_op_resolver.h`` — ``<Name>OpResolver`` and ``Register<Name>Ops()``.
 * ``<name>_golden.h/.cc`` and ``golden.npz`` — unless ``golden_count=0``.
+* ``<name>_tensors.json`` — with ``lean`` (the default except for phone and Linux targets):
+  the tensor, subgraph and operator names the lean flatbuffer no longer carries
+  (:mod:`toolchain.emit.lean`).
 * ``emit_report.json`` — everything above as data, plus the LiteRT check and memory report.
 """
 
@@ -25,16 +28,20 @@ from typing import Any
 from toolchain import __version__
 from toolchain.emit import arena as arena_lib
 from toolchain.emit import carray, cnames, footprint, golden, litert_check, resolver
+from toolchain.emit import lean as lean_lib
 from toolchain.emit.model_input import ModelLike, load, model_file
-from toolchain.errors import TFLiteModelError, UsageError
+from toolchain.errors import EmitError, TFLiteModelError, UsageError
 from toolchain.fsutil import check_output_path, staged_outputs, to_json, writing_to
 from toolchain.progress import ProgressFn, no_progress
 from toolchain.targets import Target, load_target
+from toolchain.tflite_budget import byte_budget
 from toolchain.tflite_model import TFLiteModel
 
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "emit_report.json"
+#: target kinds whose runtime is LiteRT (it reads signature defs): they keep the full model.
+FULL_MODEL_KINDS = ("android", "linux")
 GOLDEN_NPZ = "golden.npz"
 _STEPS = 6
 
@@ -57,6 +64,7 @@ class EmitSymbols:
     golden_header: str | None = None
     golden_source: str | None = None
     golden_npz: str | None = None
+    tensor_names: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,7 @@ class EmitResult:
     memory: footprint.MemoryReport
     symbols: EmitSymbols
     report: dict[str, Any] = field(repr=False)
+    lean: lean_lib.LeanStats | None = None  # None: the model was emitted as given
 
 
 def check_integer_only(model: TFLiteModel) -> None:
@@ -106,6 +115,7 @@ def emit(
     arena_margin: arena_lib.ArenaMargin | str = arena_lib.DEFAULT_MARGIN,
     check_litert: bool = True,
     allow_float: bool = False,
+    lean: bool | None = None,
     progress: ProgressFn = no_progress,
 ) -> EmitResult:
     """Emit the embedded artifacts of ``model`` into ``out_dir``.
@@ -116,7 +126,13 @@ def emit(
     array into that linker section. ``golden_data``: .npy/.npz or arrays for the golden
     vectors (else ``golden_count`` random samples from ``golden_seed``); ``golden_count=0``
     writes no golden files and skips the LiteRT check. ``arena_margin``: ``"4%"``,
-    ``"512"``, ``"4%+256"`` or an :class:`ArenaMargin`.
+    ``"512"``, ``"4%+256"`` or an :class:`ArenaMargin`. ``lean``: write the flatbuffer
+    without what TFLM never reads (:mod:`toolchain.emit.lean`; names go to
+    ``<name>_tensors.json``); default: lean unless the target is a phone or Linux board
+    (LiteRT reads the signature defs). The arena and golden vectors are measured on the
+    bytes written; a lean model's TFLM outputs are checked bit-identical to the full
+    model's on the golden inputs (EmitError otherwise); the LiteRT check runs the full
+    model (LiteRT rejects a zero-point vector shorter than its scales).
 
     A model that computes in float (not a full-integer model, as ``inspect`` shows) is
     refused unless ``allow_float``.
@@ -145,11 +161,18 @@ def emit(
     stem = Path(parsed.source).stem if not parsed.source.startswith("<") else "model"
     sym = name if name is not None else cnames.sanitize(stem)
     tgt = load_target(target) if isinstance(target, str) else target
+    use_lean = lean if lean is not None else (tgt is None or tgt.kind not in FULL_MODEL_KINDS)
+    full = parsed
+    lean_result: lean_lib.LeanModel | None = None
+    if use_lean:
+        lean_result = lean_lib.lean_model(full)
+        parsed = TFLiteModel.from_bytes(lean_result.data, source=f"<lean {full.source}>")
     spec = resolver.resolver_spec(parsed)
     if golden_count and golden_data is not None:  # bad data fails before the slow steps
-        inputs, source = golden.load_inputs(parsed, golden_data, count=golden_count)
+        # the full model: golden .npz arrays may be named like its input tensors
+        inputs, source = golden.load_inputs(full, golden_data, count=golden_count)
     elif golden_count:
-        inputs = golden.random_inputs(parsed, count=golden_count, seed=golden_seed)
+        inputs = golden.random_inputs(full, count=golden_count, seed=golden_seed)
         source = (
             f"{golden_count} random sample(s), numpy default_rng(seed={golden_seed}) "
             "- not real data"
@@ -165,10 +188,20 @@ def emit(
     if golden_count:
         with model_file(parsed) as mf:
             outputs = golden.run_tflm(mf, inputs, arena=search.minimum)
-            gset = golden.GoldenSet(source, tuple(inputs), tuple(outputs))
-            progress("emit", 3, _STEPS)
-            if check_litert:
+        gset = golden.GoldenSet(source, tuple(inputs), tuple(outputs))
+        progress("emit", 3, _STEPS)
+        if check_litert:  # LiteRT runs the full model (it rejects reduced zero points)
+            with model_file(full) as mf:
                 comparisons = litert_check.check(mf, inputs, outputs)
+    if lean_result is not None:  # the lean model must compute exactly what the full one does
+        if gset is not None:
+            check_in, lean_out = list(gset.inputs), list(gset.outputs)
+        else:
+            check_in = golden.random_inputs(full, count=2, seed=golden_seed)
+            with model_file(parsed) as mf:
+                lean_out = golden.run_tflm(mf, check_in, arena=search.minimum)
+        with model_file(full) as mf:
+            _check_lean(mf, check_in, lean_out, arena=2 * search.minimum + (1 << 20))
     progress("emit", 4, _STEPS)
 
     memory = footprint.memory_report(
@@ -181,9 +214,15 @@ def emit(
     memory.check()  # BudgetError before anything is written
 
     about = [
-        f"{Path(parsed.source).name}: {parsed.size} bytes, sha256 {parsed.sha256}",
+        f"{Path(full.source).name}: {full.size} bytes, sha256 {full.sha256}",
         f"edgedeploy {__version__}",
     ]
+    if lean_result is not None:
+        about.insert(
+            1,
+            f"lean for TFLM (names in {sym}_tensors.json): {parsed.size} bytes, "
+            f"sha256 {parsed.sha256}",
+        )
     arena_text = (
         f"\n// Tensor arena for tflite::MicroInterpreter, in bytes: the smallest arena with which\n"
         f"// the host TFLM interpreter allocates and invokes this model, {search.minimum} B, plus\n"
@@ -206,10 +245,14 @@ def emit(
     gc: str | None = None
     if gset is not None:
         (gh, ghb), (gc, gcb) = golden.c_files(
-            gset, parsed, name=sym, about=about, namespace=namespace
+            gset, full, name=sym, about=about, namespace=namespace
         )
         files[gh], files[gc] = ghb, gcb
         files[GOLDEN_NPZ] = golden.npz_bytes(gset)
+    names_file: str | None = None
+    if lean_result is not None:
+        names_file = f"{sym}_tensors.json"
+        files[names_file] = to_json(lean_result.names).encode("utf-8")
     progress("emit", 5, _STEPS)
     ns = carray.Namespace.of(namespace)
     cam = cnames.camel(sym)
@@ -227,16 +270,26 @@ def emit(
         golden_header=gh,
         golden_source=gc,
         golden_npz=GOLDEN_NPZ if gset else None,
+        tensor_names=names_file,
     )
 
     report: dict[str, Any] = {
         "schema": 1,
         "edgedeploy": __version__,
         "model": {
-            "path": parsed.source,
-            "bytes": parsed.size,
+            "path": full.source,
+            "bytes": full.size,
+            "sha256": full.sha256,
+            "ops": full.op_histogram(),
+        },
+        "lean": None
+        if lean_result is None
+        else {
+            **lean_result.stats.to_dict(),
             "sha256": parsed.sha256,
-            "ops": parsed.op_histogram(),
+            "budget_before": byte_budget(full),
+            "budget_after": byte_budget(parsed),
+            "tflm_outputs_identical": True,  # checked above, EmitError otherwise
         },
         "name": sym,
         "namespace": namespace,
@@ -282,4 +335,18 @@ def emit(
         memory=memory,
         symbols=symbols,
         report=report,
+        lean=None if lean_result is None else lean_result.stats,
     )
+
+
+def _check_lean(mf: Any, inputs: list[Any], lean_outputs: list[Any], *, arena: int) -> None:
+    """EmitError unless the full model's TFLM outputs equal the lean model's bit for bit."""
+    import numpy as np
+
+    full_outputs = golden.run_tflm(mf, inputs, arena=arena)
+    for k, (a, b) in enumerate(zip(full_outputs, lean_outputs, strict=True)):
+        if a.shape != b.shape or a.dtype != b.dtype or not np.array_equal(a, b):
+            raise EmitError(
+                f"the lean model's TFLM outputs differ from the full model's (output {k})",
+                hint="emit with --no-lean and report this model: a lean rule does not hold",
+            )
