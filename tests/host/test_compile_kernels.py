@@ -53,7 +53,7 @@ def _pick_out_scale(rng: np.random.Generator, in_s: float, w_s: float, n: int) -
     return float(125 * math.sqrt(max(n, 1)) * in_s * w_s * rng.uniform(0.2, 3.0))
 
 
-def _conv_like(rng: np.random.Generator, i: int, depthwise: bool) -> Case:
+def _conv_like(rng: np.random.Generator, i: int, depthwise: bool, dt: str = "int8") -> Case:
     while True:
         b = int(rng.integers(1, 3))
         h, w = int(rng.integers(1, 13)), int(rng.integers(1, 13))
@@ -69,6 +69,8 @@ def _conv_like(rng: np.random.Generator, i: int, depthwise: bool) -> Case:
             break
     act = int(rng.choice(ACTS))
     in_s, in_zp = _q(rng)
+    if dt == "int16":
+        in_s, in_zp = in_s / 256, 0
     if depthwise:
         ic = int(rng.integers(1, 9))
         dm = int(rng.choice([1, 1, 2, 3]))
@@ -88,13 +90,16 @@ def _conv_like(rng: np.random.Generator, i: int, depthwise: bool) -> Case:
     wdata = rng.integers(-127, 128, size=wshape).astype(np.int8)
     out_s = _pick_out_scale(rng, in_s, float(np.mean(w_scales)), fan_in)
     out_zp = int(rng.integers(-128, 128))
+    bias_t, bias_hi = "int32", 3000
+    if dt == "int16":
+        out_s, out_zp, bias_t, bias_hi = out_s / 256, 0, "int64", 3000 * 256
     bias = None
     if depthwise or rng.random() < 0.85:  # TFLM's interpreter crashes on a bias-less depthwise
-        bias = T((oc,), "int32", tuple(in_s * s for s in w_scales), (0,) * nsc,
-                 rng.integers(-3000, 3000, size=oc).astype(np.int32))  # fmt: skip
-    x = T((b, h, w, ic), "int8", (in_s,), (in_zp,))
+        bias = T((oc,), bias_t, tuple(in_s * s for s in w_scales), (0,) * nsc,
+                 rng.integers(-bias_hi, bias_hi, size=oc))  # fmt: skip
+    x = T((b, h, w, ic), dt, (in_s,), (in_zp,))
     wt = T(wshape, "int8", w_scales, (0,) * nsc, wdata, qdim)
-    y = T((b, oh, ow, oc), "int8", (out_s,), (out_zp,))
+    y = T((b, oh, ow, oc), dt, (out_s,), (out_zp,))
     pad = schema.Padding.SAME if same else schema.Padding.VALID
     if depthwise:
         o = schema.DepthwiseConv2DOptionsT()
@@ -108,7 +113,8 @@ def _conv_like(rng: np.random.Generator, i: int, depthwise: bool) -> Case:
     o.padding, o.strideH, o.strideW = pad, sh, sw
     o.dilationHFactor, o.dilationWFactor, o.fusedActivationFunction = dh, dw, act
     model = single_op(kind, [x, wt, bias], [y], otype, o)
-    return Case(f"{kind.lower()}_{i}", model, [(x.shape, "int8")], [(y.shape, "int8")])
+    suffix = "_s16" if dt == "int16" else ""
+    return Case(f"{kind.lower()}{suffix}_{i}", model, [(x.shape, dt)], [(y.shape, dt)])
 
 
 def _conv(rng: np.random.Generator, i: int) -> Case:
@@ -119,28 +125,32 @@ def _dwconv(rng: np.random.Generator, i: int) -> Case:
     return _conv_like(rng, i, depthwise=True)
 
 
-def _fc(rng: np.random.Generator, i: int) -> Case:
+def _fc(rng: np.random.Generator, i: int, dt: str = "int8") -> Case:
     b, n, m = int(rng.integers(1, 4)), int(rng.integers(1, 65)), int(rng.integers(1, 33))
     in_s, in_zp = _q(rng)
     per_channel = rng.random() < 0.3
     nsc = m if per_channel else 1
     w_scales = tuple(float(v) for v in rng.uniform(0.002, 0.05, nsc))
     out_s = _pick_out_scale(rng, in_s, float(np.mean(w_scales)), n)
-    x = T((b, n), "int8", (in_s,), (in_zp,))
+    out_zp, bias_t, bias_hi = int(rng.integers(-128, 128)), "int32", 3000
+    if dt == "int16":
+        in_zp, out_zp, bias_t, bias_hi = 0, 0, "int64", 3000 * 256
+    x = T((b, n), dt, (in_s,), (in_zp,))
     wt = T((m, n), "int8", w_scales, (0,) * nsc, rng.integers(-127, 128, (m, n)).astype(np.int8))
     bias = None
     if rng.random() < 0.85:
-        bias = T((m,), "int32", tuple(in_s * s for s in w_scales), (0,) * nsc,
-                 rng.integers(-3000, 3000, size=m).astype(np.int32))  # fmt: skip
-    y = T((b, m), "int8", (out_s,), (int(rng.integers(-128, 128)),))
+        bias = T((m,), bias_t, tuple(in_s * s for s in w_scales), (0,) * nsc,
+                 rng.integers(-bias_hi, bias_hi, size=m))  # fmt: skip
+    y = T((b, m), dt, (out_s,), (out_zp,))
     o = schema.FullyConnectedOptionsT()
     o.fusedActivationFunction = int(rng.choice(ACTS))
     model = single_op("FULLY_CONNECTED", [x, wt, bias], [y],
                       schema.BuiltinOptions.FullyConnectedOptions, o)  # fmt: skip
-    return Case(f"fully_connected_{i}", model, [(x.shape, "int8")], [(y.shape, "int8")])
+    suffix = "_s16" if dt == "int16" else ""
+    return Case(f"fully_connected{suffix}_{i}", model, [(x.shape, dt)], [(y.shape, dt)])
 
 
-def _pool(kind: str) -> Callable[[np.random.Generator, int], Case]:
+def _pool(kind: str, dt: str = "int8") -> Callable[[np.random.Generator, int], Case]:
     def make(rng: np.random.Generator, i: int) -> Case:
         while True:
             b, c = int(rng.integers(1, 3)), int(rng.integers(1, 9))
@@ -152,14 +162,17 @@ def _pool(kind: str) -> Callable[[np.random.Generator, int], Case]:
             if oh > 0 and ow > 0:
                 break
         s, zp = _q(rng)
-        x = T((b, h, w, c), "int8", (s,), (zp,))
-        y = T((b, oh, ow, c), "int8", (s,), (zp,))
+        if dt == "int16":
+            s, zp = s / 256, 0
+        x = T((b, h, w, c), dt, (s,), (zp,))
+        y = T((b, oh, ow, c), dt, (s,), (zp,))
         o = schema.Pool2DOptionsT()
         o.padding = schema.Padding.SAME if same else schema.Padding.VALID
         o.strideH, o.strideW, o.filterHeight, o.filterWidth = sh, sw, kh, kw
         o.fusedActivationFunction = int(rng.choice(ACTS))
         model = single_op(kind, [x], [y], schema.BuiltinOptions.Pool2DOptions, o)
-        return Case(f"{kind.lower()}_{i}", model, [(x.shape, "int8")], [(y.shape, "int8")])
+        suffix = "_s16" if dt == "int16" else ""
+        return Case(f"{kind.lower()}{suffix}_{i}", model, [(x.shape, dt)], [(y.shape, dt)])
 
     return make
 
@@ -448,6 +461,11 @@ GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = 
     "RESIZE_NEAREST_NEIGHBOR": (_resize_nn, 30),
     "RESIZE_BILINEAR": (_resize_bilinear, 30),
     "MEAN": (_mean, 40),
+    "CONV_2D_S16": (lambda rng, i: _conv_like(rng, i, False, "int16"), 40),
+    "DEPTHWISE_CONV_2D_S16": (lambda rng, i: _conv_like(rng, i, True, "int16"), 30),
+    "FULLY_CONNECTED_S16": (lambda rng, i: _fc(rng, i, "int16"), 30),
+    "AVERAGE_POOL_2D_S16": (_pool("AVERAGE_POOL_2D", "int16"), 20),
+    "MAX_POOL_2D_S16": (_pool("MAX_POOL_2D", "int16"), 20),
 }
 
 
@@ -457,6 +475,11 @@ def _cases() -> list[Case]:
         rng = np.random.default_rng(zlib.crc32(kind.encode()))
         out += [gen(rng, i) for i in range(n)]
     return out
+
+
+def _rand_input(rng: np.random.Generator, shape: tuple[int, ...], dt: str) -> np.ndarray:
+    info = np.iinfo(np.dtype(dt))
+    return rng.integers(info.min, info.max + 1, size=shape, dtype=np.dtype(dt))
 
 
 class _Reference:
@@ -513,9 +536,9 @@ def test_kernel_bit_exact_with_tflm(kind: str, built: tuple[list[Case], object, 
         ref = _Reference(c.model, litert=kind in LITERT_ONLY)
         run = compiled.Runner(lib, c.name)  # type: ignore[arg-type]
         for _ in range(INPUTS_PER_MODEL):
-            xs = [rng.integers(-128, 128, size=s, dtype=np.int8) for s, _ in c.inputs]
+            xs = [_rand_input(rng, s, d) for s, d in c.inputs]
             wants = ref(xs, len(c.outputs))
-            gots = run(xs, [(shape, np.dtype(np.int8)) for shape, _ in c.outputs])
+            gots = run(xs, [(shape, np.dtype(d)) for shape, d in c.outputs])
             for k, (want, got) in enumerate(zip(wants, gots, strict=True)):
                 if np.array_equal(want, got):
                     continue

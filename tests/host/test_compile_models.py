@@ -24,20 +24,24 @@ MLPERF = {
     "sww": "mlperf_tiny/sww/str_ww_ref_model.tflite",
 }
 TRIALS = 4
+INT8 = np.dtype(np.int8)
 
 pytestmark = pytest.mark.skipif(not compiled.have_gcc(), reason="needs the host gcc")
 
 
-def _inputs(shape: tuple[int, ...], rng: np.random.Generator) -> list[np.ndarray]:
+def _inputs(shape: tuple[int, ...], rng: np.random.Generator, dtype: np.dtype) -> list[np.ndarray]:
+    lo, hi = int(np.iinfo(dtype).min), int(np.iinfo(dtype).max)
     return [
-        rng.integers(-128, 128, size=shape, dtype=np.int8),
-        rng.integers(-128, 128, size=shape, dtype=np.int8),
-        np.full(shape, -128, np.int8),
-        np.full(shape, 127, np.int8),
+        rng.integers(lo, hi + 1, size=shape, dtype=dtype),
+        rng.integers(lo, hi + 1, size=shape, dtype=dtype),
+        np.full(shape, lo, dtype),
+        np.full(shape, hi, dtype),
     ][:TRIALS]
 
 
-def _assert_bit_exact(path: Path, cm: CompiledModel, lib: object, seed: int) -> None:
+def _assert_bit_exact(
+    path: Path, cm: CompiledModel, lib: object, seed: int, dtype: np.dtype = INT8
+) -> None:
     from tflite_micro.python.tflite_micro import runtime
 
     interp = runtime.Interpreter.from_file(str(path), arena_size=8 << 20)
@@ -45,11 +49,11 @@ def _assert_bit_exact(path: Path, cm: CompiledModel, lib: object, seed: int) -> 
     shape = tuple(int(d) for d in interp.get_input_details(0)["shape"])
     od = interp.get_output_details(0)
     rng = np.random.default_rng(seed)
-    for k, x in enumerate(_inputs(shape, rng)):
+    for k, x in enumerate(_inputs(shape, rng, dtype)):
         interp.set_input(x, 0)
         interp.invoke()
         want = interp.get_output(0)
-        got = run([x], [(tuple(int(d) for d in od["shape"]), np.int8)])[0]
+        got = run([x], [(tuple(int(d) for d in od["shape"]), dtype)])[0]
         assert np.array_equal(want, got), (
             f"{cm.name} input {k}: {want.ravel()[:8]} vs {got.ravel()[:8]}"
         )
@@ -80,15 +84,16 @@ def test_plan_is_never_worse_than_tflm_greedy(key: str, mlperf: dict) -> None:
     assert 0 < cm.weights_bytes < cm.model_bytes
 
 
-def test_demo_digits_cnn_is_bit_exact(tmp_path: Path) -> None:
+@pytest.mark.parametrize("activations", ["int8", "int16"])
+def test_demo_digits_cnn_is_bit_exact(tmp_path: Path, activations: str) -> None:
     from toolchain.cli import main
 
     conv = tmp_path / "digits"
     argv = ["-q", "convert", "toolchain.zoo.digits:model", "--calib", "toolchain.zoo.digits:calibration",
-            "--out", str(conv)]  # fmt: skip
+            "--activations", activations, "--out", str(conv)]  # fmt: skip
     assert main(argv) == 0
     model = conv / "model_int8.tflite"
     cm = compile_model(model, out_dir=tmp_path / "c", name="digits", target="mps2-an386")
     assert set(cm.ops) >= {"CONV_2D", "FULLY_CONNECTED"}
     lib = compiled.build([cm], tmp_path / "digits.so")
-    _assert_bit_exact(model, cm, lib, seed=7)
+    _assert_bit_exact(model, cm, lib, seed=7, dtype=np.dtype(activations))
