@@ -191,7 +191,7 @@ def _broadcast_shapes(rng: np.random.Generator) -> tuple[tuple[int, ...], ...]:
     return a, b, out
 
 
-def _binary(kind: str) -> Callable[[np.random.Generator, int], Case]:
+def _binary(kind: str, dt: str = "int8") -> Callable[[np.random.Generator, int], Case]:
     def make(rng: np.random.Generator, i: int) -> Case:
         sa, sb, so = _broadcast_shapes(rng)
         if not sb:
@@ -201,16 +201,20 @@ def _binary(kind: str) -> Callable[[np.random.Generator, int], Case]:
             s_out = s1 * s2 * 128 * float(rng.uniform(0.2, 3.0))
         else:
             s_out = max(s1, s2) * float(rng.uniform(0.5, 3.0))
-        a = T(sa, "int8", (s1,), (z1,))
-        b = T(sb, "int8", (s2,), (z2,))
-        y = T(so, "int8", (s_out,), (int(rng.integers(-128, 128)),))
+        zo = int(rng.integers(-128, 128))
+        if dt == "int16":
+            s1, s2, s_out, z1, z2, zo = s1 / 256, s2 / 256, s_out / 256, 0, 0, 0
+        a = T(sa, dt, (s1,), (z1,))
+        b = T(sb, dt, (s2,), (z2,))
+        y = T(so, dt, (s_out,), (zo,))
         opts = {"ADD": (schema.AddOptionsT, schema.BuiltinOptions.AddOptions),
                 "SUB": (schema.SubOptionsT, schema.BuiltinOptions.SubOptions),
                 "MUL": (schema.MulOptionsT, schema.BuiltinOptions.MulOptions)}[kind]  # fmt: skip
         o = opts[0]()
         o.fusedActivationFunction = int(rng.choice(ACTS))
         model = single_op(kind, [a, b], [y], opts[1], o)
-        return Case(f"{kind.lower()}_{i}", model, [(sa, "int8"), (sb, "int8")], [(so, "int8")])
+        suffix = "_s16" if dt == "int16" else ""
+        return Case(f"{kind.lower()}{suffix}_{i}", model, [(sa, dt), (sb, dt)], [(so, dt)])
 
     return make
 
@@ -466,6 +470,7 @@ GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = 
     "FULLY_CONNECTED_S16": (lambda rng, i: _fc(rng, i, "int16"), 30),
     "AVERAGE_POOL_2D_S16": (_pool("AVERAGE_POOL_2D", "int16"), 20),
     "MAX_POOL_2D_S16": (_pool("MAX_POOL_2D", "int16"), 20),
+    "ADD_S16": (_binary("ADD", "int16"), 30),
 }
 
 

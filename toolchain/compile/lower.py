@@ -42,7 +42,7 @@ ALIAS_OPS = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
 ACTIVATION_TYPES = frozenset({"int8", "int16"})
 #: operators with int16x8 kernels (int16 activations, int8 weights); the rest are int8 only
 INT16_OPS = frozenset(
-    {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D"}
+    {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD"}
     | ALIAS_OPS
 )
 
@@ -495,7 +495,11 @@ def _add_sub(kind: str) -> Callable[[_Ctx, Any, int], Op]:
         o = op.builtinOptions
         a, b = ctx.act(int(op.inputs[0])), ctx.act(int(op.inputs[1]))
         y = ctx.act(int(op.outputs[0]))
-        left_shift = 20
+        s16 = a.dtype == "int16"
+        if s16 and (kind != "ADD" or b.dtype != "int16" or y.dtype != "int16"):
+            raise Unsupported("int16x8: only ADD has an int16 kernel in this family")
+        # TFLM's int16 ADD always takes the general-scale path (pot_scale_int16 is ignored)
+        left_shift = 15 if s16 else 20
         twice_max = 2.0 * float(max(np.float32(a.scale), np.float32(b.scale)))
         m1, s1 = quant.quantize_multiplier(float(np.float32(a.scale)) / twice_max)
         m2, s2 = quant.quantize_multiplier(float(np.float32(b.scale)) / twice_max)
@@ -513,6 +517,8 @@ def _add_sub(kind: str) -> Callable[[_Ctx, Any, int], Op]:
             "out_mult": mo, "out_shift": so, "act_min": lo, "act_max": hi,
         })  # fmt: skip
         func = "edc_add_s8" if kind == "ADD" else "edc_sub_s8"
+        if s16:
+            func = "edc_add_s16"
         act = _ACT_NAMES[act_fn]
         summary = f"{_shape_s(a.shape)} {'+' if kind == 'ADD' else '-'} {_shape_s(b.shape)}"
         summary += f", {act}" if act else ""
@@ -1004,7 +1010,7 @@ def _check_int8(ctx: _Ctx, op: Op) -> None:
         if ctx.tensors[t].dtype != "int8":
             raise Unsupported(
                 f"{ctx.tensors[t].dtype} activations: the {op.kind} kernel is int8 only "
-                "(int16x8 kernels: conv, depthwise, fully connected, pools, reshapes)"
+                "(int16x8 kernels: conv, depthwise, fully connected, pools, ADD, reshapes)"
             )
 
 
