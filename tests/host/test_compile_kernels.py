@@ -416,7 +416,7 @@ def _resize_bilinear(rng: np.random.Generator, i: int) -> Case:
     return _resize("RESIZE_BILINEAR", rng, i)
 
 
-def _mean(rng: np.random.Generator, i: int) -> Case:
+def _mean(rng: np.random.Generator, i: int, dt: str = "int8") -> Case:
     shape = _rand_shape(rng, 1, 5)
     r = len(shape)
     axes = sorted({int(a) for a in rng.integers(0, r, size=int(rng.integers(1, r + 1)))})
@@ -428,12 +428,15 @@ def _mean(rng: np.random.Generator, i: int) -> Case:
     )
     s, zp = _q(rng)
     so, zo = float(s * rng.uniform(0.3, 3.0)), int(rng.integers(-128, 128))
+    if dt == "int16":
+        s, zp, so, zo = s / 256, 0, so / 256, 0
     ax = [a - r if rng.random() < 0.3 else a for a in axes]
     o = schema.ReducerOptionsT()
     o.keepDims = keep
-    model = single_op("MEAN", [T(shape, "int8", (s,), (zp,)), T((len(ax),), "int32", data=_i32(ax))],
-                      [T(out, "int8", (so,), (zo,))], schema.BuiltinOptions.ReducerOptions, o)  # fmt: skip
-    return Case(f"mean_{i}", model, [(shape, "int8")], [(out, "int8")])
+    model = single_op("MEAN", [T(shape, dt, (s,), (zp,)), T((len(ax),), "int32", data=_i32(ax))],
+                      [T(out, dt, (so,), (zo,))], schema.BuiltinOptions.ReducerOptions, o)  # fmt: skip
+    suffix = "_s16" if dt == "int16" else ""
+    return Case(f"mean{suffix}_{i}", model, [(shape, dt)], [(out, dt)])
 
 
 GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = {
@@ -471,6 +474,7 @@ GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = 
     "AVERAGE_POOL_2D_S16": (_pool("AVERAGE_POOL_2D", "int16"), 20),
     "MAX_POOL_2D_S16": (_pool("MAX_POOL_2D", "int16"), 20),
     "ADD_S16": (_binary("ADD", "int16"), 30),
+    "MEAN_S16": (lambda rng, i: _mean(rng, i, "int16"), 20),
 }
 
 

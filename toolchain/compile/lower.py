@@ -42,7 +42,15 @@ ALIAS_OPS = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
 ACTIVATION_TYPES = frozenset({"int8", "int16"})
 #: operators with int16x8 kernels (int16 activations, int8 weights); the rest are int8 only
 INT16_OPS = frozenset(
-    {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD"}
+    {
+        "CONV_2D",
+        "DEPTHWISE_CONV_2D",
+        "FULLY_CONNECTED",
+        "AVERAGE_POOL_2D",
+        "MAX_POOL_2D",
+        "ADD",
+        "MEAN",
+    }
     | ALIAS_OPS
 )
 
@@ -897,7 +905,10 @@ def _mean(ctx: _Ctx, op: Any, index: int) -> Op:
         "count": count, "in_zero_point": x.zero_point, "out_zero_point": y.zero_point,
         "mult": mult, "shift": shift,
     }  # fmt: skip
-    return Op(index, "MEAN", "edc_reduce", "edc_mean_s8", "edc_mean_s8_params", fields,
+    if x.dtype != y.dtype:
+        raise Unsupported(f"mixed {x.dtype} input and {y.dtype} output")
+    func = "edc_mean_s16" if x.dtype == "int16" else "edc_mean_s8"
+    return Op(index, "MEAN", "edc_reduce", func, "edc_mean_s8_params", fields,
               (x.index,), (y.index,), f"over axes {axes}")  # fmt: skip
 
 
@@ -1010,7 +1021,7 @@ def _check_int8(ctx: _Ctx, op: Op) -> None:
         if ctx.tensors[t].dtype != "int8":
             raise Unsupported(
                 f"{ctx.tensors[t].dtype} activations: the {op.kind} kernel is int8 only "
-                "(int16x8 kernels: conv, depthwise, fully connected, pools, ADD, reshapes)"
+                "(int16x8 kernels: conv, depthwise, fully connected, pools, ADD, MEAN, reshapes)"
             )
 
 
