@@ -109,3 +109,21 @@ def test_unwritable_output(reference_dir: Path, tmp_path: Path) -> None:
             compile_model(reference_dir / KWS, out_dir=ro / "o")
     finally:
         ro.chmod(0o755)
+
+
+def test_every_reference_model_compiles_or_says_why(reference_dir: Path, tmp_path: Path) -> None:
+    """supported() never crashes; when it says [] the model compiles, else compile raises."""
+    compiled_ok = 0
+    for k, path in enumerate(sorted(reference_dir.rglob("*.tflite"))):
+        problems = supported(path)
+        out = tmp_path / f"m{k}"
+        if problems:
+            assert all(isinstance(p, str) and p for p in problems)
+            with pytest.raises(CompileError):
+                compile_model(path, out_dir=out)
+            assert not out.exists()
+        else:
+            cm = compile_model(path, out_dir=out)
+            assert cm.plan["lower_bound_bytes"] <= cm.arena_bytes
+            compiled_ok += 1
+    assert compiled_ok >= 10  # MLPerf Tiny, Arm zoo, TFLM examples
