@@ -127,3 +127,22 @@ def test_every_reference_model_compiles_or_says_why(reference_dir: Path, tmp_pat
             assert cm.plan["lower_bound_bytes"] <= cm.arena_bytes
             compiled_ok += 1
     assert compiled_ok >= 10  # MLPerf Tiny, Arm zoo, TFLM examples
+
+
+def test_report_measures_tflm_arena_and_lists_layers(
+    reference_dir: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "kws"
+    argv = ["compile", str(reference_dir / KWS), "--out", str(out), "--report", "--json"]
+    assert main(argv) == 0
+    d = json.loads(capsys.readouterr().out)
+    # TFLM's whole arena (tensors + interpreter structures) is larger than ours
+    assert d["plan"]["tflm_arena_bytes"] > d["arena_bytes"]
+    assert [r["kind"] for r in d["layers"]] == d["ops"]
+    assert d["inputs"][0]["shape"] == [1, 49, 10, 1] and d["inputs"][0]["dtype"] == "int8"
+
+
+def test_missing_model_file(tmp_path: Path, capsys) -> None:
+    rc = main(["compile", str(tmp_path / "nope.tflite"), "--out", str(tmp_path / "o")])
+    assert rc != 0 and "no such model file" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
