@@ -219,15 +219,19 @@ def _binary(kind: str, dt: str = "int8") -> Callable[[np.random.Generator, int],
     return make
 
 
-def _softmax(rng: np.random.Generator, i: int) -> Case:
+def _softmax(rng: np.random.Generator, i: int, dt: str = "int8") -> Case:
     shape = (int(rng.integers(1, 4)), int(rng.integers(1, 40)))
     s, zp = float(rng.uniform(0.01, 0.6)), int(rng.integers(-128, 128))
-    x = T(shape, "int8", (s,), (zp,))
-    y = T(shape, "int8", (1 / 256,), (-128,))
+    x = T(shape, dt, (s,), (zp,))
+    y = T(shape, dt, (1 / 256,), (-128,))
+    if dt == "int16":
+        x = T(shape, dt, (s / 256,), (0,))
+        y = T(shape, dt, (1 / 32768,), (0,))
     o = schema.SoftmaxOptionsT()
     o.beta = float(rng.choice([1.0, 1.0, 0.5, 2.0]))
     model = single_op("SOFTMAX", [x], [y], schema.BuiltinOptions.SoftmaxOptions, o)
-    return Case(f"softmax_{i}", model, [(shape, "int8")], [(shape, "int8")])
+    suffix = "_s16" if dt == "int16" else ""
+    return Case(f"softmax{suffix}_{i}", model, [(shape, dt)], [(shape, dt)])
 
 
 def _unary(kind: str) -> Callable[[np.random.Generator, int], Case]:
@@ -475,6 +479,7 @@ GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = 
     "MAX_POOL_2D_S16": (_pool("MAX_POOL_2D", "int16"), 20),
     "ADD_S16": (_binary("ADD", "int16"), 30),
     "MEAN_S16": (lambda rng, i: _mean(rng, i, "int16"), 20),
+    "SOFTMAX_S16": (lambda rng, i: _softmax(rng, i, "int16"), 30),
 }
 
 

@@ -50,6 +50,7 @@ INT16_OPS = frozenset(
         "MAX_POOL_2D",
         "ADD",
         "MEAN",
+        "SOFTMAX",
     }
     | ALIAS_OPS
 )
@@ -557,9 +558,32 @@ def _mul(ctx: _Ctx, op: Any, index: int) -> Op:
               (a.index, b.index), (y.index,), summary)  # fmt: skip
 
 
+def _softmax16(ctx: _Ctx, op: Any, index: int, x: Tensor, y: Tensor) -> Op:
+    o = op.builtinOptions
+    _check_int16(x, y)
+    if abs(float(np.float32(y.scale)) - 1.0 / 32768) > 0.001 / 32768:
+        raise Unsupported("int16 softmax needs output scale 1/32768")
+    if x.shape != y.shape or not x.shape:
+        raise Unsupported("softmax input and output shapes differ")
+    beta = float(o.beta) if o is not None else 1.0
+    mult, shift = quant.softmax16_params(beta, x.scale)
+    exp_lut, inv_lut = quant.softmax16_tables()
+    depth = x.shape[-1]
+    fields: dict[str, FieldValue] = {
+        "outer": int(np.prod(x.shape)) // depth, "depth": depth,
+        "input_multiplier": mult, "input_shift": shift,
+        "exp_lut": ConstArray("int16_t", exp_lut, "exp table"),
+        "one_over_one_plus_x_lut": ConstArray("int16_t", inv_lut, "1/(1+x) table"),
+    }  # fmt: skip
+    return Op(index, "SOFTMAX", "edc_softmax", "edc_softmax_s16", "edc_softmax_s16_params",
+              fields, (x.index,), (y.index,), f"int16, beta {beta:g}, over {depth}")  # fmt: skip
+
+
 def _softmax(ctx: _Ctx, op: Any, index: int) -> Op:
     o = op.builtinOptions
     x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    if x.dtype == "int16":
+        return _softmax16(ctx, op, index, x, y)
     if y.zero_point != -128 or np.float32(y.scale) != np.float32(1.0 / 256):
         raise Unsupported("int8 softmax needs output scale 1/256 and zero point -128")
     if x.shape != y.shape or not x.shape:
@@ -1021,7 +1045,7 @@ def _check_int8(ctx: _Ctx, op: Op) -> None:
         if ctx.tensors[t].dtype != "int8":
             raise Unsupported(
                 f"{ctx.tensors[t].dtype} activations: the {op.kind} kernel is int8 only "
-                "(int16x8 kernels: conv, depthwise, fully connected, pools, ADD, MEAN, reshapes)"
+                "(int16x8: conv, depthwise, fully connected, pools, ADD, MEAN, SOFTMAX, reshapes)"
             )
 
 
