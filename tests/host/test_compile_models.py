@@ -107,3 +107,25 @@ def test_demo_digits_cnn_is_bit_exact(tmp_path: Path, activations: str) -> None:
     assert set(cm.ops) >= {"CONV_2D", "FULLY_CONNECTED"}
     lib = compiled.build([cm], tmp_path / "digits.so")
     _assert_bit_exact(model, cm, lib, seed=7)
+
+
+def test_int16x8_resnet8_port_is_bit_exact(tmp_path: Path) -> None:
+    """The zoo's IC ResNet-8 port (seeded random weights) converted with int16 activations:
+    int16 CONV_2D, ADD, AVERAGE_POOL_2D, FULLY_CONNECTED and SOFTMAX in a converter-made graph."""
+    import torch
+
+    from toolchain.convert import QuantOptions, convert
+    from toolchain.zoo import mlperf_tiny
+
+    torch.manual_seed(0)
+    model = mlperf_tiny.resnet8().eval()
+    calib = np.random.default_rng(0).uniform(0, 255, size=(16, 3, 32, 32)).astype(np.float32)
+    res = convert(model, calib=calib, input_shapes=[(1, 3, 32, 32)], out_dir=tmp_path / "ic16",
+                  options=QuantOptions(activations="int16"))  # fmt: skip
+    path = tmp_path / "ic16" / "model_int8.tflite"
+    assert res is not None and path.is_file()
+    cm = compile_model(path, out_dir=tmp_path / "c", name="ic16")
+    assert {"ADD", "SOFTMAX", "AVERAGE_POOL_2D"} <= set(cm.ops)
+    assert cm.inputs[0]["dtype"] == "int16"
+    lib = compiled.build([cm], tmp_path / "ic16.so")
+    _assert_bit_exact(path, cm, lib, seed=3)
