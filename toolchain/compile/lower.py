@@ -128,6 +128,14 @@ def _i32(values: Any) -> ConstArray:
     return ConstArray("int32_t", arr.astype(np.int32), "")
 
 
+def _shifts(values: list[int]) -> ConstArray:
+    """Per-channel shifts fit in int8 (QuantizeMultiplier gives -31..30)."""
+    arr = np.asarray(values, dtype=np.int64)
+    if arr.size and (arr.min() < -128 or arr.max() > 127):
+        raise Unsupported("a requantization shift does not fit in int8")
+    return ConstArray("int8_t", arr.astype(np.int8), "shift")
+
+
 def _named(arr: ConstArray, what: str) -> ConstArray:
     return ConstArray(arr.ctype, arr.values, what)
 
@@ -247,7 +255,7 @@ def _conv16(ctx: _Ctx, op: Any, index: int, depthwise: bool) -> Op:
         "weights": ConstArray("int8_t", wl, "weights"),
         "bias": None if bias is None else _i64(bias, "bias"),
         "mult": _named(_i32(mult), "mult"),
-        "shift": _named(_i32(shift), "shift"),
+        "shift": _shifts(shift),
     }  # fmt: skip
     kind = "DEPTHWISE_CONV_2D" if depthwise else "CONV_2D"
     func = "edc_dwconv_s16" if depthwise else "edc_conv_s16"
@@ -285,7 +293,7 @@ def _fc16(ctx: _Ctx, op: Any, index: int) -> Op:
         "weights": ConstArray("int8_t", w, "weights"),
         "bias": None if bias is None else _i64(bias, "bias"),
         "mult": _named(_i32(mult), "mult"),
-        "shift": _named(_i32(shift), "shift"),
+        "shift": _shifts(shift),
     }  # fmt: skip
     act = _ACT_NAMES[act_fn]
     return Op(index, "FULLY_CONNECTED", "edc_conv16", "edc_fc_s16", "edc_fc16_params", fields,
@@ -334,7 +342,7 @@ def _conv(ctx: _Ctx, op: Any, index: int) -> Op:
         "bias": None if bias is None or inside else _named(_i32(bias), "bias"),
         "bias_folded": _named(_i32(folded), "bias + input offset x weight sums"),
         "mult": _named(_i32(mult), "mult"),
-        "shift": _named(_i32(shift), "shift"),
+        "shift": _shifts(shift),
     }  # fmt: skip
     act = _ACT_NAMES[int(o.fusedActivationFunction)]
     dil = f" dilation {dh}x{dw}" if dh * dw > 1 else ""
@@ -382,7 +390,7 @@ def _dwconv(ctx: _Ctx, op: Any, index: int) -> Op:
         "bias": None if bias is None or inside else _named(_i32(bias), "bias"),
         "bias_folded": _named(_i32(folded), "bias + input offset x weight sums"),
         "mult": _named(_i32(mult), "mult"),
-        "shift": _named(_i32(shift), "shift"),
+        "shift": _shifts(shift),
     }  # fmt: skip
     act = _ACT_NAMES[int(o.fusedActivationFunction)]
     dil = f" dilation {dh}x{dw}" if dh * dw > 1 else ""
@@ -429,7 +437,7 @@ def _fc(ctx: _Ctx, op: Any, index: int) -> Op:
         "weights": ConstArray("int8_t", w, "weights"),
         "bias": _named(_i32(folded), "bias"),
         "mult": _named(_i32(mult), "mult"),
-        "shift": _named(_i32(shift), "shift"),
+        "shift": _shifts(shift),
     }  # fmt: skip
     act = _ACT_NAMES[act_fn]
     summary = f"{depth} -> {n_out}{', ' + act if act else ''}"

@@ -15,7 +15,7 @@ typedef struct {
   const int8_t *weights; /* conv: [out_c][k_h][k_w][in_c/groups]; depthwise: [out_c][k_h][k_w] */
   const int64_t *bias;   /* NULL when the layer has none */
   const int32_t *mult;
-  const int32_t *shift;
+  const int8_t *shift; /* per-channel shifts, -31..30 */
 } edc_conv16_params;
 
 void edc_conv_s16(const edc_conv16_params *p, const int16_t *in, int16_t *out);
@@ -27,7 +27,7 @@ typedef struct {
   const int8_t *weights; /* [out_depth][in_depth] */
   const int64_t *bias;   /* NULL when the layer has none */
   const int32_t *mult;
-  const int32_t *shift;
+  const int8_t *shift; /* per-channel shifts, -31..30 */
 } edc_fc16_params;
 
 void edc_fc_s16(const edc_fc16_params *p, const int16_t *in, int16_t *out);
