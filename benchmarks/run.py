@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "prune": "benchmarks.prune_mlperf",
     "qemu": "benchmarks.qemu_firmware",
     "demo": "benchmarks.demo_bench",
+    "arm64": "benchmarks.arm64_standin",
 }
 
 
