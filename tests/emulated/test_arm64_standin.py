@@ -28,7 +28,10 @@ from toolchain.errors import ArchMismatchError, RemoteCommandError, TransportErr
 from toolchain.targets import load_target
 
 WHY = arm64_device.unavailable()
-pytestmark = pytest.mark.skipif(WHY is not None, reason=f"arm64 stand-in: {WHY}")
+pytestmark = [
+    pytest.mark.skipif(WHY is not None, reason=f"arm64 stand-in: {WHY}"),
+    pytest.mark.slow,  # about 1.5-4 min: setup and inferences under qemu-user
+]
 
 RPI4 = load_target("rpi4")
 
@@ -112,33 +115,27 @@ def test_devices_check_and_setup_from_pushed_wheels(setup_log: dict[str, Any]) -
 def test_bench_kws_runs_on_aarch64_litert(
     setup_log: dict[str, Any], pi: Arm64Device, reference_dir: Path, tmp_path: Path
 ) -> None:
-    kws = reference_dir / "mlperf_tiny/kws/kws_ref_model.tflite"
-    result = run_bench(RPI4, kws, opts(pi))
-    assert result.device["machine"] == "aarch64" and result.device["arch"] == "aarch64"
-    assert result.device["python_path"] == linux_board.VENV_PYTHON
-    assert result.environment["runtime"] == f"ai_edge_litert {linux_board.host_litert_version()}"
-    assert result.unit_note.startswith("EMULATED time, not the time of a real rpi4")
-    assert any("emulated" in w for w in result.warnings)
-    assert len(result.samples) == 3 and all(s > 0 for s in result.samples)
-    check = result.output_check
-    assert check is not None and check.compared_values == 12
-    # measured: XNNPACK's aarch64 int8 kernels give the host's x86 outputs exactly (KWS, IC)
-    assert check.bit_exact, check
-
-
-def test_cli_bench_with_setup(
-    setup_log: dict[str, Any], pi: Arm64Device, reference_dir: Path, tmp_path: Path
-) -> None:
+    """`edgedeploy bench --target rpi4 --host pi@... --setup --wheels DIR` end to end."""
     from toolchain.cli import main as cli_main
 
     kws = reference_dir / "mlperf_tiny/kws/kws_ref_model.tflite"
     argv = ["bench", "--target", "rpi4", "--model", str(kws), "--host", pi.login,
             "--ssh-key", str(pi.user_key), "--setup", "--wheels", str(pi.wheels),
-            "--runs", "2", "--warmup", "0", "--timeout", "120", "--out", str(tmp_path / "o")]  # fmt: skip
+            "--runs", "3", "--warmup", "1", "--timeout", "120", "--out", str(tmp_path / "o")]  # fmt: skip
     assert cli_main(argv) == 0
     report = json.loads((tmp_path / "o/bench_report.json").read_text())
-    assert report["device"]["emulated"] and report["unit_note"].startswith("EMULATED")
-    assert report["output_check"]["bit_exact"] is True
+    dev, env = report["device"], report["environment"]
+    assert dev["machine"] == "aarch64" and dev["arch"] == "aarch64" and dev["emulated"]
+    assert dev["python_path"] == linux_board.VENV_PYTHON
+    assert env["runtime"] == f"ai_edge_litert {linux_board.host_litert_version()}"
+    assert env["python"].startswith("3.11")
+    assert report["unit_note"].startswith("EMULATED time, not the time of a real rpi4")
+    assert any("emulated" in w for w in report["warnings"])
+    assert len(report["samples"]) == 3 and all(s > 0 for s in report["samples"])
+    check = report["output_check"]
+    assert check["compared_values"] == 12
+    # measured: XNNPACK's aarch64 int8 kernels give the host's x86 outputs exactly (KWS, IC)
+    assert check["bit_exact"] is True, check
 
 
 def test_wrong_architecture_is_refused_before_anything_runs(

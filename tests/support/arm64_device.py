@@ -344,6 +344,17 @@ def guest_python_version(rootfs: Path) -> str:
     return m.group(1)
 
 
+def namespace_pids(ns: str | None) -> list[int]:
+    """Pids whose mount namespace is ``ns`` (``mnt:[inode]``)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(d / "ns/mnt") == ns:
+                    out.append(int(d.name))
+    return out
+
+
 # --- one running instance ----------------------------------------------------------------------
 
 
@@ -377,6 +388,7 @@ class Arm64Device:
     def _prepare(self) -> None:
         if self.upper.exists():
             return
+        self.work.mkdir(parents=True, exist_ok=True)
         for key in (self.user_key, self.host_key):
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)],
                            check=True, capture_output=True)  # fmt: skip
@@ -432,14 +444,26 @@ class Arm64Device:
         return self
 
     def stop(self) -> None:
-        """Kill sshd and every session it started (the whole process group); the mount
-        namespace, and with it every mount, goes away with the last process."""
+        """Power cut: SIGKILL every process of the board's mount namespace (the listening
+        sshd, each connection's sshd — they call setsid(), so the process group is not
+        enough — and everything the sessions started); the namespace, and with it every
+        mount, goes away with the last of them."""
         if self.proc is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(10)
+        try:
+            ns = os.readlink(f"/proc/{self.proc.pid}/ns/mnt")
+        except OSError:
+            ns = None
+        for _ in range(3):
+            victims = [p for p in namespace_pids(ns) if p != os.getpid()] if ns else []
+            victims.append(self.proc.pid)
+            for pid in victims:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
+            if not ns or not namespace_pids(ns):
+                break
         self.proc = None
 
     def root_sh(self, command: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
