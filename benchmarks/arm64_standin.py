@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(debootstrap {t.get('debootstrap_s', 0):.0f} s, wheels {t.get('wheels_s', 0):.0f} s). "
         f"Boot (overlay + arm64 sshd listening): {doc['boot_s']:.2f} s. `--setup` from pushed "
         f"wheels: cold {cold_s:.1f} s, cached {cached_s:.1f} s. {args.runs} runs after "
-        f"{args.warmup} warm-ups, XNNPACK default, 1 thread unset (runtime default).\n",
+        f"{args.warmup} warm-ups, XNNPACK and thread count: the runtime's defaults.\n",
         "| model | board | runtime | median ms (95 % CI) | p90 ms | first ms | outputs vs host LiteRT | session s |",
         "|---|---|---|---|---|---|---|---|",
     ]

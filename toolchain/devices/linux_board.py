@@ -408,14 +408,14 @@ def setup_board(
 def setup_for_bench(shell: RemoteShell, info: BoardInfo, options: Any) -> BoardInfo:
     """``bench --setup``: :func:`setup_board` with the host's LiteRT version and the options'
     wheels; returns the board described again (now with the virtualenv)."""
-    setup_board(
+    done = setup_board(
         shell,
         info,
         litert=host_litert_version(),
         wheels=options.setup_wheels,
         allow_root=options.setup_as_root,
     )
-    return describe_board(shell)
+    return describe_board(shell) if done.changed else info
 
 
 def mark_emulated(result: Any, info: BoardInfo) -> None:
@@ -486,7 +486,8 @@ def inspect_board(
             result = setup_board(
                 board, info, litert=host_litert_version(), wheels=wheels, allow_root=allow_root
             )
-            info = describe_board(board)
+            if result.changed:
+                info = describe_board(board)
     if target is not None:
         check_board(info, target)
     return BoardReport(info, result)
