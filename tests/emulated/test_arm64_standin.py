@@ -148,6 +148,12 @@ def test_wrong_architecture_is_refused_before_anything_runs(
         linux_board.inspect_board(
             pi.login, target=load_target("linux-x86_64"), key=pi.user_key, setup=True
         )
+    report = linux_board.inspect_board(
+        pi.login, target=load_target("linux-x86_64"), key=pi.user_key
+    )
+    assert (
+        not report.ok and {c.name: c.status for c in report.info.checks}["architecture"] == "error"
+    )
     assert pi.root_sh("ls /tmp").stdout.split() == []  # nothing was copied
 
 
@@ -179,7 +185,7 @@ def test_reboot_mid_run_is_a_clear_error_and_the_board_comes_back(
     assert not thread.is_alive(), "bench hung after the board went away"
     assert time.monotonic() - t0 < 30
     assert len(errors) == 1 and isinstance(errors[0], TransportError), errors
-    assert "127.0.0.1" in str(errors[0])
+    assert "127.0.0.1" in str(errors[0]) and "the board rebooted" in str(errors[0])
     pi.start()  # same disk: the venv survives the reboot
     result = run_bench(RPI4, kws, opts(pi, runs=1, warmup=0))
     assert result.output_check is not None and result.output_check.bit_exact

@@ -222,3 +222,14 @@ def test_inspect_refuses_wrong_arch_before_setup(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(ArchMismatchError, match="rpi4 is aarch64"):
         lb.inspect_board("pi@b", target=RPI4, setup=True)
     assert calls == []
+
+
+def test_a_connection_lost_mid_run_says_what_happened() -> None:
+    from toolchain.errors import IoTimeoutError, TransportError
+
+    lost = pytest.raises(TransportError, match="during the benchmark: the board rebooted")
+    with lost as exc, lb.lost_board_hint("ssh pi@pi:22"):
+        raise TransportError("the SSH connection to ssh pi@pi:22 was lost")
+    assert "run again" in str(exc.value)
+    with pytest.raises(IoTimeoutError, match="^slow$"), lb.lost_board_hint("ssh pi@pi:22"):
+        raise IoTimeoutError("slow")

@@ -90,7 +90,7 @@ def run_ssh(target: Target, model: Path, options: BenchOptions) -> BenchResult:
             )
         progress("connect", 1, 1)
         inputs, inputs_note = bench_inputs(tfl, options.golden)
-        with Workdir(board, BOARD_BASE) as wd:
+        with linux_board.lost_board_hint(board.description), Workdir(board, BOARD_BASE) as wd:
             doc = remote.run_runner(wd, python=python, model=model, inputs=inputs, options=options)
         description = board.description
     result = remote.result_from_runner(

@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,13 @@ from typing import Any
 from toolchain.bench.remote import PROBE_SCRIPT, parse_probe
 from toolchain.devices.arch import check_device_arch
 from toolchain.devices.shell import HOUSEKEEPING_TIMEOUT_S, RemoteShell, checked, q
-from toolchain.errors import ArchMismatchError, RemoteCommandError, UsageError
+from toolchain.errors import (
+    ArchMismatchError,
+    IoTimeoutError,
+    RemoteCommandError,
+    TransportError,
+    UsageError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -418,6 +426,23 @@ def setup_for_bench(shell: RemoteShell, info: BoardInfo, options: Any) -> BoardI
     return describe_board(shell) if done.changed else info
 
 
+@contextmanager
+def lost_board_hint(where: str) -> Iterator[None]:
+    """Turn a connection lost in the middle of a run into an error that says what probably
+    happened and what to do (timeouts pass through unchanged)."""
+    try:
+        yield
+    except TransportError as exc:
+        if isinstance(exc, IoTimeoutError):
+            raise
+        raise TransportError(
+            f"{exc.message} during the benchmark: the board rebooted, lost power or network, "
+            "or its sshd was restarted",
+            hint=f"check that the board is up (ssh to it), then run again; a scratch directory "
+            f"/tmp/edgedeploy-* may be left on {where}",
+        ) from exc
+
+
 def mark_emulated(result: Any, info: BoardInfo) -> None:
     """Say in the report's unit note and warnings that an emulated board's times are emulated."""
     if info.emulated:
@@ -472,14 +497,15 @@ def inspect_board(
     wheels: Path | None = None,
     allow_root: bool = False,
 ) -> BoardReport:
-    """Connect to ``host`` over SSH, describe it and check it against ``target`` (a wrong
-    architecture is an :class:`ArchMismatchError` before ``setup`` touches anything); with
-    ``setup``, install the runtime (:func:`setup_board`) and describe it again."""
+    """Connect to ``host`` over SSH, describe it and check it against ``target``
+    (:func:`check_board`: a wrong architecture is an ``error`` check); with ``setup``, a wrong
+    architecture is an :class:`ArchMismatchError` before anything is installed, then the
+    runtime is installed (:func:`setup_board`) and the board described again."""
     from toolchain.devices.ssh import SshBoard
 
     with SshBoard(host, port=port, key=key, trust_new_host=trust_new_host) as board:
         info = describe_board(board)
-        if target is not None:
+        if target is not None and setup:  # without setup, check_board reports it below
             check_device_arch(target, info.machine, device=board.description)
         result = None
         if setup:
