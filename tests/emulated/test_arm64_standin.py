@@ -101,6 +101,7 @@ def test_devices_check_and_setup_from_pushed_wheels(setup_log: dict[str, Any]) -
 
     litert = linux_board.host_litert_version()
     assert cold.setup is not None and cold.setup.changed
+    assert any("--without-pip" in a for a in cold.setup.actions)  # Debian's python3-pip
     assert any(w.startswith("ai_edge_litert-") and "aarch64" in w for w in cold.setup.wheels_pushed)
     assert not any(w.startswith("numpy") for w in cold.setup.wheels_pushed)  # Debian's numpy
     venv = next(p for p in cold.info.pythons if p.command == linux_board.VENV_PYTHON)

@@ -8,6 +8,7 @@ is checked; the arm64 board itself is in tests/emulated/test_arm64_standin.py.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 from pathlib import Path
 
@@ -233,3 +234,27 @@ def test_a_connection_lost_mid_run_says_what_happened() -> None:
     assert "run again" in str(exc.value)
     with pytest.raises(IoTimeoutError, match="^slow$"), lb.lost_board_hint("ssh pi@pi:22"):
         raise IoTimeoutError("slow")
+
+
+class FailingShell(LocalShell):
+    """Records commands and fails each one (exit 1)."""
+
+    def run(self, command: str, *, timeout_s: float) -> ShellResult:
+        self.commands.append(command)
+        return ShellResult(1, "", "boom")
+
+
+@pytest.mark.parametrize("pip", [None, "23.0.1"])
+def test_venv_uses_the_system_pip_when_there_is_one(pip: str | None) -> None:
+    pip_json = json.dumps(pip)
+    text = PI_TEXT.replace(
+        '"tflite_runtime": null}', f'"tflite_runtime": null, "pip": {pip_json}}}'
+    )
+    info = lb.parse_board(text, "ssh pi@pi:22")
+    assert info.pythons[1].pip == pip
+    shell = FailingShell(Path("."))
+    with pytest.raises(RemoteCommandError, match="creating the virtualenv") as exc:
+        lb.setup_board(shell, info, litert="2.1.0")
+    assert "sudo apt install python3-venv" in str(exc.value)
+    assert ("--without-pip" in shell.commands[0]) == bool(pip)
+    assert "--system-site-packages" in shell.commands[0]

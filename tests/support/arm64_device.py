@@ -51,8 +51,9 @@ from tests.support.devices import free_port, wait_port
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("EDGEDEPLOY_ARM64_CACHE", "/var/cache/edgedeploy"))
 
-#: Debian packages inside the image (debootstrap --include), on top of --variant=minbase.
-PACKAGES = ("openssh-server", "python3", "python3-numpy", "python3-venv", "procps")
+#: Debian packages inside the image (debootstrap --include), on top of --variant=minbase;
+#: Raspberry Pi OS Lite has all of them (python3-pip included).
+PACKAGES = ("openssh-server", "python3", "python3-numpy", "python3-venv", "python3-pip", "procps")
 #: LiteRT's dependencies besides numpy (Debian's numpy satisfies numpy>=1.23.2).
 LITERT_DEPS = ("backports.strenum", "flatbuffers", "tqdm", "typing_extensions", "protobuf")
 WHEEL_PLATFORM = "manylinux_2_27_aarch64"

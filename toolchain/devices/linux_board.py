@@ -57,7 +57,8 @@ _PY_PROBE = (
     " try:\n  return version(name) if version else None\n"
     " except Exception:\n  return None\n"
     "print(json.dumps({'version': sys.version.split()[0], 'executable': sys.executable,"
-    " 'numpy': v('numpy'), 'litert': v('ai-edge-litert'), 'tflite_runtime': v('tflite-runtime')}))"
+    " 'numpy': v('numpy'), 'litert': v('ai-edge-litert'), 'tflite_runtime': v('tflite-runtime'),"
+    " 'pip': v('pip')}))"
 )
 
 
@@ -90,6 +91,7 @@ class PythonInfo:
     numpy: str | None = None
     litert: str | None = None
     tflite_runtime: str | None = None
+    pip: str | None = None
 
 
 @dataclass
@@ -192,7 +194,7 @@ def parse_board(text: str, where: str) -> BoardInfo:
             except json.JSONDecodeError:
                 doc = {}
             if isinstance(doc, dict):
-                for k in ("version", "executable", "numpy", "litert", "tflite_runtime"):
+                for k in ("version", "executable", "numpy", "litert", "tflite_runtime", "pip"):
                     setattr(p, k, doc.get(k))
             info.pythons.append(p)
     return info
@@ -365,8 +367,13 @@ def setup_board(
         )
     actions: list[str] = []
     if venv is None or not venv.version:
+        # With the distribution's pip (python3-pip, on Raspberry Pi OS by default) the venv
+        # needs no pip of its own: it sees the system's through --system-site-packages, and
+        # pip installs into the venv it runs in. Skipping ensurepip is most of a cold setup
+        # on a slow board. Without python3-pip, ensurepip puts pip into the venv.
+        flags = "--system-site-packages" + (" --without-pip" if system.pip else "")
         res = shell.run(
-            f"mkdir -p .edgedeploy && python3 -m venv --system-site-packages {VENV}",
+            f"mkdir -p .edgedeploy && python3 -m venv {flags} {VENV}",
             timeout_s=timeout_s,
         )
         if res.returncode != 0:
@@ -374,7 +381,7 @@ def setup_board(
                 f"creating the virtualenv ~/{VENV} on {info.where} failed: {res.tail(400)}",
                 hint="install the venv module on the board: sudo apt install python3-venv",
             )
-        actions.append(f"created ~/{VENV} (python3 -m venv --system-site-packages)")
+        actions.append(f"created ~/{VENV} (python3 -m venv {flags})")
     pushed: list[str] = []
     pip = f"{VENV_PYTHON} -m pip install --disable-pip-version-check --no-input"
     if wheels is not None:
