@@ -13,7 +13,7 @@ Everything comes from this machine's registries at *build* time, nothing at test
   "offline wheels pushed from the host" of ``bench --setup``. The image itself has no LiteRT:
   it is a fresh Pi that ``--setup`` has not touched yet.
 
-Build (root; once per machine; about a quarter of an hour, see docs/arm64-standin.md)::
+Build (root; once per machine; 5-13 min on 2 shared cores, see docs/arm64-standin.md)::
 
     python -m tests.support.arm64_device build      # or: make arm64-device
 
@@ -62,7 +62,7 @@ USER = "pi"
 RECIPE_VERSION = 2
 
 BUILD_HINT = (
-    "build the arm64 stand-in once (root, ~15 min, needs the Debian mirror and PyPI): "
+    "build the arm64 stand-in once (root, 5-13 min, needs the Debian mirror and PyPI): "
     "scripts/install-system-deps.sh && make arm64-device"
 )
 
