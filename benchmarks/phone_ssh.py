@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import README, reference_dir, say, update_readme, write_result
-from tests.support.devices import Sshd
+from tests.support.devices import LINUX_TARGET, Sshd
 from toolchain.bench import run_bench
 from toolchain.bench.options import BenchOptions
 from toolchain.targets import load_target
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                             timeout_s=60.0,
                         )
                         t0 = time.monotonic()
-                        r = run_bench(load_target("rpi4"), model, opts)
+                        r = run_bench(load_target(LINUX_TARGET), model, opts)
                         wall = time.monotonic() - t0
                         s = r.summary
                         assert s is not None and r.output_check is not None

@@ -35,6 +35,7 @@ from toolchain.cli import main as cli_main
 from toolchain.devices import adb
 from toolchain.errors import (
     AmbiguousDeviceError,
+    ArchMismatchError,
     AuthError,
     DeviceNotFoundError,
     InputFileError,
@@ -209,6 +210,23 @@ def test_wrong_abi_binary_is_refused_before_pushing(
         run_bench(TARGET, kws, opts(runner="adb", benchmark_binary=script))
     assert phone.leftovers() == []
     assert not [c for c in phone.peer.commands if "mkdir" in c]
+
+
+def test_target_of_another_architecture_is_refused_before_pushing(
+    phone: Phone, launcher: Path, kws: Path
+) -> None:
+    arm64 = load_target("android-arm64")
+    with pytest.raises(ArchMismatchError, match="target android-arm64 is aarch64 but") as e:
+        run_bench(arm64, kws, opts(runner="adb", benchmark_binary=launcher))
+    assert "--target android-x86_64" in str(e.value) and "--allow-arch-mismatch" in str(e.value)
+    assert not [c for c in phone.peer.commands if "benchmark_model" in c]
+    assert phone.leftovers() == []
+    result = run_bench(
+        arm64, kws, opts(runner="adb", benchmark_binary=launcher, rounds=1, runs=2, warmup=0,
+                         allow_arch_mismatch=True),
+    )  # fmt: skip
+    assert result.target == "android-arm64" and result.device["arch"] == "x86_64"
+    assert any("not the target's" in w for w in result.warnings)
 
 
 def test_model_the_device_runtime_rejects(

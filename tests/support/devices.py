@@ -167,10 +167,13 @@ class Sshd:
 
     SSHD = "/usr/sbin/sshd"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, extra_host_key_types: tuple[str, ...] = ()) -> None:
         self.root = root
         self.port = free_port()
         self.host_key = root / "ssh_host_ed25519_key"
+        #: more host keys (ssh-keygen -t TYPE), offered after the ed25519 one
+        self.extra_host_keys = [root / f"ssh_host_{t}_key" for t in extra_host_key_types]
+        self._extra_types = extra_host_key_types
         self.user_key = root / "id_ed25519"
         self.config = root / "sshd_config"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -179,9 +182,9 @@ class Sshd:
     def available() -> bool:
         return Path(Sshd.SSHD).is_file() and shutil.which("ssh-keygen") is not None
 
-    def keygen(self, path: Path) -> None:
+    def keygen(self, path: Path, kind: str = "ed25519") -> None:
         subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
+            ["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", str(path)],
             check=True,
             capture_output=True,
         )
@@ -189,12 +192,15 @@ class Sshd:
     def __enter__(self) -> Sshd:
         self.root.mkdir(parents=True, exist_ok=True)
         self.keygen(self.host_key)
+        for kind, path in zip(self._extra_types, self.extra_host_keys, strict=True):
+            self.keygen(path, kind)
         self.keygen(self.user_key)
+        extra = "".join(f"HostKey {p}\n" for p in self.extra_host_keys)
         auth = self.root / "authorized_keys"
         auth.write_text((self.user_key.with_suffix(".pub")).read_text())
         auth.chmod(0o600)
         self.config.write_text(
-            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {self.host_key}\n"
+            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {self.host_key}\n{extra}"
             f"PidFile {self.root / 'sshd.pid'}\nAuthorizedKeysFile {auth}\n"
             "UsePAM no\nStrictModes no\nPasswordAuthentication no\n"
             "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
@@ -225,6 +231,6 @@ class Sshd:
                 self.proc.stderr.close()
             self.proc = None
 
-    def known_hosts_line(self) -> str:
-        kind, b64 = self.host_key.with_suffix(".pub").read_text().split()[:2]
+    def known_hosts_line(self, key: Path | None = None) -> str:
+        kind, b64 = (key or self.host_key).with_suffix(".pub").read_text().split()[:2]
         return f"[127.0.0.1]:{self.port} {kind} {b64}\n"

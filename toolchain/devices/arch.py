@@ -16,6 +16,11 @@ Public API (stable; other commands reuse it):
   matching targets and the override flag in its hint) unless the device can run the target's
   architecture; returns the device's canonical architecture;
 * :func:`targets_for_arch` — names of the Linux/Android profiles of an architecture.
+
+Signatures: ``canonical_arch(reported: str) -> str``; ``target_arch(target) -> str | None``;
+``check_device_arch(target, reported: str | Sequence[str], *, device: str,
+allow_mismatch: bool = False) -> str``; ``targets_for_arch(arch: str, kind: str | None = None)
+-> list[str]``.
 """
 
 from __future__ import annotations
@@ -75,14 +80,16 @@ def target_arch(target: Target) -> str | None:
     return canonical_arch(target.cpu.abi) if target.cpu.abi else None
 
 
-def targets_for_arch(arch: str) -> list[str]:
-    """Names of the Linux and Android profiles whose architecture is ``arch`` (profiles that
-    fail to load are skipped)."""
+def targets_for_arch(arch: str, kind: str | None = None) -> list[str]:
+    """Names of the Linux and Android profiles (only those of ``kind`` when given: ``linux``
+    or ``android``) whose architecture is ``arch``; profiles that fail to load are skipped."""
     out = []
     for name in available_names():
         try:
             t = load_target(name)
         except EdgeDeployError:
+            continue
+        if kind is not None and t.kind != kind:
             continue
         if t.kind in ("linux", "android") and target_arch(t) == canonical_arch(arch):
             out.append(name)
@@ -122,7 +129,9 @@ def check_device_arch(
     if allow_mismatch:
         log.warning("%s (allowed by %s)", message, OVERRIDE_FLAG)
         return archs[0]
-    matching = targets_for_arch(archs[0])
+    matching = targets_for_arch(
+        archs[0], target.kind if target.kind in ("linux", "android") else None
+    )
     pick = (
         f"pick a target that matches, e.g. --target {' / '.join(matching[:3])}"
         if matching

@@ -27,6 +27,7 @@ import select
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -264,6 +265,31 @@ def _record_exit_signals(transport: paramiko.Transport, into: dict[int, str]) ->
     transport._channel_handler_table = {**table, MSG_CHANNEL_REQUEST: handle}
 
 
+#: host-key algorithm names that verify a key of each known_hosts key type
+_HOSTKEY_ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
+
+
+def _transport_factory(
+    known_types: list[str], exit_signals: dict[int, str]
+) -> Callable[..., paramiko.Transport]:
+    """A paramiko ``transport_factory`` that asks the server for a host key of a type
+    known_hosts already has for it (as ssh does, so a board with several host keys is not
+    taken for a changed one) and records exit signals (:func:`_record_exit_signals`)."""
+
+    def make(sock: socket.socket, **kwargs: Any) -> paramiko.Transport:
+        t = paramiko.Transport(sock, **kwargs)
+        opts = t.get_security_options()
+        available = list(opts.key_types)
+        wanted = [a for k in known_types for a in _HOSTKEY_ALGORITHMS.get(k, (k,))]
+        first = [a for a in dict.fromkeys(wanted) if a in available]
+        if first:
+            opts.key_types = first + [a for a in available if a not in first]
+        _record_exit_signals(t, exit_signals)
+        return t
+
+    return make
+
+
 def _wait_for_banner(sock: socket.socket, where: str, timeout_s: float) -> None:
     """Wait until the server sends its first bytes (the SSH banner). A port that accepts the
     connection and then says nothing gives :class:`IoTimeoutError`, one that closes it
@@ -271,14 +297,14 @@ def _wait_for_banner(sock: socket.socket, where: str, timeout_s: float) -> None:
     ready, _, _ = select.select([sock], [], [], timeout_s)
     if not ready:
         raise IoTimeoutError(
-            f"{where} accepted the connection but sent no SSH greeting within {timeout_s:.0f} s: "
-            "nothing there speaks SSH",
+            f"cannot reach {where} over SSH: it accepted the connection but sent no SSH "
+            f"greeting within {timeout_s:.0f} s (nothing there speaks SSH)",
             hint="check the address and the port (--host user@host:PORT or --ssh-port): "
             "another service, or a firewall or proxy holding the connection, answers there",
         )
     if not sock.recv(1, socket.MSG_PEEK):
         raise DeviceNotFoundError(
-            f"{where} closed the connection without an SSH greeting",
+            f"cannot reach {where} over SSH: it closed the connection without an SSH greeting",
             hint="check the port and that sshd runs on the board (MaxStartups or a firewall "
             "can also drop connections)",
         )
@@ -384,10 +410,10 @@ class SshBoard:
         except BaseException:
             sock.close()
             raise
-        client = paramiko.SSHClient()
-        client.set_missing_host_key_policy(
-            _HostKeyPolicy(known, self.trust_new_host, host_entry_name(self.host, self.port))
-        )
+        name = host_entry_name(self.host, self.port)
+        known_types = [ln.keytype for ln in known.keys_for(name) if not known.revoked(ln.blob)]
+        client = paramiko.SSHClient()  # given no host keys: the policy decides every time
+        client.set_missing_host_key_policy(_HostKeyPolicy(known, self.trust_new_host, name))
         try:
             client.connect(
                 self.host,
@@ -401,6 +427,7 @@ class SshBoard:
                 auth_timeout=t,
                 channel_timeout=t,
                 sock=sock,
+                transport_factory=_transport_factory(known_types, self._exit_signals),
             )
         except HostKeyError:
             client.close()
@@ -439,9 +466,6 @@ class SshBoard:
                 f"the SSH connection to {where} failed: {exc.strerror or exc}",
                 hint="check the address, the port (--ssh-port) and that sshd runs on the board",
             ) from exc
-        transport = client.get_transport()
-        if transport is not None:
-            _record_exit_signals(transport, self._exit_signals)
         self._client = client
 
     def close(self) -> None:
