@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONDONTWRITEBYTECODE := 1
 PYTEST_ARGS ?=
 
-.PHONY: setup system test lint format demo bench clean
+.PHONY: setup system test lint format demo bench clean arm64-device
 
 setup: $(STAMP) system
 
@@ -45,3 +45,8 @@ bench: setup
 
 clean:
 	rm -rf build out .pytest_cache .mypy_cache .ruff_cache
+
+# Opt-in: the arm64 "Raspberry Pi" stand-in of the emulated tier (root; ~5-10 min; Debian
+# mirror from apt's configuration + PyPI). Cached in /var/cache/edgedeploy/arm64-<hash>/.
+arm64-device: setup
+	$(PY) -m tests.support.arm64_device build

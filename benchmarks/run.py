@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, str] = {
     "compiled": "benchmarks.compiled_qemu",
     "sweep": "benchmarks.sweep_bench",
     "lean": "benchmarks.lean_bench",
+    "arm64": "benchmarks.arm64_standin",
 }
 
 

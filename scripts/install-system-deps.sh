@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages edgedeploy's tests and demo use, when they are missing:
 # the Arm cross toolchain, QEMU for Cortex-M, OpenSSH server (SSH runner tests), the adb
-# client/server (ADB runner tests), Chromium (report rendering test), clang (protocol fuzzing).
+# client/server (ADB runner tests), Chromium (report rendering test), clang (protocol fuzzing),
+# debootstrap + qemu-user-static + binfmt-support (the arm64 stand-in: make arm64-device).
 # Needs root (or sudo). Safe to run again: it does nothing when everything is present.
 set -euo pipefail
 
@@ -14,6 +15,9 @@ declare -A NEED=(
   [clang]=clang
   [xxd]=xxd
   [gcc]=gcc
+  [debootstrap]=debootstrap
+  [qemu-aarch64-static]=qemu-user-static
+  [update-binfmts]=binfmt-support
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

@@ -82,3 +82,13 @@ def test_pi_rejected_model_leaves_nothing(hw_ssh_host: str, reference_dir: Path)
         run_bench(load_target("rpi4"), model, BenchOptions(runner="ssh", ssh_host=hw_ssh_host))
     with SshBoard(hw_ssh_host) as board:
         assert "edgedeploy-" not in board.run("ls /tmp", timeout_s=20).stdout
+
+
+def test_pi_devices_check(hw_ssh_host: str) -> None:
+    """`edgedeploy devices --host` on a real Pi: aarch64, not emulated, no check is an error
+    (run once with --setup, or install ai-edge-litert, for the runtime check to pass)."""
+    from toolchain.devices.linux_board import inspect_board
+
+    report = inspect_board(hw_ssh_host, target=load_target("rpi4"))
+    assert report.info.machine == "aarch64" and report.info.emulated is None
+    assert report.ok, report.info.checks

@@ -25,6 +25,7 @@ from toolchain.bench import remote
 from toolchain.bench.mcu import bench_inputs
 from toolchain.bench.options import BenchOptions
 from toolchain.bench.result import BenchResult
+from toolchain.devices import linux_board
 from toolchain.devices.arch import check_device_arch, target_arch
 from toolchain.devices.shell import HOUSEKEEPING_TIMEOUT_S, Workdir
 from toolchain.devices.ssh import SshBoard
@@ -35,7 +36,8 @@ from toolchain.targets import Target
 log = logging.getLogger(__name__)
 
 BOARD_BASE = "/tmp"
-PYTHON_CANDIDATES = ("python3", "python")
+#: the virtualenv of `bench --setup` first, then the system interpreters
+PYTHON_CANDIDATES = linux_board.PYTHON_CANDIDATES
 
 
 def run_ssh(target: Target, model: Path, options: BenchOptions) -> BenchResult:
@@ -72,6 +74,10 @@ def run_ssh(target: Target, model: Path, options: BenchOptions) -> BenchResult:
             device=board.description,
             allow_mismatch=options.allow_arch_mismatch,
         )
+        # OS, memory, sysfs, Pythons in one command; --setup installs the runtime
+        info = linux_board.describe_board(board)
+        if options.setup:
+            info = linux_board.setup_for_bench(board, info, options)
         if options.remote_python:
             python: str | None = remote.require_python(board, options.remote_python)
         else:
@@ -79,12 +85,12 @@ def run_ssh(target: Target, model: Path, options: BenchOptions) -> BenchResult:
         if python is None:
             raise RemoteCommandError(
                 f"{board.description} has no Python 3 with numpy ({', '.join(PYTHON_CANDIDATES)})",
-                hint="on the board: sudo apt install python3-numpy && pip install ai-edge-litert "
-                "(or tflite-runtime); or name the interpreter with --remote-python",
+                hint=linux_board.no_python_message(info)
+                + "; or name the interpreter with --remote-python",
             )
         progress("connect", 1, 1)
         inputs, inputs_note = bench_inputs(tfl, options.golden)
-        with Workdir(board, BOARD_BASE) as wd:
+        with linux_board.lost_board_hint(board.description), Workdir(board, BOARD_BASE) as wd:
             doc = remote.run_runner(wd, python=python, model=model, inputs=inputs, options=options)
         description = board.description
     result = remote.result_from_runner(
@@ -93,7 +99,7 @@ def run_ssh(target: Target, model: Path, options: BenchOptions) -> BenchResult:
         target=target.name,
         model_path=model,
         options=options,
-        device={"host": description, "python_path": python, "arch": arch},
+        device={"host": description, "python_path": python, "arch": arch, **info.summary()},
         inputs=inputs,
         inputs_note=inputs_note,
         environment={
@@ -108,6 +114,7 @@ def run_ssh(target: Target, model: Path, options: BenchOptions) -> BenchResult:
             f"the board is {arch}, not {want} like target {target.name} "
             "(--allow-arch-mismatch): these numbers are not the target's"
         )
+    linux_board.mark_emulated(result, info)
     if not wd.removed:
         result.warnings.append(f"could not remove {wd.path} from the board; remove it by hand")
     if options.profile_ops:

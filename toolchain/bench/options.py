@@ -45,6 +45,11 @@ class BenchOptions:
     #: ADB/SSH: run even when the device's CPU architecture is not the target's
     #: (toolchain.devices.arch.check_device_arch); the report keeps a warning
     allow_arch_mismatch: bool = False
+    #: Linux boards: install the runtime into ~/.edgedeploy/venv first (bench --setup), from
+    #: the host's wheel directory ``setup_wheels`` when given; never as root unless allowed
+    setup: bool = False
+    setup_wheels: Path | None = None
+    setup_as_root: bool = False
     #: CPU runtime options (phones, Pis)
     threads: int | None = None
     use_xnnpack: bool | None = None

@@ -17,7 +17,7 @@ from rich.table import Table
 from toolchain.bench import BIT_EXACT_RUNNERS, RUNNERS, run_bench
 from toolchain.bench.options import BenchOptions
 from toolchain.bench.result import BenchResult
-from toolchain.cli import phone_options, ui
+from toolchain.cli import board, phone_options, ui
 from toolchain.fsutil import check_output_path, staged_outputs
 from toolchain.targets import load_target
 
@@ -42,6 +42,7 @@ def mcu_options(args: argparse.Namespace) -> dict[str, Any]:
 FLAG_GROUPS = (
     (add_mcu_arguments, mcu_options),
     (phone_options.add_phone_arguments, phone_options.phone_options),
+    (board.add_setup_arguments, board.setup_options),
 )
 
 

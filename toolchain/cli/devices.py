@@ -1,4 +1,6 @@
-"""``edgedeploy devices``: the Android devices adb sees, with model, SoC, ABI and version."""
+"""``edgedeploy devices``: the Android devices adb sees, with model, SoC, ABI and version;
+with ``--host user@board``, one Linux board over SSH checked against a target
+(:mod:`toolchain.cli.board`)."""
 
 from __future__ import annotations
 
@@ -7,20 +9,24 @@ import json
 
 from rich.table import Table
 
-from toolchain.cli import ui
+from toolchain.cli import board, ui
 from toolchain.devices import adb
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "devices",
-        help="list Android devices (adb): serial, state, model, SoC, ABI, Android version",
+        help="list Android devices (adb): serial, state, model, SoC, ABI, Android version; "
+        "or check a Linux board (--host user@pi --target rpi4 [--setup])",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    board.add_host_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "host", None):
+        return board.run_host(args)
     found = adb.describe_all()
     if args.json:
         ui.console.print_json(json.dumps([d.to_dict() for d in found]))
