@@ -27,7 +27,9 @@ def test_cli_writes_the_contract_files(reference_dir: Path, tmp_path: Path, caps
     assert {"kws.h", "kws.c", "kws_weights.c", "edc_runtime.h", "edc_conv.c"} <= set(names)
     assert "edc_binary.c" not in names  # only the kernels the model uses
     assert d["n_ops"] == 13 and d["ops"][0] == "CONV_2D"
-    assert sorted(Path(s).name for s in d["sources"]) == sorted(n for n in names if n.endswith(".c"))
+    assert sorted(Path(s).name for s in d["sources"]) == sorted(
+        n for n in names if n.endswith(".c")
+    )
     h = (out / "kws.h").read_text()
     assert f"#define KWS_ARENA_BYTES {d['arena_bytes']}u" in h
     for sym in ("kws_init(void)", "kws_input(int i)", "kws_output(int i)", "kws_invoke(void)",
@@ -36,7 +38,9 @@ def test_cli_writes_the_contract_files(reference_dir: Path, tmp_path: Path, caps
     assert d["plan"]["lower_bound_bytes"] <= d["arena_bytes"]
 
 
-def test_output_is_deterministic_and_replaced_atomically(reference_dir: Path, tmp_path: Path) -> None:
+def test_output_is_deterministic_and_replaced_atomically(
+    reference_dir: Path, tmp_path: Path
+) -> None:
     a = compile_model(reference_dir / KWS, out_dir=tmp_path / "a", name="kws")
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "stale.c").write_text("old")
@@ -54,7 +58,9 @@ def test_float_model_is_one_clear_error(reference_dir: Path, tmp_path: Path) -> 
     assert not (tmp_path / "o").exists()
 
 
-def test_unsupported_operator_names_op_layer_and_tflm(reference_dir: Path, tmp_path: Path, capsys) -> None:
+def test_unsupported_operator_names_op_layer_and_tflm(
+    reference_dir: Path, tmp_path: Path, capsys
+) -> None:
     rc = main(["compile", str(reference_dir / LSTM), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == CompileError.exit_code

@@ -437,6 +437,38 @@ def _alias(kind: str) -> Callable[[_Ctx, Any, int], Op]:
     return lower_alias
 
 
+def _lut(kind: str) -> Callable[[_Ctx, Any, int], Op]:
+    def lower_lut(ctx: _Ctx, op: Any, index: int) -> Op:
+        x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+        if x.shape != y.shape and x.nbytes != y.nbytes:
+            raise Unsupported("input and output sizes differ")
+        if kind == "QUANTIZE":
+            table = quant.lut_requantize_s8(x.scale, x.zero_point, y.scale, y.zero_point)
+            what = f"requantize to scale {y.scale:.6g}, zero point {y.zero_point}"
+        elif kind == "LOGISTIC":
+            if y.zero_point != -128:
+                raise Unsupported("int8 LOGISTIC needs output zero point -128")
+            table = quant.lut_logistic_s8(x.scale, x.zero_point)
+            what = "sigmoid"
+        elif kind == "TANH":
+            table = quant.lut_tanh_s8(x.scale, x.zero_point)
+            what = "tanh"
+        else:
+            try:
+                table = quant.lut_hard_swish_s8(x.scale, x.zero_point, y.scale, y.zero_point)
+            except ValueError as exc:
+                raise Unsupported(str(exc)) from exc
+            what = "hard swish"
+        fields: dict[str, FieldValue] = {
+            "size": int(np.prod(x.shape)) if x.shape else 1,
+            "table": ConstArray("int8_t", table, "table"),
+        }
+        return Op(index, kind, "edc_lut", "edc_lut_s8", "edc_lut_s8_params", fields,
+                  (x.index,), (y.index,), f"{what} (256-entry table)")  # fmt: skip
+
+    return lower_lut
+
+
 LOWERINGS: dict[str, Callable[[_Ctx, Any, int], Op]] = {
     "CONV_2D": _conv,
     "DEPTHWISE_CONV_2D": _dwconv,
@@ -447,6 +479,7 @@ LOWERINGS: dict[str, Callable[[_Ctx, Any, int], Op]] = {
     "SUB": _add_sub("SUB"),
     "MUL": _mul,
     "SOFTMAX": _softmax,
+    **{k: _lut(k) for k in ("QUANTIZE", "LOGISTIC", "TANH", "HARD_SWISH")},
     **{k: _alias(k) for k in sorted(ALIAS_OPS)},
 }
 

@@ -132,3 +132,202 @@ def multiply_by_quantized_multiplier(x: int, m: int, shift: int) -> int:
     left = shift if shift > 0 else 0
     right = 0 if shift > 0 else -shift
     return rounding_divide_by_pot(srdhm(_wrap32(x * (1 << left)), m), right)
+
+
+def _sat_shl(x: int, e: int) -> int:
+    """gemmlowp's SaturatingRoundingMultiplyByPOT<e> for e > 0 (int32)."""
+    threshold = (1 << (31 - e)) - 1
+    if x > threshold:
+        return INT32_MAX
+    if x < -threshold:
+        return INT32_MIN
+    return _wrap32(x << e)
+
+
+def _exp_quarter(a: int) -> int:
+    """exp(a) for a in [-1/4, 0), Q0.31 (Taylor series around -1/8)."""
+    constant_term, one_third = 1895147668, 715827883
+    x = _wrap32(a + (1 << 28))
+    x2 = srdhm(x, x)
+    x3 = srdhm(x2, x)
+    x4 = srdhm(x2, x2)
+    x4_over_4 = rounding_divide_by_pot(x4, 2)
+    poly = rounding_divide_by_pot(_wrap32(srdhm(_wrap32(x4_over_4 + x3), one_third) + x2), 1)
+    return _wrap32(constant_term + srdhm(constant_term, _wrap32(x + poly)))
+
+
+_EXP_MULTS = (1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242)
+
+
+def exp_on_negative_values(a: int, ib: int) -> int:
+    """exp(a) for a ≤ 0 in Q(ib).(31-ib); Q0.31 result (the C twin: edc_exp_neg)."""
+    fb = 31 - ib
+    quarter = 1 << (fb - 2)
+    a_mod = _wrap32((a & (quarter - 1)) - quarter)
+    result = _exp_quarter(_sat_shl(a_mod, ib) if ib > 0 else a_mod)
+    remainder = _wrap32(a_mod - a)
+    for k in range(-2, 5):
+        if ib > k and remainder & (1 << (fb + k)):
+            result = srdhm(result, _EXP_MULTS[k + 2])
+    if ib > 5 and a < -(1 << (36 - ib)):
+        result = 0
+    if a == 0:
+        result = INT32_MAX
+    return result
+
+
+def _newton_reciprocal(a: int) -> int:
+    """x ≈ 1/(1+a)·4 in Q2.29 for a in Q0.31 (three Newton-Raphson steps)."""
+    v = a + INT32_MAX + (1 if a + INT32_MAX >= 0 else -1)
+    half_den = v // 2 if v >= 0 else -((-v) // 2)  # C division truncates towards zero
+    x = _wrap32(1515870810 + srdhm(half_den, -1010580540))
+    for _ in range(3):
+        hdx = srdhm(half_den, x)
+        one_minus = _wrap32((1 << 29) - hdx)
+        x = _wrap32(x + _sat_shl(srdhm(x, one_minus), 2))
+    return x
+
+
+def one_over_one_plus_x(a: int) -> int:
+    return _sat_shl(_newton_reciprocal(a), 1)
+
+
+def one_minus_x_over_one_plus_x(a: int) -> int:
+    return _sat_shl(_wrap32(_newton_reciprocal(a) - (1 << 29)), 2)
+
+
+def logistic_q(a: int, ib: int) -> int:
+    """gemmlowp logistic of a Q(ib) value; Q0.31 result."""
+    if a == 0:
+        return 1 << 30
+    pos = a > 0
+    absa = a if pos else _wrap32(-a)
+    r = one_over_one_plus_x(exp_on_negative_values(_wrap32(-absa), ib))
+    return r if pos else _wrap32(INT32_MAX - r)
+
+
+def tanh_q(a: int, ib: int) -> int:
+    """gemmlowp tanh of a Q(ib) value; Q0.31 result."""
+    if a == 0:
+        return 0
+    neg = a < 0
+    n = a if neg else _wrap32(-a)
+    t = one_minus_x_over_one_plus_x(exp_on_negative_values(n, ib + 1))
+    return _wrap32(-t) if neg else t
+
+
+def _frexp_multiplier(real: float) -> tuple[int, int]:
+    """TFLM's logistic/tanh Prepare: frexp + round, without QuantizeMultiplier's fix-ups."""
+    q, shift = math.frexp(real)
+    return _wrap32(_round_half_away(q * (1 << 31))), shift
+
+
+def _input_radius(integer_bits: int, left_shift: int) -> int:
+    v = 1.0 * ((1 << integer_bits) - 1) * float(1 << (31 - integer_bits)) / float(1 << left_shift)
+    return int(math.floor(v))
+
+
+def lut_logistic_s8(in_scale: float, in_zp: int) -> np.ndarray:
+    """int8 LOGISTIC as a 256-entry table (index x + 128), TFLM's integer arithmetic."""
+    mult, shift = _frexp_multiplier(float(np.float32(in_scale)) * float(1 << 27))
+    radius = _input_radius(4, shift)
+    out = np.empty(256, np.int8)
+    for k in range(256):
+        x = k - 128 - in_zp
+        if x <= -radius:
+            v = -128
+        elif x >= radius:
+            v = 127
+        else:
+            q4 = multiply_by_quantized_multiplier(x, mult, shift)
+            v = max(-128, min(127, rounding_divide_by_pot(logistic_q(q4, 4), 23) - 128))
+        out[k] = v
+    return out
+
+
+def lut_tanh_s8(in_scale: float, in_zp: int) -> np.ndarray:
+    """int8 TANH as a 256-entry table (output scale 1/128, zero point 0, as TFLM computes)."""
+    mult, shift = _frexp_multiplier(float(np.float32(in_scale)) * float(1 << 27))
+    radius = _input_radius(4, shift)
+    out = np.empty(256, np.int8)
+    for k in range(256):
+        x = k - 128 - in_zp
+        if x <= -radius:
+            v = -128
+        elif x >= radius:
+            v = 127
+        else:
+            q4 = multiply_by_quantized_multiplier(x, mult, shift)
+            v = max(-128, min(127, rounding_divide_by_pot(tanh_q(q4, 4), 24)))
+        out[k] = v
+    return out
+
+
+def lut_requantize_s8(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
+    """int8 → int8 QUANTIZE (TFLM's Requantize) as a 256-entry table."""
+    mult, shift = quantize_multiplier(float(np.float32(in_scale)) / float(np.float32(out_scale)))
+    out = np.empty(256, np.int8)
+    for k in range(256):
+        v = multiply_by_quantized_multiplier(k - 128 - in_zp, mult, shift) + out_zp
+        out[k] = max(-128, min(127, v))
+    return out
+
+
+def _wrap16(x: int) -> int:
+    return (x + 2**15) % 2**16 - 2**15
+
+
+def _srdhm16(a: int, b: int) -> int:
+    if a == b == -(2**15):
+        return 2**15 - 1
+    ab = a * b
+    nudge = (1 << 14) if ab >= 0 else 1 - (1 << 14)
+    v = ab + nudge
+    return _wrap16(abs(v) >> 15 if v >= 0 else -(abs(v) >> 15))
+
+
+def _sdhm16(a: int, b: int) -> int:
+    """TFLM's non-rounding SaturatingDoublingHighMul (int16)."""
+    if a == b == -(2**15):
+        return 2**15 - 1
+    ab = a * b
+    return _wrap16(abs(ab) >> 15 if ab >= 0 else -(abs(ab) >> 15))
+
+
+def _sat_lshift16(x: int, amount: int) -> int:
+    return max(-(2**15), min(2**15 - 1, x * (1 << amount)))
+
+
+def _to_int16_multiplier(m: int) -> int:
+    if m >= INT32_MAX - (1 << 15):
+        return 2**15 - 1
+    return (m + (1 << 15)) >> 16
+
+
+def lut_hard_swish_s8(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
+    """int8 HARD_SWISH as a 256-entry table, TFLM's int16 fixed-point arithmetic."""
+    f32 = np.float32
+    hires = f32(1.0 / 128.0) * f32(in_scale)
+    om, oe = quantize_multiplier(float(f32(hires / f32(out_scale))))
+    rm, re_ = quantize_multiplier(float(f32(hires / f32(3.0 / 32768.0))))
+    if oe > 0:
+        raise ValueError("HARD_SWISH output multiplier exponent > 0 (TFLM rejects it)")
+    om16, rm16 = _to_int16_multiplier(om), _to_int16_multiplier(rm)
+    out = np.empty(256, np.int8)
+    for k in range(256):
+        x = _wrap16(k - 128 - in_zp)
+        hi = _wrap16(x * 128)
+        pre_out = _srdhm16(hi, om16)
+        r = hi
+        if re_ > 0:
+            r = _sat_lshift16(r, re_ - 1)
+        r = _srdhm16(r, rm16)
+        if re_ > 0:
+            r = _sat_lshift16(r, 1)
+        if re_ < 0:
+            r = rounding_divide_by_pot(r, -re_)
+        r = _wrap16((r + (1 << 15)) >> 1)
+        v = _sdhm16(r, pre_out)
+        v = _wrap16(rounding_divide_by_pot(v, -oe) + out_zp)
+        out[k] = max(-128, min(127, v))
+    return out
