@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from toolchain.compile import lower as _lower
+from toolchain.compile import select as _select
 from toolchain.compile.cwriter import CWriter, kernel_dir, kernel_files
 from toolchain.compile.ir import ConstArray, Graph
 from toolchain.compile.planner import Plan, check, plan
@@ -80,9 +81,15 @@ def supported(model: str | os.PathLike[str] | TFLiteModel) -> list[str]:
     return _lower.unsupported(_load(model))
 
 
-def lower_and_plan(model: str | os.PathLike[str] | TFLiteModel) -> tuple[Graph, Plan]:
-    """Lower and plan without writing anything (raises CompileError when unsupported)."""
-    graph = _lower.lower(_load(model))
+def lower_and_plan(
+    model: str | os.PathLike[str] | TFLiteModel,
+    *,
+    target: str | None = None,
+    kernels: str = "auto",
+) -> tuple[Graph, Plan]:
+    """Lower, pick the kernels (:mod:`.select`) and plan without writing anything (raises
+    CompileError when unsupported)."""
+    graph = _select.specialize(_lower.lower(_load(model)), kernels=kernels, target=target)
     p = plan(graph)
     check(graph, p)
     return graph, p
@@ -113,8 +120,13 @@ def compile_model(
     out_dir: str | os.PathLike[str],
     name: str = "model",
     target: str | None = None,
+    kernels: str = "auto",
 ) -> CompiledModel:
     """Compile an int8 .tflite model to C sources in ``out_dir`` (replaced atomically).
+
+    ``kernels``: ``auto`` (fast SIMD kernels where the target's CPU has the DSP extension),
+    ``fast`` (everywhere, portable C without DSP) or ``ref`` (reference-order kernels only);
+    see :mod:`toolchain.compile.select`.
 
     Raises CompileError (unsupported operator, float/hybrid model, unwritable output),
     UsageError (``name`` is no C identifier), BudgetError (over the target's RAM/flash),
@@ -127,7 +139,7 @@ def compile_model(
             hint="pick another --name",
         )
     m = _load(model)
-    graph, p = lower_and_plan(m)
+    graph, p = lower_and_plan(m, target=target, kernels=kernels)
     writer = CWriter(graph, p, name, Path(m.source).name if m.source else "<bytes>")
     texts = writer.files()
     weights_bytes = writer.consts.nbytes

@@ -76,6 +76,8 @@ class Op:
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
     summary: str = ""  # one line for the comment above the call
+    #: bytes of arena scratch the kernel needs while it runs (passed as its last argument)
+    scratch_bytes: int = 0
 
     @property
     def is_alias(self) -> bool:

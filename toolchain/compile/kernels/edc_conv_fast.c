@@ -1,0 +1,115 @@
+/* edgedeploy compiled runtime: int8 CONV_2D as two-by-two blocks of dual 16-bit MACs.
+ * See edc_conv_fast.h for the layouts the compiler prepares. */
+#include "edc_conv_fast.h"
+
+#include <string.h>
+
+#include "edc_fixedpoint.h"
+#include "edc_simd.h"
+
+/* Byte k of column `col` (0 or 1) in the word-interleaved scratch. */
+#define EDC_COL_AT(k, col) ((((k) >> 2) << 3) + ((col) << 2) + ((k) & 3))
+
+/* One im2col column (output pixel oy, ox) into the interleaved scratch. */
+static void edc_conv_fast_column(const edc_conv_fast_params *p, const int8_t *in_b, int32_t oy,
+                                 int32_t ox, int8_t *scratch, int32_t col) {
+  const int32_t in_c = p->in_c, k_w = p->k_w;
+  const int8_t pad = (int8_t)p->pad_value;
+  const int32_t iy0 = oy * p->stride_h - p->pad_h;
+  const int32_t ix0 = ox * p->stride_w - p->pad_w;
+  int32_t k = 0, fy, fx, c;
+  if ((in_c & 3) == 0) {
+    /* whole words: channel runs start on multiples of 4 */
+    for (fy = 0; fy < p->k_h; fy++) {
+      const int32_t iy = iy0 + fy * p->dil_h;
+      for (fx = 0; fx < k_w; fx++) {
+        const int32_t ix = ix0 + fx * p->dil_w;
+        int8_t *dst = scratch + EDC_COL_AT(k, col);
+        if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
+          const uint32_t v = (uint32_t)(uint8_t)pad * 0x01010101u;
+          for (c = 0; c < in_c; c += 4, dst += 8) memcpy(dst, &v, 4);
+        } else {
+          const int8_t *src = in_b + (iy * p->in_w + ix) * in_c;
+          for (c = 0; c < in_c; c += 4, dst += 8) memcpy(dst, src + c, 4);
+        }
+        k += in_c;
+      }
+    }
+  } else {
+    for (fy = 0; fy < p->k_h; fy++) {
+      const int32_t iy = iy0 + fy * p->dil_h;
+      for (fx = 0; fx < k_w; fx++) {
+        const int32_t ix = ix0 + fx * p->dil_w;
+        if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
+          for (c = 0; c < in_c; c++, k++) scratch[EDC_COL_AT(k, col)] = pad;
+        } else {
+          const int8_t *src = in_b + (iy * p->in_w + ix) * in_c;
+          for (c = 0; c < in_c; c++, k++) scratch[EDC_COL_AT(k, col)] = src[c];
+        }
+      }
+    }
+    for (; k < p->k4; k++) scratch[EDC_COL_AT(k, col)] = 0; /* zero weights there */
+  }
+}
+
+static inline int8_t edc_conv_fast_out(const edc_conv_fast_params *p, int32_t acc, int32_t oc) {
+  acc = edc_requant(acc, p->mult[oc], p->shift[oc]) + p->out_offset;
+  return (int8_t)edc_clamp(acc, p->act_min, p->act_max);
+}
+
+/* Two columns (o1 NULL: only the first is wanted) times every output channel. */
+static void edc_conv_fast_block(const edc_conv_fast_params *p, const int8_t *cols, int8_t *o0,
+                                int8_t *o1) {
+  const int32_t out_c = p->out_c, groups = p->k4 >> 2;
+  const int8_t *w = p->weights;
+  int32_t oc;
+  for (oc = 0; oc < out_c; oc += 2) {
+    const int32_t b0 = p->bias[oc];
+    const int32_t b1 = oc + 1 < out_c ? p->bias[oc + 1] : 0;
+    int32_t a00 = b0, a01 = b0, a10 = b1, a11 = b1; /* a<channel><column> */
+    const int8_t *x = cols;
+    int32_t g;
+    for (g = 0; g < groups; g++) {
+      const uint32_t xa = edc_read4(x), xb = edc_read4(x + 4);
+      const uint32_t wa = edc_read4(w), wb = edc_read4(w + 4);
+      const uint32_t xa02 = edc_sxtb16(xa), xa13 = edc_sxtb16_r8(xa);
+      const uint32_t xb02 = edc_sxtb16(xb), xb13 = edc_sxtb16_r8(xb);
+      uint32_t w02 = edc_sxtb16(wa), w13 = edc_sxtb16_r8(wa);
+      a00 = edc_smlad(w02, xa02, a00);
+      a00 = edc_smlad(w13, xa13, a00);
+      a01 = edc_smlad(w02, xb02, a01);
+      a01 = edc_smlad(w13, xb13, a01);
+      w02 = edc_sxtb16(wb);
+      w13 = edc_sxtb16_r8(wb);
+      a10 = edc_smlad(w02, xa02, a10);
+      a10 = edc_smlad(w13, xa13, a10);
+      a11 = edc_smlad(w02, xb02, a11);
+      a11 = edc_smlad(w13, xb13, a11);
+      x += 8;
+      w += 8;
+    }
+    o0[oc] = edc_conv_fast_out(p, a00, oc);
+    if (o1) o1[oc] = edc_conv_fast_out(p, a01, oc);
+    if (oc + 1 < out_c) {
+      o0[oc + 1] = edc_conv_fast_out(p, a10, oc + 1);
+      if (o1) o1[oc + 1] = edc_conv_fast_out(p, a11, oc + 1);
+    }
+  }
+}
+
+void edc_conv_fast_s8(const edc_conv_fast_params *p, const int8_t *in, int8_t *out,
+                      int8_t *scratch) {
+  const int32_t n_pix = p->out_h * p->out_w, out_c = p->out_c;
+  int32_t b, i;
+  for (b = 0; b < p->batches; b++) {
+    const int8_t *in_b = in + b * p->in_h * p->in_w * p->in_c;
+    int8_t *out_b = out + b * n_pix * out_c;
+    for (i = 0; i < n_pix; i += 2) {
+      const int32_t two = i + 1 < n_pix;
+      edc_conv_fast_column(p, in_b, i / p->out_w, i % p->out_w, scratch, 0);
+      /* a last odd pixel fills the second column with itself (its results are dropped) */
+      edc_conv_fast_column(p, in_b, (i + two) / p->out_w, (i + two) % p->out_w, scratch, 1);
+      edc_conv_fast_block(p, scratch, out_b + i * out_c, two ? out_b + (i + 1) * out_c : NULL);
+    }
+  }
+}

@@ -1,0 +1,152 @@
+"""Kernel selection: per layer, at compile time, the kernel that suits the target's CPU.
+
+:mod:`.lower` turns every operator into a call of the portable reference-order kernel
+(``edc_conv``, ``edc_dwconv``, ``edc_fc``: plain C, bit-exact with TFLM's reference kernels).
+:func:`specialize` then swaps in the fast kernels where they apply, re-laying out the layer's
+constants for them:
+
+* ``CONV_2D`` (one group) → ``edc_conv_fast_s8``: im2col of two output pixels into an arena
+  scratch buffer, a 2×2 block (two pixels × two output channels) of dual 16-bit MACs, weights
+  pair-interleaved and zero-padded to a multiple of 4, the input offset folded into the bias
+  and padding filled with the input zero point (so it contributes nothing, as in TFLM).
+* ``DEPTHWISE_CONV_2D`` with depth multiplier 1 → ``edc_dwconv_fast_s8``: four channels per
+  step, weights in TFLite's [k_h][k_w][channels] order.
+* ``FULLY_CONNECTED`` → ``edc_fc_fast_s8``: four rows per step, weights row-interleaved.
+
+The fast kernels' SIMD steps (``edc_simd.h``) are single DSP instructions on cores with the
+DSP extension (Cortex-M4/M7/M33/M55) and portable C elsewhere, with identical results; the
+policy ``"auto"`` uses them only where the target profile says ``dsp = true``. Every kernel,
+fast or not, is bit-exact with TFLM: int32 accumulation is exact, so only the order of the
+additions changes, and the requantization is TFLM's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from toolchain.compile.ir import ConstArray, Graph, Op
+from toolchain.errors import UsageError
+
+#: ``kernels=`` values: auto (fast kernels on DSP targets), fast (everywhere), ref (never)
+POLICIES = ("auto", "fast", "ref")
+
+
+def target_has_dsp(target: str | None) -> bool:
+    """True when the target profile's CPU has the Arm DSP extension (``[cpu] dsp = true``)."""
+    if target is None:
+        return False
+    from toolchain.targets import load_target
+
+    return bool(load_target(target).cpu.dsp)
+
+
+def _i32(values: np.ndarray, what: str) -> ConstArray | None:
+    v = np.asarray(values, dtype=np.int64)
+    if v.size and (v.min() < -(2**31) or v.max() > 2**31 - 1):
+        return None  # keep the reference kernel: the folded constant does not fit
+    return ConstArray("int32_t", v.astype(np.int32), what)
+
+
+def _conv_fast(op: Op) -> bool:
+    f = op.fields
+    if f["groups"] != 1:
+        return False
+    w = f["weights"]
+    assert isinstance(w, ConstArray)
+    oc, kh, kw, ic = w.values.shape
+    k = kh * kw * ic
+    k4 = -(-k // 4) * 4
+    flat = w.values.reshape(oc, k).astype(np.int64)
+    bias = f["bias"].values.astype(np.int64) if isinstance(f["bias"], ConstArray) else 0
+    folded = _i32(bias + int(f["in_offset"]) * flat.sum(axis=1), "bias (input offset folded)")
+    if folded is None:
+        return False
+    oc2 = oc + (oc & 1)
+    padded = np.zeros((oc2, k4), np.int8)
+    padded[:oc, :k] = w.values.reshape(oc, k)
+    inter = padded.reshape(oc2 // 2, 2, k4 // 4, 4).transpose(0, 2, 1, 3)
+    fields = {
+        "batches": f["batches"], "in_h": f["in_h"], "in_w": f["in_w"], "in_c": f["in_c"],
+        "out_h": f["out_h"], "out_w": f["out_w"], "out_c": f["out_c"],
+        "k_h": kh, "k_w": kw, "k4": k4,
+        "stride_h": f["stride_h"], "stride_w": f["stride_w"],
+        "dil_h": f["dil_h"], "dil_w": f["dil_w"], "pad_h": f["pad_h"], "pad_w": f["pad_w"],
+        "pad_value": -int(f["in_offset"]),  # type: ignore[arg-type]
+        "out_offset": f["out_offset"], "act_min": f["act_min"], "act_max": f["act_max"],
+        "weights": ConstArray("int8_t", np.ascontiguousarray(inter).reshape(-1),
+                              "weights (channel pairs, word-interleaved)"),
+        "bias": folded, "mult": f["mult"], "shift": f["shift"],
+    }  # fmt: skip
+    op.kernel, op.func, op.struct = "edc_conv_fast", "edc_conv_fast_s8", "edc_conv_fast_params"
+    op.fields = fields
+    op.scratch_bytes = 2 * k4
+    return True
+
+
+def _dwconv_fast(op: Op) -> bool:
+    f = op.fields
+    if f["depth_mult"] != 1:
+        return False
+    w = f["weights"]
+    assert isinstance(w, ConstArray)
+    c, kh, kw = w.values.shape  # [channels][k_h][k_w]
+    hwc = np.ascontiguousarray(w.values.transpose(1, 2, 0)).reshape(-1)
+    fields = {
+        "batches": f["batches"], "in_h": f["in_h"], "in_w": f["in_w"], "channels": c,
+        "out_h": f["out_h"], "out_w": f["out_w"], "k_h": kh, "k_w": kw,
+        "stride_h": f["stride_h"], "stride_w": f["stride_w"],
+        "dil_h": f["dil_h"], "dil_w": f["dil_w"], "pad_h": f["pad_h"], "pad_w": f["pad_w"],
+        "in_offset": f["in_offset"], "out_offset": f["out_offset"],
+        "act_min": f["act_min"], "act_max": f["act_max"],
+        "weights": ConstArray("int8_t", hwc, "weights (k_h, k_w, channels)"),
+        "bias": f["bias"], "mult": f["mult"], "shift": f["shift"],
+    }  # fmt: skip
+    op.kernel, op.func = "edc_dwconv_fast", "edc_dwconv_fast_s8"
+    op.struct = "edc_dwconv_fast_params"
+    op.fields = fields
+    return True
+
+
+def fc_layout(w: np.ndarray) -> np.ndarray:
+    """FC weights [rows][depth] in edc_fc_fast's order (see edc_fc_fast.h)."""
+    rows, n = w.shape
+    n4 = n & ~3
+    parts: list[np.ndarray] = []
+    r4 = rows & ~3
+    for r in range(0, r4, 4):
+        g = w[r : r + 4]
+        parts.append(g[:, :n4].reshape(4, n4 // 4, 4).transpose(1, 0, 2).reshape(-1))
+        parts.append(g[:, n4:].reshape(-1))
+    for r in range(r4, rows):
+        parts.append(w[r])
+    return np.ascontiguousarray(np.concatenate(parts) if parts else w.reshape(-1))
+
+
+def _fc_fast(op: Op) -> bool:
+    f = dict(op.fields)
+    w = f["weights"]
+    assert isinstance(w, ConstArray)
+    f["weights"] = ConstArray("int8_t", fc_layout(w.values), "weights (rows in fours)")
+    op.kernel, op.func, op.struct = "edc_fc_fast", "edc_fc_fast_s8", "edc_fc_fast_params"
+    op.fields = f
+    return True
+
+
+_FAST = {"CONV_2D": _conv_fast, "DEPTHWISE_CONV_2D": _dwconv_fast, "FULLY_CONNECTED": _fc_fast}
+
+
+def specialize(graph: Graph, *, kernels: str = "auto", target: str | None = None) -> Graph:
+    """Swap fast kernels in (in place) by ``kernels`` policy; returns ``graph``.
+
+    ``auto``: on targets whose CPU has the DSP extension; ``fast``: everywhere (the SIMD steps
+    are then portable C: the host tests use this); ``ref``: keep the reference-order kernels.
+    """
+    if kernels not in POLICIES:
+        raise UsageError(f"unknown kernel policy {kernels!r}", hint=", ".join(POLICIES))
+    if kernels == "ref" or (kernels == "auto" and not target_has_dsp(target)):
+        return graph
+    for op in graph.ops:
+        fn = _FAST.get(op.kind)
+        if fn is not None and op.kernel:
+            fn(op)
+    return graph
