@@ -90,7 +90,11 @@ def _dwconv_fast(op: Op) -> bool:
     w = f["weights"]
     assert isinstance(w, ConstArray)
     c, kh, kw = w.values.shape  # [channels][k_h][k_w]
-    hwc = np.ascontiguousarray(w.values.transpose(1, 2, 0)).reshape(-1)
+    c4 = -(-c // 4) * 4
+    padded = np.zeros((c4, kh * kw), np.int8)
+    padded[:c] = w.values.reshape(c, kh * kw)
+    # [channel group of 4][tap][4 channels]: a group's taps are consecutive words
+    hwc = np.ascontiguousarray(padded.reshape(c4 // 4, 4, kh * kw).transpose(0, 2, 1)).reshape(-1)
     fields = {
         "batches": f["batches"], "in_h": f["in_h"], "in_w": f["in_w"], "channels": c,
         "out_h": f["out_h"], "out_w": f["out_w"], "k_h": kh, "k_w": kw,
@@ -98,7 +102,7 @@ def _dwconv_fast(op: Op) -> bool:
         "dil_h": f["dil_h"], "dil_w": f["dil_w"], "pad_h": f["pad_h"], "pad_w": f["pad_w"],
         "in_offset": f["in_offset"], "out_offset": f["out_offset"],
         "act_min": f["act_min"], "act_max": f["act_max"],
-        "weights": ConstArray("int8_t", hwc, "weights (k_h, k_w, channels)"),
+        "weights": ConstArray("int8_t", hwc, "weights (channel fours, taps, 4)"),
         "bias": f["bias"], "mult": f["mult"], "shift": f["shift"],
     }  # fmt: skip
     op.kernel, op.func = "edc_dwconv_fast", "edc_dwconv_fast_s8"

@@ -52,9 +52,16 @@ static void edc_conv_fast_column(const edc_conv_fast_params *p, const int8_t *in
   }
 }
 
-static inline int8_t edc_conv_fast_out(const edc_conv_fast_params *p, int32_t acc, int32_t oc) {
-  acc = edc_requant(acc, p->mult[oc], p->shift[oc]) + p->out_offset;
-  return (int8_t)edc_clamp(acc, p->act_min, p->act_max);
+/* Requantization constants copied out of the parameters (stores through int8_t pointers
+ * could alias them, which would make the compiler reload them after every store). */
+typedef struct {
+  const int32_t *mult, *shift;
+  int32_t out_offset, act_min, act_max;
+} edc_conv_fast_rq;
+
+static inline int8_t edc_conv_fast_out(const edc_conv_fast_rq *q, int32_t acc, int32_t oc) {
+  acc = edc_requant(acc, q->mult[oc], q->shift[oc]) + q->out_offset;
+  return (int8_t)edc_clamp(acc, q->act_min, q->act_max);
 }
 
 /* Two columns (o1 NULL: only the first is wanted) times every output channel. */
@@ -62,10 +69,13 @@ static void edc_conv_fast_block(const edc_conv_fast_params *p, const int8_t *col
                                 int8_t *o1) {
   const int32_t out_c = p->out_c, groups = p->k4 >> 2;
   const int8_t *w = p->weights;
+  const int32_t *bias = p->bias;
+  const edc_conv_fast_rq rq = {p->mult, p->shift, p->out_offset, p->act_min, p->act_max};
+  const edc_conv_fast_rq *q = &rq;
   int32_t oc;
   for (oc = 0; oc < out_c; oc += 2) {
-    const int32_t b0 = p->bias[oc];
-    const int32_t b1 = oc + 1 < out_c ? p->bias[oc + 1] : 0;
+    const int32_t b0 = bias[oc];
+    const int32_t b1 = oc + 1 < out_c ? bias[oc + 1] : 0;
     int32_t a00 = b0, a01 = b0, a10 = b1, a11 = b1; /* a<channel><column> */
     const int8_t *x = cols;
     int32_t g;
@@ -88,11 +98,11 @@ static void edc_conv_fast_block(const edc_conv_fast_params *p, const int8_t *col
       x += 8;
       w += 8;
     }
-    o0[oc] = edc_conv_fast_out(p, a00, oc);
-    if (o1) o1[oc] = edc_conv_fast_out(p, a01, oc);
+    o0[oc] = edc_conv_fast_out(q, a00, oc);
+    if (o1) o1[oc] = edc_conv_fast_out(q, a01, oc);
     if (oc + 1 < out_c) {
-      o0[oc + 1] = edc_conv_fast_out(p, a10, oc + 1);
-      if (o1) o1[oc + 1] = edc_conv_fast_out(p, a11, oc + 1);
+      o0[oc + 1] = edc_conv_fast_out(q, a10, oc + 1);
+      if (o1) o1[oc + 1] = edc_conv_fast_out(q, a11, oc + 1);
     }
   }
 }

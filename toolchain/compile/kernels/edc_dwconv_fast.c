@@ -5,17 +5,34 @@
 #include "edc_fixedpoint.h"
 #include "edc_simd.h"
 
-static inline int8_t edc_dw_out(const edc_dwconv_fast_params *p, int32_t acc, int32_t c) {
-  acc = edc_requant(acc, p->mult[c], p->shift[c]) + p->out_offset;
-  return (int8_t)edc_clamp(acc, p->act_min, p->act_max);
-}
+/* Windows up to this many taps list their valid taps once per pixel (on the stack). */
+#define EDC_DW_MAX_TAPS 25
+
+/* One tap for four channels: x and w words, offset added to x by SXTAB16, then
+ * a0 += x0*w0, a1 += x1*w1, a2 += x2*w2, a3 += x3*w3. */
+#define EDC_DW_TAP(xp, wp)                                               \
+  do {                                                                   \
+    const uint32_t xv_ = edc_read4(xp), wv_ = edc_read4(wp);             \
+    const uint32_t xe_ = edc_sxtab16(off2, xv_), we_ = edc_sxtb16(wv_);  \
+    const uint32_t xo_ = edc_sxtab16_r8(off2, xv_);                      \
+    const uint32_t wo_ = edc_sxtb16_r8(wv_);                             \
+    a0 = edc_smlabb(xe_, we_, a0);                                       \
+    a2 = edc_smlatt(xe_, we_, a2);                                       \
+    a1 = edc_smlabb(xo_, wo_, a1);                                       \
+    a3 = edc_smlatt(xo_, wo_, a3);                                       \
+  } while (0)
 
 void edc_dwconv_fast_s8(const edc_dwconv_fast_params *p, const int8_t *in, int8_t *out) {
   const int32_t in_h = p->in_h, in_w = p->in_w, C = p->channels;
-  const int32_t k_h = p->k_h, k_w = p->k_w;
+  const int32_t k_h = p->k_h, k_w = p->k_w, taps = k_h * k_w;
   const int32_t c4 = C & ~3;
   const uint32_t off2 = ((uint32_t)p->in_offset & 0xFFFFu) * 0x00010001u;
+  const int32_t in_offset = p->in_offset;
   const int32_t row_stride = in_w * C, dy = p->dil_h * in_w * C, dx = p->dil_w * C;
+  const int32_t *const bias = p->bias, *const mult = p->mult, *const shift = p->shift;
+  const int32_t out_offset = p->out_offset, act_min = p->act_min, act_max = p->act_max;
+  const int8_t *const weights = p->weights;
+  const int is3x3 = k_h == 3 && k_w == 3;
   int32_t b, oy, ox, c, fy, fx;
   for (b = 0; b < p->batches; b++) {
     const int8_t *in_b = in + b * in_h * row_stride;
@@ -27,46 +44,105 @@ void edc_dwconv_fast_s8(const edc_dwconv_fast_params *p, const int8_t *in, int8_
       for (ox = 0; ox < p->out_w; ox++) {
         const int32_t ix0 = ox * p->stride_w - p->pad_w;
         int32_t fx_lo = 0, fx_hi = k_w;
-        const int8_t *x0, *w0;
+        const int8_t *x0;
+        const int8_t *wg = weights;
         while (fx_lo < k_w && ix0 + p->dil_w * fx_lo < 0) fx_lo++;
         while (fx_hi > fx_lo && ix0 + p->dil_w * (fx_hi - 1) >= in_w) fx_hi--;
-        x0 = in_b + (iy0 + p->dil_h * fy_lo) * row_stride + (ix0 + p->dil_w * fx_lo) * C;
-        w0 = p->weights + (fy_lo * k_w + fx_lo) * C;
-        for (c = 0; c < c4; c += 4) {
-          int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-          const int8_t *xr = x0 + c, *wr = w0 + c;
-          if (p->bias) {
-            a0 = p->bias[c];
-            a1 = p->bias[c + 1];
-            a2 = p->bias[c + 2];
-            a3 = p->bias[c + 3];
+        x0 = in_b + iy0 * row_stride + ix0 * C; /* tap (0, 0), maybe outside */
+        if (is3x3 && fy_lo == 0 && fx_lo == 0 && fy_hi == 3 && fx_hi == 3) {
+          /* the whole window is inside: nine taps unrolled */
+          for (c = 0; c < c4; c += 4, wg += 36) {
+            const int8_t *r0 = x0 + c, *r1 = r0 + dy, *r2 = r1 + dy;
+            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            if (bias) {
+              a0 = bias[c];
+              a1 = bias[c + 1];
+              a2 = bias[c + 2];
+              a3 = bias[c + 3];
+            }
+            EDC_DW_TAP(r0, wg);
+            EDC_DW_TAP(r0 + dx, wg + 4);
+            EDC_DW_TAP(r0 + 2 * dx, wg + 8);
+            EDC_DW_TAP(r1, wg + 12);
+            EDC_DW_TAP(r1 + dx, wg + 16);
+            EDC_DW_TAP(r1 + 2 * dx, wg + 20);
+            EDC_DW_TAP(r2, wg + 24);
+            EDC_DW_TAP(r2 + dx, wg + 28);
+            EDC_DW_TAP(r2 + 2 * dx, wg + 32);
+            out[c] = (int8_t)edc_clamp(edc_requant(a0, mult[c], shift[c]) + out_offset,
+                                       act_min, act_max);
+            out[c + 1] = (int8_t)edc_clamp(
+                edc_requant(a1, mult[c + 1], shift[c + 1]) + out_offset, act_min, act_max);
+            out[c + 2] = (int8_t)edc_clamp(
+                edc_requant(a2, mult[c + 2], shift[c + 2]) + out_offset, act_min, act_max);
+            out[c + 3] = (int8_t)edc_clamp(
+                edc_requant(a3, mult[c + 3], shift[c + 3]) + out_offset, act_min, act_max);
           }
-          for (fy = fy_lo; fy < fy_hi; fy++, xr += dy, wr += k_w * C) {
-            const int8_t *xp = xr, *wp = wr;
-            for (fx = fx_lo; fx < fx_hi; fx++, xp += dx, wp += C) {
-              const uint32_t xv = edc_read4(xp), wv = edc_read4(wp);
-              const uint32_t xe = edc_sxtab16(off2, xv), xo = edc_sxtab16_r8(off2, xv);
-              const uint32_t we = edc_sxtb16(wv), wo = edc_sxtb16_r8(wv);
-              a0 = edc_smlabb(xe, we, a0);
-              a2 = edc_smlatt(xe, we, a2);
-              a1 = edc_smlabb(xo, wo, a1);
-              a3 = edc_smlatt(xo, wo, a3);
+        } else if (taps <= EDC_DW_MAX_TAPS) {
+          /* window cut by the padding: the valid taps' offsets listed once for the pixel */
+          int32_t xo[EDC_DW_MAX_TAPS], wo[EDC_DW_MAX_TAPS];
+          int32_t n = 0, t;
+          for (fy = fy_lo; fy < fy_hi; fy++) {
+            for (fx = fx_lo; fx < fx_hi; fx++, n++) {
+              xo[n] = fy * dy + fx * dx;
+              wo[n] = 4 * (fy * k_w + fx);
             }
           }
-          out[c] = edc_dw_out(p, a0, c);
-          out[c + 1] = edc_dw_out(p, a1, c + 1);
-          out[c + 2] = edc_dw_out(p, a2, c + 2);
-          out[c + 3] = edc_dw_out(p, a3, c + 3);
-        }
-        for (; c < C; c++) {
-          int32_t acc = p->bias ? p->bias[c] : 0;
-          const int8_t *xr = x0 + c, *wr = w0 + c;
-          for (fy = fy_lo; fy < fy_hi; fy++, xr += dy, wr += k_w * C) {
-            const int8_t *xp = xr, *wp = wr;
-            for (fx = fx_lo; fx < fx_hi; fx++, xp += dx, wp += C)
-              acc += ((int32_t)*xp + p->in_offset) * (int32_t)*wp;
+          for (c = 0; c < c4; c += 4, wg += 4 * taps) {
+            const int8_t *xc = x0 + c;
+            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            if (bias) {
+              a0 = bias[c];
+              a1 = bias[c + 1];
+              a2 = bias[c + 2];
+              a3 = bias[c + 3];
+            }
+            for (t = 0; t < n; t++) EDC_DW_TAP(xc + xo[t], wg + wo[t]);
+            out[c] = (int8_t)edc_clamp(edc_requant(a0, mult[c], shift[c]) + out_offset,
+                                       act_min, act_max);
+            out[c + 1] = (int8_t)edc_clamp(
+                edc_requant(a1, mult[c + 1], shift[c + 1]) + out_offset, act_min, act_max);
+            out[c + 2] = (int8_t)edc_clamp(
+                edc_requant(a2, mult[c + 2], shift[c + 2]) + out_offset, act_min, act_max);
+            out[c + 3] = (int8_t)edc_clamp(
+                edc_requant(a3, mult[c + 3], shift[c + 3]) + out_offset, act_min, act_max);
           }
-          out[c] = edc_dw_out(p, acc, c);
+        } else {
+          for (c = 0; c < c4; c += 4, wg += 4 * taps) {
+            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            if (bias) {
+              a0 = bias[c];
+              a1 = bias[c + 1];
+              a2 = bias[c + 2];
+              a3 = bias[c + 3];
+            }
+            for (fy = fy_lo; fy < fy_hi; fy++) {
+              const int8_t *xp = x0 + c + fy * dy + fx_lo * dx;
+              const int8_t *wp = wg + 4 * (fy * k_w + fx_lo);
+              for (fx = fx_lo; fx < fx_hi; fx++, xp += dx, wp += 4) EDC_DW_TAP(xp, wp);
+            }
+            out[c] = (int8_t)edc_clamp(edc_requant(a0, mult[c], shift[c]) + out_offset,
+                                       act_min, act_max);
+            out[c + 1] = (int8_t)edc_clamp(
+                edc_requant(a1, mult[c + 1], shift[c + 1]) + out_offset, act_min, act_max);
+            out[c + 2] = (int8_t)edc_clamp(
+                edc_requant(a2, mult[c + 2], shift[c + 2]) + out_offset, act_min, act_max);
+            out[c + 3] = (int8_t)edc_clamp(
+                edc_requant(a3, mult[c + 3], shift[c + 3]) + out_offset, act_min, act_max);
+          }
+        }
+        /* channels past the last multiple of 4: weights lane c & 3 of the last group */
+        for (c = c4; c < C; c++) {
+          int32_t acc = bias ? bias[c] : 0;
+          const int8_t *wl = weights + c4 * taps + (c & 3);
+          for (fy = fy_lo; fy < fy_hi; fy++) {
+            for (fx = fx_lo; fx < fx_hi; fx++) {
+              const int32_t xv = x0[c + fy * dy + fx * dx];
+              acc += (xv + in_offset) * (int32_t)wl[4 * (fy * k_w + fx)];
+            }
+          }
+          out[c] = (int8_t)edc_clamp(edc_requant(acc, mult[c], shift[c]) + out_offset, act_min,
+                                     act_max);
         }
         out += C;
       }

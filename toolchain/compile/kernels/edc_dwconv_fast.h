@@ -1,8 +1,9 @@
 /* edgedeploy compiled runtime: int8 DEPTHWISE_CONV_2D with depth multiplier 1, four channels at
  * a time with 16-bit SIMD (edc_simd.h): SXTAB16 adds the input offset to two channels at once,
- * SMLABB/SMLATT accumulate them. Weights are [k_h][k_w][channels] (TFLite's own order), so the
- * four weights of a tap are one word. Channels beyond the last multiple of 4 take a scalar
- * path. Exact int32 accumulation: bit-exact with TFLM's reference kernel. */
+ * SMLABB/SMLATT accumulate them. Weights are [channels / 4, rounded up][k_h * k_w][4] (zero
+ * padded): the four weights of a tap are one word and a group's taps are consecutive. A 3x3
+ * window wholly inside the input is unrolled. Channels beyond the last multiple of 4 take a
+ * scalar path. Exact int32 accumulation: bit-exact with TFLM's reference kernel. */
 #ifndef EDC_DWCONV_FAST_H
 #define EDC_DWCONV_FAST_H
 

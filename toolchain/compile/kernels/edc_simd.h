@@ -99,17 +99,16 @@ static inline int32_t edc_smlatt(uint32_t a, uint32_t b, int32_t acc) {
  * (x * m + 2^30) >> 31, the same for both signs of x*m; the saturating case (x = m = INT32_MIN)
  * cannot happen. */
 static inline int32_t edc_requant(int32_t x, int32_t m, int32_t shift) {
-  int32_t y;
-  if (shift > 0) x = (int32_t)((uint32_t)x << shift);
-  y = (int32_t)(((int64_t)x * (int64_t)m + ((int64_t)1 << 30)) >> 31);
-  if (shift < 0) {
-    const int e = (int)-shift;
-    const uint32_t mask = (uint32_t)(((uint64_t)1 << e) - 1u);
-    const uint32_t rem = (uint32_t)y & mask;
-    const uint32_t threshold = (mask >> 1) + (y < 0 ? 1u : 0u);
-    y = (y >> e) + (rem > threshold ? 1 : 0);
-  }
-  return y;
+  /* branch-free: left = max(shift, 0), right = max(-shift, 0); a zero right shift rounds
+   * nothing (mask 0, remainder 0) */
+  const int32_t left = shift > 0 ? shift : 0, right = left - shift;
+  const uint32_t mask = (uint32_t)(((uint64_t)1 << right) - 1u);
+  int32_t y = (int32_t)((uint32_t)x << left);
+  uint32_t rem, threshold;
+  y = (int32_t)(((int64_t)y * (int64_t)m + ((int64_t)1 << 30)) >> 31);
+  rem = (uint32_t)y & mask;
+  threshold = (mask >> 1) + (y < 0 ? 1u : 0u);
+  return (y >> right) + (rem > threshold ? 1 : 0);
 }
 
 #endif /* EDC_SIMD_H */
