@@ -28,7 +28,7 @@ from toolchain.compile import lower as _lower
 from toolchain.compile import select as _select
 from toolchain.compile.cwriter import CWriter, kernel_dir, kernel_files
 from toolchain.compile.ir import ConstArray, Graph
-from toolchain.compile.planner import Plan, check, plan
+from toolchain.compile.planner import Plan, check, plan, scratch_key
 from toolchain.emit.cnames import check_identifier
 from toolchain.errors import BudgetError, CompileError, UsageError
 from toolchain.tflite_model import TFLiteModel
@@ -213,6 +213,8 @@ def _layers(graph: Graph, p: Plan) -> tuple[dict[str, Any], ...]:
                 "const_bytes": sum(
                     v.nbytes for v in op.fields.values() if isinstance(v, ConstArray)
                 ),
+                "scratch_bytes": op.scratch_bytes,
+                "scratch_offset": p.offsets.get(scratch_key(op.index)),
             }
         )
     return tuple(rows)

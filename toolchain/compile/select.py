@@ -58,7 +58,9 @@ def _conv_fast(op: Op) -> bool:
     k4 = -(-k // 4) * 4
     flat = w.values.reshape(oc, k).astype(np.int64)
     bias = f["bias"].values.astype(np.int64) if isinstance(f["bias"], ConstArray) else 0
-    folded = _i32(bias + int(f["in_offset"]) * flat.sum(axis=1), "bias (input offset folded)")
+    in_offset = f["in_offset"]
+    assert isinstance(in_offset, int)
+    folded = _i32(bias + in_offset * flat.sum(axis=1), "bias (input offset folded)")
     if folded is None:
         return False
     oc2 = oc + (oc & 1)
@@ -71,7 +73,7 @@ def _conv_fast(op: Op) -> bool:
         "k_h": kh, "k_w": kw, "k4": k4,
         "stride_h": f["stride_h"], "stride_w": f["stride_w"],
         "dil_h": f["dil_h"], "dil_w": f["dil_w"], "pad_h": f["pad_h"], "pad_w": f["pad_w"],
-        "pad_value": -int(f["in_offset"]),  # type: ignore[arg-type]
+        "pad_value": -in_offset,
         "out_offset": f["out_offset"], "act_min": f["act_min"], "act_max": f["act_max"],
         "weights": ConstArray("int8_t", np.ascontiguousarray(inter).reshape(-1),
                               "weights (channel pairs, word-interleaved)"),
