@@ -24,13 +24,8 @@ def test_cli_writes_the_contract_files(reference_dir: Path, tmp_path: Path, caps
     assert rc == 0
     d = json.loads(capsys.readouterr().out)
     names = sorted(p.name for p in out.iterdir())
-    assert {
-        "kws.h",
-        "kws.c",
-        "kws_weights.c",
-        "edc_runtime.h",
-        "edc_conv_fast.c",
-    }  # DSP target: fast kernels <= set(names)
+    # a DSP target (mps2-an386): the fast conv kernel
+    assert {"kws.h", "kws.c", "kws_weights.c", "edc_runtime.h", "edc_conv_fast.c"} <= set(names)
     assert "edc_binary.c" not in names  # only the kernels the model uses
     assert d["n_ops"] == 13 and d["ops"][0] == "CONV_2D"
     assert sorted(Path(s).name for s in d["sources"]) == sorted(
