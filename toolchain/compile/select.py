@@ -57,10 +57,14 @@ def _conv_fast(op: Op) -> bool:
     k = kh * kw * ic
     k4 = -(-k // 4) * 4
     flat = w.values.reshape(oc, k).astype(np.int64)
-    bias = f["bias"].values.astype(np.int64) if isinstance(f["bias"], ConstArray) else 0
     in_offset = f["in_offset"]
     assert isinstance(in_offset, int)
-    folded = _i32(bias + in_offset * flat.sum(axis=1), "bias (input offset folded)")
+    pre = f.get("bias_folded")  # newer lowering: folded already, plain bias maybe dropped
+    if isinstance(pre, ConstArray):
+        folded: ConstArray | None = pre
+    else:
+        bias = f["bias"].values.astype(np.int64) if isinstance(f["bias"], ConstArray) else 0
+        folded = _i32(bias + in_offset * flat.sum(axis=1), "bias (input offset folded)")
     if folded is None:
         return False
     oc2 = oc + (oc & 1)
@@ -92,6 +96,15 @@ def _dwconv_fast(op: Op) -> bool:
     w = f["weights"]
     assert isinstance(w, ConstArray)
     c, kh, kw = w.values.shape  # [channels][k_h][k_w]
+    bias = f["bias"]
+    pre = f.get("bias_folded")  # newer lowering may drop the plain bias: recover it exactly
+    if isinstance(pre, ConstArray):
+        in_offset = f["in_offset"]
+        assert isinstance(in_offset, int)
+        sums = w.values.reshape(c, -1).astype(np.int64).sum(axis=1)
+        bias = _i32(pre.values.astype(np.int64) - in_offset * sums, "bias")
+        if bias is None:
+            return False
     c4 = -(-c // 4) * 4
     padded = np.zeros((c4, kh * kw), np.int8)
     padded[:c] = w.values.reshape(c, kh * kw)
@@ -105,7 +118,7 @@ def _dwconv_fast(op: Op) -> bool:
         "in_offset": f["in_offset"], "out_offset": f["out_offset"],
         "act_min": f["act_min"], "act_max": f["act_max"],
         "weights": ConstArray("int8_t", hwc, "weights (channel fours, taps, 4)"),
-        "bias": f["bias"], "mult": f["mult"], "shift": f["shift"],
+        "bias": bias, "mult": f["mult"], "shift": f["shift"],
     }  # fmt: skip
     op.kernel, op.func = "edc_dwconv_fast", "edc_dwconv_fast_s8"
     op.struct = "edc_dwconv_fast_params"
