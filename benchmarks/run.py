@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "qemu": "benchmarks.qemu_firmware",
     "demo": "benchmarks.demo_bench",
     "compiled": "benchmarks.compiled_qemu",
+    "compile": "benchmarks.compile_bench",
 }
 
 

@@ -17,9 +17,9 @@ import pytest
 from ai_edge_litert import schema_py_generated as schema
 
 from tests.host.test_compile_kernels import Case, _conv, _dwconv, _fc
-from tests.support import compiled
 from tests.support.tflite_build import T, single_op
 from toolchain.compile import compile_model
+from toolchain.compile import hostrun as compiled
 from toolchain.tflite_model import TFLiteModel
 
 pytestmark = pytest.mark.skipif(not compiled.have_gcc(), reason="needs the host gcc")
@@ -60,7 +60,7 @@ def _layer(rng: np.random.Generator, name: str, kind: str, hwc: tuple[int, ...],
         o.fusedActivationFunction = 1
         m = single_op("FULLY_CONNECTED", [x, wt, b], [y],
                       schema.BuiltinOptions.FullyConnectedOptions, o)  # fmt: skip
-        return Case(name, m, [(x.shape, "int8")], (y.shape, "int8"))
+        return Case(name, m, [(x.shape, "int8")], [(y.shape, "int8")])
     h, w, c = hwc
     kh, kw = k
     oh = (h + s - 1) // s if same else (h - kh + s) // s
@@ -86,7 +86,7 @@ def _layer(rng: np.random.Generator, name: str, kind: str, hwc: tuple[int, ...],
     y = T((1, oh, ow, oc), "int8", (in_s * float(np.mean(w_s)) * 60 * float(np.sqrt(fan)),),
           (out_zp,))  # fmt: skip
     m = single_op(op, [x, wt, b], [y], otype, o)
-    return Case(name, m, [(x.shape, "int8")], (y.shape, "int8"))
+    return Case(name, m, [(x.shape, "int8")], [(y.shape, "int8")])
 
 
 def cases() -> list[Case]:
@@ -137,7 +137,7 @@ def test_fast_kernels_bit_exact_with_tflm(built: tuple[list[Case], object, list]
                 interp.set_input(x, k)
             interp.invoke()
             want = interp.get_output(0)
-            got = run(xs, [(c.output[0], np.dtype(np.int8))])[0]
+            got = run(xs, [(c.outputs[0][0], np.dtype(np.int8))])[0]
             if not np.array_equal(want, got):
                 diff = np.abs(want.astype(int) - got.astype(int))
                 pytest.fail(f"{c.name}: {int((diff > 0).sum())} of {diff.size} values differ "

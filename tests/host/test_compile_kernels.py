@@ -19,12 +19,14 @@ import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 
-from tests.support import compiled
 from tests.support.tflite_build import T, single_op
 from toolchain.compile import compile_model
+from toolchain.compile import hostrun as compiled
 from toolchain.tflite_model import TFLiteModel
 
 INPUTS_PER_MODEL = 12
+#: operators TFLM has no kernel for: checked against LiteRT's reference kernels instead
+LITERT_ONLY = frozenset({"RELU_0_TO_1", "RELU_N1_TO_1"})
 ACTS = (0, 1, 2, 3)  # NONE, RELU, RELU_N1_TO_1, RELU6
 
 pytestmark = pytest.mark.skipif(not compiled.have_gcc(), reason="needs the host gcc")
@@ -35,7 +37,7 @@ class Case:
     name: str
     model: bytes
     inputs: list[tuple[tuple[int, ...], str]]  # shape, dtype per graph input
-    output: tuple[tuple[int, ...], str]
+    outputs: list[tuple[tuple[int, ...], str]]
 
 
 def _q(rng: np.random.Generator) -> tuple[float, int]:
@@ -106,7 +108,7 @@ def _conv_like(rng: np.random.Generator, i: int, depthwise: bool) -> Case:
     o.padding, o.strideH, o.strideW = pad, sh, sw
     o.dilationHFactor, o.dilationWFactor, o.fusedActivationFunction = dh, dw, act
     model = single_op(kind, [x, wt, bias], [y], otype, o)
-    return Case(f"{kind.lower()}_{i}", model, [(x.shape, "int8")], (y.shape, "int8"))
+    return Case(f"{kind.lower()}_{i}", model, [(x.shape, "int8")], [(y.shape, "int8")])
 
 
 def _conv(rng: np.random.Generator, i: int) -> Case:
@@ -135,7 +137,7 @@ def _fc(rng: np.random.Generator, i: int) -> Case:
     o.fusedActivationFunction = int(rng.choice(ACTS))
     model = single_op("FULLY_CONNECTED", [x, wt, bias], [y],
                       schema.BuiltinOptions.FullyConnectedOptions, o)  # fmt: skip
-    return Case(f"fully_connected_{i}", model, [(x.shape, "int8")], (y.shape, "int8"))
+    return Case(f"fully_connected_{i}", model, [(x.shape, "int8")], [(y.shape, "int8")])
 
 
 def _pool(kind: str) -> Callable[[np.random.Generator, int], Case]:
@@ -157,7 +159,7 @@ def _pool(kind: str) -> Callable[[np.random.Generator, int], Case]:
         o.strideH, o.strideW, o.filterHeight, o.filterWidth = sh, sw, kh, kw
         o.fusedActivationFunction = int(rng.choice(ACTS))
         model = single_op(kind, [x], [y], schema.BuiltinOptions.Pool2DOptions, o)
-        return Case(f"{kind.lower()}_{i}", model, [(x.shape, "int8")], (y.shape, "int8"))
+        return Case(f"{kind.lower()}_{i}", model, [(x.shape, "int8")], [(y.shape, "int8")])
 
     return make
 
@@ -195,7 +197,7 @@ def _binary(kind: str) -> Callable[[np.random.Generator, int], Case]:
         o = opts[0]()
         o.fusedActivationFunction = int(rng.choice(ACTS))
         model = single_op(kind, [a, b], [y], opts[1], o)
-        return Case(f"{kind.lower()}_{i}", model, [(sa, "int8"), (sb, "int8")], (so, "int8"))
+        return Case(f"{kind.lower()}_{i}", model, [(sa, "int8"), (sb, "int8")], [(so, "int8")])
 
     return make
 
@@ -208,7 +210,7 @@ def _softmax(rng: np.random.Generator, i: int) -> Case:
     o = schema.SoftmaxOptionsT()
     o.beta = float(rng.choice([1.0, 1.0, 0.5, 2.0]))
     model = single_op("SOFTMAX", [x], [y], schema.BuiltinOptions.SoftmaxOptions, o)
-    return Case(f"softmax_{i}", model, [(shape, "int8")], (shape, "int8"))
+    return Case(f"softmax_{i}", model, [(shape, "int8")], [(shape, "int8")])
 
 
 def _unary(kind: str) -> Callable[[np.random.Generator, int], Case]:
@@ -222,10 +224,199 @@ def _unary(kind: str) -> Callable[[np.random.Generator, int], Case]:
         else:
             so, zo = float(s * rng.uniform(0.3, 3.0)), int(rng.integers(-128, 128))
         x, y = T(shape, "int8", (s,), (zp,)), T(shape, "int8", (so,), (zo,))
-        model = single_op(kind, [x], [y])
-        return Case(f"{kind.lower()}_{i}", model, [(shape, "int8")], (shape, "int8"))
+        if kind == "LEAKY_RELU":
+            o = schema.LeakyReluOptionsT()
+            o.alpha = float(rng.choice([0.01, 0.1, 0.2, 0.5, -0.3]))
+            model = single_op(kind, [x], [y], schema.BuiltinOptions.LeakyReluOptions, o)
+        else:
+            model = single_op(kind, [x], [y])
+        return Case(f"{kind.lower()}_{i}", model, [(shape, "int8")], [(shape, "int8")])
 
     return make
+
+
+def _rand_shape(rng: np.random.Generator, lo: int = 1, hi: int = 5) -> tuple[int, ...]:
+    return tuple(int(d) for d in rng.integers(1, 6, size=int(rng.integers(lo, hi))))
+
+
+def _same_q(rng: np.random.Generator) -> tuple[tuple[float], tuple[int]]:
+    s, zp = _q(rng)
+    return (s,), (zp,)
+
+
+def _i32(v: list[int]) -> np.ndarray:
+    return np.asarray(v, np.int32)
+
+
+def _transpose(rng: np.random.Generator, i: int) -> Case:
+    shape = _rand_shape(rng, 2, 6)
+    perm = [int(p) for p in rng.permutation(len(shape))]
+    sc, zp = _same_q(rng)
+    x = T(shape, "int8", sc, zp)
+    out = tuple(shape[p] for p in perm)
+    y = T(out, "int8", sc, zp)
+    model = single_op("TRANSPOSE", [x, T((len(perm),), "int32", data=_i32(perm))], [y])
+    return Case(f"transpose_{i}", model, [(shape, "int8")], [(out, "int8")])
+
+
+def _concat(rng: np.random.Generator, i: int) -> Case:
+    base = list(_rand_shape(rng, 1, 5))
+    axis = int(rng.integers(0, len(base)))
+    n = int(rng.integers(1, 4))
+    sc, zp = _same_q(rng)
+    shapes = []
+    for _ in range(n):
+        sh = list(base)
+        sh[axis] = int(rng.integers(1, 5))
+        shapes.append(tuple(sh))
+    out = list(base)
+    out[axis] = sum(sh[axis] for sh in shapes)
+    xs = [T(sh, "int8", sc, zp) for sh in shapes]
+    y = T(tuple(out), "int8", sc, zp)
+    o = schema.ConcatenationOptionsT()
+    o.axis = axis - len(base) if rng.random() < 0.3 else axis
+    model = single_op("CONCATENATION", list(xs), [y],
+                      schema.BuiltinOptions.ConcatenationOptions, o)  # fmt: skip
+    return Case(f"concatenation_{i}", model, [(sh, "int8") for sh in shapes],
+                [(tuple(out), "int8")])  # fmt: skip
+
+
+def _pad(kind: str) -> Callable[[np.random.Generator, int], Case]:
+    def make(rng: np.random.Generator, i: int) -> Case:
+        shape = _rand_shape(rng, 1, 5)
+        pads = rng.integers(0, 3, size=(len(shape), 2))
+        out = tuple(int(d + a + b) for d, (a, b) in zip(shape, pads, strict=True))
+        sc, zp = _same_q(rng)
+        ins: list[T | None] = [
+            T(shape, "int8", sc, zp),
+            T(pads.shape, "int32", data=pads.astype(np.int32)),
+        ]
+        if kind == "PADV2":
+            ins.append(T((1,), "int8", sc, zp, np.asarray([rng.integers(-128, 128)], np.int8)))
+        model = single_op(kind, ins, [T(out, "int8", sc, zp)])
+        return Case(f"{kind.lower()}_{i}", model, [(shape, "int8")], [(out, "int8")])
+
+    return make
+
+
+def _slice(rng: np.random.Generator, i: int) -> Case:
+    shape = _rand_shape(rng, 1, 5)
+    begin, end, strides, counts = [], [], [], []
+    bm = em = sm = 0
+    for k, n in enumerate(shape):
+        st = int(rng.choice([1, 1, 2, 3, -1, -2]))
+        b, e = sorted(int(v) for v in rng.integers(0, n + 1, size=2))
+        if st < 0:
+            b, e = e - 1, b - 1
+            if b < 0:
+                b, e = n - 1, -1
+        if e == -1 and st < 0:
+            em |= 1 << k
+        if rng.random() < 0.15:
+            bm |= 1 << k
+            b = 0 if st > 0 else n - 1
+        cnt = len(range(b, e, st))
+        if cnt == 0:
+            b, e, st, cnt = 0, n, 1, n
+        if rng.random() < 0.1:
+            sm |= 1 << k
+            b = min(max(b, 0), n - 1)
+            e, cnt, st = b + 1, 1, 1
+            b = b - n if rng.random() < 0.5 else b  # negative index
+        begin.append(b)
+        end.append(e if not em >> k & 1 else 0)
+        strides.append(st)
+        counts.append(cnt)
+    out = tuple(c for k, c in enumerate(counts) if not sm >> k & 1)
+    sc, zp = _same_q(rng)
+    o = schema.StridedSliceOptionsT()
+    o.beginMask, o.endMask, o.shrinkAxisMask = bm, em, sm
+    r = len(shape)
+    model = single_op("STRIDED_SLICE", [T(shape, "int8", sc, zp), T((r,), "int32", data=_i32(begin)),
+                      T((r,), "int32", data=_i32(end)), T((r,), "int32", data=_i32(strides))],
+                      [T(out, "int8", sc, zp)], schema.BuiltinOptions.StridedSliceOptions, o)  # fmt: skip
+    return Case(f"strided_slice_{i}", model, [(shape, "int8")], [(out, "int8")])
+
+
+def _split(kind: str) -> Callable[[np.random.Generator, int], Case]:
+    def make(rng: np.random.Generator, i: int) -> Case:
+        base = list(_rand_shape(rng, 1, 5))
+        axis = int(rng.integers(0, len(base)))
+        n = int(rng.integers(1, 4))
+        if kind == "SPLIT":
+            sizes = [int(rng.integers(1, 4))] * n
+        else:
+            sizes = [int(v) for v in rng.integers(1, 5, size=n)]
+        base[axis] = sum(sizes)
+        sc, zp = _same_q(rng)
+        outs = []
+        for sz in sizes:
+            sh = list(base)
+            sh[axis] = sz
+            outs.append(T(tuple(sh), "int8", sc, zp))
+        x = T(tuple(base), "int8", sc, zp)
+        ax = T((1,), "int32", data=_i32([axis]))
+        if kind == "SPLIT":
+            o = schema.SplitOptionsT()
+            o.numSplits = n
+            model = single_op("SPLIT", [ax, x], outs, schema.BuiltinOptions.SplitOptions, o)
+        else:
+            o = schema.SplitVOptionsT()
+            o.numSplits = n
+            model = single_op("SPLIT_V", [x, T((n,), "int32", data=_i32(sizes)), ax], outs,
+                              schema.BuiltinOptions.SplitVOptions, o)  # fmt: skip
+        return Case(f"{kind.lower()}_{i}", model, [(tuple(base), "int8")],
+                    [(t.shape, "int8") for t in outs])  # fmt: skip
+
+    return make
+
+
+def _resize(kind: str, rng: np.random.Generator, i: int) -> Case:
+    b, c = int(rng.integers(1, 3)), int(rng.integers(1, 5))
+    ih, iw = int(rng.integers(1, 8)), int(rng.integers(1, 8))
+    oh, ow = int(rng.integers(1, 14)), int(rng.integers(1, 14))
+    sc, zp = _same_q(rng)
+    o = (
+        schema.ResizeNearestNeighborOptionsT()
+        if kind == "RESIZE_NEAREST_NEIGHBOR"
+        else schema.ResizeBilinearOptionsT()
+    )
+    o.alignCorners = bool(rng.random() < 0.3)
+    o.halfPixelCenters = bool(rng.random() < 0.5) and not o.alignCorners
+    model = single_op(kind,
+                      [T((b, ih, iw, c), "int8", sc, zp), T((2,), "int32", data=_i32([oh, ow]))],
+                      [T((b, oh, ow, c), "int8", sc, zp)],
+                      getattr(schema.BuiltinOptions, "ResizeNearestNeighborOptions" if kind == "RESIZE_NEAREST_NEIGHBOR" else "ResizeBilinearOptions"), o)  # fmt: skip
+    return Case(f"{kind.lower()}_{i}", model, [((b, ih, iw, c), "int8")],
+                [((b, oh, ow, c), "int8")])  # fmt: skip
+
+
+def _resize_nn(rng: np.random.Generator, i: int) -> Case:
+    return _resize("RESIZE_NEAREST_NEIGHBOR", rng, i)
+
+
+def _resize_bilinear(rng: np.random.Generator, i: int) -> Case:
+    return _resize("RESIZE_BILINEAR", rng, i)
+
+
+def _mean(rng: np.random.Generator, i: int) -> Case:
+    shape = _rand_shape(rng, 1, 5)
+    r = len(shape)
+    axes = sorted({int(a) for a in rng.integers(0, r, size=int(rng.integers(1, r + 1)))})
+    keep = bool(rng.integers(0, 2))
+    out = (
+        tuple(1 if k in axes else d for k, d in enumerate(shape))
+        if keep
+        else tuple(d for k, d in enumerate(shape) if k not in axes)
+    )
+    s, zp = _q(rng)
+    so, zo = float(s * rng.uniform(0.3, 3.0)), int(rng.integers(-128, 128))
+    ax = [a - r if rng.random() < 0.3 else a for a in axes]
+    o = schema.ReducerOptionsT()
+    o.keepDims = keep
+    model = single_op("MEAN", [T(shape, "int8", (s,), (zp,)), T((len(ax),), "int32", data=_i32(ax))],
+                      [T(out, "int8", (so,), (zo,))], schema.BuiltinOptions.ReducerOptions, o)  # fmt: skip
+    return Case(f"mean_{i}", model, [(shape, "int8")], [(out, "int8")])
 
 
 GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = {
@@ -242,6 +433,21 @@ GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = 
     "LOGISTIC": (_unary("LOGISTIC"), 30),
     "TANH": (_unary("TANH"), 30),
     "HARD_SWISH": (_unary("HARD_SWISH"), 30),
+    "RELU": (_unary("RELU"), 20),
+    "RELU6": (_unary("RELU6"), 20),
+    "LEAKY_RELU": (_unary("LEAKY_RELU"), 20),
+    "RELU_0_TO_1": (_unary("RELU_0_TO_1"), 20),
+    "RELU_N1_TO_1": (_unary("RELU_N1_TO_1"), 20),
+    "TRANSPOSE": (_transpose, 30),
+    "CONCATENATION": (_concat, 30),
+    "PAD": (_pad("PAD"), 25),
+    "PADV2": (_pad("PADV2"), 25),
+    "STRIDED_SLICE": (_slice, 40),
+    "SPLIT": (_split("SPLIT"), 20),
+    "SPLIT_V": (_split("SPLIT_V"), 20),
+    "RESIZE_NEAREST_NEIGHBOR": (_resize_nn, 30),
+    "RESIZE_BILINEAR": (_resize_bilinear, 30),
+    "MEAN": (_mean, 40),
 }
 
 
@@ -251,6 +457,36 @@ def _cases() -> list[Case]:
         rng = np.random.default_rng(zlib.crc32(kind.encode()))
         out += [gen(rng, i) for i in range(n)]
     return out
+
+
+class _Reference:
+    """TFLM's Python interpreter, or LiteRT with its reference kernels for LITERT_ONLY ops."""
+
+    def __init__(self, model: bytes, *, litert: bool) -> None:
+        if litert:
+            from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+            self.lite = Interpreter(
+                model_content=model, experimental_op_resolver_type=OpResolverType.BUILTIN_REF
+            )
+            self.lite.allocate_tensors()
+        else:
+            from tflite_micro.python.tflite_micro import runtime
+
+            self.lite = None
+            self.tflm = runtime.Interpreter.from_bytes(model, arena_size=1 << 20)
+
+    def __call__(self, xs: list[np.ndarray], n_out: int) -> list[np.ndarray]:
+        if self.lite is not None:
+            ins, outs = self.lite.get_input_details(), self.lite.get_output_details()
+            for d, x in zip(ins, xs, strict=True):
+                self.lite.set_tensor(d["index"], x)
+            self.lite.invoke()
+            return [self.lite.get_tensor(outs[k]["index"]) for k in range(n_out)]
+        for k, x in enumerate(xs):
+            self.tflm.set_input(x, k)
+        self.tflm.invoke()
+        return [self.tflm.get_output(k) for k in range(n_out)]
 
 
 @pytest.fixture(scope="module")
@@ -267,8 +503,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Case], object,
 
 @pytest.mark.parametrize("kind", sorted(GENERATORS))
 def test_kernel_bit_exact_with_tflm(kind: str, built: tuple[list[Case], object, list]) -> None:
-    from tflite_micro.python.tflite_micro import runtime
-
     cases, lib, _ = built
     prefix = kind.lower() + "_"
     mine = [c for c in cases if c.name.startswith(prefix) and c.name[len(prefix) :].isdigit()]
@@ -276,18 +510,17 @@ def test_kernel_bit_exact_with_tflm(kind: str, built: tuple[list[Case], object, 
     rng = np.random.default_rng(7)
     checked = 0
     for c in mine:
-        interp = runtime.Interpreter.from_bytes(c.model, arena_size=1 << 20)
+        ref = _Reference(c.model, litert=kind in LITERT_ONLY)
         run = compiled.Runner(lib, c.name)  # type: ignore[arg-type]
         for _ in range(INPUTS_PER_MODEL):
             xs = [rng.integers(-128, 128, size=s, dtype=np.int8) for s, _ in c.inputs]
-            for k, x in enumerate(xs):
-                interp.set_input(x, k)
-            interp.invoke()
-            want = interp.get_output(0)
-            got = run(xs, [(c.output[0], np.dtype(np.int8))])[0]
-            if not np.array_equal(want, got):
+            wants = ref(xs, len(c.outputs))
+            gots = run(xs, [(shape, np.dtype(np.int8)) for shape, _ in c.outputs])
+            for k, (want, got) in enumerate(zip(wants, gots, strict=True)):
+                if np.array_equal(want, got):
+                    continue
                 diff = np.abs(want.astype(int) - got.astype(int))
-                pytest.fail(f"{c.name}: {int((diff > 0).sum())} of {diff.size} values differ "
-                            f"(max {int(diff.max())}); model saved by the fixture")  # fmt: skip
+                pytest.fail(f"{c.name} output {k}: {int((diff > 0).sum())} of {diff.size} values "
+                            f"differ (max {int(diff.max())})")  # fmt: skip
             checked += 1
     assert checked == len(mine) * INPUTS_PER_MODEL

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support import compiled
 from toolchain.compile import CompiledModel, compile_model
+from toolchain.compile import hostrun as compiled
 
 MLPERF = {
     "kws": "mlperf_tiny/kws/kws_ref_model.tflite",

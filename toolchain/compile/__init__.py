@@ -211,7 +211,10 @@ def _layers(graph: Graph, p: Plan) -> tuple[dict[str, Any], ...]:
                 "output_offset": p.offset(graph, y.index),
                 "output_bytes": y.nbytes,
                 "const_bytes": sum(
-                    v.nbytes for v in op.fields.values() if isinstance(v, ConstArray)
+                    v.nbytes
+                    for call in op.calls()
+                    for v in call.fields.values()
+                    if isinstance(v, ConstArray)
                 ),
                 "scratch_bytes": op.scratch_bytes,
                 "scratch_offset": p.offsets.get(scratch_key(op.index)),

@@ -116,21 +116,29 @@ class CWriter:
         return _comment(f'{op.index}: {op.kind} "{out_name}" {op.summary}: {ins} -> {outs}')
 
     def _struct(self, op: Op) -> str:
-        if op.is_alias:
-            return ""
-        lines = [f"static const {op.struct} {self.name}_op{op.index} = {{"]
-        for k, v in op.fields.items():
-            if v is None:
-                lines.append(f"    .{k} = NULL,")
-            elif isinstance(v, ConstArray):
-                n = self.consts.name(v, f"op {op.index} {op.kind} {v.what}")
-                lines.append(f"    .{k} = {n},")
-            elif isinstance(v, list):
-                lines.append(f"    .{k} = {{{', '.join(str(int(x)) for x in v)}}},")
-            else:
-                lines.append(f"    .{k} = {int(v)},")
-        lines.append("};")
-        return "\n".join(lines)
+        calls = op.calls()
+        blocks = []
+        for k, call in enumerate(calls):
+            sname = self._sname(op, k)
+            lines = [f"static const {call.struct} {sname} = {{"]
+            for f, v in call.fields.items():
+                if v is None:
+                    lines.append(f"    .{f} = NULL,")
+                elif isinstance(v, ConstArray):
+                    n = self.consts.name(v, f"op {op.index} {op.kind} {v.what}")
+                    lines.append(f"    .{f} = {n},")
+                elif isinstance(v, list):
+                    lines.append(f"    .{f} = {{{', '.join(str(int(x)) for x in v)}}},")
+                else:
+                    lines.append(f"    .{f} = {int(v)},")
+            lines.append("};")
+            blocks.append("\n".join(lines))
+        return "\n".join(blocks)
+
+    def _sname(self, op: Op, k: int) -> str:
+        return (
+            f"{self.name}_op{op.index}" if len(op.calls()) == 1 else f"{self.name}_op{op.index}_{k}"
+        )
 
     # --- files -------------------------------------------------------------------------------
 
@@ -235,14 +243,14 @@ class CWriter:
         for op in g.ops:
             out.append(f"  /* {self._label(op)} */")
             out.append(f"  EDC_PROFILE_BEGIN({op.index});")
-            if not op.is_alias:
-                args = [f"&{n}_op{op.index}"]
-                args += [self._ptr(t, True) for t in op.inputs]
-                args += [self._ptr(t, False) for t in op.outputs]
-                if op.scratch_bytes:
+            for k, call in enumerate(op.calls()):
+                args = [f"&{self._sname(op, k)}"]
+                args += [self._ptr(t, True) for t in call.inputs]
+                args += [self._ptr(t, False) for t in call.outputs]
+                if call.scratch_bytes:
                     at = self.plan.offsets[scratch_key(op.index)]
                     args.append(f"(int8_t *)({n}_arena + {at})")
-                out.append(f"  {op.func}({', '.join(args)});")
+                out.append(f"  {call.func}({', '.join(args)});")
             out.append(f"  EDC_PROFILE_END({op.index});")
         out += ["  return 0;", "}", ""]
         return "\n".join(out)

@@ -76,12 +76,21 @@ class Op:
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
     summary: str = ""  # one line for the comment above the call
+    #: several kernel calls for one operator (CONCATENATION: one copy per input); when set,
+    #: these are emitted instead of this op's own func/struct/fields
+    parts: list[Op] = field(default_factory=list)
     #: bytes of arena scratch the kernel needs while it runs (passed as its last argument)
     scratch_bytes: int = 0
 
     @property
     def is_alias(self) -> bool:
         return not self.kernel
+
+    def calls(self) -> list[Op]:
+        """The kernel calls this operator makes, in order (none for an alias)."""
+        if self.is_alias:
+            return []
+        return self.parts or [self]
 
 
 @dataclass
@@ -110,5 +119,6 @@ class Graph:
     def const_arrays(self) -> list[ConstArray]:
         out: list[ConstArray] = []
         for op in self.ops:
-            out.extend(v for v in op.fields.values() if isinstance(v, ConstArray))
+            for call in op.calls():
+                out.extend(v for v in call.fields.values() if isinstance(v, ConstArray))
         return out

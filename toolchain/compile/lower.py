@@ -12,6 +12,7 @@ its index and its output tensor, and saying that ``--runtime tflm`` runs it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -173,6 +174,11 @@ def _filter_quant(ctx: _Ctx, fi: int, channels: int) -> tuple[float, ...]:
 # --- one function per operator ---------------------------------------------------------------
 
 
+def _always_inside(i: int, k: int, s: int, d: int, pad: int, o: int) -> bool:
+    """True when every output position's filter window lies inside the input (no border)."""
+    return pad == 0 and (o - 1) * s + (k - 1) * d + 1 <= i
+
+
 def _conv(ctx: _Ctx, op: Any, index: int) -> Op:
     o = op.builtinOptions
     x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
@@ -190,16 +196,23 @@ def _conv(ctx: _Ctx, op: Any, index: int) -> Op:
     mult, shift = quant.per_channel_multipliers(x.scale, scales, y.scale, oc)
     lo, hi = _act_range(int(o.fusedActivationFunction), y)
     bias = _bias(ctx, op, oc)
+    folded = (np.zeros(oc, np.int64) if bias is None else bias.astype(np.int64)) + (
+        -x.zero_point
+    ) * w.astype(np.int64).reshape(oc, -1).sum(axis=1)
+    pad_h = _padding(o.padding, ih, kh, sh, dh, oh)
+    pad_w = _padding(o.padding, iw, kw, sw, dw, ow)
+    inside = _always_inside(ih, kh, sh, dh, pad_h, oh) and _always_inside(iw, kw, sw, dw, pad_w, ow)
     fields: dict[str, FieldValue] = {
         "batches": b, "in_h": ih, "in_w": iw, "in_c": ic,
         "out_h": oh, "out_w": ow, "out_c": oc,
         "k_h": kh, "k_w": kw, "groups": ic // fic,
         "stride_h": sh, "stride_w": sw, "dil_h": dh, "dil_w": dw,
-        "pad_h": _padding(o.padding, ih, kh, sh, dh, oh),
-        "pad_w": _padding(o.padding, iw, kw, sw, dw, ow),
+        "pad_h": pad_h, "pad_w": pad_w,
         "in_offset": -x.zero_point, "out_offset": y.zero_point, "act_min": lo, "act_max": hi,
         "weights": ConstArray("int8_t", w, "weights"),
-        "bias": None if bias is None else _named(_i32(bias), "bias"),
+        # the plain bias is only read at border pixels
+        "bias": None if bias is None or inside else _named(_i32(bias), "bias"),
+        "bias_folded": _named(_i32(folded), "bias + input offset x weight sums"),
         "mult": _named(_i32(mult), "mult"),
         "shift": _named(_i32(shift), "shift"),
     }  # fmt: skip
@@ -230,15 +243,22 @@ def _dwconv(ctx: _Ctx, op: Any, index: int) -> Op:
     lo, hi = _act_range(int(o.fusedActivationFunction), y)
     bias = _bias(ctx, op, oc)
     wt = np.ascontiguousarray(w.reshape(kh, kw, oc).transpose(2, 0, 1))
+    folded = (np.zeros(oc, np.int64) if bias is None else bias.astype(np.int64)) + (
+        -x.zero_point
+    ) * wt.astype(np.int64).reshape(oc, -1).sum(axis=1)
+    pad_h = _padding(o.padding, ih, kh, sh, dh, oh)
+    pad_w = _padding(o.padding, iw, kw, sw, dw, ow)
+    inside = _always_inside(ih, kh, sh, dh, pad_h, oh) and _always_inside(iw, kw, sw, dw, pad_w, ow)
     fields: dict[str, FieldValue] = {
         "batches": b, "in_h": ih, "in_w": iw, "in_c": ic,
         "out_h": oh, "out_w": ow, "depth_mult": oc // ic, "k_h": kh, "k_w": kw,
         "stride_h": sh, "stride_w": sw, "dil_h": dh, "dil_w": dw,
-        "pad_h": _padding(o.padding, ih, kh, sh, dh, oh),
-        "pad_w": _padding(o.padding, iw, kw, sw, dw, ow),
+        "pad_h": pad_h, "pad_w": pad_w,
         "in_offset": -x.zero_point, "out_offset": y.zero_point, "act_min": lo, "act_max": hi,
         "weights": ConstArray("int8_t", wt, "weights"),
-        "bias": None if bias is None else _named(_i32(bias), "bias"),
+        # the plain bias is only read at border pixels
+        "bias": None if bias is None or inside else _named(_i32(bias), "bias"),
+        "bias_folded": _named(_i32(folded), "bias + input offset x weight sums"),
         "mult": _named(_i32(mult), "mult"),
         "shift": _named(_i32(shift), "shift"),
     }  # fmt: skip
@@ -453,6 +473,20 @@ def _lut(kind: str) -> Callable[[_Ctx, Any, int], Op]:
         elif kind == "TANH":
             table = quant.lut_tanh_s8(x.scale, x.zero_point)
             what = "tanh"
+        elif kind == "RELU":
+            table = quant.lut_relu_s8(x.scale, x.zero_point, y.scale, y.zero_point)
+            what = "relu"
+        elif kind in ("RELU_0_TO_1", "RELU_N1_TO_1"):
+            lo_f = 0.0 if kind == "RELU_0_TO_1" else -1.0
+            table = quant.lut_relu_s8(x.scale, x.zero_point, y.scale, y.zero_point, lo_f, 1.0)
+            what = kind.lower()
+        elif kind == "RELU6":
+            table = quant.lut_relu6_s8(x.scale, x.zero_point)
+            what = "relu6"
+        elif kind == "LEAKY_RELU":
+            alpha = float(op.builtinOptions.alpha) if op.builtinOptions is not None else 0.0
+            table = quant.lut_leaky_relu_s8(x.scale, x.zero_point, y.scale, y.zero_point, alpha)
+            what = f"leaky relu, alpha {alpha:g}"
         else:
             try:
                 table = quant.lut_hard_swish_s8(x.scale, x.zero_point, y.scale, y.zero_point)
@@ -469,6 +503,319 @@ def _lut(kind: str) -> Callable[[_Ctx, Any, int], Op]:
     return lower_lut
 
 
+def _contig(shape: tuple[int, ...] | list[int]) -> list[int]:
+    out, acc = [0] * len(shape), 1
+    for k in range(len(shape) - 1, -1, -1):
+        out[k] = acc
+        acc *= shape[k]
+    return out
+
+
+def _collapse(
+    dims: list[int], si: list[int], so: list[int]
+) -> tuple[list[int], list[int], list[int]]:
+    """Drop extent-1 dims and merge neighbours that are contiguous in both tensors; pad to 6."""
+    d2: list[int] = []
+    i2: list[int] = []
+    o2: list[int] = []
+    for d, a, b in zip(dims, si, so, strict=True):
+        if d == 1:
+            continue
+        if d2 and i2[-1] == a * d and o2[-1] == b * d:
+            d2[-1] *= d
+            i2[-1], o2[-1] = a, b
+            continue
+        d2.append(d)
+        i2.append(a)
+        o2.append(b)
+    if len(d2) > 6:
+        raise Unsupported("the copy needs more than 6 dimensions")
+    pad = 6 - len(d2)
+    return [1] * pad + d2, [0] * pad + i2, [0] * pad + o2
+
+
+def _copy_call(
+    index: int, kind: str, x: Tensor, y: Tensor, dims: list[int], si: list[int],
+    so: list[int], in_base: int = 0, out_base: int = 0, fill: int | None = None,
+) -> Op:  # fmt: skip
+    d, a, b = _collapse(dims, si, so)
+    fields: dict[str, FieldValue] = {
+        "fill": int(fill is not None), "fill_value": 0 if fill is None else fill,
+        "out_size": y.nbytes, "in_base": in_base, "out_base": out_base,
+        "dims": d, "in_strides": a, "out_strides": b,
+    }  # fmt: skip
+    return Op(index, kind, "edc_copy", "edc_copy_s8", "edc_copy_params", fields,
+              (x.index,), (y.index,))  # fmt: skip
+
+
+def _same_quant(*ts: Tensor) -> None:
+    for t in ts[1:]:
+        if t.scale != ts[0].scale or t.zero_point != ts[0].zero_point:
+            raise Unsupported("inputs and outputs must share scale and zero point")
+
+
+def _axis(axis: int, rank: int) -> int:
+    a = axis + rank if axis < 0 else axis
+    if not 0 <= a < rank:
+        raise Unsupported(f"axis {axis} is out of range for rank {rank}")
+    return a
+
+
+def _transpose(ctx: _Ctx, op: Any, index: int) -> Op:
+    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    perm = [int(v) for v in ctx.const(int(op.inputs[1]), "int32").reshape(-1)]
+    if sorted(perm) != list(range(len(x.shape))):
+        raise Unsupported(f"permutation {perm} does not fit rank {len(x.shape)}")
+    if tuple(x.shape[p] for p in perm) != y.shape:
+        raise Unsupported("output shape does not match the permutation")
+    _same_quant(x, y)
+    si = _contig(x.shape)
+    call = _copy_call(index, "TRANSPOSE", x, y, list(y.shape), [si[p] for p in perm],
+                      _contig(y.shape))  # fmt: skip
+    call.summary = f"permutation {perm}"
+    return call
+
+
+def _concat(ctx: _Ctx, op: Any, index: int) -> Op:
+    o = op.builtinOptions
+    xs = [ctx.act(int(i)) for i in op.inputs]
+    y = ctx.act(int(op.outputs[0]))
+    if o is not None and int(o.fusedActivationFunction) != 0:
+        raise Unsupported("a fused activation on CONCATENATION")
+    _same_quant(*xs, y)
+    rank = len(y.shape)
+    axis = _axis(int(o.axis) if o is not None else 0, rank)
+    so = _contig(y.shape)
+    parts, at = [], 0
+    for x in xs:
+        if len(x.shape) != rank:
+            raise Unsupported("inputs of different rank")
+        parts.append(_copy_call(index, "CONCATENATION", x, y, list(x.shape), _contig(x.shape),
+                                so, 0, at * so[axis]))  # fmt: skip
+        at += x.shape[axis]
+    if at != y.shape[axis]:
+        raise Unsupported("input sizes do not add up to the output along the axis")
+    return Op(index, "CONCATENATION", "edc_copy", "", "", {}, tuple(x.index for x in xs),
+              (y.index,), f"axis {axis}, {len(xs)} inputs", parts)  # fmt: skip
+
+
+def _pad(ctx: _Ctx, op: Any, index: int) -> Op:
+    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    pads = ctx.const(int(op.inputs[1]), ctx.dtype(int(op.inputs[1])))
+    pads = pads.astype(np.int64).reshape(-1, 2)
+    if pads.shape[0] != len(x.shape) or (pads < 0).any():
+        raise Unsupported("paddings do not match the input rank")
+    if tuple(int(d + a + b) for d, (a, b) in zip(x.shape, pads, strict=True)) != y.shape:
+        raise Unsupported("output shape does not match the paddings")
+    _same_quant(x, y)
+    value = y.zero_point
+    if len(op.inputs) > 2 and op.inputs[2] >= 0:
+        value = int(ctx.const(int(op.inputs[2]), "int8").reshape(-1)[0])
+    so = _contig(y.shape)
+    base = sum(int(a) * st for (a, _), st in zip(pads, so, strict=True))
+    call = _copy_call(index, ctx_kind(op, ctx), x, y, list(x.shape), _contig(x.shape), so, 0,
+                      base, value)  # fmt: skip
+    call.summary = (
+        "paddings " + " ".join(f"{int(a)}/{int(b)}" for a, b in pads) + f", value {value}"
+    )
+    return call
+
+
+def ctx_kind(op: Any, ctx: _Ctx) -> str:
+    oc = ctx.model.operatorCodes[op.opcodeIndex]
+    return _BUILTIN_NAMES.get(max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode)), "?")
+
+
+def _strided_slice(ctx: _Ctx, op: Any, index: int) -> Op:
+    o = op.builtinOptions
+    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    rank = len(x.shape)
+    begin = [int(v) for v in ctx.const(int(op.inputs[1]), "int32").reshape(-1)]
+    end = [int(v) for v in ctx.const(int(op.inputs[2]), "int32").reshape(-1)]
+    strides = [int(v) for v in ctx.const(int(op.inputs[3]), "int32").reshape(-1)]
+    if not len(begin) == len(end) == len(strides) == rank:
+        raise Unsupported("begin/end/strides do not cover every dimension")
+    if o is not None and (int(o.ellipsisMask) or int(o.newAxisMask)):
+        raise Unsupported("ellipsis and new-axis masks are not supported")
+    bm = int(o.beginMask) if o is not None else 0
+    em = int(o.endMask) if o is not None else 0
+    sm = int(o.shrinkAxisMask) if o is not None else 0
+    if o is not None and getattr(o, "offset", False):
+        raise Unsupported("offset mode is not supported")
+    starts, counts = [], []
+    for k in range(rank):
+        n, st = x.shape[k], strides[k]
+        if st == 0:
+            raise Unsupported("stride 0")
+        b = begin[k] + n if begin[k] < 0 else begin[k]
+        e = end[k] + n if end[k] < 0 else end[k]
+        if bm >> k & 1:
+            b = 0 if st > 0 else n - 1
+        if em >> k & 1:
+            e = n if st > 0 else -1
+        if st > 0:
+            b, e = min(max(b, 0), n), min(max(e, 0), n)
+        else:
+            b, e = min(max(b, -1), n - 1), min(max(e, -1), n - 1)
+        if sm >> k & 1:
+            if st < 0:
+                raise Unsupported("a shrink axis with a negative stride")
+            e, st = b + 1, 1
+            strides[k] = 1
+        cnt = max(0, -(-(e - b) // st)) if st > 0 else max(0, -(-(b - e) // -st))
+        starts.append(b)
+        counts.append(cnt)
+    kept = tuple(c for k, c in enumerate(counts) if not sm >> k & 1)
+    if kept != y.shape and tuple(counts) != y.shape:
+        raise Unsupported(f"computed slice {counts} does not match the output {y.shape}")
+    _same_quant(x, y)
+    si = _contig(x.shape)
+    base = sum(b * s for b, s in zip(starts, si, strict=True))
+    call = _copy_call(index, "STRIDED_SLICE", x, y, counts,
+                      [s * st for s, st in zip(si, strides, strict=True)], _contig(counts), base)  # fmt: skip
+    call.summary = f"begin {starts} strides {strides}"
+    return call
+
+
+def _split(kind: str) -> Callable[[_Ctx, Any, int], Op]:
+    def lower_split(ctx: _Ctx, op: Any, index: int) -> Op:
+        if kind == "SPLIT":
+            axis_t, x_t = int(op.inputs[0]), int(op.inputs[1])
+        else:
+            x_t, axis_t = int(op.inputs[0]), int(op.inputs[2])
+        x = ctx.act(x_t)
+        ys = [ctx.act(int(t)) for t in op.outputs]
+        _same_quant(x, *ys)
+        axis = _axis(int(ctx.const(axis_t, "int32").reshape(-1)[0]), len(x.shape))
+        si = _contig(x.shape)
+        parts, at = [], 0
+        for y in ys:
+            if len(y.shape) != len(x.shape):
+                raise Unsupported("outputs of different rank")
+            parts.append(_copy_call(index, kind, x, y, list(y.shape), si, _contig(y.shape),
+                                    at * si[axis]))  # fmt: skip
+            at += y.shape[axis]
+        if at != x.shape[axis]:
+            raise Unsupported("output sizes do not add up to the input along the axis")
+        return Op(index, kind, "edc_copy", "", "", {}, (x.index,), tuple(y.index for y in ys),
+                  f"axis {axis} into {len(ys)}", parts)  # fmt: skip
+
+    return lower_split
+
+
+def _nn_map(out_size: int, in_size: int, align: bool, half: bool) -> list[int]:
+    f32 = np.float32
+    if align and out_size > 1:
+        scale = f32(in_size - 1) / f32(out_size - 1)
+    else:
+        scale = f32(in_size) / f32(out_size)
+    offset = f32(0.5) if half else f32(0.0)
+    out = []
+    for v in range(out_size):
+        r = (f32(v) + offset) * scale
+        if align:
+            iv = int(math.floor(abs(float(r)) + 0.5)) * (1 if r >= 0 else -1)
+        else:
+            iv = int(math.floor(float(r)))
+        iv = min(iv, in_size - 1)
+        if half:
+            iv = max(0, iv)
+        out.append(iv)
+    return out
+
+
+def _resize_nn(ctx: _Ctx, op: Any, index: int) -> Op:
+    o = op.builtinOptions
+    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    b, ih, iw, c = _nhwc(x)
+    _, oh, ow, oc = _nhwc(y)
+    if oc != c:
+        raise Unsupported("resize changes the channel count")
+    _same_quant(x, y)
+    align = bool(o.alignCorners) if o is not None else False
+    half = bool(o.halfPixelCenters) if o is not None else False
+    fields: dict[str, FieldValue] = {
+        "batches": b, "in_h": ih, "in_w": iw, "channels": c, "out_h": oh, "out_w": ow,
+        "y_map": _named(_i32(_nn_map(oh, ih, align, half)), "rows"),
+        "x_map": _named(_i32(_nn_map(ow, iw, align, half)), "columns"),
+    }  # fmt: skip
+    return Op(index, "RESIZE_NEAREST_NEIGHBOR", "edc_resize", "edc_resize_nn_s8",
+              "edc_resize_nn_params", fields, (x.index,), (y.index,),
+              f"{ih}x{iw} -> {oh}x{ow}")  # fmt: skip
+
+
+def _dims6(dims: list[int], strides: list[int]) -> tuple[list[int], list[int]]:
+    d, _, st = _collapse(dims, strides, strides)
+    return d, st
+
+
+def _mean(ctx: _Ctx, op: Any, index: int) -> Op:
+    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    rank = len(x.shape)
+    axes = sorted({_axis(int(a), rank) for a in ctx.const(int(op.inputs[1]), "int32").reshape(-1)})
+    keep = [k for k in range(rank) if k not in axes]
+    count = int(np.prod([x.shape[k] for k in axes])) if axes else 1
+    if int(np.prod([x.shape[k] for k in keep])) != int(np.prod(y.shape) if y.shape else 1):
+        raise Unsupported("output size does not match the reduction")
+    if count == 0:
+        raise Unsupported("empty reduction")
+    si = _contig(x.shape)
+    kd, ks = _dims6([x.shape[k] for k in keep], [si[k] for k in keep])
+    rd, rs = _dims6([x.shape[k] for k in axes], [si[k] for k in axes])
+    mult, shift = quant.quantize_multiplier(float(np.float32(x.scale)) / float(np.float32(y.scale)))
+    n = count
+    sh = min(n.bit_length() - 1, 32, 31 + shift)
+    mult = ((mult << sh) if sh >= 0 else (mult >> -sh)) // n
+    shift -= sh
+    fields: dict[str, FieldValue] = {
+        "keep_dims": kd, "keep_strides": ks, "red_dims": rd, "red_strides": rs,
+        "count": count, "in_zero_point": x.zero_point, "out_zero_point": y.zero_point,
+        "mult": mult, "shift": shift,
+    }  # fmt: skip
+    return Op(index, "MEAN", "edc_reduce", "edc_mean_s8", "edc_mean_s8_params", fields,
+              (x.index,), (y.index,), f"over axes {axes}")  # fmt: skip
+
+
+def _cdiv(a: int, b: int) -> int:
+    """C integer division (truncates towards zero)."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b > 0) else -q
+
+
+def _bilinear_tab(out_size: int, in_size: int, align: bool, half: bool) -> list[int]:
+    scale = _cdiv((1 << 10) * in_size + out_size // 2, out_size)
+    if align and out_size > 1:
+        scale = _cdiv((1 << 10) * (in_size - 1) + (out_size - 1) // 2, out_size - 1)
+    tab: list[int] = []
+    for v in range(out_size):
+        scaled = v * scale + _cdiv(scale, 2) - (1 << 9) if half else v * scale
+        lo = max(_cdiv(scaled, 1 << 10), 0)
+        hi = min(_cdiv(scaled + (1 << 10) - 1, 1 << 10), in_size - 1)
+        tab += [lo, hi, scaled - (1 << 10) * lo]
+    return tab
+
+
+def _resize_bilinear(ctx: _Ctx, op: Any, index: int) -> Op:
+    o = op.builtinOptions
+    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    b, ih, iw, c = _nhwc(x)
+    _, oh, ow, oc = _nhwc(y)
+    if oc != c:
+        raise Unsupported("resize changes the channel count")
+    align = bool(o.alignCorners) if o is not None else False
+    half = bool(o.halfPixelCenters) if o is not None else False
+    if align and half:
+        raise Unsupported("align_corners together with half_pixel_centers")
+    fields: dict[str, FieldValue] = {
+        "batches": b, "in_h": ih, "in_w": iw, "channels": c, "out_h": oh, "out_w": ow,
+        "y_tab": _named(_i32(_bilinear_tab(oh, ih, align, half)), "rows"),
+        "x_tab": _named(_i32(_bilinear_tab(ow, iw, align, half)), "columns"),
+    }  # fmt: skip
+    return Op(index, "RESIZE_BILINEAR", "edc_resize", "edc_resize_bilinear_s8",
+              "edc_resize_bilinear_params", fields, (x.index,), (y.index,),
+              f"{ih}x{iw} -> {oh}x{ow}")  # fmt: skip
+
+
 LOWERINGS: dict[str, Callable[[_Ctx, Any, int], Op]] = {
     "CONV_2D": _conv,
     "DEPTHWISE_CONV_2D": _dwconv,
@@ -479,7 +826,30 @@ LOWERINGS: dict[str, Callable[[_Ctx, Any, int], Op]] = {
     "SUB": _add_sub("SUB"),
     "MUL": _mul,
     "SOFTMAX": _softmax,
-    **{k: _lut(k) for k in ("QUANTIZE", "LOGISTIC", "TANH", "HARD_SWISH")},
+    **{
+        k: _lut(k)
+        for k in (
+            "QUANTIZE",
+            "LOGISTIC",
+            "TANH",
+            "HARD_SWISH",
+            "RELU",
+            "RELU6",
+            "LEAKY_RELU",
+            "RELU_0_TO_1",
+            "RELU_N1_TO_1",
+        )  # fmt: skip
+    },
+    "TRANSPOSE": _transpose,
+    "CONCATENATION": _concat,
+    "PAD": _pad,
+    "PADV2": _pad,
+    "STRIDED_SLICE": _strided_slice,
+    "SPLIT": _split("SPLIT"),
+    "SPLIT_V": _split("SPLIT_V"),
+    "RESIZE_NEAREST_NEIGHBOR": _resize_nn,
+    "MEAN": _mean,
+    "RESIZE_BILINEAR": _resize_bilinear,
     **{k: _alias(k) for k in sorted(ALIAS_OPS)},
 }
 

@@ -331,3 +331,54 @@ def lut_hard_swish_s8(in_scale: float, in_zp: int, out_scale: float, out_zp: int
         v = _wrap16(rounding_divide_by_pot(v, -oe) + out_zp)
         out[k] = max(-128, min(127, v))
     return out
+
+
+def lut_relu_s8(
+    in_scale: float,
+    in_zp: int,
+    out_scale: float,
+    out_zp: int,
+    lo_f: float = 0.0,
+    hi_f: float | None = None,
+) -> np.ndarray:
+    """Standalone int8 RELU / RELU_0_TO_1 / RELU_N1_TO_1 (TFLite's ReluX: requantize, then
+    clamp at the quantized bounds ``lo_f``..``hi_f``; ``hi_f`` None = no upper bound)."""
+    f32 = np.float32
+    mult, shift = quantize_multiplier(float(f32(in_scale) / f32(out_scale)))
+    lo = max(-128, out_zp + _round_half_away(float(f32(lo_f) / f32(out_scale))))
+    hi = 127
+    if hi_f is not None:
+        hi = min(127, out_zp + _round_half_away(float(f32(hi_f) / f32(out_scale))))
+    out = np.empty(256, np.int8)
+    for k in range(256):
+        v = out_zp + multiply_by_quantized_multiplier(k - 128 - in_zp, mult, shift)
+        out[k] = min(hi, max(lo, v))
+    return out
+
+
+def lut_relu6_s8(in_scale: float, in_zp: int) -> np.ndarray:
+    """Standalone int8 RELU6 (TFLM clamps the input codes to [zero, six]; no requantization)."""
+    six = max(
+        -128, min(127, _round_half_away(float(np.float32(6.0) / np.float32(in_scale))) + in_zp)
+    )
+    return np.asarray([min(six, max(in_zp, k - 128)) for k in range(256)], np.int8)
+
+
+def lut_leaky_relu_s8(
+    in_scale: float, in_zp: int, out_scale: float, out_zp: int, alpha: float
+) -> np.ndarray:
+    """int8 LEAKY_RELU with TFLM's identity and alpha multipliers (float32 products)."""
+    f32 = np.float32
+    ma, sa = quantize_multiplier(float(f32(in_scale) * f32(alpha) / f32(out_scale)))
+    mi, si = quantize_multiplier(float(f32(in_scale) / f32(out_scale)))
+    neg = ma < 0
+    out = np.empty(256, np.int8)
+    for k in range(256):
+        x = k - 128 - in_zp
+        if x >= 0:
+            v = out_zp + multiply_by_quantized_multiplier(x, mi, si)
+        else:
+            a = multiply_by_quantized_multiplier(x, -ma if neg else ma, sa)
+            v = out_zp + (-a if neg else a)
+        out[k] = min(127, max(-128, v))
+    return out

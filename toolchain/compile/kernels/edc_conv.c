@@ -23,20 +23,34 @@ void edc_conv_s8(const edc_conv_s8_params *p, const int8_t *in, int8_t *out) {
         int32_t fx_lo = 0, fx_hi = k_w;
         while (fx_lo < k_w && ix0 + p->dil_w * fx_lo < 0) fx_lo++;
         while (fx_hi > fx_lo && ix0 + p->dil_w * (fx_hi - 1) >= in_w) fx_hi--;
+        const int32_t full = fy_lo == 0 && fy_hi == k_h && fx_lo == 0 && fx_hi == k_w;
         for (oc = 0; oc < p->out_c; oc++) {
           const int8_t *w = p->weights + oc * w_per_oc;
           const int32_t g = oc / oc_per_group;
-          int32_t acc = 0;
-          for (fy = fy_lo; fy < fy_hi; fy++) {
-            const int8_t *row = in_b + ((iy0 + p->dil_h * fy) * in_w) * in_c + g * fic;
-            const int8_t *wrow = w + fy * k_w * fic;
-            for (fx = fx_lo; fx < fx_hi; fx++) {
-              const int8_t *x = row + (ix0 + p->dil_w * fx) * in_c;
-              const int8_t *wk = wrow + fx * fic;
-              for (c = 0; c < fic; c++) acc += ((int32_t)x[c] + in_offset) * (int32_t)wk[c];
+          int32_t acc;
+          if (full) {
+            acc = p->bias_folded[oc];
+            for (fy = 0; fy < k_h; fy++) {
+              const int8_t *row = in_b + ((iy0 + p->dil_h * fy) * in_w + ix0) * in_c + g * fic;
+              const int8_t *wk = w + fy * k_w * fic;
+              for (fx = 0; fx < k_w; fx++) {
+                const int8_t *x = row + p->dil_w * fx * in_c;
+                for (c = 0; c < fic; c++) acc += (int32_t)x[c] * (int32_t)wk[c];
+                wk += fic;
+              }
+            }
+          } else {
+            acc = p->bias ? p->bias[oc] : 0;
+            for (fy = fy_lo; fy < fy_hi; fy++) {
+              const int8_t *row = in_b + ((iy0 + p->dil_h * fy) * in_w) * in_c + g * fic;
+              const int8_t *wrow = w + fy * k_w * fic;
+              for (fx = fx_lo; fx < fx_hi; fx++) {
+                const int8_t *x = row + (ix0 + p->dil_w * fx) * in_c;
+                const int8_t *wk = wrow + fx * fic;
+                for (c = 0; c < fic; c++) acc += ((int32_t)x[c] + in_offset) * (int32_t)wk[c];
+              }
             }
           }
-          if (p->bias) acc += p->bias[oc];
           acc = edc_mul_q(acc, p->mult[oc], p->shift[oc]) + p->out_offset;
           *out++ = (int8_t)edc_clamp(acc, p->act_min, p->act_max);
         }

@@ -4,7 +4,10 @@
 
 #include "edc_runtime.h"
 
-/* Weights are [out_c][k_h][k_w][in_c / groups] (TFLite's OHWI). mult/shift per output channel. */
+/* Weights are [out_c][k_h][k_w][in_c / groups] (TFLite's OHWI). mult/shift per output channel.
+ * bias_folded[oc] = bias[oc] + in_offset * sum(weights of oc), computed on the host: where the
+ * whole filter window lies inside the input (most pixels) the inner loop is a plain dot
+ * product; border pixels add the offset per tap (TFLM skips taps outside the image). */
 typedef struct {
   int32_t batches, in_h, in_w, in_c;
   int32_t out_h, out_w, out_c;
@@ -13,6 +16,7 @@ typedef struct {
   int32_t in_offset, out_offset, act_min, act_max;
   const int8_t *weights;
   const int32_t *bias; /* NULL when the layer has none */
+  const int32_t *bias_folded;
   const int32_t *mult;
   const int32_t *shift;
 } edc_conv_s8_params;

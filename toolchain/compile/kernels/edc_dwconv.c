@@ -21,19 +21,31 @@ void edc_dwconv_s8(const edc_dwconv_s8_params *p, const int8_t *in, int8_t *out)
         int32_t fx_lo = 0, fx_hi = k_w;
         while (fx_lo < k_w && ix0 + p->dil_w * fx_lo < 0) fx_lo++;
         while (fx_hi > fx_lo && ix0 + p->dil_w * (fx_hi - 1) >= in_w) fx_hi--;
+        const int32_t full = fy_lo == 0 && fy_hi == k_h && fx_lo == 0 && fx_hi == k_w;
+        const int32_t xstep = p->dil_w * in_c;
         for (ic = 0; ic < in_c; ic++) {
           for (m = 0; m < dm; m++) {
             const int32_t oc = ic * dm + m;
             const int8_t *w = p->weights + oc * taps;
-            int32_t acc = 0;
-            for (fy = fy_lo; fy < fy_hi; fy++) {
-              const int8_t *x =
-                  in_b + ((iy0 + p->dil_h * fy) * in_w + ix0) * in_c + ic;
-              const int8_t *wk = w + fy * k_w;
-              for (fx = fx_lo; fx < fx_hi; fx++)
-                acc += ((int32_t)x[p->dil_w * fx * in_c] + in_offset) * (int32_t)wk[fx];
+            int32_t acc;
+            if (full) {
+              acc = p->bias_folded[oc];
+              for (fy = 0; fy < k_h; fy++) {
+                const int8_t *x = in_b + ((iy0 + p->dil_h * fy) * in_w + ix0) * in_c + ic;
+                for (fx = 0; fx < k_w; fx++) {
+                  acc += (int32_t)*x * (int32_t)*w++;
+                  x += xstep;
+                }
+              }
+            } else {
+              acc = p->bias ? p->bias[oc] : 0;
+              for (fy = fy_lo; fy < fy_hi; fy++) {
+                const int8_t *x = in_b + ((iy0 + p->dil_h * fy) * in_w + ix0) * in_c + ic;
+                const int8_t *wk = w + fy * k_w;
+                for (fx = fx_lo; fx < fx_hi; fx++)
+                  acc += ((int32_t)x[fx * xstep] + in_offset) * (int32_t)wk[fx];
+              }
             }
-            if (p->bias) acc += p->bias[oc];
             acc = edc_mul_q(acc, p->mult[oc], p->shift[oc]) + p->out_offset;
             *out++ = (int8_t)edc_clamp(acc, p->act_min, p->act_max);
           }

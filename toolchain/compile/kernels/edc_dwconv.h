@@ -5,7 +5,9 @@
 #include "edc_runtime.h"
 
 /* Weights are [out_c][k_h][k_w] (channel-major, unlike TFLite's [1][k_h][k_w][out_c]);
- * out_c = in_c * depth_mult; output channel c reads input channel c / depth_mult. */
+ * out_c = in_c * depth_mult; output channel c reads input channel c / depth_mult.
+ * bias_folded[oc] = bias[oc] + in_offset * sum(weights of oc) (host-computed): a plain dot
+ * product where the whole window is inside the input, the offset added per tap elsewhere. */
 typedef struct {
   int32_t batches, in_h, in_w, in_c;
   int32_t out_h, out_w, depth_mult;
@@ -14,6 +16,7 @@ typedef struct {
   int32_t in_offset, out_offset, act_min, act_max;
   const int8_t *weights;
   const int32_t *bias; /* NULL when the layer has none */
+  const int32_t *bias_folded;
   const int32_t *mult;
   const int32_t *shift;
 } edc_dwconv_s8_params;

@@ -1,0 +1,19 @@
+/* edgedeploy compiled runtime: int8 MEAN over any set of axes. */
+#ifndef EDC_REDUCE_H
+#define EDC_REDUCE_H
+
+#include "edc_runtime.h"
+
+/* The kept dimensions (outer loop, one output each) and the reduced ones (summed), each with
+ * its input element stride, outermost first, padded with extent 1. mult/shift already include
+ * the division by `count` (TFLM's way), so the kernel only sums and requantizes. */
+typedef struct {
+  int32_t keep_dims[6], keep_strides[6];
+  int32_t red_dims[6], red_strides[6];
+  int32_t count; /* elements summed per output */
+  int32_t in_zero_point, out_zero_point, mult, shift;
+} edc_mean_s8_params;
+
+void edc_mean_s8(const edc_mean_s8_params *p, const int8_t *in, int8_t *out);
+
+#endif /* EDC_REDUCE_H */
