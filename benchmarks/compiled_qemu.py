@@ -175,12 +175,18 @@ def _x(v: float | None, target: float | None = None) -> str:
 
 def readme(result: dict[str, Any]) -> str:
     lines = [
-        f"Measured {result['date']} on this machine ({result['qemu']}, {result['gcc']}, "
-        f"`-Os`, `-icount shift=0`); 2 shared cores. Counts are guest instructions, never time. "
+        f"Measured {result['date']} on this machine ({result['qemu']}, {result['gcc']}: the "
+        f"model's C at `-O2`, the rest of the firmware at `-Os`; `-icount shift=0`); 2 shared "
+        f"cores. Counts are guest instructions, never time. "
         f"TFLM columns: the TFLM firmware with reference kernels on the same .tflite "
         f"({result['tflm_source']}, measured 2026-11-28; not rebuilt here). ✓/✗: the issue's "
         f"targets (flash ≤ {TARGETS['flash']}×, RAM ≤ {TARGETS['ram']}×, instructions ≤ "
         f"{TARGETS['instructions']}× of TFLM).",
+        "",
+        "RAM: ours is .data + .bss + the painted stack's high-water mark. TFLM's stack peak was "
+        "not measured, so two TFLM figures bracket its RAM: the linked image (data + bss + "
+        "the 16 KiB stack and 8 KiB heap the profile reserves; an upper bound) and data + bss "
+        "alone (a lower bound: TFLM's own stack peak comes on top).",
         "",
         "| model | instructions | TFLM ref | ratio | flash B | TFLM | ratio | RAM B (data+bss+stack peak) "
         "| TFLM linked RAM | ratio | TFLM data+bss | ratio | arena B | TFLM arena used | bit-exact |",
@@ -199,7 +205,8 @@ def readme(result: dict[str, Any]) -> str:
             f"{_x(v.get('flash'), TARGETS['flash'] if t else None)} | "
             f"{_n(r['ram_bytes'])} ({_n(r['ram_data_bss_bytes'])} + {_n(r['stack_peak_bytes'])}) | "
             f"{_n(t.get('ram_linked_bytes'))} | {_x(v.get('ram_vs_linked'), TARGETS['ram'] if t else None)} | "
-            f"{_n(t.get('ram_data_bss_bytes'))} | {_x(v.get('ram_vs_data_bss'))} | "
+            f"{_n(t.get('ram_data_bss_bytes'))} | "
+            f"{_x(v.get('ram_vs_data_bss'), TARGETS['ram'] if t else None)} | "
             f"{_n(r['arena_bytes'])} | {_n(t.get('arena_used_bytes'))} | "
             f"{'yes' if r['bit_exact'] else 'NO'} ({r['compared_values']}) |"
         )
@@ -233,7 +240,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--no-readme", action="store_true")
+    ap.add_argument(
+        "--readme-only", action="store_true", help="rewrite the README section from the results"
+    )
     args = ap.parse_args(argv)
+    if args.readme_only:
+        update_readme(
+            "compiled-qemu", readme(json.loads((RESULTS / "compiled_qemu.json").read_text()))
+        )
+        return 0
     ref = reference_dir()
     keys = [k.strip() for k in args.models.split(",") if k.strip()]
     unknown = [k for k in keys if k not in MODELS]

@@ -1,7 +1,7 @@
 """How long ``make demo`` takes: the demo project through ``edgedeploy run``, cold (empty
 caches), then unchanged (every stage from the stage cache), then with ``--force bench``; with
-``$EDGEDEPLOY_TFLM_LIB``/``$EDGEDEPLOY_TFLM_INCLUDE`` set, then also with that library and
-``--bench-target mps2-an386`` (the image built, then measured in QEMU).
+``$EDGEDEPLOY_TFLM_LIB``/``$EDGEDEPLOY_TFLM_INCLUDE`` set, then also with that library (the
+TFLM image built instead of the compiled one, then measured in QEMU).
 
 ``python -m benchmarks.run demo [-- --repeats N]``. Each run is a subprocess on a copy of the
 source tree (the stage cache keys on edgedeploy's code, which others may be editing while
@@ -108,7 +108,11 @@ def _table(result: dict[str, Any]) -> str:
         f"Demo result: int8 model {s['tflite_bytes']:,} B (unpruned {s['tflite_bytes_unpruned']:,} B), "
         f"arena {s['arena_bytes']:,} B, accuracy {s['accuracy_float']:.2f}% float → "
         f"{s['accuracy_int8']:.2f}% int8, SQNR {s['min_sqnr_db']:.1f} dB, median "
-        f"{s['latency_median']:.1f} {s['latency_unit']} on {s['runner']} (host timings).",
+        + (f"{s['latency_median']:,.0f} {s['latency_unit']} on {s['runner']} (QEMU -icount, not "
+           f"time; runtime {s.get('firmware_runtime')}), image {s['image_flash_bytes']:,} B flash, "
+           f"RAM used {s.get('ram_measured_bytes') or 0:,} B (data+bss+stack peak)."
+           if s["runner"] == "qemu"
+           else f"{s['latency_median']:.1f} {s['latency_unit']} on {s['runner']} (host timings)."),
     ]  # fmt: skip
     for r in result["runs"]:
         if r["run"] == "qemu":

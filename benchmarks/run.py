@@ -21,8 +21,8 @@ BENCHMARKS: dict[str, str] = {
     "prune": "benchmarks.prune_mlperf",
     "qemu": "benchmarks.qemu_firmware",
     "demo": "benchmarks.demo_bench",
-    "compiled": "benchmarks.compiled_qemu",
     "compile": "benchmarks.compile_bench",
+    "compiled": "benchmarks.compiled_qemu",
 }
 
 

@@ -13,6 +13,7 @@ declare -A NEED=(
   [chromium]=chromium
   [clang]=clang
   [xxd]=xxd
+  [gcc]=gcc
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

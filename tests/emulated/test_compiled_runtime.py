@@ -114,6 +114,33 @@ def test_compiled_firmware_in_qemu(
         assert again.memory["stack_peak_bytes"] == mem["stack_peak_bytes"]
 
 
+@needs_qemu
+def test_every_golden_vector_bit_exact_in_qemu(
+    built: dict[str, tuple[Path, FirmwareResult]],
+) -> None:
+    """Each sample of the project's golden.npz (outputs recorded from the host tflite-micro
+    interpreter when the project was made) through the image in QEMU: equal to the byte."""
+    from toolchain.bench.qemu import QemuProcess
+    from toolchain.protocol.client import DeviceClient
+
+    board = "mps2-an386"
+    _, res = built[board]
+    assert res.build is not None
+    with np.load(res.project.path / "model" / "golden.npz") as z:
+        golden = {k: z[k] for k in z.files if k != "source"}
+    n = golden["input_0"].shape[0]
+    assert n >= 3
+    with QemuProcess(load_target(board), res.build.elf) as q:
+        client = DeviceClient(q.connect(), timeout_s=30.0)
+        assert client.wait_boot(10.0)
+        client.hello()
+        for k in range(n):
+            client.upload_input(0, golden["input_0"][k].tobytes())
+            client.run(warmup=0, runs=1, timeout=60.0)
+            out = client.read_output_array(0)
+            assert out.tobytes() == golden["output_0"][k].tobytes(), k
+
+
 @needs_gcc
 def test_host_compiled_device_is_bit_exact_on_golden_vectors(
     reference_dir: Path, tmp_path: Path

@@ -99,6 +99,45 @@ def test_tflm_render_is_deterministic(tmp_path: Path, hello_world: Path) -> None
     assert "EDP_MAX_INPUT_BYTES := 1" in (a.path / "config.mk").read_text()  # one int8 input
 
 
+def test_compiled_render_is_deterministic_and_has_no_tflm(
+    tmp_path: Path, hello_world: Path
+) -> None:
+    a = render_project(target="mps2-an386", out_dir=tmp_path / "a", model=hello_world)
+    b = render_project(target="mps2-an386", out_dir=tmp_path / "b", model=hello_world)
+    assert _tree(a.path) == _tree(b.path)  # no staging paths, no timestamps
+    assert a.fw == "compiled" and a.tflm is None and a.compiled is not None
+    files = set(a.files)
+    assert {"src/compiled_main.c", "include/compiled_binding.h", "model/model.h"} <= files
+    assert "src/tflm_main.cc" not in files and "include/model_binding.h" not in files
+    assert not any(f.endswith(".cc") for f in files)  # C only: no TFLM, no C++
+    binding = (a.path / "include" / "compiled_binding.h").read_text()
+    assert '#include "model.h"' in binding and "#define EDC_MODEL_INVOKE model_invoke" in binding
+    manifest = json.loads((a.path / render_mod.MANIFEST).read_text())
+    assert manifest["fw"] == "compiled" and manifest["golden"] == "model/golden.npz"
+    assert manifest["runtime"]["why"] == "the compiler supports every operator of the model"
+    assert (
+        manifest["compiled"]["n_ops"] == 3
+        and manifest["compiled"]["ops"] == ["FULLY_CONNECTED"] * 3
+    )
+    assert str(tmp_path) not in json.dumps(manifest["compiled"])
+    assert "FW ?= compiled" in (a.path / "config.mk").read_text()
+
+
+def test_runtime_choice(tmp_path: Path, hello_world: Path) -> None:
+    assert render_mod.choose_runtime(hello_world, None)[0] == "compiled"
+    assert render_mod.choose_runtime(hello_world, None, tflm_lib=True) == (
+        "tflm",
+        "a TFLM library was given",
+    )
+    assert render_mod.choose_runtime(hello_world, "tflm")[0] == "tflm"
+    with pytest.raises(UsageError, match="unknown firmware runtime"):
+        render_mod.choose_runtime(hello_world, "tvm")
+    with pytest.raises(UsageError, match="uses no TFLM library"):
+        render_project(target="mps2-an386", out_dir=tmp_path / "x", model=hello_world,
+                       runtime="compiled", tflm_lib=tmp_path / "lib.a")  # fmt: skip
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.mark.parametrize("name", MCU_TARGETS)
 def test_linker_script_and_config_from_the_target_profile(name: str, tmp_path: Path) -> None:
     t = load_target(name)

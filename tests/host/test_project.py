@@ -114,6 +114,7 @@ def test_several_input_shapes_and_fit(folder: Path) -> None:
         (("[target]", "[output]\nhtml = \"yes\"\n[target]"), ["[output] html", "true or false"]),
         (("[data]", "[data2]"), ["unknown key 'data2'", "did you mean 'data'"]),
         (("[target]", '[firmware]\ntflm_lib = "net.py"\n[target]'), ["[firmware] tflm_lib", "without tflm_include", "tflite-micro"]),
+        (("[target]", '[firmware]\nruntime = "tvm"\n[target]'), ["[firmware] runtime", "'tvm' is not allowed", "compiled, tflm"]),
     ],
 )  # fmt: skip
 def test_bad_project_files_name_the_key(
