@@ -85,7 +85,7 @@ def _conv_fast(op: Op) -> bool:
     }  # fmt: skip
     op.kernel, op.func, op.struct = "edc_conv_fast", "edc_conv_fast_s8", "edc_conv_fast_params"
     op.fields = fields
-    op.scratch_bytes = 2 * k4
+    op.scratch_bytes = 2 * k4 if ic % 4 == 0 else 3 * k4
     return True
 
 

@@ -36,19 +36,32 @@ static void edc_conv_fast_column(const edc_conv_fast_params *p, const int8_t *in
       }
     }
   } else {
-    for (fy = 0; fy < p->k_h; fy++) {
+    /* channel runs of any length: the column linearly into the second half of the scratch
+     * (rows of a window inside the input in one copy), then word by word into place */
+    int8_t *lin = scratch + 2 * p->k4;
+    const int32_t row_bytes = k_w * in_c;
+    const int32_t x_inside = ix0 >= 0 && ix0 + (k_w - 1) * p->dil_w < p->in_w;
+    int8_t *dst = lin;
+    int32_t g;
+    for (fy = 0; fy < p->k_h; fy++, dst += row_bytes) {
       const int32_t iy = iy0 + fy * p->dil_h;
-      for (fx = 0; fx < k_w; fx++) {
-        const int32_t ix = ix0 + fx * p->dil_w;
-        if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
-          for (c = 0; c < in_c; c++, k++) scratch[EDC_COL_AT(k, col)] = pad;
-        } else {
-          const int8_t *src = in_b + (iy * p->in_w + ix) * in_c;
-          for (c = 0; c < in_c; c++, k++) scratch[EDC_COL_AT(k, col)] = src[c];
+      if (iy < 0 || iy >= p->in_h) {
+        memset(dst, pad, (size_t)row_bytes);
+      } else if (x_inside && p->dil_w == 1) {
+        memcpy(dst, in_b + (iy * p->in_w + ix0) * in_c, (size_t)row_bytes);
+      } else {
+        for (fx = 0; fx < k_w; fx++) {
+          const int32_t ix = ix0 + fx * p->dil_w;
+          if (ix < 0 || ix >= p->in_w) {
+            memset(dst + fx * in_c, pad, (size_t)in_c);
+          } else {
+            memcpy(dst + fx * in_c, in_b + (iy * p->in_w + ix) * in_c, (size_t)in_c);
+          }
         }
       }
     }
-    for (; k < p->k4; k++) scratch[EDC_COL_AT(k, col)] = 0; /* zero weights there */
+    for (k = p->k_h * row_bytes; k < p->k4; k++) lin[k] = 0; /* zero weights there */
+    for (g = 0; g < p->k4; g += 4) memcpy(scratch + 2 * g + 4 * col, lin + g, 4);
   }
 }
 

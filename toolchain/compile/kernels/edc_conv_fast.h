@@ -9,8 +9,8 @@
  *   bias     = bias + in_offset * sum(weights of the channel): the input offset is folded in,
  *              so the inner loop multiplies raw int8 values. Padding is filled with the input
  *              zero point (pad_value), which then contributes exactly nothing, as in TFLM.
- * The scratch buffer (2 * k4 bytes, planned in the arena) holds two im2col columns, word-
- * interleaved the same way. Accumulation is exact int32, so only the order of the additions
+ * The scratch buffer (planned in the arena) holds two im2col columns, word-interleaved the
+ * same way (2 * k4 bytes), and when in_c % 4 != 0 one more linear column (k4 bytes). Accumulation is exact int32, so only the order of the additions
  * differs from TFLM's reference kernel: the result is bit-exact. */
 #ifndef EDC_CONV_FAST_H
 #define EDC_CONV_FAST_H
