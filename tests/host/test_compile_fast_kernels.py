@@ -40,6 +40,8 @@ MLPERF_SHAPES = [
     ("vww_dw_s2", "dw", (12, 12, 16), (3, 3), 2, 16, True),
     ("vww_pw", "conv", (6, 6, 24), (1, 1), 1, 48, False),
     ("ad_fc", "fc", (640,), (0, 0), 0, 128, False),
+    # person_detect's stem: depthwise, one input channel, depth multiplier 8 (runs as a conv)
+    ("pd_stem", "dw", (24, 24, 1), (3, 3), 2, 8, True),
 ]
 
 
@@ -69,7 +71,7 @@ def _layer(rng: np.random.Generator, name: str, kind: str, hwc: tuple[int, ...],
     if kind == "dw":
         wshape, qdim, fan = (1, kh, kw, oc), 3, kh * kw
         o = schema.DepthwiseConv2DOptionsT()
-        o.depthMultiplier = 1
+        o.depthMultiplier = oc // c
         otype, op = schema.BuiltinOptions.DepthwiseConv2DOptions, "DEPTHWISE_CONV_2D"
     else:
         wshape, qdim, fan = (oc, kh, kw, c), 0, kh * kw * c
@@ -118,7 +120,7 @@ def test_fast_kernels_chosen(built: tuple[list[Case], object, list]) -> None:
     assert fast == {"edc_conv_fast", "edc_dwconv_fast", "edc_fc_fast"}
     # every conv with one group and every depth-multiplier-1 depthwise took a fast kernel
     for c, cm in zip(cs, cms, strict=True):
-        if c.name.startswith(("kws_", "ic_", "vww_", "ad_")):
+        if c.name.startswith(("kws_", "ic_", "vww_", "ad_", "pd_")):
             assert all(k.endswith("_fast") for k in cm.kernels if k != "edc_lut"), cm.kernels
 
 

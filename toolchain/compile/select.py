@@ -47,6 +47,22 @@ def _i32(values: np.ndarray, what: str) -> ConstArray | None:
     return ConstArray("int32_t", v.astype(np.int32), what)
 
 
+def _small_shift(bound: np.ndarray, shift: object) -> tuple[int, ConstArray]:
+    """(small_acc, shifts) for the fast kernels: (1, shifts for edc_requant_small) when every
+    channel's accumulator bound allows it (|acc| * 2^max(shift, 0) < 2^29), else (0, the
+    shifts unchanged: the kernel then uses the general edc_requant).
+
+    Right shifts beyond 30 become 30: with |acc| < 2^29 the doubling high multiply's result
+    is below 2^29 in magnitude too, so dividing it by 2^30 or more rounds to 0 either way
+    (TFLM gives such shifts to channels whose multiplier underflows)."""
+    assert isinstance(shift, ConstArray)
+    raw = shift.values.astype(np.int64).reshape(-1)
+    s = np.full(bound.shape, int(raw[0]), np.int64) if raw.size == 1 else raw
+    if not np.all(bound.astype(np.float64) * np.exp2(np.maximum(s, 0)) < 2.0**29):
+        return 0, shift
+    return 1, ConstArray("int32_t", np.maximum(raw, -30).astype(np.int32), "shift")
+
+
 def _conv_fast(op: Op) -> bool:
     f = op.fields
     if f["groups"] != 1:
@@ -67,6 +83,9 @@ def _conv_fast(op: Op) -> bool:
         folded = _i32(bias + in_offset * flat.sum(axis=1), "bias (input offset folded)")
     if folded is None:
         return False
+    # inputs are int8 (padding too: the zero point), so |acc| <= |bias'| + 128 * sum|w|
+    bound = np.abs(folded.values.astype(np.int64)) + 128 * np.abs(flat).sum(axis=1)
+    small, shift = _small_shift(bound, f["shift"])
     oc2 = oc + (oc & 1)
     padded = np.zeros((oc2, k4), np.int8)
     padded[:oc, :k] = w.values.reshape(oc, k)
@@ -79,9 +98,10 @@ def _conv_fast(op: Op) -> bool:
         "dil_h": f["dil_h"], "dil_w": f["dil_w"], "pad_h": f["pad_h"], "pad_w": f["pad_w"],
         "pad_value": -in_offset,
         "out_offset": f["out_offset"], "act_min": f["act_min"], "act_max": f["act_max"],
+        "small_acc": small,
         "weights": ConstArray("int8_t", np.ascontiguousarray(inter).reshape(-1),
                               "weights (channel pairs, word-interleaved)"),
-        "bias": folded, "mult": f["mult"], "shift": f["shift"],
+        "bias": folded, "mult": f["mult"], "shift": shift,
     }  # fmt: skip
     op.kernel, op.func, op.struct = "edc_conv_fast", "edc_conv_fast_s8", "edc_conv_fast_params"
     op.fields = fields
@@ -91,10 +111,22 @@ def _conv_fast(op: Op) -> bool:
 
 def _dwconv_fast(op: Op) -> bool:
     f = op.fields
-    if f["depth_mult"] != 1:
-        return False
     w = f["weights"]
     assert isinstance(w, ConstArray)
+    if f["depth_mult"] != 1 and f["in_c"] == 1:
+        # one input channel (e.g. a grayscale stem): a depthwise conv is an ordinary conv
+        oc, kh, kw = w.values.shape
+        conv = {k: v for k, v in f.items() if k not in ("depth_mult",)}
+        conv.update(out_c=oc, groups=1, weights=ConstArray(
+            "int8_t", w.values.reshape(oc, kh, kw, 1), "weights"))  # fmt: skip
+        saved = op.fields
+        op.fields = conv
+        if _conv_fast(op):
+            return True
+        op.fields = saved
+        return False
+    if f["depth_mult"] != 1:
+        return False
     c, kh, kw = w.values.shape  # [channels][k_h][k_w]
     bias = f["bias"]
     pre = f.get("bias_folded")  # newer lowering may drop the plain bias: recover it exactly
@@ -105,6 +137,10 @@ def _dwconv_fast(op: Op) -> bool:
         bias = _i32(pre.values.astype(np.int64) - in_offset * sums, "bias")
         if bias is None:
             return False
+    # |x + in_offset| <= 255
+    plain = bias.values.astype(np.int64) if isinstance(bias, ConstArray) else 0
+    bound = np.abs(plain) + 255 * np.abs(w.values.reshape(c, -1).astype(np.int64)).sum(axis=1)
+    small, shift = _small_shift(np.broadcast_to(bound, (c,)), f["shift"])
     c4 = -(-c // 4) * 4
     padded = np.zeros((c4, kh * kw), np.int8)
     padded[:c] = w.values.reshape(c, kh * kw)
@@ -116,9 +152,9 @@ def _dwconv_fast(op: Op) -> bool:
         "stride_h": f["stride_h"], "stride_w": f["stride_w"],
         "dil_h": f["dil_h"], "dil_w": f["dil_w"], "pad_h": f["pad_h"], "pad_w": f["pad_w"],
         "in_offset": f["in_offset"], "out_offset": f["out_offset"],
-        "act_min": f["act_min"], "act_max": f["act_max"],
+        "act_min": f["act_min"], "act_max": f["act_max"], "small_acc": small,
         "weights": ConstArray("int8_t", hwc, "weights (channel fours, taps, 4)"),
-        "bias": bias, "mult": f["mult"], "shift": f["shift"],
+        "bias": bias, "mult": f["mult"], "shift": shift,
     }  # fmt: skip
     op.kernel, op.func = "edc_dwconv_fast", "edc_dwconv_fast_s8"
     op.struct = "edc_dwconv_fast_params"
@@ -144,7 +180,11 @@ def fc_layout(w: np.ndarray) -> np.ndarray:
 def _fc_fast(op: Op) -> bool:
     f = dict(op.fields)
     w = f["weights"]
-    assert isinstance(w, ConstArray)
+    b = f["bias"]
+    assert isinstance(w, ConstArray) and isinstance(b, ConstArray)
+    bound = np.abs(b.values.astype(np.int64)) + 128 * np.abs(w.values.astype(np.int64)).sum(axis=1)
+    small, shift = _small_shift(bound, f["shift"])
+    f["shift"], f["small_acc"] = shift, small
     f["weights"] = ConstArray("int8_t", fc_layout(w.values), "weights (rows in fours)")
     op.kernel, op.func, op.struct = "edc_fc_fast", "edc_fc_fast_s8", "edc_fc_fast_params"
     op.fields = f

@@ -69,21 +69,25 @@ static void edc_conv_fast_column(const edc_conv_fast_params *p, const int8_t *in
  * could alias them, which would make the compiler reload them after every store). */
 typedef struct {
   const int32_t *mult, *shift;
-  int32_t out_offset, act_min, act_max;
+  int32_t out_offset, act_min, act_max, small_acc;
 } edc_conv_fast_rq;
 
-static inline int8_t edc_conv_fast_out(const edc_conv_fast_rq *q, int32_t acc, int32_t oc) {
-  acc = edc_requant(acc, q->mult[oc], q->shift[oc]) + q->out_offset;
+static inline int8_t edc_conv_fast_out(const edc_conv_fast_rq *q, int32_t acc, int32_t oc,
+                                       const int small) {
+  acc = (small ? edc_requant_small(acc, q->mult[oc], q->shift[oc])
+                      : edc_requant(acc, q->mult[oc], q->shift[oc])) +
+        q->out_offset;
   return (int8_t)edc_clamp(acc, q->act_min, q->act_max);
 }
 
 /* Two columns (o1 NULL: only the first is wanted) times every output channel. */
-static void edc_conv_fast_block(const edc_conv_fast_params *p, const int8_t *cols, int8_t *o0,
-                                int8_t *o1) {
+static inline void edc_conv_fast_block(const edc_conv_fast_params *p, const int8_t *cols,
+                                       int8_t *o0, int8_t *o1, const int small) {
   const int32_t out_c = p->out_c, groups = p->k4 >> 2;
   const int8_t *w = p->weights;
   const int32_t *bias = p->bias;
-  const edc_conv_fast_rq rq = {p->mult, p->shift, p->out_offset, p->act_min, p->act_max};
+  const edc_conv_fast_rq rq = {p->mult,    p->shift,   p->out_offset,
+                               p->act_min, p->act_max, p->small_acc};
   const edc_conv_fast_rq *q = &rq;
   int32_t oc;
   for (oc = 0; oc < out_c; oc += 2) {
@@ -111,11 +115,11 @@ static void edc_conv_fast_block(const edc_conv_fast_params *p, const int8_t *col
       x += 8;
       w += 8;
     }
-    o0[oc] = edc_conv_fast_out(q, a00, oc);
-    if (o1) o1[oc] = edc_conv_fast_out(q, a01, oc);
+    o0[oc] = edc_conv_fast_out(q, a00, oc, small);
+    if (o1) o1[oc] = edc_conv_fast_out(q, a01, oc, small);
     if (oc + 1 < out_c) {
-      o0[oc + 1] = edc_conv_fast_out(q, a10, oc + 1);
-      if (o1) o1[oc + 1] = edc_conv_fast_out(q, a11, oc + 1);
+      o0[oc + 1] = edc_conv_fast_out(q, a10, oc + 1, small);
+      if (o1) o1[oc + 1] = edc_conv_fast_out(q, a11, oc + 1, small);
     }
   }
 }
@@ -132,7 +136,12 @@ void edc_conv_fast_s8(const edc_conv_fast_params *p, const int8_t *in, int8_t *o
       edc_conv_fast_column(p, in_b, i / p->out_w, i % p->out_w, scratch, 0);
       /* a last odd pixel fills the second column with itself (its results are dropped) */
       edc_conv_fast_column(p, in_b, (i + two) / p->out_w, (i + two) % p->out_w, scratch, 1);
-      edc_conv_fast_block(p, scratch, out_b + i * out_c, two ? out_b + (i + 1) * out_c : NULL);
+      /* two copies of the block, each with its requantization fixed */
+      if (p->small_acc) {
+        edc_conv_fast_block(p, scratch, out_b + i * out_c, two ? out_b + (i + 1) * out_c : NULL, 1);
+      } else {
+        edc_conv_fast_block(p, scratch, out_b + i * out_c, two ? out_b + (i + 1) * out_c : NULL, 0);
+      }
     }
   }
 }

@@ -23,6 +23,7 @@ typedef struct {
   int32_t k_h, k_w, k4;
   int32_t stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
   int32_t pad_value, out_offset, act_min, act_max;
+  int32_t small_acc; /* 1: accumulators proven small, edc_requant_small (edc_simd.h) applies */
   const int8_t *weights;
   const int32_t *bias;
   const int32_t *mult;

@@ -8,6 +8,9 @@
 /* Windows up to this many taps list their valid taps once per pixel (on the stack). */
 #define EDC_DW_MAX_TAPS 25
 
+/* TFLM's requantization; the short form where the compiler proved the accumulators small */
+#define EDC_DW_RQ(acc, m, s) (small ? edc_requant_small(acc, m, s) : edc_requant(acc, m, s))
+
 /* One tap for four channels: x and w words, offset added to x by SXTAB16, then
  * a0 += x0*w0, a1 += x1*w1, a2 += x2*w2, a3 += x3*w3. */
 #define EDC_DW_TAP(xp, wp)                                               \
@@ -22,7 +25,8 @@
     a3 = edc_smlatt(xo_, wo_, a3);                                       \
   } while (0)
 
-void edc_dwconv_fast_s8(const edc_dwconv_fast_params *p, const int8_t *in, int8_t *out) {
+static inline void edc_dwconv_fast_body(const edc_dwconv_fast_params *p, const int8_t *in,
+                                        int8_t *out, const int small) {
   const int32_t in_h = p->in_h, in_w = p->in_w, C = p->channels;
   const int32_t k_h = p->k_h, k_w = p->k_w, taps = k_h * k_w;
   const int32_t c4 = C & ~3;
@@ -69,14 +73,14 @@ void edc_dwconv_fast_s8(const edc_dwconv_fast_params *p, const int8_t *in, int8_
             EDC_DW_TAP(r2, wg + 24);
             EDC_DW_TAP(r2 + dx, wg + 28);
             EDC_DW_TAP(r2 + 2 * dx, wg + 32);
-            out[c] = (int8_t)edc_clamp(edc_requant(a0, mult[c], shift[c]) + out_offset,
+            out[c] = (int8_t)edc_clamp(EDC_DW_RQ(a0, mult[c], shift[c]) + out_offset,
                                        act_min, act_max);
             out[c + 1] = (int8_t)edc_clamp(
-                edc_requant(a1, mult[c + 1], shift[c + 1]) + out_offset, act_min, act_max);
+                EDC_DW_RQ(a1, mult[c + 1], shift[c + 1]) + out_offset, act_min, act_max);
             out[c + 2] = (int8_t)edc_clamp(
-                edc_requant(a2, mult[c + 2], shift[c + 2]) + out_offset, act_min, act_max);
+                EDC_DW_RQ(a2, mult[c + 2], shift[c + 2]) + out_offset, act_min, act_max);
             out[c + 3] = (int8_t)edc_clamp(
-                edc_requant(a3, mult[c + 3], shift[c + 3]) + out_offset, act_min, act_max);
+                EDC_DW_RQ(a3, mult[c + 3], shift[c + 3]) + out_offset, act_min, act_max);
           }
         } else if (taps <= EDC_DW_MAX_TAPS) {
           /* window cut by the padding: the valid taps' offsets listed once for the pixel */
@@ -98,14 +102,14 @@ void edc_dwconv_fast_s8(const edc_dwconv_fast_params *p, const int8_t *in, int8_
               a3 = bias[c + 3];
             }
             for (t = 0; t < n; t++) EDC_DW_TAP(xc + xo[t], wg + wo[t]);
-            out[c] = (int8_t)edc_clamp(edc_requant(a0, mult[c], shift[c]) + out_offset,
+            out[c] = (int8_t)edc_clamp(EDC_DW_RQ(a0, mult[c], shift[c]) + out_offset,
                                        act_min, act_max);
             out[c + 1] = (int8_t)edc_clamp(
-                edc_requant(a1, mult[c + 1], shift[c + 1]) + out_offset, act_min, act_max);
+                EDC_DW_RQ(a1, mult[c + 1], shift[c + 1]) + out_offset, act_min, act_max);
             out[c + 2] = (int8_t)edc_clamp(
-                edc_requant(a2, mult[c + 2], shift[c + 2]) + out_offset, act_min, act_max);
+                EDC_DW_RQ(a2, mult[c + 2], shift[c + 2]) + out_offset, act_min, act_max);
             out[c + 3] = (int8_t)edc_clamp(
-                edc_requant(a3, mult[c + 3], shift[c + 3]) + out_offset, act_min, act_max);
+                EDC_DW_RQ(a3, mult[c + 3], shift[c + 3]) + out_offset, act_min, act_max);
           }
         } else {
           for (c = 0; c < c4; c += 4, wg += 4 * taps) {
@@ -121,14 +125,14 @@ void edc_dwconv_fast_s8(const edc_dwconv_fast_params *p, const int8_t *in, int8_
               const int8_t *wp = wg + 4 * (fy * k_w + fx_lo);
               for (fx = fx_lo; fx < fx_hi; fx++, xp += dx, wp += 4) EDC_DW_TAP(xp, wp);
             }
-            out[c] = (int8_t)edc_clamp(edc_requant(a0, mult[c], shift[c]) + out_offset,
+            out[c] = (int8_t)edc_clamp(EDC_DW_RQ(a0, mult[c], shift[c]) + out_offset,
                                        act_min, act_max);
             out[c + 1] = (int8_t)edc_clamp(
-                edc_requant(a1, mult[c + 1], shift[c + 1]) + out_offset, act_min, act_max);
+                EDC_DW_RQ(a1, mult[c + 1], shift[c + 1]) + out_offset, act_min, act_max);
             out[c + 2] = (int8_t)edc_clamp(
-                edc_requant(a2, mult[c + 2], shift[c + 2]) + out_offset, act_min, act_max);
+                EDC_DW_RQ(a2, mult[c + 2], shift[c + 2]) + out_offset, act_min, act_max);
             out[c + 3] = (int8_t)edc_clamp(
-                edc_requant(a3, mult[c + 3], shift[c + 3]) + out_offset, act_min, act_max);
+                EDC_DW_RQ(a3, mult[c + 3], shift[c + 3]) + out_offset, act_min, act_max);
           }
         }
         /* channels past the last multiple of 4: weights lane c & 3 of the last group */
@@ -141,11 +145,20 @@ void edc_dwconv_fast_s8(const edc_dwconv_fast_params *p, const int8_t *in, int8_
               acc += (xv + in_offset) * (int32_t)wl[4 * (fy * k_w + fx)];
             }
           }
-          out[c] = (int8_t)edc_clamp(edc_requant(acc, mult[c], shift[c]) + out_offset, act_min,
+          out[c] = (int8_t)edc_clamp(EDC_DW_RQ(acc, mult[c], shift[c]) + out_offset, act_min,
                                      act_max);
         }
         out += C;
       }
     }
+  }
+}
+
+void edc_dwconv_fast_s8(const edc_dwconv_fast_params *p, const int8_t *in, int8_t *out) {
+  /* two copies of the body, each with its requantization fixed */
+  if (p->small_acc) {
+    edc_dwconv_fast_body(p, in, out, 1);
+  } else {
+    edc_dwconv_fast_body(p, in, out, 0);
   }
 }

@@ -15,6 +15,7 @@ typedef struct {
   int32_t k_h, k_w;
   int32_t stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
   int32_t in_offset, out_offset, act_min, act_max;
+  int32_t small_acc; /* 1: accumulators proven small, edc_requant_small (edc_simd.h) applies */
   const int8_t *weights;
   const int32_t *bias; /* NULL when the layer has none */
   const int32_t *mult;

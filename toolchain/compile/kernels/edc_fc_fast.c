@@ -7,12 +7,14 @@
 /* Requantization constants as locals (stores through int8_t pointers may alias *p). */
 typedef struct {
   const int32_t *mult, *shift;
-  int32_t per_channel, out_offset, act_min, act_max;
+  int32_t per_channel, out_offset, act_min, act_max, small_acc;
 } edc_fc_fast_rq;
 
 static inline int8_t edc_fc_out(const edc_fc_fast_rq *q, int32_t acc, int32_t o) {
   const int32_t k = q->per_channel ? o : 0;
-  acc = edc_requant(acc, q->mult[k], q->shift[k]) + q->out_offset;
+  acc = (q->small_acc ? edc_requant_small(acc, q->mult[k], q->shift[k])
+                      : edc_requant(acc, q->mult[k], q->shift[k])) +
+        q->out_offset;
   return (int8_t)edc_clamp(acc, q->act_min, q->act_max);
 }
 
@@ -20,8 +22,8 @@ void edc_fc_fast_s8(const edc_fc_fast_params *p, const int8_t *in, int8_t *out) 
   const int32_t n = p->in_depth, n4 = n & ~3, tail = n - n4, rows = p->out_depth;
   const int32_t rows4 = rows & ~3;
   const int32_t *const bias = p->bias;
-  const edc_fc_fast_rq rq = {p->mult, p->shift, p->per_channel, p->out_offset, p->act_min,
-                             p->act_max};
+  const edc_fc_fast_rq rq = {p->mult,    p->shift,   p->per_channel, p->out_offset,
+                             p->act_min, p->act_max, p->small_acc};
   const edc_fc_fast_rq *const q = &rq;
   int32_t b, o, i;
   for (b = 0; b < p->batches; b++) {

@@ -12,6 +12,7 @@
 typedef struct {
   int32_t batches, in_depth, out_depth, per_channel;
   int32_t out_offset, act_min, act_max;
+  int32_t small_acc; /* 1: accumulators proven small, edc_requant_small (edc_simd.h) applies */
   const int8_t *weights;
   const int32_t *bias;
   const int32_t *mult;
