@@ -86,7 +86,8 @@ def test_over_budget_is_exit_4(reference_dir: Path, tmp_path: Path, capsys) -> N
     kws = str(reference_dir / KWS)
     rc = main(["compile", kws, "--out", str(tmp_path / "o"), "--target", str(tiny)])
     assert rc == BudgetError.exit_code == 4
-    assert "16,000 B arena" in capsys.readouterr().err
+    # 16,000 B with the reference kernels; 16,128 B with the M3's fast kernels' im2col scratch
+    assert "16,128 B arena" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
     assert main(["compile", kws, "--out", str(tmp_path / "o"), "--target", "lm3s6965evb"]) == 0
 

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--kernels",
         choices=("auto", "fast", "ref"),
         default="auto",
-        help="auto: SIMD kernels where the target's CPU has the DSP extension (default); "
+        help="auto: fast kernels where the target's CPU has the DSP extension, and on the M3 (default); "
         "fast: everywhere (portable C without DSP); ref: reference-order kernels only",
     )
     p.add_argument(

@@ -124,7 +124,7 @@ def compile_model(
 ) -> CompiledModel:
     """Compile an int8 .tflite model to C sources in ``out_dir`` (replaced atomically).
 
-    ``kernels``: ``auto`` (fast SIMD kernels where the target's CPU has the DSP extension),
+    ``kernels``: ``auto`` (fast kernels where the target's CPU has the DSP extension, and M3),
     ``fast`` (everywhere, portable C without DSP) or ``ref`` (reference-order kernels only);
     see :mod:`toolchain.compile.select`.
 

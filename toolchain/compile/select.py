@@ -15,7 +15,8 @@ constants for them:
 
 The fast kernels' SIMD steps (``edc_simd.h``) are single DSP instructions on cores with the
 DSP extension (Cortex-M4/M7/M33/M55) and portable C elsewhere, with identical results; the
-policy ``"auto"`` uses them only where the target profile says ``dsp = true``. Every kernel,
+policy ``"auto"`` uses them where the target profile says ``dsp = true`` and on the Cortex-M3
+(portable C, measured twice as fast as the reference-order kernels there). Every kernel,
 fast or not, is bit-exact with TFLM: int32 accumulation is exact, so only the order of the
 additions changes, and the requantization is TFLM's.
 """
@@ -27,8 +28,26 @@ import numpy as np
 from toolchain.compile.ir import ConstArray, Graph, Op
 from toolchain.errors import UsageError
 
-#: ``kernels=`` values: auto (fast kernels on DSP targets), fast (everywhere), ref (never)
+#: ``kernels=`` values: auto (see :func:`wants_fast`), fast (everywhere), ref (never)
 POLICIES = ("auto", "fast", "ref")
+
+
+#: cores without the DSP extension where the fast kernels' portable C was measured faster
+#: than the reference-order kernels (KWS on QEMU lm3s6965evb: 12.44 M vs 26.60 M
+#: instructions); M0/M0+ (no unaligned loads, no 32x32->64 multiply) were not measured
+PORTABLE_FAST_CORES = frozenset({"cortex-m3"})
+
+
+def wants_fast(target: str | None) -> bool:
+    """The ``auto`` policy: fast kernels on cores with the DSP extension (one instruction per
+    SIMD step) and on :data:`PORTABLE_FAST_CORES`; the reference-order kernels elsewhere
+    (host builds, no target, M0/M0+)."""
+    if target is None:
+        return False
+    from toolchain.targets import load_target
+
+    cpu = load_target(target).cpu
+    return bool(cpu.dsp) or cpu.core in PORTABLE_FAST_CORES
 
 
 def target_has_dsp(target: str | None) -> bool:
@@ -197,12 +216,12 @@ _FAST = {"CONV_2D": _conv_fast, "DEPTHWISE_CONV_2D": _dwconv_fast, "FULLY_CONNEC
 def specialize(graph: Graph, *, kernels: str = "auto", target: str | None = None) -> Graph:
     """Swap fast kernels in (in place) by ``kernels`` policy; returns ``graph``.
 
-    ``auto``: on targets whose CPU has the DSP extension; ``fast``: everywhere (the SIMD steps
+    ``auto``: see :func:`wants_fast`; ``fast``: everywhere (the SIMD steps
     are then portable C: the host tests use this); ``ref``: keep the reference-order kernels.
     """
     if kernels not in POLICIES:
         raise UsageError(f"unknown kernel policy {kernels!r}", hint=", ".join(POLICIES))
-    if kernels == "ref" or (kernels == "auto" and not target_has_dsp(target)):
+    if kernels == "ref" or (kernels == "auto" and not wants_fast(target)):
         return graph
     for op in graph.ops:
         fn = _FAST.get(op.kind)
