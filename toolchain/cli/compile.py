@@ -68,6 +68,11 @@ def run(args: argparse.Namespace) -> int:
 
         if not args.target:
             raise UsageError("--measure needs a QEMU --target", hint="e.g. --target mps2-an386")
+        if args.kernels != "auto":
+            raise UsageError(
+                "--measure builds the firmware with the target's automatic kernel choice",
+                hint="drop --kernels (or leave out --measure)",
+            )
         counts = measure_layers(args.model, args.target)
         d["measured"] = {"target": counts.target, "instructions": counts.total,
                          "per_op": list(counts.per_op), "bit_exact": counts.bit_exact,
