@@ -42,7 +42,19 @@ MLPERF_SHAPES = [
     ("ad_fc", "fc", (640,), (0, 0), 0, 128, False),
     # person_detect's stem: depthwise, one input channel, depth multiplier 8 (runs as a conv)
     ("pd_stem", "dw", (24, 24, 1), (3, 3), 2, 8, True),
+    # biases near 2^30 (as in some VWW layers): the compiler cannot prove the accumulators
+    # small, so these layers take the general requantization path
+    ("kws_pw_bigbias", "conv", (5, 5, 64), (1, 1), 1, 16, False),
+    ("kws_dw_bigbias", "dw", (6, 5, 16), (3, 3), 1, 16, True),
+    ("ad_fc_bigbias", "fc", (64,), (0, 0), 0, 12, False),
 ]
+
+
+def _bias(rng: np.random.Generator, name: str, n: int) -> np.ndarray:
+    b = rng.integers(-5000, 5000, n).astype(np.int32)
+    if name.endswith("_bigbias"):
+        b[0], b[-1] = 2**30 - 7, -(2**30) + 3
+    return b
 
 
 def _layer(rng: np.random.Generator, name: str, kind: str, hwc: tuple[int, ...],
@@ -54,9 +66,7 @@ def _layer(rng: np.random.Generator, name: str, kind: str, hwc: tuple[int, ...],
         w_s = tuple(float(v) for v in rng.uniform(0.002, 0.02, 1))
         x = T((1, n), "int8", (in_s,), (in_zp,))
         wt = T((oc, n), "int8", w_s, (0,), rng.integers(-127, 128, (oc, n)).astype(np.int8))
-        b = T(
-            (oc,), "int32", (in_s * w_s[0],), (0,), rng.integers(-5000, 5000, oc).astype(np.int32)
-        )
+        b = T((oc,), "int32", (in_s * w_s[0],), (0,), _bias(rng, name, oc))
         y = T((1, oc), "int8", (in_s * w_s[0] * 125 * float(np.sqrt(n)),), (out_zp,))
         o = schema.FullyConnectedOptionsT()
         o.fusedActivationFunction = 1
@@ -80,11 +90,10 @@ def _layer(rng: np.random.Generator, name: str, kind: str, hwc: tuple[int, ...],
     o.padding = schema.Padding.SAME if same else schema.Padding.VALID
     o.strideH = o.strideW = s
     o.dilationHFactor = o.dilationWFactor = 1
-    o.fusedActivationFunction = 3
+    o.fusedActivationFunction = 0 if name.endswith("_bigbias") else 3
     x = T((1, h, w, c), "int8", (in_s,), (in_zp,))
     wt = T(wshape, "int8", w_s, (0,) * oc, rng.integers(-127, 128, wshape).astype(np.int8), qdim)
-    b = T((oc,), "int32", tuple(in_s * v for v in w_s), (0,) * oc,
-          rng.integers(-5000, 5000, oc).astype(np.int32))  # fmt: skip
+    b = T((oc,), "int32", tuple(in_s * v for v in w_s), (0,) * oc, _bias(rng, name, oc))
     y = T((1, oh, ow, oc), "int8", (in_s * float(np.mean(w_s)) * 60 * float(np.sqrt(fan)),),
           (out_zp,))  # fmt: skip
     m = single_op(op, [x, wt, b], [y], otype, o)
@@ -122,6 +131,30 @@ def test_fast_kernels_chosen(built: tuple[list[Case], object, list]) -> None:
     for c, cm in zip(cs, cms, strict=True):
         if c.name.startswith(("kws_", "ic_", "vww_", "ad_", "pd_")):
             assert all(k.endswith("_fast") for k in cm.kernels if k != "edc_lut"), cm.kernels
+
+
+def test_requantization_path_per_layer(built: tuple[list[Case], object, list]) -> None:
+    """Layers with ordinary biases get the short requantization, the big-bias ones not."""
+    from toolchain.compile import lower_and_plan
+    from toolchain.tflite_model import TFLiteModel
+
+    for c in cases():
+        if not c.name.startswith(("kws_", "ad_")):
+            continue
+        g, _ = lower_and_plan(TFLiteModel.from_bytes(c.model), kernels="fast")
+        (op,) = g.ops
+        assert op.fields["small_acc"] == (0 if c.name.endswith("_bigbias") else 1), c.name
+
+
+@pytest.mark.parametrize(
+    ("target", "fast"),
+    [("mps2-an386", True), ("mps2-an500", True), ("mps2-an505", True),
+     ("lm3s6965evb", True), ("rpi-pico", False), ("host-compiled", False), (None, False)],
+)  # fmt: skip
+def test_auto_policy_by_target(target: str | None, fast: bool) -> None:
+    from toolchain.compile.select import wants_fast
+
+    assert wants_fast(target) is fast
 
 
 def test_fast_kernels_bit_exact_with_tflm(built: tuple[list[Case], object, list]) -> None:
