@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from toolchain.compile import inplace as _inplace
 from toolchain.compile import lower as _lower
 from toolchain.compile import select as _select
 from toolchain.compile.cwriter import CWriter, kernel_dir, kernel_files
@@ -86,10 +87,14 @@ def lower_and_plan(
     *,
     target: str | None = None,
     kernels: str = "auto",
+    in_place: bool = True,
 ) -> tuple[Graph, Plan]:
-    """Lower, pick the kernels (:mod:`.select`) and plan without writing anything (raises
+    """Lower, pick the kernels (:mod:`.select`), let element-wise operators work in place
+    (:mod:`.inplace`, unless ``in_place`` is False) and plan without writing anything (raises
     CompileError when unsupported)."""
     graph = _select.specialize(_lower.lower(_load(model)), kernels=kernels, target=target)
+    if in_place:
+        _inplace.apply(graph)
     p = plan(graph)
     check(graph, p)
     return graph, p
@@ -217,6 +222,8 @@ def _layers(graph: Graph, p: Plan) -> tuple[dict[str, Any], ...]:
                     if isinstance(v, ConstArray)
                 ),
                 "scratch_bytes": op.scratch_bytes,
+                "in_place": bool(op.kernel)
+                and any(graph.storage(t) == graph.storage(y.index) for t in op.inputs),
                 "scratch_offset": p.offsets.get(scratch_key(op.index)),
             }
         )
