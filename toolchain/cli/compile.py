@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
                 str(row["index"]),
                 row["kind"],
                 row["summary"],
-                row["kernel"],
+                row["kernel"] + (" (in place)" if row.get("in_place") else ""),
                 row["output_shape"],
                 str(row["output_offset"]),
                 f"{row['output_bytes']:,}",
