@@ -82,6 +82,32 @@ static inline void edc_dwconv_fast_body(const edc_dwconv_fast_params *p, const i
             out[c + 3] = (int8_t)edc_clamp(
                 EDC_DW_RQ(a3, mult[c + 3], shift[c + 3]) + out_offset, act_min, act_max);
           }
+        } else if (is3x3 && fy_lo == 0 && fy_hi == 3) {
+          /* all three rows inside, some columns cut (left/right edge): a column of three
+           * taps unrolled per step */
+          for (c = 0; c < c4; c += 4, wg += 36) {
+            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            if (bias) {
+              a0 = bias[c];
+              a1 = bias[c + 1];
+              a2 = bias[c + 2];
+              a3 = bias[c + 3];
+            }
+            for (fx = fx_lo; fx < fx_hi; fx++) {
+              const int8_t *xc = x0 + c + fx * dx, *wc = wg + 4 * fx;
+              EDC_DW_TAP(xc, wc);
+              EDC_DW_TAP(xc + dy, wc + 12);
+              EDC_DW_TAP(xc + 2 * dy, wc + 24);
+            }
+            out[c] = (int8_t)edc_clamp(EDC_DW_RQ(a0, mult[c], shift[c]) + out_offset,
+                                       act_min, act_max);
+            out[c + 1] = (int8_t)edc_clamp(
+                EDC_DW_RQ(a1, mult[c + 1], shift[c + 1]) + out_offset, act_min, act_max);
+            out[c + 2] = (int8_t)edc_clamp(
+                EDC_DW_RQ(a2, mult[c + 2], shift[c + 2]) + out_offset, act_min, act_max);
+            out[c + 3] = (int8_t)edc_clamp(
+                EDC_DW_RQ(a3, mult[c + 3], shift[c + 3]) + out_offset, act_min, act_max);
+          }
         } else if (taps <= EDC_DW_MAX_TAPS) {
           /* window cut by the padding: the valid taps' offsets listed once for the pixel */
           int32_t xo[EDC_DW_MAX_TAPS], wo[EDC_DW_MAX_TAPS];
