@@ -9,7 +9,8 @@ TFLM arena measured on a Cortex-M4 (from the emit benchmark's table); constant d
 the .tflite size; the generated library built with arm-none-eabi-gcc -Os for a Cortex-M4
 (text+data, bss — no firmware around it, so fwrt's QEMU figures are the full images); host
 gcc -O2 build bit-exact with the tflite-micro interpreter on ``--inputs`` random inputs, and
-the host time per inference of both. Writes ``benchmarks/results/compile.json`` and the
+the host time per inference of both; instructions per inference on QEMU mps2-an386 with a
+minimal bare-metal harness (benchmarks/compile_qemu). Writes ``benchmarks/results/compile.json`` and the
 ``compile`` section of benchmarks/README.md.
 """
 
@@ -37,6 +38,14 @@ MODELS = {
     "AD (autoencoder)": "mlperf_tiny/ad/ad01_int8.tflite",
     "person_detect": "tflm_models/person_detection/person_detect.tflite",
 }
+#: TFLM with its reference kernels on mps2-an386, instructions per inference: measured from
+#: outside the project with a hand-built TFLM library (../shared/FACTS.md, 2026-12-04).
+TFLM_REF_INSTRUCTIONS = {
+    "mlperf_tiny/kws/kws_ref_model.tflite": 43_040_200,
+    "mlperf_tiny/ic/pretrainedResnet_quant.tflite": 107_402_520,
+    "mlperf_tiny/vww/vww_96_int8.tflite": 100_255_520,
+}
+HARNESS = Path(__file__).resolve().parent / "compile_qemu"
 ARM_FLAGS = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-Os",
              "-std=c99", "-ffunction-sections", "-fdata-sections")  # fmt: skip
 
@@ -59,6 +68,38 @@ def _arm_size(cm: CompiledModel, work: Path) -> dict[str, int] | None:
         if src.name.startswith("edc_"):
             totals["kernels_text"] += text
     return totals
+
+
+def _qemu(cm: CompiledModel, work: Path) -> dict[str, int] | None:
+    """Instructions per inference on QEMU mps2-an386 (-icount shift=0) with the minimal
+    bare-metal harness in benchmarks/compile_qemu, and that image's sizes."""
+    if not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")):
+        return None
+    elf = work / f"{cm.name}.elf"
+    subprocess.run(["arm-none-eabi-gcc", *ARM_FLAGS[:-3], "-O2", "-std=c99", "-ffunction-sections",
+                    "-fdata-sections", "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
+                    f"-I{cm.out_dir}", f"-DEDC_NAME={cm.name}", "-include", str(cm.header),
+                    str(HARNESS / "harness.c"), *[str(p) for p in cm.sources],
+                    "-T", str(HARNESS / "link.ld"), "-Wl,--gc-sections", "-o", str(elf)],
+                   check=True)  # fmt: skip
+    out = subprocess.run(["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-icount",
+                          "shift=0,align=off,sleep=off", "-semihosting-config",
+                          "enable=on,target=native", "-kernel", str(elf), "-monitor", "none",
+                          "-serial", "none"], capture_output=True, text=True, timeout=600,
+                         check=True, stdin=subprocess.DEVNULL)  # fmt: skip
+    text = out.stdout + out.stderr  # semihosting writes to QEMU's stderr when not on a tty
+    calib = [int(line.split()[-1]) for line in text.splitlines() if line.startswith("calibration")]
+    runs = [int(line.split()[-1]) for line in text.splitlines() if line.startswith("inference")]
+    size = subprocess.run(["arm-none-eabi-size", str(elf)], capture_output=True, text=True,
+                          check=True).stdout.splitlines()[1].split()  # fmt: skip
+    per_tick = 400_000 / calib[0]
+    return {
+        "instructions": round(runs[-1] * per_tick),
+        "runs_identical": int(len(set(runs[1:])) == 1),
+        "image_text": int(size[0]),
+        "image_data": int(size[1]),
+        "image_bss": int(size[2]),
+    }
 
 
 def _tflm_host_arena(path: Path) -> int | None:
@@ -114,7 +155,7 @@ def _markdown(rows: list[dict[str, Any]], cmd: str) -> str:
         "tensors live at one operator; TFLM greedy = TFLM's planner on the same tensors.",
         "Host ms: x86 timings of the host gcc -O2 build and of the tflite-micro Python",
         "interpreter's reference kernels, on a shared 2-core machine (noisy; the instruction",
-        "counts that matter for the issue's target come from QEMU, firmware section).",
+        "counts below, from QEMU, are what the issue's target is about).",
         "",
         "| model | ops | arena | lower bound | TFLM greedy (same tensors) | TFLM arena host / M4 | constants / .tflite | Cortex-M4 -Os text+data (kernels) | host bit-exact | host ms/inf compiled / TFLM-py | compile s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -128,6 +169,26 @@ def _markdown(rows: list[dict[str, Any]], cmd: str) -> str:
             f"{_kb(r.get('tflm_arena_m4'))} | {r['weights_bytes']:,} / {r['model_bytes']:,} "
             f"| {arm_s} | {r['bit_exact']}/{r['inputs']} | {r['host_ms_compiled']} / "
             f"{r['host_ms_tflm_python']} | {r['compile_s']} |"
+        )
+    lines += [
+        "",
+        "QEMU mps2-an386 (`-icount shift=0`, instructions = SysTick ticks × 40, checked by a",
+        "calibration loop in the harness), the model alone in a minimal bare-metal harness",
+        "(`benchmarks/compile_qemu`, not the EDP firmware), against TFLM with its reference",
+        "kernels on the same board (hand-built library, ../shared/FACTS.md):",
+        "",
+        "| model | instructions / inference | TFLM reference kernels | ratio | image text / bss |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        q = r.get("qemu_an386")
+        if not q:
+            continue
+        ref = r.get("tflm_ref_instructions")
+        ratio = f"{q['instructions'] / ref:.2f}×" if ref else "–"
+        lines.append(
+            f"| {r['label']} | {q['instructions']:,} | {_kb(ref)} | {ratio} "
+            f"| {q['image_text']:,} / {q['image_bss']:,} |"
         )
     lines.append("")
     return "\n".join(lines)
@@ -164,6 +225,8 @@ def main(argv: list[str]) -> int:
                 "model_bytes": cm.model_bytes,
                 "tflm_arena_m4": DEVICE_M4.get(rel),
                 "arm_m4": _arm_size(cm, work),
+                "qemu_an386": _qemu(cm, work),
+                "tflm_ref_instructions": TFLM_REF_INSTRUCTIONS.get(rel),
             }
             if not args.no_tflm_arena:
                 row["tflm_arena_host"] = _tflm_host_arena(path)

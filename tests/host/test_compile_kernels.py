@@ -53,7 +53,7 @@ def _pick_out_scale(rng: np.random.Generator, in_s: float, w_s: float, n: int) -
     return float(125 * math.sqrt(max(n, 1)) * in_s * w_s * rng.uniform(0.2, 3.0))
 
 
-def _conv_like(rng: np.random.Generator, i: int, depthwise: bool) -> Case:
+def _conv_like(rng: np.random.Generator, i: int, depthwise: bool, dt: str = "int8") -> Case:
     while True:
         b = int(rng.integers(1, 3))
         h, w = int(rng.integers(1, 13)), int(rng.integers(1, 13))
@@ -69,6 +69,8 @@ def _conv_like(rng: np.random.Generator, i: int, depthwise: bool) -> Case:
             break
     act = int(rng.choice(ACTS))
     in_s, in_zp = _q(rng)
+    if dt == "int16":
+        in_s, in_zp = in_s / 256, 0
     if depthwise:
         ic = int(rng.integers(1, 9))
         dm = int(rng.choice([1, 1, 2, 3]))
@@ -88,13 +90,16 @@ def _conv_like(rng: np.random.Generator, i: int, depthwise: bool) -> Case:
     wdata = rng.integers(-127, 128, size=wshape).astype(np.int8)
     out_s = _pick_out_scale(rng, in_s, float(np.mean(w_scales)), fan_in)
     out_zp = int(rng.integers(-128, 128))
+    bias_t, bias_hi = "int32", 3000
+    if dt == "int16":
+        out_s, out_zp, bias_t, bias_hi = out_s / 256, 0, "int64", 3000 * 256
     bias = None
     if depthwise or rng.random() < 0.85:  # TFLM's interpreter crashes on a bias-less depthwise
-        bias = T((oc,), "int32", tuple(in_s * s for s in w_scales), (0,) * nsc,
-                 rng.integers(-3000, 3000, size=oc).astype(np.int32))  # fmt: skip
-    x = T((b, h, w, ic), "int8", (in_s,), (in_zp,))
+        bias = T((oc,), bias_t, tuple(in_s * s for s in w_scales), (0,) * nsc,
+                 rng.integers(-bias_hi, bias_hi, size=oc))  # fmt: skip
+    x = T((b, h, w, ic), dt, (in_s,), (in_zp,))
     wt = T(wshape, "int8", w_scales, (0,) * nsc, wdata, qdim)
-    y = T((b, oh, ow, oc), "int8", (out_s,), (out_zp,))
+    y = T((b, oh, ow, oc), dt, (out_s,), (out_zp,))
     pad = schema.Padding.SAME if same else schema.Padding.VALID
     if depthwise:
         o = schema.DepthwiseConv2DOptionsT()
@@ -108,7 +113,8 @@ def _conv_like(rng: np.random.Generator, i: int, depthwise: bool) -> Case:
     o.padding, o.strideH, o.strideW = pad, sh, sw
     o.dilationHFactor, o.dilationWFactor, o.fusedActivationFunction = dh, dw, act
     model = single_op(kind, [x, wt, bias], [y], otype, o)
-    return Case(f"{kind.lower()}_{i}", model, [(x.shape, "int8")], [(y.shape, "int8")])
+    suffix = "_s16" if dt == "int16" else ""
+    return Case(f"{kind.lower()}{suffix}_{i}", model, [(x.shape, dt)], [(y.shape, dt)])
 
 
 def _conv(rng: np.random.Generator, i: int) -> Case:
@@ -119,28 +125,32 @@ def _dwconv(rng: np.random.Generator, i: int) -> Case:
     return _conv_like(rng, i, depthwise=True)
 
 
-def _fc(rng: np.random.Generator, i: int) -> Case:
+def _fc(rng: np.random.Generator, i: int, dt: str = "int8") -> Case:
     b, n, m = int(rng.integers(1, 4)), int(rng.integers(1, 65)), int(rng.integers(1, 33))
     in_s, in_zp = _q(rng)
     per_channel = rng.random() < 0.3
     nsc = m if per_channel else 1
     w_scales = tuple(float(v) for v in rng.uniform(0.002, 0.05, nsc))
     out_s = _pick_out_scale(rng, in_s, float(np.mean(w_scales)), n)
-    x = T((b, n), "int8", (in_s,), (in_zp,))
+    out_zp, bias_t, bias_hi = int(rng.integers(-128, 128)), "int32", 3000
+    if dt == "int16":
+        in_zp, out_zp, bias_t, bias_hi = 0, 0, "int64", 3000 * 256
+    x = T((b, n), dt, (in_s,), (in_zp,))
     wt = T((m, n), "int8", w_scales, (0,) * nsc, rng.integers(-127, 128, (m, n)).astype(np.int8))
     bias = None
     if rng.random() < 0.85:
-        bias = T((m,), "int32", tuple(in_s * s for s in w_scales), (0,) * nsc,
-                 rng.integers(-3000, 3000, size=m).astype(np.int32))  # fmt: skip
-    y = T((b, m), "int8", (out_s,), (int(rng.integers(-128, 128)),))
+        bias = T((m,), bias_t, tuple(in_s * s for s in w_scales), (0,) * nsc,
+                 rng.integers(-bias_hi, bias_hi, size=m))  # fmt: skip
+    y = T((b, m), dt, (out_s,), (out_zp,))
     o = schema.FullyConnectedOptionsT()
     o.fusedActivationFunction = int(rng.choice(ACTS))
     model = single_op("FULLY_CONNECTED", [x, wt, bias], [y],
                       schema.BuiltinOptions.FullyConnectedOptions, o)  # fmt: skip
-    return Case(f"fully_connected_{i}", model, [(x.shape, "int8")], [(y.shape, "int8")])
+    suffix = "_s16" if dt == "int16" else ""
+    return Case(f"fully_connected{suffix}_{i}", model, [(x.shape, dt)], [(y.shape, dt)])
 
 
-def _pool(kind: str) -> Callable[[np.random.Generator, int], Case]:
+def _pool(kind: str, dt: str = "int8") -> Callable[[np.random.Generator, int], Case]:
     def make(rng: np.random.Generator, i: int) -> Case:
         while True:
             b, c = int(rng.integers(1, 3)), int(rng.integers(1, 9))
@@ -152,14 +162,17 @@ def _pool(kind: str) -> Callable[[np.random.Generator, int], Case]:
             if oh > 0 and ow > 0:
                 break
         s, zp = _q(rng)
-        x = T((b, h, w, c), "int8", (s,), (zp,))
-        y = T((b, oh, ow, c), "int8", (s,), (zp,))
+        if dt == "int16":
+            s, zp = s / 256, 0
+        x = T((b, h, w, c), dt, (s,), (zp,))
+        y = T((b, oh, ow, c), dt, (s,), (zp,))
         o = schema.Pool2DOptionsT()
         o.padding = schema.Padding.SAME if same else schema.Padding.VALID
         o.strideH, o.strideW, o.filterHeight, o.filterWidth = sh, sw, kh, kw
         o.fusedActivationFunction = int(rng.choice(ACTS))
         model = single_op(kind, [x], [y], schema.BuiltinOptions.Pool2DOptions, o)
-        return Case(f"{kind.lower()}_{i}", model, [(x.shape, "int8")], [(y.shape, "int8")])
+        suffix = "_s16" if dt == "int16" else ""
+        return Case(f"{kind.lower()}{suffix}_{i}", model, [(x.shape, dt)], [(y.shape, dt)])
 
     return make
 
@@ -178,7 +191,7 @@ def _broadcast_shapes(rng: np.random.Generator) -> tuple[tuple[int, ...], ...]:
     return a, b, out
 
 
-def _binary(kind: str) -> Callable[[np.random.Generator, int], Case]:
+def _binary(kind: str, dt: str = "int8") -> Callable[[np.random.Generator, int], Case]:
     def make(rng: np.random.Generator, i: int) -> Case:
         sa, sb, so = _broadcast_shapes(rng)
         if not sb:
@@ -188,29 +201,37 @@ def _binary(kind: str) -> Callable[[np.random.Generator, int], Case]:
             s_out = s1 * s2 * 128 * float(rng.uniform(0.2, 3.0))
         else:
             s_out = max(s1, s2) * float(rng.uniform(0.5, 3.0))
-        a = T(sa, "int8", (s1,), (z1,))
-        b = T(sb, "int8", (s2,), (z2,))
-        y = T(so, "int8", (s_out,), (int(rng.integers(-128, 128)),))
+        zo = int(rng.integers(-128, 128))
+        if dt == "int16":
+            s1, s2, s_out, z1, z2, zo = s1 / 256, s2 / 256, s_out / 256, 0, 0, 0
+        a = T(sa, dt, (s1,), (z1,))
+        b = T(sb, dt, (s2,), (z2,))
+        y = T(so, dt, (s_out,), (zo,))
         opts = {"ADD": (schema.AddOptionsT, schema.BuiltinOptions.AddOptions),
                 "SUB": (schema.SubOptionsT, schema.BuiltinOptions.SubOptions),
                 "MUL": (schema.MulOptionsT, schema.BuiltinOptions.MulOptions)}[kind]  # fmt: skip
         o = opts[0]()
         o.fusedActivationFunction = int(rng.choice(ACTS))
         model = single_op(kind, [a, b], [y], opts[1], o)
-        return Case(f"{kind.lower()}_{i}", model, [(sa, "int8"), (sb, "int8")], [(so, "int8")])
+        suffix = "_s16" if dt == "int16" else ""
+        return Case(f"{kind.lower()}{suffix}_{i}", model, [(sa, dt), (sb, dt)], [(so, dt)])
 
     return make
 
 
-def _softmax(rng: np.random.Generator, i: int) -> Case:
+def _softmax(rng: np.random.Generator, i: int, dt: str = "int8") -> Case:
     shape = (int(rng.integers(1, 4)), int(rng.integers(1, 40)))
     s, zp = float(rng.uniform(0.01, 0.6)), int(rng.integers(-128, 128))
-    x = T(shape, "int8", (s,), (zp,))
-    y = T(shape, "int8", (1 / 256,), (-128,))
+    x = T(shape, dt, (s,), (zp,))
+    y = T(shape, dt, (1 / 256,), (-128,))
+    if dt == "int16":
+        x = T(shape, dt, (s / 256,), (0,))
+        y = T(shape, dt, (1 / 32768,), (0,))
     o = schema.SoftmaxOptionsT()
     o.beta = float(rng.choice([1.0, 1.0, 0.5, 2.0]))
     model = single_op("SOFTMAX", [x], [y], schema.BuiltinOptions.SoftmaxOptions, o)
-    return Case(f"softmax_{i}", model, [(shape, "int8")], [(shape, "int8")])
+    suffix = "_s16" if dt == "int16" else ""
+    return Case(f"softmax{suffix}_{i}", model, [(shape, dt)], [(shape, dt)])
 
 
 def _unary(kind: str) -> Callable[[np.random.Generator, int], Case]:
@@ -399,7 +420,7 @@ def _resize_bilinear(rng: np.random.Generator, i: int) -> Case:
     return _resize("RESIZE_BILINEAR", rng, i)
 
 
-def _mean(rng: np.random.Generator, i: int) -> Case:
+def _mean(rng: np.random.Generator, i: int, dt: str = "int8") -> Case:
     shape = _rand_shape(rng, 1, 5)
     r = len(shape)
     axes = sorted({int(a) for a in rng.integers(0, r, size=int(rng.integers(1, r + 1)))})
@@ -411,12 +432,15 @@ def _mean(rng: np.random.Generator, i: int) -> Case:
     )
     s, zp = _q(rng)
     so, zo = float(s * rng.uniform(0.3, 3.0)), int(rng.integers(-128, 128))
+    if dt == "int16":
+        s, zp, so, zo = s / 256, 0, so / 256, 0
     ax = [a - r if rng.random() < 0.3 else a for a in axes]
     o = schema.ReducerOptionsT()
     o.keepDims = keep
-    model = single_op("MEAN", [T(shape, "int8", (s,), (zp,)), T((len(ax),), "int32", data=_i32(ax))],
-                      [T(out, "int8", (so,), (zo,))], schema.BuiltinOptions.ReducerOptions, o)  # fmt: skip
-    return Case(f"mean_{i}", model, [(shape, "int8")], [(out, "int8")])
+    model = single_op("MEAN", [T(shape, dt, (s,), (zp,)), T((len(ax),), "int32", data=_i32(ax))],
+                      [T(out, dt, (so,), (zo,))], schema.BuiltinOptions.ReducerOptions, o)  # fmt: skip
+    suffix = "_s16" if dt == "int16" else ""
+    return Case(f"mean{suffix}_{i}", model, [(shape, dt)], [(out, dt)])
 
 
 GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = {
@@ -448,6 +472,14 @@ GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = 
     "RESIZE_NEAREST_NEIGHBOR": (_resize_nn, 30),
     "RESIZE_BILINEAR": (_resize_bilinear, 30),
     "MEAN": (_mean, 40),
+    "CONV_2D_S16": (lambda rng, i: _conv_like(rng, i, False, "int16"), 40),
+    "DEPTHWISE_CONV_2D_S16": (lambda rng, i: _conv_like(rng, i, True, "int16"), 30),
+    "FULLY_CONNECTED_S16": (lambda rng, i: _fc(rng, i, "int16"), 30),
+    "AVERAGE_POOL_2D_S16": (_pool("AVERAGE_POOL_2D", "int16"), 20),
+    "MAX_POOL_2D_S16": (_pool("MAX_POOL_2D", "int16"), 20),
+    "ADD_S16": (_binary("ADD", "int16"), 30),
+    "MEAN_S16": (lambda rng, i: _mean(rng, i, "int16"), 20),
+    "SOFTMAX_S16": (lambda rng, i: _softmax(rng, i, "int16"), 30),
 }
 
 
@@ -457,6 +489,11 @@ def _cases() -> list[Case]:
         rng = np.random.default_rng(zlib.crc32(kind.encode()))
         out += [gen(rng, i) for i in range(n)]
     return out
+
+
+def _rand_input(rng: np.random.Generator, shape: tuple[int, ...], dt: str) -> np.ndarray:
+    info = np.iinfo(np.dtype(dt))
+    return rng.integers(info.min, info.max + 1, size=shape, dtype=np.dtype(dt))
 
 
 class _Reference:
@@ -513,9 +550,9 @@ def test_kernel_bit_exact_with_tflm(kind: str, built: tuple[list[Case], object, 
         ref = _Reference(c.model, litert=kind in LITERT_ONLY)
         run = compiled.Runner(lib, c.name)  # type: ignore[arg-type]
         for _ in range(INPUTS_PER_MODEL):
-            xs = [rng.integers(-128, 128, size=s, dtype=np.int8) for s, _ in c.inputs]
+            xs = [_rand_input(rng, s, d) for s, d in c.inputs]
             wants = ref(xs, len(c.outputs))
-            gots = run(xs, [(shape, np.dtype(np.int8)) for shape, _ in c.outputs])
+            gots = run(xs, [(shape, np.dtype(d)) for shape, d in c.outputs])
             for k, (want, got) in enumerate(zip(wants, gots, strict=True)):
                 if np.array_equal(want, got):
                     continue

@@ -58,6 +58,9 @@ class CompiledModel:
     files: tuple[Path, ...] = field(default=(), repr=False)
     #: one dict per operator: index, kind, summary, output_shape/offset/bytes, const_bytes
     layers: tuple[dict[str, Any], ...] = field(default=(), repr=False)
+    #: per graph input/output: name, dtype, shape, scale, zero_point, bytes, arena offset
+    inputs: tuple[dict[str, Any], ...] = ()
+    outputs: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -68,6 +71,8 @@ class CompiledModel:
         d["ops"] = list(self.ops)
         d["kernels"] = list(self.kernels)
         d["layers"] = [dict(r) for r in self.layers]
+        d["inputs"] = [dict(r) for r in self.inputs]
+        d["outputs"] = [dict(r) for r in self.outputs]
         return d
 
 
@@ -199,7 +204,22 @@ def compile_model(
         kernels=tuple(graph.kernels()),
         files=files,
         layers=_layers(graph, p),
+        inputs=tuple(_io(graph, p, t) for t in graph.inputs),
+        outputs=tuple(_io(graph, p, t) for t in graph.outputs),
     )
+
+
+def _io(graph: Graph, p: Plan, t: int) -> dict[str, Any]:
+    ten = graph.tensors[t]
+    return {
+        "name": ten.name,
+        "dtype": ten.dtype,
+        "shape": list(ten.shape),
+        "scale": ten.scale,
+        "zero_point": ten.zero_point,
+        "bytes": ten.nbytes,
+        "offset": p.offset(graph, t),
+    }
 
 
 def _layers(graph: Graph, p: Plan) -> tuple[dict[str, Any], ...]:

@@ -74,7 +74,7 @@ class _Consts:
 
 def _values(arr: ConstArray) -> str:
     flat = np.ascontiguousarray(arr.values).reshape(-1)
-    per_line = 16 if arr.ctype in ("int8_t", "uint8_t") else 8
+    per_line = {"int8_t": 16, "uint8_t": 16, "int64_t": 4}.get(arr.ctype, 8)
     lines = []
     for i in range(0, flat.size, per_line):
         lines.append("  " + ", ".join(str(int(v)) for v in flat[i : i + per_line]) + ",")
@@ -265,7 +265,8 @@ class CWriter:
         ]
         for cname, arr, users in self.consts.arrays:
             out.append(f"/* {_comment('; '.join(users))}: {_shape(tuple(arr.values.shape))} */")
-            out.append(f"const {arr.ctype} {cname}[{arr.values.size}] EDC_ALIGNED(4) = {{")
+            align = 8 if arr.ctype == "int64_t" else 4
+            out.append(f"const {arr.ctype} {cname}[{arr.values.size}] EDC_ALIGNED({align}) = {{")
             out.append(_values(arr))
             out += ["};", ""]
         return "\n".join(out)

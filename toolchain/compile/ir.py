@@ -15,6 +15,7 @@ import numpy as np
 DTYPE_CODES = {"float32": 0, "int32": 2, "uint8": 3, "int16": 7, "int8": 9}
 ITEMSIZE = {"float32": 4, "int32": 4, "uint8": 1, "int16": 2, "int8": 1}
 CTYPES = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "uint8": "uint8_t"}
+ITEMSIZE["int64"] = 8
 
 
 @dataclass

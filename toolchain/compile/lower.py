@@ -39,7 +39,21 @@ _BUILTIN_NAMES = {
 _ACT_NAMES = {0: "", 1: "relu", 2: "relu_n1_to_1", 3: "relu6"}
 #: operators whose output is a view of their first input (no copy, no kernel)
 ALIAS_OPS = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
-ACTIVATION_TYPES = frozenset({"int8"})
+ACTIVATION_TYPES = frozenset({"int8", "int16"})
+#: operators with int16x8 kernels (int16 activations, int8 weights); the rest are int8 only
+INT16_OPS = frozenset(
+    {
+        "CONV_2D",
+        "DEPTHWISE_CONV_2D",
+        "FULLY_CONNECTED",
+        "AVERAGE_POOL_2D",
+        "MAX_POOL_2D",
+        "ADD",
+        "MEAN",
+        "SOFTMAX",
+    }
+    | ALIAS_OPS
+)
 
 
 class Unsupported(Exception):
@@ -95,7 +109,7 @@ class _Ctx:
             raise Unsupported(f"constant tensor {self.name(i)!r} used as an activation")
         dt = self.dtype(i)
         if dt not in ACTIVATION_TYPES:
-            raise Unsupported(f"tensor {self.name(i)!r} is {dt}; only int8 activations compile")
+            raise Unsupported(f"tensor {self.name(i)!r} is {dt}; int8 or int16 activations only")
         scales, zps = self.scales(i)
         if len(scales) != 1:
             raise Unsupported(f"tensor {self.name(i)!r} is not quantized per-tensor")
@@ -112,6 +126,14 @@ def _i32(values: Any) -> ConstArray:
     if arr.size and (arr.min() < quant.INT32_MIN or arr.max() > quant.INT32_MAX):
         raise Unsupported("a precomputed constant does not fit in int32")
     return ConstArray("int32_t", arr.astype(np.int32), "")
+
+
+def _shifts(values: list[int]) -> ConstArray:
+    """Per-channel shifts fit in int8 (QuantizeMultiplier gives -31..30)."""
+    arr = np.asarray(values, dtype=np.int64)
+    if arr.size and (arr.min() < -128 or arr.max() > 127):
+        raise Unsupported("a requantization shift does not fit in int8")
+    return ConstArray("int8_t", arr.astype(np.int8), "shift")
 
 
 def _named(arr: ConstArray, what: str) -> ConstArray:
@@ -174,6 +196,110 @@ def _filter_quant(ctx: _Ctx, fi: int, channels: int) -> tuple[float, ...]:
 # --- one function per operator ---------------------------------------------------------------
 
 
+def _bias64(ctx: _Ctx, op: Any, n: int) -> np.ndarray | None:
+    if len(op.inputs) < 3 or op.inputs[2] < 0:
+        return None
+    bt = ctx.dtype(int(op.inputs[2]))
+    if bt != "int64":
+        raise Unsupported(f"int16x8 layer with a {bt} bias (TFLM's int32-accumulator variant)")
+    b = ctx.const(int(op.inputs[2]), "int64").reshape(-1)
+    if b.size != n:
+        raise Unsupported(f"bias has {b.size} values for {n} channels")
+    return b
+
+
+def _i64(values: np.ndarray, what: str) -> ConstArray:
+    return ConstArray("int64_t", np.asarray(values, np.int64), what)
+
+
+def _check_int16(x: Tensor, y: Tensor) -> None:
+    if x.dtype != "int16" or y.dtype != "int16":
+        raise Unsupported(f"mixed {x.dtype} input and {y.dtype} output")
+    if x.zero_point != 0 or y.zero_point != 0:
+        raise Unsupported("int16 tensors need zero point 0")
+
+
+def _conv16(ctx: _Ctx, op: Any, index: int, depthwise: bool) -> Op:
+    o = op.builtinOptions
+    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    _check_int16(x, y)
+    w = ctx.const(int(op.inputs[1]), "int8")
+    b, ih, iw, ic = _nhwc(x)
+    _, oh, ow, oc = _nhwc(y)
+    if depthwise:
+        if w.ndim != 4 or w.shape[0] != 1 or w.shape[3] != oc or oc % ic:
+            raise Unsupported(f"filter shape {w.shape} does not match {oc} output channels")
+        _, kh, kw, _ = w.shape
+        wl = np.ascontiguousarray(w.reshape(kh, kw, oc).transpose(2, 0, 1))
+        groups, dm = 1, oc // ic
+    else:
+        if w.ndim != 4 or w.shape[0] != oc:
+            raise Unsupported(f"filter shape {w.shape} does not match {oc} output channels")
+        _, kh, kw, fic = w.shape
+        if ic % fic or oc % (ic // fic):
+            raise Unsupported(f"filter depth {fic} does not divide the input depth {ic}")
+        wl, groups, dm = w, ic // fic, 1
+    sh, sw = int(o.strideH), int(o.strideW)
+    dh, dw = int(o.dilationHFactor) or 1, int(o.dilationWFactor) or 1
+    scales = _filter_quant(ctx, int(op.inputs[1]), oc)
+    mult, shift = quant.per_channel_multipliers(x.scale, scales, y.scale, oc)
+    lo, hi = _act_range(int(o.fusedActivationFunction), y)
+    bias = _bias64(ctx, op, oc)
+    fields: dict[str, FieldValue] = {
+        "batches": b, "in_h": ih, "in_w": iw, "in_c": ic, "out_h": oh, "out_w": ow, "out_c": oc,
+        "k_h": kh, "k_w": kw, "groups": groups, "depth_mult": dm,
+        "stride_h": sh, "stride_w": sw, "dil_h": dh, "dil_w": dw,
+        "pad_h": _padding(o.padding, ih, kh, sh, dh, oh),
+        "pad_w": _padding(o.padding, iw, kw, sw, dw, ow),
+        "out_offset": y.zero_point, "act_min": lo, "act_max": hi,
+        "weights": ConstArray("int8_t", wl, "weights"),
+        "bias": None if bias is None else _i64(bias, "bias"),
+        "mult": _named(_i32(mult), "mult"),
+        "shift": _shifts(shift),
+    }  # fmt: skip
+    kind = "DEPTHWISE_CONV_2D" if depthwise else "CONV_2D"
+    func = "edc_dwconv_s16" if depthwise else "edc_conv_s16"
+    act = _ACT_NAMES[int(o.fusedActivationFunction)]
+    summary = (f"int16x8 {kh}x{kw}/{sh}x{sw} {_pad_name(o.padding)}, "
+               f"{'depth multiplier ' + str(dm) if depthwise else str(oc) + ' filters'}"
+               f"{', ' + act if act else ''}")  # fmt: skip
+    return Op(index, kind, "edc_conv16", func, "edc_conv16_params", fields,
+              (x.index,), (y.index,), summary)  # fmt: skip
+
+
+def _fc16(ctx: _Ctx, op: Any, index: int) -> Op:
+    o = op.builtinOptions
+    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    _check_int16(x, y)
+    w = ctx.const(int(op.inputs[1]), "int8")
+    if w.ndim != 2:
+        raise Unsupported(f"filter shape {w.shape} is not 2-D")
+    n_out, depth = w.shape
+    n_in = int(np.prod(x.shape)) if x.shape else 1
+    if n_in % depth or int(np.prod(y.shape)) != (n_in // depth) * n_out:
+        raise Unsupported("input/output sizes do not match the filter")
+    scales = _filter_quant(ctx, int(op.inputs[1]), n_out)
+    per_channel = len(scales) > 1
+    mult, shift = quant.per_channel_multipliers(
+        x.scale, scales, y.scale, n_out if per_channel else 1
+    )
+    act_fn = int(o.fusedActivationFunction) if o is not None else 0
+    lo, hi = _act_range(act_fn, y)
+    bias = _bias64(ctx, op, n_out)
+    fields: dict[str, FieldValue] = {
+        "batches": n_in // depth, "in_depth": depth, "out_depth": n_out,
+        "per_channel": int(per_channel), "out_offset": y.zero_point,
+        "act_min": lo, "act_max": hi,
+        "weights": ConstArray("int8_t", w, "weights"),
+        "bias": None if bias is None else _i64(bias, "bias"),
+        "mult": _named(_i32(mult), "mult"),
+        "shift": _shifts(shift),
+    }  # fmt: skip
+    act = _ACT_NAMES[act_fn]
+    return Op(index, "FULLY_CONNECTED", "edc_conv16", "edc_fc_s16", "edc_fc16_params", fields,
+              (x.index,), (y.index,), f"int16x8 {depth} -> {n_out}{', ' + act if act else ''}")  # fmt: skip
+
+
 def _always_inside(i: int, k: int, s: int, d: int, pad: int, o: int) -> bool:
     """True when every output position's filter window lies inside the input (no border)."""
     return pad == 0 and (o - 1) * s + (k - 1) * d + 1 <= i
@@ -182,6 +308,8 @@ def _always_inside(i: int, k: int, s: int, d: int, pad: int, o: int) -> bool:
 def _conv(ctx: _Ctx, op: Any, index: int) -> Op:
     o = op.builtinOptions
     x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    if x.dtype == "int16":
+        return _conv16(ctx, op, index, depthwise=False)
     w = ctx.const(int(op.inputs[1]), "int8")
     b, ih, iw, ic = _nhwc(x)
     _, oh, ow, oc = _nhwc(y)
@@ -214,7 +342,7 @@ def _conv(ctx: _Ctx, op: Any, index: int) -> Op:
         "bias": None if bias is None or inside else _named(_i32(bias), "bias"),
         "bias_folded": _named(_i32(folded), "bias + input offset x weight sums"),
         "mult": _named(_i32(mult), "mult"),
-        "shift": _named(_i32(shift), "shift"),
+        "shift": _shifts(shift),
     }  # fmt: skip
     act = _ACT_NAMES[int(o.fusedActivationFunction)]
     dil = f" dilation {dh}x{dw}" if dh * dw > 1 else ""
@@ -228,6 +356,8 @@ def _conv(ctx: _Ctx, op: Any, index: int) -> Op:
 def _dwconv(ctx: _Ctx, op: Any, index: int) -> Op:
     o = op.builtinOptions
     x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    if x.dtype == "int16":
+        return _conv16(ctx, op, index, depthwise=True)
     w = ctx.const(int(op.inputs[1]), "int8")
     b, ih, iw, ic = _nhwc(x)
     _, oh, ow, oc = _nhwc(y)
@@ -260,7 +390,7 @@ def _dwconv(ctx: _Ctx, op: Any, index: int) -> Op:
         "bias": None if bias is None or inside else _named(_i32(bias), "bias"),
         "bias_folded": _named(_i32(folded), "bias + input offset x weight sums"),
         "mult": _named(_i32(mult), "mult"),
-        "shift": _named(_i32(shift), "shift"),
+        "shift": _shifts(shift),
     }  # fmt: skip
     act = _ACT_NAMES[int(o.fusedActivationFunction)]
     dil = f" dilation {dh}x{dw}" if dh * dw > 1 else ""
@@ -275,6 +405,8 @@ def _dwconv(ctx: _Ctx, op: Any, index: int) -> Op:
 def _fc(ctx: _Ctx, op: Any, index: int) -> Op:
     o = op.builtinOptions
     x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    if x.dtype == "int16":
+        return _fc16(ctx, op, index)
     if o is not None and int(o.weightsFormat) != 0:
         raise Unsupported("shuffled FC weights are not supported")
     w = ctx.const(int(op.inputs[1]), "int8")
@@ -305,7 +437,7 @@ def _fc(ctx: _Ctx, op: Any, index: int) -> Op:
         "weights": ConstArray("int8_t", w, "weights"),
         "bias": _named(_i32(folded), "bias"),
         "mult": _named(_i32(mult), "mult"),
-        "shift": _named(_i32(shift), "shift"),
+        "shift": _shifts(shift),
     }  # fmt: skip
     act = _ACT_NAMES[act_fn]
     summary = f"{depth} -> {n_out}{', ' + act if act else ''}"
@@ -337,6 +469,10 @@ def _pool(kind: str) -> Callable[[_Ctx, Any, int], Op]:
             "act_min": lo, "act_max": hi,
         }  # fmt: skip
         func = "edc_avgpool_s8" if kind == "AVERAGE_POOL_2D" else "edc_maxpool_s8"
+        if x.dtype != y.dtype:
+            raise Unsupported(f"mixed {x.dtype} input and {y.dtype} output")
+        if x.dtype == "int16":
+            func = func.replace("_s8", "_s16")
         summary = f"{kh}x{kw}/{sh}x{sw} {_pad_name(o.padding)}"
         return Op(index, kind, "edc_pool", func, "edc_pool_params", fields,
                   (x.index,), (y.index,), summary)  # fmt: skip
@@ -376,7 +512,11 @@ def _add_sub(kind: str) -> Callable[[_Ctx, Any, int], Op]:
         o = op.builtinOptions
         a, b = ctx.act(int(op.inputs[0])), ctx.act(int(op.inputs[1]))
         y = ctx.act(int(op.outputs[0]))
-        left_shift = 20
+        s16 = a.dtype == "int16"
+        if s16 and (kind != "ADD" or b.dtype != "int16" or y.dtype != "int16"):
+            raise Unsupported("int16x8: only ADD has an int16 kernel in this family")
+        # TFLM's int16 ADD always takes the general-scale path (pot_scale_int16 is ignored)
+        left_shift = 15 if s16 else 20
         twice_max = 2.0 * float(max(np.float32(a.scale), np.float32(b.scale)))
         m1, s1 = quant.quantize_multiplier(float(np.float32(a.scale)) / twice_max)
         m2, s2 = quant.quantize_multiplier(float(np.float32(b.scale)) / twice_max)
@@ -394,6 +534,8 @@ def _add_sub(kind: str) -> Callable[[_Ctx, Any, int], Op]:
             "out_mult": mo, "out_shift": so, "act_min": lo, "act_max": hi,
         })  # fmt: skip
         func = "edc_add_s8" if kind == "ADD" else "edc_sub_s8"
+        if s16:
+            func = "edc_add_s16"
         act = _ACT_NAMES[act_fn]
         summary = f"{_shape_s(a.shape)} {'+' if kind == 'ADD' else '-'} {_shape_s(b.shape)}"
         summary += f", {act}" if act else ""
@@ -424,9 +566,32 @@ def _mul(ctx: _Ctx, op: Any, index: int) -> Op:
               (a.index, b.index), (y.index,), summary)  # fmt: skip
 
 
+def _softmax16(ctx: _Ctx, op: Any, index: int, x: Tensor, y: Tensor) -> Op:
+    o = op.builtinOptions
+    _check_int16(x, y)
+    if abs(float(np.float32(y.scale)) - 1.0 / 32768) > 0.001 / 32768:
+        raise Unsupported("int16 softmax needs output scale 1/32768")
+    if x.shape != y.shape or not x.shape:
+        raise Unsupported("softmax input and output shapes differ")
+    beta = float(o.beta) if o is not None else 1.0
+    mult, shift = quant.softmax16_params(beta, x.scale)
+    exp_lut, inv_lut = quant.softmax16_tables()
+    depth = x.shape[-1]
+    fields: dict[str, FieldValue] = {
+        "outer": int(np.prod(x.shape)) // depth, "depth": depth,
+        "input_multiplier": mult, "input_shift": shift,
+        "exp_lut": ConstArray("int16_t", exp_lut, "exp table"),
+        "one_over_one_plus_x_lut": ConstArray("int16_t", inv_lut, "1/(1+x) table"),
+    }  # fmt: skip
+    return Op(index, "SOFTMAX", "edc_softmax", "edc_softmax_s16", "edc_softmax_s16_params",
+              fields, (x.index,), (y.index,), f"int16, beta {beta:g}, over {depth}")  # fmt: skip
+
+
 def _softmax(ctx: _Ctx, op: Any, index: int) -> Op:
     o = op.builtinOptions
     x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    if x.dtype == "int16":
+        return _softmax16(ctx, op, index, x, y)
     if y.zero_point != -128 or np.float32(y.scale) != np.float32(1.0 / 256):
         raise Unsupported("int8 softmax needs output scale 1/256 and zero point -128")
     if x.shape != y.shape or not x.shape:
@@ -772,7 +937,10 @@ def _mean(ctx: _Ctx, op: Any, index: int) -> Op:
         "count": count, "in_zero_point": x.zero_point, "out_zero_point": y.zero_point,
         "mult": mult, "shift": shift,
     }  # fmt: skip
-    return Op(index, "MEAN", "edc_reduce", "edc_mean_s8", "edc_mean_s8_params", fields,
+    if x.dtype != y.dtype:
+        raise Unsupported(f"mixed {x.dtype} input and {y.dtype} output")
+    func = "edc_mean_s16" if x.dtype == "int16" else "edc_mean_s8"
+    return Op(index, "MEAN", "edc_reduce", func, "edc_mean_s8_params", fields,
               (x.index,), (y.index,), f"over axes {axes}")  # fmt: skip
 
 
@@ -874,9 +1042,18 @@ def _check_integer_model(ctx: _Ctx) -> None:
             what = "a float model" if dt.startswith("float") else f"{dt} activations"
             raise CompileError(
                 f"model {'input' if i in ctx.sg.inputs else 'output'} {ctx.name(int(i))!r} is "
-                f"{dt}: compile takes full-integer int8 models, not {what}",
+                f"{dt}: compile takes full-integer models (int8, or int16x8), not {what}",
                 hint="convert with int8 activations (`edgedeploy convert` does by default), "
                 "or run this model with `--runtime tflm`",
+            )
+
+
+def _check_int8(ctx: _Ctx, op: Op) -> None:
+    for t in op.inputs + op.outputs:
+        if ctx.tensors[t].dtype != "int8":
+            raise Unsupported(
+                f"{ctx.tensors[t].dtype} activations: the {op.kind} kernel is int8 only "
+                "(int16x8: conv, depthwise, fully connected, pools, ADD, MEAN, SOFTMAX, reshapes)"
             )
 
 
@@ -923,7 +1100,10 @@ def _lower(model: TFLiteModel, *, collect: bool) -> Graph | list[str]:
             msg = f"{where}: no compiled kernel for {kind}"
         else:
             try:
-                ops.append(fn(ctx, op, index))
+                lowered = fn(ctx, op, index)
+                if kind not in INT16_OPS:
+                    _check_int8(ctx, lowered)
+                ops.append(lowered)
                 continue
             except Unsupported as exc:
                 msg = f"{where}: {exc}"

@@ -11,6 +11,7 @@ the same arithmetic.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -382,3 +383,74 @@ def lut_leaky_relu_s8(
             v = out_zp + (-a if neg else a)
         out[k] = min(127, max(-128, v))
     return out
+
+
+def _libm_expf() -> Any:
+    """The C library's expf (what TFLM's int16 softmax tables are built with on this host)."""
+    import ctypes
+    import ctypes.util
+
+    lib = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+    fn = lib.expf
+    fn.restype = ctypes.c_float
+    fn.argtypes = [ctypes.c_float]
+    return fn
+
+
+def _roundf(x: np.float32) -> np.float32:
+    """std::round on a float (halves away from zero), exact: done on the double value."""
+    if not np.isfinite(x) or abs(float(x)) >= 2**23:
+        return x
+    return np.float32(_round_half_away(float(x)))
+
+
+def lut_int16(
+    input_scale: float, input_zp: int, output_scale: float, output_zp: int, fn: Any
+) -> np.ndarray:
+    """TFLite's LUTPopulateInt16<float> (513 entries, 512 interpolation steps), in float32."""
+    f = np.float32
+    imin, imax = -32768, 32767
+    input_min = f(input_scale) * f(imin - input_zp)
+    input_max = f(input_scale) * f(imax - input_zp)
+    output_min = f(output_scale) * f(imin - output_zp)
+    output_max = f(output_scale) * f(imax - output_zp)
+    steps = 512
+    step = (input_max - input_min) / f(steps)
+    half_step = step / f(2)
+    inv = f(65536) / (output_max - output_min)
+    out = np.empty(steps + 1, np.int16)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for i in range(steps):
+            base = input_min + f(i) * step
+            val = f(fn(base))
+            val_mid = f(fn(base + half_step))
+            val_next = f(fn(input_min + f(i + 1) * step))
+            sample = _roundf(val * inv)
+            interp = _roundf((val_next * inv + _roundf(val * inv)) / f(2))
+            mid = _roundf(val_mid * inv)
+            bias = _roundf((interp - mid) / f(2))
+            out[i] = int(min(max(sample - bias, f(imin)), f(imax)))
+        out[steps] = int(min(max(_roundf(f(fn(input_max)) * inv), f(imin)), f(imax)))
+    return out
+
+
+def softmax16_tables() -> tuple[np.ndarray, np.ndarray]:
+    """The exp and 1/(1+x) tables TFLM's int16 softmax builds at Prepare."""
+    expf = _libm_expf()
+    rng = 65535
+    f = np.float32
+    exp_lut = lut_int16(float(f(10.0) / f(rng)), 32767, float(f(2.0) / f(rng)), 0, expf)
+    inv_lut = lut_int16(
+        float(f(1.0) / f(rng)),
+        -32768,
+        float(f(2.0) / f(rng)),
+        0,
+        lambda v: f(1.0) / (f(1.0) + f(v)),
+    )
+    return exp_lut, inv_lut
+
+
+def softmax16_params(beta: float, input_scale: float) -> tuple[int, int]:
+    """int16 softmax input (multiplier, shift): in_scale·beta rescaled to [-10, 0] over 65535."""
+    real = float(np.float32(input_scale)) * float(np.float32(beta)) / (10.0 / 65535.0)
+    return quantize_multiplier(real)

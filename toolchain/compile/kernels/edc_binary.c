@@ -23,10 +23,10 @@ static inline int32_t mul_one(const edc_binary_params *p, int32_t x1, int32_t x2
   return edc_clamp(r, p->act_min, p->act_max);
 }
 
-#define EDC_BINARY_BODY(ONE)                                                            \
+#define EDC_BINARY_BODY_T(ONE, T)                                                            \
   if (!p->broadcast) {                                                                  \
     int32_t i;                                                                          \
-    for (i = 0; i < p->size; i++) out[i] = (int8_t)ONE(p, a[i], b[i]);                  \
+    for (i = 0; i < p->size; i++) out[i] = (T)ONE(p, a[i], b[i]);                  \
   } else {                                                                              \
     int32_t i0, i1, i2, i3, i4, i5;                                                     \
     for (i0 = 0; i0 < p->dims[0]; i0++)                                                 \
@@ -34,14 +34,16 @@ static inline int32_t mul_one(const edc_binary_params *p, int32_t x1, int32_t x2
         for (i2 = 0; i2 < p->dims[2]; i2++)                                             \
           for (i3 = 0; i3 < p->dims[3]; i3++)                                           \
             for (i4 = 0; i4 < p->dims[4]; i4++) {                                       \
-              const int8_t *pa = a + i0 * p->s1[0] + i1 * p->s1[1] + i2 * p->s1[2] +    \
+              const T *pa = a + i0 * p->s1[0] + i1 * p->s1[1] + i2 * p->s1[2] +    \
                                  i3 * p->s1[3] + i4 * p->s1[4];                         \
-              const int8_t *pb = b + i0 * p->s2[0] + i1 * p->s2[1] + i2 * p->s2[2] +    \
+              const T *pb = b + i0 * p->s2[0] + i1 * p->s2[1] + i2 * p->s2[2] +    \
                                  i3 * p->s2[3] + i4 * p->s2[4];                         \
               for (i5 = 0; i5 < p->dims[5]; i5++)                                       \
-                *out++ = (int8_t)ONE(p, pa[i5 * p->s1[5]], pb[i5 * p->s2[5]]);          \
+                *out++ = (T)ONE(p, pa[i5 * p->s1[5]], pb[i5 * p->s2[5]]);          \
             }                                                                           \
   }
+
+#define EDC_BINARY_BODY(ONE) EDC_BINARY_BODY_T(ONE, int8_t)
 
 void edc_add_s8(const edc_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) {
   EDC_BINARY_BODY(add_one)
@@ -53,4 +55,8 @@ void edc_sub_s8(const edc_binary_params *p, const int8_t *a, const int8_t *b, in
 
 void edc_mul_s8(const edc_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) {
   EDC_BINARY_BODY(mul_one)
+}
+
+void edc_add_s16(const edc_binary_params *p, const int16_t *a, const int16_t *b, int16_t *out) {
+  EDC_BINARY_BODY_T(add_one, int16_t)
 }

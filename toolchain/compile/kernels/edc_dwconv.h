@@ -18,7 +18,7 @@ typedef struct {
   const int32_t *bias; /* NULL when the layer has none */
   const int32_t *bias_folded;
   const int32_t *mult;
-  const int32_t *shift;
+  const int8_t *shift; /* per-channel shifts, -31..30 */
 } edc_dwconv_s8_params;
 
 void edc_dwconv_s8(const edc_dwconv_s8_params *p, const int8_t *in, int8_t *out);

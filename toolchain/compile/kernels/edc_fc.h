@@ -13,7 +13,7 @@ typedef struct {
   const int8_t *weights;
   const int32_t *bias;
   const int32_t *mult;
-  const int32_t *shift;
+  const int8_t *shift; /* per-channel shifts, -31..30 */
 } edc_fc_s8_params;
 
 void edc_fc_s8(const edc_fc_s8_params *p, const int8_t *in, int8_t *out);

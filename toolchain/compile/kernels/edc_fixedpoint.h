@@ -37,6 +37,15 @@ static inline int32_t edc_mul_q(int32_t x, int32_t m, int32_t shift) {
   return edc_rdpot(edc_srdhm(x, m), -shift);
 }
 
+/* The int64 variant TFLM uses for int16x8 layers with 64-bit accumulators: the multiplier is
+ * reduced to 16 bits and the result rounded once (shift in -31..7). */
+static inline int32_t edc_mul_q64(int64_t x, int32_t m, int32_t shift) {
+  const int64_t reduced = m < 0x7FFF0000 ? (int64_t)((m + (1 << 15)) >> 16) : (int64_t)0x7FFF;
+  const int total_shift = 15 - shift;
+  x = x * reduced + ((int64_t)1 << (total_shift - 1));
+  return (int32_t)(x >> total_shift);
+}
+
 /* gemmlowp's SaturatingRoundingMultiplyByPOT for a positive exponent. */
 static inline int32_t edc_sat_shl(int32_t x, int e) {
   const int32_t threshold = (int32_t)((1u << (31 - e)) - 1u);

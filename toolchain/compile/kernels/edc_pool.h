@@ -13,5 +13,7 @@ typedef struct {
 
 void edc_avgpool_s8(const edc_pool_params *p, const int8_t *in, int8_t *out);
 void edc_maxpool_s8(const edc_pool_params *p, const int8_t *in, int8_t *out);
+void edc_avgpool_s16(const edc_pool_params *p, const int16_t *in, int16_t *out);
+void edc_maxpool_s16(const edc_pool_params *p, const int16_t *in, int16_t *out);
 
 #endif /* EDC_POOL_H */

@@ -15,5 +15,7 @@ typedef struct {
 } edc_mean_s8_params;
 
 void edc_mean_s8(const edc_mean_s8_params *p, const int8_t *in, int8_t *out);
+/* int16 MEAN: the same parameters and arithmetic, int16 data. */
+void edc_mean_s16(const edc_mean_s8_params *p, const int16_t *in, int16_t *out);
 
 #endif /* EDC_REDUCE_H */

@@ -36,3 +36,41 @@ void edc_softmax_s8(const edc_softmax_s8_params *p, const int8_t *in, int8_t *ou
     }
   }
 }
+
+/* Table lookup with linear interpolation: 512 segments of 128 input steps. */
+static int16_t lut16(int16_t v, const int16_t *lut) {
+  const int32_t index = 256 + (v >> 7);
+  const int32_t offset = v & 0x7f;
+  const int32_t base = lut[index];
+  const int32_t slope = lut[index + 1] - lut[index];
+  return (int16_t)(base + ((slope * offset + 64) >> 7));
+}
+
+void edc_softmax_s16(const edc_softmax_s16_params *p, const int16_t *in, int16_t *out) {
+  const int32_t depth = p->depth;
+  int32_t i, c;
+  for (i = 0; i < p->outer; i++) {
+    const int16_t *x = in + i * depth;
+    int16_t *y = out + i * depth;
+    int32_t max_v = -32768, sum = 0, headroom, shifted, right_shift;
+    int16_t recip;
+    int64_t round;
+    for (c = 0; c < depth; c++)
+      if (x[c] > max_v) max_v = x[c];
+    for (c = 0; c < depth; c++) {
+      const int32_t scaled = edc_mul_q(x[c] - max_v, p->input_multiplier, p->input_shift);
+      y[c] = lut16((int16_t)edc_clamp(scaled + 32767, -32768, 32767), p->exp_lut);
+      sum += y[c];
+    }
+    headroom = edc_clz32((uint32_t)sum);
+    shifted = (int32_t)((((int64_t)sum << (headroom - 1)) + (1 << 13)) >> 14);
+    recip = lut16((int16_t)edc_clamp(shifted - ((1 << 15) + (1 << 16)), -32768, 32767),
+                  p->one_over_one_plus_x_lut);
+    right_shift = 31 - headroom;
+    round = (int64_t)1 << (right_shift - 1);
+    for (c = 0; c < depth; c++) {
+      const int32_t r = (int32_t)(((int64_t)y[c] * recip + round) >> right_shift);
+      y[c] = (int16_t)edc_clamp(r, 0, 32767);
+    }
+  }
+}
