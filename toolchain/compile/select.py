@@ -79,7 +79,7 @@ def _small_shift(bound: np.ndarray, shift: object) -> tuple[int, ConstArray]:
     s = np.full(bound.shape, int(raw[0]), np.int64) if raw.size == 1 else raw
     if not np.all(bound.astype(np.float64) * np.exp2(np.maximum(s, 0)) < 2.0**29):
         return 0, shift
-    return 1, ConstArray("int32_t", np.maximum(raw, -30).astype(np.int32), "shift")
+    return 1, ConstArray("int8_t", np.maximum(raw, -30).astype(np.int8), "shift")
 
 
 def _conv_fast(op: Op) -> bool:
@@ -210,7 +210,8 @@ def _fc_fast(op: Op) -> bool:
     return True
 
 
-_FAST = {"CONV_2D": _conv_fast, "DEPTHWISE_CONV_2D": _dwconv_fast, "FULLY_CONNECTED": _fc_fast}
+#: the int8 reference kernels each fast kernel replaces (int16 layers keep theirs)
+_FAST = {"edc_conv_s8": _conv_fast, "edc_dwconv_s8": _dwconv_fast, "edc_fc_s8": _fc_fast}
 
 
 def specialize(graph: Graph, *, kernels: str = "auto", target: str | None = None) -> Graph:
@@ -224,7 +225,7 @@ def specialize(graph: Graph, *, kernels: str = "auto", target: str | None = None
     if kernels == "ref" or (kernels == "auto" and not wants_fast(target)):
         return graph
     for op in graph.ops:
-        fn = _FAST.get(op.kind)
-        if fn is not None and op.kernel:
+        fn = _FAST.get(op.func)
+        if fn is not None and op.kernel and not op.parts:
             fn(op)
     return graph

@@ -68,7 +68,8 @@ static void edc_conv_fast_column(const edc_conv_fast_params *p, const int8_t *in
 /* Requantization constants copied out of the parameters (stores through int8_t pointers
  * could alias them, which would make the compiler reload them after every store). */
 typedef struct {
-  const int32_t *mult, *shift;
+  const int32_t *mult;
+  const int8_t *shift;
   int32_t out_offset, act_min, act_max, small_acc;
 } edc_conv_fast_rq;
 

@@ -27,7 +27,7 @@ typedef struct {
   const int8_t *weights;
   const int32_t *bias;
   const int32_t *mult;
-  const int32_t *shift;
+  const int8_t *shift; /* per-channel shifts (-30..30 with small_acc, else -31..30) */
 } edc_conv_fast_params;
 
 void edc_conv_fast_s8(const edc_conv_fast_params *p, const int8_t *in, int8_t *out,

@@ -33,7 +33,8 @@ static inline void edc_dwconv_fast_body(const edc_dwconv_fast_params *p, const i
   const uint32_t off2 = ((uint32_t)p->in_offset & 0xFFFFu) * 0x00010001u;
   const int32_t in_offset = p->in_offset;
   const int32_t row_stride = in_w * C, dy = p->dil_h * in_w * C, dx = p->dil_w * C;
-  const int32_t *const bias = p->bias, *const mult = p->mult, *const shift = p->shift;
+  const int32_t *const bias = p->bias, *const mult = p->mult;
+  const int8_t *const shift = p->shift;
   const int32_t out_offset = p->out_offset, act_min = p->act_min, act_max = p->act_max;
   const int8_t *const weights = p->weights;
   const int is3x3 = k_h == 3 && k_w == 3;

@@ -19,7 +19,7 @@ typedef struct {
   const int8_t *weights;
   const int32_t *bias; /* NULL when the layer has none */
   const int32_t *mult;
-  const int32_t *shift;
+  const int8_t *shift; /* per-channel shifts (-30..30 with small_acc, else -31..30) */
 } edc_dwconv_fast_params;
 
 void edc_dwconv_fast_s8(const edc_dwconv_fast_params *p, const int8_t *in, int8_t *out);

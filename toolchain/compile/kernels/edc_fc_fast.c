@@ -6,7 +6,8 @@
 
 /* Requantization constants as locals (stores through int8_t pointers may alias *p). */
 typedef struct {
-  const int32_t *mult, *shift;
+  const int32_t *mult;
+  const int8_t *shift;
   int32_t per_channel, out_offset, act_min, act_max, small_acc;
 } edc_fc_fast_rq;
 
