@@ -33,6 +33,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also print the per-layer plan and measure TFLM's arena for the same model",
     )
+    p.add_argument(
+        "--kernels",
+        choices=("auto", "fast", "ref"),
+        default="auto",
+        help="auto: fast kernels where the target's CPU has the DSP extension, and on the M3 (default); "
+        "fast: everywhere (portable C without DSP); ref: reference-order kernels only",
+    )
+    p.add_argument(
+        "--measure",
+        action="store_true",
+        help="with --report and a QEMU --target: build the firmware, run it in QEMU and show "
+        "the instructions of every layer",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -42,10 +55,28 @@ def run(args: argparse.Namespace) -> int:
     from toolchain.emit.cnames import sanitize
 
     name = args.name or sanitize(Path(args.model).stem)
-    cm = compile_model(args.model, out_dir=args.out, name=name, target=args.target)
+    cm = compile_model(
+        args.model, out_dir=args.out, name=name, target=args.target, kernels=args.kernels
+    )
     d = cm.to_dict()
+    counts = None
     if args.report:
         d["plan"]["tflm_arena_bytes"] = _tflm_arena(args.model)
+    if args.measure:
+        from toolchain.compile.measure import measure_layers
+        from toolchain.errors import UsageError
+
+        if not args.target:
+            raise UsageError("--measure needs a QEMU --target", hint="e.g. --target mps2-an386")
+        if args.kernels != "auto":
+            raise UsageError(
+                "--measure builds the firmware with the target's automatic kernel choice",
+                hint="drop --kernels (or leave out --measure)",
+            )
+        counts = measure_layers(args.model, args.target)
+        d["measured"] = {"target": counts.target, "instructions": counts.total,
+                         "per_op": list(counts.per_op), "bit_exact": counts.bit_exact,
+                         "flash_bytes": counts.flash_bytes, "ram_bytes": counts.ram_bytes}  # fmt: skip
     if args.json:
         sys.stdout.write(to_json(d))
         return 0
@@ -66,19 +97,42 @@ def run(args: argparse.Namespace) -> int:
             + (f"{tflm:,} B" if tflm else "not measured"),
             highlight=False,
         )
+        if counts is not None:
+            c.print(
+                f"measured in QEMU {counts.target}: {counts.total:,.0f} instructions per "
+                f"inference, bit-exact with TFLM on the golden vectors: {counts.bit_exact}; "
+                f"flash {counts.flash_bytes or 0:,} B, RAM {counts.ram_bytes or 0:,} B "
+                "(data+bss+stack peak)",
+                highlight=False,
+            )
         t = Table(title="layers", title_justify="left")
-        for col in ("#", "op", "layer", "output", "arena offset", "bytes", "constants"):
+        cols = ["#", "op", "layer", "kernel", "output", "arena offset", "bytes", "scratch",
+                "constants"]  # fmt: skip
+        if counts is not None:
+            cols += ["instructions", "share"]
+        for col in cols:
             t.add_column(col)
         for row in cm.layers:
-            t.add_row(
+            scratch = (
+                f"{row['scratch_bytes']:,} @ {row['scratch_offset']}"
+                if row["scratch_bytes"]
+                else ""
+            )
+            cells = [
                 str(row["index"]),
                 row["kind"],
                 row["summary"],
+                row["kernel"] + (" (in place)" if row.get("in_place") else ""),
                 row["output_shape"],
                 str(row["output_offset"]),
                 f"{row['output_bytes']:,}",
+                scratch,
                 f"{row['const_bytes']:,}",
-            )
+            ]
+            if counts is not None:
+                n = counts.per_op[row["index"]] if row["index"] < len(counts.per_op) else 0.0
+                cells += [f"{n:,.0f}", f"{100 * n / counts.total:.1f} %" if counts.total else ""]
+            t.add_row(*cells)
         c.print(t)
     return 0
 

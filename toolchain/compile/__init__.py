@@ -24,10 +24,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from toolchain.compile import inplace as _inplace
 from toolchain.compile import lower as _lower
+from toolchain.compile import select as _select
 from toolchain.compile.cwriter import CWriter, kernel_dir, kernel_files
 from toolchain.compile.ir import ConstArray, Graph
-from toolchain.compile.planner import Plan, check, plan
+from toolchain.compile.planner import Plan, check, plan, scratch_key
 from toolchain.emit.cnames import check_identifier
 from toolchain.errors import BudgetError, CompileError, UsageError
 from toolchain.tflite_model import TFLiteModel
@@ -85,9 +87,19 @@ def supported(model: str | os.PathLike[str] | TFLiteModel) -> list[str]:
     return _lower.unsupported(_load(model))
 
 
-def lower_and_plan(model: str | os.PathLike[str] | TFLiteModel) -> tuple[Graph, Plan]:
-    """Lower and plan without writing anything (raises CompileError when unsupported)."""
-    graph = _lower.lower(_load(model))
+def lower_and_plan(
+    model: str | os.PathLike[str] | TFLiteModel,
+    *,
+    target: str | None = None,
+    kernels: str = "auto",
+    in_place: bool = True,
+) -> tuple[Graph, Plan]:
+    """Lower, pick the kernels (:mod:`.select`), let element-wise operators work in place
+    (:mod:`.inplace`, unless ``in_place`` is False) and plan without writing anything (raises
+    CompileError when unsupported)."""
+    graph = _select.specialize(_lower.lower(_load(model)), kernels=kernels, target=target)
+    if in_place:
+        _inplace.apply(graph)
     p = plan(graph)
     check(graph, p)
     return graph, p
@@ -118,8 +130,13 @@ def compile_model(
     out_dir: str | os.PathLike[str],
     name: str = "model",
     target: str | None = None,
+    kernels: str = "auto",
 ) -> CompiledModel:
     """Compile an int8 .tflite model to C sources in ``out_dir`` (replaced atomically).
+
+    ``kernels``: ``auto`` (fast kernels where the target's CPU has the DSP extension, and M3),
+    ``fast`` (everywhere, portable C without DSP) or ``ref`` (reference-order kernels only);
+    see :mod:`toolchain.compile.select`.
 
     Raises CompileError (unsupported operator, float/hybrid model, unwritable output),
     UsageError (``name`` is no C identifier), BudgetError (over the target's RAM/flash),
@@ -132,7 +149,7 @@ def compile_model(
             hint="pick another --name",
         )
     m = _load(model)
-    graph, p = lower_and_plan(m)
+    graph, p = lower_and_plan(m, target=target, kernels=kernels)
     writer = CWriter(graph, p, name, Path(m.source).name if m.source else "<bytes>")
     texts = writer.files()
     weights_bytes = writer.consts.nbytes
@@ -224,6 +241,10 @@ def _layers(graph: Graph, p: Plan) -> tuple[dict[str, Any], ...]:
                     for v in call.fields.values()
                     if isinstance(v, ConstArray)
                 ),
+                "scratch_bytes": op.scratch_bytes,
+                "in_place": bool(op.kernel)
+                and any(graph.storage(t) == graph.storage(y.index) for t in op.inputs),
+                "scratch_offset": p.offsets.get(scratch_key(op.index)),
             }
         )
     return tuple(rows)

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from toolchain.compile.ir import CTYPES, DTYPE_CODES, ConstArray, Graph, Op, Tensor
-from toolchain.compile.planner import Plan
+from toolchain.compile.planner import Plan, scratch_key
 
 #: Kernel sources every model needs, besides the ones its operators use.
-COMMON_KERNEL_FILES = ("edc_runtime.h", "edc_fixedpoint.h")
+COMMON_KERNEL_FILES = ("edc_runtime.h", "edc_fixedpoint.h", "edc_simd.h")
 
 
 def kernel_dir() -> Path:
@@ -247,6 +247,9 @@ class CWriter:
                 args = [f"&{self._sname(op, k)}"]
                 args += [self._ptr(t, True) for t in call.inputs]
                 args += [self._ptr(t, False) for t in call.outputs]
+                if call.scratch_bytes:
+                    at = self.plan.offsets[scratch_key(op.index)]
+                    args.append(f"(int8_t *)({n}_arena + {at})")
                 out.append(f"  {call.func}({', '.join(args)});")
             out.append(f"  EDC_PROFILE_END({op.index});")
         out += ["  return 0;", "}", ""]

@@ -80,6 +80,8 @@ class Op:
     #: several kernel calls for one operator (CONCATENATION: one copy per input); when set,
     #: these are emitted instead of this op's own func/struct/fields
     parts: list[Op] = field(default_factory=list)
+    #: bytes of arena scratch the kernel needs while it runs (passed as its last argument)
+    scratch_bytes: int = 0
 
     @property
     def is_alias(self) -> bool:

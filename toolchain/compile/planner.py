@@ -79,7 +79,19 @@ def buffers(graph: Graph, align: int = ALIGN) -> list[Buffer]:
             touch(t, op.index if op.index < n else n - 1)
     for t in graph.outputs:
         touch(t, max(n - 1, 0))
-    return [Buffer(s, _up(size[s], align), first[s], last[s]) for s in sorted(size)]
+    out = [Buffer(s, _up(size[s], align), first[s], last[s]) for s in sorted(size)]
+    # kernel scratch: live during its operator only, keyed by scratch_key(op index)
+    out += [
+        Buffer(scratch_key(op.index), _up(op.scratch_bytes, align), op.index, op.index)
+        for op in graph.ops
+        if op.scratch_bytes
+    ]
+    return out
+
+
+def scratch_key(op_index: int) -> int:
+    """The key of an operator's scratch buffer in :attr:`Plan.offsets` (negative: no tensor)."""
+    return -1 - op_index
 
 
 def _place(
