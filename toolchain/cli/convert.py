@@ -272,31 +272,36 @@ def _print_summary(result: Any) -> None:
                 "-" if s.scale is None else f"{s.scale:.6g}",
                 "-" if s.zero_point is None else str(s.zero_point),
             )
-    c.print(io)
+    if r.get("accuracy"):  # a classifier with labels: top-1 first, it is what users ask
+        a = r["accuracy"]
+        c.print(
+            f"top-1 accuracy ({a['output']}, {a['samples']} labelled samples): float "
+            f"{a['float']:.2f}%, int8 {a['int8']:.2f}% (drop {a['drop']:.2f} points)",
+            highlight=False,
+        )
     fid = Table(
         title=f"int8 vs float on {r['data']['validation']['samples']} samples "
         f"({r['data']['validation']['source']})",
         title_justify="left",
     )
-    for col in ("output", "SQNR dB", "cosine", "max abs err", "top-1 agree"):
+    for col in ("output", "top-1 agree", "SQNR dB", "input-dep. SQNR dB", "cosine", "max abs err"):
         fid.add_column(col)
     for name, f in r["fidelity"].items():
         t1 = f.get("top1_agreement")
+        share = f.get("input_dependent_power")
+        varying = f.get("sqnr_input_dependent_db")
         fid.add_row(
             name,
+            "-" if t1 is None else f"{100 * t1:.1f}%",
             f"{f['sqnr_db']}",
+            ("- (constant output)" if share == 0.0 else "-")
+            if varying is None
+            else f"{varying} ({100 * (share or 0):.0f}% of power)",
             f"{f['cosine']:.6f}",
             f"{f['max_abs_err']:.4g}",
-            "-" if t1 is None else f"{100 * t1:.1f}%",
         )
     c.print(fid)
-    if r.get("accuracy"):
-        a = r["accuracy"]
-        c.print(
-            f"accuracy ({a['output']}, {a['samples']} labelled samples): float "
-            f"{a['float']:.2f}%, int8 {a['int8']:.2f}% (drop {a['drop']:.2f} points)",
-            highlight=False,
-        )
+    c.print(io)
     if r.get("worst_layers"):
         wl = Table(title="layers losing the most", title_justify="left")
         for col in ("op", "layer (PyTorch module)", "ONNX node", "SQNR dB", "loses dB"):

@@ -1,0 +1,95 @@
+"""The development suite of real third-party architectures (../shared/peer_models).
+
+Quick tests: the input-dependent SQNR metric, the peer-suite benchmark's table and summary,
+its skip without the suite. The conversions of representative suite models are ``slow``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks import peer_suite
+from toolchain.convert import validate
+
+
+def test_input_dependent_sqnr_ignores_a_reproduced_constant() -> None:
+    rng = np.random.default_rng(0)
+    varying = rng.normal(size=(200, 10))
+    ref = 20.0 + varying  # a large constant offset on top of what depends on the input
+    test = ref + 0.1 * rng.normal(size=ref.shape)
+    plain = validate.sqnr_db(ref, test)
+    centered, share = validate.centered_sqnr_db(ref, test)
+    assert plain is not None and centered is not None and share is not None
+    # the constant inflates the plain figure by about 10·log10(401) ≈ 26 dB
+    assert plain - centered > 20.0
+    assert abs(centered - 20.0) < 1.0
+    assert 0.0 < share < 0.01
+    # a constant bias error shows in the plain SQNR only
+    biased, share2 = validate.centered_sqnr_db(ref, ref + 1.0)
+    assert biased is not None and biased > 200.0 and share2 == share  # rounding noise only
+    assert validate.sqnr_db(ref, ref + 1.0) < 30.0
+    # a constant output: no input-dependent part at all
+    const = np.tile(rng.normal(size=(1, 10)), (50, 1))
+    assert validate.centered_sqnr_db(const, const + 0.01) == (None, 0.0)
+    f = validate.fidelity(ref.astype(np.float32), test.astype(np.float32))
+    assert f["sqnr_input_dependent_db"] == pytest.approx(centered, abs=0.01)
+    assert f["input_dependent_power"] == pytest.approx(share, abs=1e-4)
+    assert f["top1_agreement"] is not None
+
+
+def _row(name: str, **kw: object) -> dict:
+    row = {
+        "input": [1, 3, 96, 96], "ok": True, "clean": True, "float_ops": [],
+        "counts": {"TRANSPOSE": 0, "QUANTIZE": 0, "DEQUANTIZE": 0},
+        "top1_float": 96.0, "top1_int8": 95.8, "top1_drop": 0.2, "top1_agreement": 0.99,
+        "sqnr_db": 30.0, "sqnr_input_dependent_db": 29.0, "input_dependent_power": 0.9,
+        "tflite_bytes": 100_000, "time_s": 12.0, "activations": "int8", "attempt": "primary",
+        "rewrites": ["fold-constants"],
+    }  # fmt: skip
+    row.update(kw)
+    return row
+
+
+def test_summary_and_table_count_only_models_that_learned() -> None:
+    rows = {
+        "a": _row("a"),
+        "b": _row(
+            "b",
+            clean=False,
+            counts={"TRANSPOSE": 4, "QUANTIZE": 0, "DEQUANTIZE": 0},
+            top1_drop=2.0,
+            sqnr_input_dependent_db=15.0,
+        ),  # fmt: skip
+        "flat": _row(
+            "flat",
+            input_dependent_power=0.0,
+            sqnr_input_dependent_db=None,
+            sqnr_db=130.0,
+            top1_drop=0.0,
+        ),  # fmt: skip
+        "bad": {
+            "input": [1, 3, 96, 96],
+            "ok": False,
+            "clean": False,
+            "error": "X: y",
+            "time_s": 1.0,
+        },  # fmt: skip
+    }
+    s = peer_suite.summarize(rows)
+    assert (s["models"], s["converted"], s["clean"], s["learned"]) == (4, 3, 2, 2)
+    assert s["within_0_5_points"] == 1 and s["worst_top1_drop"] == 2.0
+    assert s["median_sqnr_db"] == 30.0  # the constant-output model's 130 dB is not counted
+    assert s["min_sqnr_input_dependent_db"] == 15.0
+    assert s["input_dependent_at_least_25_db"] == 1
+    md = peer_suite.markdown({"date": "d", "machine": "m", "runs": {"after": rows},
+                              "summary": {"after": s}})  # fmt: skip
+    assert "| b | 96 | NO | 4/0/0 |" in md
+    assert "did not learn" in md.split("| flat |")[1].splitlines()[0]
+    assert "| bad | 96 | FAIL |" in md
+
+
+def test_benchmark_skips_with_a_reason_without_the_suite(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("EDGEDEPLOY_PEER_MODELS", str(tmp_path / "nowhere"))
+    assert peer_suite.main(["--no-readme"]) == 0
+    assert "peer-suite skipped" in capsys.readouterr().err
