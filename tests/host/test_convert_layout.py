@@ -207,6 +207,43 @@ def test_io_transposes_are_dropped_and_reported() -> None:
     np.testing.assert_allclose(got.transpose(0, 3, 1, 2), want)
 
 
+def test_concat_between_layout_transposes_concatenates_channels_last() -> None:
+    """DLA's aggregation as onnx2tf leaves it: NHWC → NCHW per input, concatenation on the
+    NCHW channels, back to NHWC for each reader."""
+    b = Builder()
+    x = b.tensor((1, 2, 3, 4), name="x")
+    a, c = b.relu(x), b.relu(b.relu(x))
+    ta = b.transpose(a, [0, 3, 1, 2], (1, 4, 2, 3))
+    tc = b.transpose(c, [0, 3, 1, 2], (1, 4, 2, 3))
+    cat = b.concat([ta, tc, ta], (1, 12, 2, 3))  # axis 1 = NCHW channels
+    back1 = b.transpose(cat, [0, 2, 3, 1], (1, 2, 3, 12))
+    back2 = b.transpose(cat, [0, 2, 3, 1], (1, 2, 3, 12))
+    y1, y2 = b.relu(back1), b.relu(back2)
+    data = b.finish([x], [y1, y2])
+    res = fold_layout_transposes(data)
+    assert res.removed == 4  # both input transposes and both readers
+    m = TFLiteModel.from_bytes(res.data)
+    assert "TRANSPOSE" not in m.op_histogram()
+    cat_op = next(op for op in flatbuf.unpack(res.data).subgraphs[0].operators
+                  if op.builtinOptionsType == schema.BuiltinOptions.ConcatenationOptions)  # fmt: skip
+    assert cat_op.builtinOptions.axis == 3
+    xn = RNG.standard_normal((1, 2, 3, 4))
+    for want, got in zip(run(data, [xn]), run(res.data, [xn]), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_concat_read_in_its_transposed_layout_is_left_alone() -> None:
+    b = Builder()
+    x = b.tensor((1, 2, 3, 4), name="x")
+    ta = b.transpose(b.relu(x), [0, 3, 1, 2], (1, 4, 2, 3))
+    tc = b.transpose(b.relu(x), [0, 3, 1, 2], (1, 4, 2, 3))
+    cat = b.concat([ta, tc], (1, 8, 2, 3))
+    back = b.transpose(cat, [0, 2, 3, 1], (1, 2, 3, 8))
+    other = b.relu(cat)  # a reader that wants the NCHW concatenation
+    data = b.finish([x], [b.relu(back), b.relu(other)])
+    assert fold_layout_transposes(data).removed == 0
+
+
 def test_pack_aligns_buffers_to_16_bytes_and_round_trips() -> None:
     data = flatten_fc_model(True)
     model = flatbuf.unpack(data)

@@ -10,6 +10,11 @@ scales belong to output rows, which do not move), so outputs are bit-identical.
 Handled: TRANSPOSE (batch axis fixed) → one or more RESHAPEs to ``(N, K)`` → any mix of
 FULLY_CONNECTED (as its input) and last-axis CONCATENATIONs that end in FULLY_CONNECTEDs.
 
+A CONCATENATION whose inputs are all TRANSPOSEs with one permutation ``P`` and whose
+readers are all TRANSPOSEs that undo ``P`` (onnx2tf's NCHW concatenation between NHWC
+layers: DLA's aggregation nodes) becomes one CONCATENATION of the untransposed inputs on
+axis ``P[axis]``: exact, since a TRANSPOSE keeps scale and zero point.
+
 A TRANSPOSE right after a graph input or right before a graph output is also layout only:
 it is dropped, and the input or output takes the other layout, which the result reports
 (``input_perms`` / ``output_perms``) so that the tensor specs say which bytes to feed.
@@ -71,6 +76,11 @@ def fold_layout_transposes(data: bytes) -> FoldResult:
                 break
             removed += 1
             folded.extend(done)
+        while True:
+            gone = _sink_concat(model, sg)
+            if not gone:
+                break
+            removed += gone
     in_perms, out_perms = _drop_io_transposes(model, model.subgraphs[0])
     removed += len(in_perms) + len(out_perms)
     if not removed:
@@ -84,6 +94,75 @@ def fold_layout_transposes(data: bytes) -> FoldResult:
         sorted(out_perms),
     )
     return FoldResult(flatbuf.pack(model), removed, tuple(folded), in_perms, out_perms)
+
+
+def _perm_of(model: Any, sg: Any, op: Any) -> tuple[int, ...] | None:
+    """The constant permutation of a TRANSPOSE op (None for any other op)."""
+    if flatbuf.op_name(model, op) != "TRANSPOSE":
+        return None
+    perm_tensor = sg.tensors[int(op.inputs[1])]
+    if not _is_constant(model, perm_tensor):
+        return None
+    return tuple(int(p) for p in flatbuf.buffer_array(model, perm_tensor).reshape(-1))
+
+
+def _same_quant(a: Any, b: Any) -> bool:
+    qa, qb = a.quantization, b.quantization
+    if qa is None or qb is None:
+        return qa is None and qb is None
+    return bool(
+        np.array_equal(np.asarray(qa.scale), np.asarray(qb.scale))
+        and np.array_equal(np.asarray(qa.zeroPoint), np.asarray(qb.zeroPoint))
+    )
+
+
+def _sink_concat(model: Any, sg: Any) -> int:
+    """Concatenate the sources of same-permutation TRANSPOSEs directly when every reader of
+    the result transposes it back (see module doc); the number of ops removed (0: none)."""
+    ops = sg.operators or []
+    users = flatbuf.tensor_users(sg)
+    producer = {int(t): i for i, op in enumerate(ops) for t in op.outputs}
+    graph_outputs = {int(t) for t in (sg.outputs if sg.outputs is not None else [])}
+    for cop in ops:
+        if flatbuf.op_name(model, cop) != "CONCATENATION" or cop.builtinOptions is None:
+            continue
+        ins = [int(t) for t in cop.inputs]
+        in_ops = [producer.get(t) for t in ins]
+        if any(i is None for i in in_ops):
+            continue
+        perms = [_perm_of(model, sg, ops[i]) for i in in_ops if i is not None]
+        perm = perms[0]
+        if perm is None or any(p != perm for p in perms):
+            continue
+        out = int(cop.outputs[0])
+        readers = users.get(out, [])
+        if out in graph_outputs or not readers:
+            continue
+        back = [_perm_of(model, sg, ops[r]) for r in readers]
+        if any(q is None or [perm[k] for k in q] != list(range(len(perm))) for q in back):
+            continue
+        new_out = [int(ops[r].outputs[0]) for r in readers]
+        if any(not _same_quant(sg.tensors[t], sg.tensors[out]) for t in new_out):
+            continue
+        if any(t in graph_outputs for t in new_out[1:]):
+            continue
+        rank = len(perm)
+        axis = int(cop.builtinOptions.axis)
+        cop.builtinOptions.axis = perm[axis % rank]
+        cop.inputs = [int(ops[i].inputs[0]) for i in in_ops if i is not None]
+        cop.outputs = [new_out[0]]
+        for other in new_out[1:]:  # every reader of a duplicate back-transpose reads the first
+            for op in ops:
+                op.inputs = [new_out[0] if int(t) == other else int(t) for t in op.inputs]
+        drop = set(readers)
+        after = flatbuf.tensor_users(sg)
+        for i in in_ops:
+            t = int(ops[i].outputs[0]) if i is not None else -1
+            if i is not None and not after.get(t) and t not in graph_outputs:
+                drop.add(i)
+        sg.operators = [op for k, op in enumerate(ops) if k not in drop]
+        return len(drop)
+    return 0
 
 
 def _drop_io_transposes(
