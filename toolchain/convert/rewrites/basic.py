@@ -64,8 +64,12 @@ class MaxPoolFinitePad(Rewrite):
     """A padded (or ceil-mode) MaxPool → explicit Pad + unpadded MaxPool.
 
     TFLite has no padded max pool with ONNX's symmetric padding, so converters pad with the
-    most negative float (PADV2), which wrecks calibration (a ~1e36 scale). Here the pad
-    value is 0 when the input is never negative (after ReLU, sigmoid...), else the edge
+    most negative float (PADV2), which wrecks calibration (a ~1e36 scale). A ceil mode that
+    adds no padding is dropped; padding that is TensorFlow's SAME (a ceil-mode pool whose
+    one extra row/column is at the end: SqueezeNet) becomes ``auto_pad=SAME_UPPER``, which
+    onnx2tf maps to MAX_POOL_2D's own SAME padding (no PAD op). Otherwise the pad
+    value is 0 when the input is never negative (after ReLU, sigmoid, a concatenation of
+    such...), else the edge
     value (mode "edge"): every padded position then repeats a value of the same window
     (dilation 1, pad ≤ kernel − 1), so the max is unchanged — exact either way."""
 
@@ -103,11 +107,20 @@ class MaxPoolFinitePad(Rewrite):
                 max(0, (out_shape[2 + i] - 1) * s[i] + k[i] - (in_shape[2 + i] + begin[i]))
                 for i in range(nsp)
             ]
-            src = g.producer.get(n.input[0])
-            nonneg = src is not None and (
-                src.op_type in _NONNEG_OPS
-                or (src.op_type == "Clip" and len(src.input) > 1 and (g.scalar(src.input[1]) or -1) >= 0)
-            )  # fmt: skip
+            if not any(begin) and not any(end):  # ceil mode that changes nothing here
+                pool = helper.make_node(
+                    "MaxPool", [n.input[0]], list(n.output), name=n.name, kernel_shape=k, strides=s
+                )
+                g.replace_nodes([n], [pool], at=n)
+                done.append(f"{n.name}: ceil mode without effect dropped")
+                continue
+            if self._same_upper(in_shape[2:], list(out_shape[2:]), k, s, begin, end):
+                pool = helper.make_node("MaxPool", [n.input[0]], list(n.output), name=n.name,
+                                        kernel_shape=k, strides=s, auto_pad="SAME_UPPER")  # fmt: skip
+                g.replace_nodes([n], [pool], at=n)
+                done.append(f"{n.name}: pads {begin}+{end} are TFLite's SAME padding")
+                continue
+            nonneg = self._nonneg(g, n.input[0])
             mode = "constant" if nonneg else "edge"
             pads_t = g.add_const(n.name + "_pads", np.array([0, 0, *begin, 0, 0, *end], np.int64))
             padded = g.fresh(n.input[0] + "_padded")
@@ -121,6 +134,35 @@ class MaxPoolFinitePad(Rewrite):
             g.replace_nodes([n], [pad, pool], at=n)
             done.append(f"{n.name}: pads {begin}+{end} with {'0' if nonneg else 'edge values'}")
         return done
+
+    @staticmethod
+    def _same_upper(
+        size: Any, out: list[int], k: list[int], s: list[int], begin: list[int], end: list[int]
+    ) -> bool:
+        """Whether the padding is TensorFlow's SAME (MAX_POOL_2D pads without PAD ops and
+        never takes a padded position as the max): ``out = ceil(in / s)``, the total
+        padding split with the odd one at the end."""
+        for i, n in enumerate(size):
+            if out[i] != -(-int(n) // s[i]):
+                return False
+            total = max((out[i] - 1) * s[i] + k[i] - int(n), 0)
+            if begin[i] != total // 2 or end[i] != total - total // 2:
+                return False
+        return True
+
+    @staticmethod
+    def _nonneg(g: Graph, name: str, depth: int = 4) -> bool:
+        """Whether ``name`` is never negative (a ReLU-like op, or a concatenation of such)."""
+        src = g.producer.get(name)
+        if src is None:
+            return False
+        if src.op_type in _NONNEG_OPS:
+            return True
+        if src.op_type == "Clip" and len(src.input) > 1:
+            return (g.scalar(src.input[1]) or -1) >= 0
+        if src.op_type == "Concat" and depth > 0:
+            return all(MaxPoolFinitePad._nonneg(g, i, depth - 1) for i in src.input)
+        return False
 
     def ensures(self, g: Graph) -> str | None:
         bad = [
