@@ -350,6 +350,30 @@ def test_fallbacks_are_tried_in_order_and_reported() -> None:
     ]
 
 
+def test_a_missed_accuracy_drop_falls_back_to_int16_and_says_what_int8_measured() -> None:
+    seen: list[strategy.Attempt] = []
+
+    def once(att: strategy.Attempt) -> str:
+        seen.append(att)
+        if att.options.activations == "int8":
+            exc = FidelityError("int8 accuracy 37.40% is 18.20 points below float (55.60%), "
+                                "more than --max-accuracy-drop 0.5")  # fmt: skip
+            exc.measured = {"tflite_bytes": 1000, "arena_bytes": 64, "accuracy_drop": 18.2}
+            raise exc
+        return "ok"
+
+    # only --max-accuracy-drop given (no --min-sqnr): int16x8 is still tried
+    assert strategy.run(strategy.Strategy(), QuantOptions(), None, once, 0.5) == "ok"
+    assert seen[-1].options.activations == "int16"
+    assert "--max-accuracy-drop" in seen[-1].why
+    assert seen[-1].record()["precision_fallback"]["tflite_bytes"] == 1000
+    # without a threshold a FidelityError cannot happen; without the int16 fallback it stays
+    seen.clear()
+    with pytest.raises(FidelityError):
+        strategy.run(strategy.Strategy(int16_fallback=False), QuantOptions(), None, once, 0.5)
+    assert len(seen) == 1
+
+
 def test_when_nothing_works_the_first_error_names_the_layer() -> None:
     def onnx2tf_fails(att: strategy.Attempt) -> str:
         raise Onnx2TfError("onnx2tf failed at /blocks/0/attn/MatMul (PyTorch blocks.0.attn)")
