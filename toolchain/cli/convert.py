@@ -254,6 +254,21 @@ def _strategy(args: argparse.Namespace) -> Any:
     return replace(base, **changes)
 
 
+def _fallback_line(attempt: str, fb: dict[str, Any]) -> str:
+    """What the precision fallback was for and what it costs against int8."""
+    i8 = fb.get("int8") or {}
+
+    def pct(k: str) -> str:
+        return f" ({fb[k]:+.1f} %)" if fb.get(k) is not None else ""
+
+    return (
+        f"precision fallback: {attempt}. int8 had top-1 drop {i8.get('accuracy_drop')} points, "
+        f"SQNR {i8.get('sqnr_db')} dB, {i8.get('tflite_bytes')} B, arena {i8.get('arena_bytes')}"
+        f" B; this model: {fb.get('bytes')} B{pct('extra_bytes_pct')}, arena "
+        f"{fb.get('arena_bytes')} B{pct('extra_arena_pct')}"
+    )
+
+
 def _print_summary(result: Any) -> None:
     r = result.report
     c = ui.console
@@ -331,6 +346,9 @@ def _print_summary(result: Any) -> None:
             f"rewrites: {', '.join(conv['rewrites_applied']) or 'none'}",
             highlight=False,
         )
+        fb = conv.get("precision_fallback")
+        if fb:
+            c.print(_fallback_line(conv["attempt"], fb), highlight=False)
     t = r["timings_s"]
     c.print("times (s): " + ", ".join(f"{k} {v:g}" for k, v in t.items()), highlight=False)
     c.print(

@@ -636,7 +636,7 @@ def _arena(data: bytes) -> int | None:
 def _precision_cost(int8: dict[str, Any], data: bytes) -> dict[str, Any]:
     """The int8 attempt's figures next to the fallback model's: what the precision cost."""
     arena = _arena(data)
-    out = {**int8, "bytes": len(data), "arena_bytes": arena}
+    out: dict[str, Any] = {"int8": int8, "bytes": len(data), "arena_bytes": arena}
     if int8.get("tflite_bytes"):
         out["extra_bytes_pct"] = round(100.0 * (len(data) / int8["tflite_bytes"] - 1.0), 2)
     if int8.get("arena_bytes") and arena:
