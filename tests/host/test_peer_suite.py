@@ -6,6 +6,9 @@ its skip without the suite. The conversions of representative suite models are `
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -93,3 +96,63 @@ def test_benchmark_skips_with_a_reason_without_the_suite(tmp_path, monkeypatch, 
     monkeypatch.setenv("EDGEDEPLOY_PEER_MODELS", str(tmp_path / "nowhere"))
     assert peer_suite.main(["--no-readme"]) == 0
     assert "peer-suite skipped" in capsys.readouterr().err
+
+
+# --- real third-party architectures (../shared/peer_models; slow) ------------------------
+
+
+@pytest.fixture(scope="module")
+def peer_folder():
+    folder = peer_suite.peer_dir()
+    if not (folder / "manifest.json").is_file():
+        pytest.skip(f"development suite not found at {folder} (set EDGEDEPLOY_PEER_MODELS)")
+    return folder
+
+
+def _entry(folder, name: str) -> dict:
+    return next(e for e in peer_suite.manifest(folder) if e["model"] == name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "min_varying_db"),
+    [
+        ("dla46x_c", 19.0),  # 23 TRANSPOSE around its concatenations before the fold
+        ("test_convnext", 33.0),  # 4 TRANSPOSE around its channel LayerNorms before
+    ],
+)
+def test_peer_model_converts_clean_with_its_accuracy(
+    peer_folder, tmp_path, name: str, min_varying_db: float
+) -> None:
+    from toolchain.convert.strategy import Strategy
+
+    row = peer_suite.run_one(peer_folder, _entry(peer_folder, name), Strategy(), tmp_path)
+    assert row["ok"], row.get("error")
+    assert row["counts"] == {"TRANSPOSE": 0, "QUANTIZE": 0, "DEQUANTIZE": 0}
+    assert row["clean"] and not row["float_ops"]
+    assert row["top1_float"] > 90.0  # the model learned: accuracy means something
+    assert row["top1_drop"] <= 0.5
+    assert row["sqnr_input_dependent_db"] >= min_varying_db
+
+
+def test_squeezenet_ceil_mode_pools_need_no_pad_ops(peer_folder) -> None:
+    """SqueezeNet 1.0's ceil-mode max pools: one is TensorFlow SAME padding, two pad
+    nothing at this size; the rewrite leaves no Pad node (onnx2tf made 2 MIRROR_PAD)."""
+    import onnx
+
+    from toolchain import modelsrc
+    from toolchain.convert.export import export_onnx
+    from toolchain.convert.rewrites import rewrite_onnx
+
+    e = _entry(peer_folder, "squeezenet1_0")
+    loaded = modelsrc.load_model(str(peer_folder / e["file"]), input_shapes=[e["input_shape"]])
+    with tempfile.TemporaryDirectory() as tmp:
+        exported = export_onnx(loaded, Path(tmp) / "m.onnx")
+    new, recs = rewrite_onnx(exported, ["maxpool-finite-pad"])
+    rec = recs[0]
+    assert rec.applied == 3 and rec.max_rel_err == 0.0
+    nodes = onnx.load_from_string(new).graph.node
+    assert not [n for n in nodes if n.op_type == "Pad"]
+    same = [n for n in nodes if n.op_type == "MaxPool"
+            and any(a.name == "auto_pad" and a.s == b"SAME_UPPER" for a in n.attribute)]  # fmt: skip
+    assert len(same) == 1
