@@ -152,6 +152,33 @@ def test_attention_heads_become_slices_and_one_concat() -> None:
     assert "Gather" not in ops
 
 
+class _SdpaAttention(nn.Module):
+    """timm's ViT attention: qkv.reshape.permute, unbind (Split + Squeeze in ONNX) and
+    F.scaled_dot_product_attention (exported with q and kᵀ each scaled by √scale)."""
+
+    def __init__(self, dim: int = 16, heads: int = 2) -> None:
+        super().__init__()
+        self.heads, self.qkv, self.proj = heads, nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        y = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(y.transpose(1, 2).reshape(b, n, c))
+
+
+def test_sdpa_attention_with_unbind_becomes_per_head_slices() -> None:
+    data = _onnx(_SdpaAttention(), 1, 9, 16)
+    assert "Split" in _ops(data) and any(len(p) == 5 for p in _transposes(data))
+    new, recs = _rewrite(data, "attention-heads")
+    rec = recs["attention-heads"]
+    assert rec.applied == 1 and rec.max_rel_err is not None and rec.max_rel_err <= 1e-5
+    assert all(p == [0, 2, 1] for p in _transposes(new))  # only each head's k^T
+    ops = _ops(new)
+    assert ops["Slice"] == 2 * 3 and ops["Softmax"] == 2 and "Split" not in ops
+
+
 def test_patch_unfold_and_fold_become_reshape_split_concat() -> None:
     block = mobile.MobileViTBlock(8, 16, depth=1).eval()
     data = _onnx(block, 1, 8, 8, 8)
