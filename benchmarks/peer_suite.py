@@ -234,6 +234,18 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _commit() -> str | None:
+    """The project's git commit (None outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=common.ROOT,
+                             capture_output=True, text=True, timeout=10, check=True)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="peer-suite", description=__doc__)
     p.add_argument("--models", help="comma-separated subset (model names of the manifest)")
@@ -243,6 +255,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--out", default=RESULT, help="result name (benchmarks/results/NAME.json)")
     p.add_argument("--no-readme", action="store_true", help="do not update benchmarks/README.md")
     p.add_argument("--section", default="peer-suite", help="README section (marker name)")
+    p.add_argument("--update", action="store_true",
+                   help="keep the other models' rows of the existing result file and replace "
+                   "only the models measured now (each row records its date and commit)")  # fmt: skip
     args = p.parse_args(argv)
     folder = peer_dir()
     if not (folder / "manifest.json").is_file():
@@ -265,17 +280,30 @@ def main(argv: list[str]) -> int:
         "models": [e["model"] for e in entries],
         "runs": {r: {} for r in runs},
     }
+    old_path = common.RESULTS / f"{args.out}.json"
+    if args.update and old_path.is_file():
+        old = json.loads(old_path.read_text())
+        measured = set(result["models"])
+        result["models"] = list(dict.fromkeys([*old.get("models", []), *result["models"]]))
+        for r in runs:
+            kept = {m: row for m, row in old.get("runs", {}).get(r, {}).items()
+                    if m not in measured}  # fmt: skip
+            result["runs"][r] = kept
     with tempfile.TemporaryDirectory(prefix="peer-suite-") as tmp:
         for e in entries:
             for r, strat in runs.items():
                 common.say(f"[{r}] {e['model']} ...")
                 row = run_one(folder, e, strat, Path(tmp) / r,
                               min_sqnr=30.0 if r == "min-sqnr-30" else None)  # fmt: skip
+                row.update(date=time.strftime("%Y-%m-%d %H:%M"), commit=_commit())
                 result["runs"][r][e["model"]] = row
                 common.say(f"    ok={row['ok']} clean={row.get('clean')} "
                            f"top1={row.get('top1_float')}/{row.get('top1_int8')} "
                            f"sqnr={row.get('sqnr_db')}/{row.get('sqnr_input_dependent_db')} "
                            f"{row['time_s']}s {row.get('error', '')[:150]}")  # fmt: skip
+            for r in runs:  # table order: the manifest's
+                result["runs"][r] = {m: result["runs"][r][m] for m in result["models"]
+                                     if m in result["runs"][r]}  # fmt: skip
             result["summary"] = {r: summarize(result["runs"][r]) for r in runs}
             common.write_result(args.out, result)
     if not args.no_readme:

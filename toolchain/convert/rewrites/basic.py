@@ -396,3 +396,82 @@ class BatchNormIntoNextConv(Rewrite):
     def ensures(self, g: Graph) -> str | None:
         left = [bn.name for bn, _ in self.requires(g)]
         return f"foldable BatchNorms left: {', '.join(left[:3])}" if left else None
+
+
+class GroupNormOneGroup(Rewrite):
+    """GroupNorm with one group, as exported: ``Reshape(B, 1, -1) → InstanceNormalization →
+    Reshape back`` → mean / variance over all non-batch axes of the tensor itself.
+
+    The Reshape to ``(B, 1, C·H·W)`` flattens an NCHW tensor in NCHW order, so onnx2tf
+    brackets it with two layout TRANSPOSEs (MobileViT v2: 2 per norm, 42 of its 48). The
+    statistics over every non-batch axis do not depend on the layout: ReduceMean over axes
+    ``1..r-1`` (keepdims), Sub, Mul, ReduceMean, Add eps, Sqrt, Div (→ RSQRT, MUL), then the
+    InstanceNormalization's own scale and bias when they are not 1 and 0 — all int8
+    builtins, no reshape. The per-channel affine after it (Mul, Add) stays as it is."""
+
+    name = "groupnorm-one-group"
+    exact = "exact up to float rounding (the same mean and variance)"
+    purpose = "GroupNorm(1 group) reshape/InstanceNorm/reshape -> layout-free mean/variance ops"
+    tolerance = 1e-4
+
+    def requires(self, g: Graph) -> list[Any]:
+        found = []
+        for n in g.nodes:
+            if n.op_type != "InstanceNormalization":
+                continue
+            pre = g.producer.get(n.input[0])
+            post = g.only_consumer(n.output[0])
+            if pre is None or pre.op_type != "Reshape" or post is None or post.op_type != "Reshape":
+                continue
+            x = pre.input[0]
+            shape, flat = g.shape(x), g.shape(n.input[0])
+            if shape is None or flat is None or len(shape) < 3 or g.shape(post.output[0]) != shape:
+                continue
+            if len(flat) != 3 or flat[0] != shape[0] or flat[1] != 1:
+                continue  # one group only: (B, 1, everything else)
+            if g.only_consumer(pre.output[0]) is None:
+                continue
+            scale, bias = g.const(n.input[1]), g.const(n.input[2])
+            if scale is None or bias is None or scale.size != 1 or bias.size != 1:
+                continue
+            found.append({"pre": pre, "norm": n, "post": post, "x": x, "rank": len(shape),
+                          "scale": float(scale.reshape(-1)[0]),
+                          "bias": float(bias.reshape(-1)[0])})  # fmt: skip
+        return found
+
+    def call(self, g: Graph, matches: list[Any]) -> list[str]:
+        done = []
+        for m in matches:
+            n, x, out = m["norm"], m["x"], m["post"].output[0]
+            axes = list(range(1, m["rank"]))
+            eps = float(attr(n, "epsilon", 1e-5))
+            base = n.name + "_g1"
+            t = {k: g.fresh(f"{base}_{k}") for k in ("mu", "xc", "sq", "var", "ve", "sd", "y", "ys")}  # fmt: skip
+            affine = m["scale"] != 1.0 or m["bias"] != 0.0
+            nodes = [
+                helper.make_node("ReduceMean", [x], [t["mu"]], axes=axes, keepdims=1,
+                                 name=f"{base}_mean"),
+                helper.make_node("Sub", [x, t["mu"]], [t["xc"]], name=f"{base}_centre"),
+                helper.make_node("Mul", [t["xc"], t["xc"]], [t["sq"]], name=f"{base}_square"),
+                helper.make_node("ReduceMean", [t["sq"]], [t["var"]], axes=axes, keepdims=1,
+                                 name=f"{base}_var"),
+                helper.make_node("Add", [t["var"], g.add_const(f"{base}_eps",
+                                 np.array(eps, np.float32))], [t["ve"]], name=f"{base}_eps"),
+                helper.make_node("Sqrt", [t["ve"]], [t["sd"]], name=f"{base}_sqrt"),
+                helper.make_node("Div", [t["xc"], t["sd"]], [t["ys"] if affine else out],
+                                 name=f"{base}_norm"),
+            ]  # fmt: skip
+            if affine:
+                s = g.add_const(f"{base}_s", np.array(m["scale"], np.float32))
+                b = g.add_const(f"{base}_b", np.array(m["bias"], np.float32))
+                nodes += [
+                    helper.make_node("Mul", [t["ys"], s], [t["y"]], name=f"{base}_scale"),
+                    helper.make_node("Add", [t["y"], b], [out], name=f"{base}_bias"),
+                ]
+            g.replace_nodes([m["pre"], n, m["post"]], nodes, at=m["post"])
+            done.append(f"{n.name}: mean/variance over axes {axes}")
+        return done
+
+    def ensures(self, g: Graph) -> str | None:
+        left = [m["norm"].name for m in self.requires(g)]
+        return f"one-group GroupNorms left: {', '.join(left[:3])}" if left else None
