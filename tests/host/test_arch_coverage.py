@@ -179,26 +179,6 @@ def test_sdpa_attention_with_unbind_becomes_per_head_slices() -> None:
     assert ops["Slice"] == 2 * 3 and ops["Softmax"] == 2 and "Split" not in ops
 
 
-def test_one_group_groupnorm_becomes_layout_free_statistics() -> None:
-    """MobileViT v2's norm: nn.GroupNorm(1, C) exports as Reshape(B, 1, -1) →
-    InstanceNormalization → Reshape back, which onnx2tf brackets with TRANSPOSEs."""
-    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.GroupNorm(1, 8), nn.Conv2d(8, 4, 1))
-    with torch.no_grad():
-        model[1].weight.uniform_(0.5, 1.5)
-        model[1].bias.uniform_(-0.5, 0.5)
-    data = _onnx(model, 1, 3, 12, 12)
-    assert _ops(data)["InstanceNormalization"] == 1
-    new, recs = _rewrite(data, "groupnorm-one-group")
-    rec = recs["groupnorm-one-group"]
-    assert rec.applied == 1 and rec.max_rel_err is not None and rec.max_rel_err <= 1e-4
-    ops = _ops(new)
-    assert "InstanceNormalization" not in ops and "Reshape" not in ops
-    assert ops["ReduceMean"] == 2
-    # two groups are a different normalisation: left alone
-    two = _onnx(nn.Sequential(nn.Conv2d(3, 8, 3), nn.GroupNorm(2, 8)), 1, 3, 12, 12)
-    assert _rewrite(two, "groupnorm-one-group")[1]["groupnorm-one-group"].applied == 0
-
-
 def test_patch_unfold_and_fold_become_reshape_split_concat() -> None:
     block = mobile.MobileViTBlock(8, 16, depth=1).eval()
     data = _onnx(block, 1, 8, 8, 8)

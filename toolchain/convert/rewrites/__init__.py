@@ -13,8 +13,6 @@ maxpool-finite-pad        padded/ceil max pool → Pad(0 or edge) + MaxPool     
 bn-into-next-conv         BatchNorm before an unpadded conv → into its weights   ≤ 1e-4 rel
 channels-last-island      permute → LayerNorm/Linear/GELU → permute (ConvNeXt)   ≤ 1e-4 rel
                           → NCHW ops (channel LayerNorm, 1×1 convs)
-groupnorm-one-group       GroupNorm(1) reshape/InstanceNorm/reshape → mean/var   ≤ 1e-4 rel
-                          over all axes (no layout TRANSPOSEs: MobileViT v2)
 gelu-tanh                 exact GELU (Erf) → tanh form (MUL/ADD/TANH)             ≤ 4.7e-4
 gelu-builtin (opt-in)     exact GELU (Erf) → Gelu → TFLite GELU int8 (LiteRT     exact fn
                           only: TFLM has no GELU kernel)
@@ -42,7 +40,6 @@ DEFAULT: tuple[str, ...] = (
     "maxpool-finite-pad",
     "bn-into-next-conv",
     "channels-last-island",
-    "groupnorm-one-group",
     "gelu-tanh",
     "div-by-constant",
     "channel-shuffle-gather",
@@ -72,7 +69,6 @@ def registry() -> dict[str, type[Rewrite]]:
         FoldConstants,
         GeluBuiltin,
         GeluTanh,
-        GroupNormOneGroup,
         MaxPoolFinitePad,
     )
     from toolchain.convert.rewrites.islands import ChannelsLastIsland
@@ -87,7 +83,6 @@ def registry() -> dict[str, type[Rewrite]]:
         MaxPoolFinitePad,
         BatchNormIntoNextConv,
         ChannelsLastIsland,
-        GroupNormOneGroup,
         GeluBuiltin,
         GeluTanh,
         DivByConstant,
