@@ -176,6 +176,12 @@ def _num(v: Any, fmt: str = "{:.1f}") -> str:
     return "–" if v is None else fmt.format(v)
 
 
+def _pads(ops: dict[str, int]) -> str:
+    """The padding ops of a graph, e.g. ``5 PAD, 2 MIRROR_PAD`` (``-`` for none)."""
+    found = [f"{n} {k}" for k, n in sorted(ops.items()) if "PAD" in k and n]
+    return ", ".join(found) or "-"
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"Measured {result['date']} on {result['machine']} (`python -m benchmarks.run "
@@ -183,21 +189,22 @@ def markdown(result: dict[str, Any]) -> str:
         "top-1 on the 500 digits test images. SQNR: int8 logits vs TorchScript float; "
         "*input-dep.* = the same with each side's mean over the 500 outputs removed, and the "
         "share of float output power that varies with the input. Clean: lint passes and no "
-        "TRANSPOSE/QUANTIZE/DEQUANTIZE (T/Q/D).",
+        "TRANSPOSE/QUANTIZE/DEQUANTIZE (T/Q/D); *pad ops*: PAD/PADV2/MIRROR_PAD left (a "
+        "stride-2 conv's asymmetric PAD is ordinary).",
         "",
     ]
     for run, rows in result["runs"].items():
         lines += [
             f"**{run}**",
             "",
-            "| model | S | clean | T/Q/D | float top-1 % | int8 top-1 % | agree % "
+            "| model | S | clean | T/Q/D | pad ops | float top-1 % | int8 top-1 % | agree % "
             "| logits SQNR dB | input-dep. SQNR dB | input-dep. power % | KB | s | how |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name, r in rows.items():
             size = r["input"][-1]
             if not r["ok"]:
-                lines.append(f"| {name} | {size} | FAIL | | | | | | | | | {r['time_s']} "
+                lines.append(f"| {name} | {size} | FAIL | | | | | | | | | | {r['time_s']} "
                              f"| {r['error'].split(':')[0]} |")  # fmt: skip
                 continue
             c = r["counts"]
@@ -213,6 +220,7 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(
                 f"| {name} | {size} | {'yes' if r['clean'] else 'NO'} "
                 f"| {c['TRANSPOSE']}/{c['QUANTIZE']}/{c['DEQUANTIZE']}{flt} "
+                f"| {_pads(r.get('ops') or {})} "
                 f"| {_num(r['top1_float'])} | {_num(r['top1_int8'])} "
                 f"| {_num(None if agree is None else 100 * agree)} | {_num(r['sqnr_db'])} "
                 f"| {_num(r['sqnr_input_dependent_db'] if learned(r) else None)} "

@@ -48,7 +48,7 @@ def _row(name: str, **kw: object) -> dict:
         "top1_float": 96.0, "top1_int8": 95.8, "top1_drop": 0.2, "top1_agreement": 0.99,
         "sqnr_db": 30.0, "sqnr_input_dependent_db": 29.0, "input_dependent_power": 0.9,
         "tflite_bytes": 100_000, "time_s": 12.0, "activations": "int8", "attempt": "primary",
-        "rewrites": ["fold-constants"],
+        "rewrites": ["fold-constants"], "ops": {"CONV_2D": 3},
     }  # fmt: skip
     row.update(kw)
     return row
@@ -87,7 +87,7 @@ def test_summary_and_table_count_only_models_that_learned() -> None:
     assert s["input_dependent_at_least_25_db"] == 1
     md = peer_suite.markdown({"date": "d", "machine": "m", "runs": {"after": rows},
                               "summary": {"after": s}})  # fmt: skip
-    assert "| b | 96 | NO | 4/0/0 |" in md
+    assert "| b | 96 | NO | 4/0/0 | - |" in md
     assert "did not learn" in md.split("| flat |")[1].splitlines()[0]
     assert "| bad | 96 | FAIL |" in md
 
