@@ -79,10 +79,18 @@ def digits_data(folder: Path, size: int, calib: int = CALIB) -> tuple[Any, Any, 
     return _DATA[size]
 
 
+#: runs with an accuracy gate: the default strategy plus ``max_accuracy_drop`` (points),
+#: so the automatic int16x8 fallback and its cost show
+GATED = {"max-drop-0.5": 0.5}
+
+
 def strategies(names: list[str]) -> dict[str, Any]:
     from benchmarks.arch_suite import strategies as arch
+    from toolchain.convert.strategy import Strategy
 
-    return arch(names)
+    gated = {n: Strategy() for n in names if n in GATED}
+    table = arch([n for n in names if n not in GATED])
+    return {n: gated.get(n) or table[n] for n in names}
 
 
 def run_one(
@@ -135,6 +143,7 @@ def run_one(
         attempt=conv.get("attempt"),
         rewrites=conv.get("rewrites_applied", []),
         techniques=conv.get("techniques", {}),
+        precision_fallback=conv.get("precision_fallback"),
         worst_layers=rep.get("worst_layers", [])[:3],
         convert_s=rep.get("timings_s", {}).get("total"),
         time_s=round(time.perf_counter() - t, 1),
@@ -213,6 +222,11 @@ def markdown(result: dict[str, Any]) -> str:
                 how += f" ({r['attempt']})"
             if r.get("activations") == "int16":
                 how += " int16x8"
+            fb = r.get("precision_fallback")
+            if fb:
+                how += (f"; int8 had {fb['int8'].get('sqnr_db')} dB, drop "
+                        f"{fb['int8'].get('accuracy_drop')}; +{fb.get('extra_bytes_pct')} % "
+                        f"bytes, +{fb.get('extra_arena_pct')} % arena")  # fmt: skip
             if not learned(r):
                 how += "; did not learn (constant output): only the graph counts"
             flt = f" +{len(r['float_ops'])} float" if r["float_ops"] else ""
@@ -259,7 +273,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--models", help="comma-separated subset (model names of the manifest)")
     p.add_argument("--runs", default="after",
                    help="strategies (see arch-suite): before, after, equalize, bias_correction, "
-                   "...; default: after (the default Strategy)")  # fmt: skip
+                   "...; max-drop-0.5 = after with --max-accuracy-drop 0.5 (the int16x8 "
+                   "fallback); default: after (the default Strategy)")  # fmt: skip
     p.add_argument("--out", default=RESULT, help="result name (benchmarks/results/NAME.json)")
     p.add_argument("--no-readme", action="store_true", help="do not update benchmarks/README.md")
     p.add_argument("--section", default="peer-suite", help="README section (marker name)")
@@ -302,7 +317,8 @@ def main(argv: list[str]) -> int:
             for r, strat in runs.items():
                 common.say(f"[{r}] {e['model']} ...")
                 row = run_one(folder, e, strat, Path(tmp) / r,
-                              min_sqnr=30.0 if r == "min-sqnr-30" else None)  # fmt: skip
+                              min_sqnr=30.0 if r == "min-sqnr-30" else None,
+                              max_accuracy_drop=GATED.get(r))  # fmt: skip
                 row.update(date=time.strftime("%Y-%m-%d %H:%M"), commit=_commit())
                 result["runs"][r][e["model"]] = row
                 common.say(f"    ok={row['ok']} clean={row.get('clean')} "

@@ -92,6 +92,20 @@ def test_summary_and_table_count_only_models_that_learned() -> None:
     assert "| bad | 96 | FAIL |" in md
 
 
+def test_gated_run_reports_what_the_fallback_cost() -> None:
+    runs = peer_suite.strategies(["after", "max-drop-0.5"])
+    assert set(runs) == {"after", "max-drop-0.5"} and peer_suite.GATED["max-drop-0.5"] == 0.5
+    fb = {"int8": {"sqnr_db": 2.5, "accuracy_drop": 18.2}, "bytes": 1100,
+          "extra_bytes_pct": 9.5, "extra_arena_pct": 70.0}  # fmt: skip
+    rows = {"vit": _row("vit", activations="int16", attempt="int16x8 (int8 missed "
+                        "--max-accuracy-drop)", precision_fallback=fb)}  # fmt: skip
+    md = peer_suite.markdown({"date": "d", "machine": "m", "runs": {"max-drop-0.5": rows},
+                              "summary": {"max-drop-0.5": peer_suite.summarize(rows)}})  # fmt: skip
+    line = md.split("| vit |")[1].splitlines()[0]
+    assert "int16x8" in line and "int8 had 2.5 dB, drop 18.2" in line
+    assert "+9.5 % bytes, +70.0 % arena" in line
+
+
 def test_benchmark_skips_with_a_reason_without_the_suite(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("EDGEDEPLOY_PEER_MODELS", str(tmp_path / "nowhere"))
     assert peer_suite.main(["--no-readme"]) == 0
