@@ -179,6 +179,17 @@ def test_sdpa_attention_with_unbind_becomes_per_head_slices() -> None:
     assert ops["Slice"] == 2 * 3 and ops["Softmax"] == 2 and "Split" not in ops
 
 
+def test_hardsigmoid_becomes_relu6_and_a_scale() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.Hardsigmoid(), nn.Conv2d(4, 4, 1))
+    data = _onnx(model, 1, 3, 8, 8)
+    assert _ops(data)["HardSigmoid"] == 1
+    new, recs = _rewrite(data, "hardsigmoid-relu6")
+    rec = recs["hardsigmoid-relu6"]
+    assert rec.applied == 1 and rec.max_rel_err is not None and rec.max_rel_err <= 1e-5
+    ops = _ops(new)
+    assert "HardSigmoid" not in ops and ops["Clip"] == 1
+
+
 def test_patch_unfold_and_fold_become_reshape_split_concat() -> None:
     block = mobile.MobileViTBlock(8, 16, depth=1).eval()
     data = _onnx(block, 1, 8, 8, 8)

@@ -149,6 +149,19 @@ def test_peer_model_converts_clean_with_its_accuracy(
     assert row["sqnr_input_dependent_db"] >= min_varying_db
 
 
+@pytest.mark.slow
+def test_hard_sigmoid_gates_run_on_tflm(peer_folder, tmp_path) -> None:
+    """LCNet's SE gates (hard sigmoid) became RELU_0_TO_1, which tflite-micro cannot run."""
+    from toolchain.convert.strategy import Strategy
+    from toolchain.emit.arena import minimum_arena
+
+    row = peer_suite.run_one(peer_folder, _entry(peer_folder, "lcnet_035"), Strategy(), tmp_path)
+    assert row["ok"] and row["clean"], row.get("error")
+    assert "RELU_0_TO_1" not in row["ops"] and "hardsigmoid-relu6" in row["rewrites"]
+    assert row["top1_drop"] <= 0.5
+    assert minimum_arena(tmp_path / "lcnet_035" / "model_int8.tflite") > 0  # TFLM runs it
+
+
 def test_squeezenet_ceil_mode_pools_need_no_pad_ops(peer_folder) -> None:
     """SqueezeNet 1.0's ceil-mode max pools: one is TensorFlow SAME padding, two pad
     nothing at this size; the rewrite leaves no Pad node (onnx2tf made 2 MIRROR_PAD)."""

@@ -16,6 +16,8 @@ channels-last-island      permute → LayerNorm/Linear/GELU → permute (ConvNeX
 gelu-tanh                 exact GELU (Erf) → tanh form (MUL/ADD/TANH)             ≤ 4.7e-4
 gelu-builtin (opt-in)     exact GELU (Erf) → Gelu → TFLite GELU int8 (LiteRT     exact fn
                           only: TFLM has no GELU kernel)
+hardsigmoid-relu6         HardSigmoid → Relu6(6αx + 6β)/6 (TFLM has no           ≤ 1e-5 rel
+                          RELU_0_TO_1 kernel)
 div-by-constant           x / c → x · (1/c) (no float DIV island)                ≤ 1 ulp
 channel-shuffle-gather    reshape/transpose/reshape shuffle → channel Gather     bit-exact
 tokens-channels-last      flatten(2).transpose(1,2) ↔ channels-last reshapes     bit-exact
@@ -41,6 +43,7 @@ DEFAULT: tuple[str, ...] = (
     "bn-into-next-conv",
     "channels-last-island",
     "gelu-tanh",
+    "hardsigmoid-relu6",
     "div-by-constant",
     "channel-shuffle-gather",
     "tokens-channels-last",
@@ -69,6 +72,7 @@ def registry() -> dict[str, type[Rewrite]]:
         FoldConstants,
         GeluBuiltin,
         GeluTanh,
+        HardSigmoidRelu6,
         MaxPoolFinitePad,
     )
     from toolchain.convert.rewrites.islands import ChannelsLastIsland
@@ -85,6 +89,7 @@ def registry() -> dict[str, type[Rewrite]]:
         ChannelsLastIsland,
         GeluBuiltin,
         GeluTanh,
+        HardSigmoidRelu6,
         DivByConstant,
         ChannelPermutation,
         TokensChannelsLast,

@@ -396,3 +396,52 @@ class BatchNormIntoNextConv(Rewrite):
     def ensures(self, g: Graph) -> str | None:
         left = [bn.name for bn, _ in self.requires(g)]
         return f"foldable BatchNorms left: {', '.join(left[:3])}" if left else None
+
+
+class HardSigmoidRelu6(Rewrite):
+    """HardSigmoid → ``Relu6(x·6α + 6β) · ⅙`` (ADD, RELU6, MUL: TFLM builtins).
+
+    TFLiteConverter lowers ``clip(αx + β, 0, 1)`` to RELU_0_TO_1, which tflite-micro has no
+    kernel for ("Didn't find op for builtin opcode 'RELU_0_TO_1'"): timm's MobileNetV3 and
+    LCNet squeeze-excitation gates then convert and validate on LiteRT but do not run on
+    the microcontroller runtime. The same function through a 0..6 clip does."""
+
+    name = "hardsigmoid-relu6"
+    exact = "exact up to float rounding"
+    purpose = "HardSigmoid -> Relu6(6ax + 6b) / 6 (TFLM has no RELU_0_TO_1 kernel)"
+    tolerance = 1e-5
+
+    def requires(self, g: Graph) -> list[Any]:
+        return [n for n in g.nodes if n.op_type == "HardSigmoid"]
+
+    def call(self, g: Graph, matches: list[Any]) -> list[str]:
+        done = []
+        for n in matches:
+            alpha = float(attr(n, "alpha", 0.2))
+            beta = float(attr(n, "beta", 0.5))
+            base = n.name + "_r6"
+            x, out = n.input[0], n.output[0]
+            nodes = []
+            if abs(6.0 * alpha - 1.0) > 1e-12:
+                scaled = g.fresh(f"{base}_ax")
+                nodes.append(helper.make_node(
+                    "Mul", [x, g.add_const(f"{base}_a", np.array(6.0 * alpha, np.float32))],
+                    [scaled], name=f"{base}_scale"))  # fmt: skip
+                x = scaled
+            t = [g.fresh(f"{base}_{i}") for i in range(2)]
+            nodes += [
+                helper.make_node("Add", [x, g.add_const(f"{base}_b", np.array(6.0 * beta,
+                                 np.float32))], [t[0]], name=f"{base}_shift"),
+                helper.make_node("Clip", [t[0], g.add_const(f"{base}_lo", np.array(0.0,
+                                 np.float32)), g.add_const(f"{base}_hi", np.array(6.0,
+                                 np.float32))], [t[1]], name=f"{base}_relu6"),
+                helper.make_node("Mul", [t[1], g.add_const(f"{base}_d", np.array(1.0 / 6.0,
+                                 np.float32))], [out], name=f"{base}_div"),
+            ]  # fmt: skip
+            g.replace_nodes([n], nodes, at=n)
+            done.append(f"{n.name}: relu6(x*{6 * alpha:g} + {6 * beta:g}) / 6")
+        return done
+
+    def ensures(self, g: Graph) -> str | None:
+        left = [n.name for n in self.requires(g)]
+        return f"HardSigmoid left: {', '.join(left[:3])}" if left else None
