@@ -190,6 +190,24 @@ def test_hardsigmoid_becomes_relu6_and_a_scale() -> None:
     assert "HardSigmoid" not in ops and ops["Clip"] == 1
 
 
+def test_layernorm_centred_has_no_squared_difference() -> None:
+    """int16x8 LiteRT has no SQUARED_DIFFERENCE, which onnx2tf's LayerNorm lowering uses."""
+    model = nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.Linear(16, 4))
+    with torch.no_grad():
+        model[1].weight.uniform_(0.5, 1.5)
+        model[1].bias.uniform_(-0.5, 0.5)
+    data = _onnx(model, 1, 5, 8)
+    assert _ops(data)["LayerNormalization"] == 1
+    new, recs = _rewrite(data, "layernorm-centred")
+    rec = recs["layernorm-centred"]
+    assert rec.applied == 1 and rec.max_rel_err is not None and rec.max_rel_err <= 1e-4
+    ops = _ops(new)
+    assert "LayerNormalization" not in ops and ops["ReduceMean"] == 2 and ops["Sub"] == 1
+    assert rewrites.for_activations(rewrites.DEFAULT, "int8") == rewrites.DEFAULT
+    assert "layernorm-centred" in rewrites.for_activations(rewrites.DEFAULT, "int16")
+    assert rewrites.for_activations((), "int16") == ()  # --plain stays plain
+
+
 def test_patch_unfold_and_fold_become_reshape_split_concat() -> None:
     block = mobile.MobileViTBlock(8, 16, depth=1).eval()
     data = _onnx(block, 1, 8, 8, 8)
@@ -378,6 +396,8 @@ def test_fallbacks_are_tried_in_order_and_reported() -> None:
     assert seen[0].onnx2tf == {"not_use_onnxsim": True}
     assert seen[1].onnx2tf.get("enable_batchmatmul_unfold") is True
     assert seen[2].options.activations == "int16" and "int16" in seen[2].why
+    # the int16x8 attempt gets the rewrites its kernels need; the int8 ones did not
+    assert "layernorm-centred" in seen[2].rewrites and "layernorm-centred" not in seen[0].rewrites
     assert [f["attempt"] for f in seen[2].failed_before] == [seen[0].why, seen[1].why]
     # asked for the GELU builtin: its tanh form is tried first, then the onnx2tf options
     builtin = tuple("gelu-builtin" if n == "gelu-tanh" else n for n in rewrites.DEFAULT)

@@ -203,7 +203,7 @@ def attempts(strategy: Strategy, options: QuantOptions) -> list[Attempt]:
     )
     base = Attempt(
         options=options,
-        rewrites=strategy.rewrite_names,
+        rewrites=rw.for_activations(strategy.rewrite_names, options.activations),
         equalize=strategy.equalize,
         bias_correction=strategy.bias_correction,
         range_margin=strategy.range_margin,
@@ -264,6 +264,7 @@ def run(
             gate = "--min-sqnr" if "--min-sqnr" in exc.message else "--max-accuracy-drop"
             log.warning("int8 misses %s; trying int16x8 activations", gate)
             todo = [replace(att, options=opts16, why=f"int16x8 (int8 missed {gate})",
+                            rewrites=rw.for_activations(att.rewrites, "int16"),
                             fallback_from=copy.deepcopy(exc.measured))]  # fmt: skip
             i = 0
             continue
