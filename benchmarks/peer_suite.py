@@ -224,9 +224,14 @@ def markdown(result: dict[str, Any]) -> str:
                 how += " int16x8"
             fb = r.get("precision_fallback")
             if fb:
+                arena = (
+                    f"+{fb['extra_arena_pct']} % arena"
+                    if fb.get("extra_arena_pct") is not None
+                    else "arena not measured (the host TFLM interpreter refused it)"
+                )
                 how += (f"; int8 had {fb['int8'].get('sqnr_db')} dB, drop "
                         f"{fb['int8'].get('accuracy_drop')}; +{fb.get('extra_bytes_pct')} % "
-                        f"bytes, +{fb.get('extra_arena_pct')} % arena")  # fmt: skip
+                        f"bytes, {arena}")  # fmt: skip
             if not learned(r):
                 how += "; did not learn (constant output): only the graph counts"
             flt = f" +{len(r['float_ops'])} float" if r["float_ops"] else ""
@@ -296,6 +301,7 @@ def main(argv: list[str]) -> int:
             return 2
         entries = [e for e in entries if e["model"] in wanted]
     runs = strategies(args.runs.split(","))
+    commit = _commit()  # the code this process runs (files may change while it runs)
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {platform.python_version()}, {os.cpu_count()} CPUs",
@@ -319,7 +325,7 @@ def main(argv: list[str]) -> int:
                 row = run_one(folder, e, strat, Path(tmp) / r,
                               min_sqnr=30.0 if r == "min-sqnr-30" else None,
                               max_accuracy_drop=GATED.get(r))  # fmt: skip
-                row.update(date=time.strftime("%Y-%m-%d %H:%M"), commit=_commit())
+                row.update(date=time.strftime("%Y-%m-%d %H:%M"), commit=commit)
                 result["runs"][r][e["model"]] = row
                 common.say(f"    ok={row['ok']} clean={row.get('clean')} "
                            f"top1={row.get('top1_float')}/{row.get('top1_int8')} "
