@@ -162,6 +162,7 @@ def test_hard_sigmoid_gates_run_on_tflm(peer_folder, tmp_path) -> None:
     assert minimum_arena(tmp_path / "lcnet_035" / "model_int8.tflite") > 0  # TFLM runs it
 
 
+@pytest.mark.slow
 def test_squeezenet_ceil_mode_pools_need_no_pad_ops(peer_folder) -> None:
     """SqueezeNet 1.0's ceil-mode max pools: one is TensorFlow SAME padding, two pad
     nothing at this size; the rewrite leaves no Pad node (onnx2tf made 2 MIRROR_PAD)."""
