@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "phone-ssh": "benchmarks.phone_ssh",
     "mcu": "benchmarks.mcu_link",
     "arch-suite": "benchmarks.arch_suite",
+    "peer-suite": "benchmarks.peer_suite",
     "prune": "benchmarks.prune_mlperf",
     "qemu": "benchmarks.qemu_firmware",
     "demo": "benchmarks.demo_bench",

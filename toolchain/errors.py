@@ -10,7 +10,7 @@ a third-party exception, raise ours ``from`` it so the cause stays visible with 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -101,6 +101,9 @@ class FidelityError(EdgeDeployError):
     """
 
     exit_code = 3
+    #: what the missed attempt measured (bytes, SQNR, accuracy, arena), for the fallback
+    #: that follows to report its cost against; None when not known
+    measured: dict[str, Any] | None = None
 
 
 class PruneError(EdgeDeployError):

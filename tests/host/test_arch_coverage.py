@@ -65,7 +65,11 @@ def test_maxpool_padding_becomes_finite_and_exact() -> None:
     rec = recs["maxpool-finite-pad"]
     assert rec.applied == 3 and rec.max_rel_err == 0.0
     assert any("with 0" in d for d in rec.details) and any("edge" in d for d in rec.details)
-    for node in onnx.load_from_string(new).graph.node:
+    # the ceil-mode pool's one extra column is TFLite's SAME padding: no Pad node for it
+    assert any("SAME" in d for d in rec.details)
+    nodes = onnx.load_from_string(new).graph.node
+    assert sum(n.op_type == "Pad" for n in nodes) == 2
+    for node in nodes:
         if node.op_type == "MaxPool":
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
             assert not any(attrs.get("pads", [])) and not attrs.get("ceil_mode", 0)
@@ -146,6 +150,62 @@ def test_attention_heads_become_slices_and_one_concat() -> None:
     ops = _ops(new)
     assert ops["Slice"] == 2 * 2 * 3 and ops["Concat"] == 2 and ops["Softmax"] == 4
     assert "Gather" not in ops
+
+
+class _SdpaAttention(nn.Module):
+    """timm's ViT attention: qkv.reshape.permute, unbind (Split + Squeeze in ONNX) and
+    F.scaled_dot_product_attention (exported with q and kᵀ each scaled by √scale)."""
+
+    def __init__(self, dim: int = 16, heads: int = 2) -> None:
+        super().__init__()
+        self.heads, self.qkv, self.proj = heads, nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        y = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(y.transpose(1, 2).reshape(b, n, c))
+
+
+def test_sdpa_attention_with_unbind_becomes_per_head_slices() -> None:
+    data = _onnx(_SdpaAttention(), 1, 9, 16)
+    assert "Split" in _ops(data) and any(len(p) == 5 for p in _transposes(data))
+    new, recs = _rewrite(data, "attention-heads")
+    rec = recs["attention-heads"]
+    assert rec.applied == 1 and rec.max_rel_err is not None and rec.max_rel_err <= 1e-5
+    assert all(p == [0, 2, 1] for p in _transposes(new))  # only each head's k^T
+    ops = _ops(new)
+    assert ops["Slice"] == 2 * 3 and ops["Softmax"] == 2 and "Split" not in ops
+
+
+def test_hardsigmoid_becomes_relu6_and_a_scale() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.Hardsigmoid(), nn.Conv2d(4, 4, 1))
+    data = _onnx(model, 1, 3, 8, 8)
+    assert _ops(data)["HardSigmoid"] == 1
+    new, recs = _rewrite(data, "hardsigmoid-relu6")
+    rec = recs["hardsigmoid-relu6"]
+    assert rec.applied == 1 and rec.max_rel_err is not None and rec.max_rel_err <= 1e-5
+    ops = _ops(new)
+    assert "HardSigmoid" not in ops and ops["Clip"] == 1
+
+
+def test_layernorm_centred_has_no_squared_difference() -> None:
+    """int16x8 LiteRT has no SQUARED_DIFFERENCE, which onnx2tf's LayerNorm lowering uses."""
+    model = nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.Linear(16, 4))
+    with torch.no_grad():
+        model[1].weight.uniform_(0.5, 1.5)
+        model[1].bias.uniform_(-0.5, 0.5)
+    data = _onnx(model, 1, 5, 8)
+    assert _ops(data)["LayerNormalization"] == 1
+    new, recs = _rewrite(data, "layernorm-centred")
+    rec = recs["layernorm-centred"]
+    assert rec.applied == 1 and rec.max_rel_err is not None and rec.max_rel_err <= 1e-4
+    ops = _ops(new)
+    assert "LayerNormalization" not in ops and ops["ReduceMean"] == 2 and ops["Sub"] == 1
+    assert rewrites.for_activations(rewrites.DEFAULT, "int8") == rewrites.DEFAULT
+    assert "layernorm-centred" in rewrites.for_activations(rewrites.DEFAULT, "int16")
+    assert rewrites.for_activations((), "int16") == ()  # --plain stays plain
 
 
 def test_patch_unfold_and_fold_become_reshape_split_concat() -> None:
@@ -336,6 +396,8 @@ def test_fallbacks_are_tried_in_order_and_reported() -> None:
     assert seen[0].onnx2tf == {"not_use_onnxsim": True}
     assert seen[1].onnx2tf.get("enable_batchmatmul_unfold") is True
     assert seen[2].options.activations == "int16" and "int16" in seen[2].why
+    # the int16x8 attempt gets the rewrites its kernels need; the int8 ones did not
+    assert "layernorm-centred" in seen[2].rewrites and "layernorm-centred" not in seen[0].rewrites
     assert [f["attempt"] for f in seen[2].failed_before] == [seen[0].why, seen[1].why]
     # asked for the GELU builtin: its tanh form is tried first, then the onnx2tf options
     builtin = tuple("gelu-builtin" if n == "gelu-tanh" else n for n in rewrites.DEFAULT)
@@ -344,6 +406,30 @@ def test_fallbacks_are_tried_in_order_and_reported() -> None:
     assert [a.onnx2tf for a in tried[2:]] == [
         {"not_use_onnxsim": True, **alt} for alt in strategy.ONNX2TF_ALTERNATIVES
     ]
+
+
+def test_a_missed_accuracy_drop_falls_back_to_int16_and_says_what_int8_measured() -> None:
+    seen: list[strategy.Attempt] = []
+
+    def once(att: strategy.Attempt) -> str:
+        seen.append(att)
+        if att.options.activations == "int8":
+            exc = FidelityError("int8 accuracy 37.40% is 18.20 points below float (55.60%), "
+                                "more than --max-accuracy-drop 0.5")  # fmt: skip
+            exc.measured = {"tflite_bytes": 1000, "arena_bytes": 64, "accuracy_drop": 18.2}
+            raise exc
+        return "ok"
+
+    # only --max-accuracy-drop given (no --min-sqnr): int16x8 is still tried
+    assert strategy.run(strategy.Strategy(), QuantOptions(), None, once, 0.5) == "ok"
+    assert seen[-1].options.activations == "int16"
+    assert "--max-accuracy-drop" in seen[-1].why
+    assert seen[-1].record()["precision_fallback"]["tflite_bytes"] == 1000
+    # without a threshold a FidelityError cannot happen; without the int16 fallback it stays
+    seen.clear()
+    with pytest.raises(FidelityError):
+        strategy.run(strategy.Strategy(int16_fallback=False), QuantOptions(), None, once, 0.5)
+    assert len(seen) == 1
 
 
 def test_when_nothing_works_the_first_error_names_the_layer() -> None:

@@ -207,6 +207,92 @@ def test_io_transposes_are_dropped_and_reported() -> None:
     np.testing.assert_allclose(got.transpose(0, 3, 1, 2), want)
 
 
+def test_concat_between_layout_transposes_concatenates_channels_last() -> None:
+    """DLA's aggregation as onnx2tf leaves it: NHWC → NCHW per input, concatenation on the
+    NCHW channels, back to NHWC for each reader."""
+    b = Builder()
+    x = b.tensor((1, 2, 3, 4), name="x")
+    a, c = b.relu(x), b.relu(b.relu(x))
+    ta = b.transpose(a, [0, 3, 1, 2], (1, 4, 2, 3))
+    tc = b.transpose(c, [0, 3, 1, 2], (1, 4, 2, 3))
+    cat = b.concat([ta, tc, ta], (1, 12, 2, 3))  # axis 1 = NCHW channels
+    back1 = b.transpose(cat, [0, 2, 3, 1], (1, 2, 3, 12))
+    back2 = b.transpose(cat, [0, 2, 3, 1], (1, 2, 3, 12))
+    y1, y2 = b.relu(back1), b.relu(back2)
+    data = b.finish([x], [y1, y2])
+    res = fold_layout_transposes(data)
+    assert res.removed == 4  # both input transposes and both readers
+    m = TFLiteModel.from_bytes(res.data)
+    assert "TRANSPOSE" not in m.op_histogram()
+    cat_op = next(op for op in flatbuf.unpack(res.data).subgraphs[0].operators
+                  if op.builtinOptionsType == schema.BuiltinOptions.ConcatenationOptions)  # fmt: skip
+    assert cat_op.builtinOptions.axis == 3
+    xn = RNG.standard_normal((1, 2, 3, 4))
+    for want, got in zip(run(data, [xn]), run(res.data, [xn]), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_concat_read_in_its_transposed_layout_is_left_alone() -> None:
+    b = Builder()
+    x = b.tensor((1, 2, 3, 4), name="x")
+    ta = b.transpose(b.relu(x), [0, 3, 1, 2], (1, 4, 2, 3))
+    tc = b.transpose(b.relu(x), [0, 3, 1, 2], (1, 4, 2, 3))
+    cat = b.concat([ta, tc], (1, 8, 2, 3))
+    back = b.transpose(cat, [0, 2, 3, 1], (1, 2, 3, 8))
+    other = b.relu(cat)  # a reader that wants the NCHW concatenation
+    data = b.finish([x], [b.relu(back), b.relu(other)])
+    assert fold_layout_transposes(data).removed == 0
+
+
+def _channel_norm_between_transposes(shared_axes: bool) -> bytes:
+    """ConvNeXt's downsampling LayerNorm as onnx2tf leaves it: NHWC → NCHW, mean over the
+    channels (axis 1), centre, scale by a per-channel constant, back to NHWC."""
+    b = Builder()
+    x = b.tensor((1, 2, 3, 4), name="x")
+    t = b.transpose(b.relu(x), [0, 3, 1, 2], (1, 4, 2, 3))
+    axes = b.const_i32([1])
+    mean_opts = schema.ReducerOptionsT()
+    mean_opts.keepDims = True
+    m = b.tensor((1, 1, 2, 3))
+    b.op(OPS.MEAN, [t, axes], [m], (schema.BuiltinOptions.ReducerOptions, mean_opts))
+    c = b.tensor((1, 4, 2, 3))
+    b.op(OPS.SUB, [t, m], [c], (schema.BuiltinOptions.SubOptions, schema.SubOptionsT()))
+    gamma = b.tensor((1, 4, 1, 1), RNG.standard_normal((1, 4, 1, 1)).astype(np.float32))
+    g = b.tensor((1, 4, 2, 3))
+    b.op(OPS.MUL, [c, gamma], [g], (schema.BuiltinOptions.MulOptions, schema.MulOptionsT()))
+    back = b.transpose(g, [0, 2, 3, 1], (1, 2, 3, 4))
+    outs = [b.relu(back)]
+    if shared_axes:  # another reduction outside the region reads the same axes constant
+        m2 = b.tensor((1, 1, 3, 4))
+        b.op(OPS.MEAN, [b.relu(x), axes], [m2], (schema.BuiltinOptions.ReducerOptions, mean_opts))
+        outs.append(m2)
+    return b.finish([x], outs)
+
+
+@pytest.mark.parametrize("shared_axes", [False, True])
+def test_channel_norm_between_transposes_runs_channels_last(shared_axes: bool) -> None:
+    data = _channel_norm_between_transposes(shared_axes)
+    res = fold_layout_transposes(data)
+    assert res.removed == 2
+    m = TFLiteModel.from_bytes(res.data)
+    assert "TRANSPOSE" not in m.op_histogram()
+    for _ in range(3):
+        xn = RNG.standard_normal((1, 2, 3, 4))
+        for want, got in zip(run(data, [xn]), run(res.data, [xn]), strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_region_with_a_reader_outside_is_left_alone() -> None:
+    b = Builder()
+    x = b.tensor((1, 2, 3, 4), name="x")
+    t = b.transpose(b.relu(x), [0, 3, 1, 2], (1, 4, 2, 3))
+    r = b.relu(t)
+    back = b.transpose(r, [0, 2, 3, 1], (1, 2, 3, 4))
+    side = b.reshape(r, (1, 24))  # reads the NCHW tensor: the region is not closed
+    data = b.finish([x], [b.relu(back), side])
+    assert fold_layout_transposes(data).removed == 0
+
+
 def test_pack_aligns_buffers_to_16_bytes_and_round_trips() -> None:
     data = flatten_fc_model(True)
     model = flatbuf.unpack(data)

@@ -254,6 +254,21 @@ def _strategy(args: argparse.Namespace) -> Any:
     return replace(base, **changes)
 
 
+def _fallback_line(attempt: str, fb: dict[str, Any]) -> str:
+    """What the precision fallback was for and what it costs against int8."""
+    i8 = fb.get("int8") or {}
+
+    def pct(k: str) -> str:
+        return f" ({fb[k]:+.1f} %)" if fb.get(k) is not None else ""
+
+    return (
+        f"precision fallback: {attempt}. int8 had top-1 drop {i8.get('accuracy_drop')} points, "
+        f"SQNR {i8.get('sqnr_db')} dB, {i8.get('tflite_bytes')} B, arena {i8.get('arena_bytes')}"
+        f" B; this model: {fb.get('bytes')} B{pct('extra_bytes_pct')}, arena "
+        f"{fb.get('arena_bytes')} B{pct('extra_arena_pct')}"
+    )
+
+
 def _print_summary(result: Any) -> None:
     r = result.report
     c = ui.console
@@ -272,31 +287,36 @@ def _print_summary(result: Any) -> None:
                 "-" if s.scale is None else f"{s.scale:.6g}",
                 "-" if s.zero_point is None else str(s.zero_point),
             )
-    c.print(io)
+    if r.get("accuracy"):  # a classifier with labels: top-1 first, it is what users ask
+        a = r["accuracy"]
+        c.print(
+            f"top-1 accuracy ({a['output']}, {a['samples']} labelled samples): float "
+            f"{a['float']:.2f}%, int8 {a['int8']:.2f}% (drop {a['drop']:.2f} points)",
+            highlight=False,
+        )
     fid = Table(
         title=f"int8 vs float on {r['data']['validation']['samples']} samples "
         f"({r['data']['validation']['source']})",
         title_justify="left",
     )
-    for col in ("output", "SQNR dB", "cosine", "max abs err", "top-1 agree"):
+    for col in ("output", "top-1 agree", "SQNR dB", "input-dep. SQNR dB", "cosine", "max abs err"):
         fid.add_column(col)
     for name, f in r["fidelity"].items():
         t1 = f.get("top1_agreement")
+        share = f.get("input_dependent_power")
+        varying = f.get("sqnr_input_dependent_db")
         fid.add_row(
             name,
+            "-" if t1 is None else f"{100 * t1:.1f}%",
             f"{f['sqnr_db']}",
+            ("- (constant output)" if share == 0.0 else "-")
+            if varying is None
+            else f"{varying} ({100 * (share or 0):.0f}% of power)",
             f"{f['cosine']:.6f}",
             f"{f['max_abs_err']:.4g}",
-            "-" if t1 is None else f"{100 * t1:.1f}%",
         )
     c.print(fid)
-    if r.get("accuracy"):
-        a = r["accuracy"]
-        c.print(
-            f"accuracy ({a['output']}, {a['samples']} labelled samples): float "
-            f"{a['float']:.2f}%, int8 {a['int8']:.2f}% (drop {a['drop']:.2f} points)",
-            highlight=False,
-        )
+    c.print(io)
     if r.get("worst_layers"):
         wl = Table(title="layers losing the most", title_justify="left")
         for col in ("op", "layer (PyTorch module)", "ONNX node", "SQNR dB", "loses dB"):
@@ -326,6 +346,9 @@ def _print_summary(result: Any) -> None:
             f"rewrites: {', '.join(conv['rewrites_applied']) or 'none'}",
             highlight=False,
         )
+        fb = conv.get("precision_fallback")
+        if fb:
+            c.print(_fallback_line(conv["attempt"], fb), highlight=False)
     t = r["timings_s"]
     c.print("times (s): " + ", ".join(f"{k} {v:g}" for k, v in t.items()), highlight=False)
     c.print(

@@ -10,6 +10,18 @@ scales belong to output rows, which do not move), so outputs are bit-identical.
 Handled: TRANSPOSE (batch axis fixed) → one or more RESHAPEs to ``(N, K)`` → any mix of
 FULLY_CONNECTED (as its input) and last-axis CONCATENATIONs that end in FULLY_CONNECTEDs.
 
+A CONCATENATION whose inputs are all TRANSPOSEs with one permutation ``P`` and whose
+readers are all TRANSPOSEs that undo ``P`` (onnx2tf's NCHW concatenation between NHWC
+layers: DLA's aggregation nodes) becomes one CONCATENATION of the untransposed inputs on
+axis ``P[axis]``: exact, since a TRANSPOSE keeps scale and zero point.
+
+A region of elementwise ops and keep-dims reductions entered through TRANSPOSEs with one
+permutation ``P`` and left only through TRANSPOSEs that undo it (onnx2tf's NCHW channel
+LayerNorm between NHWC convolutions: ConvNeXt's downsampling norm) is computed in the
+source layout instead: both transposes go, the region's tensors and rank-4 constants take
+the source layout and the reduction axes are mapped through ``P`` (checked bit-exact, like
+every fold, by the pipeline).
+
 A TRANSPOSE right after a graph input or right before a graph output is also layout only:
 it is dropped, and the input or output takes the other layout, which the result reports
 (``input_perms`` / ``output_perms``) so that the tensor specs say which bytes to feed.
@@ -71,6 +83,11 @@ def fold_layout_transposes(data: bytes) -> FoldResult:
                 break
             removed += 1
             folded.extend(done)
+        while True:
+            gone = _sink_concat(model, sg) or _sink_region(model, sg)
+            if not gone:
+                break
+            removed += gone
     in_perms, out_perms = _drop_io_transposes(model, model.subgraphs[0])
     removed += len(in_perms) + len(out_perms)
     if not removed:
@@ -84,6 +101,224 @@ def fold_layout_transposes(data: bytes) -> FoldResult:
         sorted(out_perms),
     )
     return FoldResult(flatbuf.pack(model), removed, tuple(folded), in_perms, out_perms)
+
+
+def _perm_of(model: Any, sg: Any, op: Any) -> tuple[int, ...] | None:
+    """The constant permutation of a TRANSPOSE op (None for any other op)."""
+    if flatbuf.op_name(model, op) != "TRANSPOSE":
+        return None
+    perm_tensor = sg.tensors[int(op.inputs[1])]
+    if not _is_constant(model, perm_tensor):
+        return None
+    return tuple(int(p) for p in flatbuf.buffer_array(model, perm_tensor).reshape(-1))
+
+
+def _same_quant(a: Any, b: Any) -> bool:
+    qa, qb = a.quantization, b.quantization
+    if qa is None or qb is None:
+        return qa is None and qb is None
+    return bool(
+        np.array_equal(np.asarray(qa.scale), np.asarray(qb.scale))
+        and np.array_equal(np.asarray(qa.zeroPoint), np.asarray(qb.zeroPoint))
+    )
+
+
+def _sink_concat(model: Any, sg: Any) -> int:
+    """Concatenate the sources of same-permutation TRANSPOSEs directly when every reader of
+    the result transposes it back (see module doc); the number of ops removed (0: none)."""
+    ops = sg.operators or []
+    users = flatbuf.tensor_users(sg)
+    producer = {int(t): i for i, op in enumerate(ops) for t in op.outputs}
+    graph_outputs = {int(t) for t in (sg.outputs if sg.outputs is not None else [])}
+    for cop in ops:
+        if flatbuf.op_name(model, cop) != "CONCATENATION" or cop.builtinOptions is None:
+            continue
+        ins = [int(t) for t in cop.inputs]
+        in_ops = [producer.get(t) for t in ins]
+        if any(i is None for i in in_ops):
+            continue
+        perms = [_perm_of(model, sg, ops[i]) for i in in_ops if i is not None]
+        perm = perms[0]
+        if perm is None or any(p != perm for p in perms):
+            continue
+        out = int(cop.outputs[0])
+        readers = users.get(out, [])
+        if out in graph_outputs or not readers:
+            continue
+        back = [_perm_of(model, sg, ops[r]) for r in readers]
+        if any(q is None or [perm[k] for k in q] != list(range(len(perm))) for q in back):
+            continue
+        new_out = [int(ops[r].outputs[0]) for r in readers]
+        if any(not _same_quant(sg.tensors[t], sg.tensors[out]) for t in new_out):
+            continue
+        if any(t in graph_outputs for t in new_out[1:]):
+            continue
+        rank = len(perm)
+        axis = int(cop.builtinOptions.axis)
+        cop.builtinOptions.axis = perm[axis % rank]
+        cop.inputs = [int(ops[i].inputs[0]) for i in in_ops if i is not None]
+        cop.outputs = [new_out[0]]
+        for other in new_out[1:]:  # every reader of a duplicate back-transpose reads the first
+            for op in ops:
+                op.inputs = [new_out[0] if int(t) == other else int(t) for t in op.inputs]
+        drop = set(readers)
+        after = flatbuf.tensor_users(sg)
+        for i in in_ops:
+            t = int(ops[i].outputs[0]) if i is not None else -1
+            if i is not None and not after.get(t) and t not in graph_outputs:
+                drop.add(i)
+        sg.operators = [op for k, op in enumerate(ops) if k not in drop]
+        return len(drop)
+    return 0
+
+
+#: ops that act elementwise (with broadcasting) on every input: layout does not matter
+_ELEMENTWISE = {"ADD", "SUB", "MUL", "DIV", "SQUARED_DIFFERENCE", "RSQRT", "SQRT", "LOGISTIC",
+                "TANH", "RELU", "RELU6", "HARD_SWISH", "ABS", "NEG", "MAXIMUM", "MINIMUM",
+                "EXP", "GELU", "LEAKY_RELU", "QUANTIZE", "DEQUANTIZE"}  # fmt: skip
+#: reductions whose second input holds the axes (layout-free with keep_dims)
+_REDUCE = {"MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN"}
+_MAX_REGION = 64
+
+
+def _sink_region(model: Any, sg: Any) -> int:
+    """Compute a transposed elementwise/reduction region in the source layout (see module
+    doc); the number of TRANSPOSE ops removed (0: none found)."""
+    ops = sg.operators or []
+    users = flatbuf.tensor_users(sg)
+    producer = {int(t): i for i, op in enumerate(ops) for t in op.outputs}
+    graph_outputs = {int(t) for t in (sg.outputs if sg.outputs is not None else [])}
+    for ei, eop in enumerate(ops):
+        perm = _perm_of(model, sg, eop)
+        if perm is None or len(perm) != 4 or perm == (0, 1, 2, 3):
+            continue
+        plan = _region(model, sg, ops, users, producer, graph_outputs, ei, perm)
+        if plan is None:
+            continue
+        entries, region, exits, consts, axes = plan
+        inv = [int(i) for i in np.argsort(perm)]
+        source = {int(ops[e].outputs[0]): int(ops[e].inputs[0]) for e in entries}
+        for r in region:
+            op = ops[r]
+            op.inputs = [source.get(int(t), int(t)) for t in op.inputs]
+            for t in op.outputs:
+                ten = sg.tensors[int(t)]
+                ten.shape = [int(ten.shape[i]) for i in inv]
+                if ten.shapeSignature is not None and len(ten.shapeSignature) == 4:
+                    ten.shapeSignature = [int(ten.shapeSignature[i]) for i in inv]
+        consts = {_own(model, sg, ops, region, c) for c in consts}
+        axes = {_own(model, sg, ops, region, c) for c in axes}
+        for c in consts:
+            ten = sg.tensors[c]
+            flatbuf.set_buffer_array(model, sg, c, flatbuf.buffer_array(model, ten).transpose(inv))
+            ten.shape = [int(ten.shape[i]) for i in inv]
+        for c in axes:
+            ax = flatbuf.buffer_array(model, sg.tensors[c])
+            flatbuf.set_buffer_array(model, sg, c, np.array([perm[int(a) % 4] for a in
+                                                             ax.reshape(-1)], ax.dtype))  # fmt: skip
+        for x in exits:  # readers of the back-transpose read the region tensor itself
+            old, new = int(ops[x].outputs[0]), int(ops[x].inputs[0])
+            for op in ops:
+                op.inputs = [new if int(t) == old else int(t) for t in op.inputs]
+        drop = set(exits)
+        after = flatbuf.tensor_users(sg)
+        for e in entries:
+            t = int(ops[e].outputs[0])
+            if not after.get(t) and t not in graph_outputs:
+                drop.add(e)
+        sg.operators = [op for k, op in enumerate(ops) if k not in drop]
+        return len(drop)
+    return 0
+
+
+def _region(
+    model: Any,
+    sg: Any,
+    ops: list[Any],
+    users: dict[int, list[int]],
+    producer: dict[int, int],
+    graph_outputs: set[int],
+    first: int,
+    perm: tuple[int, ...],
+) -> tuple[set[int], set[int], set[int], set[int], set[int]] | None:
+    """(entry transposes, region ops, exit transposes, rank-4 constants, axes constants) of
+    the region reached from TRANSPOSE ``first``; None when it is not a closed region."""
+    entries, region, exits = {first}, set(), set()
+    todo = [int(ops[first].outputs[0])]
+    seen: set[int] = set()
+    while todo:
+        t = todo.pop()
+        if t in seen:
+            continue
+        seen.add(t)
+        if t in graph_outputs:
+            return None
+        for u in users.get(t, []):
+            if u in region or u in exits:
+                continue
+            uop = ops[u]
+            name = flatbuf.op_name(model, uop)
+            q = _perm_of(model, sg, uop)
+            if q is not None:
+                if [perm[k] for k in q] != [0, 1, 2, 3] or int(uop.outputs[0]) in graph_outputs:
+                    return None
+                exits.add(u)
+                continue
+            if name not in _ELEMENTWISE and name not in _REDUCE:
+                return None
+            if name in _REDUCE:
+                opts = uop.builtinOptions
+                if opts is None or not getattr(opts, "keepDims", False):
+                    return None
+            region.add(u)
+            if len(region) > _MAX_REGION:
+                return None
+            todo.extend(int(x) for x in uop.outputs)
+            for i in (int(x) for x in uop.inputs):
+                p = producer.get(i)
+                if p is not None and p not in entries and _perm_of(model, sg, ops[p]) == perm:
+                    entries.add(p)  # another way in, with the same permutation
+                    todo.append(i)
+    consts: set[int] = set()
+    axes: set[int] = set()
+    for r in region:
+        name = flatbuf.op_name(model, ops[r])
+        for k, i in enumerate(int(x) for x in ops[r].inputs):
+            if i < 0:
+                continue
+            ten = sg.tensors[i]
+            if _is_constant(model, ten):
+                qz = ten.quantization
+                if qz is not None and qz.scale is not None and len(qz.scale) > 1:
+                    return None
+                if name in _REDUCE and k == 1:
+                    axes.add(i)
+                elif len(ten.shape) == 4:
+                    consts.add(i)
+                elif int(np.prod(ten.shape)) != 1:
+                    return None  # a lower-rank constant broadcasts along other axes
+                continue
+            p = producer.get(i)
+            if p is None or (p not in region and p not in entries):
+                return None  # a non-constant input from outside the region
+    for e in entries:  # every reader of an entry's output is in the region or an exit
+        if any(u not in region and u not in exits for u in users.get(int(ops[e].outputs[0]), [])):
+            return None
+    return (entries, region, exits, consts, axes) if region and exits else None
+
+
+def _own(model: Any, sg: Any, ops: list[Any], region: set[int], c: int) -> int:
+    """Tensor ``c`` itself if only region ops read it, else a copy the region ops read."""
+    if all(u in region for u in flatbuf.tensor_users(sg).get(c, [])):
+        return c
+    import copy
+
+    ten = copy.deepcopy(sg.tensors[c])
+    sg.tensors.append(ten)
+    new = len(sg.tensors) - 1
+    for r in region:
+        ops[r].inputs = [new if int(t) == c else int(t) for t in ops[r].inputs]
+    return new
 
 
 def _drop_io_transposes(

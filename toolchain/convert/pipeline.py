@@ -104,6 +104,7 @@ def convert(
             progress=progress, weights=weights, cache_dir=cache_dir, label_output=label_output,
             attempt=attempt,
         ),
+        max_accuracy_drop,
     )  # fmt: skip
 
 
@@ -392,11 +393,13 @@ def _convert_cold(
         "versions": cache_mod.versions(),
         "cache_key": key2,
     }
+    if attempt.fallback_from:
+        report["conversion"]["precision_fallback"] = _precision_cost(attempt.fallback_from, data)
     if store is not None and key2 is not None:
         store.put(key2, data, report)
         if key1 is not None:
             store.link(key1, key2)
-    _gate(report, min_sqnr, max_accuracy_drop)
+    _gate(report, min_sqnr, max_accuracy_drop, data)
     return _write(out, data, report, ins, outs, cached=False)
 
 
@@ -602,7 +605,7 @@ def _finish_cached(
 ) -> ConvertResult:
     path, report = hit
     prog("cached", 1, 1)
-    _gate(report, min_sqnr, max_accuracy_drop)
+    _gate(report, min_sqnr, max_accuracy_drop, path.read_bytes())
     ins = tuple(TensorSpec.from_dict(d) for d in report["inputs"])
     outs = tuple(TensorSpec.from_dict(d) for d in report["outputs"])
     return _write(out, path.read_bytes(), report, ins, outs, cached=True)
@@ -631,7 +634,57 @@ def _write(
     )
 
 
-def _gate(report: dict[str, Any], min_sqnr: float | None, max_drop: float | None) -> None:
+def _arena(data: bytes) -> int | None:
+    """The host TFLM interpreter's minimum arena (None when it cannot run the model)."""
+    from toolchain.emit.arena import minimum_arena
+    from toolchain.errors import EdgeDeployError
+
+    try:
+        return minimum_arena(data)
+    except EdgeDeployError as exc:
+        log.warning("arena of the model not measured: %s", exc.message)
+        return None
+
+
+def _precision_cost(int8: dict[str, Any], data: bytes) -> dict[str, Any]:
+    """The int8 attempt's figures next to the fallback model's: what the precision cost."""
+    arena = _arena(data)
+    out: dict[str, Any] = {"int8": int8, "bytes": len(data), "arena_bytes": arena}
+    if int8.get("tflite_bytes"):
+        out["extra_bytes_pct"] = round(100.0 * (len(data) / int8["tflite_bytes"] - 1.0), 2)
+    if int8.get("arena_bytes") and arena:
+        out["extra_arena_pct"] = round(100.0 * (arena / int8["arena_bytes"] - 1.0), 2)
+    return out
+
+
+def _measured(report: dict[str, Any], data: bytes | None) -> dict[str, Any]:
+    sq = [f.get("sqnr_db") for f in report["fidelity"].values() if f.get("sqnr_db") is not None]
+    acc = report.get("accuracy") or {}
+    return {
+        "activations": report["options"]["activations"],
+        "tflite_bytes": report["tflite_bytes"],
+        "arena_bytes": _arena(data) if data is not None else None,
+        "sqnr_db": min(sq) if sq else None,
+        "accuracy": acc.get("int8"),
+        "accuracy_drop": acc.get("drop"),
+    }
+
+
+def _gate(
+    report: dict[str, Any],
+    min_sqnr: float | None,
+    max_drop: float | None,
+    data: bytes | None = None,
+) -> None:
+    """Raise FidelityError (with what was measured) when a threshold is missed."""
+    try:
+        _check_gates(report, min_sqnr, max_drop)
+    except FidelityError as exc:
+        exc.measured = _measured(report, data)
+        raise
+
+
+def _check_gates(report: dict[str, Any], min_sqnr: float | None, max_drop: float | None) -> None:
     worst = report.get("worst_layers") or []
     worst_txt = ", ".join(
         f"{w.get('module') or w.get('onnx_node') or w['op']} ({w['drop_db']:.1f} dB)"

@@ -9,7 +9,9 @@ of :class:`Attempt` s, tried in order by :func:`run` until one succeeds:
    cannot run its result: the fallback rewrites (:data:`rewrites.FALLBACK`: the tanh form
    of GELU for the builtin), then onnx2tf with the alternative options of
    :data:`ONNX2TF_ALTERNATIVES` (each once);
-3. when the result misses ``min_sqnr`` and int16 fallback is allowed: int16x8 activations.
+3. when the result misses ``min_sqnr`` or ``max_accuracy_drop`` and int16 fallback is
+   allowed: int16x8 activations; the report's ``conversion.precision_fallback`` then says
+   what int8 measured and what the int16x8 model costs more (bytes, TFLM arena).
 
 A second frontend (litert-torch) is not tried: it needs ai-edge-litert 2.3 (the pinned
 stack has 2.1.0), JAX, torchao and transformers, and cannot share this environment; see
@@ -133,6 +135,8 @@ class Attempt:
     rewrite_records: list[dict[str, Any]] = field(default_factory=list)
     techniques: dict[str, Any] = field(default_factory=dict)
     failed_before: list[dict[str, str]] = field(default_factory=list)
+    #: what the int8 attempt this one replaces measured (see FidelityError.measured)
+    fallback_from: dict[str, Any] | None = None
 
     def cache_dict(self) -> dict[str, Any]:
         """What changes the produced model (beyond the QuantOptions and the ONNX bytes)."""
@@ -159,6 +163,7 @@ class Attempt:
             "range_margin": self.range_margin if self.options.activations == "int8" else None,
             "calibration_range": self.range_method if self.options.activations == "int8" else None,
             "failed_attempts": self.failed_before,
+            "precision_fallback": self.fallback_from,
             "frontends": FRONTENDS,
         }
 
@@ -198,7 +203,7 @@ def attempts(strategy: Strategy, options: QuantOptions) -> list[Attempt]:
     )
     base = Attempt(
         options=options,
-        rewrites=strategy.rewrite_names,
+        rewrites=rw.for_activations(strategy.rewrite_names, options.activations),
         equalize=strategy.equalize,
         bias_correction=strategy.bias_correction,
         range_margin=strategy.range_margin,
@@ -238,6 +243,7 @@ def run(
     options: QuantOptions,
     min_sqnr: float | None,
     once: Callable[[Attempt], T],
+    max_accuracy_drop: float | None = None,
 ) -> T:
     """Try the attempts in order (see module doc); the first success's result."""
     errors: list[tuple[Attempt, ConversionError | FidelityError]] = []
@@ -253,10 +259,13 @@ def run(
         except FidelityError as exc:
             errors.append((att, exc))
             opts16 = int16_options(att.options) if strategy.int16_fallback else None
-            if opts16 is None or min_sqnr is None:
+            if opts16 is None or (min_sqnr is None and max_accuracy_drop is None):
                 break
-            log.warning("int8 misses --min-sqnr %g dB; trying int16x8 activations", min_sqnr)
-            todo = [replace(att, options=opts16, why="int16x8 (int8 missed --min-sqnr)")]
+            gate = "--min-sqnr" if "--min-sqnr" in exc.message else "--max-accuracy-drop"
+            log.warning("int8 misses %s; trying int16x8 activations", gate)
+            todo = [replace(att, options=opts16, why=f"int16x8 (int8 missed {gate})",
+                            rewrites=rw.for_activations(att.rewrites, "int16"),
+                            fallback_from=copy.deepcopy(exc.measured))]  # fmt: skip
             i = 0
             continue
         except (Onnx2TfError, QuantizationError, GraphLintError) as exc:

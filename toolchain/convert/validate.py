@@ -1,7 +1,11 @@
 """Stage 5: how far is the int8 model from the float one?
 
-* :func:`fidelity` — per output: SQNR (dB), cosine similarity (mean over samples), max abs
-  error, top-1 agreement for classifier-shaped outputs (``(1, K)``, K > 1).
+* :func:`fidelity` — per output: SQNR (dB), the SQNR of the input-dependent part (each
+  side minus its mean over the samples: a near-constant output such as a confident
+  classifier's logits or a random-weight net's is otherwise mostly scored on its constant),
+  the share of the float output power that varies with the input, cosine similarity (mean
+  over samples), max abs error, top-1 agreement for classifier-shaped outputs (``(N, K)``,
+  K > 1).
 * :func:`accuracy` — top-1 accuracy of float and int8 outputs against labels.
 * :func:`layer_table` — per layer: the int8 intermediate tensors (LiteRT with
   ``experimental_preserve_all_tensors``) against the float ONNX model's (onnxruntime, which
@@ -40,6 +44,26 @@ def sqnr_db(ref: np.ndarray, test: np.ndarray) -> float | None:
     return 10.0 * math.log10(sig / noise)
 
 
+def centered_sqnr_db(ref: np.ndarray, test: np.ndarray) -> tuple[float | None, float | None]:
+    """SQNR of the input-dependent part and that part's share of the float output power.
+
+    Each side has its own mean over the samples (axis 0) removed, so a constant offset
+    the int8 model reproduces is not counted as signal. (None, None) for fewer than two
+    samples; (None, 0.0) when the float output does not vary at all (a net that ignores
+    its input: only its graph counts)."""
+    r = np.asarray(ref, dtype=np.float64)
+    t = np.asarray(test, dtype=np.float64)
+    if r.ndim == 0 or r.shape[0] < 2:
+        return None, None
+    rc = r - r.mean(axis=0, keepdims=True)
+    tc = t - t.mean(axis=0, keepdims=True)
+    total = float(np.sum(r * r))
+    share = round(float(np.sum(rc * rc)) / total, 4) if total > 0 else None
+    if share is not None and share < 1e-9:
+        return None, 0.0
+    return sqnr_db(rc, tc), share
+
+
 def _cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a2 = a.reshape(a.shape[0], -1).astype(np.float64)
     b2 = b.reshape(b.shape[0], -1).astype(np.float64)
@@ -55,8 +79,11 @@ def fidelity(ref: np.ndarray, test: np.ndarray) -> dict[str, Any]:
     """Metrics of one output; arrays are ``(N, ...)`` in the same layout."""
     ref = np.asarray(ref, dtype=np.float32)
     test = np.asarray(test, dtype=np.float32)
+    varying = centered_sqnr_db(ref, test)
     out: dict[str, Any] = {
         "sqnr_db": _finite(sqnr_db(ref, test)),
+        "sqnr_input_dependent_db": _finite(varying[0]),
+        "input_dependent_power": varying[1],
         "cosine": float(np.mean(_cosine_rows(ref, test))),
         "max_abs_err": float(np.max(np.abs(ref - test))) if ref.size else 0.0,
         "top1_agreement": None,

@@ -130,6 +130,8 @@ def summary(r: Mapping[str, Any]) -> dict[str, Any]:
     acc = conv.get("accuracy") or {}
     fid = conv.get("fidelity") or {}
     sqnrs = [f.get("sqnr_db") for f in fid.values() if f.get("sqnr_db") is not None]
+    varying = [f["sqnr_input_dependent_db"] for f in fid.values()
+               if f.get("sqnr_input_dependent_db") is not None]  # fmt: skip
     mem = emit.get("memory") or {}
     bsum = bench.get("summary") or {}
     build = (fw.get("build") or {}) if fw else {}
@@ -156,6 +158,7 @@ def summary(r: Mapping[str, Any]) -> dict[str, Any]:
         "accuracy_int8": acc.get("int8"),
         "accuracy_tflm": (validate.get("tflm") or {}).get("accuracy"),
         "min_sqnr_db": min(sqnrs) if sqnrs else None,
+        "min_sqnr_input_dependent_db": min(varying) if varying else None,
         "latency_median": bsum.get("median"),
         "latency_unit": bsum.get("unit"),
         "latency_runs": bsum.get("n"),

@@ -189,7 +189,12 @@ def _cards(s: Mapping[str, Any], r: Mapping[str, Any]) -> list[dict[str, str]]:
             {
                 "label": "SQNR",
                 "value": f"{s['min_sqnr_db']:.1f} dB",
-                "sub": "int8 vs float, worst output",
+                "sub": "int8 vs float, worst output"
+                + (
+                    f"; input-dependent part {s['min_sqnr_input_dependent_db']:.1f} dB"
+                    if s.get("min_sqnr_input_dependent_db") is not None
+                    else ""
+                ),
                 "tone": "blue",
             }
         )
@@ -279,6 +284,14 @@ def _data_source(r: Mapping[str, Any], what: str) -> str:
     return src or "—"
 
 
+def _varying(f: Mapping[str, Any]) -> str:
+    """The input-dependent SQNR with the share of output power that varies with the input."""
+    share = f.get("input_dependent_power")
+    if f.get("sqnr_input_dependent_db") is None:
+        return "— (constant output)" if share == 0.0 else "—"
+    return f"{num(f['sqnr_input_dependent_db'])} ({pct(100 * share) if share is not None else '—'})"
+
+
 def _fidelity(r: Mapping[str, Any]) -> dict[str, Any] | None:
     conv = r.get("convert")
     if not conv:
@@ -287,6 +300,7 @@ def _fidelity(r: Mapping[str, Any]) -> dict[str, Any] | None:
     outputs = [
         {"name": name, "sqnr": num(f.get("sqnr_db")), "cosine": num(f.get("cosine"), 6),
          "max_abs_err": num(f.get("max_abs_err")), "top1": pct(100 * f["top1_agreement"]) if f.get("top1_agreement") is not None else "—",
+         "sqnr_varying": _varying(f),
          "samples": num(f.get("samples"))}
         for name, f in sorted((conv.get("fidelity") or {}).items())
     ]  # fmt: skip

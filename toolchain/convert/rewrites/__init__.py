@@ -13,9 +13,13 @@ maxpool-finite-pad        padded/ceil max pool → Pad(0 or edge) + MaxPool     
 bn-into-next-conv         BatchNorm before an unpadded conv → into its weights   ≤ 1e-4 rel
 channels-last-island      permute → LayerNorm/Linear/GELU → permute (ConvNeXt)   ≤ 1e-4 rel
                           → NCHW ops (channel LayerNorm, 1×1 convs)
+layernorm-centred (int16) LayerNorm → centred mean/var ops (no                 ≤ 1e-4 rel
+                          SQUARED_DIFFERENCE: none in int16x8)
 gelu-tanh                 exact GELU (Erf) → tanh form (MUL/ADD/TANH)             ≤ 4.7e-4
 gelu-builtin (opt-in)     exact GELU (Erf) → Gelu → TFLite GELU int8 (LiteRT     exact fn
                           only: TFLM has no GELU kernel)
+hardsigmoid-relu6         HardSigmoid → Relu6(6αx + 6β)/6 (TFLM has no           ≤ 1e-5 rel
+                          RELU_0_TO_1 kernel)
 div-by-constant           x / c → x · (1/c) (no float DIV island)                ≤ 1 ulp
 channel-shuffle-gather    reshape/transpose/reshape shuffle → channel Gather     bit-exact
 tokens-channels-last      flatten(2).transpose(1,2) ↔ channels-last reshapes     bit-exact
@@ -41,6 +45,7 @@ DEFAULT: tuple[str, ...] = (
     "bn-into-next-conv",
     "channels-last-island",
     "gelu-tanh",
+    "hardsigmoid-relu6",
     "div-by-constant",
     "channel-shuffle-gather",
     "tokens-channels-last",
@@ -50,14 +55,27 @@ DEFAULT: tuple[str, ...] = (
 #: rewrites that are not in DEFAULT: fallbacks the strategy swaps in when onnx2tf fails
 #: with the first one (``--rewrites ...,gelu-builtin,...`` asks for the GELU builtin)
 FALLBACK: dict[str, str] = {"gelu-builtin": "gelu-tanh"}
+#: rewrites added to every int16x8 attempt (its kernels need them), not to int8 ones
+INT16: tuple[str, ...] = ("layernorm-centred",)
 #: every rewrite name, in the order they run
 KNOWN: tuple[str, ...] = (
     *DEFAULT[: DEFAULT.index("gelu-tanh")],
+    "layernorm-centred",
     "gelu-builtin",
     *DEFAULT[DEFAULT.index("gelu-tanh") :],
 )
 
-__all__ = ["DEFAULT", "FALLBACK", "KNOWN", "registry", "rewrite_onnx"]
+
+def for_activations(names: Sequence[str], activations: str) -> tuple[str, ...]:
+    """``names`` plus :data:`INT16` for int16x8 activations (in :data:`KNOWN` order then);
+    ``names`` unchanged otherwise, and when no rewrites are asked for."""
+    if activations != "int16" or not names:
+        return tuple(names)
+    wanted = set(names) | set(INT16)
+    return tuple(n for n in KNOWN if n in wanted)
+
+
+__all__ = ["DEFAULT", "FALLBACK", "INT16", "KNOWN", "for_activations", "registry", "rewrite_onnx"]
 
 
 def registry() -> dict[str, type[Rewrite]]:
@@ -69,6 +87,8 @@ def registry() -> dict[str, type[Rewrite]]:
         FoldConstants,
         GeluBuiltin,
         GeluTanh,
+        HardSigmoidRelu6,
+        LayerNormCentred,
         MaxPoolFinitePad,
     )
     from toolchain.convert.rewrites.islands import ChannelsLastIsland
@@ -83,8 +103,10 @@ def registry() -> dict[str, type[Rewrite]]:
         MaxPoolFinitePad,
         BatchNormIntoNextConv,
         ChannelsLastIsland,
+        LayerNormCentred,
         GeluBuiltin,
         GeluTanh,
+        HardSigmoidRelu6,
         DivByConstant,
         ChannelPermutation,
         TokensChannelsLast,

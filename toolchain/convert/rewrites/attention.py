@@ -19,7 +19,9 @@ How heads are split is not matched by op pattern but by where the values come fr
 Reshape / Transpose / Gather chain from a rank-3 token tensor to each MatMul operand is
 replayed on an index array, and each head must read a contiguous channel range of it
 (any spelling of the split — one qkv projection or three, ``permute`` or ``transpose`` —
-gives the same index map). The merge chain is checked the same way.
+gives the same index map; ``unbind`` exports as Split + Squeeze). The merge chain is
+checked the same way. A scalar Mul/Div on the q or k operand (``scaled_dot_product_attention``
+exports ``q·√s`` and ``kᵀ·√s``) is applied to each head's slice instead.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from toolchain.convert.rewrites.graph import Graph, attr
 #: scalar elementwise ops allowed between the two MatMuls (the 1/sqrt(d) scale)
 _SCALAR_OPS = ("Mul", "Div")
 #: data-movement ops a head split may consist of
-_MOVE_OPS = ("Reshape", "Transpose", "Gather", "Squeeze", "Unsqueeze")
+_MOVE_OPS = ("Reshape", "Transpose", "Gather", "Squeeze", "Unsqueeze", "Split")
 
 
 @dataclass
@@ -100,14 +102,35 @@ class AttentionHeads(Rewrite):
             return None
         if g.shape(mm1.output[0]) != (b, h, n, n):
             return None
-        q = self._heads(g, mm1.input[0], (b, h, n, d), transposed=False)
-        k = self._heads(g, mm1.input[1], (b, h, d, n), transposed=True)
+        q_in, q_scale = self._scaled(g, mm1.input[0])
+        k_in, k_scale = self._scaled(g, mm1.input[1])
+        q = self._heads(g, q_in, (b, h, n, d), transposed=False)
+        k = self._heads(g, k_in, (b, h, d, n), transposed=True)
         v = self._heads(g, mm2.input[1], (b, h, n, d), transposed=False)
         merge = self._merge(g, mm2.output[0], (b, h, n, d))
         if q is None or k is None or v is None or merge is None:
             return None
         return {"q": q, "k": k, "v": v, "scalars": scalars, "soft": soft, "mm1": mm1,
-                "mm2": mm2, "merge": merge, "shape": (b, h, n, d)}  # fmt: skip
+                "mm2": mm2, "merge": merge, "shape": (b, h, n, d),
+                "operand_scale": {"q": q_scale, "k": k_scale}}  # fmt: skip
+
+    @staticmethod
+    def _scaled(g: Graph, name: str) -> tuple[str, list[onnx.NodeProto]]:
+        """``name`` behind scalar Mul/Div nodes read only by the attention (outermost last),
+        and those nodes."""
+        nodes: list[onnx.NodeProto] = []
+        cur = g.producer.get(name)
+        while (
+            cur is not None
+            and cur.op_type in _SCALAR_OPS
+            and g.scalar(cur.input[1]) is not None
+            and g.only_consumer(cur.output[0]) is not None
+            and len(nodes) < 2
+        ):
+            nodes.insert(0, cur)
+            name = cur.input[0]
+            cur = g.producer.get(name)
+        return name, nodes
 
     def _heads(
         self, g: Graph, name: str, shape: tuple[int, ...], *, transposed: bool
@@ -124,7 +147,7 @@ class AttentionHeads(Rewrite):
                 break
             if node is None or node.op_type not in _MOVE_OPS or src_shape is None:
                 return None
-            step = self._step(g, node)
+            step = self._step(g, node, cur)
             if step is None:
                 return None
             steps.insert(0, step)
@@ -155,10 +178,27 @@ class AttentionHeads(Rewrite):
             offsets.append(off)
         return _Heads(cur, offsets, d, transposed)
 
-    def _step(self, g: Graph, node: onnx.NodeProto) -> tuple[str, Any] | None:
-        out = g.shape(node.output[0])
+    def _step(
+        self, g: Graph, node: onnx.NodeProto, output: str | None = None
+    ) -> tuple[str, Any] | None:
+        out = g.shape(output or node.output[0])
         if out is None:
             return None
+        if node.op_type == "Split":  # one output of it: a range along the axis
+            shape = g.shape(node.input[0])
+            if shape is None or output is None:
+                return None
+            axis = int(attr(node, "axis", 0)) % len(shape)
+            if len(node.input) > 1 and node.input[1]:
+                sizes = g.const(node.input[1])
+                if sizes is None:
+                    return None
+                split = [int(v) for v in sizes.reshape(-1)]
+            else:
+                split = [shape[axis] // len(node.output)] * len(node.output)
+            k = list(node.output).index(output)
+            start = sum(split[:k])
+            return ("gather", (axis, np.arange(start, start + split[k], dtype=np.int64)))
         if node.op_type in ("Reshape", "Squeeze", "Unsqueeze"):
             return ("reshape", out)
         if node.op_type == "Transpose":
@@ -214,6 +254,11 @@ class AttentionHeads(Rewrite):
                          g.add_const(f"{base}_{key}{i}_e", np.array([off + d], np.int64)),
                          g.add_const(f"{base}_{key}{i}_a", np.array([2], np.int64))],
                         [t], name=f"{base}_{key}{i}_slice"))  # fmt: skip
+                    for sc in m["operand_scale"].get(key, []):
+                        t2 = g.fresh(f"{base}_{key}{i}")
+                        new.append(helper.make_node(sc.op_type, [t, sc.input[1]], [t2],
+                                                    name=f"{sc.name}_{i}"))  # fmt: skip
+                        t = t2
                     sl[key] = t
                 kt = g.fresh(f"{base}_kt{i}")
                 new.append(helper.make_node("Transpose", [sl["k"]], [kt], perm=[0, 2, 1],
@@ -233,7 +278,8 @@ class AttentionHeads(Rewrite):
             last = m["merge"]["nodes"][-1]
             new.append(helper.make_node("Concat", outs, [m["merge"]["out"]], axis=2,
                                         name=f"{base}_heads"))  # fmt: skip
-            old = [m["mm1"], *m["scalars"], m["soft"], m["mm2"], *m["merge"]["nodes"]]
+            old = [m["mm1"], *m["scalars"], m["soft"], m["mm2"], *m["merge"]["nodes"],
+                   *m["operand_scale"]["q"], *m["operand_scale"]["k"]]  # fmt: skip
             g.replace_nodes(old, new, at=last)
             done.append(f"{base}: {h} heads of {d} on ({b}, {n}, ·) tokens")
         return done
