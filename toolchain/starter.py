@@ -39,10 +39,11 @@ def starter_text(
     train: str | None = None,
     train_labels: str | None = None,
     target: str = "mps2-an386",
-    bench_target: str | None = "host-tflm",
+    bench_target: str | None = None,
     prune_ratio: float | None = None,
 ) -> str:
-    """The text of a starter project file (see the module doc)."""
+    """The text of a starter project file (see the module doc). ``bench_target`` None leaves
+    ``[bench] target`` commented out, i.e. the bench runs on ``[target] name``."""
     shape = None
     if input_shapes:
         shapes = [list(map(int, s)) for s in input_shapes]
@@ -100,8 +101,8 @@ def starter_text(
         _line("tflm_include", None, '["/path/to/tflite-micro"]', "the checkout it was built from"),
         "",
         "[bench]",
-        _line("target", _q(bench_target) if bench_target else None, '"host-tflm"',
-              "default: [target] name; host-tflm needs no board"),
+        _line("target", _q(bench_target) if bench_target else None, '"host-compiled"',
+              "default: [target] name (a QEMU board runs the image)"),
         _line("runs", None, "100", "timed inferences (default: the profile's)"),
         _line("warmup", None, "5", "untimed inferences first"),
         _line("runner", None, '"serial"', " | ".join(BENCH_RUNNERS) + " (default: the target's)"),
@@ -112,6 +113,21 @@ def starter_text(
         "",
     ]  # fmt: skip
     return "\n".join(lines)
+
+
+def default_bench_target(target: str) -> str | None:
+    """What ``edgedeploy init`` puts in ``[bench] target`` for a ``[target] name`` (like the
+    demo project): None (the target itself) when the target runs in QEMU, so the built image
+    is benched there with no board; ``host-compiled`` (the same compiled C, built for this
+    machine) for a physical microcontroller board; ``host-tflm`` for any other target (a
+    phone or a Linux board needs the device: set it by hand). Raises :class:`TargetError`
+    for an unknown target."""
+    from toolchain.targets import load_target
+
+    t = load_target(target)
+    if t.transport.kind == "qemu" or t.kind == "host":
+        return None
+    return "host-compiled" if t.kind == "mcu" else "host-tflm"
 
 
 def write_starter(path: str | os.PathLike[str], *, force: bool = False, **kwargs: object) -> Path:

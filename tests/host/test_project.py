@@ -172,6 +172,9 @@ def test_init_command_writes_and_refuses_to_overwrite(
     assert "edgedeploy run" in capsys.readouterr().out
     p = load_project(out, check_files=False)
     assert p.prune.ratio == 0.5 and p.model.input_shapes == ((1, 1, 8, 8),)
+    # like the demo: a QEMU board benches its own image (the commented-out default)
+    assert p.target.name == "mps2-an386" and p.bench.target is None
+    assert p.bench_target == "mps2-an386"
     before = out.read_text()
     assert main(args) == 2  # exists
     assert "--force" in capsys.readouterr().err
@@ -180,6 +183,24 @@ def test_init_command_writes_and_refuses_to_overwrite(
     assert "unknown target" in capsys.readouterr().err and out.read_text() == before
     with pytest.raises(UsageError):
         write_starter(out, model="m.py:f")
+
+
+@pytest.mark.parametrize(
+    ("target", "bench", "expected"),
+    [
+        ("lm3s6965evb", None, "lm3s6965evb"),  # QEMU: the image runs there, no board
+        ("nucleo-l4r5zi", None, "host-compiled"),  # a physical board: the same C on this host
+        ("linux-x86_64", None, "host-tflm"),
+        ("nucleo-l4r5zi", "host-tflm", "host-tflm"),  # given: kept
+    ],
+)
+def test_init_default_bench_target(
+    tmp_path: Path, target: str, bench: str | None, expected: str
+) -> None:
+    out = tmp_path / "edgedeploy.toml"
+    args = ["init", "--model", "toolchain.zoo.digits:model", "--target", target, "--out", str(out)]
+    assert main([*args, *(["--bench-target", bench] if bench else [])]) == 0
+    assert load_project(out, check_files=False).bench_target == expected
 
 
 def test_run_command_rejects_a_bad_project(

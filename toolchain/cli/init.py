@@ -32,9 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", default="mps2-an386", metavar="NAME", help="deployment target")
     p.add_argument(
         "--bench-target",
-        default="host-tflm",
         metavar="NAME",
-        help="where to measure (default host-tflm: no board needed)",
+        help="where to measure (default: the target itself when it is a QEMU board, else "
+        "host-compiled for a physical microcontroller, host-tflm for a phone or Linux board)",
     )
     p.add_argument("--out", default="edgedeploy.toml", metavar="FILE", help="file to write")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
@@ -43,11 +43,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from toolchain.modelsrc import parse_shape
-    from toolchain.starter import write_starter
+    from toolchain.starter import default_bench_target, write_starter
     from toolchain.targets import load_target
 
     for t in (args.target, args.bench_target):
-        load_target(t)  # an unknown target fails here, with the known ones listed
+        if t is not None:
+            load_target(t)  # an unknown target fails here, with the known ones listed
+    if args.bench_target is None:
+        args.bench_target = default_bench_target(args.target)
     path = write_starter(
         args.out,
         force=args.force,
