@@ -505,6 +505,7 @@ OUTPUT_PATHS = [
         "bench",
         lambda w, o: ["bench", "--target", "host-tflm", "--model", w.s("junk.tflite"), "--out", o],
     ),
+    *_out_cases("compile", lambda w, o: ["compile", w.s("junk.tflite"), "--out", o]),
     *_out_cases(
         "zoo weights",
         lambda w, o: ["zoo", "weights", "ds_cnn", w.s("missing.h5"), "--out", o],

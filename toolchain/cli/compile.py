@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.table import Table
 
 from toolchain.cli import ui
-from toolchain.fsutil import to_json
+from toolchain.fsutil import check_output_path, to_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from toolchain.compile import compile_model
     from toolchain.emit.cnames import sanitize
 
+    check_output_path(args.out, option="--out")  # a bad --out fails before the work
     name = args.name or sanitize(Path(args.model).stem)
     cm = compile_model(
         args.model, out_dir=args.out, name=name, target=args.target, kernels=args.kernels
