@@ -305,7 +305,7 @@ def main(argv: list[str]) -> int:
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {platform.python_version()}, {os.cpu_count()} CPUs",
-        "suite": str(folder),
+        "suite": os.path.relpath(folder.resolve(), common.ROOT),  # no machine path
         "models": [e["model"] for e in entries],
         "runs": {r: {} for r in runs},
     }
