@@ -291,6 +291,12 @@ def _descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
+def _default_sigint() -> None:
+    """Ctrl-C as in a terminal: a test run started as a background job without job control
+    (``make test &``) has SIGINT ignored, which its children would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_cleanly(demo: Run, tmp_path: Path) -> None:
     out = tmp_path / "out"
     shutil.copytree(demo.out, out)
@@ -306,6 +312,7 @@ def test_ctrl_c_stops_cleanly(demo: Run, tmp_path: Path) -> None:
         env=env,
         cwd=demo.src,
         start_new_session=True,  # its own process group, as a shell job has
+        preexec_fn=_default_sigint,
     )
     try:
         assert proc.stderr is not None

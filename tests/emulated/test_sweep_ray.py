@@ -19,6 +19,7 @@ by pid in the fixture's teardown). About 2 minutes on 2 shared cores.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -307,7 +308,9 @@ def test_interrupt_then_resume(local: SweepResult, tmp_path: Path) -> None:
     spec = load_sweep(proj)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "disabled"}
     cmd = [sys.executable, "-m", "toolchain", "-q", "sweep", str(proj), "--cpus", "2"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    # SIGINT at its default even when the tests run as a background job (which ignores it)
+    sigint = functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=sigint)  # fmt: skip
     first = spec.dir / "points" / spec.points[0].id / "point.json"
     deadline = time.monotonic() + 180
     while not first.exists() and time.monotonic() < deadline and proc.poll() is None:
