@@ -15,7 +15,6 @@ come from the compiled model's profiling hooks.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
@@ -175,28 +174,17 @@ class HostCompiledProcess(HostTflmProcess):
 def run_host_compiled(target: Target, model: Path, options: BenchOptions) -> BenchResult:
     """The ``host-compiled`` runner: the compiled model built for this machine, measured over
     its pty (or an already running one on ``options.port``)."""
-    from toolchain.bench.mcu import REQUEST_TIMEOUT_S, benchmark_device, cpu_name
-    from toolchain.protocol.client import DeviceClient
+    from toolchain.bench.mcu import bench_pty_device
     from toolchain.tflite_model import TFLiteModel
-    from toolchain.transports.serial_port import SerialTransport
 
     tfl = TFLiteModel.from_file(model)
     if options.firmware is not None:
         raise UsageError("the host-compiled runner builds its own device; drop --firmware")
-    with contextlib.ExitStack() as stack:
-        port = options.port
-        info: dict[str, Any] = {"port": port}
-        if not port:
-            dev = stack.enter_context(HostCompiledProcess(model))
-            port = dev.port
-            info = {"port": port, "process": "host-compiled device (gcc build of the model)"}
-        link = stack.enter_context(SerialTransport(port))
-        return benchmark_device(
-            DeviceClient(link, timeout_s=REQUEST_TIMEOUT_S),
-            target=target,
-            model=tfl,
-            options=options,
-            runner="host-compiled",
-            device_info=info,
-            environment={"cpu": cpu_name()},
-        )
+    return bench_pty_device(
+        target,
+        tfl,
+        options,
+        runner="host-compiled",
+        start=lambda: HostCompiledProcess(model),
+        process="host-compiled device (gcc build of the model)",
+    )
