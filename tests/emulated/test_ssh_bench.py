@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,12 @@ import numpy as np
 import pytest
 
 from tests.support.devices import LINUX_TARGET, Sshd, free_port
+from tests.support.ssh_fixtures import (  # noqa: F401 - the fixtures are used by name
+    copy_kws,
+    home_fixture,
+    known_fixture,
+    sshd_fixture,
+)
 from toolchain.bench import run_bench
 from toolchain.bench.options import BenchOptions
 from toolchain.errors import (
@@ -42,33 +47,8 @@ WEIRD_NAME = "kws model $(touch pwned) 'q' ;&.tflite"
 
 
 @pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory):
-    with Sshd(tmp_path_factory.mktemp("sshd")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def kws(reference_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dst = tmp_path_factory.mktemp("models") / WEIRD_NAME
-    shutil.copyfile(reference_dir / "mlperf_tiny/kws/kws_ref_model.tflite", dst)
-    return dst
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private HOME (known_hosts lives in it); no SSH agent."""
-    h = tmp_path / "home"
-    (h / ".ssh").mkdir(parents=True)
-    monkeypatch.setenv("HOME", str(h))
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-    return h
-
-
-@pytest.fixture
-def known(home: Path, sshd: Sshd) -> Path:
-    kh = home / ".ssh/known_hosts"
-    kh.write_text(sshd.known_hosts_line())
-    return kh
+    return copy_kws(reference_dir, tmp_path_factory, WEIRD_NAME)
 
 
 @pytest.fixture
