@@ -2,7 +2,8 @@
 machine's gcc, serving the EDP device protocol on a pseudo terminal.
 
 It is the same C the Cortex-M firmware links — the generated model, its kernels, and the
-device protocol library (``firmware_templates/common/edp/``) — with a host main
+device protocol library (``firmware_templates/common/edp/``), the model's EDP backend
+(``firmware_templates/common/compiled/edc_backend.c``) — with a host main
 (``firmware_templates/host/compiled_host_main.c``) instead of the board layer, so the
 compiled code runs and is checked bit-exact in every test tier, without QEMU or a board.
 Timings are host timings (nanoseconds of ``CLOCK_MONOTONIC`` around invoke); per-op times
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 _TEMPLATES = Path(__file__).resolve().parents[2] / "firmware_templates"
 HOST_MAIN = _TEMPLATES / "host" / "compiled_host_main.c"
 EDP_DIR = _TEMPLATES / "common" / "edp"
+COMPILED_DIR = _TEMPLATES / "common" / "compiled"
 CC = "gcc"
 #: host build flags: the generated code is C99; -Werror=implicit catches a contract mismatch
 CFLAGS = ("-std=gnu11", "-O2", "-Wall", "-Werror=implicit-function-declaration", "-DEDC_PROFILE")
@@ -89,7 +91,13 @@ def build_host_device(model: str | os.PathLike[str], out_dir: str | os.PathLike[
     )
     (include / "compiled_binding.h").write_text(binding, encoding="utf-8")
     input_bytes = _input_bytes(model_path)
-    sources = [HOST_MAIN, EDP_DIR / "edp.c", EDP_DIR / "edp_device.c", *sorted(cm.sources)]
+    sources = [
+        HOST_MAIN,
+        COMPILED_DIR / "edc_backend.c",
+        EDP_DIR / "edp.c",
+        EDP_DIR / "edp_device.c",
+        *sorted(cm.sources),
+    ]
     exe = out / "edp_device"
     cmd = [
         gcc,
@@ -97,6 +105,7 @@ def build_host_device(model: str | os.PathLike[str], out_dir: str | os.PathLike[
         f"-DEDP_MAX_INPUT_BYTES={max(input_bytes, 1)}u",
         f"-I{include}",
         f"-I{EDP_DIR}",
+        f"-I{COMPILED_DIR}",
         f"-I{model_dir}",
         *map(str, sources),
         "-o",
