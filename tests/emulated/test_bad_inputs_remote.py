@@ -23,8 +23,10 @@ from pathlib import Path
 import pytest
 
 from tests.support.devices import LINUX_TARGET, Sshd
-from tests.support.ssh_fixtures import (  # noqa: F401 - the fixtures are used by name
+from tests.support.ssh_fixtures import (  # noqa: F401 - the *_fixture ones are used by name
+    NEEDS_SSHD,
     copy_kws,
+    fake_remote_python,
     home_fixture,
     known_fixture,
     sshd_fixture,
@@ -35,9 +37,7 @@ from toolchain.cli import main as cli_main
 from toolchain.errors import ArchMismatchError, AuthError, HostKeyError, IoTimeoutError
 from toolchain.targets import load_target
 
-pytestmark = pytest.mark.skipif(
-    not Sshd.available(), reason="needs openssh-server: run scripts/install-system-deps.sh"
-)
+pytestmark = NEEDS_SSHD
 
 USER = getpass.getuser()
 
@@ -141,11 +141,7 @@ def test_no_usable_key(sshd: Sshd, known: Path, kws: Path, tmp_path: Path, capsy
 def test_runner_killed_by_a_signal(
     sshd: Sshd, known: Path, kws: Path, tmp_path: Path, capsys
 ) -> None:
-    crash = tmp_path / "python-that-crashes"
-    crash.write_text(
-        f'#!/bin/sh\nif [ "$1" = "-c" ]; then exec {sys.executable} "$@"; fi\nkill -SEGV $$\n'
-    )
-    crash.chmod(0o755)
+    crash = fake_remote_python(tmp_path / "python-that-crashes", "kill -SEGV $$")
     argv = [*bench_argv(kws, *login(sshd)), "--remote-python", str(crash)]
     msg = fails(capsys, tmp_path, argv, 1, "killed by signal 11 (SIGSEGV)", "signal 11 is a crash")
     assert "exit code -1" not in msg

@@ -19,8 +19,10 @@ import numpy as np
 import pytest
 
 from tests.support.devices import LINUX_TARGET, Sshd, free_port
-from tests.support.ssh_fixtures import (  # noqa: F401 - the fixtures are used by name
+from tests.support.ssh_fixtures import (  # noqa: F401 - the *_fixture ones are used by name
+    NEEDS_SSHD,
     copy_kws,
+    fake_remote_python,
     home_fixture,
     known_fixture,
     sshd_fixture,
@@ -38,9 +40,7 @@ from toolchain.errors import (
 )
 from toolchain.targets import load_target
 
-pytestmark = pytest.mark.skipif(
-    not Sshd.available(), reason="needs openssh-server: run scripts/install-system-deps.sh"
-)
+pytestmark = NEEDS_SSHD
 
 TARGET = load_target(LINUX_TARGET)  # this machine's architecture (the "board" is this machine)
 WEIRD_NAME = "kws model $(touch pwned) 'q' ;&.tflite"
@@ -150,11 +150,7 @@ def _pids_running(*argv: str) -> list[int]:
 def test_hung_run_times_out_is_killed_and_cleaned(
     sshd: Sshd, known: Path, kws: Path, tmp_path: Path, no_leftovers
 ) -> None:
-    hang = tmp_path / "python-that-hangs"
-    hang.write_text(
-        f'#!/bin/sh\nif [ "$1" = "-c" ]; then exec {sys.executable} "$@"; fi\nexec sleep 297\n'
-    )
-    hang.chmod(0o755)
+    hang = fake_remote_python(tmp_path / "python-that-hangs", "exec sleep 297")
     t0 = time.monotonic()
     with pytest.raises(IoTimeoutError, match="was killed"):
         run_bench(TARGET, kws, opts(sshd, remote_python=str(hang), runs=1, warmup=0, timeout_s=2.0))

@@ -8,18 +8,25 @@ the functions are named ``*_fixture`` so that the test arguments do not shadow t
 * ``sshd`` — :class:`~tests.support.devices.Sshd` on 127.0.0.1, one per test module;
 * ``home`` — a private HOME (no ~/.ssh keys, config or known_hosts) and no SSH agent;
 * ``known`` — ``~/.ssh/known_hosts`` in that HOME, trusting the server's host key;
-* :func:`copy_kws` — the MLPerf Tiny KWS reference model copied under a name of the test's.
+* :func:`copy_kws` — the MLPerf Tiny KWS reference model copied under a name of the test's;
+* :func:`fake_remote_python` — a board "python" that misbehaves on the benchmark run;
+* ``NEEDS_SSHD`` — the skip mark for a module when openssh-server is not installed.
 """
 
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.devices import Sshd
+
+NEEDS_SSHD = pytest.mark.skipif(
+    not Sshd.available(), reason="needs openssh-server: run scripts/install-system-deps.sh"
+)
 
 
 @pytest.fixture(name="sshd", scope="module")
@@ -51,3 +58,12 @@ def copy_kws(reference_dir: Path, tmp_path_factory: pytest.TempPathFactory, name
     dst = tmp_path_factory.mktemp("models") / name
     shutil.copyfile(reference_dir / "mlperf_tiny/kws/kws_ref_model.tflite", dst)
     return dst
+
+
+def fake_remote_python(path: Path, then: str) -> Path:
+    """An executable shell script at ``path`` standing for the board's python: ``-c`` (the
+    runner's probes) runs this interpreter; anything else (the benchmark run) runs the shell
+    command ``then`` instead (e.g. ``kill -SEGV $$``, ``exec sleep 297``)."""
+    path.write_text(f'#!/bin/sh\nif [ "$1" = "-c" ]; then exec {sys.executable} "$@"; fi\n{then}\n')
+    path.chmod(0o755)
+    return path
