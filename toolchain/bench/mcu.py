@@ -449,14 +449,12 @@ def run_host_tflm(target: Target, model: Path, options: BenchOptions) -> BenchRe
     ``options.port``)."""
     from toolchain.devices.host_tflm import HostTflmProcess
 
-    tfl = TFLiteModel.from_file(model)
-    if options.firmware is not None:
-        raise UsageError("the host-tflm runner runs no firmware; drop --firmware")
     return bench_pty_device(
         target,
-        tfl,
+        model,
         options,
         runner="host-tflm",
+        no_firmware="runs no firmware",
         start=lambda: HostTflmProcess(model),
         process="python -m toolchain.devices.host_tflm",
     )
@@ -464,17 +462,22 @@ def run_host_tflm(target: Target, model: Path, options: BenchOptions) -> BenchRe
 
 def bench_pty_device(
     target: Target,
-    model: TFLiteModel,
+    model: Path,
     options: BenchOptions,
     *,
     runner: str,
+    no_firmware: str,
     start: Callable[[], HostTflmProcess],
     process: str,
 ) -> BenchResult:
     """:func:`benchmark_device` on a host device process that speaks EDP over a pty: the one
     already running on ``options.port``, else one ``start()`` returns (started here, stopped
     when the benchmark ends; ``process`` describes it in the report's device info). Host
-    timings: the report's environment names the CPU."""
+    timings: the report's environment names the CPU. Raises UsageError when ``--firmware``
+    was given (``no_firmware`` says why the runner takes none)."""
+    tfl = TFLiteModel.from_file(model)
+    if options.firmware is not None:
+        raise UsageError(f"the {runner} runner {no_firmware}; drop --firmware")
     with contextlib.ExitStack() as stack:
         port = options.port
         info: dict[str, Any] = {"port": port}
@@ -485,7 +488,7 @@ def bench_pty_device(
         return benchmark_device(
             DeviceClient(link, timeout_s=REQUEST_TIMEOUT_S),
             target=target,
-            model=model,
+            model=tfl,
             options=options,
             runner=runner,
             device_info=info,

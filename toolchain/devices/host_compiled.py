@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolchain.devices.host_tflm import HostTflmProcess
-from toolchain.errors import FirmwareError, ToolchainMissingError, UsageError
+from toolchain.errors import FirmwareError, ToolchainMissingError
 
 if TYPE_CHECKING:
     from toolchain.bench.options import BenchOptions
@@ -184,16 +184,13 @@ def run_host_compiled(target: Target, model: Path, options: BenchOptions) -> Ben
     """The ``host-compiled`` runner: the compiled model built for this machine, measured over
     its pty (or an already running one on ``options.port``)."""
     from toolchain.bench.mcu import bench_pty_device
-    from toolchain.tflite_model import TFLiteModel
 
-    tfl = TFLiteModel.from_file(model)
-    if options.firmware is not None:
-        raise UsageError("the host-compiled runner builds its own device; drop --firmware")
     return bench_pty_device(
         target,
-        tfl,
+        model,
         options,
         runner="host-compiled",
+        no_firmware="builds its own device",
         start=lambda: HostCompiledProcess(model),
         process="host-compiled device (gcc build of the model)",
     )
