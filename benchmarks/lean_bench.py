@@ -41,8 +41,9 @@ SETS = ("reference", "mbv3", "zoo", "arch", "peer")
 _SKIP = ("vela", "float32", "fp32", "quant.tflite_uint8")
 
 
-def _inputs(model: Any, seed: int, count: int = 3) -> list[list[np.ndarray]]:
-    rng = np.random.default_rng(seed)
+def random_samples(model: Any, rng: np.random.Generator, count: int) -> list[list[np.ndarray]]:
+    """``count`` samples (one array per model input, in order) drawn from ``rng``: integers
+    uniform over the whole type range, floats standard normal."""
     out = []
     for _ in range(count):
         sample = []
@@ -55,6 +56,39 @@ def _inputs(model: Any, seed: int, count: int = 3) -> list[list[np.ndarray]]:
                 sample.append(rng.standard_normal(t.shape).astype(dt))
         out.append(sample)
     return out
+
+
+def tflm_outputs(data: bytes, inputs: list[list[np.ndarray]], n_out: int) -> list[np.ndarray]:
+    """Every output of the tflite-micro interpreter on model ``data``, per sample in order
+    (interpreter reset between samples)."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    it = runtime.Interpreter.from_bytes(data, arena_size=64 << 20)
+    outs: list[np.ndarray] = []
+    for sample in inputs:
+        it.reset()
+        for i, a in enumerate(sample):
+            it.set_input(a, i)
+        it.invoke()
+        outs.extend(it.get_output(j).copy() for j in range(n_out))
+    return outs
+
+
+def litert_outputs(data: bytes, inputs: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """Every output of LiteRT (reference kernels) on model ``data``, per sample in order
+    (variables reset between samples)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    it = Interpreter(model_content=data, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    it.allocate_tensors()
+    outs: list[np.ndarray] = []
+    for sample in inputs:
+        it.reset_all_variables()
+        for d, a in zip(it.get_input_details(), sample, strict=True):
+            it.set_tensor(d["index"], a)
+        it.invoke()
+        outs.extend(it.get_tensor(d["index"]).copy() for d in it.get_output_details())
+    return outs
 
 
 def _isolated(fn: Any, *args: Any) -> Any:
@@ -84,38 +118,15 @@ def _isolated(fn: Any, *args: Any) -> Any:
 
 
 def _tflm(data: bytes, inputs: list[list[np.ndarray]], n_out: int) -> list[np.ndarray] | str:
-    from tflite_micro.python.tflite_micro import runtime
-
     try:
-        it = runtime.Interpreter.from_bytes(data, arena_size=64 << 20)
-        outs = []
-        for sample in inputs:
-            it.reset()
-            for i, a in enumerate(sample):
-                it.set_input(a, i)
-            it.invoke()
-            outs.extend(it.get_output(j).copy() for j in range(n_out))
-        return outs
+        return tflm_outputs(data, inputs, n_out)
     except Exception as exc:  # noqa: BLE001 - recorded as the result
         return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 def _litert(data: bytes, inputs: list[list[np.ndarray]]) -> list[np.ndarray] | str:
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
     try:
-        it = Interpreter(
-            model_content=data, experimental_op_resolver_type=OpResolverType.BUILTIN_REF
-        )
-        it.allocate_tensors()
-        outs = []
-        for sample in inputs:
-            it.reset_all_variables()
-            for d, a in zip(it.get_input_details(), sample, strict=True):
-                it.set_tensor(d["index"], a)
-            it.invoke()
-            outs.extend(it.get_tensor(d["index"]).copy() for d in it.get_output_details())
-        return outs
+        return litert_outputs(data, inputs)
     except Exception as exc:  # noqa: BLE001
         return f"{type(exc).__name__}: {str(exc)[:200]}"
 
@@ -144,7 +155,7 @@ def measure(name: str, data: bytes, group: str) -> dict[str, Any]:
     lean = TFLiteModel.from_bytes(lm.data)
     compat = lean_model(full, reduce_zero_points=False)
     b0, b1 = byte_budget(full), byte_budget(lean)
-    inputs = _inputs(full, seed=0)
+    inputs = random_samples(full, np.random.default_rng(0), 3)
     n_out = len(full.outputs)
     tflm_full = _isolated(_tflm, full.data, inputs, n_out)
     lite_full = _isolated(_litert, full.data, inputs)

@@ -5,6 +5,9 @@ TFLite subgraph, its TFLite shape and type, its quantization, and how its layout
 the PyTorch tensor (``perm``: ``tflite_array = torch_array.transpose(perm)``). Later stages use
 it to feed the right bytes (:meth:`TensorSpec.to_tflite`) and read results back
 (:meth:`TensorSpec.from_tflite`). :class:`ConvertResult` is what the convert stage returns.
+:class:`StageOutput` is what any pipeline stage (``toolchain.pipeline.stages``) produced and
+:class:`StageRecord` how it went; ``toolchain.report`` builds report.json from them (they live
+here so that the report does not import the pipeline).
 
 Only numpy is imported here; nothing of torch or TensorFlow.
 """
@@ -172,3 +175,64 @@ class ConvertResult:
         vals = [f.get("sqnr_db") for f in self.report.get("fidelity", {}).values()]
         nums = [float(v) for v in vals if v is not None]
         return min(nums) if nums else None
+
+
+@dataclass(frozen=True)
+class StageOutput:
+    """What a stage produced: its report (goes into report.json under the stage's name), its
+    files by role (relative to its folder), and notes a person should read (e.g. why the
+    firmware was not built)."""
+
+    report: dict[str, Any] | None = None
+    files: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    folder: Path | None = None
+    digest: str = ""  # cache.content_digest of the folder (set by the runner)
+
+    def path(self, role: str) -> Path | None:
+        """The absolute path of the file playing ``role``, or None."""
+        rel = self.files.get(role)
+        return None if rel is None or self.folder is None else self.folder / rel
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"report": self.report, "files": self.files, "notes": list(self.notes)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], folder: Path, digest: str) -> StageOutput:
+        return cls(
+            report=d.get("report"),
+            files=dict(d.get("files") or {}),
+            notes=tuple(d.get("notes") or ()),
+            folder=folder,
+            digest=digest,
+        )
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    """How one stage went. ``seconds``: wall time this run (a cache lookup for ``cached``);
+    ``built_seconds``: what building it took when it was built. ``error``: ``{type, message,
+    hint, exit_code}`` for a failed stage."""
+
+    name: str
+    title: str
+    status: str
+    seconds: float = 0.0
+    built_seconds: float | None = None
+    folder: Path | None = None
+    key: str | None = None
+    notes: tuple[str, ...] = ()
+    error: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "status": self.status,
+            "seconds": round(self.seconds, 3),
+            "built_seconds": None if self.built_seconds is None else round(self.built_seconds, 3),
+            "folder": str(self.folder) if self.folder else None,
+            "key": self.key,
+            "notes": list(self.notes),
+            "error": self.error,
+        }

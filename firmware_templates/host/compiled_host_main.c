@@ -9,7 +9,8 @@
  * dropped, BOOT sent), SIGTERM/SIGINT stop it.
  *
  * The model binding (include/compiled_binding.h) is rendered by host_compiled.py from the
- * same template as the Cortex-M firmware's.
+ * same template as the Cortex-M firmware's; the model's side of the EDP backend is the same
+ * file, firmware_templates/common/compiled/edc_backend.c.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -24,39 +25,21 @@
 #include <unistd.h>
 
 #include "compiled_binding.h"
-#include "edc_runtime.h"
+#include "edc_backend.h"
 #include "edp_device.h"
 
 static int s_master = -1;
 static volatile sig_atomic_t s_reset, s_stop;
 
-static uint64_t now_ns(void)
+/* The tick counter of the per-op profile (edc_backend.h) and of EDP: nanoseconds. */
+uint64_t fw_ticks_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* --- per-op profile ------------------------------------------------------------------------ */
-
-static uint64_t s_op_ticks[EDGEDEPLOY_N_OPS];
-static uint64_t s_op_start;
-static int s_profiling;
-
-void edc_profile_begin(uint16_t op)
-{
-    (void)op;
-    if (s_profiling)
-        s_op_start = now_ns();
-}
-
-void edc_profile_end(uint16_t op)
-{
-    if (s_profiling && op < EDGEDEPLOY_N_OPS)
-        s_op_ticks[op] += now_ns() - s_op_start;
-}
-
-/* --- the EDP backend ----------------------------------------------------------------------- */
+/* --- the EDP backend: the model's part is compiled/edc_backend.c ------------------------- */
 
 static void be_write(void *ctx, const uint8_t *p, size_t n)
 {
@@ -76,58 +59,7 @@ static void be_write(void *ctx, const uint8_t *p, size_t n)
 static uint64_t be_now(void *ctx)
 {
     (void)ctx;
-    return now_ns();
-}
-
-static int be_tensor(void *ctx, int is_output, int index, edp_tensor *out)
-{
-    (void)ctx;
-    int count = is_output ? EDGEDEPLOY_N_OUTPUTS : EDGEDEPLOY_N_INPUTS;
-    if (index < 0 || index >= count)
-        return 1;
-    const edc_tensor_info *ti = is_output ? &EDC_MODEL_OUTPUTS[index] : &EDC_MODEL_INPUTS[index];
-    if (ti->ndim > EDP_MAX_DIMS)
-        return 1;
-    memset(out, 0, sizeof *out);
-    out->dtype = ti->dtype;
-    out->ndim = ti->ndim;
-    for (int i = 0; i < ti->ndim; i++)
-        out->dims[i] = ti->dims[i];
-    out->scale = ti->scale;
-    out->zero_point = ti->zero_point;
-    out->data = is_output ? (uint8_t *)(uintptr_t)EDC_MODEL_OUTPUT(index)
-                          : (uint8_t *)EDC_MODEL_INPUT(index);
-    out->bytes = ti->bytes;
-    return out->data ? 0 : 1;
-}
-
-static int be_invoke(void *ctx, int flags)
-{
-    (void)ctx;
-    if (flags & EDP_PROFILE_RESET)
-        memset(s_op_ticks, 0, sizeof s_op_ticks);
-    s_profiling = (flags & EDP_PROFILE_ON) != 0;
-    int rc = EDC_MODEL_INVOKE();
-    s_profiling = 0;
-    return rc;
-}
-
-static int be_op_profile(void *ctx, uint16_t i, uint16_t *op_index, const char **name,
-                         uint64_t *ticks)
-{
-    (void)ctx;
-    if (i >= EDGEDEPLOY_N_OPS)
-        return 1;
-    *op_index = i;
-    *name = EDC_MODEL_OP_NAMES[i];
-    *ticks = s_op_ticks[i];
-    return 0;
-}
-
-static const char *be_last_error(void *ctx)
-{
-    (void)ctx;
-    return "the compiled model's invoke returned an error";
+    return fw_ticks_now();
 }
 
 static edp_backend s_backend;
@@ -176,24 +108,14 @@ int main(void)
              "compiler=gcc %s\nmodel=%s\nruntime=%s\nops=%s\n"
              "timing=host wall clock: CLOCK_MONOTONIC around invoke\n",
              __VERSION__, EDGEDEPLOY_MODEL_NAME, EDGEDEPLOY_COMPILED_DESC, EDGEDEPLOY_OPS_TEXT);
+    edc_backend_init(&s_backend);
     edp_hello *h = &s_backend.hello;
-    h->fw_kind = EDP_FW_COMPILED;
     h->clock_hz = 0;
     h->tick_unit = EDP_TICK_NS;
     h->ticks_per_tick_count = 1;
-    memcpy(h->model_sha256, EDC_MODEL_SHA256, sizeof h->model_sha256);
-    h->arena_bytes = (uint32_t)EDGEDEPLOY_ARENA_BYTES;
-    h->arena_used_bytes = (uint32_t)EDGEDEPLOY_ARENA_BYTES;
-    h->n_inputs = (uint8_t)EDGEDEPLOY_N_INPUTS;
-    h->n_outputs = (uint8_t)EDGEDEPLOY_N_OUTPUTS;
-    h->n_ops = (uint16_t)EDGEDEPLOY_N_OPS;
     h->text = s_text;
     s_backend.write = be_write;
     s_backend.now = be_now;
-    s_backend.tensor = be_tensor;
-    s_backend.invoke = be_invoke;
-    s_backend.op_profile = be_op_profile;
-    s_backend.last_error = be_last_error;
 
     edp_device_init(&s_dev, &s_backend);
     edp_device_boot(&s_dev);

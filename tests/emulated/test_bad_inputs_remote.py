@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import shutil
 import socket
 import sys
 import threading
@@ -24,47 +23,28 @@ from pathlib import Path
 import pytest
 
 from tests.support.devices import LINUX_TARGET, Sshd
+from tests.support.ssh_fixtures import (  # noqa: F401 - the *_fixture ones are used by name
+    NEEDS_SSHD,
+    copy_kws,
+    fake_remote_python,
+    home_fixture,
+    known_fixture,
+    sshd_fixture,
+)
 from toolchain.bench import run_bench
 from toolchain.bench.options import BenchOptions
 from toolchain.cli import main as cli_main
 from toolchain.errors import ArchMismatchError, AuthError, HostKeyError, IoTimeoutError
 from toolchain.targets import load_target
 
-pytestmark = pytest.mark.skipif(
-    not Sshd.available(), reason="needs openssh-server: run scripts/install-system-deps.sh"
-)
+pytestmark = NEEDS_SSHD
 
 USER = getpass.getuser()
 
 
 @pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    with Sshd(tmp_path_factory.mktemp("sshd")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def kws(reference_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dst = tmp_path_factory.mktemp("models") / "kws.tflite"
-    shutil.copyfile(reference_dir / "mlperf_tiny/kws/kws_ref_model.tflite", dst)
-    return dst
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private HOME (no ~/.ssh keys, config or known_hosts) and no SSH agent."""
-    h = tmp_path / "home"
-    (h / ".ssh").mkdir(parents=True)
-    monkeypatch.setenv("HOME", str(h))
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-    return h
-
-
-@pytest.fixture
-def known(home: Path, sshd: Sshd) -> Path:
-    kh = home / ".ssh/known_hosts"
-    kh.write_text(sshd.known_hosts_line())
-    return kh
+    return copy_kws(reference_dir, tmp_path_factory, "kws.tflite")
 
 
 def bench_argv(kws: Path, *extra: str, target: str = LINUX_TARGET) -> list[str]:
@@ -161,11 +141,7 @@ def test_no_usable_key(sshd: Sshd, known: Path, kws: Path, tmp_path: Path, capsy
 def test_runner_killed_by_a_signal(
     sshd: Sshd, known: Path, kws: Path, tmp_path: Path, capsys
 ) -> None:
-    crash = tmp_path / "python-that-crashes"
-    crash.write_text(
-        f'#!/bin/sh\nif [ "$1" = "-c" ]; then exec {sys.executable} "$@"; fi\nkill -SEGV $$\n'
-    )
-    crash.chmod(0o755)
+    crash = fake_remote_python(tmp_path / "python-that-crashes", "kill -SEGV $$")
     argv = [*bench_argv(kws, *login(sshd)), "--remote-python", str(crash)]
     msg = fails(capsys, tmp_path, argv, 1, "killed by signal 11 (SIGSEGV)", "signal 11 is a crash")
     assert "exit code -1" not in msg

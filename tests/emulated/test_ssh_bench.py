@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,14 @@ import numpy as np
 import pytest
 
 from tests.support.devices import LINUX_TARGET, Sshd, free_port
+from tests.support.ssh_fixtures import (  # noqa: F401 - the *_fixture ones are used by name
+    NEEDS_SSHD,
+    copy_kws,
+    fake_remote_python,
+    home_fixture,
+    known_fixture,
+    sshd_fixture,
+)
 from toolchain.bench import run_bench
 from toolchain.bench.options import BenchOptions
 from toolchain.errors import (
@@ -33,42 +40,15 @@ from toolchain.errors import (
 )
 from toolchain.targets import load_target
 
-pytestmark = pytest.mark.skipif(
-    not Sshd.available(), reason="needs openssh-server: run scripts/install-system-deps.sh"
-)
+pytestmark = NEEDS_SSHD
 
 TARGET = load_target(LINUX_TARGET)  # this machine's architecture (the "board" is this machine)
 WEIRD_NAME = "kws model $(touch pwned) 'q' ;&.tflite"
 
 
 @pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory):
-    with Sshd(tmp_path_factory.mktemp("sshd")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def kws(reference_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dst = tmp_path_factory.mktemp("models") / WEIRD_NAME
-    shutil.copyfile(reference_dir / "mlperf_tiny/kws/kws_ref_model.tflite", dst)
-    return dst
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private HOME (known_hosts lives in it); no SSH agent."""
-    h = tmp_path / "home"
-    (h / ".ssh").mkdir(parents=True)
-    monkeypatch.setenv("HOME", str(h))
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-    return h
-
-
-@pytest.fixture
-def known(home: Path, sshd: Sshd) -> Path:
-    kh = home / ".ssh/known_hosts"
-    kh.write_text(sshd.known_hosts_line())
-    return kh
+    return copy_kws(reference_dir, tmp_path_factory, WEIRD_NAME)
 
 
 @pytest.fixture
@@ -170,11 +150,7 @@ def _pids_running(*argv: str) -> list[int]:
 def test_hung_run_times_out_is_killed_and_cleaned(
     sshd: Sshd, known: Path, kws: Path, tmp_path: Path, no_leftovers
 ) -> None:
-    hang = tmp_path / "python-that-hangs"
-    hang.write_text(
-        f'#!/bin/sh\nif [ "$1" = "-c" ]; then exec {sys.executable} "$@"; fi\nexec sleep 297\n'
-    )
-    hang.chmod(0o755)
+    hang = fake_remote_python(tmp_path / "python-that-hangs", "exec sleep 297")
     t0 = time.monotonic()
     with pytest.raises(IoTimeoutError, match="was killed"):
         run_bench(TARGET, kws, opts(sshd, remote_python=str(hang), runs=1, warmup=0, timeout_s=2.0))

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from benchmarks.lean_bench import litert_outputs, random_samples, tflm_outputs
 from toolchain.convert import flatbuf
 from toolchain.emit.lean import TFLM_METADATA, lean_model
 from toolchain.tflite_budget import CATEGORIES, byte_budget
@@ -35,50 +36,6 @@ KWS = "mlperf_tiny/kws/kws_ref_model.tflite"
 HELLO = "tflm_models/hello_world/hello_world_int8.tflite"
 #: big files: one input sample instead of two keeps the test short
 BIG = 1_000_000
-
-
-def _random_inputs(m: TFLiteModel, rng: np.random.Generator, count: int) -> list[list[np.ndarray]]:
-    out = []
-    for _ in range(count):
-        sample = []
-        for t in m.inputs:
-            dt = np.dtype(t.dtype)
-            if dt.kind in "iu":
-                info = np.iinfo(dt)
-                sample.append(rng.integers(info.min, info.max + 1, size=t.shape).astype(dt))
-            else:
-                sample.append(rng.standard_normal(t.shape).astype(dt))
-        out.append(sample)
-    return out
-
-
-def tflm_outputs(data: bytes, inputs: list[list[np.ndarray]], n_out: int) -> list[np.ndarray]:
-    from tflite_micro.python.tflite_micro import runtime
-
-    it = runtime.Interpreter.from_bytes(data, arena_size=64 << 20)
-    outs = []
-    for sample in inputs:
-        it.reset()
-        for i, a in enumerate(sample):
-            it.set_input(a, i)
-        it.invoke()
-        outs.extend(it.get_output(j).copy() for j in range(n_out))
-    return outs
-
-
-def litert_outputs(data: bytes, inputs: list[list[np.ndarray]]) -> list[np.ndarray]:
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    it = Interpreter(model_content=data, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-    it.allocate_tensors()
-    outs = []
-    for sample in inputs:
-        it.reset_all_variables()
-        for d, a in zip(it.get_input_details(), sample, strict=True):
-            it.set_tensor(d["index"], a)
-        it.invoke()
-        outs.extend(it.get_tensor(d["index"]).copy() for d in it.get_output_details())
-    return outs
 
 
 def assert_same(a: list[np.ndarray], b: list[np.ndarray]) -> None:
@@ -121,7 +78,7 @@ def check_lean(full: TFLiteModel, *, samples: int = 2, seed: int = 0) -> TFLiteM
     assert budget["names"] == 0 and sum(budget.values()) == lean.size
     assert lean.size - budget["constant_data"] <= full.size - byte_budget(full)["constant_data"]
     # behaviour: TFLM outputs bit-identical
-    inputs = _random_inputs(full, np.random.default_rng(seed), samples)
+    inputs = random_samples(full, np.random.default_rng(seed), samples)
     n = len(full.outputs)
     assert_same(tflm_outputs(full.data, inputs, n), tflm_outputs(lm.data, inputs, n))
     return lean
@@ -183,7 +140,7 @@ def test_lean_reference_model_is_bit_identical_in_tflm(rel: str) -> None:
 def test_litert_runs_the_compatible_variant_bit_identically(rel: str) -> None:
     full = TFLiteModel.from_file(REF / rel)
     compat = lean_model(full, reduce_zero_points=False)
-    inputs = _random_inputs(full, np.random.default_rng(1), 2)
+    inputs = random_samples(full, np.random.default_rng(1), 2)
     assert_same(litert_outputs(full.data, inputs), litert_outputs(compat.data, inputs))
     assert compat.stats.zero_points_reduced == 0 and len(compat.data) < full.size
 
@@ -194,7 +151,7 @@ def test_litert_rejects_reduced_zero_points_so_phones_keep_the_full_model() -> N
     lm = lean_model(full)
     assert lm.stats.zero_points_reduced > 0
     with pytest.raises(Exception, match="zero_point"):
-        litert_outputs(lm.data, _random_inputs(full, np.random.default_rng(0), 1))
+        litert_outputs(lm.data, random_samples(full, np.random.default_rng(0), 1))
 
 
 @needs_ref
@@ -250,7 +207,7 @@ def test_fully_connected_needs_its_bias_scale() -> None:
     broken = _edited(data, drop)
     full = TFLiteModel.from_bytes(data)
     with pytest.raises(RuntimeError):
-        tflm_outputs(broken, _random_inputs(full, np.random.default_rng(0), 1), 1)
+        tflm_outputs(broken, random_samples(full, np.random.default_rng(0), 1), 1)
     lean = TFLiteModel.from_bytes(lean_model(full).data)
     assert all(
         lean.main.tensors[op.inputs[2]].is_quantized
@@ -272,7 +229,7 @@ def test_a_zero_point_must_stay_or_the_scales_are_ignored() -> None:
                 q.zeroPoint = None
 
     full = TFLiteModel.from_bytes(data)
-    inputs = _random_inputs(full, np.random.default_rng(0), 1)
+    inputs = random_samples(full, np.random.default_rng(0), 1)
     try:
         broken = tflm_outputs(_edited(data, drop_zero_points), inputs, 1)
     except RuntimeError:

@@ -22,7 +22,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,6 +45,9 @@ from toolchain.protocol.messages import DTYPES, FwKind, Hello, TickUnit
 from toolchain.targets import Target
 from toolchain.tflite_model import TFLiteModel
 from toolchain.transports.serial_port import SerialTransport, find_port
+
+if TYPE_CHECKING:
+    from toolchain.devices.host_tflm import HostTflmProcess
 
 log = logging.getLogger(__name__)
 
@@ -446,22 +449,48 @@ def run_host_tflm(target: Target, model: Path, options: BenchOptions) -> BenchRe
     ``options.port``)."""
     from toolchain.devices.host_tflm import HostTflmProcess
 
+    return bench_pty_device(
+        target,
+        model,
+        options,
+        runner="host-tflm",
+        no_firmware="runs no firmware",
+        start=lambda: HostTflmProcess(model),
+        process="python -m toolchain.devices.host_tflm",
+    )
+
+
+def bench_pty_device(
+    target: Target,
+    model: Path,
+    options: BenchOptions,
+    *,
+    runner: str,
+    no_firmware: str,
+    start: Callable[[], HostTflmProcess],
+    process: str,
+) -> BenchResult:
+    """:func:`benchmark_device` on a host device process that speaks EDP over a pty: the one
+    already running on ``options.port``, else one ``start()`` returns (started here, stopped
+    when the benchmark ends; ``process`` describes it in the report's device info). Host
+    timings: the report's environment names the CPU. Raises UsageError when ``--firmware``
+    was given (``no_firmware`` says why the runner takes none)."""
     tfl = TFLiteModel.from_file(model)
     if options.firmware is not None:
-        raise UsageError("the host-tflm runner runs no firmware; drop --firmware")
+        raise UsageError(f"the {runner} runner {no_firmware}; drop --firmware")
     with contextlib.ExitStack() as stack:
         port = options.port
-        info = {"port": port}
+        info: dict[str, Any] = {"port": port}
         if not port:
-            port = stack.enter_context(HostTflmProcess(model)).port
-            info = {"port": port, "process": "python -m toolchain.devices.host_tflm"}
+            port = stack.enter_context(start()).port
+            info = {"port": port, "process": process}
         link = stack.enter_context(SerialTransport(port))
         return benchmark_device(
             DeviceClient(link, timeout_s=REQUEST_TIMEOUT_S),
             target=target,
             model=tfl,
             options=options,
-            runner="host-tflm",
+            runner=runner,
             device_info=info,
             environment={"cpu": cpu_name()},
         )

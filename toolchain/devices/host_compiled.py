@@ -2,7 +2,8 @@
 machine's gcc, serving the EDP device protocol on a pseudo terminal.
 
 It is the same C the Cortex-M firmware links — the generated model, its kernels, and the
-device protocol library (``firmware_templates/common/edp/``) — with a host main
+device protocol library (``firmware_templates/common/edp/``), the model's EDP backend
+(``firmware_templates/common/compiled/edc_backend.c``) — with a host main
 (``firmware_templates/host/compiled_host_main.c``) instead of the board layer, so the
 compiled code runs and is checked bit-exact in every test tier, without QEMU or a board.
 Timings are host timings (nanoseconds of ``CLOCK_MONOTONIC`` around invoke); per-op times
@@ -15,7 +16,6 @@ come from the compiled model's profiling hooks.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolchain.devices.host_tflm import HostTflmProcess
-from toolchain.errors import FirmwareError, ToolchainMissingError, UsageError
+from toolchain.errors import FirmwareError, ToolchainMissingError
 
 if TYPE_CHECKING:
     from toolchain.bench.options import BenchOptions
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 _TEMPLATES = Path(__file__).resolve().parents[2] / "firmware_templates"
 HOST_MAIN = _TEMPLATES / "host" / "compiled_host_main.c"
 EDP_DIR = _TEMPLATES / "common" / "edp"
+COMPILED_DIR = _TEMPLATES / "common" / "compiled"
 CC = "gcc"
 #: host build flags: the generated code is C99; -Werror=implicit catches a contract mismatch
 CFLAGS = ("-std=gnu11", "-O2", "-Wall", "-Werror=implicit-function-declaration", "-DEDC_PROFILE")
@@ -90,7 +91,13 @@ def build_host_device(model: str | os.PathLike[str], out_dir: str | os.PathLike[
     )
     (include / "compiled_binding.h").write_text(binding, encoding="utf-8")
     input_bytes = _input_bytes(model_path)
-    sources = [HOST_MAIN, EDP_DIR / "edp.c", EDP_DIR / "edp_device.c", *sorted(cm.sources)]
+    sources = [
+        HOST_MAIN,
+        COMPILED_DIR / "edc_backend.c",
+        EDP_DIR / "edp.c",
+        EDP_DIR / "edp_device.c",
+        *sorted(cm.sources),
+    ]
     exe = out / "edp_device"
     cmd = [
         gcc,
@@ -98,6 +105,7 @@ def build_host_device(model: str | os.PathLike[str], out_dir: str | os.PathLike[
         f"-DEDP_MAX_INPUT_BYTES={max(input_bytes, 1)}u",
         f"-I{include}",
         f"-I{EDP_DIR}",
+        f"-I{COMPILED_DIR}",
         f"-I{model_dir}",
         *map(str, sources),
         "-o",
@@ -175,28 +183,14 @@ class HostCompiledProcess(HostTflmProcess):
 def run_host_compiled(target: Target, model: Path, options: BenchOptions) -> BenchResult:
     """The ``host-compiled`` runner: the compiled model built for this machine, measured over
     its pty (or an already running one on ``options.port``)."""
-    from toolchain.bench.mcu import REQUEST_TIMEOUT_S, benchmark_device, cpu_name
-    from toolchain.protocol.client import DeviceClient
-    from toolchain.tflite_model import TFLiteModel
-    from toolchain.transports.serial_port import SerialTransport
+    from toolchain.bench.mcu import bench_pty_device
 
-    tfl = TFLiteModel.from_file(model)
-    if options.firmware is not None:
-        raise UsageError("the host-compiled runner builds its own device; drop --firmware")
-    with contextlib.ExitStack() as stack:
-        port = options.port
-        info: dict[str, Any] = {"port": port}
-        if not port:
-            dev = stack.enter_context(HostCompiledProcess(model))
-            port = dev.port
-            info = {"port": port, "process": "host-compiled device (gcc build of the model)"}
-        link = stack.enter_context(SerialTransport(port))
-        return benchmark_device(
-            DeviceClient(link, timeout_s=REQUEST_TIMEOUT_S),
-            target=target,
-            model=tfl,
-            options=options,
-            runner="host-compiled",
-            device_info=info,
-            environment={"cpu": cpu_name()},
-        )
+    return bench_pty_device(
+        target,
+        model,
+        options,
+        runner="host-compiled",
+        no_firmware="builds its own device",
+        start=lambda: HostCompiledProcess(model),
+        process="host-compiled device (gcc build of the model)",
+    )

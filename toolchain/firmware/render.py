@@ -4,7 +4,9 @@ The template is a real, buildable project (``firmware_templates/cortex-m/``): ev
 copied byte for byte except the few ``*.j2`` files, which are rendered with Jinja2 and
 ``StrictUndefined`` from the target profile (``config.mk``, ``linker.ld``,
 ``include/target_config.h``, and for the TFLM firmware ``include/model_binding.h``). The
-device-protocol library (``firmware_templates/common/edp/``) is copied into ``edp/``. The
+device-protocol library (``firmware_templates/common/edp/``) is copied into ``edp/``, and for
+the compiled-model firmware the model's EDP backend (``firmware_templates/common/compiled/``,
+shared with the host build) into ``compiled/``. The
 model (C array, op resolver, arena size, golden vectors) comes from the emit stage and is
 written into ``model/`` by it; it never passes through the template engine.
 
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "firmware_templates"
 EDP_DIR = TEMPLATES_DIR / "common" / "edp"
+#: the compiled model's EDP backend, shared with the host build (copied into ``compiled/``)
+COMPILED_DIR = TEMPLATES_DIR / "common" / "compiled"
 FW_KINDS = ("compiled", "tflm", "selftest")
 #: Model runtimes of a benchmark firmware: the compiled model (``edgedeploy compile``, no
 #: TFLM) or the TFLM interpreter with a hand-built library.
@@ -364,6 +368,10 @@ def render_into(
     for src in sorted(EDP_DIR.glob("*.[ch]")):
         _write(dest / "edp" / src.name, src.read_bytes())
         written.append(f"edp/{src.name}")
+    if fw == "compiled":
+        for src in sorted(COMPILED_DIR.glob("*.[ch]")):
+            _write(dest / "compiled" / src.name, src.read_bytes())
+            written.append(f"compiled/{src.name}")
     written.extend(f"model/{n}" for n in model_files)
 
     manifest = {

@@ -26,12 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from toolchain.artifacts import StageOutput, StageRecord
 from toolchain.errors import EdgeDeployError, StageError, UsageError
 from toolchain.fsutil import check_output_path
 from toolchain.pipeline import cache
-from toolchain.pipeline.stages import STAGE_NAMES, STAGES, Context, StageOutput
+from toolchain.pipeline.stages import STAGE_NAMES, STAGES, Context
 from toolchain.progress import ProgressFn, no_progress
 from toolchain.project import Project
+from toolchain.report import build_report, write_reports
 
 log = logging.getLogger(__name__)
 
@@ -39,36 +41,6 @@ __all__ = ["STAGE_NAMES", "RunResult", "StageRecord", "run_project"]
 
 #: stage statuses in report.json
 STATUSES = ("ok", "cached", "skipped", "failed", "interrupted", "not run")
-
-
-@dataclass(frozen=True)
-class StageRecord:
-    """How one stage went. ``seconds``: wall time this run (a cache lookup for ``cached``);
-    ``built_seconds``: what building it took when it was built. ``error``: ``{type, message,
-    hint, exit_code}`` for a failed stage."""
-
-    name: str
-    title: str
-    status: str
-    seconds: float = 0.0
-    built_seconds: float | None = None
-    folder: Path | None = None
-    key: str | None = None
-    notes: tuple[str, ...] = ()
-    error: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "title": self.title,
-            "status": self.status,
-            "seconds": round(self.seconds, 3),
-            "built_seconds": None if self.built_seconds is None else round(self.built_seconds, 3),
-            "folder": str(self.folder) if self.folder else None,
-            "key": self.key,
-            "notes": list(self.notes),
-            "error": self.error,
-        }
 
 
 @dataclass(frozen=True)
@@ -263,8 +235,6 @@ def _finish(
     outputs: dict[str, StageOutput],
     seconds: float,
 ) -> RunResult:
-    from toolchain.report import build_report, write_reports
-
     report = build_report(project, records, outputs, seconds=seconds, out_dir=out)
     json_path, html_path = write_reports(
         out, report, html=project.output is None or project.output.html

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from toolchain import pyref
+from toolchain.artifacts import StageOutput
 from toolchain.convert import cache as convert_cache
 from toolchain.errors import BenchmarkError, ConversionError, FidelityError, FirmwareError
 from toolchain.fsutil import atomic_write_json, sha256_file
@@ -42,37 +43,6 @@ log = logging.getLogger(__name__)
 VALIDATE_SAMPLES = 500
 VALIDATE_BYTES = 16 * 1024 * 1024
 SAMPLES_NPZ = "samples.npz"
-
-
-@dataclass(frozen=True)
-class StageOutput:
-    """What a stage produced: its report (goes into report.json under the stage's name), its
-    files by role (relative to its folder), and notes a person should read (e.g. why the
-    firmware was not built)."""
-
-    report: dict[str, Any] | None = None
-    files: dict[str, str] = field(default_factory=dict)
-    notes: tuple[str, ...] = ()
-    folder: Path | None = None
-    digest: str = ""  # cache.content_digest of the folder (set by the runner)
-
-    def path(self, role: str) -> Path | None:
-        """The absolute path of the file playing ``role``, or None."""
-        rel = self.files.get(role)
-        return None if rel is None or self.folder is None else self.folder / rel
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"report": self.report, "files": self.files, "notes": list(self.notes)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], folder: Path, digest: str) -> StageOutput:
-        return cls(
-            report=d.get("report"),
-            files=dict(d.get("files") or {}),
-            notes=tuple(d.get("notes") or ()),
-            folder=folder,
-            digest=digest,
-        )
 
 
 @dataclass

@@ -26,8 +26,7 @@ from toolchain.bench.mcu import cpu_name
 from toolchain.fsutil import atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
-    from toolchain.pipeline import StageRecord
-    from toolchain.pipeline.stages import StageOutput
+    from toolchain.artifacts import StageOutput, StageRecord
     from toolchain.project import Project
 
 REPORT_SCHEMA = "edgedeploy.report/1"
