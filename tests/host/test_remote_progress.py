@@ -49,7 +49,7 @@ def test_runner_prints_progress_between_inferences(reference_dir: Path, tmp_path
     assert len(done) >= 2, p.stderr
     assert all(total == 3020 for _, total in done)
     assert [d for d, _ in done] == sorted({d for d, _ in done})  # strictly increasing
-    assert 0 < done[0][0] and done[-1][0] <= 3020
+    assert done[0][0] > 0 and done[-1][0] <= 3020
     doc = json.loads(p.stdout)  # stdout is exactly the JSON result
     assert doc["ok"] and len(doc["samples_ms"]) == 3000
     quiet = subprocess.run(argv[:-2], capture_output=True, text=True, timeout=120)
