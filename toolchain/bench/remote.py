@@ -11,6 +11,7 @@ reference outputs for exactly those inputs.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import re
@@ -46,6 +47,33 @@ from toolchain.tflite_model import TFLiteModel
 log = logging.getLogger(__name__)
 
 RUNNER_SCRIPT = Path(__file__).with_name("remote_runner.py")
+
+#: First word of the runner's progress lines on stderr (``EDP-PROGRESS done total``).
+PROGRESS_PREFIX = "EDP-PROGRESS"
+#: Seconds between two progress lines of the runner.
+PROGRESS_EVERY_S = 0.5
+
+
+def parse_progress_line(line: str) -> tuple[int, int] | None:
+    """``(done, total)`` of one ``EDP-PROGRESS done total`` line, else None (any other
+    stderr line, or a malformed one: progress is never worth an error)."""
+    parts = line.split()
+    if len(parts) != 3 or parts[0] != PROGRESS_PREFIX:
+        return None
+    try:
+        done, total = int(parts[1]), int(parts[2])
+    except ValueError:
+        return None
+    if total < 1 or not 0 <= done <= total:
+        return None
+    return done, total
+
+
+def strip_progress(text: str) -> str:
+    """``text`` without the runner's progress lines (kept out of error messages)."""
+    return "".join(
+        line for line in text.splitlines(keepends=True) if parse_progress_line(line) is None
+    )
 
 
 def check_options(options: BenchOptions) -> None:
@@ -285,10 +313,21 @@ def run_runner(
             str(options.runs), "--warmup", str(options.warmup), "--xnnpack", xnnpack]  # fmt: skip
     if options.threads is not None:
         argv += ["--threads", str(options.threads)]
-    progress("benchmark", 0, 1)
+    argv += ["--progress-every", str(PROGRESS_EVERY_S)]
+    total = options.warmup + options.runs
+    progress("benchmark", 0, total)
+
+    def on_stderr_line(line: str) -> None:
+        parsed = parse_progress_line(line)
+        if parsed is not None:
+            progress("benchmark", parsed[0], total)
+
     command = affinity_prefix(options) + " ".join(q(a) for a in argv)
-    res = workdir.run_guarded(command, timeout_s=run_timeout_s(options))
-    progress("benchmark", 1, 1)
+    res = workdir.run_guarded(
+        command, timeout_s=run_timeout_s(options), on_stderr_line=on_stderr_line
+    )
+    res = dataclasses.replace(res, stderr=strip_progress(res.stderr))
+    progress("benchmark", total, total)
     where = workdir.shell.description
     try:
         doc = json.loads(res.stdout.strip().splitlines()[-1]) if res.stdout.strip() else None

@@ -9,7 +9,7 @@ Nothing from the edgedeploy package is imported.
 Usage::
 
     python3 remote_runner.py --model M.tflite --inputs in.npz --runs 50 --warmup 5 \\
-        [--threads 4] [--xnnpack auto|on|off]
+        [--threads 4] [--xnnpack auto|on|off] [--progress-every 0.5]
 
 ``in.npz`` holds one array per model input (``input_0``, ``input_1``, ... in the order of
 ``get_input_details()``), with the input's exact shape and dtype. The JSON on stdout has
@@ -17,6 +17,9 @@ Usage::
 ``first_ms`` (the first, cold inference), ``outputs`` (raw bytes of every output after one
 inference on the given inputs, base64, with dtype and shape), ``device`` (CPU model,
 governors, temperatures ``before`` and ``after`` the timed loop) and ``config``.
+With ``--progress-every S`` (> 0) a line ``EDP-PROGRESS done total`` goes to stderr at most
+every ``S`` seconds during the warm-up and timed loop (``done`` of ``total = warmup + runs``
+inferences; written between inferences, outside the timed region).
 On failure: ``{"ok": false, "kind": ..., "error": ...}`` and exit code 2 (bad arguments),
 3 (no interpreter), 4 (the interpreter rejected the model), 5 (inference failed).
 """
@@ -31,6 +34,7 @@ import sys
 import time
 
 EXIT_USAGE, EXIT_NO_RUNTIME, EXIT_MODEL, EXIT_INVOKE = 2, 3, 4, 5
+PROGRESS_PREFIX = "EDP-PROGRESS"
 
 
 def _read(path):
@@ -124,6 +128,12 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--xnnpack", choices=("auto", "on", "off"), default="auto")
+    ap.add_argument(
+        "--progress-every",
+        type=float,
+        default=0.0,
+        help="seconds between EDP-PROGRESS lines on stderr (0: none)",
+    )
     args = ap.parse_args(argv)
     if args.runs < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
         fail("usage", "runs must be >= 1, warmup >= 0, threads >= 1", EXIT_USAGE)
@@ -200,9 +210,25 @@ def main(argv=None):
                     "data": base64.b64encode(value.tobytes()).decode("ascii"),
                 }
             )
-        for _ in range(args.warmup):
+        total = args.warmup + args.runs
+        every = args.progress_every
+        last = time.monotonic()
+
+        def report(done):
+            # between inferences only: the timed region (run_once) never includes this
+            nonlocal last
+            if every > 0 and time.monotonic() - last >= every:
+                last = time.monotonic()
+                sys.stderr.write(f"{PROGRESS_PREFIX} {done} {total}\n")
+                sys.stderr.flush()
+
+        for i in range(args.warmup):
             run_once()
-        samples = [run_once() for _ in range(args.runs)]
+            report(i + 1)
+        samples = []
+        for i in range(args.runs):
+            samples.append(run_once())
+            report(args.warmup + i + 1)
     except (ValueError, RuntimeError) as exc:
         fail("invoke_failed", str(exc).strip(), EXIT_INVOKE)
     device["temperatures_after"] = temperatures()

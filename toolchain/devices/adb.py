@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import logging
 import os
+import selectors
 import shutil
 import subprocess
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +65,57 @@ def _adb(*args: str, timeout_s: float) -> subprocess.CompletedProcess[bytes]:
         ) from exc
     except OSError as exc:
         raise ToolchainMissingError(f"cannot run {argv[0]}: {exc.strerror}") from exc
+
+
+def _adb_streaming(
+    *args: str, timeout_s: float, on_stderr_line: Callable[[str], None]
+) -> subprocess.CompletedProcess[bytes]:
+    """:func:`_adb` that also hands each complete stderr line to ``on_stderr_line`` as it
+    arrives. Same timeout contract: past ``timeout_s`` the client is killed (closing its
+    stream on the device) and :class:`IoTimeoutError` is raised."""
+    argv = [adb_executable(), *args]
+    log.debug("adb %s (streaming)", " ".join(args))
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    except OSError as exc:
+        raise ToolchainMissingError(f"cannot run {argv[0]}: {exc.strerror}") from exc
+    assert proc.stdout is not None and proc.stderr is not None
+    deadline = time.monotonic() + timeout_s
+    out, err = bytearray(), bytearray()
+    sel = selectors.DefaultSelector()
+    try:
+        sel.register(proc.stdout, selectors.EVENT_READ, out)
+        sel.register(proc.stderr, selectors.EVENT_READ, err)
+        while sel.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise subprocess.TimeoutExpired(argv, timeout_s)
+            for key, _ in sel.select(timeout=min(left, 0.5)):
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    continue
+                buf: bytearray = key.data
+                start = buf.rfind(b"\n") + 1
+                buf += chunk
+                if buf is err and b"\n" in chunk:
+                    for line in bytes(err[start : err.rfind(b"\n")]).split(b"\n"):
+                        on_stderr_line(line.decode("utf-8", "replace").rstrip("\r"))
+        rc = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired as exc:
+        raise IoTimeoutError(
+            f"adb {args[0] if args else ''} did not answer within {timeout_s:.0f} s"
+        ) from exc
+    finally:
+        sel.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    return subprocess.CompletedProcess(argv, rc, bytes(out), bytes(err))
 
 
 @dataclass(frozen=True)
@@ -201,6 +255,20 @@ class AdbDevice:
     def run(self, command: str, *, timeout_s: float) -> ShellResult:
         """Run ``command`` with ``sh`` on the device (see :class:`RemoteShell`)."""
         res = _adb("-s", self.serial, "shell", command, timeout_s=timeout_s)
+        return self._result(res)
+
+    def run_streaming(
+        self, command: str, *, timeout_s: float, on_stderr_line: Callable[[str], None]
+    ) -> ShellResult:
+        """:meth:`run`, also passing each complete stderr line to ``on_stderr_line`` as it
+        arrives (a :class:`~toolchain.devices.shell.StreamingShell`; needs shell_v2, which
+        keeps stderr apart)."""
+        res = _adb_streaming(
+            "-s", self.serial, "shell", command, timeout_s=timeout_s, on_stderr_line=on_stderr_line
+        )
+        return self._result(res)
+
+    def _result(self, res: subprocess.CompletedProcess[bytes]) -> ShellResult:
         stdout = res.stdout.decode("utf-8", errors="replace")
         stderr = res.stderr.decode("utf-8", errors="replace")
         # adb's own failures (device gone) come as "error: ..." / "adb: ..." with exit code 1.

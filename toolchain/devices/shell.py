@@ -9,6 +9,9 @@ and :class:`toolchain.devices.ssh.SshBoard`):
   :class:`~toolchain.errors.TransportError` (or a subclass) when the link itself fails. The
   command line is passed as is: callers quote every user-supplied word with :func:`q`.
 * ``put(local, remote, mode=..., timeout_s=...)`` copies one file (all or raise).
+* Optionally (:class:`StreamingShell`), ``run_streaming(command, timeout_s=...,
+  on_stderr_line=...)`` is ``run`` that also hands each complete stderr line to
+  ``on_stderr_line`` as soon as it arrives (same timeouts, errors and result).
 
 :class:`Workdir` is a private scratch directory on the device that is removed on exit, whatever
 happened (error, timeout, Ctrl-C); :meth:`Workdir.run_guarded` runs a command whose process is
@@ -21,10 +24,11 @@ import logging
 import secrets
 import shlex
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from toolchain.errors import EdgeDeployError, IoTimeoutError, RemoteCommandError
 
@@ -83,6 +87,15 @@ class RemoteShell(Protocol):
     def run(self, command: str, *, timeout_s: float) -> ShellResult: ...
 
     def put(self, local: Path, remote: str, *, mode: int = 0o644, timeout_s: float) -> None: ...
+
+
+@runtime_checkable
+class StreamingShell(Protocol):
+    """A shell that can also stream a command's stderr line by line while it runs."""
+
+    def run_streaming(
+        self, command: str, *, timeout_s: float, on_stderr_line: Callable[[str], None]
+    ) -> ShellResult: ...
 
 
 def checked(shell: RemoteShell, command: str, *, timeout_s: float, what: str) -> ShellResult:
@@ -154,15 +167,30 @@ class Workdir:
         self.shell.put(local, remote, mode=mode, timeout_s=timeout_s)
         return remote
 
-    def run_guarded(self, command: str, *, timeout_s: float) -> ShellResult:
+    def run_guarded(
+        self,
+        command: str,
+        *,
+        timeout_s: float,
+        on_stderr_line: Callable[[str], None] | None = None,
+    ) -> ShellResult:
         """Run one simple command (``[env] program args``) with its pid recorded.
 
         On timeout the device process and its children are killed (``kill -9``) before
         :class:`IoTimeoutError` is raised, so nothing keeps running on the device.
+        With ``on_stderr_line``, each stderr line is passed to it while the command runs when
+        the shell is a :class:`StreamingShell` (otherwise the command runs as usual and the
+        callback is never called; the result holds all of stderr either way).
         """
         pid = q(self.file(".pid"))
+        full = f"echo $$ > {pid} && exec {command}"
         try:
-            res = self.shell.run(f"echo $$ > {pid} && exec {command}", timeout_s=timeout_s)
+            if on_stderr_line is not None and isinstance(self.shell, StreamingShell):
+                res = self.shell.run_streaming(
+                    full, timeout_s=timeout_s, on_stderr_line=on_stderr_line
+                )
+            else:
+                res = self.shell.run(full, timeout_s=timeout_s)
             # the process is gone: forget its pid so that cleanup never kills a reused one
             self.shell.run(f"rm -f {pid}", timeout_s=HOUSEKEEPING_TIMEOUT_S)
             return res

@@ -483,6 +483,19 @@ class SshBoard:
 
     def run(self, command: str, *, timeout_s: float) -> ShellResult:
         """Run ``command`` on the board (see :class:`~toolchain.devices.shell.RemoteShell`)."""
+        return self._run(command, timeout_s=timeout_s, on_stderr_line=None)
+
+    def run_streaming(
+        self, command: str, *, timeout_s: float, on_stderr_line: Callable[[str], None]
+    ) -> ShellResult:
+        """:meth:`run`, also passing each complete stderr line (decoded, without its newline)
+        to ``on_stderr_line`` as it arrives (a
+        :class:`~toolchain.devices.shell.StreamingShell`)."""
+        return self._run(command, timeout_s=timeout_s, on_stderr_line=on_stderr_line)
+
+    def _run(
+        self, command: str, *, timeout_s: float, on_stderr_line: Callable[[str], None] | None
+    ) -> ShellResult:
         try:
             chan = self._transport().open_session(timeout=self.connect_timeout_s)
             chan.exec_command(command)
@@ -497,7 +510,14 @@ class SshBoard:
                     out += chan.recv(65536)
                     busy = True
                 while chan.recv_stderr_ready():
-                    err += chan.recv_stderr(65536)
+                    chunk = chan.recv_stderr(65536)
+                    if on_stderr_line is not None and b"\n" in chunk:
+                        start = err.rfind(b"\n") + 1
+                        err += chunk
+                        for line in bytes(err[start : err.rfind(b"\n")]).split(b"\n"):
+                            on_stderr_line(line.decode("utf-8", "replace").rstrip("\r"))
+                    else:
+                        err += chunk
                     busy = True
                 if (
                     chan.exit_status_ready()
