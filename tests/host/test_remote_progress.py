@@ -1,7 +1,7 @@
 """Progress of remote benchmarks (issue 14): the runner's ``EDP-PROGRESS done total`` lines on
 stderr, their parsing, and the streaming of stderr lines while a command runs (the adb client
 path is exercised with a real child process standing in for ``adb``; SSH and the adb peer are
-in tests/emulated/test_remote_progress.py)."""
+in tests/emulated/test_remote_progress_live.py)."""
 
 from __future__ import annotations
 
