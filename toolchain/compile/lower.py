@@ -305,8 +305,49 @@ def _always_inside(i: int, k: int, s: int, d: int, pad: int, o: int) -> bool:
     return pad == 0 and (o - 1) * s + (k - 1) * d + 1 <= i
 
 
-def _conv(ctx: _Ctx, op: Any, index: int) -> Op:
+def _conv_common(
+    ctx: _Ctx, op: Any, x: Tensor, y: Tensor, weights: np.ndarray, what: str
+) -> tuple[dict[str, FieldValue], str]:
+    """The parameters CONV_2D and DEPTHWISE_CONV_2D share, and the op's summary line.
+
+    ``weights`` is the int8 filter as the kernel reads it, output channel first
+    (``oc x kh x kw [x depth]``); the returned fields run from ``stride_h`` to ``shift`` in
+    the order of the C params structs. ``what`` names the op's channel shape in the summary.
+    """
     o = op.builtinOptions
+    _, ih, iw, _ = _nhwc(x)
+    _, oh, ow, oc = _nhwc(y)
+    kh, kw = int(weights.shape[1]), int(weights.shape[2])
+    sh, sw = int(o.strideH), int(o.strideW)
+    dh, dw = int(o.dilationHFactor) or 1, int(o.dilationWFactor) or 1
+    scales = _filter_quant(ctx, int(op.inputs[1]), oc)
+    mult, shift = quant.per_channel_multipliers(x.scale, scales, y.scale, oc)
+    lo, hi = _act_range(int(o.fusedActivationFunction), y)
+    bias = _bias(ctx, op, oc)
+    folded = (np.zeros(oc, np.int64) if bias is None else bias.astype(np.int64)) + (
+        -x.zero_point
+    ) * weights.astype(np.int64).reshape(oc, -1).sum(axis=1)
+    pad_h = _padding(o.padding, ih, kh, sh, dh, oh)
+    pad_w = _padding(o.padding, iw, kw, sw, dw, ow)
+    inside = _always_inside(ih, kh, sh, dh, pad_h, oh) and _always_inside(iw, kw, sw, dw, pad_w, ow)
+    fields: dict[str, FieldValue] = {
+        "stride_h": sh, "stride_w": sw, "dil_h": dh, "dil_w": dw,
+        "pad_h": pad_h, "pad_w": pad_w,
+        "in_offset": -x.zero_point, "out_offset": y.zero_point, "act_min": lo, "act_max": hi,
+        "weights": ConstArray("int8_t", weights, "weights"),
+        # the plain bias is only read at border pixels
+        "bias": None if bias is None or inside else _named(_i32(bias), "bias"),
+        "bias_folded": _named(_i32(folded), "bias + input offset x weight sums"),
+        "mult": _named(_i32(mult), "mult"),
+        "shift": _shifts(shift),
+    }  # fmt: skip
+    act = _ACT_NAMES[int(o.fusedActivationFunction)]
+    dil = f" dilation {dh}x{dw}" if dh * dw > 1 else ""
+    summary = f"{kh}x{kw}/{sh}x{sw} {_pad_name(o.padding)}{dil}, {what}{', ' + act if act else ''}"
+    return fields, summary
+
+
+def _conv(ctx: _Ctx, op: Any, index: int) -> Op:
     x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
     if x.dtype == "int16":
         return _conv16(ctx, op, index, depthwise=False)
@@ -318,43 +359,18 @@ def _conv(ctx: _Ctx, op: Any, index: int) -> Op:
     _, kh, kw, fic = w.shape
     if ic % fic or oc % (ic // fic):
         raise Unsupported(f"filter depth {fic} does not divide the input depth {ic}")
-    sh, sw = int(o.strideH), int(o.strideW)
-    dh, dw = int(o.dilationHFactor) or 1, int(o.dilationWFactor) or 1
-    scales = _filter_quant(ctx, int(op.inputs[1]), oc)
-    mult, shift = quant.per_channel_multipliers(x.scale, scales, y.scale, oc)
-    lo, hi = _act_range(int(o.fusedActivationFunction), y)
-    bias = _bias(ctx, op, oc)
-    folded = (np.zeros(oc, np.int64) if bias is None else bias.astype(np.int64)) + (
-        -x.zero_point
-    ) * w.astype(np.int64).reshape(oc, -1).sum(axis=1)
-    pad_h = _padding(o.padding, ih, kh, sh, dh, oh)
-    pad_w = _padding(o.padding, iw, kw, sw, dw, ow)
-    inside = _always_inside(ih, kh, sh, dh, pad_h, oh) and _always_inside(iw, kw, sw, dw, pad_w, ow)
+    common, summary = _conv_common(ctx, op, x, y, w, f"{oc} filters")
     fields: dict[str, FieldValue] = {
         "batches": b, "in_h": ih, "in_w": iw, "in_c": ic,
         "out_h": oh, "out_w": ow, "out_c": oc,
         "k_h": kh, "k_w": kw, "groups": ic // fic,
-        "stride_h": sh, "stride_w": sw, "dil_h": dh, "dil_w": dw,
-        "pad_h": pad_h, "pad_w": pad_w,
-        "in_offset": -x.zero_point, "out_offset": y.zero_point, "act_min": lo, "act_max": hi,
-        "weights": ConstArray("int8_t", w, "weights"),
-        # the plain bias is only read at border pixels
-        "bias": None if bias is None or inside else _named(_i32(bias), "bias"),
-        "bias_folded": _named(_i32(folded), "bias + input offset x weight sums"),
-        "mult": _named(_i32(mult), "mult"),
-        "shift": _shifts(shift),
+        **common,
     }  # fmt: skip
-    act = _ACT_NAMES[int(o.fusedActivationFunction)]
-    dil = f" dilation {dh}x{dw}" if dh * dw > 1 else ""
-    summary = (
-        f"{kh}x{kw}/{sh}x{sw} {_pad_name(o.padding)}{dil}, {oc} filters{', ' + act if act else ''}"
-    )
     return Op(index, "CONV_2D", "edc_conv", "edc_conv_s8", "edc_conv_s8_params", fields,
               (x.index,), (y.index,), summary)  # fmt: skip
 
 
 def _dwconv(ctx: _Ctx, op: Any, index: int) -> Op:
-    o = op.builtinOptions
     x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
     if x.dtype == "int16":
         return _conv16(ctx, op, index, depthwise=True)
@@ -366,38 +382,14 @@ def _dwconv(ctx: _Ctx, op: Any, index: int) -> Op:
     if oc % ic:
         raise Unsupported(f"{oc} output channels are no multiple of {ic} input channels")
     _, kh, kw, _ = w.shape
-    sh, sw = int(o.strideH), int(o.strideW)
-    dh, dw = int(o.dilationHFactor) or 1, int(o.dilationWFactor) or 1
-    scales = _filter_quant(ctx, int(op.inputs[1]), oc)
-    mult, shift = quant.per_channel_multipliers(x.scale, scales, y.scale, oc)
-    lo, hi = _act_range(int(o.fusedActivationFunction), y)
-    bias = _bias(ctx, op, oc)
+    # the kernel reads the filter channel first: oc x kh x kw
     wt = np.ascontiguousarray(w.reshape(kh, kw, oc).transpose(2, 0, 1))
-    folded = (np.zeros(oc, np.int64) if bias is None else bias.astype(np.int64)) + (
-        -x.zero_point
-    ) * wt.astype(np.int64).reshape(oc, -1).sum(axis=1)
-    pad_h = _padding(o.padding, ih, kh, sh, dh, oh)
-    pad_w = _padding(o.padding, iw, kw, sw, dw, ow)
-    inside = _always_inside(ih, kh, sh, dh, pad_h, oh) and _always_inside(iw, kw, sw, dw, pad_w, ow)
+    common, summary = _conv_common(ctx, op, x, y, wt, f"depth multiplier {oc // ic}")
     fields: dict[str, FieldValue] = {
         "batches": b, "in_h": ih, "in_w": iw, "in_c": ic,
         "out_h": oh, "out_w": ow, "depth_mult": oc // ic, "k_h": kh, "k_w": kw,
-        "stride_h": sh, "stride_w": sw, "dil_h": dh, "dil_w": dw,
-        "pad_h": pad_h, "pad_w": pad_w,
-        "in_offset": -x.zero_point, "out_offset": y.zero_point, "act_min": lo, "act_max": hi,
-        "weights": ConstArray("int8_t", wt, "weights"),
-        # the plain bias is only read at border pixels
-        "bias": None if bias is None or inside else _named(_i32(bias), "bias"),
-        "bias_folded": _named(_i32(folded), "bias + input offset x weight sums"),
-        "mult": _named(_i32(mult), "mult"),
-        "shift": _shifts(shift),
+        **common,
     }  # fmt: skip
-    act = _ACT_NAMES[int(o.fusedActivationFunction)]
-    dil = f" dilation {dh}x{dw}" if dh * dw > 1 else ""
-    summary = (
-        f"{kh}x{kw}/{sh}x{sw} {_pad_name(o.padding)}{dil}, depth multiplier {oc // ic}"
-        f"{', ' + act if act else ''}"
-    )
     return Op(index, "DEPTHWISE_CONV_2D", "edc_dwconv", "edc_dwconv_s8", "edc_dwconv_s8_params",
               fields, (x.index,), (y.index,), summary)  # fmt: skip
 
