@@ -11,6 +11,7 @@ the same arithmetic.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -228,8 +229,13 @@ def _input_radius(integer_bits: int, left_shift: int) -> int:
     return int(math.floor(v))
 
 
-def lut_logistic_s8(in_scale: float, in_zp: int) -> np.ndarray:
-    """int8 LOGISTIC as a 256-entry table (index x + 128), TFLM's integer arithmetic."""
+def _lut_q4_s8(in_scale: float, in_zp: int, inside: Callable[[int], int]) -> np.ndarray:
+    """An int8 LOGISTIC/TANH as a 256-entry table (index x + 128), TFLM's integer arithmetic.
+
+    The input is rescaled to Q4.27 (TFLM's Prepare: frexp multiplier, input radius); inputs
+    beyond the radius saturate to -128/127, the others go through ``inside`` (the Q4 value
+    to the int8 result before clamping).
+    """
     mult, shift = _frexp_multiplier(float(np.float32(in_scale)) * float(1 << 27))
     radius = _input_radius(4, shift)
     out = np.empty(256, np.int8)
@@ -240,28 +246,21 @@ def lut_logistic_s8(in_scale: float, in_zp: int) -> np.ndarray:
         elif x >= radius:
             v = 127
         else:
-            q4 = multiply_by_quantized_multiplier(x, mult, shift)
-            v = max(-128, min(127, rounding_divide_by_pot(logistic_q(q4, 4), 23) - 128))
+            v = max(-128, min(127, inside(multiply_by_quantized_multiplier(x, mult, shift))))
         out[k] = v
     return out
+
+
+def lut_logistic_s8(in_scale: float, in_zp: int) -> np.ndarray:
+    """int8 LOGISTIC as a 256-entry table (index x + 128), TFLM's integer arithmetic."""
+    return _lut_q4_s8(
+        in_scale, in_zp, lambda q4: rounding_divide_by_pot(logistic_q(q4, 4), 23) - 128
+    )
 
 
 def lut_tanh_s8(in_scale: float, in_zp: int) -> np.ndarray:
     """int8 TANH as a 256-entry table (output scale 1/128, zero point 0, as TFLM computes)."""
-    mult, shift = _frexp_multiplier(float(np.float32(in_scale)) * float(1 << 27))
-    radius = _input_radius(4, shift)
-    out = np.empty(256, np.int8)
-    for k in range(256):
-        x = k - 128 - in_zp
-        if x <= -radius:
-            v = -128
-        elif x >= radius:
-            v = 127
-        else:
-            q4 = multiply_by_quantized_multiplier(x, mult, shift)
-            v = max(-128, min(127, rounding_divide_by_pot(tanh_q(q4, 4), 24)))
-        out[k] = v
-    return out
+    return _lut_q4_s8(in_scale, in_zp, lambda q4: rounding_divide_by_pot(tanh_q(q4, 4), 24))
 
 
 def lut_requantize_s8(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
