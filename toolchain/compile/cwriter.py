@@ -48,17 +48,18 @@ def _shape(shape: tuple[int, ...]) -> str:
 
 
 class _Consts:
-    """Deduplicated constant arrays: one C array per distinct (type, bytes)."""
+    """Deduplicated constant arrays: one C array per distinct (type, bytes), named after
+    its first user (``<model>_op3_weights``: operator 3's ``weights`` field)."""
 
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
+    def __init__(self) -> None:
         self.by_key: dict[tuple[str, bytes], str] = {}
         self.arrays: list[tuple[str, ConstArray, list[str]]] = []
 
-    def name(self, arr: ConstArray, user: str) -> str:
+    def name(self, arr: ConstArray, user: str, first_name: str) -> str:
+        """The C name of ``arr``: ``first_name`` unless an equal array was named before."""
         key = arr.key()
         if key not in self.by_key:
-            n = f"{self.prefix}_c{len(self.arrays)}"
+            n = first_name
             self.by_key[key] = n
             self.arrays.append((n, arr, []))
         n = self.by_key[key]
@@ -99,7 +100,7 @@ class CWriter:
         self.name = name
         self.upper = name.upper()
         self.source = source
-        self.consts = _Consts(name)
+        self.consts = _Consts()
         self._structs = [self._struct(op) for op in graph.ops]
 
     # --- helpers -----------------------------------------------------------------------------
@@ -125,7 +126,7 @@ class CWriter:
                 if v is None:
                     lines.append(f"    .{f} = NULL,")
                 elif isinstance(v, ConstArray):
-                    n = self.consts.name(v, f"op {op.index} {op.kind} {v.what}")
+                    n = self.consts.name(v, f"op {op.index} {op.kind} {v.what}", f"{sname}_{f}")
                     lines.append(f"    .{f} = {n},")
                 elif isinstance(v, list):
                     lines.append(f"    .{f} = {{{', '.join(str(int(x)) for x in v)}}},")
