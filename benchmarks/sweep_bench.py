@@ -3,9 +3,10 @@ a local Ray (one node) vs a two-node Ray cluster on this machine.
 
 ``python -m benchmarks.run sweep [-- --epochs N --runs N]``. The grid: prune ratio (0.25, 0.5,
 0.75) × activations (int8, int16) × board (``target.name`` mps2-an386, mps2-an500: the emit
-stage's memory plan and the firmware project differ per board); the bench runs on the host TFLM
-device (no TFLM library for a QEMU image on this machine), one point at a time
-(``exclusive_targets``). Each measurement starts cold (its own copy of the source tree, empty
+stage's memory plan and the firmware project differ per board). Every point is built with the
+compiled runtime (the model as plain C, int8 and int16x8 alike) and benched in QEMU on its own
+board (the project's default bench target: deterministic instruction counts, so the fronts do
+not depend on timing noise), QEMU points in parallel (no ``exclusive_targets``). Each measurement starts cold (its own copy of the source tree, empty
 stage store and converter cache) and records wall time, the load average before and after,
 stage cache hits and the fronts; then a warm sweep (a new sweep folder, the 1-node sweep's
 store: every stage a cache hit) gives Ray's overhead per point.
@@ -120,7 +121,7 @@ def sequential(src: Path, base: dict[str, Any], tmp: Path) -> dict[str, Any]:
 
 def _sweep_project(src: Path, base: dict[str, Any], name: str, store: Path) -> Path:
     data = dict(base)
-    data["sweep"] = {"dir": f"out/{name}", "store": str(store), "exclusive_targets": ["host-tflm"], "axes": dict(AXES)}  # fmt: skip
+    data["sweep"] = {"dir": f"out/{name}", "store": str(store), "axes": dict(AXES)}  # fmt: skip
     proj = src / "examples/digits" / f"{name}.toml"
     _write_toml(proj, data)
     return proj
@@ -205,7 +206,7 @@ def main(argv: list[str]) -> int:
     result = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "settings": {"axes": AXES, "epochs": args.epochs, "bench_runs": args.runs, "bench_target": "host-tflm"},
+        "settings": {"axes": AXES, "epochs": args.epochs, "bench_runs": args.runs, "bench_target": "[target] board in QEMU"},
         **out,
     }  # fmt: skip
     write_result("sweep", result)
@@ -219,7 +220,7 @@ def _table(r: dict[str, Any]) -> str:
         f"Measured {r['date']} on {m['platform']}, {m['cpus']} logical CPUs, **shared with other "
         "jobs** (load = 1-minute load average before → after each measurement; the numbers are "
         f"noisy). `python -m benchmarks.run sweep` (epochs {r['settings']['epochs']}, "
-        f"{r['settings']['bench_runs']} bench runs per point on host-tflm).",
+        f"{r['settings']['bench_runs']} bench runs per point in QEMU on the point's own board, compiled runtime).",
         "",
         "| run | wall (s) | × sequential | load | points ok | prunes built | stage cache hits | nodes used |",
         "|---|---|---|---|---|---|---|---|",
@@ -240,5 +241,5 @@ def _table(r: dict[str, Any]) -> str:
     ]
     if seq:
         same = {k: seq["fronts"][k] == r["sweep_1node"]["fronts"][k] == r["sweep_2nodes"]["fronts"][k] for k in seq["fronts"]}  # fmt: skip
-        lines.append("Same Pareto front in all three: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in same.items()) + " (latency is a host timing: its front can differ run to run).")  # fmt: skip
+        lines.append("Same Pareto front in all three: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in same.items()) + " (latency = QEMU instruction count, deterministic).")  # fmt: skip
     return "\n".join(lines)
