@@ -178,12 +178,9 @@ def precheck(source: Any, *, weights: str | os.PathLike[str] | None = None) -> N
         elif (
             path.suffix in TORCHSCRIPT_SUFFIXES
             and os.path.isfile(path)
-            and zipfile.is_zipfile(path)
+            and _is_torchscript_zip(path)
         ):
-            with zipfile.ZipFile(path) as z:
-                scripted = any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
-            if scripted:
-                safeload.check_torchscript(path)
+            safeload.check_torchscript(path)
     if weights is not None and os.path.isfile(weights):
         safeload.check_torch_save_archive(
             Path(weights), where=str(weights), what="a state_dict saved with torch.save"
@@ -249,24 +246,28 @@ def _from_exported(ep: Any, desc: str) -> tuple[torch.nn.Module, tuple[torch.Ten
     return module, examples
 
 
+def _is_torchscript_zip(path: Path) -> bool | None:
+    """True for a TorchScript archive (it has code/ or constants.pkl), False for another zip
+    (a ``torch.save()`` pickle), None when ``path`` is not a zip file at all."""
+    if not zipfile.is_zipfile(path):
+        return None
+    with zipfile.ZipFile(path) as z:
+        return any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
+
+
 def _load_torchscript(path: Path) -> torch.nn.Module:
-    kind = "not a TorchScript file"
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as z:
-            if any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist()):
-                kind = ""
-            else:
-                kind = (
-                    "a torch.save() pickle (a state_dict or a whole pickled nn.Module), "
-                    "not TorchScript"
-                )
-    if not kind:
+    scripted = _is_torchscript_zip(path)
+    if scripted:
         try:
             return safeload.load_torchscript(path)  # inspects the pickles first
         except ModelLoadError:
             raise
         except Exception as exc:  # noqa: BLE001  # torch.jit.load's own error: a broken archive
             kind = f"not a loadable TorchScript file ({type(exc).__name__}: {str(exc)[:200]})"
+    elif scripted is None:
+        kind = "not a TorchScript file"
+    else:
+        kind = "a torch.save() pickle (a state_dict or a whole pickled nn.Module), not TorchScript"
     raise ModelLoadError(
         f"{path}: {kind}",
         hint="give the model as path/file.py:factory with --weights state_dict.pt, or save "
