@@ -263,14 +263,17 @@ def _read_member(z: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> bytes
         raise InputFileError(f"{where}: member {info.filename} is corrupt ({exc})") from exc
 
 
-def check_torch_save_archive(
-    data: bytes | Path, *, where: str, what: str, allowed: Callable[[str, str], bool] | None = None
-) -> None:
-    """Refuse a ``torch.save`` zip archive unless its pickles name only allowed callables.
+def _torch_save_global(module: str, name: str) -> bool:
+    """Names a ``torch.save`` pickle of tensors and plain containers may use."""
+    return (module, name) in TORCH_SAVE_GLOBALS
+
+
+def check_torch_save_archive(data: bytes | Path, *, where: str, what: str) -> None:
+    """Refuse a ``torch.save`` zip archive unless its pickles name only
+    :data:`TORCH_SAVE_GLOBALS`.
 
     The pre-2020 non-zip ``torch.save`` format is refused too (it is a run of bare pickles
     followed by raw bytes, which cannot be told apart safely)."""
-    ok = allowed or (lambda m, n: (m, n) in TORCH_SAVE_GLOBALS)
     if isinstance(data, Path):
         _zip_check_file(data, what)
     elif not data.startswith(b"PK\x03\x04"):
@@ -286,7 +289,7 @@ def check_torch_save_archive(
             check_pickle(
                 _read_member(z, info, where),
                 where=f"{where} ({info.filename})",
-                allowed=ok,
+                allowed=_torch_save_global,
                 what=what,
             )
 
@@ -517,7 +520,7 @@ def check_pt2(path: Path) -> None:
                 check_pickle(
                     _read_member(z, info, where),
                     where=f"{where} ({r})",
-                    allowed=lambda m, n: (m, n) in TORCH_SAVE_GLOBALS,
+                    allowed=_torch_save_global,
                     what=what,
                 )
 
@@ -570,8 +573,7 @@ def load_state_dict(path: Path, *, what: str = "a state_dict saved with torch.sa
     tensors and plain containers; the caller checks it is a state_dict)."""
     import torch
 
-    _zip_check_file(path, what)
-    check_torch_save_archive(path, where=str(path), what=what)
+    check_torch_save_archive(path, where=str(path), what=what)  # (checks the file is a zip)
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, unsupported content
