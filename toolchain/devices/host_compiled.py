@@ -61,7 +61,7 @@ def build_host_device(model: str | os.PathLike[str], out_dir: str | os.PathLike[
     tflm``), :class:`ToolchainMissingError` (no gcc) and :class:`FirmwareError` (the C
     build failed, with gcc's message)."""
     from toolchain.compile import compile_model
-    from toolchain.firmware.render import COMPILED_NAME, _env
+    from toolchain.firmware.render import COMPILED_NAME, _env, compiled_binding
     from toolchain.fsutil import to_json
 
     gcc = shutil.which(CC)
@@ -79,15 +79,7 @@ def build_host_device(model: str | os.PathLike[str], out_dir: str | os.PathLike[
     binding = (
         _env(_TEMPLATES / "cortex-m")
         .get_template("include/compiled_binding.h.j2")
-        .render(
-            model_name=model_path.stem,
-            model_sha256=cm.model_sha256,
-            n_ops=cm.n_ops,
-            arena_bytes=cm.arena_bytes,
-            c_name=COMPILED_NAME,
-            ops_text=",".join(dict.fromkeys(cm.ops)),
-            compiled_desc=f"edgedeploy compile: {cm.n_ops} ops, static arena {cm.arena_bytes} B",
-        )
+        .render(**compiled_binding(cm, model_path.stem))
     )
     (include / "compiled_binding.h").write_text(binding, encoding="utf-8")
     input_bytes = _input_bytes(model_path)
