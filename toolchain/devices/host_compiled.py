@@ -27,6 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 from toolchain.devices.host_tflm import HostTflmProcess
 from toolchain.errors import FirmwareError, ToolchainMissingError
+from toolchain.firmware.render import (
+    COMPILED_DIR,
+    COMPILED_NAME,
+    EDP_DIR,
+    TEMPLATES_DIR,
+    _env,
+    compiled_binding,
+)
 
 if TYPE_CHECKING:
     from toolchain.bench.options import BenchOptions
@@ -35,10 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_TEMPLATES = Path(__file__).resolve().parents[2] / "firmware_templates"
-HOST_MAIN = _TEMPLATES / "host" / "compiled_host_main.c"
-EDP_DIR = _TEMPLATES / "common" / "edp"
-COMPILED_DIR = _TEMPLATES / "common" / "compiled"
+HOST_MAIN = TEMPLATES_DIR / "host" / "compiled_host_main.c"
 CC = "gcc"
 #: host build flags: the generated code is C99; -Werror=implicit catches a contract mismatch
 CFLAGS = ("-std=gnu11", "-O2", "-Wall", "-Werror=implicit-function-declaration", "-DEDC_PROFILE")
@@ -61,7 +66,6 @@ def build_host_device(model: str | os.PathLike[str], out_dir: str | os.PathLike[
     tflm``), :class:`ToolchainMissingError` (no gcc) and :class:`FirmwareError` (the C
     build failed, with gcc's message)."""
     from toolchain.compile import compile_model
-    from toolchain.firmware.render import COMPILED_NAME, _env
     from toolchain.fsutil import to_json
 
     gcc = shutil.which(CC)
@@ -77,17 +81,9 @@ def build_host_device(model: str | os.PathLike[str], out_dir: str | os.PathLike[
     include = out / "include"
     include.mkdir(parents=True, exist_ok=True)
     binding = (
-        _env(_TEMPLATES / "cortex-m")
+        _env(TEMPLATES_DIR / "cortex-m")
         .get_template("include/compiled_binding.h.j2")
-        .render(
-            model_name=model_path.stem,
-            model_sha256=cm.model_sha256,
-            n_ops=cm.n_ops,
-            arena_bytes=cm.arena_bytes,
-            c_name=COMPILED_NAME,
-            ops_text=",".join(dict.fromkeys(cm.ops)),
-            compiled_desc=f"edgedeploy compile: {cm.n_ops} ops, static arena {cm.arena_bytes} B",
-        )
+        .render(**compiled_binding(cm, model_path.stem))
     )
     (include / "compiled_binding.h").write_text(binding, encoding="utf-8")
     input_bytes = _input_bytes(model_path)

@@ -24,7 +24,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
@@ -33,6 +33,9 @@ from toolchain.firmware import libcheck
 from toolchain.firmware.model import ModelArtifacts, emit_model
 from toolchain.fsutil import to_json
 from toolchain.targets import Target
+
+if TYPE_CHECKING:
+    from toolchain.compile import CompiledModel
 
 log = logging.getLogger(__name__)
 
@@ -418,6 +421,24 @@ def _compiled_report(d: dict[str, Any]) -> dict[str, Any]:
 COMPILED_GOLDEN = "golden.npz"
 
 
+def compiled_binding(cm: CompiledModel, model_name: str) -> dict[str, Any]:
+    """The values of ``include/compiled_binding.h.j2`` for the compiled model ``cm`` (C name
+    :data:`COMPILED_NAME`): shared by the MCU firmware and the host-compiled device."""
+    plan = cm.plan or {}
+    desc = f"edgedeploy compile: {cm.n_ops} ops, static arena {cm.arena_bytes} B"
+    if plan.get("tflm_greedy_bytes"):
+        desc += f" (TFLM greedy plan {plan['tflm_greedy_bytes']} B)"
+    return {
+        "model_name": model_name,
+        "model_sha256": cm.model_sha256,
+        "n_ops": cm.n_ops,
+        "arena_bytes": cm.arena_bytes,
+        "c_name": COMPILED_NAME,
+        "ops_text": ",".join(dict.fromkeys(cm.ops)),
+        "compiled_desc": desc,
+    }
+
+
 def compile_into(model: Path, model_dir: Path, target: Target) -> dict[str, Any]:
     """Compile ``model`` into ``model_dir`` (C name :data:`COMPILED_NAME`) with
     :func:`toolchain.compile.compile_model`, write golden vectors (seeded random inputs, the
@@ -453,19 +474,7 @@ def compile_into(model: Path, model_dir: Path, target: Target) -> dict[str, Any]
     )
     _write(model_dir / COMPILED_GOLDEN, golden.npz_bytes(gset))
     input_bytes = sum(int(a[0].nbytes) for a in inputs)
-    plan = cm.plan or {}
-    desc = f"edgedeploy compile: {cm.n_ops} ops, static arena {cm.arena_bytes} B"
-    if plan.get("tflm_greedy_bytes"):
-        desc += f" (TFLM greedy plan {plan['tflm_greedy_bytes']} B)"
-    binding = {
-        "model_name": model.stem,
-        "model_sha256": cm.model_sha256,
-        "n_ops": cm.n_ops,
-        "arena_bytes": cm.arena_bytes,
-        "c_name": COMPILED_NAME,
-        "ops_text": ",".join(dict.fromkeys(cm.ops)),
-        "compiled_desc": desc,
-    }
+    binding = compiled_binding(cm, model.stem)
     files = sorted(p.name for p in model_dir.iterdir() if p.is_file())
     log.info("compiled %s: %d ops, arena %d B", model.name, cm.n_ops, cm.arena_bytes)
     return {

@@ -247,6 +247,7 @@ def _memory(r: Mapping[str, Any]) -> dict[str, Any] | None:
             "fits": budget is None or (used or 0) <= budget,
         })  # fmt: skip
     arena = emit.get("arena") or {}
+    measured = (r.get("bench") or {}).get("memory") or {}  # the device's own figures
     return {
         "chart": plots.memory_chart(mem) if mem else None,
         "rows": rows,
@@ -265,10 +266,10 @@ def _memory(r: Mapping[str, Any]) -> dict[str, Any] | None:
         "image": image or None,
         "runtime": fw.get("runtime"),
         "measured": {
-            k: (r.get("bench") or {}).get("memory", {}).get(k)
+            k: measured.get(k)
             for k in ("ram_measured_bytes", "ram_data_bss_bytes", "stack_peak_bytes")
         }
-        if ((r.get("bench") or {}).get("memory") or {}).get("ram_measured_bytes") is not None
+        if measured.get("ram_measured_bytes") is not None
         else None,
     }
 
