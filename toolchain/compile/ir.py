@@ -116,10 +116,3 @@ class Graph:
     def kernels(self) -> list[str]:
         """Kernel source stems used, sorted."""
         return sorted({op.kernel for op in self.ops if op.kernel})
-
-    def const_arrays(self) -> list[ConstArray]:
-        out: list[ConstArray] = []
-        for op in self.ops:
-            for call in op.calls():
-                out.extend(v for v in call.fields.values() if isinstance(v, ConstArray))
-        return out

@@ -881,24 +881,51 @@ def _nn_map(out_size: int, in_size: int, align: bool, half: bool) -> list[int]:
     return out
 
 
+@dataclass(frozen=True)
+class _Resize:
+    """What both resizes read first: the tensors, their NHWC sizes and the two options."""
+
+    x: Tensor
+    y: Tensor
+    b: int
+    ih: int
+    iw: int
+    c: int
+    oh: int
+    ow: int
+    align: bool
+    half: bool
+
+    @classmethod
+    def read(cls, ctx: _Ctx, op: Any) -> _Resize:
+        o = op.builtinOptions
+        x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+        b, ih, iw, c = _nhwc(x)
+        _, oh, ow, oc = _nhwc(y)
+        if oc != c:
+            raise Unsupported("resize changes the channel count")
+        align = bool(o.alignCorners) if o is not None else False
+        half = bool(o.halfPixelCenters) if o is not None else False
+        return cls(x, y, b, ih, iw, c, oh, ow, align, half)
+
+    def op(
+        self, index: int, kind: str, func: str, params: str, tables: dict[str, FieldValue]
+    ) -> Op:
+        fields: dict[str, FieldValue] = {
+            "batches": self.b, "in_h": self.ih, "in_w": self.iw, "channels": self.c,
+            "out_h": self.oh, "out_w": self.ow, **tables,
+        }  # fmt: skip
+        return Op(index, kind, "edc_resize", func, params, fields, (self.x.index,),
+                  (self.y.index,), f"{self.ih}x{self.iw} -> {self.oh}x{self.ow}")  # fmt: skip
+
+
 def _resize_nn(ctx: _Ctx, op: Any, index: int) -> Op:
-    o = op.builtinOptions
-    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
-    b, ih, iw, c = _nhwc(x)
-    _, oh, ow, oc = _nhwc(y)
-    if oc != c:
-        raise Unsupported("resize changes the channel count")
-    _same_quant(x, y)
-    align = bool(o.alignCorners) if o is not None else False
-    half = bool(o.halfPixelCenters) if o is not None else False
-    fields: dict[str, FieldValue] = {
-        "batches": b, "in_h": ih, "in_w": iw, "channels": c, "out_h": oh, "out_w": ow,
-        "y_map": _named(_i32(_nn_map(oh, ih, align, half)), "rows"),
-        "x_map": _named(_i32(_nn_map(ow, iw, align, half)), "columns"),
-    }  # fmt: skip
-    return Op(index, "RESIZE_NEAREST_NEIGHBOR", "edc_resize", "edc_resize_nn_s8",
-              "edc_resize_nn_params", fields, (x.index,), (y.index,),
-              f"{ih}x{iw} -> {oh}x{ow}")  # fmt: skip
+    r = _Resize.read(ctx, op)
+    _same_quant(r.x, r.y)
+    return r.op(index, "RESIZE_NEAREST_NEIGHBOR", "edc_resize_nn_s8", "edc_resize_nn_params", {
+        "y_map": _named(_i32(_nn_map(r.oh, r.ih, r.align, r.half)), "rows"),
+        "x_map": _named(_i32(_nn_map(r.ow, r.iw, r.align, r.half)), "columns"),
+    })  # fmt: skip
 
 
 def _dims6(dims: list[int], strides: list[int]) -> tuple[list[int], list[int]]:
@@ -956,24 +983,13 @@ def _bilinear_tab(out_size: int, in_size: int, align: bool, half: bool) -> list[
 
 
 def _resize_bilinear(ctx: _Ctx, op: Any, index: int) -> Op:
-    o = op.builtinOptions
-    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
-    b, ih, iw, c = _nhwc(x)
-    _, oh, ow, oc = _nhwc(y)
-    if oc != c:
-        raise Unsupported("resize changes the channel count")
-    align = bool(o.alignCorners) if o is not None else False
-    half = bool(o.halfPixelCenters) if o is not None else False
-    if align and half:
+    r = _Resize.read(ctx, op)
+    if r.align and r.half:
         raise Unsupported("align_corners together with half_pixel_centers")
-    fields: dict[str, FieldValue] = {
-        "batches": b, "in_h": ih, "in_w": iw, "channels": c, "out_h": oh, "out_w": ow,
-        "y_tab": _named(_i32(_bilinear_tab(oh, ih, align, half)), "rows"),
-        "x_tab": _named(_i32(_bilinear_tab(ow, iw, align, half)), "columns"),
-    }  # fmt: skip
-    return Op(index, "RESIZE_BILINEAR", "edc_resize", "edc_resize_bilinear_s8",
-              "edc_resize_bilinear_params", fields, (x.index,), (y.index,),
-              f"{ih}x{iw} -> {oh}x{ow}")  # fmt: skip
+    return r.op(index, "RESIZE_BILINEAR", "edc_resize_bilinear_s8", "edc_resize_bilinear_params", {
+        "y_tab": _named(_i32(_bilinear_tab(r.oh, r.ih, r.align, r.half)), "rows"),
+        "x_tab": _named(_i32(_bilinear_tab(r.ow, r.iw, r.align, r.half)), "columns"),
+    })  # fmt: skip
 
 
 LOWERINGS: dict[str, Callable[[_Ctx, Any, int], Op]] = {

@@ -51,10 +51,6 @@ def quantize_multiplier_gt_one(real: float) -> tuple[int, int]:
     return m, shift
 
 
-def qrange(dtype: str) -> tuple[int, int]:
-    return _QRANGE[dtype]
-
-
 def activation_range(act: int, scale: float, zero_point: int, dtype: str) -> tuple[int, int]:
     """TFLM's CalculateActivationRangeQuantized: float32 division, std::round, clamp to type."""
     qmin, qmax = _QRANGE[dtype]

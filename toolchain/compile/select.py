@@ -50,15 +50,6 @@ def wants_fast(target: str | None) -> bool:
     return bool(cpu.dsp) or cpu.core in PORTABLE_FAST_CORES
 
 
-def target_has_dsp(target: str | None) -> bool:
-    """True when the target profile's CPU has the Arm DSP extension (``[cpu] dsp = true``)."""
-    if target is None:
-        return False
-    from toolchain.targets import load_target
-
-    return bool(load_target(target).cpu.dsp)
-
-
 def _i32(values: np.ndarray, what: str) -> ConstArray | None:
     v = np.asarray(values, dtype=np.int64)
     if v.size and (v.min() < -(2**31) or v.max() > 2**31 - 1):

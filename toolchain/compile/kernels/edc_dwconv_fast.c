@@ -25,6 +25,32 @@
     a3 = edc_smlatt(xo_, wo_, a3);                                       \
   } while (0)
 
+/* Four accumulators a0..a3 for channels c..c+3, started at the bias (or 0). */
+#define EDC_DW_ACC4_INIT()                 \
+  int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0; \
+  if (bias) {                             \
+    a0 = bias[c];                         \
+    a1 = bias[c + 1];                     \
+    a2 = bias[c + 2];                     \
+    a3 = bias[c + 3];                     \
+  }
+
+/* Requantize a0..a3 and store them as channels c..c+3 of this output pixel. */
+#define EDC_DW_STORE4()                                                                    \
+  do {                                                                                     \
+    out[c] = (int8_t)edc_clamp(EDC_DW_RQ(a0, mult[c], shift[c]) + out_offset, act_min,     \
+                               act_max);                                                   \
+    out[c + 1] =                                                                           \
+        (int8_t)edc_clamp(EDC_DW_RQ(a1, mult[c + 1], shift[c + 1]) + out_offset, act_min, \
+                          act_max);                                                        \
+    out[c + 2] =                                                                           \
+        (int8_t)edc_clamp(EDC_DW_RQ(a2, mult[c + 2], shift[c + 2]) + out_offset, act_min, \
+                          act_max);                                                        \
+    out[c + 3] =                                                                           \
+        (int8_t)edc_clamp(EDC_DW_RQ(a3, mult[c + 3], shift[c + 3]) + out_offset, act_min, \
+                          act_max);                                                        \
+  } while (0)
+
 static inline void edc_dwconv_fast_body(const edc_dwconv_fast_params *p, const int8_t *in,
                                         int8_t *out, const int small) {
   const int32_t in_h = p->in_h, in_w = p->in_w, C = p->channels;
@@ -58,13 +84,7 @@ static inline void edc_dwconv_fast_body(const edc_dwconv_fast_params *p, const i
           /* the whole window is inside: nine taps unrolled */
           for (c = 0; c < c4; c += 4, wg += 36) {
             const int8_t *r0 = x0 + c, *r1 = r0 + dy, *r2 = r1 + dy;
-            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-            if (bias) {
-              a0 = bias[c];
-              a1 = bias[c + 1];
-              a2 = bias[c + 2];
-              a3 = bias[c + 3];
-            }
+            EDC_DW_ACC4_INIT();
             EDC_DW_TAP(r0, wg);
             EDC_DW_TAP(r0 + dx, wg + 4);
             EDC_DW_TAP(r0 + 2 * dx, wg + 8);
@@ -74,40 +94,20 @@ static inline void edc_dwconv_fast_body(const edc_dwconv_fast_params *p, const i
             EDC_DW_TAP(r2, wg + 24);
             EDC_DW_TAP(r2 + dx, wg + 28);
             EDC_DW_TAP(r2 + 2 * dx, wg + 32);
-            out[c] = (int8_t)edc_clamp(EDC_DW_RQ(a0, mult[c], shift[c]) + out_offset,
-                                       act_min, act_max);
-            out[c + 1] = (int8_t)edc_clamp(
-                EDC_DW_RQ(a1, mult[c + 1], shift[c + 1]) + out_offset, act_min, act_max);
-            out[c + 2] = (int8_t)edc_clamp(
-                EDC_DW_RQ(a2, mult[c + 2], shift[c + 2]) + out_offset, act_min, act_max);
-            out[c + 3] = (int8_t)edc_clamp(
-                EDC_DW_RQ(a3, mult[c + 3], shift[c + 3]) + out_offset, act_min, act_max);
+            EDC_DW_STORE4();
           }
         } else if (is3x3 && fy_lo == 0 && fy_hi == 3) {
           /* all three rows inside, some columns cut (left/right edge): a column of three
            * taps unrolled per step */
           for (c = 0; c < c4; c += 4, wg += 36) {
-            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-            if (bias) {
-              a0 = bias[c];
-              a1 = bias[c + 1];
-              a2 = bias[c + 2];
-              a3 = bias[c + 3];
-            }
+            EDC_DW_ACC4_INIT();
             for (fx = fx_lo; fx < fx_hi; fx++) {
               const int8_t *xc = x0 + c + fx * dx, *wc = wg + 4 * fx;
               EDC_DW_TAP(xc, wc);
               EDC_DW_TAP(xc + dy, wc + 12);
               EDC_DW_TAP(xc + 2 * dy, wc + 24);
             }
-            out[c] = (int8_t)edc_clamp(EDC_DW_RQ(a0, mult[c], shift[c]) + out_offset,
-                                       act_min, act_max);
-            out[c + 1] = (int8_t)edc_clamp(
-                EDC_DW_RQ(a1, mult[c + 1], shift[c + 1]) + out_offset, act_min, act_max);
-            out[c + 2] = (int8_t)edc_clamp(
-                EDC_DW_RQ(a2, mult[c + 2], shift[c + 2]) + out_offset, act_min, act_max);
-            out[c + 3] = (int8_t)edc_clamp(
-                EDC_DW_RQ(a3, mult[c + 3], shift[c + 3]) + out_offset, act_min, act_max);
+            EDC_DW_STORE4();
           }
         } else if (taps <= EDC_DW_MAX_TAPS) {
           /* window cut by the padding: the valid taps' offsets listed once for the pixel */
@@ -121,45 +121,19 @@ static inline void edc_dwconv_fast_body(const edc_dwconv_fast_params *p, const i
           }
           for (c = 0; c < c4; c += 4, wg += 4 * taps) {
             const int8_t *xc = x0 + c;
-            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-            if (bias) {
-              a0 = bias[c];
-              a1 = bias[c + 1];
-              a2 = bias[c + 2];
-              a3 = bias[c + 3];
-            }
+            EDC_DW_ACC4_INIT();
             for (t = 0; t < n; t++) EDC_DW_TAP(xc + xo[t], wg + wo[t]);
-            out[c] = (int8_t)edc_clamp(EDC_DW_RQ(a0, mult[c], shift[c]) + out_offset,
-                                       act_min, act_max);
-            out[c + 1] = (int8_t)edc_clamp(
-                EDC_DW_RQ(a1, mult[c + 1], shift[c + 1]) + out_offset, act_min, act_max);
-            out[c + 2] = (int8_t)edc_clamp(
-                EDC_DW_RQ(a2, mult[c + 2], shift[c + 2]) + out_offset, act_min, act_max);
-            out[c + 3] = (int8_t)edc_clamp(
-                EDC_DW_RQ(a3, mult[c + 3], shift[c + 3]) + out_offset, act_min, act_max);
+            EDC_DW_STORE4();
           }
         } else {
           for (c = 0; c < c4; c += 4, wg += 4 * taps) {
-            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-            if (bias) {
-              a0 = bias[c];
-              a1 = bias[c + 1];
-              a2 = bias[c + 2];
-              a3 = bias[c + 3];
-            }
+            EDC_DW_ACC4_INIT();
             for (fy = fy_lo; fy < fy_hi; fy++) {
               const int8_t *xp = x0 + c + fy * dy + fx_lo * dx;
               const int8_t *wp = wg + 4 * (fy * k_w + fx_lo);
               for (fx = fx_lo; fx < fx_hi; fx++, xp += dx, wp += 4) EDC_DW_TAP(xp, wp);
             }
-            out[c] = (int8_t)edc_clamp(EDC_DW_RQ(a0, mult[c], shift[c]) + out_offset,
-                                       act_min, act_max);
-            out[c + 1] = (int8_t)edc_clamp(
-                EDC_DW_RQ(a1, mult[c + 1], shift[c + 1]) + out_offset, act_min, act_max);
-            out[c + 2] = (int8_t)edc_clamp(
-                EDC_DW_RQ(a2, mult[c + 2], shift[c + 2]) + out_offset, act_min, act_max);
-            out[c + 3] = (int8_t)edc_clamp(
-                EDC_DW_RQ(a3, mult[c + 3], shift[c + 3]) + out_offset, act_min, act_max);
+            EDC_DW_STORE4();
           }
         }
         /* channels past the last multiple of 4: weights lane c & 3 of the last group */
