@@ -28,7 +28,7 @@ from toolchain.bench.mcu import bench_inputs
 from toolchain.bench.options import BenchOptions
 from toolchain.bench.result import BenchResult
 from toolchain.devices import linux_board
-from toolchain.devices.arch import check_device_arch, target_arch
+from toolchain.devices.arch import check_device_arch, mismatch_warning
 from toolchain.devices.shell import Workdir
 from toolchain.devices.ssh import SshBoard
 from toolchain.errors import RemoteCommandError, UsageError
@@ -109,12 +109,8 @@ def run_ssh(target: Target, model: Path, options: BenchOptions) -> BenchResult:
             "board_dir_removed": wd.removed,
         },
     )
-    want = target_arch(target)
-    if arch and want and arch != want:
-        result.warnings.append(
-            f"the board is {arch}, not {want} like target {target.name} "
-            "(--allow-arch-mismatch): these numbers are not the target's"
-        )
+    if warning := mismatch_warning(arch, target, "board"):
+        result.warnings.append(warning)
     linux_board.mark_emulated(result, info)
     if not wd.removed:
         result.warnings.append(f"could not remove {wd.path} from the board; remove it by hand")
