@@ -163,14 +163,6 @@ def debian_source() -> AptSource:
 # --- the recipe and its cache ----------------------------------------------------------------
 
 
-def litert_version() -> str:
-    """ai-edge-litert's pin in requirements.lock (the version the host runs)."""
-    for line in (ROOT / "requirements.lock").read_text().splitlines():
-        if line.lower().startswith("ai-edge-litert=="):
-            return line.split("==", 1)[1].strip()
-    raise StandinError("requirements.lock pins no ai-edge-litert")
-
-
 def locked(name: str) -> str:
     norm = re.sub(r"[-_.]+", "-", name).lower()
     for line in (ROOT / "requirements.lock").read_text().splitlines():

@@ -36,7 +36,7 @@ from toolchain.bench.mcu import bench_inputs
 from toolchain.bench.options import BenchOptions
 from toolchain.bench.result import BenchResult, OpTiming
 from toolchain.devices.adb import AdbDevice, AndroidInfo, select_device
-from toolchain.devices.arch import check_device_arch, target_arch
+from toolchain.devices.arch import check_device_arch, mismatch_warning
 from toolchain.devices.elf import check_executable_for
 from toolchain.devices.shell import (
     HOUSEKEEPING_TIMEOUT_S,
@@ -123,12 +123,8 @@ def run_adb(target: Target, model: Path, options: BenchOptions) -> BenchResult:
         else:
             result = _bench_python(wd, device, info, str(python), model, tfl, target, options)
     result.device["arch"] = arch
-    want = target_arch(target)
-    if arch and want and arch != want:
-        result.warnings.append(
-            f"the device is {arch}, not {want} like target {target.name} "
-            "(--allow-arch-mismatch): these numbers are not the target's"
-        )
+    if warning := mismatch_warning(arch, target, "device"):
+        result.warnings.append(warning)
     result.environment["device_dir"] = wd.path
     result.environment["device_dir_removed"] = wd.removed
     if not wd.removed:

@@ -11,9 +11,11 @@ removed afterwards whatever happened.
 
 Connection errors are those of :class:`toolchain.devices.ssh.SshBoard` (unreachable →
 ``DeviceNotFoundError``, silent port → ``IoTimeoutError``, no or refused key → ``AuthError``,
-unknown, changed or revoked host key → ``HostKeyError``). The board's ``uname -m`` is checked
-against the target's architecture first (:func:`toolchain.devices.arch.check_device_arch`:
-``ArchMismatchError`` unless ``options.allow_arch_mismatch``).
+unknown, changed or revoked host key → ``HostKeyError``). The board's ``uname -m``, read
+with the rest of its description in one round trip, is checked against the target's
+architecture before anything is set up or run
+(:func:`toolchain.devices.arch.check_device_arch`: ``ArchMismatchError`` unless
+``options.allow_arch_mismatch``).
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from toolchain.bench.mcu import bench_inputs
 from toolchain.bench.options import BenchOptions
 from toolchain.bench.result import BenchResult
 from toolchain.devices import linux_board
-from toolchain.devices.arch import check_device_arch, target_arch
-from toolchain.devices.shell import HOUSEKEEPING_TIMEOUT_S, Workdir
+from toolchain.devices.arch import check_device_arch, mismatch_warning
+from toolchain.devices.shell import Workdir
 from toolchain.devices.ssh import SshBoard
 from toolchain.errors import RemoteCommandError, UsageError
 from toolchain.progress import no_progress
@@ -67,15 +69,14 @@ def run_ssh(target: Target, model: Path, options: BenchOptions) -> BenchResult:
         trust_new_host=options.trust_new_host,
         connect_timeout_s=min(t, 30.0),
     ) as board:
-        uname = board.run("uname -m", timeout_s=HOUSEKEEPING_TIMEOUT_S)
+        # uname -m, OS, memory, sysfs, Pythons in one command; --setup installs the runtime
+        info = linux_board.describe_board(board)
         arch = check_device_arch(
             target,
-            uname.stdout.strip() if uname.returncode == 0 else "",
+            "" if info.machine == "?" else info.machine,
             device=board.description,
             allow_mismatch=options.allow_arch_mismatch,
         )
-        # OS, memory, sysfs, Pythons in one command; --setup installs the runtime
-        info = linux_board.describe_board(board)
         if options.setup:
             info = linux_board.setup_for_bench(board, info, options)
         if options.remote_python:
@@ -108,12 +109,8 @@ def run_ssh(target: Target, model: Path, options: BenchOptions) -> BenchResult:
             "board_dir_removed": wd.removed,
         },
     )
-    want = target_arch(target)
-    if arch and want and arch != want:
-        result.warnings.append(
-            f"the board is {arch}, not {want} like target {target.name} "
-            "(--allow-arch-mismatch): these numbers are not the target's"
-        )
+    if warning := mismatch_warning(arch, target, "board"):
+        result.warnings.append(warning)
     linux_board.mark_emulated(result, info)
     if not wd.removed:
         result.warnings.append(f"could not remove {wd.path} from the board; remove it by hand")

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolchain.devices.shell import ShellResult, q
+from toolchain.devices.shell import ShellResult, append_lines, q
 from toolchain.errors import (
     AmbiguousDeviceError,
     AuthError,
@@ -97,12 +97,7 @@ def _adb_streaming(
                 if not chunk:
                     sel.unregister(key.fileobj)
                     continue
-                buf: bytearray = key.data
-                start = buf.rfind(b"\n") + 1
-                buf += chunk
-                if buf is err and b"\n" in chunk:
-                    for line in bytes(err[start : err.rfind(b"\n")]).split(b"\n"):
-                        on_stderr_line(line.decode("utf-8", "replace").rstrip("\r"))
+                append_lines(key.data, chunk, on_stderr_line if key.data is err else None)
         rc = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired as exc:
         raise IoTimeoutError(

@@ -138,3 +138,16 @@ def check_device_arch(
         else f"pick or write a target profile with [cpu] abi = {archs[0]!r}"
     )
     raise ArchMismatchError(message, hint=f"{pick}, or pass {OVERRIDE_FLAG} to run anyway")
+
+
+def mismatch_warning(arch: str, target: Target, device: str) -> str | None:
+    """The report warning for a run on another architecture than ``target``'s (one that
+    :func:`check_device_arch` let through with ``allow_mismatch``), else None. ``device`` is
+    the noun for it (``board``, ``device``)."""
+    want = target_arch(target)
+    if arch and want and arch != want:
+        return (
+            f"the {device} is {arch}, not {want} like target {target.name} "
+            f"({OVERRIDE_FLAG}): these numbers are not the target's"
+        )
+    return None

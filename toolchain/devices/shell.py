@@ -71,6 +71,16 @@ def exit_description(returncode: int) -> str:
     return f"exit code {returncode}"
 
 
+def append_lines(buf: bytearray, chunk: bytes, on_line: Callable[[str], None] | None) -> None:
+    """Append ``chunk`` to ``buf`` and hand each line it completes (decoded, without its
+    newline) to ``on_line``: the line splitting of every ``run_streaming``."""
+    start = buf.rfind(b"\n") + 1
+    buf += chunk
+    if on_line is not None and b"\n" in chunk:
+        for line in bytes(buf[start : buf.rfind(b"\n")]).split(b"\n"):
+            on_line(line.decode("utf-8", "replace").rstrip("\r"))
+
+
 #: Hint for a runner killed by a signal (shared by the ADB and SSH runners).
 SIGNAL_HINT = (
     "signal 11 is a crash inside the TFLite interpreter (a corrupt or truncated model, or a "

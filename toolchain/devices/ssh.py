@@ -37,7 +37,7 @@ import paramiko
 from paramiko.common import MSG_CHANNEL_REQUEST
 
 from toolchain.devices.known_hosts import KnownHosts, host_entry_name
-from toolchain.devices.shell import ShellResult
+from toolchain.devices.shell import ShellResult, append_lines
 from toolchain.errors import (
     AuthError,
     DeviceNotFoundError,
@@ -510,14 +510,7 @@ class SshBoard:
                     out += chan.recv(65536)
                     busy = True
                 while chan.recv_stderr_ready():
-                    chunk = chan.recv_stderr(65536)
-                    if on_stderr_line is not None and b"\n" in chunk:
-                        start = err.rfind(b"\n") + 1
-                        err += chunk
-                        for line in bytes(err[start : err.rfind(b"\n")]).split(b"\n"):
-                            on_stderr_line(line.decode("utf-8", "replace").rstrip("\r"))
-                    else:
-                        err += chunk
+                    append_lines(err, chan.recv_stderr(65536), on_stderr_line)
                     busy = True
                 if (
                     chan.exit_status_ready()
