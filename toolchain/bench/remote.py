@@ -77,17 +77,11 @@ def strip_progress(text: str) -> str:
 
 
 def check_options(options: BenchOptions) -> None:
-    """Reject out-of-range options before touching a device (:class:`UsageError`)."""
-    if options.runs < 1:
-        raise UsageError(f"--runs must be at least 1 (got {options.runs})")
-    if options.warmup < 0:
-        raise UsageError(f"--warmup must be 0 or more (got {options.warmup})")
+    """Reject the options only the remote runners read (threads, delegate, CPU affinity)
+    before touching a device (:class:`UsageError`); runs, warm-up, cooldown and timeout were
+    checked when the options were built (``BenchOptions.__post_init__``)."""
     if options.threads is not None and options.threads < 1:
         raise UsageError(f"--threads must be at least 1 (got {options.threads})")
-    if options.cooldown_s < 0:
-        raise UsageError(f"--cooldown must be 0 or more seconds (got {options.cooldown_s})")
-    if options.timeout_s <= 0:
-        raise UsageError(f"--timeout must be positive (got {options.timeout_s})")
     if options.delegate not in (None, "gpu", "nnapi"):
         raise UsageError(f"unknown delegate {options.delegate!r}", hint="use gpu or nnapi")
     if options.cpu_affinity is not None and not re.fullmatch(
