@@ -26,6 +26,8 @@ class LintReport:
     ops: dict[str, int]
     counts: dict[str, int]
     problems: tuple[str, ...] = field(default=())
+    #: the problems that are operators computing in float (a subset of ``problems``)
+    float_ops: tuple[str, ...] = field(default=())
 
     @property
     def ok(self) -> bool:
@@ -35,6 +37,7 @@ class LintReport:
 def lint(model: TFLiteModel) -> LintReport:
     """Lint every subgraph of ``model``."""
     problems: list[str] = []
+    float_ops: list[str] = []
     for sg in model.subgraphs:
         graph_in, graph_out = set(sg.inputs), set(sg.outputs)
         for op in sg.operators:
@@ -57,10 +60,11 @@ def lint(model: TFLiteModel) -> LintReport:
             if op.name == "DEQUANTIZE" and all(t in graph_out for t in op.outputs):
                 continue  # int → float output at the edge
             names = ", ".join(f"{t.name!r} ({t.dtype})" for t in floats[:3])
-            problems.append(f"{where} computes in float: {names}")
+            float_ops.append(f"{where} computes in float: {names}")
+            problems.append(float_ops[-1])
     hist = model.op_histogram()
     counts = {name: hist.get(name, 0) for name in COUNTED_OPS}
-    return LintReport(ops=hist, counts=counts, problems=tuple(problems))
+    return LintReport(ops=hist, counts=counts, problems=tuple(problems), float_ops=tuple(float_ops))
 
 
 def check(

@@ -91,7 +91,7 @@ def check_integer_only(model: TFLiteModel) -> None:
     it "not integer-only"): the emitted arena, footprint and benchmarks assume int8."""
     from toolchain.convert.graphlint import lint
 
-    floats = [p for p in lint(model).problems if "computes in float" in p]
+    floats = lint(model).float_ops
     if floats:
         raise TFLiteModelError(
             f"{model.source}: not an integer-only model ({len(floats)} op(s) compute in "
