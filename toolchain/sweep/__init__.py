@@ -41,9 +41,6 @@ class SweepResult:
     def points(self) -> list[dict[str, Any]]:
         return list(self.data["points"])
 
-    def point(self, pid: str) -> dict[str, Any]:
-        return next(p for p in self.data["points"] if p["id"] == pid)
-
 
 def run_sweep(
     spec: SweepSpec,
