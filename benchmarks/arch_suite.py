@@ -32,7 +32,6 @@ import numpy as np
 from benchmarks import common
 
 RESULT = "arch_suite"
-LAYOUT_OPS = ("TRANSPOSE", "QUANTIZE", "DEQUANTIZE")
 CALIB, VAL = 100, 50
 MLPERF = ("resnet8", "ds_cnn", "mobilenet_v1_025", "fc_autoencoder")
 _MLPERF_DATA = {"resnet8": "ic", "ds_cnn": "kws", "mobilenet_v1_025": "vww", "fc_autoencoder": "ad"}
@@ -108,27 +107,12 @@ def run_one(
         res = convert(model, calib=calib, val=val, out_dir=work / name, cache=False,
                       strategy=strategy, min_sqnr=min_sqnr)  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - every failure is a result here
-        row.update(ok=False, clean=False, error=f"{type(exc).__name__}: {str(exc)[:400]}")
-        row["time_s"] = round(time.perf_counter() - t, 1)
-        return row
+        return common.failed_conversion(row, exc, t)
     rep = res.report
-    lint = rep["lint"]
-    counts = {k: int(lint.get(k, 0)) for k in LAYOUT_OPS}
-    conv = rep.get("conversion", {})
     row.update(
-        ok=True,
-        clean=not lint["problems"] and not any(counts.values()),
+        common.conversion_fields(rep),
         sqnr_db=min(f["sqnr_db"] for f in rep["fidelity"].values()),
-        counts=counts,
-        float_ops=len(lint["problems"]),
-        ops=rep["ops"],
-        tflite_bytes=rep["tflite_bytes"],
-        tflite_sha256=rep["tflite_sha256"],
-        activations=conv.get("activations", rep["options"]["activations"]),
-        attempt=conv.get("attempt"),
-        rewrites=conv.get("rewrites_applied", []),
-        techniques=conv.get("techniques", {}),
-        worst_layers=rep.get("worst_layers", [])[:3],
+        float_ops=len(rep["lint"]["problems"]),
         time_s=round(time.perf_counter() - t, 1),
     )
     return row

@@ -37,7 +37,6 @@ import numpy as np
 from benchmarks import common
 
 RESULT = "peer_suite"
-LAYOUT_OPS = ("TRANSPOSE", "QUANTIZE", "DEQUANTIZE")
 CALIB = 64
 #: below this share of input-dependent output power a model "did not learn": only its
 #: graph counts (SqueezeNet 1.0 in the suite: constant output)
@@ -115,21 +114,15 @@ def run_one(
                       strategy=strategy, min_sqnr=min_sqnr,
                       max_accuracy_drop=max_accuracy_drop)  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - every failure is a result here
-        row.update(ok=False, clean=False, error=f"{type(exc).__name__}: {str(exc)[:400]}")
-        row["time_s"] = round(time.perf_counter() - t, 1)
-        return row
+        return common.failed_conversion(row, exc, t)
     rep = res.report
     lint = rep["lint"]
-    counts = {k: int(lint.get(k, 0)) for k in LAYOUT_OPS}
     fid = next(iter(rep["fidelity"].values()))
     acc = rep.get("accuracy") or {}
     conv = rep.get("conversion", {})
     row.update(
-        ok=True,
-        clean=not lint["problems"] and not any(counts.values()),
-        counts=counts,
+        common.conversion_fields(rep),
         float_ops=list(lint["problems"]),
-        ops=rep["ops"],
         top1_float=acc.get("float"),
         top1_int8=acc.get("int8"),
         top1_drop=acc.get("drop"),
@@ -137,14 +130,7 @@ def run_one(
         sqnr_db=fid.get("sqnr_db"),
         sqnr_input_dependent_db=fid.get("sqnr_input_dependent_db"),
         input_dependent_power=fid.get("input_dependent_power"),
-        tflite_bytes=rep["tflite_bytes"],
-        tflite_sha256=rep["tflite_sha256"],
-        activations=conv.get("activations", rep["options"]["activations"]),
-        attempt=conv.get("attempt"),
-        rewrites=conv.get("rewrites_applied", []),
-        techniques=conv.get("techniques", {}),
         precision_fallback=conv.get("precision_fallback"),
-        worst_layers=rep.get("worst_layers", [])[:3],
         convert_s=rep.get("timings_s", {}).get("total"),
         time_s=round(time.perf_counter() - t, 1),
     )

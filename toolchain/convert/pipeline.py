@@ -605,10 +605,11 @@ def _finish_cached(
 ) -> ConvertResult:
     path, report = hit
     prog("cached", 1, 1)
-    _gate(report, min_sqnr, max_accuracy_drop, path.read_bytes())
+    data = path.read_bytes()
+    _gate(report, min_sqnr, max_accuracy_drop, data)
     ins = tuple(TensorSpec.from_dict(d) for d in report["inputs"])
     outs = tuple(TensorSpec.from_dict(d) for d in report["outputs"])
-    return _write(out, path.read_bytes(), report, ins, outs, cached=True)
+    return _write(out, data, report, ins, outs, cached=True)
 
 
 def _write(

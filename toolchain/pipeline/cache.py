@@ -281,7 +281,8 @@ class StageStore:
         """Copy the entry for ``key`` into place as ``folder``; its manifest, or None when the
         store has no intact entry."""
         entry = self.entry(stage, key)
-        if lookup(entry, key) is None:
+        manifest = lookup(entry, key)
+        if manifest is None:
             return None
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(
@@ -292,7 +293,7 @@ class StageStore:
             _swap(tmp, folder)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        return lookup(folder, key)
+        return manifest  # entries never change once published: the copy is what was checked
 
     def publish(self, stage: str, key: str, folder: Path) -> None:
         """Copy the committed ``folder`` into the store as ``key`` (kept if already there)."""

@@ -41,9 +41,6 @@ class SweepResult:
     def points(self) -> list[dict[str, Any]]:
         return list(self.data["points"])
 
-    def point(self, pid: str) -> dict[str, Any]:
-        return next(p for p in self.data["points"] if p["id"] == pid)
-
 
 def run_sweep(
     spec: SweepSpec,
@@ -67,17 +64,15 @@ def run_sweep(
 
     t0 = time.perf_counter()
     spec.dir.mkdir(parents=True, exist_ok=True)
-    interrupted = False
     try:
         records, cluster, state = execute(
             spec, address=address, num_cpus=num_cpus, progress=progress, retry_failed=retry_failed
         )
-        interrupted = state == "interrupted"
     except KeyboardInterrupt:  # before the engine could collect anything
         from toolchain.sweep.engine import finished_points
 
         records = list(finished_points(spec).values())
-        cluster, state, interrupted = None, "interrupted", True
+        cluster, state = None, "interrupted"
     data = report.build(
         spec,
         records,
@@ -86,6 +81,6 @@ def run_sweep(
         seconds=time.perf_counter() - t0,
     )
     json_path, html_path = report.write(spec.dir, data)
-    if interrupted:
+    if state == "interrupted":
         raise KeyboardInterrupt
     return SweepResult(spec=spec, data=data, json_path=json_path, html_path=html_path)
