@@ -38,7 +38,7 @@ SPEC = "toolchain.zoo.mlperf_tiny:{}"
 SQNR_TARGET_DB = 38.0
 BYTES_TOLERANCE = 0.05
 ARENA_TOLERANCE = 1.05
-LAYOUT_OPS = ("TRANSPOSE", "QUANTIZE", "DEQUANTIZE")
+LAYOUT_OPS = common.LAYOUT_OPS
 ARENA_METHOD = (
     "toolchain.emit.arena.search_arena: smallest arena (16-byte steps) with which the "
     "tflite-micro interpreter allocates and invokes"
