@@ -26,10 +26,11 @@ from typing import Any
 
 from toolchain.compile import inplace as _inplace
 from toolchain.compile import lower as _lower
+from toolchain.compile import patch as _patch
 from toolchain.compile import select as _select
 from toolchain.compile.cwriter import CWriter, kernel_dir, kernel_files
 from toolchain.compile.ir import ConstArray, Graph
-from toolchain.compile.planner import Plan, check, plan, scratch_key
+from toolchain.compile.planner import Plan, band_key, check, plan, scratch_key
 from toolchain.emit.cnames import check_identifier
 from toolchain.errors import BudgetError, CompileError, UsageError
 from toolchain.tflite_model import TFLiteModel
@@ -93,14 +94,18 @@ def lower_and_plan(
     target: str | None = None,
     kernels: str = "auto",
     in_place: bool = True,
+    patch: str = "auto",
 ) -> tuple[Graph, Plan]:
     """Lower, pick the kernels (:mod:`.select`), let element-wise operators work in place
-    (:mod:`.inplace`, unless ``in_place`` is False) and plan without writing anything (raises
-    CompileError when unsupported)."""
+    (:mod:`.inplace`, unless ``in_place`` is False), plan, and split the first layers into row
+    bands where that makes the arena smaller (:mod:`.patch`; ``patch`` auto/on/off) without
+    writing anything (raises CompileError when unsupported)."""
+    _patch.check_policy(patch)
     graph = _select.specialize(_lower.lower(_load(model)), kernels=kernels, target=target)
     if in_place:
         _inplace.apply(graph)
     p = plan(graph)
+    _, p = _patch.choose(graph, p, patch)
     check(graph, p)
     return graph, p
 
@@ -131,12 +136,15 @@ def compile_model(
     name: str = "model",
     target: str | None = None,
     kernels: str = "auto",
+    patch: str = "auto",
 ) -> CompiledModel:
     """Compile an int8 .tflite model to C sources in ``out_dir`` (replaced atomically).
 
     ``kernels``: ``auto`` (fast kernels where the target's CPU has the DSP extension, and M3),
     ``fast`` (everywhere, portable C without DSP) or ``ref`` (reference-order kernels only);
-    see :mod:`toolchain.compile.select`.
+    see :mod:`toolchain.compile.select`. ``patch``: ``auto`` (run the first layers in row
+    bands when that makes the arena smaller), ``on`` (whenever possible), ``off``; see
+    :mod:`toolchain.compile.patch`.
 
     Raises CompileError (unsupported operator, float/hybrid model, unwritable output),
     UsageError (``name`` is no C identifier), BudgetError (over the target's RAM/flash),
@@ -149,7 +157,7 @@ def compile_model(
             hint="pick another --name",
         )
     m = _load(model)
-    graph, p = lower_and_plan(m, target=target, kernels=kernels)
+    graph, p = lower_and_plan(m, target=target, kernels=kernels, patch=patch)
     writer = CWriter(graph, p, name, Path(m.source).name if m.source else "<bytes>")
     texts = writer.files()
     weights_bytes = writer.consts.nbytes
@@ -224,8 +232,11 @@ def _io(graph: Graph, p: Plan, t: int) -> dict[str, Any]:
 
 def _layers(graph: Graph, p: Plan) -> tuple[dict[str, Any], ...]:
     rows = []
+    sp = graph.split
     for op in graph.ops:
         y = graph.tensors[op.outputs[0]]
+        split = sp is not None and op.index in sp.ops
+        inner = sp is not None and split and op.index != sp.last
         rows.append(
             {
                 "index": op.index,
@@ -233,8 +244,10 @@ def _layers(graph: Graph, p: Plan) -> tuple[dict[str, Any], ...]:
                 "summary": op.summary,
                 "kernel": op.func or "(alias)",
                 "output_shape": "x".join(str(d) for d in y.shape),
-                "output_offset": p.offset(graph, y.index),
+                # a split block's inner outputs live in band buffers
+                "output_offset": p.offsets[band_key(op.index)] if inner else p.offset(graph, y.index),
                 "output_bytes": y.nbytes,
+                "band_bytes": sp.buffer_bytes(sp.ops.index(op.index)) if sp and inner else 0,
                 "const_bytes": sum(
                     v.nbytes
                     for call in op.calls()
@@ -244,7 +257,8 @@ def _layers(graph: Graph, p: Plan) -> tuple[dict[str, Any], ...]:
                 "scratch_bytes": op.scratch_bytes,
                 "in_place": bool(op.kernel)
                 and any(graph.storage(t) == graph.storage(y.index) for t in op.inputs),
-                "scratch_offset": p.offsets.get(scratch_key(op.index)),
+                "scratch_offset": p.offsets.get(scratch_key(sp.first if sp and split else op.index)),
+                "split": split,
             }
         )
     return tuple(rows)

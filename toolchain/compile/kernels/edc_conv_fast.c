@@ -10,9 +10,10 @@
 /* Byte k of column `col` (0 or 1) in the word-interleaved scratch. */
 #define EDC_COL_AT(k, col) ((((k) >> 2) << 3) + ((col) << 2) + ((k) & 3))
 
-/* One im2col column (output pixel oy, ox) into the interleaved scratch. */
+/* One im2col column (output pixel oy, ox) into the interleaved scratch; in_b holds the input
+ * rows from in_row0 on. */
 static void edc_conv_fast_column(const edc_conv_fast_params *p, const int8_t *in_b, int32_t oy,
-                                 int32_t ox, int8_t *scratch, int32_t col) {
+                                 int32_t ox, int8_t *scratch, int32_t col, int32_t in_row0) {
   const int32_t in_c = p->in_c, k_w = p->k_w;
   const int8_t pad = (int8_t)p->pad_value;
   const int32_t iy0 = oy * p->stride_h - p->pad_h;
@@ -29,7 +30,7 @@ static void edc_conv_fast_column(const edc_conv_fast_params *p, const int8_t *in
           const uint32_t v = (uint32_t)(uint8_t)pad * 0x01010101u;
           for (c = 0; c < in_c; c += 4, dst += 8) memcpy(dst, &v, 4);
         } else {
-          const int8_t *src = in_b + (iy * p->in_w + ix) * in_c;
+          const int8_t *src = in_b + ((iy - in_row0) * p->in_w + ix) * in_c;
           for (c = 0; c < in_c; c += 4, dst += 8) memcpy(dst, src + c, 4);
         }
         k += in_c;
@@ -48,14 +49,14 @@ static void edc_conv_fast_column(const edc_conv_fast_params *p, const int8_t *in
       if (iy < 0 || iy >= p->in_h) {
         memset(dst, pad, (size_t)row_bytes);
       } else if (x_inside && p->dil_w == 1) {
-        memcpy(dst, in_b + (iy * p->in_w + ix0) * in_c, (size_t)row_bytes);
+        memcpy(dst, in_b + ((iy - in_row0) * p->in_w + ix0) * in_c, (size_t)row_bytes);
       } else {
         for (fx = 0; fx < k_w; fx++) {
           const int32_t ix = ix0 + fx * p->dil_w;
           if (ix < 0 || ix >= p->in_w) {
             memset(dst + fx * in_c, pad, (size_t)in_c);
           } else {
-            memcpy(dst + fx * in_c, in_b + (iy * p->in_w + ix) * in_c, (size_t)in_c);
+            memcpy(dst + fx * in_c, in_b + ((iy - in_row0) * p->in_w + ix) * in_c, (size_t)in_c);
           }
         }
       }
@@ -125,24 +126,37 @@ static inline void edc_conv_fast_block(const edc_conv_fast_params *p, const int8
   }
 }
 
-void edc_conv_fast_s8(const edc_conv_fast_params *p, const int8_t *in, int8_t *out,
-                      int8_t *scratch) {
-  const int32_t n_pix = p->out_h * p->out_w, out_c = p->out_c;
-  int32_t b, i;
-  for (b = 0; b < p->batches; b++) {
-    const int8_t *in_b = in + b * p->in_h * p->in_w * p->in_c;
-    int8_t *out_b = out + b * n_pix * out_c;
-    for (i = 0; i < n_pix; i += 2) {
-      const int32_t two = i + 1 < n_pix;
-      edc_conv_fast_column(p, in_b, i / p->out_w, i % p->out_w, scratch, 0);
-      /* a last odd pixel fills the second column with itself (its results are dropped) */
-      edc_conv_fast_column(p, in_b, (i + two) / p->out_w, (i + two) % p->out_w, scratch, 1);
-      /* two copies of the block, each with its requantization fixed */
-      if (p->small_acc) {
-        edc_conv_fast_block(p, scratch, out_b + i * out_c, two ? out_b + (i + 1) * out_c : NULL, 1);
-      } else {
-        edc_conv_fast_block(p, scratch, out_b + i * out_c, two ? out_b + (i + 1) * out_c : NULL, 0);
-      }
+/* Output pixels [i_lo, i_hi) (row-major) of one batch, written from out_b on. */
+static void edc_conv_fast_pixels(const edc_conv_fast_params *p, const int8_t *in_b, int8_t *out_b,
+                                 int8_t *scratch, int32_t i_lo, int32_t i_hi, int32_t in_row0) {
+  const int32_t out_c = p->out_c, out_w = p->out_w;
+  int32_t i;
+  for (i = i_lo; i < i_hi; i += 2) {
+    const int32_t two = i + 1 < i_hi;
+    int8_t *o0 = out_b + (i - i_lo) * out_c;
+    edc_conv_fast_column(p, in_b, i / out_w, i % out_w, scratch, 0, in_row0);
+    /* a last odd pixel fills the second column with itself (its results are dropped) */
+    edc_conv_fast_column(p, in_b, (i + two) / out_w, (i + two) % out_w, scratch, 1, in_row0);
+    /* two copies of the block, each with its requantization fixed */
+    if (p->small_acc) {
+      edc_conv_fast_block(p, scratch, o0, two ? o0 + out_c : NULL, 1);
+    } else {
+      edc_conv_fast_block(p, scratch, o0, two ? o0 + out_c : NULL, 0);
     }
   }
+}
+
+void edc_conv_fast_s8(const edc_conv_fast_params *p, const int8_t *in, int8_t *out,
+                      int8_t *scratch) {
+  const int32_t n_pix = p->out_h * p->out_w;
+  int32_t b;
+  for (b = 0; b < p->batches; b++) {
+    edc_conv_fast_pixels(p, in + b * p->in_h * p->in_w * p->in_c, out + b * n_pix * p->out_c,
+                         scratch, 0, n_pix, 0);
+  }
+}
+
+void edc_conv_fast_s8_rows(const edc_conv_fast_params *p, const int8_t *in, int8_t *out,
+                           int8_t *scratch, int32_t oy_lo, int32_t oy_hi, int32_t in_row0) {
+  edc_conv_fast_pixels(p, in, out, scratch, oy_lo * p->out_w, oy_hi * p->out_w, in_row0);
 }

@@ -33,4 +33,10 @@ typedef struct {
 void edc_conv_fast_s8(const edc_conv_fast_params *p, const int8_t *in, int8_t *out,
                       int8_t *scratch);
 
+/* Split ("patch") execution, batch 1: output rows [oy_lo, oy_hi) written from `out` on, `in`
+ * holding the input rows from in_row0 on (every row the windows read). Same per-pixel
+ * arithmetic as edc_conv_fast_s8. */
+void edc_conv_fast_s8_rows(const edc_conv_fast_params *p, const int8_t *in, int8_t *out,
+                           int8_t *scratch, int32_t oy_lo, int32_t oy_hi, int32_t in_row0);
+
 #endif /* EDC_CONV_FAST_H */
