@@ -41,6 +41,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "fast: everywhere (portable C without DSP); ref: reference-order kernels only",
     )
     p.add_argument(
+        "--patch",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="split (patch-based) execution of the first layers in row bands: auto: when it "
+        "makes the arena smaller (default); on: whenever a run of conv/depthwise layers allows "
+        "it; off: every layer whole",
+    )
+    p.add_argument(
         "--measure",
         action="store_true",
         help="with --report and a QEMU --target: build the firmware, run it in QEMU and show "
@@ -57,7 +65,12 @@ def run(args: argparse.Namespace) -> int:
     check_output_path(args.out, option="--out")  # a bad --out fails before the work
     name = args.name or sanitize(Path(args.model).stem)
     cm = compile_model(
-        args.model, out_dir=args.out, name=name, target=args.target, kernels=args.kernels
+        args.model,
+        out_dir=args.out,
+        name=name,
+        target=args.target,
+        kernels=args.kernels,
+        patch=args.patch,
     )
     d = cm.to_dict()
     counts = None
@@ -74,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
                 "--measure builds the firmware with the target's automatic kernel choice",
                 hint="drop --kernels (or leave out --measure)",
             )
-        counts = measure_layers(args.model, args.target)
+        counts = measure_layers(args.model, args.target, patch=args.patch)
         d["measured"] = {"target": counts.target, "instructions": counts.total,
                          "per_op": list(counts.per_op), "bit_exact": counts.bit_exact,
                          "flash_bytes": counts.flash_bytes, "ram_bytes": counts.ram_bytes}  # fmt: skip
@@ -91,6 +104,21 @@ def run(args: argparse.Namespace) -> int:
         f"{cm.weights_bytes:,} B (.tflite {cm.model_bytes:,} B)",
         highlight=False,
     )
+    split = plan.get("split") or {}
+    if "split_arena_bytes" in split:
+        c.print(
+            f"split execution ({split['policy']}): "
+            + ("applied" if split["applied"] else f"not applied ({split.get('reason', '')})")
+            + f"; operators {split['ops'][0]}..{split['ops'][-1]} in {split['bands']} bands of "
+            f"{split['band_rows']} row(s), band buffers "
+            f"{', '.join(f'{b:,}' for b in split['buffer_bytes'])} B: arena "
+            f"{split['split_arena_bytes']:,} B (lower bound {split['split_lower_bound_bytes']:,} B)"
+            f" vs whole layers {split['unsplit_arena_bytes']:,} B (lower bound "
+            f"{split['unsplit_lower_bound_bytes']:,} B)",
+            highlight=False,
+        )
+    elif split.get("reason"):
+        c.print(f"split execution: {split['reason']}", highlight=False)
     if args.report:
         tflm = plan.get("tflm_arena_bytes")
         c.print(
@@ -123,10 +151,14 @@ def run(args: argparse.Namespace) -> int:
                 str(row["index"]),
                 row["kind"],
                 row["summary"],
-                row["kernel"] + (" (in place)" if row.get("in_place") else ""),
+                row["kernel"]
+                + (" (in place)" if row.get("in_place") else "")
+                + (" (split)" if row.get("split") else ""),
                 row["output_shape"],
                 str(row["output_offset"]),
-                f"{row['output_bytes']:,}",
+                f"band {row['band_bytes']:,}"
+                if row.get("band_bytes")
+                else f"{row['output_bytes']:,}",
                 scratch,
                 f"{row['const_bytes']:,}",
             ]

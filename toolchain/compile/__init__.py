@@ -245,7 +245,9 @@ def _layers(graph: Graph, p: Plan) -> tuple[dict[str, Any], ...]:
                 "kernel": op.func or "(alias)",
                 "output_shape": "x".join(str(d) for d in y.shape),
                 # a split block's inner outputs live in band buffers
-                "output_offset": p.offsets[band_key(op.index)] if inner else p.offset(graph, y.index),
+                "output_offset": p.offsets[band_key(op.index)]
+                if inner
+                else p.offset(graph, y.index),
                 "output_bytes": y.nbytes,
                 "band_bytes": sp.buffer_bytes(sp.ops.index(op.index)) if sp and inner else 0,
                 "const_bytes": sum(
@@ -257,7 +259,9 @@ def _layers(graph: Graph, p: Plan) -> tuple[dict[str, Any], ...]:
                 "scratch_bytes": op.scratch_bytes,
                 "in_place": bool(op.kernel)
                 and any(graph.storage(t) == graph.storage(y.index) for t in op.inputs),
-                "scratch_offset": p.offsets.get(scratch_key(sp.first if sp and split else op.index)),
+                "scratch_offset": p.offsets.get(
+                    scratch_key(sp.first if sp and split else op.index)
+                ),
                 "split": split,
             }
         )

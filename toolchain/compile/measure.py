@@ -29,9 +29,10 @@ class LayerCounts:
     ram_bytes: int | None
 
 
-def measure_layers(model: str | Path, target: str) -> LayerCounts:
+def measure_layers(model: str | Path, target: str, *, patch: str = "auto") -> LayerCounts:
     """Build and run ``model`` compiled for QEMU ``target``; raises UsageError for a target
-    that is not emulated, and the errors of the firmware build and the QEMU runner."""
+    that is not emulated, and the errors of the firmware build and the QEMU runner.
+    ``patch``: the split-execution policy the firmware's model is compiled with."""
     from toolchain.bench import run_bench
     from toolchain.bench.options import BenchOptions
     from toolchain.firmware import make_firmware
@@ -46,7 +47,7 @@ def measure_layers(model: str | Path, target: str) -> LayerCounts:
     with tempfile.TemporaryDirectory(prefix="edc-measure-") as tmp:
         res = make_firmware(
             target=t.name, out_dir=Path(tmp) / "fw", model=Path(model), runtime="compiled",
-            build=True,
+            build=True, patch=patch,
         )  # fmt: skip
         assert res.build is not None
         r = run_bench(t, Path(model), BenchOptions(runs=1, warmup=0, firmware=res.build.elf))

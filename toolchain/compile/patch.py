@@ -191,9 +191,7 @@ def choose(graph: Graph, unsplit: Plan, patch: str = "auto") -> tuple[Split | No
         if not peaks & set(ops):
             continue  # a block away from the peak cannot lower the arena
         height = _int(graph.ops[ops[-1]], "out_h")
-        for h in BAND_ROWS:
-            if h > height:
-                continue
+        for h in sorted({min(b, height) for b in BAND_ROWS}):
             try:
                 sp = schedule(graph, ops, h)
             except AssertionError:
@@ -228,6 +226,6 @@ def choose(graph: Graph, unsplit: Plan, patch: str = "auto") -> tuple[Split | No
     if patch == "on" or sp_plan.arena_bytes < unsplit.arena_bytes:
         graph.split = sp
         info["applied"] = True
-        return sp, replace(sp_plan, split=info)
+        return sp, replace(sp_plan, split=info, tflm_greedy_bytes=unsplit.tflm_greedy_bytes)
     info["reason"] = "the split does not make the arena smaller"
     return None, replace(unsplit, split=info)

@@ -270,6 +270,7 @@ def render_into(
     tflm_include: Sequence[str | os.PathLike[str]],
     allow_float: bool = False,
     runtime: str | None = None,
+    patch: str = "auto",
 ) -> FirmwareProject:
     """Render the project for ``target`` straight into ``dest`` (callers stage it:
     :func:`toolchain.firmware.make_firmware`).
@@ -326,7 +327,7 @@ def render_into(
     model_files: list[str] = []
     if model is not None and fw == "compiled":
         model_path = Path(model).resolve()
-        compiled = compile_into(model_path, dest / "model", target)
+        compiled = compile_into(model_path, dest / "model", target, patch=patch)
         ctx.update(compiled["binding"])
         ctx["max_input_bytes"] = max(compiled["input_bytes"], 1)
         golden_rel = f"model/{COMPILED_GOLDEN}"
@@ -439,7 +440,9 @@ def compiled_binding(cm: CompiledModel, model_name: str) -> dict[str, Any]:
     }
 
 
-def compile_into(model: Path, model_dir: Path, target: Target) -> dict[str, Any]:
+def compile_into(
+    model: Path, model_dir: Path, target: Target, *, patch: str = "auto"
+) -> dict[str, Any]:
     """Compile ``model`` into ``model_dir`` (C name :data:`COMPILED_NAME`) with
     :func:`toolchain.compile.compile_model`, write golden vectors (seeded random inputs, the
     host TFLM interpreter's outputs: the compiled code is bit-exact with TFLM's reference
@@ -453,7 +456,9 @@ def compile_into(model: Path, model_dir: Path, target: Target) -> dict[str, Any]
     from toolchain.errors import BudgetError
     from toolchain.tflite_model import TFLiteModel
 
-    cm = compile_model(model, out_dir=model_dir, name=COMPILED_NAME, target=target.name)
+    cm = compile_model(
+        model, out_dir=model_dir, name=COMPILED_NAME, target=target.name, patch=patch
+    )
     mem = target.memory
     ram_left = mem.ram_bytes - mem.stack_bytes - mem.heap_bytes
     if cm.arena_bytes > ram_left:
