@@ -95,7 +95,9 @@ def readme(result: dict[str, Any]) -> str:
             if off.get("instructions") and auto.get("instructions")
             else "–"
         )
-        exact = "/".join(str(x.get("bit_exact", x.get("error", "–"))) for x in (off, auto))
+        exact = "/".join(
+            "–" if x.get("error") else str(x.get("bit_exact", "–")) for x in (off, auto)
+        )
         lines.append(
             f"| {r['target']} | {r['model']} | {how} | {_fmt(off['arena_bytes'])} → "
             f"{_fmt(auto['arena_bytes'])} ({_fmt(auto['lower_bound_bytes'])}) | "
