@@ -81,10 +81,12 @@ static inline int8_t edc_conv_fast_out(const edc_conv_fast_rq *q, int32_t acc, i
   return (int8_t)edc_clamp(acc, q->act_min, q->act_max);
 }
 
-/* Two columns (o1 NULL: only the first is wanted) times every output channel. */
-static inline void edc_conv_fast_block(const edc_conv_fast_params *p, const int8_t *cols,
-                                       int8_t *o0, int8_t *o1, const int small) {
-  const int32_t out_c = p->out_c, groups = p->k4 >> 2;
+/* Two columns (o1 NULL: only the first is wanted) times every output channel (live: every
+ * live channel, written to output channel ch[j]). */
+EDC_INLINE void edc_conv_fast_block(const edc_conv_fast_params *p, const int8_t *cols,
+                                 int8_t *o0, int8_t *o1, const int small, const int live) {
+  const int32_t out_c = live ? p->live_c : p->out_c, groups = p->k4 >> 2;
+  const uint16_t *const ch = p->ch;
   const int8_t *w = p->weights;
   const int32_t *bias = p->bias;
   const edc_conv_fast_rq rq = {p->mult,    p->shift,   p->out_offset,
@@ -116,17 +118,21 @@ static inline void edc_conv_fast_block(const edc_conv_fast_params *p, const int8
       x += 8;
       w += 8;
     }
-    o0[oc] = edc_conv_fast_out(q, a00, oc, small);
-    if (o1) o1[oc] = edc_conv_fast_out(q, a01, oc, small);
+    {
+      const int32_t c0 = live ? ch[oc] : oc;
+      o0[c0] = edc_conv_fast_out(q, a00, oc, small);
+      if (o1) o1[c0] = edc_conv_fast_out(q, a01, oc, small);
+    }
     if (oc + 1 < out_c) {
-      o0[oc + 1] = edc_conv_fast_out(q, a10, oc + 1, small);
-      if (o1) o1[oc + 1] = edc_conv_fast_out(q, a11, oc + 1, small);
+      const int32_t c1 = live ? ch[oc + 1] : oc + 1;
+      o0[c1] = edc_conv_fast_out(q, a10, oc + 1, small);
+      if (o1) o1[c1] = edc_conv_fast_out(q, a11, oc + 1, small);
     }
   }
 }
 
-void edc_conv_fast_s8(const edc_conv_fast_params *p, const int8_t *in, int8_t *out,
-                      int8_t *scratch) {
+EDC_INLINE void edc_conv_fast_run(const edc_conv_fast_params *p, const int8_t *in, int8_t *out,
+                              int8_t *scratch, const int small, const int live) {
   const int32_t n_pix = p->out_h * p->out_w, out_c = p->out_c;
   int32_t b, i;
   for (b = 0; b < p->batches; b++) {
@@ -134,15 +140,35 @@ void edc_conv_fast_s8(const edc_conv_fast_params *p, const int8_t *in, int8_t *o
     int8_t *out_b = out + b * n_pix * out_c;
     for (i = 0; i < n_pix; i += 2) {
       const int32_t two = i + 1 < n_pix;
+      int8_t *o0 = out_b + i * out_c, *o1 = two ? o0 + out_c : NULL;
+      if (live) {
+        /* the dead channels' constants (the live ones are overwritten below) */
+        memcpy(o0, p->fill, (size_t)out_c);
+        if (two) memcpy(o1, p->fill, (size_t)out_c);
+      }
       edc_conv_fast_column(p, in_b, i / p->out_w, i % p->out_w, scratch, 0);
       /* a last odd pixel fills the second column with itself (its results are dropped) */
       edc_conv_fast_column(p, in_b, (i + two) / p->out_w, (i + two) % p->out_w, scratch, 1);
-      /* two copies of the block, each with its requantization fixed */
-      if (p->small_acc) {
-        edc_conv_fast_block(p, scratch, out_b + i * out_c, two ? out_b + (i + 1) * out_c : NULL, 1);
-      } else {
-        edc_conv_fast_block(p, scratch, out_b + i * out_c, two ? out_b + (i + 1) * out_c : NULL, 0);
-      }
+      edc_conv_fast_block(p, scratch, o0, o1, small, live);
     }
+  }
+}
+
+/* Copies of the loop, each with its requantization (and channel mapping) fixed. */
+void edc_conv_fast_s8(const edc_conv_fast_params *p, const int8_t *in, int8_t *out,
+                      int8_t *scratch) {
+  if (p->small_acc) {
+    edc_conv_fast_run(p, in, out, scratch, 1, 0);
+  } else {
+    edc_conv_fast_run(p, in, out, scratch, 0, 0);
+  }
+}
+
+void edc_conv_fast_live_s8(const edc_conv_fast_params *p, const int8_t *in, int8_t *out,
+                           int8_t *scratch) {
+  if (p->small_acc) {
+    edc_conv_fast_run(p, in, out, scratch, 1, 1);
+  } else {
+    edc_conv_fast_run(p, in, out, scratch, 0, 1);
   }
 }
