@@ -89,9 +89,13 @@ def dead_channel_values(
     f = op.fields
     oc = int(np.asarray(bias).size)
     m, s = _per_channel(mult, oc), _per_channel(shift, oc)
-    out_offset, lo, hi = int(f["out_offset"]), int(f["act_min"]), int(f["act_max"])  # type: ignore[call-overload]
+    out_offset, lo, hi = f["out_offset"], f["act_min"], f["act_max"]
+    assert isinstance(out_offset, int) and isinstance(lo, int) and isinstance(hi, int)
     vals = [
-        min(hi, max(lo, quant.multiply_by_quantized_multiplier(int(b), int(mm), int(ss)) + out_offset))
+        min(
+            hi,
+            max(lo, quant.multiply_by_quantized_multiplier(int(b), int(mm), int(ss)) + out_offset),
+        )
         for b, mm, ss in zip(np.asarray(bias).reshape(-1), m, s, strict=True)
     ]
     return np.asarray(vals, np.int8)
