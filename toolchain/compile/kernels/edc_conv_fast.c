@@ -82,10 +82,12 @@ static inline int8_t edc_conv_fast_out(const edc_conv_fast_rq *q, int32_t acc, i
   return (int8_t)edc_clamp(acc, q->act_min, q->act_max);
 }
 
-/* Two columns (o1 NULL: only the first is wanted) times every output channel. */
-static inline void edc_conv_fast_block(const edc_conv_fast_params *p, const int8_t *cols,
-                                       int8_t *o0, int8_t *o1, const int small) {
-  const int32_t out_c = p->out_c, groups = p->k4 >> 2;
+/* Two columns (o1 NULL: only the first is wanted) times every output channel (live: every
+ * live channel, written to output channel ch[j]). */
+EDC_INLINE void edc_conv_fast_block(const edc_conv_fast_params *p, const int8_t *cols,
+                                 int8_t *o0, int8_t *o1, const int small, const int live) {
+  const int32_t out_c = live ? p->live_c : p->out_c, groups = p->k4 >> 2;
+  const uint16_t *const ch = p->ch;
   const int8_t *w = p->weights;
   const int32_t *bias = p->bias;
   const edc_conv_fast_rq rq = {p->mult,    p->shift,   p->out_offset,
@@ -117,46 +119,70 @@ static inline void edc_conv_fast_block(const edc_conv_fast_params *p, const int8
       x += 8;
       w += 8;
     }
-    o0[oc] = edc_conv_fast_out(q, a00, oc, small);
-    if (o1) o1[oc] = edc_conv_fast_out(q, a01, oc, small);
+    {
+      const int32_t c0 = live ? ch[oc] : oc;
+      o0[c0] = edc_conv_fast_out(q, a00, oc, small);
+      if (o1) o1[c0] = edc_conv_fast_out(q, a01, oc, small);
+    }
     if (oc + 1 < out_c) {
-      o0[oc + 1] = edc_conv_fast_out(q, a10, oc + 1, small);
-      if (o1) o1[oc + 1] = edc_conv_fast_out(q, a11, oc + 1, small);
+      const int32_t c1 = live ? ch[oc + 1] : oc + 1;
+      o0[c1] = edc_conv_fast_out(q, a10, oc + 1, small);
+      if (o1) o1[c1] = edc_conv_fast_out(q, a11, oc + 1, small);
     }
   }
 }
 
-/* Output pixels [i_lo, i_hi) (row-major) of one batch, written from out_b on. */
-static void edc_conv_fast_pixels(const edc_conv_fast_params *p, const int8_t *in_b, int8_t *out_b,
-                                 int8_t *scratch, int32_t i_lo, int32_t i_hi, int32_t in_row0) {
+/* Output pixels [i_lo, i_hi) (row-major) of one batch, written from out_b on; in_b holds the
+ * input rows from in_row0 on. `small` and `live` are constants at every call site, so each
+ * caller gets its own copy of the loop with its requantization (and channel mapping) fixed. */
+EDC_INLINE void edc_conv_fast_pixels(const edc_conv_fast_params *p, const int8_t *in_b,
+                                     int8_t *out_b, int8_t *scratch, int32_t i_lo, int32_t i_hi,
+                                     int32_t in_row0, const int small, const int live) {
   const int32_t out_c = p->out_c, out_w = p->out_w;
   int32_t i;
   for (i = i_lo; i < i_hi; i += 2) {
     const int32_t two = i + 1 < i_hi;
-    int8_t *o0 = out_b + (i - i_lo) * out_c;
+    int8_t *o0 = out_b + (i - i_lo) * out_c, *o1 = two ? o0 + out_c : NULL;
+    if (live) {
+      /* the dead channels' constants (the live ones are overwritten below) */
+      memcpy(o0, p->fill, (size_t)out_c);
+      if (two) memcpy(o1, p->fill, (size_t)out_c);
+    }
     edc_conv_fast_column(p, in_b, i / out_w, i % out_w, scratch, 0, in_row0);
     /* a last odd pixel fills the second column with itself (its results are dropped) */
     edc_conv_fast_column(p, in_b, (i + two) / out_w, (i + two) % out_w, scratch, 1, in_row0);
-    /* two copies of the block, each with its requantization fixed */
+    edc_conv_fast_block(p, scratch, o0, o1, small, live);
+  }
+}
+
+/* Pixels [i_lo, i_hi) of every batch (one batch when a row range is asked for). */
+static void edc_conv_fast_range(const edc_conv_fast_params *p, const int8_t *in, int8_t *out,
+                                int8_t *scratch, int32_t i_lo, int32_t i_hi, int32_t in_row0,
+                                int32_t batches, const int live) {
+  const int32_t n_pix = p->out_h * p->out_w;
+  int32_t b;
+  for (b = 0; b < batches; b++) {
+    const int8_t *in_b = in + b * p->in_h * p->in_w * p->in_c;
+    int8_t *out_b = out + b * n_pix * p->out_c;
     if (p->small_acc) {
-      edc_conv_fast_block(p, scratch, o0, two ? o0 + out_c : NULL, 1);
+      edc_conv_fast_pixels(p, in_b, out_b, scratch, i_lo, i_hi, in_row0, 1, live);
     } else {
-      edc_conv_fast_block(p, scratch, o0, two ? o0 + out_c : NULL, 0);
+      edc_conv_fast_pixels(p, in_b, out_b, scratch, i_lo, i_hi, in_row0, 0, live);
     }
   }
 }
 
 void edc_conv_fast_s8(const edc_conv_fast_params *p, const int8_t *in, int8_t *out,
                       int8_t *scratch) {
-  const int32_t n_pix = p->out_h * p->out_w;
-  int32_t b;
-  for (b = 0; b < p->batches; b++) {
-    edc_conv_fast_pixels(p, in + b * p->in_h * p->in_w * p->in_c, out + b * n_pix * p->out_c,
-                         scratch, 0, n_pix, 0);
-  }
+  edc_conv_fast_range(p, in, out, scratch, 0, p->out_h * p->out_w, 0, p->batches, 0);
+}
+
+void edc_conv_fast_live_s8(const edc_conv_fast_params *p, const int8_t *in, int8_t *out,
+                           int8_t *scratch) {
+  edc_conv_fast_range(p, in, out, scratch, 0, p->out_h * p->out_w, 0, p->batches, 1);
 }
 
 void edc_conv_fast_s8_rows(const edc_conv_fast_params *p, const int8_t *in, int8_t *out,
                            int8_t *scratch, int32_t oy_lo, int32_t oy_hi, int32_t in_row0) {
-  edc_conv_fast_pixels(p, in, out, scratch, oy_lo * p->out_w, oy_hi * p->out_w, in_row0);
+  edc_conv_fast_range(p, in, out, scratch, oy_lo * p->out_w, oy_hi * p->out_w, in_row0, 1, 0);
 }
