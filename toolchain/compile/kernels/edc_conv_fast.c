@@ -156,9 +156,9 @@ EDC_INLINE void edc_conv_fast_pixels(const edc_conv_fast_params *p, const int8_t
 }
 
 /* Pixels [i_lo, i_hi) of every batch (one batch when a row range is asked for). */
-static void edc_conv_fast_range(const edc_conv_fast_params *p, const int8_t *in, int8_t *out,
-                                int8_t *scratch, int32_t i_lo, int32_t i_hi, int32_t in_row0,
-                                int32_t batches, const int live) {
+EDC_INLINE void edc_conv_fast_range(const edc_conv_fast_params *p, const int8_t *in, int8_t *out,
+                                    int8_t *scratch, int32_t i_lo, int32_t i_hi, int32_t in_row0,
+                                    int32_t batches, const int live) {
   const int32_t n_pix = p->out_h * p->out_w;
   int32_t b;
   for (b = 0; b < batches; b++) {
@@ -172,9 +172,16 @@ static void edc_conv_fast_range(const edc_conv_fast_params *p, const int8_t *in,
   }
 }
 
+/* Every output channel computed (shared by the whole-tensor and the row-range entry). */
+static void edc_conv_fast_dense(const edc_conv_fast_params *p, const int8_t *in, int8_t *out,
+                                int8_t *scratch, int32_t i_lo, int32_t i_hi, int32_t in_row0,
+                                int32_t batches) {
+  edc_conv_fast_range(p, in, out, scratch, i_lo, i_hi, in_row0, batches, 0);
+}
+
 void edc_conv_fast_s8(const edc_conv_fast_params *p, const int8_t *in, int8_t *out,
                       int8_t *scratch) {
-  edc_conv_fast_range(p, in, out, scratch, 0, p->out_h * p->out_w, 0, p->batches, 0);
+  edc_conv_fast_dense(p, in, out, scratch, 0, p->out_h * p->out_w, 0, p->batches);
 }
 
 void edc_conv_fast_live_s8(const edc_conv_fast_params *p, const int8_t *in, int8_t *out,
@@ -184,5 +191,5 @@ void edc_conv_fast_live_s8(const edc_conv_fast_params *p, const int8_t *in, int8
 
 void edc_conv_fast_s8_rows(const edc_conv_fast_params *p, const int8_t *in, int8_t *out,
                            int8_t *scratch, int32_t oy_lo, int32_t oy_hi, int32_t in_row0) {
-  edc_conv_fast_range(p, in, out, scratch, oy_lo * p->out_w, oy_hi * p->out_w, in_row0, 1, 0);
+  edc_conv_fast_dense(p, in, out, scratch, oy_lo * p->out_w, oy_hi * p->out_w, in_row0, 1);
 }
