@@ -138,6 +138,25 @@ def test_runtime_choice(tmp_path: Path, hello_world: Path) -> None:
     assert not (tmp_path / "x").exists()
 
 
+def test_build_when_possible_renders_tflm_without_a_library(
+    tmp_path: Path, reference_dir: Path
+) -> None:
+    """``build="when-possible"`` (the run stage's): the runtime is chosen by make_firmware, so
+    the manifest says why (the operator the compiler lacks), not "asked for"; TFLM without a
+    library is rendered, not built, and is no error."""
+    model = reference_dir / "tflm_models" / "mnist_lstm" / "trained_lstm_int8.tflite"
+    if not model.is_file():
+        pytest.skip(f"{model} is not there")
+    res = make_firmware(
+        target="mps2-an386", out_dir=tmp_path / "fw", model=model, build="when-possible"
+    )
+    assert res.project.fw == "tflm" and res.build is None
+    why = res.project.manifest["runtime"]["why"]
+    assert why.startswith("the compiler lacks") and "LSTM" in why
+    with pytest.raises(UsageError, match="build="):
+        make_firmware(target="mps2-an386", out_dir=tmp_path / "x", model=model, build="yes")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("name", MCU_TARGETS)
 def test_linker_script_and_config_from_the_target_profile(name: str, tmp_path: Path) -> None:
     t = load_target(name)
