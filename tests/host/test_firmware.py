@@ -124,18 +124,36 @@ def test_compiled_render_is_deterministic_and_has_no_tflm(
 
 
 def test_runtime_choice(tmp_path: Path, hello_world: Path) -> None:
-    assert render_mod.choose_runtime(hello_world, None)[0] == "compiled"
-    assert render_mod.choose_runtime(hello_world, None, tflm_lib=True) == (
-        "tflm",
-        "a TFLM library was given",
-    )
-    assert render_mod.choose_runtime(hello_world, "tflm")[0] == "tflm"
+    auto = render_mod.choose_runtime(hello_world, None)
+    assert auto.name == "compiled" and auto.lowered is not None  # lowered once, passed on
+    with_lib = render_mod.choose_runtime(hello_world, None, tflm_lib=True)
+    assert (with_lib.name, with_lib.why) == ("tflm", "a TFLM library was given")
+    assert render_mod.choose_runtime(hello_world, "tflm").name == "tflm"
     with pytest.raises(UsageError, match="unknown firmware runtime"):
         render_mod.choose_runtime(hello_world, "tvm")
     with pytest.raises(UsageError, match="uses no TFLM library"):
         render_project(target="mps2-an386", out_dir=tmp_path / "x", model=hello_world,
                        runtime="compiled", tflm_lib=tmp_path / "lib.a")  # fmt: skip
     assert not (tmp_path / "x").exists()
+
+
+def test_auto_runtime_lowers_the_model_once(
+    tmp_path: Path, hello_world: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Choosing the compiled runtime (every operator supported) and compiling share one
+    lowering of the model."""
+    from toolchain.compile import lower as lower_mod
+
+    calls: list[str] = []
+    real = lower_mod._lower
+
+    def counting(model, *, collect):  # type: ignore[no-untyped-def]
+        calls.append(model.source)
+        return real(model, collect=collect)
+
+    monkeypatch.setattr(lower_mod, "_lower", counting)
+    proj = render_project(target="mps2-an386", out_dir=tmp_path / "fw", model=hello_world)
+    assert proj.fw == "compiled" and len(calls) == 1
 
 
 def test_build_when_possible_renders_tflm_without_a_library(

@@ -36,7 +36,7 @@ from toolchain.tflite_model import TFLiteModel
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CompiledModel", "compile_model", "supported"]
+__all__ = ["CompiledModel", "compile_model", "lower_or_problems", "supported"]
 
 
 @dataclass(frozen=True)
@@ -87,17 +87,34 @@ def supported(model: str | os.PathLike[str] | TFLiteModel) -> list[str]:
     return _lower.unsupported(_load(model))
 
 
+def lower_or_problems(model: str | os.PathLike[str] | TFLiteModel) -> Graph | list[str]:
+    """``model`` lowered, or what compile cannot handle in it (as :func:`supported`). A graph
+    can be handed to :func:`compile_model` (``lowered=``) so that the model is not lowered a
+    second time; it is used up there (kernel selection and in-place planning change it)."""
+    return _lower.lower_or_problems(_load(model))
+
+
 def lower_and_plan(
     model: str | os.PathLike[str] | TFLiteModel,
     *,
     target: str | None = None,
     kernels: str = "auto",
     in_place: bool = True,
+    lowered: Graph | None = None,
 ) -> tuple[Graph, Plan]:
     """Lower, pick the kernels (:mod:`.select`), let element-wise operators work in place
     (:mod:`.inplace`, unless ``in_place`` is False) and plan without writing anything (raises
-    CompileError when unsupported)."""
-    graph = _select.specialize(_lower.lower(_load(model)), kernels=kernels, target=target)
+    CompileError when unsupported). ``lowered``: ``model`` already lowered
+    (:func:`lower_or_problems`), taken as it is and changed in place."""
+    m = _load(model)
+    if lowered is None:
+        lowered = _lower.lower(m)
+    elif lowered.model_sha256 != m.sha256:
+        raise UsageError(
+            "the lowered graph passed in is not of this model (its sha256 differs)",
+            hint="lower the same model with toolchain.compile.lower_or_problems",
+        )
+    graph = _select.specialize(lowered, kernels=kernels, target=target)
     if in_place:
         _inplace.apply(graph)
     p = plan(graph)
@@ -131,12 +148,14 @@ def compile_model(
     name: str = "model",
     target: str | None = None,
     kernels: str = "auto",
+    lowered: Graph | None = None,
 ) -> CompiledModel:
     """Compile an int8 .tflite model to C sources in ``out_dir`` (replaced atomically).
 
     ``kernels``: ``auto`` (fast kernels where the target's CPU has the DSP extension, and M3),
     ``fast`` (everywhere, portable C without DSP) or ``ref`` (reference-order kernels only);
-    see :mod:`toolchain.compile.select`.
+    see :mod:`toolchain.compile.select`. ``lowered``: the graph :func:`lower_or_problems`
+    gave for this same model, so that it is not lowered twice (used up here).
 
     Raises CompileError (unsupported operator, float/hybrid model, unwritable output),
     UsageError (``name`` is no C identifier), BudgetError (over the target's RAM/flash),
@@ -149,7 +168,7 @@ def compile_model(
             hint="pick another --name",
         )
     m = _load(model)
-    graph, p = lower_and_plan(m, target=target, kernels=kernels)
+    graph, p = lower_and_plan(m, target=target, kernels=kernels, lowered=lowered)
     writer = CWriter(graph, p, name, Path(m.source).name if m.source else "<bytes>")
     texts = writer.files()
     weights_bytes = writer.consts.nbytes
