@@ -235,6 +235,23 @@ def test_model_over_the_flash_budget_writes_nothing(tmp_path: Path, hello_world:
     assert not out.exists()
 
 
+def test_compiled_firmware_for_a_target_file(tmp_path: Path, hello_world: Path) -> None:
+    """A target profile from a .toml file (not a built-in name) reaches the compiler as it is;
+    its heap counts against the compiled arena, with the same check as the TFLM firmware's."""
+    roomy = tmp_path / "roomy.toml"
+    roomy.write_text('name = "roomy"\nextends = "mps2-an386"\n', encoding="utf-8")
+    proj = render_project(target=load_target(str(roomy)), out_dir=tmp_path / "a", model=hello_world)
+    assert proj.fw == "compiled" and proj.target.name == "roomy"
+    # 4 MiB of RAM, all but 8 B stack and heap: compile's own check (arena + stack) passes
+    full = tmp_path / "full.toml"
+    full.write_text('name = "full"\nextends = "mps2-an386"\n[memory]\nheap_bytes = 4177912\n',
+                    encoding="utf-8")  # fmt: skip
+    out = tmp_path / "b"
+    with pytest.raises(BudgetError, match="the compiled model's arena needs .* RAM left after"):
+        render_project(target=load_target(str(full)), out_dir=out, model=hello_world)
+    assert not out.exists()
+
+
 # --- building ---------------------------------------------------------------------------------
 
 

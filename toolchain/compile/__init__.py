@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toolchain.compile import inplace as _inplace
 from toolchain.compile import lower as _lower
@@ -33,6 +33,9 @@ from toolchain.compile.planner import Plan, check, plan, scratch_key
 from toolchain.emit.cnames import check_identifier
 from toolchain.errors import BudgetError, CompileError, UsageError
 from toolchain.tflite_model import TFLiteModel
+
+if TYPE_CHECKING:
+    from toolchain.targets import Target
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +100,7 @@ def lower_or_problems(model: str | os.PathLike[str] | TFLiteModel) -> Graph | li
 def lower_and_plan(
     model: str | os.PathLike[str] | TFLiteModel,
     *,
-    target: str | None = None,
+    target: str | Target | None = None,
     kernels: str = "auto",
     in_place: bool = True,
     lowered: Graph | None = None,
@@ -122,10 +125,7 @@ def lower_and_plan(
     return graph, p
 
 
-def _check_budget(target: str, arena: int, flash: int) -> None:
-    from toolchain.targets import load_target
-
-    t = load_target(target)
+def _check_budget(t: Target, arena: int, flash: int) -> None:
     mem = t.memory
     if arena + mem.stack_bytes > mem.ram_bytes:
         raise BudgetError(
@@ -146,7 +146,7 @@ def compile_model(
     *,
     out_dir: str | os.PathLike[str],
     name: str = "model",
-    target: str | None = None,
+    target: str | Target | None = None,
     kernels: str = "auto",
     lowered: Graph | None = None,
 ) -> CompiledModel:
@@ -154,7 +154,8 @@ def compile_model(
 
     ``kernels``: ``auto`` (fast kernels where the target's CPU has the DSP extension, and M3),
     ``fast`` (everywhere, portable C without DSP) or ``ref`` (reference-order kernels only);
-    see :mod:`toolchain.compile.select`. ``lowered``: the graph :func:`lower_or_problems`
+    see :mod:`toolchain.compile.select`. ``target``: a profile (or its name or .toml path):
+    the kernel choice and the RAM/flash check. ``lowered``: the graph :func:`lower_or_problems`
     gave for this same model, so that it is not lowered twice (used up here).
 
     Raises CompileError (unsupported operator, float/hybrid model, unwritable output),
@@ -167,13 +168,18 @@ def compile_model(
             f"model name {name!r} clashes with the runtime's edc_ prefix",
             hint="pick another --name",
         )
+    tgt: Target | None = None
+    if target is not None:
+        from toolchain.targets import load_target
+
+        tgt = load_target(target) if isinstance(target, str) else target
     m = _load(model)
-    graph, p = lower_and_plan(m, target=target, kernels=kernels, lowered=lowered)
+    graph, p = lower_and_plan(m, target=tgt, kernels=kernels, lowered=lowered)
     writer = CWriter(graph, p, name, Path(m.source).name if m.source else "<bytes>")
     texts = writer.files()
     weights_bytes = writer.consts.nbytes
-    if target is not None:
-        _check_budget(target, p.arena_bytes, weights_bytes)
+    if tgt is not None:
+        _check_budget(tgt, p.arena_bytes, weights_bytes)
 
     out = Path(out_dir)
     kfiles = kernel_files(graph)

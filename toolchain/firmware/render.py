@@ -30,7 +30,7 @@ import jinja2
 
 from toolchain.errors import FirmwareError, InputFileError, TargetError, UsageError
 from toolchain.firmware import libcheck
-from toolchain.firmware.model import ModelArtifacts, emit_model
+from toolchain.firmware.model import ModelArtifacts, check_arena, emit_model
 from toolchain.fsutil import to_json
 from toolchain.targets import Target
 
@@ -472,22 +472,11 @@ def compile_into(
     from toolchain.emit import golden
     from toolchain.emit.arena import recommended_arena
     from toolchain.emit.model_input import model_file
-    from toolchain.errors import BudgetError
     from toolchain.tflite_model import TFLiteModel
 
     tfl = TFLiteModel.from_file(model)
-    cm = compile_model(
-        tfl, out_dir=model_dir, name=COMPILED_NAME, target=target.name, lowered=lowered
-    )
-    mem = target.memory
-    ram_left = mem.ram_bytes - mem.stack_bytes - mem.heap_bytes
-    if cm.arena_bytes > ram_left:
-        raise BudgetError(
-            f"model {model.name}: the compiled model's arena needs {cm.arena_bytes:,} B but "
-            f"{target.name} has {ram_left:,} B of RAM left after stack and heap "
-            f"({mem.ram_bytes:,} B in all)",
-            hint="prune or shrink the model, or choose a target with more RAM",
-        )
+    cm = compile_model(tfl, out_dir=model_dir, name=COMPILED_NAME, target=target, lowered=lowered)
+    check_arena(model.name, cm.arena_bytes, target, what="the compiled model's arena")
     inputs = golden.random_inputs(tfl, count=golden.DEFAULT_COUNT, seed=golden.DEFAULT_SEED)
     with model_file(tfl) as mf:
         outputs = golden.run_tflm(mf, inputs, arena=recommended_arena(tfl))
