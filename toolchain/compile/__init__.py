@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toolchain.compile import inplace as _inplace
 from toolchain.compile import lower as _lower
@@ -35,9 +35,12 @@ from toolchain.emit.cnames import check_identifier
 from toolchain.errors import BudgetError, CompileError, UsageError
 from toolchain.tflite_model import TFLiteModel
 
+if TYPE_CHECKING:
+    from toolchain.targets import Target
+
 log = logging.getLogger(__name__)
 
-__all__ = ["CompiledModel", "compile_model", "supported"]
+__all__ = ["CompiledModel", "compile_model", "lower_or_problems", "supported"]
 
 
 @dataclass(frozen=True)
@@ -88,20 +91,37 @@ def supported(model: str | os.PathLike[str] | TFLiteModel) -> list[str]:
     return _lower.unsupported(_load(model))
 
 
+def lower_or_problems(model: str | os.PathLike[str] | TFLiteModel) -> Graph | list[str]:
+    """``model`` lowered, or what compile cannot handle in it (as :func:`supported`). A graph
+    can be handed to :func:`compile_model` (``lowered=``) so that the model is not lowered a
+    second time; it is used up there (kernel selection and in-place planning change it)."""
+    return _lower.lower_or_problems(_load(model))
+
+
 def lower_and_plan(
     model: str | os.PathLike[str] | TFLiteModel,
     *,
-    target: str | None = None,
+    target: str | Target | None = None,
     kernels: str = "auto",
     in_place: bool = True,
     patch: str = "auto",
+    lowered: Graph | None = None,
 ) -> tuple[Graph, Plan]:
     """Lower, pick the kernels (:mod:`.select`), let element-wise operators work in place
     (:mod:`.inplace`, unless ``in_place`` is False), plan, and split the first layers into row
     bands where that makes the arena smaller (:mod:`.patch`; ``patch`` auto/on/off) without
-    writing anything (raises CompileError when unsupported)."""
+    writing anything (raises CompileError when unsupported). ``lowered``: ``model`` already
+    lowered (:func:`lower_or_problems`), taken as it is and changed in place."""
     _patch.check_policy(patch)
-    graph = _select.specialize(_lower.lower(_load(model)), kernels=kernels, target=target)
+    m = _load(model)
+    if lowered is None:
+        lowered = _lower.lower(m)
+    elif lowered.model_sha256 != m.sha256:
+        raise UsageError(
+            "the lowered graph passed in is not of this model (its sha256 differs)",
+            hint="lower the same model with toolchain.compile.lower_or_problems",
+        )
+    graph = _select.specialize(lowered, kernels=kernels, target=target)
     if in_place:
         _inplace.apply(graph)
     p = plan(graph)
@@ -110,10 +130,7 @@ def lower_and_plan(
     return graph, p
 
 
-def _check_budget(target: str, arena: int, flash: int) -> None:
-    from toolchain.targets import load_target
-
-    t = load_target(target)
+def _check_budget(t: Target, arena: int, flash: int) -> None:
     mem = t.memory
     if arena + mem.stack_bytes > mem.ram_bytes:
         raise BudgetError(
@@ -134,9 +151,10 @@ def compile_model(
     *,
     out_dir: str | os.PathLike[str],
     name: str = "model",
-    target: str | None = None,
+    target: str | Target | None = None,
     kernels: str = "auto",
     patch: str = "auto",
+    lowered: Graph | None = None,
 ) -> CompiledModel:
     """Compile an int8 .tflite model to C sources in ``out_dir`` (replaced atomically).
 
@@ -144,7 +162,9 @@ def compile_model(
     ``fast`` (everywhere, portable C without DSP) or ``ref`` (reference-order kernels only);
     see :mod:`toolchain.compile.select`. ``patch``: ``auto`` (run the first layers in row
     bands when that makes the arena smaller), ``on`` (whenever possible), ``off``; see
-    :mod:`toolchain.compile.patch`.
+    :mod:`toolchain.compile.patch`. ``target``: a profile (or its name or .toml path): the
+    kernel choice and the RAM/flash check. ``lowered``: the graph :func:`lower_or_problems`
+    gave for this same model, so that it is not lowered twice (used up here).
 
     Raises CompileError (unsupported operator, float/hybrid model, unwritable output),
     UsageError (``name`` is no C identifier), BudgetError (over the target's RAM/flash),
@@ -156,13 +176,18 @@ def compile_model(
             f"model name {name!r} clashes with the runtime's edc_ prefix",
             hint="pick another --name",
         )
+    tgt: Target | None = None
+    if target is not None:
+        from toolchain.targets import load_target
+
+        tgt = load_target(target) if isinstance(target, str) else target
     m = _load(model)
-    graph, p = lower_and_plan(m, target=target, kernels=kernels, patch=patch)
+    graph, p = lower_and_plan(m, target=tgt, kernels=kernels, patch=patch, lowered=lowered)
     writer = CWriter(graph, p, name, Path(m.source).name if m.source else "<bytes>")
     texts = writer.files()
     weights_bytes = writer.consts.nbytes
-    if target is not None:
-        _check_budget(target, p.arena_bytes, weights_bytes)
+    if tgt is not None:
+        _check_budget(tgt, p.arena_bytes, weights_bytes)
 
     out = Path(out_dir)
     kfiles = kernel_files(graph)

@@ -160,9 +160,10 @@ def lower_bound(bufs: list[Buffer]) -> int:
     return max(sum(b.size for b in bufs if b.first <= i <= b.last) for i in range(lo, hi + 1))
 
 
-def plan(graph: Graph) -> Plan:
-    """The smallest arena over :data:`HEURISTICS` (ties: the first listed)."""
-    bufs = buffers(graph)
+def search(bufs: list[Buffer]) -> tuple[dict[int, int], int, str, dict[str, int]]:
+    """First-fit placement of ``bufs`` under every ordering of :data:`HEURISTICS`: the
+    offsets, the top and the heuristic of the smallest (ties: the first listed), and every
+    heuristic's top."""
     best: tuple[int, str, dict[int, int]] | None = None
     tried: dict[str, int] = {}
     for name, order in HEURISTICS.items():
@@ -171,8 +172,15 @@ def plan(graph: Graph) -> Plan:
         if best is None or top < best[0]:
             best = (top, name, offsets)
     assert best is not None
-    _, tflm = _place(buffers(graph, TFLM_ALIGN), HEURISTICS["size"])
     top, name, offsets = best
+    return offsets, top, name, tried
+
+
+def plan(graph: Graph) -> Plan:
+    """The smallest arena over :data:`HEURISTICS` (:func:`search`)."""
+    bufs = buffers(graph)
+    offsets, top, name, tried = search(bufs)
+    _, tflm = _place(buffers(graph, TFLM_ALIGN), HEURISTICS["size"])
     return Plan(offsets, max(_up(top, 16), 16), lower_bound(bufs), tflm, name, tried)
 
 

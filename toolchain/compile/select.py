@@ -23,11 +23,16 @@ additions changes, and the requantization is TFLM's.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from toolchain.compile import quant
 from toolchain.compile.ir import ConstArray, FieldValue, Graph, Op
 from toolchain.errors import UsageError
+
+if TYPE_CHECKING:
+    from toolchain.targets import Target
 
 #: ``kernels=`` values: auto (see :func:`wants_fast`), fast (everywhere), ref (never)
 POLICIES = ("auto", "fast", "ref")
@@ -39,15 +44,15 @@ POLICIES = ("auto", "fast", "ref")
 PORTABLE_FAST_CORES = frozenset({"cortex-m3"})
 
 
-def wants_fast(target: str | None) -> bool:
+def wants_fast(target: str | Target | None) -> bool:
     """The ``auto`` policy: fast kernels on cores with the DSP extension (one instruction per
     SIMD step) and on :data:`PORTABLE_FAST_CORES`; the reference-order kernels elsewhere
-    (host builds, no target, M0/M0+)."""
+    (host builds, no target, M0/M0+). ``target``: a profile, or its name or .toml path."""
     if target is None:
         return False
     from toolchain.targets import load_target
 
-    cpu = load_target(target).cpu
+    cpu = (load_target(target) if isinstance(target, str) else target).cpu
     return bool(cpu.dsp) or cpu.core in PORTABLE_FAST_CORES
 
 
@@ -256,7 +261,7 @@ def _fc_fast(op: Op) -> bool:
 _FAST = {"edc_conv_s8": _conv_fast, "edc_dwconv_s8": _dwconv_fast, "edc_fc_s8": _fc_fast}
 
 
-def specialize(graph: Graph, *, kernels: str = "auto", target: str | None = None) -> Graph:
+def specialize(graph: Graph, *, kernels: str = "auto", target: str | Target | None = None) -> Graph:
     """Swap fast kernels in (in place) by ``kernels`` policy; returns ``graph``.
 
     ``auto``: see :func:`wants_fast`; ``fast``: everywhere (the SIMD steps

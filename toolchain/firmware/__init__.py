@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from toolchain.errors import UsageError
 from toolchain.firmware.build import FirmwareBuild, MemoryUse, build_project, image_memory
@@ -73,7 +73,7 @@ def make_firmware(
     runtime: str | None = None,
     tflm_lib: str | os.PathLike[str] | None = None,
     tflm_include: Sequence[str | os.PathLike[str]] = (),
-    build: bool = False,
+    build: bool | Literal["when-possible"] = False,
     jobs: int = 2,
     allow_float: bool = False,
     progress: ProgressFn = no_progress,
@@ -81,6 +81,10 @@ def make_firmware(
 ) -> FirmwareResult:
     """Render the firmware project for ``target`` into ``out_dir`` and, with ``build=True``,
     build it (ELF/BIN/HEX under ``build/<fw>/``) and check it against the target's budget.
+    ``build="when-possible"`` builds unless the chosen runtime is tflm and no ``tflm_lib`` was
+    given: then the project is only rendered (``build`` of the result is None), so that the
+    runtime can be chosen here (``runtime=None``) and the manifest's ``runtime.why`` tells the
+    real reason (``edgedeploy run``'s firmware stage).
 
     ``runtime`` is how the model runs (:func:`~toolchain.firmware.render.choose_runtime`):
     ``"compiled"`` (the model as plain C from :func:`toolchain.compile.compile_model`; only
@@ -95,8 +99,10 @@ def make_firmware(
     :func:`~toolchain.firmware.render.render_into` and
     :func:`~toolchain.firmware.build.build_project`.
     """
+    if build not in (True, False, "when-possible"):
+        raise UsageError(f"build={build!r}: True, False or 'when-possible'")
     tgt = load_target(target) if isinstance(target, str) else target
-    if build and not selftest and runtime == "tflm" and tflm_lib is None:
+    if build is True and not selftest and runtime == "tflm" and tflm_lib is None:
         raise UsageError(
             "building the TFLM firmware needs a TFLM static library: --tflm-lib "
             "libtensorflow-microlite.a --tflm-include TFLITE_MICRO_DIR",
@@ -118,7 +124,9 @@ def make_firmware(
             runtime=runtime,
             patch=patch,
         )
-        if build and project.fw == "tflm" and project.tflm is None:
+        no_library = project.fw == "tflm" and project.tflm is None
+        do_build = build is True or (build == "when-possible" and not no_library)
+        if do_build and no_library:
             why = (project.manifest.get("runtime") or {}).get("why", "")
             raise UsageError(
                 "building the TFLM firmware needs a TFLM static library: --tflm-lib "
@@ -128,7 +136,7 @@ def make_firmware(
                 "or render without --build",
             )
         progress("firmware", 1, steps)
-        built = build_project(stage, tgt, fw=project.fw, jobs=jobs) if build else None
+        built = build_project(stage, tgt, fw=project.fw, jobs=jobs) if do_build else None
         progress("firmware", steps, steps)
     return FirmwareResult(
         project=project.relocated(out), build=built.relocated(out) if built else None
