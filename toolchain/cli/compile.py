@@ -41,6 +41,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "fast: everywhere (portable C without DSP); ref: reference-order kernels only",
     )
     p.add_argument(
+        "--cmsis-nn",
+        metavar="DIR",
+        help="your checkout of ARM-software/CMSIS-NN (needs a Cortex-M --target): the generated "
+        "code calls CMSIS-NN for the operators it has, its scratch buffers planned into the "
+        "arena; build DIR's Source/ with the model (docs/compile.md)",
+    )
+    p.add_argument(
         "--measure",
         action="store_true",
         help="with --report and a QEMU --target: build the firmware, run it in QEMU and show "
@@ -57,7 +64,12 @@ def run(args: argparse.Namespace) -> int:
     check_output_path(args.out, option="--out")  # a bad --out fails before the work
     name = args.name or sanitize(Path(args.model).stem)
     cm = compile_model(
-        args.model, out_dir=args.out, name=name, target=args.target, kernels=args.kernels
+        args.model,
+        out_dir=args.out,
+        name=name,
+        target=args.target,
+        kernels=args.kernels,
+        cmsis_nn=args.cmsis_nn,
     )
     d = cm.to_dict()
     counts = None
@@ -74,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
                 "--measure builds the firmware with the target's automatic kernel choice",
                 hint="drop --kernels (or leave out --measure)",
             )
-        counts = measure_layers(args.model, args.target)
+        counts = measure_layers(args.model, args.target, cmsis_nn=args.cmsis_nn)
         d["measured"] = {"target": counts.target, "instructions": counts.total,
                          "per_op": list(counts.per_op), "bit_exact": counts.bit_exact,
                          "flash_bytes": counts.flash_bytes, "ram_bytes": counts.ram_bytes}  # fmt: skip
@@ -91,6 +103,14 @@ def run(args: argparse.Namespace) -> int:
         f"{cm.weights_bytes:,} B (.tflite {cm.model_bytes:,} B)",
         highlight=False,
     )
+    if cm.cmsis_nn is not None:
+        cn = cm.cmsis_nn
+        c.print(
+            f"CMSIS-NN {cn['describe'] or 'checkout'} (arm_nnfunctions.h V.{cn['revision']}) "
+            f"at {cn['path']} runs {len(cn['ops'])} of {cm.n_ops} ops; build its Source/ "
+            f"with -isystem {cn['path']}/Include",
+            highlight=False,
+        )
     if args.report:
         tflm = plan.get("tflm_arena_bytes")
         c.print(

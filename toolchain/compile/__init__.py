@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from toolchain.compile import cmsisnn as _cmsisnn
 from toolchain.compile import inplace as _inplace
 from toolchain.compile import lower as _lower
 from toolchain.compile import select as _select
@@ -61,6 +62,8 @@ class CompiledModel:
     #: per graph input/output: name, dtype, shape, scale, zero_point, bytes, arena offset
     inputs: tuple[dict[str, Any], ...] = ()
     outputs: tuple[dict[str, Any], ...] = ()
+    #: the CMSIS-NN checkout used (path, revision, describe) and the ops it runs; None without
+    cmsis_nn: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -93,11 +96,16 @@ def lower_and_plan(
     target: str | None = None,
     kernels: str = "auto",
     in_place: bool = True,
+    cmsis_nn: _cmsisnn.Checkout | None = None,
 ) -> tuple[Graph, Plan]:
-    """Lower, pick the kernels (:mod:`.select`), let element-wise operators work in place
-    (:mod:`.inplace`, unless ``in_place`` is False) and plan without writing anything (raises
-    CompileError when unsupported)."""
-    graph = _select.specialize(_lower.lower(_load(model)), kernels=kernels, target=target)
+    """Lower, hand the operators CMSIS-NN has to it (with ``cmsis_nn``, see
+    :mod:`.cmsisnn`), pick the kernels of the rest (:mod:`.select`), let element-wise
+    operators work in place (:mod:`.inplace`, unless ``in_place`` is False) and plan without
+    writing anything (raises CompileError when unsupported)."""
+    graph = _lower.lower(_load(model))
+    if cmsis_nn is not None:
+        _cmsisnn.apply(graph, cmsis_nn, target)
+    graph = _select.specialize(graph, kernels=kernels, target=target)
     if in_place:
         _inplace.apply(graph)
     p = plan(graph)
@@ -131,12 +139,18 @@ def compile_model(
     name: str = "model",
     target: str | None = None,
     kernels: str = "auto",
+    cmsis_nn: str | os.PathLike[str] | None = None,
 ) -> CompiledModel:
     """Compile an int8 .tflite model to C sources in ``out_dir`` (replaced atomically).
 
     ``kernels``: ``auto`` (fast kernels where the target's CPU has the DSP extension, and M3),
     ``fast`` (everywhere, portable C without DSP) or ``ref`` (reference-order kernels only);
     see :mod:`toolchain.compile.select`.
+
+    ``cmsis_nn``: the root of the user's CMSIS-NN checkout; the operators CMSIS-NN has then
+    call it, with its scratch buffers planned into the arena (:mod:`.cmsisnn`). Needs a
+    Cortex-M ``target`` (its CPU decides which of the library's code paths, and so which
+    scratch sizes, apply); the checkout's version is checked first (UsageError).
 
     Raises CompileError (unsupported operator, float/hybrid model, unwritable output),
     UsageError (``name`` is no C identifier), BudgetError (over the target's RAM/flash),
@@ -148,8 +162,9 @@ def compile_model(
             f"model name {name!r} clashes with the runtime's edc_ prefix",
             hint="pick another --name",
         )
+    checkout = _open_cmsis_nn(cmsis_nn, target)
     m = _load(model)
-    graph, p = lower_and_plan(m, target=target, kernels=kernels)
+    graph, p = lower_and_plan(m, target=target, kernels=kernels, cmsis_nn=checkout)
     writer = CWriter(graph, p, name, Path(m.source).name if m.source else "<bytes>")
     texts = writer.files()
     weights_bytes = writer.consts.nbytes
@@ -206,7 +221,35 @@ def compile_model(
         layers=_layers(graph, p),
         inputs=tuple(_io(graph, p, t) for t in graph.inputs),
         outputs=tuple(_io(graph, p, t) for t in graph.outputs),
+        cmsis_nn=None
+        if checkout is None
+        else {
+            **checkout.to_dict(),
+            "ops": [op.index for op in graph.ops if op.kernel == _cmsisnn.KERNEL],
+        },
     )
+
+
+def _open_cmsis_nn(
+    path: str | os.PathLike[str] | None, target: str | None
+) -> _cmsisnn.Checkout | None:
+    if path is None:
+        return None
+    if target is None:
+        raise UsageError(
+            "--cmsis-nn needs a Cortex-M --target: its CPU decides CMSIS-NN's code paths and "
+            "scratch sizes",
+            hint="add e.g. --target mps2-an386",
+        )
+    from toolchain.targets import load_target
+
+    t = load_target(target)
+    if not t.cpu.is_cortex_m:
+        raise UsageError(
+            f"--cmsis-nn is for Cortex-M targets; {t.name} has a {t.cpu.core}",
+            hint="drop --cmsis-nn for this target",
+        )
+    return _cmsisnn.open_checkout(path)
 
 
 def _io(graph: Graph, p: Plan, t: int) -> dict[str, Any]:

@@ -29,9 +29,12 @@ class LayerCounts:
     ram_bytes: int | None
 
 
-def measure_layers(model: str | Path, target: str) -> LayerCounts:
-    """Build and run ``model`` compiled for QEMU ``target``; raises UsageError for a target
-    that is not emulated, and the errors of the firmware build and the QEMU runner."""
+def measure_layers(
+    model: str | Path, target: str, *, cmsis_nn: str | Path | None = None
+) -> LayerCounts:
+    """Build and run ``model`` compiled for QEMU ``target`` (calling CMSIS-NN from the
+    checkout ``cmsis_nn`` when given); raises UsageError for a target that is not emulated,
+    and the errors of the firmware build and the QEMU runner."""
     from toolchain.bench import run_bench
     from toolchain.bench.options import BenchOptions
     from toolchain.firmware import make_firmware
@@ -46,7 +49,7 @@ def measure_layers(model: str | Path, target: str) -> LayerCounts:
     with tempfile.TemporaryDirectory(prefix="edc-measure-") as tmp:
         res = make_firmware(
             target=t.name, out_dir=Path(tmp) / "fw", model=Path(model), runtime="compiled",
-            build=True,
+            build=True, cmsis_nn=cmsis_nn,
         )  # fmt: skip
         assert res.build is not None
         r = run_bench(t, Path(model), BenchOptions(runs=1, warmup=0, firmware=res.build.elf))

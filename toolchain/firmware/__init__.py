@@ -77,6 +77,7 @@ def make_firmware(
     jobs: int = 2,
     allow_float: bool = False,
     progress: ProgressFn = no_progress,
+    cmsis_nn: str | os.PathLike[str] | None = None,
 ) -> FirmwareResult:
     """Render the firmware project for ``target`` into ``out_dir`` and, with ``build=True``,
     build it (ELF/BIN/HEX under ``build/<fw>/``) and check it against the target's budget.
@@ -84,7 +85,9 @@ def make_firmware(
     ``runtime`` is how the model runs (:func:`~toolchain.firmware.render.choose_runtime`):
     ``"compiled"`` (the model as plain C from :func:`toolchain.compile.compile_model`; only
     arm-none-eabi-gcc needed), ``"tflm"`` (the TFLM interpreter), or None: compiled when the
-    compiler supports every operator of the model, else tflm.
+    compiler supports every operator of the model, else tflm. ``cmsis_nn``: the user's
+    CMSIS-NN checkout for the compiled runtime (:mod:`toolchain.compile.cmsisnn`); its int8
+    sources are then built into the image.
 
     Render and build happen in a staging directory: when anything fails (bad model,
     unsupported operator, library for the wrong CPU, compile error, image over budget)
@@ -114,6 +117,7 @@ def make_firmware(
             tflm_include=tflm_include,
             allow_float=allow_float,
             runtime=runtime,
+            cmsis_nn=cmsis_nn,
         )
         if build and project.fw == "tflm" and project.tflm is None:
             why = (project.manifest.get("runtime") or {}).get("why", "")

@@ -270,6 +270,7 @@ def render_into(
     tflm_include: Sequence[str | os.PathLike[str]],
     allow_float: bool = False,
     runtime: str | None = None,
+    cmsis_nn: str | os.PathLike[str] | None = None,
 ) -> FirmwareProject:
     """Render the project for ``target`` straight into ``dest`` (callers stage it:
     :func:`toolchain.firmware.make_firmware`).
@@ -281,7 +282,9 @@ def render_into(
     * ``"compiled"``: ``edgedeploy compile`` writes the model as plain C into ``model/``
       (:func:`toolchain.compile.compile_model`; an unsupported operator raises its error,
       which names the operator and points at ``--runtime tflm``), plus ``model/golden.npz``;
-      no TFLM library is involved.
+      no TFLM library is involved. With ``cmsis_nn`` (the user's CMSIS-NN checkout) the
+      operators CMSIS-NN has call it (:mod:`toolchain.compile.cmsisnn`) and ``config.mk``'s
+      ``CMSIS_NN`` points the build at the checkout's sources.
     * ``"tflm"``: the model goes through the emit stage into ``model/`` and is checked
       against the target's flash/RAM budget (:class:`~toolchain.errors.BudgetError`).
       ``tflm_lib``/``tflm_include`` are optional (the project can be built later with
@@ -303,6 +306,11 @@ def render_into(
         assert model is not None
         fw, runtime_why = choose_runtime(model, runtime, tflm_lib=tflm_lib is not None)
     tflm: TflmLibrary | None = None
+    if cmsis_nn is not None and fw != "compiled":
+        raise UsageError(
+            "--cmsis-nn is for the compiled runtime (the TFLM library brings its own kernels)",
+            hint="add --runtime compiled, or drop --cmsis-nn",
+        )
     if fw == "compiled" and tflm_lib is not None:
         raise UsageError(
             "--runtime compiled uses no TFLM library; drop --tflm-lib (or use --runtime tflm)"
@@ -326,7 +334,9 @@ def render_into(
     model_files: list[str] = []
     if model is not None and fw == "compiled":
         model_path = Path(model).resolve()
-        compiled = compile_into(model_path, dest / "model", target)
+        compiled = compile_into(model_path, dest / "model", target, cmsis_nn=cmsis_nn)
+        if compiled["report"].get("cmsis_nn"):
+            ctx["cmsis_nn"] = _make_path(Path(compiled["report"]["cmsis_nn"]["path"]), "CMSIS-NN")
         ctx.update(compiled["binding"])
         ctx["max_input_bytes"] = max(compiled["input_bytes"], 1)
         golden_rel = f"model/{COMPILED_GOLDEN}"
@@ -411,7 +421,7 @@ def _compiled_report(d: dict[str, Any]) -> dict[str, Any]:
     """The compiler's figures for the manifest and reports: no absolute paths (the project is
     staged, then moved) and no per-layer table."""
     keep = ("name", "arena_bytes", "n_ops", "ops", "model_sha256", "plan", "weights_bytes",
-            "model_bytes", "kernels")  # fmt: skip
+            "model_bytes", "kernels", "cmsis_nn")  # fmt: skip
     out: dict[str, Any] = json.loads(to_json({k: d[k] for k in keep if k in d}))
     out["sources"] = sorted(Path(p).name for p in d.get("sources") or ())
     return out
@@ -439,7 +449,13 @@ def compiled_binding(cm: CompiledModel, model_name: str) -> dict[str, Any]:
     }
 
 
-def compile_into(model: Path, model_dir: Path, target: Target) -> dict[str, Any]:
+def compile_into(
+    model: Path,
+    model_dir: Path,
+    target: Target,
+    *,
+    cmsis_nn: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
     """Compile ``model`` into ``model_dir`` (C name :data:`COMPILED_NAME`) with
     :func:`toolchain.compile.compile_model`, write golden vectors (seeded random inputs, the
     host TFLM interpreter's outputs: the compiled code is bit-exact with TFLM's reference
@@ -453,7 +469,9 @@ def compile_into(model: Path, model_dir: Path, target: Target) -> dict[str, Any]
     from toolchain.errors import BudgetError
     from toolchain.tflite_model import TFLiteModel
 
-    cm = compile_model(model, out_dir=model_dir, name=COMPILED_NAME, target=target.name)
+    cm = compile_model(
+        model, out_dir=model_dir, name=COMPILED_NAME, target=target.name, cmsis_nn=cmsis_nn
+    )
     mem = target.memory
     ram_left = mem.ram_bytes - mem.stack_bytes - mem.heap_bytes
     if cm.arena_bytes > ram_left:
