@@ -407,9 +407,7 @@ def buffer_sizes(checkout: Checkout, ops: list[Op], var: str) -> list[int]:
     """The scratch bytes CMSIS-NN asks for, per op, for the CPU ``var`` stands for
     (:func:`variant`): a host program built against the checkout's ``*_get_buffer_size``
     sources with the host C compiler (``CC``, else cc/gcc/clang) prints them."""
-    cc = os.environ.get("CC") or next(
-        (c for c in ("cc", "gcc", "clang") if shutil.which(c)), None
-    )
+    cc = os.environ.get("CC") or next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
     if cc is None:
         raise CompileError(
             "--cmsis-nn sizes CMSIS-NN's scratch buffers with a host C compiler; none found",
@@ -417,7 +415,7 @@ def buffer_sizes(checkout: Checkout, ops: list[Op], var: str) -> list[int]:
         )
     body = "\n".join("  " + _size_call(op, var) for op in ops)
     prog = (
-        "#include <stdio.h>\n#include <string.h>\n#include \"arm_nnfunctions.h\"\n"
+        '#include <stdio.h>\n#include <string.h>\n#include "arm_nnfunctions.h"\n'
         f"int main(void)\n{{\n{body}\n  return 0;\n}}\n"
     )
     srcs = [str(checkout.path / "Source" / s) for s in _SIZE_SOURCES]
