@@ -149,3 +149,39 @@ def test_source_files_are_the_int8_sources(checkout: Path) -> None:
     names = {p.name for p in files}
     assert {"arm_convolve_wrapper_s8.c", "arm_softmax_s8.c", "arm_avgpool_s8.c"} <= names
     assert not any(n.endswith(("_f16.c", "_f32.c")) for n in names)
+
+
+@pytest.mark.parametrize(
+    ("ops", "message"),
+    [("CONV_2D,GATHER", "unknown operator GATHER"), (",", "empty")],
+)
+def test_bad_cmsis_nn_ops_is_a_usage_error(
+    reference_dir: Path, tmp_path: Path, capsys, ops: str, message: str
+) -> None:  # type: ignore[no-untyped-def]
+    ok = _fake(tmp_path / "ok", "19.1.0")
+    argv = _compile(reference_dir, tmp_path, ok, "--target", "mps2-an386", "--cmsis-nn-ops", ops)
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cmsis_nn_ops_needs_cmsis_nn(reference_dir: Path, tmp_path: Path, capsys) -> None:
+    argv = ["compile", str(reference_dir / KWS), "--out", str(tmp_path / "out"),
+            "--target", "mps2-an386", "--cmsis-nn-ops", "auto"]  # fmt: skip
+    assert main(argv) == 2
+    assert "--cmsis-nn-ops without --cmsis-nn" in capsys.readouterr().err
+
+
+def test_auto_keeps_our_fast_kernels_and_gives_cmsis_nn_pool_and_add(
+    reference_dir: Path, tmp_path: Path, checkout: Path
+) -> None:
+    cm = compile_model(reference_dir / IC, out_dir=tmp_path / "ic", target="mps2-an386",
+                       cmsis_nn=checkout, cmsis_nn_ops="auto")  # fmt: skip
+    by_kind: dict[str, set[str]] = {}
+    for r in cm.layers:
+        by_kind.setdefault(r["kind"], set()).add(r["kernel"])
+    assert by_kind["CONV_2D"] == {"edc_conv_fast_s8"}
+    assert by_kind["ADD"] == {"edc_cmsis_add_s8"}
+    assert by_kind["AVERAGE_POOL_2D"] == {"edc_cmsis_avgpool_s8"}
+    assert by_kind["SOFTMAX"] == {"edc_softmax_s8"}
+    assert cm.cmsis_nn is not None and cm.cmsis_nn["policy"] == "auto"

@@ -64,6 +64,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the operators it has and the build compiles its sources from DIR (implies --runtime "
         "compiled; docs/compile.md)",
     )
+    p.add_argument(
+        "--cmsis-nn-ops",
+        metavar="OPS",
+        default="all",
+        help="with --cmsis-nn: which operators CMSIS-NN runs: all (default), auto (where it "
+        "measured faster than our kernels on the M4F: AVERAGE_POOL_2D, ADD) or a "
+        "comma-separated list (CONV_2D,DEPTHWISE_CONV_2D,FULLY_CONNECTED,AVERAGE_POOL_2D,"
+        "MAX_POOL_2D,SOFTMAX,ADD,MUL)",
+    )
     p.add_argument("--build", action="store_true", help="build the image with arm-none-eabi-gcc")
     p.add_argument("--jobs", type=int, default=2, metavar="N", help="parallel compile jobs")
     p.add_argument(
@@ -111,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
             allow_float=args.allow_float,
             progress=prog,
             cmsis_nn=args.cmsis_nn,
+            cmsis_nn_ops=args.cmsis_nn_ops,
         )
     if args.json:
         sys.stdout.write(to_json(result.to_dict()))

@@ -97,6 +97,7 @@ def lower_and_plan(
     kernels: str = "auto",
     in_place: bool = True,
     cmsis_nn: _cmsisnn.Checkout | None = None,
+    cmsis_nn_ops: frozenset[str] = frozenset(_cmsisnn.OPS),
 ) -> tuple[Graph, Plan]:
     """Lower, hand the operators CMSIS-NN has to it (with ``cmsis_nn``, see
     :mod:`.cmsisnn`), pick the kernels of the rest (:mod:`.select`), let element-wise
@@ -104,7 +105,7 @@ def lower_and_plan(
     writing anything (raises CompileError when unsupported)."""
     graph = _lower.lower(_load(model))
     if cmsis_nn is not None:
-        _cmsisnn.apply(graph, cmsis_nn, target)
+        _cmsisnn.apply(graph, cmsis_nn, target, cmsis_nn_ops)
     graph = _select.specialize(graph, kernels=kernels, target=target)
     if in_place:
         _inplace.apply(graph)
@@ -140,6 +141,7 @@ def compile_model(
     target: str | None = None,
     kernels: str = "auto",
     cmsis_nn: str | os.PathLike[str] | None = None,
+    cmsis_nn_ops: str = "all",
 ) -> CompiledModel:
     """Compile an int8 .tflite model to C sources in ``out_dir`` (replaced atomically).
 
@@ -151,6 +153,8 @@ def compile_model(
     call it, with its scratch buffers planned into the arena (:mod:`.cmsisnn`). Needs a
     Cortex-M ``target`` (its CPU decides which of the library's code paths, and so which
     scratch sizes, apply); the checkout's version is checked first (UsageError).
+    ``cmsis_nn_ops``: which operators go to CMSIS-NN (:func:`.cmsisnn.parse_ops`: ``all``,
+    ``auto`` = where it measured faster than ours, or a list of operator names).
 
     Raises CompileError (unsupported operator, float/hybrid model, unwritable output),
     UsageError (``name`` is no C identifier), BudgetError (over the target's RAM/flash),
@@ -162,9 +166,16 @@ def compile_model(
             f"model name {name!r} clashes with the runtime's edc_ prefix",
             hint="pick another --name",
         )
+    ops = _cmsisnn.parse_ops(cmsis_nn_ops)
+    if cmsis_nn is None and cmsis_nn_ops != "all":
+        raise UsageError(
+            "--cmsis-nn-ops without --cmsis-nn", hint="add --cmsis-nn /path/to/CMSIS-NN"
+        )
     checkout = _open_cmsis_nn(cmsis_nn, target)
     m = _load(model)
-    graph, p = lower_and_plan(m, target=target, kernels=kernels, cmsis_nn=checkout)
+    graph, p = lower_and_plan(
+        m, target=target, kernels=kernels, cmsis_nn=checkout, cmsis_nn_ops=ops
+    )
     writer = CWriter(graph, p, name, Path(m.source).name if m.source else "<bytes>")
     texts = writer.files()
     weights_bytes = writer.consts.nbytes
@@ -225,6 +236,7 @@ def compile_model(
         if checkout is None
         else {
             **checkout.to_dict(),
+            "policy": cmsis_nn_ops,
             "ops": [op.index for op in graph.ops if op.kernel == _cmsisnn.KERNEL],
         },
     )

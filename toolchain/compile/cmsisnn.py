@@ -83,6 +83,15 @@ _REVISION = re.compile(r"\$Revision:\s*V\.?(\d+)\.(\d+)\.(\d+)")
 _HINT = "pass the root of a checkout of github.com/ARM-software/CMSIS-NN (" + TESTED + ")"
 
 KERNEL = "edc_cmsisnn"
+#: the operators CMSIS-NN can take (``ops="all"``)
+OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D",
+       "SOFTMAX", "ADD", "MUL")  # fmt: skip
+#: ``ops="auto"``: where CMSIS-NN measured faster than our own kernels on mps2-an386 (M4F,
+#: benchmarks/results/cmsisnn_qemu.json, per layer): average pooling on all five models and
+#: IC's same-shape residual ADDs (1.33 M vs 1.68 M instructions for the first); our fast
+#: conv/depthwise/FC kernels and softmax measured faster everywhere, and MUL / MAX_POOL_2D were
+#: not measured (no model has them)
+OPS_AUTO = frozenset({"AVERAGE_POOL_2D", "ADD"})
 #: funcs of the glue that may write their output over a same-shape operand (see inplace.py)
 IN_PLACE_FUNCS = frozenset({"edc_cmsis_add_s8", "edc_cmsis_mul_s8"})
 
@@ -331,13 +340,34 @@ _SIZE_FUNCS = {
 SCRATCH_FUNCS = frozenset({*_SIZE_FUNCS, "edc_cmsis_maxpool_s8"})
 
 
-def apply(graph: Graph, checkout: Checkout, target: str | None) -> list[int]:
-    """Swap CMSIS-NN calls in for the operators it has (in place), size their scratch
-    buffers with the library (:func:`buffer_sizes`); returns the op indices taken."""
+def parse_ops(spec: str) -> frozenset[str]:
+    """``--cmsis-nn-ops``: ``all`` (every operator CMSIS-NN has: :data:`OPS`), ``auto``
+    (:data:`OPS_AUTO`) or a comma-separated list of operator names out of :data:`OPS`."""
+    s = spec.strip()
+    if s.lower() == "all":
+        return frozenset(OPS)
+    if s.lower() == "auto":
+        return OPS_AUTO
+    names = [n.strip().upper() for n in s.split(",") if n.strip()]
+    bad = [n for n in names if n not in OPS]
+    if bad or not names:
+        raise UsageError(
+            f"--cmsis-nn-ops {spec!r}: " + (f"unknown operator {bad[0]}" if bad else "empty"),
+            hint="all, auto or a comma-separated list of " + ", ".join(OPS),
+        )
+    return frozenset(names)
+
+
+def apply(
+    graph: Graph, checkout: Checkout, target: str | None, ops: frozenset[str] = frozenset(OPS)
+) -> list[int]:
+    """Swap CMSIS-NN calls in for the operators it has (in place; only those whose kind is
+    in ``ops``), size their scratch buffers with the library (:func:`buffer_sizes`); returns
+    the op indices taken."""
     taken: list[int] = []
     for op in graph.ops:
         fn = _TAKE.get(op.func)
-        if fn is None or not op.kernel or op.parts:
+        if fn is None or not op.kernel or op.parts or op.kind not in ops:
             continue
         old = (op.kernel, op.func, op.struct, dict(op.fields))
         try:

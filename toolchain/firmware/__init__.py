@@ -78,6 +78,7 @@ def make_firmware(
     allow_float: bool = False,
     progress: ProgressFn = no_progress,
     cmsis_nn: str | os.PathLike[str] | None = None,
+    cmsis_nn_ops: str = "all",
 ) -> FirmwareResult:
     """Render the firmware project for ``target`` into ``out_dir`` and, with ``build=True``,
     build it (ELF/BIN/HEX under ``build/<fw>/``) and check it against the target's budget.
@@ -87,7 +88,8 @@ def make_firmware(
     arm-none-eabi-gcc needed), ``"tflm"`` (the TFLM interpreter), or None: compiled when the
     compiler supports every operator of the model, else tflm. ``cmsis_nn``: the user's
     CMSIS-NN checkout for the compiled runtime (:mod:`toolchain.compile.cmsisnn`); its int8
-    sources are then built into the image.
+    sources are then built into the image; ``cmsis_nn_ops`` picks the operators it runs
+    (:func:`toolchain.compile.cmsisnn.parse_ops`).
 
     Render and build happen in a staging directory: when anything fails (bad model,
     unsupported operator, library for the wrong CPU, compile error, image over budget)
@@ -118,6 +120,7 @@ def make_firmware(
             allow_float=allow_float,
             runtime=runtime,
             cmsis_nn=cmsis_nn,
+            cmsis_nn_ops=cmsis_nn_ops,
         )
         if build and project.fw == "tflm" and project.tflm is None:
             why = (project.manifest.get("runtime") or {}).get("why", "")

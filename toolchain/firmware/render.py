@@ -271,6 +271,7 @@ def render_into(
     allow_float: bool = False,
     runtime: str | None = None,
     cmsis_nn: str | os.PathLike[str] | None = None,
+    cmsis_nn_ops: str = "all",
 ) -> FirmwareProject:
     """Render the project for ``target`` straight into ``dest`` (callers stage it:
     :func:`toolchain.firmware.make_firmware`).
@@ -334,7 +335,9 @@ def render_into(
     model_files: list[str] = []
     if model is not None and fw == "compiled":
         model_path = Path(model).resolve()
-        compiled = compile_into(model_path, dest / "model", target, cmsis_nn=cmsis_nn)
+        compiled = compile_into(
+            model_path, dest / "model", target, cmsis_nn=cmsis_nn, cmsis_nn_ops=cmsis_nn_ops
+        )
         if compiled["report"].get("cmsis_nn"):
             ctx["cmsis_nn"] = _make_path(Path(compiled["report"]["cmsis_nn"]["path"]), "CMSIS-NN")
         ctx.update(compiled["binding"])
@@ -455,6 +458,7 @@ def compile_into(
     target: Target,
     *,
     cmsis_nn: str | os.PathLike[str] | None = None,
+    cmsis_nn_ops: str = "all",
 ) -> dict[str, Any]:
     """Compile ``model`` into ``model_dir`` (C name :data:`COMPILED_NAME`) with
     :func:`toolchain.compile.compile_model`, write golden vectors (seeded random inputs, the
@@ -470,7 +474,12 @@ def compile_into(
     from toolchain.tflite_model import TFLiteModel
 
     cm = compile_model(
-        model, out_dir=model_dir, name=COMPILED_NAME, target=target.name, cmsis_nn=cmsis_nn
+        model,
+        out_dir=model_dir,
+        name=COMPILED_NAME,
+        target=target.name,
+        cmsis_nn=cmsis_nn,
+        cmsis_nn_ops=cmsis_nn_ops,
     )
     mem = target.memory
     ram_left = mem.ram_bytes - mem.stack_bytes - mem.heap_bytes
