@@ -176,7 +176,8 @@ def _x(v: float | None, target: float | None = None) -> str:
 def readme(result: dict[str, Any]) -> str:
     lines = [
         f"Measured {result['date']} on this machine ({result['qemu']}, {result['gcc']}: the "
-        f"model's C at `-O2`, the rest of the firmware at `-Os`; `-icount shift=0`); 2 shared "
+        f"model's C at `-O2` but edc_softmax.c at `-Os`, the rest of the firmware at `-Os`; "
+        f"`-icount shift=0`); 2 shared "
         f"cores. Counts are guest instructions, never time. "
         f"TFLM columns: the TFLM firmware with reference kernels on the same .tflite "
         f"({result['tflm_source']}, measured 2026-11-28; not rebuilt here). ✓/✗: the issue's "

@@ -47,7 +47,25 @@ MLPERF_SHAPES = [
     ("kws_pw_bigbias", "conv", (5, 5, 64), (1, 1), 1, 16, False),
     ("kws_dw_bigbias", "dw", (6, 5, 16), (3, 3), 1, 16, True),
     ("ad_fc_bigbias", "fc", (64,), (0, 0), 0, 12, False),
+    # dead filters (all-zero weights, as 971 of VWW's 2,738 conv filters): only the live
+    # channels are computed (edc_conv_fast_live_s8), the others are constants; an odd number
+    # of live channels, a 3x3 layer with an odd channel count, and a layer with no live filter
+    ("vww_pw_dead", "conv", (6, 6, 24), (1, 1), 1, 48, False),
+    ("vww_conv3x3_dead", "conv", (7, 7, 8), (3, 3), 2, 13, True),
+    ("vww_pw_alldead", "conv", (3, 3, 16), (1, 1), 1, 8, False),
 ]
+
+
+def _dead_rows(name: str, oc: int) -> np.ndarray:
+    """Which output channels of a ``*_dead`` layer have all-zero filters: every other one
+    and the last (an odd number live when oc is even), all of them for ``*_alldead``."""
+    if name.endswith("_alldead"):
+        return np.ones(oc, bool)
+    dead = np.zeros(oc, bool)
+    if name.endswith("_dead"):
+        dead[1::2] = True
+        dead[-1] = True
+    return dead
 
 
 def _bias(rng: np.random.Generator, name: str, n: int) -> np.ndarray:
@@ -77,7 +95,14 @@ def _layer(rng: np.random.Generator, name: str, kind: str, hwc: tuple[int, ...],
     kh, kw = k
     oh = (h + s - 1) // s if same else (h - kh + s) // s
     ow = (w + s - 1) // s if same else (w - kw + s) // s
+    dead = _dead_rows(name, oc)
     w_s = tuple(float(v) for v in rng.uniform(0.002, 0.02, oc))
+    if dead.any():
+        # like VWW's dead filters: half of them with a vanishing scale (the multiplier
+        # underflows to 0) and a bias near +-2^30, the others ordinary
+        w_s = tuple(
+            1e-12 if d and c % 4 == 1 else v for c, (d, v) in enumerate(zip(dead, w_s, strict=True))
+        )
     if kind == "dw":
         wshape, qdim, fan = (1, kh, kw, oc), 3, kh * kw
         o = schema.DepthwiseConv2DOptionsT()
@@ -92,8 +117,14 @@ def _layer(rng: np.random.Generator, name: str, kind: str, hwc: tuple[int, ...],
     o.dilationHFactor = o.dilationWFactor = 1
     o.fusedActivationFunction = 0 if name.endswith("_bigbias") else 3
     x = T((1, h, w, c), "int8", (in_s,), (in_zp,))
-    wt = T(wshape, "int8", w_s, (0,) * oc, rng.integers(-127, 128, wshape).astype(np.int8), qdim)
-    b = T((oc,), "int32", tuple(in_s * v for v in w_s), (0,) * oc, _bias(rng, name, oc))
+    wdata = rng.integers(-127, 128, wshape).astype(np.int8)
+    bdata = _bias(rng, name, oc)
+    if dead.any():
+        wdata[dead] = 0
+        tiny = np.asarray(w_s) < 1e-9
+        bdata[tiny] = np.where(np.arange(oc)[tiny] % 8 == 1, 2**30 - 9, -(2**30) + 5)
+    wt = T(wshape, "int8", w_s, (0,) * oc, wdata, qdim)
+    b = T((oc,), "int32", tuple(in_s * v for v in w_s), (0,) * oc, bdata)
     y = T((1, oh, ow, oc), "int8", (in_s * float(np.mean(w_s)) * 60 * float(np.sqrt(fan)),),
           (out_zp,))  # fmt: skip
     m = single_op(op, [x, wt, b], [y], otype, o)
@@ -144,6 +175,32 @@ def test_requantization_path_per_layer(built: tuple[list[Case], object, list]) -
         g, _ = lower_and_plan(TFLiteModel.from_bytes(c.model), kernels="fast")
         (op,) = g.ops
         assert op.fields["small_acc"] == (0 if c.name.endswith("_bigbias") else 1), c.name
+
+
+def test_dead_filters_dropped() -> None:
+    """Conv layers with all-zero filters keep only their live channels' constants."""
+    from toolchain.compile import lower_and_plan
+
+    for c in cases():
+        if not c.name.endswith(("_dead", "_alldead")):
+            continue
+        g, _ = lower_and_plan(TFLiteModel.from_bytes(c.model), kernels="fast")
+        (op,) = g.ops
+        f = op.fields
+        oc = int(f["out_c"])  # type: ignore[arg-type]
+        n_live = oc - int(_dead_rows(c.name, oc).sum())
+        assert op.func == "edc_conv_fast_live_s8", c.name
+        assert f["live_c"] == max(n_live, 1), c.name
+        assert f["fill"].values.size == oc  # type: ignore[union-attr]
+        assert f["mult"].values.size == max(n_live, 1)  # type: ignore[union-attr]
+        assert f["weights"].values.size == (max(n_live, 1) + 1) // 2 * 2 * f["k4"]  # type: ignore[union-attr, operator]
+    # a layer without dead filters keeps the dense kernel
+    g, _ = lower_and_plan(TFLiteModel.from_bytes(_case("vww_pw").model), kernels="fast")
+    assert g.ops[0].func == "edc_conv_fast_s8"
+
+
+def _case(name: str) -> Case:
+    return next(c for c in cases() if c.name == name)
 
 
 @pytest.mark.parametrize(

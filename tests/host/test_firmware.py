@@ -124,18 +124,55 @@ def test_compiled_render_is_deterministic_and_has_no_tflm(
 
 
 def test_runtime_choice(tmp_path: Path, hello_world: Path) -> None:
-    assert render_mod.choose_runtime(hello_world, None)[0] == "compiled"
-    assert render_mod.choose_runtime(hello_world, None, tflm_lib=True) == (
-        "tflm",
-        "a TFLM library was given",
-    )
-    assert render_mod.choose_runtime(hello_world, "tflm")[0] == "tflm"
+    auto = render_mod.choose_runtime(hello_world, None)
+    assert auto.name == "compiled" and auto.lowered is not None  # lowered once, passed on
+    with_lib = render_mod.choose_runtime(hello_world, None, tflm_lib=True)
+    assert (with_lib.name, with_lib.why) == ("tflm", "a TFLM library was given")
+    assert render_mod.choose_runtime(hello_world, "tflm").name == "tflm"
     with pytest.raises(UsageError, match="unknown firmware runtime"):
         render_mod.choose_runtime(hello_world, "tvm")
     with pytest.raises(UsageError, match="uses no TFLM library"):
         render_project(target="mps2-an386", out_dir=tmp_path / "x", model=hello_world,
                        runtime="compiled", tflm_lib=tmp_path / "lib.a")  # fmt: skip
     assert not (tmp_path / "x").exists()
+
+
+def test_auto_runtime_lowers_the_model_once(
+    tmp_path: Path, hello_world: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Choosing the compiled runtime (every operator supported) and compiling share one
+    lowering of the model."""
+    from toolchain.compile import lower as lower_mod
+
+    calls: list[str] = []
+    real = lower_mod._lower
+
+    def counting(model, *, collect):  # type: ignore[no-untyped-def]
+        calls.append(model.source)
+        return real(model, collect=collect)
+
+    monkeypatch.setattr(lower_mod, "_lower", counting)
+    proj = render_project(target="mps2-an386", out_dir=tmp_path / "fw", model=hello_world)
+    assert proj.fw == "compiled" and len(calls) == 1
+
+
+def test_build_when_possible_renders_tflm_without_a_library(
+    tmp_path: Path, reference_dir: Path
+) -> None:
+    """``build="when-possible"`` (the run stage's): the runtime is chosen by make_firmware, so
+    the manifest says why (the operator the compiler lacks), not "asked for"; TFLM without a
+    library is rendered, not built, and is no error."""
+    model = reference_dir / "tflm_models" / "mnist_lstm" / "trained_lstm_int8.tflite"
+    if not model.is_file():
+        pytest.skip(f"{model} is not there")
+    res = make_firmware(
+        target="mps2-an386", out_dir=tmp_path / "fw", model=model, build="when-possible"
+    )
+    assert res.project.fw == "tflm" and res.build is None
+    why = res.project.manifest["runtime"]["why"]
+    assert why.startswith("the compiler lacks") and "LSTM" in why
+    with pytest.raises(UsageError, match="build="):
+        make_firmware(target="mps2-an386", out_dir=tmp_path / "x", model=model, build="yes")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("name", MCU_TARGETS)
@@ -195,6 +232,23 @@ def test_model_over_the_flash_budget_writes_nothing(tmp_path: Path, hello_world:
     with pytest.raises(BudgetError) as info:
         make_firmware(target=load_target(str(tiny)), out_dir=out, model=hello_world, runtime="tflm")
     assert info.value.exit_code == 4
+    assert not out.exists()
+
+
+def test_compiled_firmware_for_a_target_file(tmp_path: Path, hello_world: Path) -> None:
+    """A target profile from a .toml file (not a built-in name) reaches the compiler as it is;
+    its heap counts against the compiled arena, with the same check as the TFLM firmware's."""
+    roomy = tmp_path / "roomy.toml"
+    roomy.write_text('name = "roomy"\nextends = "mps2-an386"\n', encoding="utf-8")
+    proj = render_project(target=load_target(str(roomy)), out_dir=tmp_path / "a", model=hello_world)
+    assert proj.fw == "compiled" and proj.target.name == "roomy"
+    # 4 MiB of RAM, all but 8 B stack and heap: compile's own check (arena + stack) passes
+    full = tmp_path / "full.toml"
+    full.write_text('name = "full"\nextends = "mps2-an386"\n[memory]\nheap_bytes = 4177912\n',
+                    encoding="utf-8")  # fmt: skip
+    out = tmp_path / "b"
+    with pytest.raises(BudgetError, match="the compiled model's arena needs .* RAM left after"):
+        render_project(target=load_target(str(full)), out_dir=out, model=hello_world)
     assert not out.exists()
 
 

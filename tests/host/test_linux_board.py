@@ -258,3 +258,27 @@ def test_venv_uses_the_system_pip_when_there_is_one(pip: str | None) -> None:
     assert "sudo apt install python3-venv" in str(exc.value)
     assert ("--without-pip" in shell.commands[0]) == bool(pip)
     assert "--system-site-packages" in shell.commands[0]
+
+
+def test_devices_host_shares_the_bench_ssh_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``devices --host`` and ``bench`` take the same SSH flags, with the same help, one
+    definition (cli/phone_options.SSH_FLAGS); ``--known-hosts`` reaches the SSH client."""
+    from tests.support.devices import free_port
+    from toolchain.cli import build_parser
+    from toolchain.cli import main as cli_main
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+
+    def ssh_help(cmd: str) -> dict[str, str | None]:
+        opts = sub.choices[cmd]._option_string_actions
+        flags = ("--host", "--ssh-key", "--ssh-port", "--known-hosts", "--trust-new-host")
+        return {f: opts[f].help for f in flags[1:]} | {"dest": opts["--host"].dest}
+
+    assert ssh_help("devices") == ssh_help("bench")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    missing = tmp_path / "no_known_hosts"
+    argv = ["devices", "--host", f"pi@127.0.0.1:{free_port()}", "--known-hosts", str(missing)]
+    assert cli_main(argv) != 0
+    assert f"known_hosts file {missing} does not exist" in capsys.readouterr().err

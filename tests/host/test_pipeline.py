@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,6 +96,8 @@ def test_first_run_builds_each_stage(first: RunResult) -> None:
     assert (out / "firmware" / "Makefile").is_file() and (out / "firmware" / "model").is_dir()
     assert "build skipped: no TFLM library" in " ".join(first.stage("firmware").notes)
     assert report["firmware"]["build"]["skipped"].startswith("no TFLM library")
+    fw_manifest = json.loads((out / "firmware" / "edgedeploy_firmware.json").read_text())
+    assert fw_manifest["runtime"] == {"name": "tflm", "why": "asked for"}  # runtime = "tflm"
     # emit's golden vectors are real validation samples, from the validate stage
     assert "samples.npz" in report["emit"]["golden"]["source"]
     for name in ("convert", "validate", "emit", "firmware"):
@@ -198,3 +201,21 @@ def test_cli_run_prints_the_report_and_json(
     report = json.loads(capsys.readouterr().out)
     assert report["status"] == "ok" and report["project"]["name"] == "digits-host"
     assert os.path.samefile(report["out_dir"], first.out_dir)
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs arm-none-eabi-gcc")
+def test_firmware_stage_lets_make_firmware_choose_the_runtime(first: RunResult) -> None:
+    """Without [firmware] runtime, the firmware's manifest says why the runtime was chosen
+    (every operator supported), not "asked for"; the compiled firmware is built, no library.
+    Runs last: it leaves the compiled firmware in the shared folder."""
+    p = first.project
+    auto = dataclasses.replace(p, firmware=dataclasses.replace(p.firmware, runtime=None))
+    result = run_project(auto)
+    assert _statuses(result)["convert"] == "cached" and _statuses(result)["firmware"] == "ok"
+    fw = json.loads((result.out_dir / "firmware" / "edgedeploy_firmware.json").read_text())
+    assert fw["runtime"] == {
+        "name": "compiled",
+        "why": "the compiler supports every operator of the model",
+    }
+    assert result.report["firmware"]["build"]["elf"]
+    assert "runtime compiled: the compiler supports" in " ".join(result.stage("firmware").notes)

@@ -97,3 +97,68 @@ def single_op(
     model.subgraphs = [sg]
     model.description = "single-op test model"
     return pack(model)
+
+
+def chain(
+    x: T,
+    layers: list[tuple[str, list[T], T, int, Any]],
+) -> bytes:
+    """A model of operators in a row: each layer is (op, constant inputs, output, options
+    type, options); its activation input is the previous layer's output (``x`` for the first).
+    The graph input is ``x``, the graph output the last layer's output."""
+    model = schema.ModelT()
+    model.version = 3
+    model.operatorCodes = []
+    model.buffers = [schema.BufferT()]
+    sg = schema.SubGraphT()
+    sg.tensors = []
+    codes: dict[str, int] = {}
+
+    def add(t: T, name: str) -> int:
+        ten = schema.TensorT()
+        ten.shape = list(t.shape)
+        ten.type = _TYPES[t.dtype]
+        ten.name = name
+        q = schema.QuantizationParametersT()
+        q.scale = [float(s) for s in t.scales]
+        q.zeroPoint = [int(z) for z in t.zero_points]
+        q.quantizedDimension = t.qdim
+        ten.quantization = q
+        ten.buffer = 0
+        if t.data is not None:
+            buf = schema.BufferT()
+            buf.data = np.frombuffer(
+                np.ascontiguousarray(t.data.astype(t.dtype)).tobytes(), dtype=np.uint8
+            )
+            model.buffers.append(buf)
+            ten.buffer = len(model.buffers) - 1
+        sg.tensors.append(ten)
+        return len(sg.tensors) - 1
+
+    prev = add(x, "input")
+    sg.operators = []
+    for k, (op, consts, y, options_type, options) in enumerate(layers):
+        if op not in codes:
+            code = getattr(schema.BuiltinOperator, op)
+            oc = schema.OperatorCodeT()
+            oc.builtinCode = code
+            oc.deprecatedBuiltinCode = min(code, 127)
+            oc.version = 1
+            model.operatorCodes.append(oc)
+            codes[op] = len(model.operatorCodes) - 1
+        ins = [prev] + [add(c, f"l{k}_c{j}") for j, c in enumerate(consts)]
+        out = add(y, f"l{k}_out")
+        o = schema.OperatorT()
+        o.opcodeIndex = codes[op]
+        o.inputs = ins
+        o.outputs = [out]
+        o.builtinOptionsType = options_type
+        o.builtinOptions = options
+        sg.operators.append(o)
+        prev = out
+    sg.inputs = [0]
+    sg.outputs = [prev]
+    sg.name = "main"
+    model.subgraphs = [sg]
+    model.description = "chain test model"
+    return pack(model)

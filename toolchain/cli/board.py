@@ -11,7 +11,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from toolchain.cli import ui
+from toolchain.cli import phone_options, ui
 
 
 def add_setup_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,22 +50,19 @@ def setup_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def add_host_arguments(parser: argparse.ArgumentParser) -> None:
-    """``devices --host user@board`` and its SSH flags."""
+    """``devices --host user@board`` and its SSH flags (the bench command's:
+    :data:`~toolchain.cli.phone_options.SSH_FLAGS`)."""
     g = parser.add_argument_group("Linux boards (ssh)")
-    g.add_argument(
-        "--host",
-        metavar="USER@HOST[:PORT]",
-        help="check this Linux board (SSH, key-based) instead of listing Android devices",
+    phone_options.add_ssh_arguments(
+        g, host_help="check this Linux board (SSH, key-based) instead of listing Android devices"
     )
     g.add_argument("--target", help="target profile to check the board against (e.g. rpi4)")
-    g.add_argument("--ssh-key", type=Path, metavar="PATH", help="private key (default: agent)")
-    g.add_argument("--ssh-port", type=int, metavar="PORT", help="SSH port (default 22)")
-    g.add_argument(
-        "--trust-new-host",
-        action="store_true",
-        help="accept and remember an unknown host key (a changed key is always refused)",
-    )
     add_setup_arguments(parser)
+
+
+def host_given(args: argparse.Namespace) -> bool:
+    """Whether ``devices`` was asked about a Linux board (``--host``)."""
+    return bool(phone_options.ssh_options(args).get("ssh_host"))
 
 
 def run_host(args: argparse.Namespace) -> int:
@@ -73,15 +70,17 @@ def run_host(args: argparse.Namespace) -> int:
     from toolchain.devices.linux_board import inspect_board
     from toolchain.targets import load_target
 
+    ssh = phone_options.ssh_options(args)
     target = load_target(args.target) if args.target else None
     with ui.progress() as progress:
         progress("connect", 0, 1)
         report = inspect_board(
-            args.host,
+            ssh["ssh_host"],
             target=target,
-            port=args.ssh_port,
-            key=args.ssh_key,
-            trust_new_host=args.trust_new_host,
+            port=ssh.get("ssh_port"),
+            key=ssh.get("ssh_key"),
+            known_hosts=ssh.get("known_hosts"),
+            trust_new_host=bool(ssh.get("trust_new_host")),
             setup=args.setup,
             wheels=args.wheels,
             allow_root=args.setup_as_root,

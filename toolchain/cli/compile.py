@@ -57,6 +57,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "MAX_POOL_2D,SOFTMAX,ADD,MUL)",
     )
     p.add_argument(
+        "--patch",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="split (patch-based) execution of the first layers in row bands: auto: when it "
+        "makes the arena smaller (default); on: whenever a run of conv/depthwise layers allows "
+        "it; off: every layer whole",
+    )
+    p.add_argument(
         "--measure",
         action="store_true",
         help="with --report and a QEMU --target: build the firmware, run it in QEMU and show "
@@ -80,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         kernels=args.kernels,
         cmsis_nn=args.cmsis_nn,
         cmsis_nn_ops=args.cmsis_nn_ops,
+        patch=args.patch,
     )
     d = cm.to_dict()
     counts = None
@@ -97,7 +106,11 @@ def run(args: argparse.Namespace) -> int:
                 hint="drop --kernels (or leave out --measure)",
             )
         counts = measure_layers(
-            args.model, args.target, cmsis_nn=args.cmsis_nn, cmsis_nn_ops=args.cmsis_nn_ops
+            args.model,
+            args.target,
+            patch=args.patch,
+            cmsis_nn=args.cmsis_nn,
+            cmsis_nn_ops=args.cmsis_nn_ops,
         )
         d["measured"] = {"target": counts.target, "instructions": counts.total,
                          "per_op": list(counts.per_op), "bit_exact": counts.bit_exact,
@@ -123,6 +136,21 @@ def run(args: argparse.Namespace) -> int:
             f"with -isystem {cn['path']}/Include",
             highlight=False,
         )
+    split = plan.get("split") or {}
+    if "split_arena_bytes" in split:
+        c.print(
+            f"split execution ({split['policy']}): "
+            + ("applied" if split["applied"] else f"not applied ({split.get('reason', '')})")
+            + f"; operators {split['ops'][0]}..{split['ops'][-1]} in {split['bands']} bands of "
+            f"{split['band_rows']} row(s), band buffers "
+            f"{', '.join(f'{b:,}' for b in split['buffer_bytes'])} B: arena "
+            f"{split['split_arena_bytes']:,} B (lower bound {split['split_lower_bound_bytes']:,} B)"
+            f" vs whole layers {split['unsplit_arena_bytes']:,} B (lower bound "
+            f"{split['unsplit_lower_bound_bytes']:,} B)",
+            highlight=False,
+        )
+    elif split.get("reason"):
+        c.print(f"split execution: {split['reason']}", highlight=False)
     if args.report:
         tflm = plan.get("tflm_arena_bytes")
         c.print(
@@ -155,10 +183,14 @@ def run(args: argparse.Namespace) -> int:
                 str(row["index"]),
                 row["kind"],
                 row["summary"],
-                row["kernel"] + (" (in place)" if row.get("in_place") else ""),
+                row["kernel"]
+                + (" (in place)" if row.get("in_place") else "")
+                + (" (split)" if row.get("split") else ""),
                 row["output_shape"],
                 str(row["output_offset"]),
-                f"{row['output_bytes']:,}",
+                f"band {row['band_bytes']:,}"
+                if row.get("band_bytes")
+                else f"{row['output_bytes']:,}",
                 scratch,
                 f"{row['const_bytes']:,}",
             ]

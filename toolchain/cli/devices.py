@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "host", None):
+    if board.host_given(args):
         return board.run_host(args)
     found = adb.describe_all()
     if args.json:

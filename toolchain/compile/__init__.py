@@ -22,22 +22,26 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toolchain.compile import cmsisnn as _cmsisnn
 from toolchain.compile import inplace as _inplace
 from toolchain.compile import lower as _lower
+from toolchain.compile import patch as _patch
 from toolchain.compile import select as _select
 from toolchain.compile.cwriter import CWriter, kernel_dir, kernel_files
 from toolchain.compile.ir import ConstArray, Graph
-from toolchain.compile.planner import Plan, check, plan, scratch_key
+from toolchain.compile.planner import Plan, band_key, check, plan, scratch_key
 from toolchain.emit.cnames import check_identifier
 from toolchain.errors import BudgetError, CompileError, UsageError
 from toolchain.tflite_model import TFLiteModel
 
+if TYPE_CHECKING:
+    from toolchain.targets import Target
+
 log = logging.getLogger(__name__)
 
-__all__ = ["CompiledModel", "compile_model", "supported"]
+__all__ = ["CompiledModel", "compile_model", "lower_or_problems", "supported"]
 
 
 @dataclass(frozen=True)
@@ -90,34 +94,52 @@ def supported(model: str | os.PathLike[str] | TFLiteModel) -> list[str]:
     return _lower.unsupported(_load(model))
 
 
+def lower_or_problems(model: str | os.PathLike[str] | TFLiteModel) -> Graph | list[str]:
+    """``model`` lowered, or what compile cannot handle in it (as :func:`supported`). A graph
+    can be handed to :func:`compile_model` (``lowered=``) so that the model is not lowered a
+    second time; it is used up there (kernel selection and in-place planning change it)."""
+    return _lower.lower_or_problems(_load(model))
+
+
 def lower_and_plan(
     model: str | os.PathLike[str] | TFLiteModel,
     *,
-    target: str | None = None,
+    target: str | Target | None = None,
     kernels: str = "auto",
     in_place: bool = True,
     cmsis_nn: _cmsisnn.Checkout | None = None,
     cmsis_nn_ops: frozenset[str] = frozenset(_cmsisnn.OPS),
+    patch: str = "auto",
+    lowered: Graph | None = None,
 ) -> tuple[Graph, Plan]:
     """Lower, hand the operators CMSIS-NN has to it (with ``cmsis_nn``, see
     :mod:`.cmsisnn`), pick the kernels of the rest (:mod:`.select`), let element-wise
-    operators work in place (:mod:`.inplace`, unless ``in_place`` is False) and plan without
-    writing anything (raises CompileError when unsupported)."""
-    graph = _lower.lower(_load(model))
+    operators work in place (:mod:`.inplace`, unless ``in_place`` is False), plan, and split
+    the first layers into row bands where that makes the arena smaller (:mod:`.patch`;
+    ``patch`` auto/on/off) without writing anything (raises CompileError when unsupported).
+    ``lowered``: ``model`` already lowered (:func:`lower_or_problems`), taken as it is and
+    changed in place."""
+    _patch.check_policy(patch)
+    m = _load(model)
+    if lowered is None:
+        lowered = _lower.lower(m)
+    elif lowered.model_sha256 != m.sha256:
+        raise UsageError(
+            "the lowered graph passed in is not of this model (its sha256 differs)",
+            hint="lower the same model with toolchain.compile.lower_or_problems",
+        )
     if cmsis_nn is not None:
-        _cmsisnn.apply(graph, cmsis_nn, target, cmsis_nn_ops)
-    graph = _select.specialize(graph, kernels=kernels, target=target)
+        _cmsisnn.apply(lowered, cmsis_nn, target, cmsis_nn_ops)
+    graph = _select.specialize(lowered, kernels=kernels, target=target)
     if in_place:
         _inplace.apply(graph)
     p = plan(graph)
+    _, p = _patch.choose(graph, p, patch)
     check(graph, p)
     return graph, p
 
 
-def _check_budget(target: str, arena: int, flash: int) -> None:
-    from toolchain.targets import load_target
-
-    t = load_target(target)
+def _check_budget(t: Target, arena: int, flash: int) -> None:
     mem = t.memory
     if arena + mem.stack_bytes > mem.ram_bytes:
         raise BudgetError(
@@ -138,16 +160,22 @@ def compile_model(
     *,
     out_dir: str | os.PathLike[str],
     name: str = "model",
-    target: str | None = None,
+    target: str | Target | None = None,
     kernels: str = "auto",
     cmsis_nn: str | os.PathLike[str] | None = None,
     cmsis_nn_ops: str = "all",
+    patch: str = "auto",
+    lowered: Graph | None = None,
 ) -> CompiledModel:
     """Compile an int8 .tflite model to C sources in ``out_dir`` (replaced atomically).
 
     ``kernels``: ``auto`` (fast kernels where the target's CPU has the DSP extension, and M3),
     ``fast`` (everywhere, portable C without DSP) or ``ref`` (reference-order kernels only);
-    see :mod:`toolchain.compile.select`.
+    see :mod:`toolchain.compile.select`. ``patch``: ``auto`` (run the first layers in row
+    bands when that makes the arena smaller), ``on`` (whenever possible), ``off``; see
+    :mod:`toolchain.compile.patch`. ``target``: a profile (or its name or .toml path): the
+    kernel choice and the RAM/flash check. ``lowered``: the graph :func:`lower_or_problems`
+    gave for this same model, so that it is not lowered twice (used up here).
 
     ``cmsis_nn``: the root of the user's CMSIS-NN checkout; the operators CMSIS-NN has then
     call it, with its scratch buffers planned into the arena (:mod:`.cmsisnn`). Needs a
@@ -171,16 +199,22 @@ def compile_model(
         raise UsageError(
             "--cmsis-nn-ops without --cmsis-nn", hint="add --cmsis-nn /path/to/CMSIS-NN"
         )
-    checkout = _open_cmsis_nn(cmsis_nn, target)
+    tgt: Target | None = None
+    if target is not None:
+        from toolchain.targets import load_target
+
+        tgt = load_target(target) if isinstance(target, str) else target
+    checkout = _open_cmsis_nn(cmsis_nn, tgt)
     m = _load(model)
     graph, p = lower_and_plan(
-        m, target=target, kernels=kernels, cmsis_nn=checkout, cmsis_nn_ops=ops
-    )
+        m, target=tgt, kernels=kernels, cmsis_nn=checkout, cmsis_nn_ops=ops, patch=patch,
+        lowered=lowered,
+    )  # fmt: skip
     writer = CWriter(graph, p, name, Path(m.source).name if m.source else "<bytes>")
     texts = writer.files()
     weights_bytes = writer.consts.nbytes
-    if target is not None:
-        _check_budget(target, p.arena_bytes, weights_bytes)
+    if tgt is not None:
+        _check_budget(tgt, p.arena_bytes, weights_bytes)
 
     out = Path(out_dir)
     kfiles = kernel_files(graph)
@@ -243,19 +277,16 @@ def compile_model(
 
 
 def _open_cmsis_nn(
-    path: str | os.PathLike[str] | None, target: str | None
+    path: str | os.PathLike[str] | None, t: Target | None
 ) -> _cmsisnn.Checkout | None:
     if path is None:
         return None
-    if target is None:
+    if t is None:
         raise UsageError(
             "--cmsis-nn needs a Cortex-M --target: its CPU decides CMSIS-NN's code paths and "
             "scratch sizes",
             hint="add e.g. --target mps2-an386",
         )
-    from toolchain.targets import load_target
-
-    t = load_target(target)
     if not t.cpu.is_cortex_m:
         raise UsageError(
             f"--cmsis-nn is for Cortex-M targets; {t.name} has a {t.cpu.core}",
@@ -279,8 +310,11 @@ def _io(graph: Graph, p: Plan, t: int) -> dict[str, Any]:
 
 def _layers(graph: Graph, p: Plan) -> tuple[dict[str, Any], ...]:
     rows = []
+    sp = graph.split
     for op in graph.ops:
         y = graph.tensors[op.outputs[0]]
+        split = sp is not None and op.index in sp.ops
+        inner = sp is not None and split and op.index != sp.last
         rows.append(
             {
                 "index": op.index,
@@ -288,8 +322,12 @@ def _layers(graph: Graph, p: Plan) -> tuple[dict[str, Any], ...]:
                 "summary": op.summary,
                 "kernel": op.func or "(alias)",
                 "output_shape": "x".join(str(d) for d in y.shape),
-                "output_offset": p.offset(graph, y.index),
+                # a split block's inner outputs live in band buffers
+                "output_offset": p.offsets[band_key(op.index)]
+                if inner
+                else p.offset(graph, y.index),
                 "output_bytes": y.nbytes,
+                "band_bytes": sp.buffer_bytes(sp.ops.index(op.index)) if sp and inner else 0,
                 "const_bytes": sum(
                     v.nbytes
                     for call in op.calls()
@@ -299,7 +337,10 @@ def _layers(graph: Graph, p: Plan) -> tuple[dict[str, Any], ...]:
                 "scratch_bytes": op.scratch_bytes,
                 "in_place": bool(op.kernel)
                 and any(graph.storage(t) == graph.storage(y.index) for t in op.inputs),
-                "scratch_offset": p.offsets.get(scratch_key(op.index)),
+                "scratch_offset": p.offsets.get(
+                    scratch_key(sp.first if sp and split else op.index)
+                ),
+                "split": split,
             }
         )
     return tuple(rows)

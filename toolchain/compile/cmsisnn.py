@@ -35,12 +35,15 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from toolchain.compile.ir import ConstArray, Graph, Op
 from toolchain.errors import CompileError, UsageError
+
+if TYPE_CHECKING:
+    from toolchain.targets import Target
 
 log = logging.getLogger(__name__)
 
@@ -186,14 +189,14 @@ def source_files(checkout: Checkout | Path) -> list[Path]:
     return out
 
 
-def variant(target: str | None) -> str:
+def variant(target: str | Target | None) -> str:
     """Which ``*_get_buffer_size`` variant matches the target's CPU: ``_mve`` (Helium),
     ``_dsp`` (the DSP extension) or ``""`` (plain C: no target, or a core without DSP)."""
     if target is None:
         return ""
     from toolchain.targets import load_target
 
-    cpu = load_target(target).cpu
+    cpu = (load_target(target) if isinstance(target, str) else target).cpu
     if cpu.core in ("cortex-m55", "cortex-m85"):
         return "_mve"
     return "_dsp" if cpu.dsp else ""
@@ -359,7 +362,10 @@ def parse_ops(spec: str) -> frozenset[str]:
 
 
 def apply(
-    graph: Graph, checkout: Checkout, target: str | None, ops: frozenset[str] = frozenset(OPS)
+    graph: Graph,
+    checkout: Checkout,
+    target: str | Target | None,
+    ops: frozenset[str] = frozenset(OPS),
 ) -> list[int]:
     """Swap CMSIS-NN calls in for the operators it has (in place; only those whose kind is
     in ``ops``), size their scratch buffers with the library (:func:`buffer_sizes`); returns

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from toolchain.compile import patch as _patch
 from toolchain.compile.ir import CTYPES, DTYPE_CODES, ConstArray, Graph, Op, Tensor
-from toolchain.compile.planner import Plan, scratch_key
+from toolchain.compile.planner import Plan, band_key, scratch_key
 
 #: Kernel sources every model needs, besides the ones its operators use.
 COMMON_KERNEL_FILES = ("edc_runtime.h", "edc_fixedpoint.h", "edc_simd.h")
@@ -207,6 +208,8 @@ class CWriter:
             "",
         ]
         out += [f'#include "{stem}.h"' for stem in g.kernels()]
+        if g.split is not None:
+            out.append("#include <string.h>")
         out += ["", f"/* Constant data (in {n}_weights.c). */"]
         for cname, arr, _ in self.consts.arrays:
             out.append(f"extern const {arr.ctype} {cname}[{arr.values.size}];")
@@ -233,6 +236,8 @@ class CWriter:
         for op, struct in zip(g.ops, self._structs, strict=True):
             if struct:
                 out += [f"/* {self._label(op)} */", struct, ""]
+        if g.split is not None:
+            out += self._split_table()
         out += self._init()
         for kind, ts, q in (("input", g.inputs, ""), ("output", g.outputs, "const ")):
             out.append(f"{q}void *{n}_{kind}(int i) {{")
@@ -241,7 +246,12 @@ class CWriter:
                 out.append(f"    case {i}: return {n}_arena + {self.plan.offset(g, t)};")
             out += ["    default: return NULL;", "  }", "}", ""]
         out.append(f"int {n}_invoke(void) {{")
+        sp = g.split
         for op in g.ops:
+            if sp is not None and op.index in sp.ops:
+                if op.index == sp.first:
+                    out += self._split_block()
+                continue
             out.append(f"  /* {self._label(op)} */")
             out.append(f"  EDC_PROFILE_BEGIN({op.index});")
             for k, call in enumerate(op.calls()):
@@ -272,6 +282,66 @@ class CWriter:
         if not checks:
             return [f"int {self.name}_init(void) {{ return 0; }}", ""]
         return [f"int {self.name}_init(void) {{", *checks, "  return 0;", "}", ""]
+
+    # --- split ("patch") execution -----------------------------------------------------------
+
+    def _split_table(self) -> list[str]:
+        sp = self.g.split
+        assert sp is not None
+        m = len(sp.ops)
+        out = [
+            f"/* Split execution of operators {sp.first}..{sp.last}: per band, per stage: rows kept",
+            " * (from, count), rows computed [lo, hi), the input buffer's first row, where the rows",
+            " * go (see toolchain/compile/patch.py). */",
+            f"static const int16_t {self.name}_split[{len(sp.steps)}][{m}][6] = {{",
+        ]
+        for band in sp.steps:
+            cells = ", ".join(
+                f"{{{st.keep_from}, {st.keep_rows}, {st.oy_lo}, {st.oy_hi}, {st.in_row0}, "
+                f"{st.out_row}}}"
+                for st in band
+            )
+            out.append(f"  {{{cells}}},")
+        out += ["};", ""]
+        return out
+
+    def _split_block(self) -> list[str]:
+        g, n, sp = self.g, self.name, self.g.split
+        assert sp is not None
+        m = len(sp.ops)
+        out = [
+            f"  /* operators {sp.first}..{sp.last} split into {len(sp.steps)} bands of "
+            f"{sp.band_rows} output row(s): each earlier output lives in a band buffer */",
+            f"  EDC_PROFILE_BEGIN({sp.first});",
+            "  {",
+            "    int32_t band_;",
+            f"    for (band_ = 0; band_ < {len(sp.steps)}; band_++) {{",
+            f"      const int16_t (*st_)[6] = {n}_split[band_];",
+        ]
+        for k, i in enumerate(sp.ops):
+            op = g.ops[i]
+            rb = sp.row_bytes[k]
+            out.append(f"      /* {self._label(op)} */")
+            if k < m - 1:
+                buf = f"({n}_arena + {self.plan.offsets[band_key(i)]})"
+                out.append(
+                    f"      if (st_[{k}][1]) memmove({buf}, {buf} + st_[{k}][0] * {rb}, "
+                    f"(size_t)st_[{k}][1] * {rb}u);"
+                )
+                dst = f"(int8_t *){buf} + st_[{k}][5] * {rb}"
+            else:
+                dst = f"(int8_t *)({n}_arena + {self.plan.offset(g, op.outputs[0])}) + st_[{k}][5] * {rb}"
+            if k == 0:
+                src = self._ptr(op.inputs[0], True)
+            else:
+                src = f"(const int8_t *)({n}_arena + {self.plan.offsets[band_key(sp.ops[k - 1])]})"
+            args = [f"&{self._sname(op, 0)}", src, dst]
+            if op.scratch_bytes:
+                args.append(f"(int8_t *)({n}_arena + {self.plan.offsets[scratch_key(sp.first)]})")
+            args += [f"st_[{k}][2]", f"st_[{k}][3]", f"st_[{k}][4]"]
+            out.append(f"      {_patch.ROWS_FUNCS[op.func]}({', '.join(args)});")
+        out += ["    }", "  }", f"  EDC_PROFILE_END({sp.first});"]
+        return out
 
     def weights_c(self) -> str:
         n = self.name

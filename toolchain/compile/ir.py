@@ -101,6 +101,49 @@ class Op:
         return self.parts or [self]
 
 
+@dataclass(frozen=True)
+class SplitStep:
+    """What one stage of a split block does in one band (rows are the stage's output rows).
+
+    ``keep_from``/``keep_rows``: rows of the stage's band buffer still needed, moved to its
+    start first (``keep_rows`` 0: nothing kept); ``oy_lo``..``oy_hi``: the rows computed now,
+    written at row ``out_row`` of the buffer (of the whole output tensor for the last stage);
+    ``in_row0``: the input row held at the start of the input buffer (0 for the block's input,
+    which stays whole)."""
+
+    keep_from: int
+    keep_rows: int
+    oy_lo: int
+    oy_hi: int
+    in_row0: int
+    out_row: int
+
+
+@dataclass(frozen=True)
+class Split:
+    """Split ("patch") execution of consecutive operators ``ops``: the last one's output rows
+    are made ``band_rows`` at a time; each earlier operator's output lives only in a small band
+    buffer (``buffer_rows`` rows of ``row_bytes``) instead of a whole tensor. Rows shared by
+    consecutive bands are kept (moved), never recomputed. ``steps[band][stage]``."""
+
+    ops: tuple[int, ...]
+    band_rows: int
+    buffer_rows: tuple[int, ...]  # per stage but the last
+    row_bytes: tuple[int, ...]  # output row bytes per stage
+    steps: tuple[tuple[SplitStep, ...], ...]
+
+    @property
+    def first(self) -> int:
+        return self.ops[0]
+
+    @property
+    def last(self) -> int:
+        return self.ops[-1]
+
+    def buffer_bytes(self, stage: int) -> int:
+        return self.buffer_rows[stage] * self.row_bytes[stage]
+
+
 @dataclass
 class Graph:
     """A lowered model: activation tensors, ops in order, graph inputs and outputs."""
@@ -111,6 +154,8 @@ class Graph:
     outputs: tuple[int, ...]
     model_sha256: str
     model_bytes: int
+    #: split execution of a run of operators (see :mod:`.patch`); None: every op whole
+    split: Split | None = None
 
     def storage(self, t: int) -> int:
         """The tensor whose storage ``t`` uses (follows aliases)."""

@@ -1075,8 +1075,14 @@ def lower(model: TFLiteModel) -> Graph:
 
 def unsupported(model: TFLiteModel) -> list[str]:
     """Descriptions of the operators (or model properties) compile cannot handle; [] = none."""
-    result = _lower(model, collect=True)
+    result = lower_or_problems(model)
     return [] if isinstance(result, Graph) else result
+
+
+def lower_or_problems(model: TFLiteModel) -> Graph | list[str]:
+    """The lowered graph when compile can handle every operator of ``model``, else the
+    problems (:func:`unsupported`): one pass answers both "is it supported" and "lower it"."""
+    return _lower(model, collect=True)
 
 
 def _lower(model: TFLiteModel, *, collect: bool) -> Graph | list[str]:

@@ -33,12 +33,14 @@ def measure_layers(
     model: str | Path,
     target: str,
     *,
+    patch: str = "auto",
     cmsis_nn: str | Path | None = None,
     cmsis_nn_ops: str = "all",
 ) -> LayerCounts:
     """Build and run ``model`` compiled for QEMU ``target`` (calling CMSIS-NN from the
     checkout ``cmsis_nn`` when given); raises UsageError for a target that is not emulated,
-    and the errors of the firmware build and the QEMU runner."""
+    and the errors of the firmware build and the QEMU runner. ``patch``: the split-execution
+    policy the firmware's model is compiled with."""
     from toolchain.bench import run_bench
     from toolchain.bench.options import BenchOptions
     from toolchain.firmware import make_firmware
@@ -53,7 +55,7 @@ def measure_layers(
     with tempfile.TemporaryDirectory(prefix="edc-measure-") as tmp:
         res = make_firmware(
             target=t.name, out_dir=Path(tmp) / "fw", model=Path(model), runtime="compiled",
-            build=True, cmsis_nn=cmsis_nn, cmsis_nn_ops=cmsis_nn_ops,
+            build=True, patch=patch, cmsis_nn=cmsis_nn, cmsis_nn_ops=cmsis_nn_ops,
         )  # fmt: skip
         assert res.build is not None
         r = run_bench(t, Path(model), BenchOptions(runs=1, warmup=0, firmware=res.build.elf))

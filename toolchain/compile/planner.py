@@ -41,6 +41,8 @@ class Plan:
     tflm_greedy_bytes: int
     heuristic: str
     tried: dict[str, int] = field(default_factory=dict)
+    #: split execution figures (:func:`toolchain.compile.patch.choose`); empty when not searched
+    split: dict[str, object] = field(default_factory=dict)
 
     def offset(self, graph: Graph, tensor: int) -> int:
         return self.offsets[graph.storage(tensor)]
@@ -52,6 +54,7 @@ class Plan:
             "tflm_greedy_bytes": self.tflm_greedy_bytes,
             "heuristic": self.heuristic,
             "tried": dict(self.tried),
+            "split": dict(self.split),
         }
 
 
@@ -60,17 +63,30 @@ def _up(n: int, align: int) -> int:
 
 
 def buffers(graph: Graph, align: int = ALIGN) -> list[Buffer]:
-    """The storage roots with their aligned sizes and lifetimes [first, last] in op indices."""
+    """The storage roots with their aligned sizes and lifetimes [first, last] in op indices.
+
+    With a split block (``graph.split``, :mod:`.patch`) the outputs of its operators but the
+    last are replaced by their band buffers, and everything the block touches, its scratch
+    too, lives through the whole block (its operators run interleaved, band by band)."""
     n = len(graph.ops)
     first: dict[int, int] = {}
     last: dict[int, int] = {}
     size: dict[int, int] = {}
+    sp = graph.split
+    inner: set[int] = set()
+    if sp is not None:
+        inner = {graph.storage(graph.ops[i].outputs[0]) for i in sp.ops[:-1]}
 
     def touch(t: int, at: int) -> None:
         s = graph.storage(t)
+        if s in inner:
+            return
+        lo = hi = at
+        if sp is not None and sp.first <= at <= sp.last:
+            lo, hi = sp.first, sp.last
         size[s] = max(size.get(s, 0), graph.tensors[t].nbytes)
-        first[s] = min(first.get(s, at), at)
-        last[s] = max(last.get(s, at), at)
+        first[s] = min(first.get(s, lo), lo)
+        last[s] = max(last.get(s, hi), hi)
 
     for t in graph.inputs:
         touch(t, 0)
@@ -80,13 +96,28 @@ def buffers(graph: Graph, align: int = ALIGN) -> list[Buffer]:
     for t in graph.outputs:
         touch(t, max(n - 1, 0))
     out = [Buffer(s, _up(size[s], align), first[s], last[s]) for s in sorted(size)]
-    # kernel scratch: live during its operator only, keyed by scratch_key(op index)
+    # kernel scratch: live during its operator only, keyed by scratch_key(op index); a split
+    # block shares one scratch (the largest) over all of its operators
+    block = set(sp.ops) if sp is not None else set()
     out += [
         Buffer(scratch_key(op.index), _up(op.scratch_bytes, align), op.index, op.index)
         for op in graph.ops
-        if op.scratch_bytes
+        if op.scratch_bytes and op.index not in block
     ]
+    if sp is not None:
+        scratch = max(graph.ops[i].scratch_bytes for i in sp.ops)
+        if scratch:
+            out.append(Buffer(scratch_key(sp.first), _up(scratch, align), sp.first, sp.last))
+        out += [
+            Buffer(band_key(i), _up(sp.buffer_bytes(k), align), sp.first, sp.last)
+            for k, i in enumerate(sp.ops[:-1])
+        ]
     return out
+
+
+def band_key(op_index: int) -> int:
+    """The key of a split block's band buffer for ``op_index``'s output in :attr:`Plan.offsets`."""
+    return -(1 << 20) - op_index
 
 
 def scratch_key(op_index: int) -> int:
@@ -129,9 +160,10 @@ def lower_bound(bufs: list[Buffer]) -> int:
     return max(sum(b.size for b in bufs if b.first <= i <= b.last) for i in range(lo, hi + 1))
 
 
-def plan(graph: Graph) -> Plan:
-    """The smallest arena over :data:`HEURISTICS` (ties: the first listed)."""
-    bufs = buffers(graph)
+def search(bufs: list[Buffer]) -> tuple[dict[int, int], int, str, dict[str, int]]:
+    """First-fit placement of ``bufs`` under every ordering of :data:`HEURISTICS`: the
+    offsets, the top and the heuristic of the smallest (ties: the first listed), and every
+    heuristic's top."""
     best: tuple[int, str, dict[int, int]] | None = None
     tried: dict[str, int] = {}
     for name, order in HEURISTICS.items():
@@ -140,8 +172,15 @@ def plan(graph: Graph) -> Plan:
         if best is None or top < best[0]:
             best = (top, name, offsets)
     assert best is not None
-    _, tflm = _place(buffers(graph, TFLM_ALIGN), HEURISTICS["size"])
     top, name, offsets = best
+    return offsets, top, name, tried
+
+
+def plan(graph: Graph) -> Plan:
+    """The smallest arena over :data:`HEURISTICS` (:func:`search`)."""
+    bufs = buffers(graph)
+    offsets, top, name, tried = search(bufs)
+    _, tflm = _place(buffers(graph, TFLM_ALIGN), HEURISTICS["size"])
     return Plan(offsets, max(_up(top, 16), 16), lower_bound(bufs), tflm, name, tried)
 
 

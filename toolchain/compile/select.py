@@ -23,10 +23,16 @@ additions changes, and the requantization is TFLM's.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from toolchain.compile.ir import ConstArray, Graph, Op
+from toolchain.compile import quant
+from toolchain.compile.ir import ConstArray, FieldValue, Graph, Op
 from toolchain.errors import UsageError
+
+if TYPE_CHECKING:
+    from toolchain.targets import Target
 
 #: ``kernels=`` values: auto (see :func:`wants_fast`), fast (everywhere), ref (never)
 POLICIES = ("auto", "fast", "ref")
@@ -38,15 +44,15 @@ POLICIES = ("auto", "fast", "ref")
 PORTABLE_FAST_CORES = frozenset({"cortex-m3"})
 
 
-def wants_fast(target: str | None) -> bool:
+def wants_fast(target: str | Target | None) -> bool:
     """The ``auto`` policy: fast kernels on cores with the DSP extension (one instruction per
     SIMD step) and on :data:`PORTABLE_FAST_CORES`; the reference-order kernels elsewhere
-    (host builds, no target, M0/M0+)."""
+    (host builds, no target, M0/M0+). ``target``: a profile, or its name or .toml path."""
     if target is None:
         return False
     from toolchain.targets import load_target
 
-    cpu = load_target(target).cpu
+    cpu = (load_target(target) if isinstance(target, str) else target).cpu
     return bool(cpu.dsp) or cpu.core in PORTABLE_FAST_CORES
 
 
@@ -73,6 +79,33 @@ def _small_shift(bound: np.ndarray, shift: object) -> tuple[int, ConstArray]:
     return 1, ConstArray("int8_t", np.maximum(raw, -30).astype(np.int8), "shift")
 
 
+def _per_channel(values: np.ndarray, n: int) -> np.ndarray:
+    v = np.asarray(values).reshape(-1)
+    return np.broadcast_to(v, (n,)).copy() if v.size == 1 else v
+
+
+def dead_channel_values(
+    op: Op, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray
+) -> np.ndarray:
+    """Per output channel of a convolution, the int8 output of a channel whose weights are all
+    zero: its accumulator is the bias alone at every pixel (TFLM adds
+    ``(x + in_offset) * 0``), requantized and clamped exactly as TFLM's reference kernel does.
+    Only the dead channels' entries are meaningful (the others are the same formula)."""
+    f = op.fields
+    oc = int(np.asarray(bias).size)
+    m, s = _per_channel(mult, oc), _per_channel(shift, oc)
+    out_offset, lo, hi = f["out_offset"], f["act_min"], f["act_max"]
+    assert isinstance(out_offset, int) and isinstance(lo, int) and isinstance(hi, int)
+    vals = [
+        min(
+            hi,
+            max(lo, quant.multiply_by_quantized_multiplier(int(b), int(mm), int(ss)) + out_offset),
+        )
+        for b, mm, ss in zip(np.asarray(bias).reshape(-1), m, s, strict=True)
+    ]
+    return np.asarray(vals, np.int8)
+
+
 def _conv_fast(op: Op) -> bool:
     f = op.fields
     if f["groups"] != 1:
@@ -93,12 +126,34 @@ def _conv_fast(op: Op) -> bool:
         folded = _i32(bias + in_offset * flat.sum(axis=1), "bias (input offset folded)")
     if folded is None:
         return False
+    mult, shift_all = f["mult"], f["shift"]
+    assert isinstance(mult, ConstArray) and isinstance(shift_all, ConstArray)
+    # a layer whose filters are all zero keeps channel 0 as its one computed channel (its
+    # result is its constant, exactly), so that no array is empty
+    live_idx = np.flatnonzero(np.any(flat != 0, axis=1)) if flat.any() else np.zeros(1, np.int64)
+    live = live_idx.size < oc  # dead filters: drop them (see edc_conv_fast.h)
+    extra: dict[str, FieldValue] = {}
+    if live:
+        fill = dead_channel_values(op, folded.values, mult.values, shift_all.values)
+        flat = flat[live_idx]
+        w_live = w.values.reshape(oc, k)[live_idx]
+        folded = ConstArray("int32_t", folded.values[live_idx], folded.what)
+        mult = ConstArray("int32_t", _per_channel(mult.values, oc)[live_idx], mult.what)
+        shift_all = ConstArray("int8_t", _per_channel(shift_all.values, oc)[live_idx], "shift")
+        extra = {
+            "live_c": int(live_idx.size),
+            "ch": ConstArray("uint16_t", live_idx.astype(np.uint16), "live channels"),
+            "fill": ConstArray("int8_t", fill, "dead channels' outputs"),
+        }
+    else:
+        w_live = w.values.reshape(oc, k)
+    n = int(w_live.shape[0])
     # inputs are int8 (padding too: the zero point), so |acc| <= |bias'| + 128 * sum|w|
     bound = np.abs(folded.values.astype(np.int64)) + 128 * np.abs(flat).sum(axis=1)
-    small, shift = _small_shift(bound, f["shift"])
-    oc2 = oc + (oc & 1)
+    small, shift = _small_shift(bound, shift_all)
+    oc2 = n + (n & 1)
     padded = np.zeros((oc2, k4), np.int8)
-    padded[:oc, :k] = w.values.reshape(oc, k)
+    padded[:n, :k] = w_live
     inter = padded.reshape(oc2 // 2, 2, k4 // 4, 4).transpose(0, 2, 1, 3)
     fields = {
         "batches": f["batches"], "in_h": f["in_h"], "in_w": f["in_w"], "in_c": f["in_c"],
@@ -111,9 +166,10 @@ def _conv_fast(op: Op) -> bool:
         "small_acc": small,
         "weights": ConstArray("int8_t", np.ascontiguousarray(inter).reshape(-1),
                               "weights (channel pairs, word-interleaved)"),
-        "bias": folded, "mult": f["mult"], "shift": shift,
+        "bias": folded, "mult": mult, "shift": shift, **extra,
     }  # fmt: skip
-    op.kernel, op.func, op.struct = "edc_conv_fast", "edc_conv_fast_s8", "edc_conv_fast_params"
+    func = "edc_conv_fast_live_s8" if live else "edc_conv_fast_s8"
+    op.kernel, op.func, op.struct = "edc_conv_fast", func, "edc_conv_fast_params"
     op.fields = fields
     op.scratch_bytes = 2 * k4 if ic % 4 == 0 else 3 * k4
     return True
@@ -205,7 +261,7 @@ def _fc_fast(op: Op) -> bool:
 _FAST = {"edc_conv_s8": _conv_fast, "edc_dwconv_s8": _dwconv_fast, "edc_fc_s8": _fc_fast}
 
 
-def specialize(graph: Graph, *, kernels: str = "auto", target: str | None = None) -> Graph:
+def specialize(graph: Graph, *, kernels: str = "auto", target: str | Target | None = None) -> Graph:
     """Swap fast kernels in (in place) by ``kernels`` policy; returns ``graph``.
 
     ``auto``: see :func:`wants_fast`; ``fast``: everywhere (the SIMD steps

@@ -499,6 +499,7 @@ def inspect_board(
     target: Any | None,
     port: int | None = None,
     key: Path | None = None,
+    known_hosts: Path | None = None,
     trust_new_host: bool = False,
     setup: bool = False,
     wheels: Path | None = None,
@@ -507,10 +508,13 @@ def inspect_board(
     """Connect to ``host`` over SSH, describe it and check it against ``target``
     (:func:`check_board`: a wrong architecture is an ``error`` check); with ``setup``, a wrong
     architecture is an :class:`ArchMismatchError` before anything is installed, then the
-    runtime is installed (:func:`setup_board`) and the board described again."""
+    runtime is installed (:func:`setup_board`) and the board described again. ``port``,
+    ``key``, ``known_hosts``, ``trust_new_host``: as :class:`~toolchain.devices.ssh.SshBoard`."""
     from toolchain.devices.ssh import SshBoard
 
-    with SshBoard(host, port=port, key=key, trust_new_host=trust_new_host) as board:
+    with SshBoard(
+        host, port=port, key=key, known_hosts=known_hosts, trust_new_host=trust_new_host
+    ) as board:
         info = describe_board(board)
         if target is not None and setup:  # without setup, check_board reports it below
             check_device_arch(target, info.machine, device=board.description)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from toolchain.errors import UsageError
 from toolchain.firmware.build import FirmwareBuild, MemoryUse, build_project, image_memory
@@ -73,20 +73,26 @@ def make_firmware(
     runtime: str | None = None,
     tflm_lib: str | os.PathLike[str] | None = None,
     tflm_include: Sequence[str | os.PathLike[str]] = (),
-    build: bool = False,
+    build: bool | Literal["when-possible"] = False,
     jobs: int = 2,
     allow_float: bool = False,
     progress: ProgressFn = no_progress,
     cmsis_nn: str | os.PathLike[str] | None = None,
     cmsis_nn_ops: str = "all",
+    patch: str = "auto",
 ) -> FirmwareResult:
     """Render the firmware project for ``target`` into ``out_dir`` and, with ``build=True``,
     build it (ELF/BIN/HEX under ``build/<fw>/``) and check it against the target's budget.
+    ``build="when-possible"`` builds unless the chosen runtime is tflm and no ``tflm_lib`` was
+    given: then the project is only rendered (``build`` of the result is None), so that the
+    runtime can be chosen here (``runtime=None``) and the manifest's ``runtime.why`` tells the
+    real reason (``edgedeploy run``'s firmware stage).
 
     ``runtime`` is how the model runs (:func:`~toolchain.firmware.render.choose_runtime`):
     ``"compiled"`` (the model as plain C from :func:`toolchain.compile.compile_model`; only
     arm-none-eabi-gcc needed), ``"tflm"`` (the TFLM interpreter), or None: compiled when the
-    compiler supports every operator of the model, else tflm. ``cmsis_nn``: the user's
+    compiler supports every operator of the model, else tflm. ``patch`` is the compiled
+    runtime's split-execution policy (:mod:`toolchain.compile.patch`: auto, on, off). ``cmsis_nn``: the user's
     CMSIS-NN checkout for the compiled runtime (:mod:`toolchain.compile.cmsisnn`); its int8
     sources are then built into the image; ``cmsis_nn_ops`` picks the operators it runs
     (:func:`toolchain.compile.cmsisnn.parse_ops`).
@@ -98,8 +104,10 @@ def make_firmware(
     :func:`~toolchain.firmware.render.render_into` and
     :func:`~toolchain.firmware.build.build_project`.
     """
+    if build not in (True, False, "when-possible"):
+        raise UsageError(f"build={build!r}: True, False or 'when-possible'")
     tgt = load_target(target) if isinstance(target, str) else target
-    if build and not selftest and runtime == "tflm" and tflm_lib is None:
+    if build is True and not selftest and runtime == "tflm" and tflm_lib is None:
         raise UsageError(
             "building the TFLM firmware needs a TFLM static library: --tflm-lib "
             "libtensorflow-microlite.a --tflm-include TFLITE_MICRO_DIR",
@@ -121,8 +129,11 @@ def make_firmware(
             runtime=runtime,
             cmsis_nn=cmsis_nn,
             cmsis_nn_ops=cmsis_nn_ops,
+            patch=patch,
         )
-        if build and project.fw == "tflm" and project.tflm is None:
+        no_library = project.fw == "tflm" and project.tflm is None
+        do_build = build is True or (build == "when-possible" and not no_library)
+        if do_build and no_library:
             why = (project.manifest.get("runtime") or {}).get("why", "")
             raise UsageError(
                 "building the TFLM firmware needs a TFLM static library: --tflm-lib "
@@ -132,7 +143,7 @@ def make_firmware(
                 "or render without --build",
             )
         progress("firmware", 1, steps)
-        built = build_project(stage, tgt, fw=project.fw, jobs=jobs) if build else None
+        built = build_project(stage, tgt, fw=project.fw, jobs=jobs) if do_build else None
         progress("firmware", steps, steps)
     return FirmwareResult(
         project=project.relocated(out), build=built.relocated(out) if built else None

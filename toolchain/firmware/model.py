@@ -74,10 +74,19 @@ def check_budget(arts: ModelArtifacts, target: Target) -> None:
             f"{target.name}'s {flash:,} B of flash (before any code)",
             hint="prune or shrink the model, or choose a target with more flash",
         )
+    check_arena(arts.name, arts.arena_bytes, target)
+
+
+def check_arena(
+    name: str, arena_bytes: int, target: Target, *, what: str = "its tensor arena"
+) -> None:
+    """BudgetError when the arena of model ``name`` exceeds the RAM ``target`` has left after
+    its stack and heap (the TFLM and the compiled firmware both)."""
+    mem = target.memory
     ram_left = mem.ram_bytes - mem.stack_bytes - mem.heap_bytes
-    if arts.arena_bytes > ram_left:
+    if arena_bytes > ram_left:
         raise BudgetError(
-            f"model {arts.name}: its tensor arena needs {arts.arena_bytes:,} B but "
+            f"model {name}: {what} needs {arena_bytes:,} B but "
             f"{target.name} has {ram_left:,} B of RAM left after stack and heap "
             f"({mem.ram_bytes:,} B in all)",
             hint="prune or shrink the model, or choose a target with more RAM",

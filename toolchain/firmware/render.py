@@ -30,12 +30,13 @@ import jinja2
 
 from toolchain.errors import FirmwareError, InputFileError, TargetError, UsageError
 from toolchain.firmware import libcheck
-from toolchain.firmware.model import ModelArtifacts, emit_model
+from toolchain.firmware.model import ModelArtifacts, check_arena, emit_model
 from toolchain.fsutil import to_json
 from toolchain.targets import Target
 
 if TYPE_CHECKING:
     from toolchain.compile import CompiledModel
+    from toolchain.compile.ir import Graph
 
 log = logging.getLogger(__name__)
 
@@ -235,29 +236,44 @@ def _target_context(target: Target, fw: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class RuntimeChoice:
+    """How a benchmark firmware runs its model (:func:`choose_runtime`)."""
+
+    name: str
+    #: why: "asked for", "a TFLM library was given", or what the compiler found
+    why: str
+    #: the model lowered while checking that the compiler supports it (auto choice of
+    #: "compiled" only), for :func:`compile_into` so that it is not lowered twice
+    lowered: Graph | None = field(default=None, repr=False, compare=False)
+
+
 def choose_runtime(
     model: str | os.PathLike[str], runtime: str | None, *, tflm_lib: bool = False
-) -> tuple[str, str]:
-    """(runtime, why) for a benchmark firmware of ``model``: ``runtime`` when given
+) -> RuntimeChoice:
+    """The runtime of a benchmark firmware of ``model``: ``runtime`` when given
     (``"compiled"`` or ``"tflm"``); else ``"tflm"`` when a TFLM library was given
     (``tflm_lib``); else ``"compiled"`` when the compiler supports every operator of the
-    model (:func:`toolchain.compile.supported`), else ``"tflm"``."""
+    model (:func:`toolchain.compile.lower_or_problems`), else ``"tflm"``."""
     if runtime is None and tflm_lib:
-        return "tflm", "a TFLM library was given"
+        return RuntimeChoice("tflm", "a TFLM library was given")
     if runtime is not None:
         if runtime not in RUNTIMES:
             raise UsageError(
                 f"unknown firmware runtime {runtime!r}", hint="compiled or tflm (docs/firmware.md)"
             )
-        return runtime, "asked for"
-    from toolchain.compile import supported
+        return RuntimeChoice(runtime, "asked for")
+    from toolchain.compile import lower_or_problems
 
-    missing = supported(Path(model))
-    if not missing:
-        return "compiled", "the compiler supports every operator of the model"
+    lowered = lower_or_problems(Path(model))
+    if not isinstance(lowered, list):
+        return RuntimeChoice(
+            "compiled", "the compiler supports every operator of the model", lowered
+        )
+    missing = lowered
     why = "the compiler lacks " + "; ".join(missing[:3]) + ("; ..." if len(missing) > 3 else "")
     log.info("runtime tflm for %s: %s", model, why)
-    return "tflm", why
+    return RuntimeChoice("tflm", why)
 
 
 def render_into(
@@ -272,6 +288,7 @@ def render_into(
     runtime: str | None = None,
     cmsis_nn: str | os.PathLike[str] | None = None,
     cmsis_nn_ops: str = "all",
+    patch: str = "auto",
 ) -> FirmwareProject:
     """Render the project for ``target`` straight into ``dest`` (callers stage it:
     :func:`toolchain.firmware.make_firmware`).
@@ -300,12 +317,13 @@ def render_into(
             "a model is needed for the benchmark firmware (--model MODEL.tflite)",
             hint="or render the self-test firmware with --selftest",
         )
-    runtime_why = ""
+    choice: RuntimeChoice | None = None
     if selftest:
         fw = "selftest"
     else:
         assert model is not None
-        fw, runtime_why = choose_runtime(model, runtime, tflm_lib=tflm_lib is not None)
+        choice = choose_runtime(model, runtime, tflm_lib=tflm_lib is not None)
+        fw = choice.name
     tflm: TflmLibrary | None = None
     if cmsis_nn is not None and fw != "compiled":
         raise UsageError(
@@ -336,7 +354,13 @@ def render_into(
     if model is not None and fw == "compiled":
         model_path = Path(model).resolve()
         compiled = compile_into(
-            model_path, dest / "model", target, cmsis_nn=cmsis_nn, cmsis_nn_ops=cmsis_nn_ops
+            model_path,
+            dest / "model",
+            target,
+            patch=patch,
+            lowered=choice.lowered if choice else None,
+            cmsis_nn=cmsis_nn,
+            cmsis_nn_ops=cmsis_nn_ops,
         )
         if compiled["report"].get("cmsis_nn"):
             ctx["cmsis_nn"] = _make_path(Path(compiled["report"]["cmsis_nn"]["path"]), "CMSIS-NN")
@@ -400,8 +424,8 @@ def render_into(
         "tflm_library": tflm.check.to_dict() if tflm else None,
         "files": sorted(written),
     }
-    if fw in RUNTIMES:
-        manifest["runtime"] = {"name": fw, "why": runtime_why}
+    if choice is not None:
+        manifest["runtime"] = {"name": fw, "why": choice.why}
     if compiled is not None:
         manifest["compiled"] = compiled["report"]
     _write(dest / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
@@ -459,9 +483,12 @@ def compile_into(
     *,
     cmsis_nn: str | os.PathLike[str] | None = None,
     cmsis_nn_ops: str = "all",
+    patch: str = "auto",
+    lowered: Graph | None = None,
 ) -> dict[str, Any]:
     """Compile ``model`` into ``model_dir`` (C name :data:`COMPILED_NAME`) with
-    :func:`toolchain.compile.compile_model`, write golden vectors (seeded random inputs, the
+    :func:`toolchain.compile.compile_model` (``lowered``: the model already lowered, see
+    :class:`RuntimeChoice`), write golden vectors (seeded random inputs, the
     host TFLM interpreter's outputs: the compiled code is bit-exact with TFLM's reference
     kernels) and check the arena against the target's RAM. Returns ``binding`` (values for
     ``include/compiled_binding.h.j2``), ``report`` (the compiler's), ``files`` (names in
@@ -470,27 +497,20 @@ def compile_into(
     from toolchain.emit import golden
     from toolchain.emit.arena import recommended_arena
     from toolchain.emit.model_input import model_file
-    from toolchain.errors import BudgetError
     from toolchain.tflite_model import TFLiteModel
 
+    tfl = TFLiteModel.from_file(model)
     cm = compile_model(
-        model,
+        tfl,
         out_dir=model_dir,
         name=COMPILED_NAME,
-        target=target.name,
+        target=target,
+        patch=patch,
+        lowered=lowered,
         cmsis_nn=cmsis_nn,
         cmsis_nn_ops=cmsis_nn_ops,
     )
-    mem = target.memory
-    ram_left = mem.ram_bytes - mem.stack_bytes - mem.heap_bytes
-    if cm.arena_bytes > ram_left:
-        raise BudgetError(
-            f"model {model.name}: the compiled model's arena needs {cm.arena_bytes:,} B but "
-            f"{target.name} has {ram_left:,} B of RAM left after stack and heap "
-            f"({mem.ram_bytes:,} B in all)",
-            hint="prune or shrink the model, or choose a target with more RAM",
-        )
-    tfl = TFLiteModel.from_file(model)
+    check_arena(model.name, cm.arena_bytes, target, what="the compiled model's arena")
     inputs = golden.random_inputs(tfl, count=golden.DEFAULT_COUNT, seed=golden.DEFAULT_SEED)
     with model_file(tfl) as mf:
         outputs = golden.run_tflm(mf, inputs, arena=recommended_arena(tfl))

@@ -501,25 +501,25 @@ def _firmware_key(ctx: Context) -> dict[str, Any]:
 
 def _firmware_run(ctx: Context, work: Path, dest: Path) -> StageOutput:
     from toolchain.firmware import make_firmware
-    from toolchain.firmware.render import choose_runtime
 
     fw = ctx.project.firmware
     tfl, _ = converted(ctx)
-    runtime, why = choose_runtime(tfl, fw.runtime, tflm_lib=fw.tflm_lib is not None)
-    tflm = runtime == "tflm"
-    # the compiled runtime needs no library: it is always built
-    build = not tflm or fw.tflm_lib is not None
+    # make_firmware chooses the runtime (and records why); the compiled runtime needs no
+    # library, so it is always built; tflm only with a library
+    with_lib = fw.runtime != "compiled" and fw.tflm_lib is not None
     result = make_firmware(
         target=ctx.target(),
         out_dir=work,
         model=tfl,
-        runtime=runtime,
-        tflm_lib=fw.tflm_lib if tflm else None,
-        tflm_include=fw.tflm_include if tflm else (),
-        build=build,
+        runtime=fw.runtime,
+        tflm_lib=fw.tflm_lib if with_lib else None,
+        tflm_include=fw.tflm_include if with_lib else (),
+        build="when-possible",
         jobs=fw.jobs,
         progress=ctx.sub("firmware"),
     )
+    chosen = result.project.manifest["runtime"]
+    runtime, why = chosen["name"], chosen["why"]
     files = {"project": "."}
     notes: list[str] = [f"runtime {runtime}: {why}"]
     # the paths as they will be once the folder is in place

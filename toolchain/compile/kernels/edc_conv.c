@@ -3,18 +3,21 @@
 
 #include "edc_fixedpoint.h"
 
-void edc_conv_s8(const edc_conv_s8_params *p, const int8_t *in, int8_t *out) {
+/* Output rows [oy_lo, oy_hi) of one batch; `in` holds input rows from in_row0 on (rows outside
+ * [0, in_h) are padding and never read), `out` receives row oy_lo first. */
+static void edc_conv_s8_body(const edc_conv_s8_params *p, const int8_t *in_b, int8_t *out,
+                             int32_t oy_lo, int32_t oy_hi, int32_t in_row0) {
   const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c;
   const int32_t k_h = p->k_h, k_w = p->k_w;
   const int32_t fic = in_c / p->groups;
   const int32_t oc_per_group = p->out_c / p->groups;
   const int32_t in_offset = p->in_offset;
   const int32_t w_per_oc = k_h * k_w * fic;
-  int32_t b, oy, ox, oc, fy, fx, c;
-  for (b = 0; b < p->batches; b++) {
-    const int8_t *in_b = in + b * in_h * in_w * in_c;
-    for (oy = 0; oy < p->out_h; oy++) {
+  int32_t oy, ox, oc, fy, fx, c;
+  {
+    for (oy = oy_lo; oy < oy_hi; oy++) {
       const int32_t iy0 = oy * p->stride_h - p->pad_h;
+      const int32_t ry0 = iy0 - in_row0; /* the row's place in the buffer */
       int32_t fy_lo = 0, fy_hi = k_h;
       while (fy_lo < k_h && iy0 + p->dil_h * fy_lo < 0) fy_lo++;
       while (fy_hi > fy_lo && iy0 + p->dil_h * (fy_hi - 1) >= in_h) fy_hi--;
@@ -31,7 +34,7 @@ void edc_conv_s8(const edc_conv_s8_params *p, const int8_t *in, int8_t *out) {
           if (full) {
             acc = p->bias_folded[oc];
             for (fy = 0; fy < k_h; fy++) {
-              const int8_t *row = in_b + ((iy0 + p->dil_h * fy) * in_w + ix0) * in_c + g * fic;
+              const int8_t *row = in_b + ((ry0 + p->dil_h * fy) * in_w + ix0) * in_c + g * fic;
               const int8_t *wk = w + fy * k_w * fic;
               for (fx = 0; fx < k_w; fx++) {
                 const int8_t *x = row + p->dil_w * fx * in_c;
@@ -42,7 +45,7 @@ void edc_conv_s8(const edc_conv_s8_params *p, const int8_t *in, int8_t *out) {
           } else {
             acc = p->bias ? p->bias[oc] : 0;
             for (fy = fy_lo; fy < fy_hi; fy++) {
-              const int8_t *row = in_b + ((iy0 + p->dil_h * fy) * in_w) * in_c + g * fic;
+              const int8_t *row = in_b + ((ry0 + p->dil_h * fy) * in_w) * in_c + g * fic;
               const int8_t *wrow = w + fy * k_w * fic;
               for (fx = fx_lo; fx < fx_hi; fx++) {
                 const int8_t *x = row + (ix0 + p->dil_w * fx) * in_c;
@@ -57,4 +60,18 @@ void edc_conv_s8(const edc_conv_s8_params *p, const int8_t *in, int8_t *out) {
       }
     }
   }
+}
+
+void edc_conv_s8(const edc_conv_s8_params *p, const int8_t *in, int8_t *out) {
+  const int32_t in_bytes = p->in_h * p->in_w * p->in_c;
+  const int32_t out_bytes = p->out_h * p->out_w * p->out_c;
+  int32_t b;
+  for (b = 0; b < p->batches; b++) {
+    edc_conv_s8_body(p, in + b * in_bytes, out + b * out_bytes, 0, p->out_h, 0);
+  }
+}
+
+void edc_conv_s8_rows(const edc_conv_s8_params *p, const int8_t *in, int8_t *out, int32_t oy_lo,
+                      int32_t oy_hi, int32_t in_row0) {
+  edc_conv_s8_body(p, in, out, oy_lo, oy_hi, in_row0);
 }

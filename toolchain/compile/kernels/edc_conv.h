@@ -23,4 +23,10 @@ typedef struct {
 
 void edc_conv_s8(const edc_conv_s8_params *p, const int8_t *in, int8_t *out);
 
+/* Split ("patch") execution, batch 1: output rows [oy_lo, oy_hi) only, written from `out` on;
+ * `in` holds the input rows from in_row0 on, every row the window reads (the planner sizes
+ * the buffers; rows outside [0, in_h) are padding, never read). Same arithmetic per pixel. */
+void edc_conv_s8_rows(const edc_conv_s8_params *p, const int8_t *in, int8_t *out, int32_t oy_lo,
+                      int32_t oy_hi, int32_t in_row0);
+
 #endif /* EDC_CONV_H */

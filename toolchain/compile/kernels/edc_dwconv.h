@@ -23,4 +23,9 @@ typedef struct {
 
 void edc_dwconv_s8(const edc_dwconv_s8_params *p, const int8_t *in, int8_t *out);
 
+/* Split execution, batch 1: output rows [oy_lo, oy_hi) written from `out` on, `in` holding the
+ * input rows from in_row0 on (see edc_conv_s8_rows). */
+void edc_dwconv_s8_rows(const edc_dwconv_s8_params *p, const int8_t *in, int8_t *out,
+                        int32_t oy_lo, int32_t oy_hi, int32_t in_row0);
+
 #endif /* EDC_DWCONV_H */

@@ -51,8 +51,10 @@
                           act_max);                                                        \
   } while (0)
 
-static inline void edc_dwconv_fast_body(const edc_dwconv_fast_params *p, const int8_t *in,
-                                        int8_t *out, const int small) {
+/* Output rows [oy_lo, oy_hi) of one batch from `in_b` (input rows from in_row0 on). */
+static inline void edc_dwconv_fast_body(const edc_dwconv_fast_params *p, const int8_t *in_b,
+                                        int8_t *out, const int small, int32_t oy_lo,
+                                        int32_t oy_hi, int32_t in_row0) {
   const int32_t in_h = p->in_h, in_w = p->in_w, C = p->channels;
   const int32_t k_h = p->k_h, k_w = p->k_w, taps = k_h * k_w;
   const int32_t c4 = C & ~3;
@@ -64,10 +66,9 @@ static inline void edc_dwconv_fast_body(const edc_dwconv_fast_params *p, const i
   const int32_t out_offset = p->out_offset, act_min = p->act_min, act_max = p->act_max;
   const int8_t *const weights = p->weights;
   const int is3x3 = k_h == 3 && k_w == 3;
-  int32_t b, oy, ox, c, fy, fx;
-  for (b = 0; b < p->batches; b++) {
-    const int8_t *in_b = in + b * in_h * row_stride;
-    for (oy = 0; oy < p->out_h; oy++) {
+  int32_t oy, ox, c, fy, fx;
+  {
+    for (oy = oy_lo; oy < oy_hi; oy++) {
       const int32_t iy0 = oy * p->stride_h - p->pad_h;
       int32_t fy_lo = 0, fy_hi = k_h;
       while (fy_lo < k_h && iy0 + p->dil_h * fy_lo < 0) fy_lo++;
@@ -79,7 +80,7 @@ static inline void edc_dwconv_fast_body(const edc_dwconv_fast_params *p, const i
         const int8_t *wg = weights;
         while (fx_lo < k_w && ix0 + p->dil_w * fx_lo < 0) fx_lo++;
         while (fx_hi > fx_lo && ix0 + p->dil_w * (fx_hi - 1) >= in_w) fx_hi--;
-        x0 = in_b + iy0 * row_stride + ix0 * C; /* tap (0, 0), maybe outside */
+        x0 = in_b + (iy0 - in_row0) * row_stride + ix0 * C; /* tap (0, 0), maybe outside */
         if (is3x3 && fy_lo == 0 && fx_lo == 0 && fy_hi == 3 && fx_hi == 3) {
           /* the whole window is inside: nine taps unrolled */
           for (c = 0; c < c4; c += 4, wg += 36) {
@@ -155,11 +156,26 @@ static inline void edc_dwconv_fast_body(const edc_dwconv_fast_params *p, const i
   }
 }
 
-void edc_dwconv_fast_s8(const edc_dwconv_fast_params *p, const int8_t *in, int8_t *out) {
+static void edc_dwconv_fast_rows_any(const edc_dwconv_fast_params *p, const int8_t *in,
+                                     int8_t *out, int32_t oy_lo, int32_t oy_hi, int32_t in_row0) {
   /* two copies of the body, each with its requantization fixed */
   if (p->small_acc) {
-    edc_dwconv_fast_body(p, in, out, 1);
+    edc_dwconv_fast_body(p, in, out, 1, oy_lo, oy_hi, in_row0);
   } else {
-    edc_dwconv_fast_body(p, in, out, 0);
+    edc_dwconv_fast_body(p, in, out, 0, oy_lo, oy_hi, in_row0);
   }
+}
+
+void edc_dwconv_fast_s8(const edc_dwconv_fast_params *p, const int8_t *in, int8_t *out) {
+  const int32_t in_bytes = p->in_h * p->in_w * p->channels;
+  const int32_t out_bytes = p->out_h * p->out_w * p->channels;
+  int32_t b;
+  for (b = 0; b < p->batches; b++) {
+    edc_dwconv_fast_rows_any(p, in + b * in_bytes, out + b * out_bytes, 0, p->out_h, 0);
+  }
+}
+
+void edc_dwconv_fast_s8_rows(const edc_dwconv_fast_params *p, const int8_t *in, int8_t *out,
+                             int32_t oy_lo, int32_t oy_hi, int32_t in_row0) {
+  edc_dwconv_fast_rows_any(p, in, out, oy_lo, oy_hi, in_row0);
 }

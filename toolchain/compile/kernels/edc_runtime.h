@@ -41,8 +41,11 @@ void edc_profile_end(uint16_t op);
 
 #if defined(__GNUC__) || defined(__clang__)
 #define EDC_ALIGNED(n) __attribute__((aligned(n)))
+/* a kernel body specialised per call site (its constant flags folded away) */
+#define EDC_INLINE static inline __attribute__((always_inline))
 #else
 #define EDC_ALIGNED(n)
+#define EDC_INLINE static inline
 #endif
 
 #ifdef __cplusplus
