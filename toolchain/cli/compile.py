@@ -41,6 +41,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         "fast: everywhere (portable C without DSP); ref: reference-order kernels only",
     )
     p.add_argument(
+        "--cmsis-nn",
+        metavar="DIR",
+        help="your checkout of ARM-software/CMSIS-NN (needs a Cortex-M --target): the generated "
+        "code calls CMSIS-NN for the operators it has, its scratch buffers planned into the "
+        "arena; build DIR's Source/ with the model (docs/compile.md)",
+    )
+    p.add_argument(
+        "--cmsis-nn-ops",
+        metavar="OPS",
+        default="all",
+        help="with --cmsis-nn: which operators CMSIS-NN runs: all (default), auto (where it "
+        "measured faster than our kernels on the M4F: AVERAGE_POOL_2D, ADD) or a "
+        "comma-separated list (CONV_2D,DEPTHWISE_CONV_2D,FULLY_CONNECTED,AVERAGE_POOL_2D,"
+        "MAX_POOL_2D,SOFTMAX,ADD,MUL)",
+    )
+    p.add_argument(
         "--patch",
         choices=("auto", "on", "off"),
         default="auto",
@@ -70,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         name=name,
         target=args.target,
         kernels=args.kernels,
+        cmsis_nn=args.cmsis_nn,
+        cmsis_nn_ops=args.cmsis_nn_ops,
         patch=args.patch,
     )
     d = cm.to_dict()
@@ -87,7 +105,13 @@ def run(args: argparse.Namespace) -> int:
                 "--measure builds the firmware with the target's automatic kernel choice",
                 hint="drop --kernels (or leave out --measure)",
             )
-        counts = measure_layers(args.model, args.target, patch=args.patch)
+        counts = measure_layers(
+            args.model,
+            args.target,
+            patch=args.patch,
+            cmsis_nn=args.cmsis_nn,
+            cmsis_nn_ops=args.cmsis_nn_ops,
+        )
         d["measured"] = {"target": counts.target, "instructions": counts.total,
                          "per_op": list(counts.per_op), "bit_exact": counts.bit_exact,
                          "flash_bytes": counts.flash_bytes, "ram_bytes": counts.ram_bytes}  # fmt: skip
@@ -104,6 +128,14 @@ def run(args: argparse.Namespace) -> int:
         f"{cm.weights_bytes:,} B (.tflite {cm.model_bytes:,} B)",
         highlight=False,
     )
+    if cm.cmsis_nn is not None:
+        cn = cm.cmsis_nn
+        c.print(
+            f"CMSIS-NN {cn['describe'] or 'checkout'} (arm_nnfunctions.h V.{cn['revision']}) "
+            f"at {cn['path']} runs {len(cn['ops'])} of {cm.n_ops} ops; build its Source/ "
+            f"with -isystem {cn['path']}/Include",
+            highlight=False,
+        )
     split = plan.get("split") or {}
     if "split_arena_bytes" in split:
         c.print(

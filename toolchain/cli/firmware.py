@@ -57,6 +57,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="TFLM include directory: the tflite-micro checkout the library was built from "
         "(flatbuffers etc. are found under it); repeatable (default: $EDGEDEPLOY_TFLM_INCLUDE)",
     )
+    p.add_argument(
+        "--cmsis-nn",
+        metavar="DIR",
+        help="your checkout of ARM-software/CMSIS-NN: the compiled model calls CMSIS-NN for "
+        "the operators it has and the build compiles its sources from DIR (implies --runtime "
+        "compiled; docs/compile.md)",
+    )
+    p.add_argument(
+        "--cmsis-nn-ops",
+        metavar="OPS",
+        default="all",
+        help="with --cmsis-nn: which operators CMSIS-NN runs: all (default), auto (where it "
+        "measured faster than our kernels on the M4F: AVERAGE_POOL_2D, ADD) or a "
+        "comma-separated list (CONV_2D,DEPTHWISE_CONV_2D,FULLY_CONNECTED,AVERAGE_POOL_2D,"
+        "MAX_POOL_2D,SOFTMAX,ADD,MUL)",
+    )
     p.add_argument("--build", action="store_true", help="build the image with arm-none-eabi-gcc")
     p.add_argument("--jobs", type=int, default=2, metavar="N", help="parallel compile jobs")
     p.add_argument(
@@ -75,7 +91,17 @@ def run(args: argparse.Namespace) -> int:
     includes = args.tflm_include
     if includes is None and os.environ.get("EDGEDEPLOY_TFLM_INCLUDE"):
         includes = os.environ["EDGEDEPLOY_TFLM_INCLUDE"].split(os.pathsep)
-    tflm_lib = None if args.selftest or args.runtime == "compiled" else args.tflm_lib
+    runtime = args.runtime
+    if args.cmsis_nn is not None:
+        if args.selftest:
+            raise UsageError("--selftest has no model; drop --cmsis-nn")
+        if runtime == "tflm":
+            raise UsageError(
+                "--cmsis-nn is for the compiled runtime (a TFLM library brings its own kernels)",
+                hint="drop --runtime tflm or --cmsis-nn",
+            )
+        runtime = "compiled"
+    tflm_lib = None if args.selftest or runtime == "compiled" else args.tflm_lib
     if args.selftest and args.model:
         raise UsageError("--selftest takes no --model")
     if args.selftest and args.runtime:
@@ -86,13 +112,15 @@ def run(args: argparse.Namespace) -> int:
             out_dir=args.out,
             model=args.model,
             selftest=args.selftest,
-            runtime=args.runtime,
+            runtime=runtime,
             tflm_lib=tflm_lib,
             tflm_include=() if tflm_lib is None else (includes or ()),
             build=args.build,
             jobs=args.jobs,
             allow_float=args.allow_float,
             progress=prog,
+            cmsis_nn=args.cmsis_nn,
+            cmsis_nn_ops=args.cmsis_nn_ops,
         )
     if args.json:
         sys.stdout.write(to_json(result.to_dict()))

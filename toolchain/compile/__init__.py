@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from toolchain.compile import cmsisnn as _cmsisnn
 from toolchain.compile import inplace as _inplace
 from toolchain.compile import lower as _lower
 from toolchain.compile import patch as _patch
@@ -65,6 +66,8 @@ class CompiledModel:
     #: per graph input/output: name, dtype, shape, scale, zero_point, bytes, arena offset
     inputs: tuple[dict[str, Any], ...] = ()
     outputs: tuple[dict[str, Any], ...] = ()
+    #: the CMSIS-NN checkout used (path, revision, describe) and the ops it runs; None without
+    cmsis_nn: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -104,14 +107,18 @@ def lower_and_plan(
     target: str | Target | None = None,
     kernels: str = "auto",
     in_place: bool = True,
+    cmsis_nn: _cmsisnn.Checkout | None = None,
+    cmsis_nn_ops: frozenset[str] = frozenset(_cmsisnn.OPS),
     patch: str = "auto",
     lowered: Graph | None = None,
 ) -> tuple[Graph, Plan]:
-    """Lower, pick the kernels (:mod:`.select`), let element-wise operators work in place
-    (:mod:`.inplace`, unless ``in_place`` is False), plan, and split the first layers into row
-    bands where that makes the arena smaller (:mod:`.patch`; ``patch`` auto/on/off) without
-    writing anything (raises CompileError when unsupported). ``lowered``: ``model`` already
-    lowered (:func:`lower_or_problems`), taken as it is and changed in place."""
+    """Lower, hand the operators CMSIS-NN has to it (with ``cmsis_nn``, see
+    :mod:`.cmsisnn`), pick the kernels of the rest (:mod:`.select`), let element-wise
+    operators work in place (:mod:`.inplace`, unless ``in_place`` is False), plan, and split
+    the first layers into row bands where that makes the arena smaller (:mod:`.patch`;
+    ``patch`` auto/on/off) without writing anything (raises CompileError when unsupported).
+    ``lowered``: ``model`` already lowered (:func:`lower_or_problems`), taken as it is and
+    changed in place."""
     _patch.check_policy(patch)
     m = _load(model)
     if lowered is None:
@@ -121,6 +128,8 @@ def lower_and_plan(
             "the lowered graph passed in is not of this model (its sha256 differs)",
             hint="lower the same model with toolchain.compile.lower_or_problems",
         )
+    if cmsis_nn is not None:
+        _cmsisnn.apply(lowered, cmsis_nn, target, cmsis_nn_ops)
     graph = _select.specialize(lowered, kernels=kernels, target=target)
     if in_place:
         _inplace.apply(graph)
@@ -153,6 +162,8 @@ def compile_model(
     name: str = "model",
     target: str | Target | None = None,
     kernels: str = "auto",
+    cmsis_nn: str | os.PathLike[str] | None = None,
+    cmsis_nn_ops: str = "all",
     patch: str = "auto",
     lowered: Graph | None = None,
 ) -> CompiledModel:
@@ -166,6 +177,13 @@ def compile_model(
     kernel choice and the RAM/flash check. ``lowered``: the graph :func:`lower_or_problems`
     gave for this same model, so that it is not lowered twice (used up here).
 
+    ``cmsis_nn``: the root of the user's CMSIS-NN checkout; the operators CMSIS-NN has then
+    call it, with its scratch buffers planned into the arena (:mod:`.cmsisnn`). Needs a
+    Cortex-M ``target`` (its CPU decides which of the library's code paths, and so which
+    scratch sizes, apply); the checkout's version is checked first (UsageError).
+    ``cmsis_nn_ops``: which operators go to CMSIS-NN (:func:`.cmsisnn.parse_ops`: ``all``,
+    ``auto`` = where it measured faster than ours, or a list of operator names).
+
     Raises CompileError (unsupported operator, float/hybrid model, unwritable output),
     UsageError (``name`` is no C identifier), BudgetError (over the target's RAM/flash),
     TFLiteModelError / InputFileError (not a readable .tflite).
@@ -176,13 +194,22 @@ def compile_model(
             f"model name {name!r} clashes with the runtime's edc_ prefix",
             hint="pick another --name",
         )
+    ops = _cmsisnn.parse_ops(cmsis_nn_ops)
+    if cmsis_nn is None and cmsis_nn_ops != "all":
+        raise UsageError(
+            "--cmsis-nn-ops without --cmsis-nn", hint="add --cmsis-nn /path/to/CMSIS-NN"
+        )
     tgt: Target | None = None
     if target is not None:
         from toolchain.targets import load_target
 
         tgt = load_target(target) if isinstance(target, str) else target
+    checkout = _open_cmsis_nn(cmsis_nn, tgt)
     m = _load(model)
-    graph, p = lower_and_plan(m, target=tgt, kernels=kernels, patch=patch, lowered=lowered)
+    graph, p = lower_and_plan(
+        m, target=tgt, kernels=kernels, cmsis_nn=checkout, cmsis_nn_ops=ops, patch=patch,
+        lowered=lowered,
+    )  # fmt: skip
     writer = CWriter(graph, p, name, Path(m.source).name if m.source else "<bytes>")
     texts = writer.files()
     weights_bytes = writer.consts.nbytes
@@ -239,7 +266,33 @@ def compile_model(
         layers=_layers(graph, p),
         inputs=tuple(_io(graph, p, t) for t in graph.inputs),
         outputs=tuple(_io(graph, p, t) for t in graph.outputs),
+        cmsis_nn=None
+        if checkout is None
+        else {
+            **checkout.to_dict(),
+            "policy": cmsis_nn_ops,
+            "ops": [op.index for op in graph.ops if op.kernel == _cmsisnn.KERNEL],
+        },
     )
+
+
+def _open_cmsis_nn(
+    path: str | os.PathLike[str] | None, t: Target | None
+) -> _cmsisnn.Checkout | None:
+    if path is None:
+        return None
+    if t is None:
+        raise UsageError(
+            "--cmsis-nn needs a Cortex-M --target: its CPU decides CMSIS-NN's code paths and "
+            "scratch sizes",
+            hint="add e.g. --target mps2-an386",
+        )
+    if not t.cpu.is_cortex_m:
+        raise UsageError(
+            f"--cmsis-nn is for Cortex-M targets; {t.name} has a {t.cpu.core}",
+            hint="drop --cmsis-nn for this target",
+        )
+    return _cmsisnn.open_checkout(path)
 
 
 def _io(graph: Graph, p: Plan, t: int) -> dict[str, Any]:

@@ -238,7 +238,7 @@ class CWriter:
                 out += [f"/* {self._label(op)} */", struct, ""]
         if g.split is not None:
             out += self._split_table()
-        out += [f"int {n}_init(void) {{ return 0; }}", ""]
+        out += self._init()
         for kind, ts, q in (("input", g.inputs, ""), ("output", g.outputs, "const ")):
             out.append(f"{q}void *{n}_{kind}(int i) {{")
             out.append("  switch (i) {")
@@ -261,10 +261,27 @@ class CWriter:
                 if call.scratch_bytes:
                     at = self.plan.offsets[scratch_key(op.index)]
                     args.append(f"(int8_t *)({n}_arena + {at})")
-                out.append(f"  {call.func}({', '.join(args)});")
+                elif call.scratch_arg:
+                    args.append("NULL")
+                if call.status:
+                    out.append(f"  if ({call.func}({', '.join(args)}) != 0) return -1;")
+                else:
+                    out.append(f"  {call.func}({', '.join(args)});")
             out.append(f"  EDC_PROFILE_END({op.index});")
         out += ["  return 0;", "}", ""]
         return "\n".join(out)
+
+    def _init(self) -> list[str]:
+        """``<name>_init``: checks every planned library scratch buffer (``scratch_check``)
+        against the size the library itself asks for on this build; -1 when one is short."""
+        checks = [
+            f"  if ({op.scratch_check}(&{self._sname(op, 0)}) > {op.scratch_bytes}) return -1;"
+            for op in self.g.ops
+            if op.scratch_check and len(op.calls()) == 1
+        ]
+        if not checks:
+            return [f"int {self.name}_init(void) {{ return 0; }}", ""]
+        return [f"int {self.name}_init(void) {{", *checks, "  return 0;", "}", ""]
 
     # --- split ("patch") execution -----------------------------------------------------------
 

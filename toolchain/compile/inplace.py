@@ -11,11 +11,14 @@ unchanged (same arithmetic, same order).
 
 from __future__ import annotations
 
+from toolchain.compile import cmsisnn as _cmsisnn
 from toolchain.compile.ir import Graph
 from toolchain.compile.planner import buffers
 
 #: kernels that may write their output over an operand of the same shape
-IN_PLACE_FUNCS = frozenset({"edc_add_s8", "edc_sub_s8", "edc_mul_s8", "edc_lut_s8"})
+IN_PLACE_FUNCS = frozenset(
+    {"edc_add_s8", "edc_sub_s8", "edc_mul_s8", "edc_lut_s8", *_cmsisnn.IN_PLACE_FUNCS}
+)
 
 
 def apply(graph: Graph) -> list[int]:

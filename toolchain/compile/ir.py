@@ -82,6 +82,13 @@ class Op:
     parts: list[Op] = field(default_factory=list)
     #: bytes of arena scratch the kernel needs while it runs (passed as its last argument)
     scratch_bytes: int = 0
+    #: the kernel takes a scratch pointer even when it needs none (NULL is passed then)
+    scratch_arg: bool = False
+    #: the kernel returns a status (0: success); invoke returns -1 on any other value
+    status: bool = False
+    #: C function giving the kernel's own scratch size from its params struct; init checks
+    #: the planned ``scratch_bytes`` against it on the device (CMSIS-NN calls)
+    scratch_check: str = ""
 
     @property
     def is_alias(self) -> bool:

@@ -29,10 +29,18 @@ class LayerCounts:
     ram_bytes: int | None
 
 
-def measure_layers(model: str | Path, target: str, *, patch: str = "auto") -> LayerCounts:
-    """Build and run ``model`` compiled for QEMU ``target``; raises UsageError for a target
-    that is not emulated, and the errors of the firmware build and the QEMU runner.
-    ``patch``: the split-execution policy the firmware's model is compiled with."""
+def measure_layers(
+    model: str | Path,
+    target: str,
+    *,
+    patch: str = "auto",
+    cmsis_nn: str | Path | None = None,
+    cmsis_nn_ops: str = "all",
+) -> LayerCounts:
+    """Build and run ``model`` compiled for QEMU ``target`` (calling CMSIS-NN from the
+    checkout ``cmsis_nn`` when given); raises UsageError for a target that is not emulated,
+    and the errors of the firmware build and the QEMU runner. ``patch``: the split-execution
+    policy the firmware's model is compiled with."""
     from toolchain.bench import run_bench
     from toolchain.bench.options import BenchOptions
     from toolchain.firmware import make_firmware
@@ -47,7 +55,7 @@ def measure_layers(model: str | Path, target: str, *, patch: str = "auto") -> La
     with tempfile.TemporaryDirectory(prefix="edc-measure-") as tmp:
         res = make_firmware(
             target=t.name, out_dir=Path(tmp) / "fw", model=Path(model), runtime="compiled",
-            build=True, patch=patch,
+            build=True, patch=patch, cmsis_nn=cmsis_nn, cmsis_nn_ops=cmsis_nn_ops,
         )  # fmt: skip
         assert res.build is not None
         r = run_bench(t, Path(model), BenchOptions(runs=1, warmup=0, firmware=res.build.elf))

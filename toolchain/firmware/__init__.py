@@ -77,6 +77,8 @@ def make_firmware(
     jobs: int = 2,
     allow_float: bool = False,
     progress: ProgressFn = no_progress,
+    cmsis_nn: str | os.PathLike[str] | None = None,
+    cmsis_nn_ops: str = "all",
     patch: str = "auto",
 ) -> FirmwareResult:
     """Render the firmware project for ``target`` into ``out_dir`` and, with ``build=True``,
@@ -90,7 +92,10 @@ def make_firmware(
     ``"compiled"`` (the model as plain C from :func:`toolchain.compile.compile_model`; only
     arm-none-eabi-gcc needed), ``"tflm"`` (the TFLM interpreter), or None: compiled when the
     compiler supports every operator of the model, else tflm. ``patch`` is the compiled
-    runtime's split-execution policy (:mod:`toolchain.compile.patch`: auto, on, off).
+    runtime's split-execution policy (:mod:`toolchain.compile.patch`: auto, on, off). ``cmsis_nn``: the user's
+    CMSIS-NN checkout for the compiled runtime (:mod:`toolchain.compile.cmsisnn`); its int8
+    sources are then built into the image; ``cmsis_nn_ops`` picks the operators it runs
+    (:func:`toolchain.compile.cmsisnn.parse_ops`).
 
     Render and build happen in a staging directory: when anything fails (bad model,
     unsupported operator, library for the wrong CPU, compile error, image over budget)
@@ -122,6 +127,8 @@ def make_firmware(
             tflm_include=tflm_include,
             allow_float=allow_float,
             runtime=runtime,
+            cmsis_nn=cmsis_nn,
+            cmsis_nn_ops=cmsis_nn_ops,
             patch=patch,
         )
         no_library = project.fw == "tflm" and project.tflm is None

@@ -286,6 +286,8 @@ def render_into(
     tflm_include: Sequence[str | os.PathLike[str]],
     allow_float: bool = False,
     runtime: str | None = None,
+    cmsis_nn: str | os.PathLike[str] | None = None,
+    cmsis_nn_ops: str = "all",
     patch: str = "auto",
 ) -> FirmwareProject:
     """Render the project for ``target`` straight into ``dest`` (callers stage it:
@@ -298,7 +300,9 @@ def render_into(
     * ``"compiled"``: ``edgedeploy compile`` writes the model as plain C into ``model/``
       (:func:`toolchain.compile.compile_model`; an unsupported operator raises its error,
       which names the operator and points at ``--runtime tflm``), plus ``model/golden.npz``;
-      no TFLM library is involved.
+      no TFLM library is involved. With ``cmsis_nn`` (the user's CMSIS-NN checkout) the
+      operators CMSIS-NN has call it (:mod:`toolchain.compile.cmsisnn`) and ``config.mk``'s
+      ``CMSIS_NN`` points the build at the checkout's sources.
     * ``"tflm"``: the model goes through the emit stage into ``model/`` and is checked
       against the target's flash/RAM budget (:class:`~toolchain.errors.BudgetError`).
       ``tflm_lib``/``tflm_include`` are optional (the project can be built later with
@@ -321,6 +325,11 @@ def render_into(
         choice = choose_runtime(model, runtime, tflm_lib=tflm_lib is not None)
         fw = choice.name
     tflm: TflmLibrary | None = None
+    if cmsis_nn is not None and fw != "compiled":
+        raise UsageError(
+            "--cmsis-nn is for the compiled runtime (the TFLM library brings its own kernels)",
+            hint="add --runtime compiled, or drop --cmsis-nn",
+        )
     if fw == "compiled" and tflm_lib is not None:
         raise UsageError(
             "--runtime compiled uses no TFLM library; drop --tflm-lib (or use --runtime tflm)"
@@ -350,7 +359,11 @@ def render_into(
             target,
             patch=patch,
             lowered=choice.lowered if choice else None,
+            cmsis_nn=cmsis_nn,
+            cmsis_nn_ops=cmsis_nn_ops,
         )
+        if compiled["report"].get("cmsis_nn"):
+            ctx["cmsis_nn"] = _make_path(Path(compiled["report"]["cmsis_nn"]["path"]), "CMSIS-NN")
         ctx.update(compiled["binding"])
         ctx["max_input_bytes"] = max(compiled["input_bytes"], 1)
         golden_rel = f"model/{COMPILED_GOLDEN}"
@@ -435,7 +448,7 @@ def _compiled_report(d: dict[str, Any]) -> dict[str, Any]:
     """The compiler's figures for the manifest and reports: no absolute paths (the project is
     staged, then moved) and no per-layer table."""
     keep = ("name", "arena_bytes", "n_ops", "ops", "model_sha256", "plan", "weights_bytes",
-            "model_bytes", "kernels")  # fmt: skip
+            "model_bytes", "kernels", "cmsis_nn")  # fmt: skip
     out: dict[str, Any] = json.loads(to_json({k: d[k] for k in keep if k in d}))
     out["sources"] = sorted(Path(p).name for p in d.get("sources") or ())
     return out
@@ -468,6 +481,8 @@ def compile_into(
     model_dir: Path,
     target: Target,
     *,
+    cmsis_nn: str | os.PathLike[str] | None = None,
+    cmsis_nn_ops: str = "all",
     patch: str = "auto",
     lowered: Graph | None = None,
 ) -> dict[str, Any]:
@@ -486,7 +501,14 @@ def compile_into(
 
     tfl = TFLiteModel.from_file(model)
     cm = compile_model(
-        tfl, out_dir=model_dir, name=COMPILED_NAME, target=target, patch=patch, lowered=lowered
+        tfl,
+        out_dir=model_dir,
+        name=COMPILED_NAME,
+        target=target,
+        patch=patch,
+        lowered=lowered,
+        cmsis_nn=cmsis_nn,
+        cmsis_nn_ops=cmsis_nn_ops,
     )
     check_arena(model.name, cm.arena_bytes, target, what="the compiled model's arena")
     inputs = golden.random_inputs(tfl, count=golden.DEFAULT_COUNT, seed=golden.DEFAULT_SEED)
