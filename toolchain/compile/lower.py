@@ -49,8 +49,21 @@ INT16_OPS = frozenset(
         "AVERAGE_POOL_2D",
         "MAX_POOL_2D",
         "ADD",
+        "SUB",
+        "MUL",
         "MEAN",
         "SOFTMAX",
+        "LOGISTIC",
+        "TANH",
+        "QUANTIZE",
+        "TRANSPOSE",
+        "CONCATENATION",
+        "PAD",
+        "PADV2",
+        "STRIDED_SLICE",
+        "SPLIT",
+        "SPLIT_V",
+        "RESIZE_NEAREST_NEIGHBOR",
     }
     | ALIAS_OPS
 )
@@ -505,9 +518,11 @@ def _add_sub(kind: str) -> Callable[[_Ctx, Any, int], Op]:
         a, b = ctx.act(int(op.inputs[0])), ctx.act(int(op.inputs[1]))
         y = ctx.act(int(op.outputs[0]))
         s16 = a.dtype == "int16"
-        if s16 and (kind != "ADD" or b.dtype != "int16" or y.dtype != "int16"):
-            raise Unsupported("int16x8: only ADD has an int16 kernel in this family")
-        # TFLM's int16 ADD always takes the general-scale path (pot_scale_int16 is ignored)
+        if s16 and (b.dtype != "int16" or y.dtype != "int16"):
+            raise Unsupported(f"mixed {a.dtype}/{b.dtype} inputs and {y.dtype} output")
+        if s16 and (a.zero_point or b.zero_point or y.zero_point):
+            raise Unsupported("int16 tensors need zero point 0")
+        # TFLM's int16 ADD/SUB always take the general-scale path (pot_scale_int16 is ignored)
         left_shift = 15 if s16 else 20
         twice_max = 2.0 * float(max(np.float32(a.scale), np.float32(b.scale)))
         m1, s1 = quant.quantize_multiplier(float(np.float32(a.scale)) / twice_max)
@@ -525,9 +540,7 @@ def _add_sub(kind: str) -> Callable[[_Ctx, Any, int], Op]:
             "in1_mult": m1, "in1_shift": s1, "in2_mult": m2, "in2_shift": s2,
             "out_mult": mo, "out_shift": so, "act_min": lo, "act_max": hi,
         })  # fmt: skip
-        func = "edc_add_s8" if kind == "ADD" else "edc_sub_s8"
-        if s16:
-            func = "edc_add_s16"
+        func = f"edc_{kind.lower()}_{'s16' if s16 else 's8'}"
         act = _ACT_NAMES[act_fn]
         summary = f"{_shape_s(a.shape)} {'+' if kind == 'ADD' else '-'} {_shape_s(b.shape)}"
         summary += f", {act}" if act else ""
@@ -541,6 +554,11 @@ def _mul(ctx: _Ctx, op: Any, index: int) -> Op:
     o = op.builtinOptions
     a, b = ctx.act(int(op.inputs[0])), ctx.act(int(op.inputs[1]))
     y = ctx.act(int(op.outputs[0]))
+    s16 = a.dtype == "int16"
+    if a.dtype != b.dtype or a.dtype != y.dtype:
+        raise Unsupported(f"mixed {a.dtype}/{b.dtype} inputs and {y.dtype} output")
+    if s16 and (a.zero_point or b.zero_point or y.zero_point):
+        raise Unsupported("int16 tensors need zero point 0")
     real = float(np.float32(a.scale)) * float(np.float32(b.scale)) / float(np.float32(y.scale))
     mo, so = quant.quantize_multiplier(real)
     act_fn = int(o.fusedActivationFunction) if o is not None else 0
@@ -554,7 +572,8 @@ def _mul(ctx: _Ctx, op: Any, index: int) -> Op:
     })  # fmt: skip
     act = _ACT_NAMES[act_fn]
     summary = f"{_shape_s(a.shape)} * {_shape_s(b.shape)}" + (f", {act}" if act else "")
-    return Op(index, "MUL", "edc_binary", "edc_mul_s8", "edc_binary_params", fields,
+    func = "edc_mul_s16" if s16 else "edc_mul_s8"
+    return Op(index, "MUL", "edc_binary", func, "edc_binary_params", fields,
               (a.index, b.index), (y.index,), summary)  # fmt: skip
 
 
@@ -619,6 +638,8 @@ def _lut(kind: str) -> Callable[[_Ctx, Any, int], Op]:
         x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
         if x.shape != y.shape and x.nbytes != y.nbytes:
             raise Unsupported("input and output sizes differ")
+        if "int16" in (x.dtype, y.dtype):
+            return _act16(kind, x, y, index)
         if kind == "QUANTIZE":
             table = quant.lut_requantize_s8(x.scale, x.zero_point, y.scale, y.zero_point)
             what = f"requantize to scale {y.scale:.6g}, zero point {y.zero_point}"
@@ -660,6 +681,38 @@ def _lut(kind: str) -> Callable[[_Ctx, Any, int], Op]:
     return lower_lut
 
 
+def _act16(kind: str, x: Tensor, y: Tensor, index: int) -> Op:
+    """The int16x8 element-wise operators: QUANTIZE to/from int16, LOGISTIC, TANH."""
+    size = int(np.prod(x.shape)) if x.shape else 1
+    if kind == "QUANTIZE":
+        mult, shift = quant.quantize_multiplier(
+            float(np.float32(x.scale)) / float(np.float32(y.scale))
+        )
+        fields: dict[str, FieldValue] = {
+            "size": size, "in_zero_point": x.zero_point, "out_zero_point": y.zero_point,
+            "mult": mult, "shift": shift,
+        }  # fmt: skip
+        func = f"edc_requant_s{x.dtype[3:]}_s{y.dtype[3:]}"
+        return Op(index, kind, "edc_act16", func, "edc_requant_params", fields, (x.index,),
+                  (y.index,), f"{x.dtype} -> {y.dtype}, scale {y.scale:.6g}, zero point {y.zero_point}")  # fmt: skip
+    if kind not in ("LOGISTIC", "TANH"):
+        raise Unsupported(f"int16 activations: the {kind} kernel is int8 only")
+    _check_int16(x, y)
+    if not quant.output_scale_is_q15(y.scale):
+        raise Unsupported(f"int16 {kind} needs output scale 2^-15")
+    try:
+        mult, shift = quant.logistic16_params(x.scale, tanh=kind == "TANH")
+    except ValueError as exc:
+        raise Unsupported(str(exc)) from exc
+    fields = {
+        "size": size, "input_multiplier": mult, "input_left_shift": shift,
+        "sigmoid": ConstArray("uint16_t", quant.sigmoid_table_u16(), "sigmoid table"),
+    }  # fmt: skip
+    func = "edc_logistic_s16" if kind == "LOGISTIC" else "edc_tanh_s16"
+    return Op(index, kind, "edc_act16", func, "edc_act16_params", fields, (x.index,),
+              (y.index,), f"int16 {kind.lower()} (interpolated 256-entry table)")  # fmt: skip
+
+
 def _contig(shape: tuple[int, ...] | list[int]) -> list[int]:
     out, acc = [0] * len(shape), 1
     for k in range(len(shape) - 1, -1, -1):
@@ -696,12 +749,16 @@ def _copy_call(
     so: list[int], in_base: int = 0, out_base: int = 0, fill: int | None = None,
 ) -> Op:  # fmt: skip
     d, a, b = _collapse(dims, si, so)
+    if x.dtype != y.dtype:
+        raise Unsupported(f"mixed {x.dtype} input and {y.dtype} output")
     fields: dict[str, FieldValue] = {
         "fill": int(fill is not None), "fill_value": 0 if fill is None else fill,
-        "out_size": y.nbytes, "in_base": in_base, "out_base": out_base,
+        "out_size": int(np.prod(y.shape)) if y.shape else 1,
+        "in_base": in_base, "out_base": out_base,
         "dims": d, "in_strides": a, "out_strides": b,
     }  # fmt: skip
-    return Op(index, kind, "edc_copy", "edc_copy_s8", "edc_copy_params", fields,
+    func = "edc_copy_s16" if x.dtype == "int16" else "edc_copy_s8"
+    return Op(index, kind, "edc_copy", func, "edc_copy_params", fields,
               (x.index,), (y.index,))  # fmt: skip
 
 
@@ -767,7 +824,7 @@ def _pad(ctx: _Ctx, op: Any, index: int) -> Op:
     _same_quant(x, y)
     value = y.zero_point
     if len(op.inputs) > 2 and op.inputs[2] >= 0:
-        value = int(ctx.const(int(op.inputs[2]), "int8").reshape(-1)[0])
+        value = int(ctx.const(int(op.inputs[2]), y.dtype).reshape(-1)[0])
     so = _contig(y.shape)
     base = sum(int(a) * st for (a, _), st in zip(pads, so, strict=True))
     call = _copy_call(index, ctx_kind(op, ctx), x, y, list(x.shape), _contig(x.shape), so, 0,
@@ -922,7 +979,10 @@ class _Resize:
 def _resize_nn(ctx: _Ctx, op: Any, index: int) -> Op:
     r = _Resize.read(ctx, op)
     _same_quant(r.x, r.y)
-    return r.op(index, "RESIZE_NEAREST_NEIGHBOR", "edc_resize_nn_s8", "edc_resize_nn_params", {
+    if r.x.dtype != r.y.dtype:
+        raise Unsupported(f"mixed {r.x.dtype} input and {r.y.dtype} output")
+    func = "edc_resize_nn_s16" if r.x.dtype == "int16" else "edc_resize_nn_s8"
+    return r.op(index, "RESIZE_NEAREST_NEIGHBOR", func, "edc_resize_nn_params", {
         "y_map": _named(_i32(_nn_map(r.oh, r.ih, r.align, r.half)), "rows"),
         "x_map": _named(_i32(_nn_map(r.ow, r.iw, r.align, r.half)), "columns"),
     })  # fmt: skip
@@ -1061,7 +1121,7 @@ def _check_int8(ctx: _Ctx, op: Op) -> None:
         if ctx.tensors[t].dtype != "int8":
             raise Unsupported(
                 f"{ctx.tensors[t].dtype} activations: the {op.kind} kernel is int8 only "
-                "(int16x8: conv, depthwise, fully connected, pools, ADD, MEAN, SOFTMAX, reshapes)"
+                f"(int16x8: {', '.join(sorted(INT16_OPS))})"
             )
 
 

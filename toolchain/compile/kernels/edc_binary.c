@@ -60,3 +60,12 @@ void edc_mul_s8(const edc_binary_params *p, const int8_t *a, const int8_t *b, in
 void edc_add_s16(const edc_binary_params *p, const int16_t *a, const int16_t *b, int16_t *out) {
   EDC_BINARY_BODY_T(add_one, int16_t)
 }
+
+void edc_sub_s16(const edc_binary_params *p, const int16_t *a, const int16_t *b, int16_t *out) {
+  EDC_BINARY_BODY_T(sub_one, int16_t)
+}
+
+/* int16 x int16 products reach 2^30: they fit the int32 accumulator of mul_one */
+void edc_mul_s16(const edc_binary_params *p, const int16_t *a, const int16_t *b, int16_t *out) {
+  EDC_BINARY_BODY_T(mul_one, int16_t)
+}
