@@ -471,6 +471,20 @@ def _act16(kind: str) -> Callable[[np.random.Generator, int], Case]:
     return make
 
 
+def _relu16(kind: str) -> Callable[[np.random.Generator, int], Case]:
+    """int16 RELU (requantizing) and RELU6 (a clamp of the input codes)."""
+
+    def make(rng: np.random.Generator, i: int) -> Case:
+        shape = _rand_shape(rng, 1, 5)
+        s = float(rng.uniform(0.5, 12.0)) / 32768
+        so = s * float(rng.uniform(0.3, 3.0)) if rng.random() < 0.8 else s
+        x, y = T(shape, "int16", (s,), (0,)), T(shape, "int16", (so,), (0,))
+        model = single_op(kind, [x], [y])
+        return Case(f"{kind.lower()}_s16_{i}", model, [(shape, "int16")], [(shape, "int16")])
+
+    return make
+
+
 def _requant(src: str, dst: str) -> Callable[[np.random.Generator, int], Case]:
     """QUANTIZE between int8 and int16 (and int16 -> int16): TFLM's Requantize."""
 
@@ -532,6 +546,8 @@ GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = 
     "MUL_S16": (_binary("MUL", "int16"), 30),
     "LOGISTIC_S16": (_act16("LOGISTIC"), 30),
     "TANH_S16": (_act16("TANH"), 30),
+    "RELU_S16": (_relu16("RELU"), 15),
+    "RELU6_S16": (_relu16("RELU6"), 15),
     "QUANTIZE_16_16": (_requant("int16", "int16"), 20),
     "QUANTIZE_8_16": (_requant("int8", "int16"), 20),
     "QUANTIZE_16_8": (_requant("int16", "int8"), 20),

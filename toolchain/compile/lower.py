@@ -56,6 +56,8 @@ INT16_OPS = frozenset(
         "LOGISTIC",
         "TANH",
         "QUANTIZE",
+        "RELU",
+        "RELU6",
         "TRANSPOSE",
         "CONCATENATION",
         "PAD",
@@ -681,20 +683,51 @@ def _lut(kind: str) -> Callable[[_Ctx, Any, int], Op]:
     return lower_lut
 
 
+_TYPE_RANGE = {"int8": (-128, 127), "int16": (-32768, 32767)}
+
+
+def _requant(kind: str, x: Tensor, y: Tensor, index: int) -> Op:
+    """QUANTIZE to/from int16 and the int16 RELU and RELU6: one fixed-point rescale and a
+    clamp (edc_requant_*), with TFLM's Prepare arithmetic. (int16 LEAKY_RELU would be the
+    same kernel with a second multiplier below zero, but the tflite-micro interpreter's
+    results differ from that by 1 on some negative inputs: not enabled.)"""
+    f32 = np.float32
+    lo, hi = _TYPE_RANGE[y.dtype]
+    in_zp, out_zp = x.zero_point, y.zero_point
+    pos = quant.quantize_multiplier(float(f32(x.scale)) / float(f32(y.scale)))
+    neg, negate = pos, 0
+    if kind == "RELU":  # ReluQuantized: act_min = zp + round(0 / scale)
+        pos = neg = quant.quantize_multiplier(float(f32(x.scale) / f32(y.scale)))
+        lo = max(lo, out_zp)
+        what = "relu"
+    elif kind == "RELU6":  # Relu6Quantized: the input codes clamped to [zero, six]
+        six = quant._round_half_away(float(f32(6.0) / f32(x.scale))) + in_zp
+        six = min(hi, max(lo, six))  # FloatToQuantizedType clamps to the type
+        pos = neg = (1 << 30, 1)  # exactly x
+        lo, hi, out_zp, in_zp = in_zp, six, 0, 0
+        what = "relu6"
+    else:
+        what = f"requantize to scale {y.scale:.6g}, zero point {y.zero_point}"
+    fields: dict[str, FieldValue] = {
+        "size": int(np.prod(x.shape)) if x.shape else 1,
+        "in_zero_point": in_zp, "out_zero_point": out_zp,
+        "pos_mult": pos[0], "pos_shift": pos[1], "neg_mult": neg[0], "neg_shift": neg[1],
+        "neg_negate": negate, "out_min": lo, "out_max": hi,
+    }  # fmt: skip
+    func = f"edc_requant_s{x.dtype[3:]}_s{y.dtype[3:]}"
+    return Op(index, kind, "edc_act16", func, "edc_requant_params", fields, (x.index,),
+              (y.index,), f"{x.dtype} -> {y.dtype}, {what}")  # fmt: skip
+
+
 def _act16(kind: str, x: Tensor, y: Tensor, index: int) -> Op:
-    """The int16x8 element-wise operators: QUANTIZE to/from int16, LOGISTIC, TANH."""
+    """The int16x8 element-wise operators: QUANTIZE to/from int16, LOGISTIC, TANH, RELU,
+    RELU6."""
     size = int(np.prod(x.shape)) if x.shape else 1
     if kind == "QUANTIZE":
-        mult, shift = quant.quantize_multiplier(
-            float(np.float32(x.scale)) / float(np.float32(y.scale))
-        )
-        fields: dict[str, FieldValue] = {
-            "size": size, "in_zero_point": x.zero_point, "out_zero_point": y.zero_point,
-            "mult": mult, "shift": shift,
-        }  # fmt: skip
-        func = f"edc_requant_s{x.dtype[3:]}_s{y.dtype[3:]}"
-        return Op(index, kind, "edc_act16", func, "edc_requant_params", fields, (x.index,),
-                  (y.index,), f"{x.dtype} -> {y.dtype}, scale {y.scale:.6g}, zero point {y.zero_point}")  # fmt: skip
+        return _requant(kind, x, y, index)
+    if kind in ("RELU", "RELU6"):
+        _check_int16(x, y)
+        return _requant(kind, x, y, index)
     if kind not in ("LOGISTIC", "TANH"):
         raise Unsupported(f"int16 activations: the {kind} kernel is int8 only")
     _check_int16(x, y)
@@ -704,7 +737,7 @@ def _act16(kind: str, x: Tensor, y: Tensor, index: int) -> Op:
         mult, shift = quant.logistic16_params(x.scale, tanh=kind == "TANH")
     except ValueError as exc:
         raise Unsupported(str(exc)) from exc
-    fields = {
+    fields: dict[str, FieldValue] = {
         "size": size, "input_multiplier": mult, "input_left_shift": shift,
         "sigmoid": ConstArray("uint16_t", quant.sigmoid_table_u16(), "sigmoid table"),
     }  # fmt: skip

@@ -47,22 +47,28 @@ void edc_tanh_s16(const edc_act16_params *p, const int16_t *in, int16_t *out) {
   }
 }
 
-#define EDC_REQUANT_BODY(OUT_T, LO, HI)                                                 \
-  int32_t i;                                                                          \
-  for (i = 0; i < p->size; i++) {                                                     \
-    const int32_t v =                                                                 \
-        edc_mul_q((int32_t)in[i] - p->in_zero_point, p->mult, p->shift) + p->out_zero_point; \
-    out[i] = (OUT_T)edc_clamp(v, LO, HI);                                             \
+#define EDC_REQUANT_BODY(OUT_T)                                                        \
+  int32_t i;                                                                         \
+  for (i = 0; i < p->size; i++) {                                                    \
+    const int32_t x = (int32_t)in[i] - p->in_zero_point;                             \
+    int32_t v;                                                                       \
+    if (x >= 0) {                                                                    \
+      v = edc_mul_q(x, p->pos_mult, p->pos_shift);                                   \
+    } else {                                                                         \
+      v = edc_mul_q(x, p->neg_mult, p->neg_shift);                                   \
+      if (p->neg_negate) v = -v;                                                     \
+    }                                                                                \
+    out[i] = (OUT_T)edc_clamp(v + p->out_zero_point, p->out_min, p->out_max);        \
   }
 
 void edc_requant_s16_s16(const edc_requant_params *p, const int16_t *in, int16_t *out) {
-  EDC_REQUANT_BODY(int16_t, -32768, 32767)
+  EDC_REQUANT_BODY(int16_t)
 }
 
 void edc_requant_s16_s8(const edc_requant_params *p, const int16_t *in, int8_t *out) {
-  EDC_REQUANT_BODY(int8_t, -128, 127)
+  EDC_REQUANT_BODY(int8_t)
 }
 
 void edc_requant_s8_s16(const edc_requant_params *p, const int8_t *in, int16_t *out) {
-  EDC_REQUANT_BODY(int16_t, -32768, 32767)
+  EDC_REQUANT_BODY(int16_t)
 }
