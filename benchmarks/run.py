@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, str] = {
     "demo": "benchmarks.demo_bench",
     "compile": "benchmarks.compile_bench",
     "compiled": "benchmarks.compiled_qemu",
+    "compile-suite": "benchmarks.compile_suite",
     "sweep": "benchmarks.sweep_bench",
     "lean": "benchmarks.lean_bench",
     "arm64": "benchmarks.arm64_standin",
