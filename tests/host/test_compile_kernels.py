@@ -191,7 +191,12 @@ def _broadcast_shapes(rng: np.random.Generator) -> tuple[tuple[int, ...], ...]:
     return a, b, out
 
 
-def _binary(kind: str, dt: str = "int8") -> Callable[[np.random.Generator, int], Case]:
+def _binary(
+    kind: str, dt: str = "int8", const: bool = False
+) -> Callable[[np.random.Generator, int], Case]:
+    """``const``: one operand (either) is a constant tensor in the model, as converters emit
+    for a multiplication or shift by a fixed tensor."""
+
     def make(rng: np.random.Generator, i: int) -> Case:
         sa, sb, so = _broadcast_shapes(rng)
         if not sb:
@@ -207,14 +212,20 @@ def _binary(kind: str, dt: str = "int8") -> Callable[[np.random.Generator, int],
         a = T(sa, dt, (s1,), (z1,))
         b = T(sb, dt, (s2,), (z2,))
         y = T(so, dt, (s_out,), (zo,))
+        if const:
+            info = np.iinfo(np.dtype(dt))
+            k = int(rng.integers(0, 2))
+            c = (a, b)[k]
+            c.data = rng.integers(info.min, info.max + 1, size=c.shape).astype(dt)
         opts = {"ADD": (schema.AddOptionsT, schema.BuiltinOptions.AddOptions),
                 "SUB": (schema.SubOptionsT, schema.BuiltinOptions.SubOptions),
                 "MUL": (schema.MulOptionsT, schema.BuiltinOptions.MulOptions)}[kind]  # fmt: skip
         o = opts[0]()
         o.fusedActivationFunction = int(rng.choice(ACTS))
         model = single_op(kind, [a, b], [y], opts[1], o)
-        suffix = "_s16" if dt == "int16" else ""
-        return Case(f"{kind.lower()}{suffix}_{i}", model, [(sa, dt), (sb, dt)], [(so, dt)])
+        suffix = ("_const" if const else "") + ("_s16" if dt == "int16" else "")
+        live = [(t.shape, dt) for t in (a, b) if t.data is None]
+        return Case(f"{kind.lower()}{suffix}_{i}", model, live, [(so, dt)])
 
     return make
 
@@ -541,6 +552,11 @@ GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = 
     "ADD_S16": (_binary("ADD", "int16"), 30),
     "MEAN_S16": (lambda rng, i: _mean(rng, i, "int16"), 20),
     "SOFTMAX_S16": (lambda rng, i: _softmax(rng, i, "int16"), 30),
+    "ADD_CONST": (_binary("ADD", const=True), 15),
+    "SUB_CONST": (_binary("SUB", const=True), 15),
+    "MUL_CONST": (_binary("MUL", const=True), 20),
+    "MUL_CONST_S16": (_binary("MUL", "int16", const=True), 15),
+    "ADD_CONST_S16": (_binary("ADD", "int16", const=True), 10),
     # the rest of what int16x8 conversions emit
     "SUB_S16": (_binary("SUB", "int16"), 30),
     "MUL_S16": (_binary("MUL", "int16"), 30),

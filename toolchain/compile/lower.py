@@ -21,7 +21,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from toolchain.compile import quant
-from toolchain.compile.ir import ConstArray, FieldValue, Graph, Op, Tensor
+from toolchain.compile.ir import CTYPES, ConstArray, FieldValue, Graph, Op, Tensor
 from toolchain.convert.flatbuf import unpack
 from toolchain.errors import CompileError
 from toolchain.tflite_model import TFLiteModel
@@ -134,6 +134,36 @@ class _Ctx:
         t = Tensor(i, self.name(i), shape, dt, scales[0], zps[0])
         self.tensors[i] = t
         return t
+
+
+def _operands(
+    ctx: _Ctx, op: Any
+) -> tuple[Tensor, Tensor, tuple[int, int], list[ConstArray | None]]:
+    """The two operands of a binary operator, either of which may be a constant (then a
+    tensor description that is not in the graph, and its data as a ConstArray); the tensor
+    indices the kernel call passes (the activation twice when one operand is constant) and
+    the [const1, const2] fields."""
+    ts: list[Tensor] = []
+    consts: list[ConstArray | None] = []
+    for i in (int(op.inputs[0]), int(op.inputs[1])):
+        if not ctx.is_const(i):
+            ts.append(ctx.act(i))
+            consts.append(None)
+            continue
+        dt = ctx.dtype(i)
+        if dt not in ACTIVATION_TYPES:
+            raise Unsupported(f"constant operand {ctx.name(i)!r} is {dt}")
+        scales, zps = ctx.scales(i)
+        if len(scales) != 1:
+            raise Unsupported(f"constant operand {ctx.name(i)!r} is not quantized per-tensor")
+        ts.append(Tensor(i, ctx.name(i), ctx.shape(i), dt, scales[0], zps[0]))
+        consts.append(ConstArray(CTYPES[dt], ctx.const(i, dt), "constant operand"))
+    if consts[0] is not None and consts[1] is not None:
+        raise Unsupported("both operands are constants")
+    live = ts[1] if consts[0] is not None else ts[0]
+    idx = (live.index if consts[0] is not None else ts[0].index,
+           live.index if consts[1] is not None else ts[1].index)  # fmt: skip
+    return ts[0], ts[1], idx, consts
 
 
 def _i32(values: Any) -> ConstArray:
@@ -517,7 +547,7 @@ def _broadcast(a: Tensor, b: Tensor, y: Tensor) -> dict[str, FieldValue]:
 def _add_sub(kind: str) -> Callable[[_Ctx, Any, int], Op]:
     def lower_add_sub(ctx: _Ctx, op: Any, index: int) -> Op:
         o = op.builtinOptions
-        a, b = ctx.act(int(op.inputs[0])), ctx.act(int(op.inputs[1]))
+        a, b, idx, consts = _operands(ctx, op)
         y = ctx.act(int(op.outputs[0]))
         s16 = a.dtype == "int16"
         if s16 and (b.dtype != "int16" or y.dtype != "int16"):
@@ -541,20 +571,21 @@ def _add_sub(kind: str) -> Callable[[_Ctx, Any, int], Op]:
             "out_offset": y.zero_point, "left_shift": left_shift,
             "in1_mult": m1, "in1_shift": s1, "in2_mult": m2, "in2_shift": s2,
             "out_mult": mo, "out_shift": so, "act_min": lo, "act_max": hi,
+            "const1": consts[0], "const2": consts[1],
         })  # fmt: skip
         func = f"edc_{kind.lower()}_{'s16' if s16 else 's8'}"
         act = _ACT_NAMES[act_fn]
         summary = f"{_shape_s(a.shape)} {'+' if kind == 'ADD' else '-'} {_shape_s(b.shape)}"
         summary += f", {act}" if act else ""
         return Op(index, kind, "edc_binary", func, "edc_binary_params", fields,
-                  (a.index, b.index), (y.index,), summary)  # fmt: skip
+                  idx, (y.index,), summary)  # fmt: skip
 
     return lower_add_sub
 
 
 def _mul(ctx: _Ctx, op: Any, index: int) -> Op:
     o = op.builtinOptions
-    a, b = ctx.act(int(op.inputs[0])), ctx.act(int(op.inputs[1]))
+    a, b, idx, consts = _operands(ctx, op)
     y = ctx.act(int(op.outputs[0]))
     s16 = a.dtype == "int16"
     if a.dtype != b.dtype or a.dtype != y.dtype:
@@ -571,12 +602,13 @@ def _mul(ctx: _Ctx, op: Any, index: int) -> Op:
         "out_offset": y.zero_point, "left_shift": 0,
         "in1_mult": 0, "in1_shift": 0, "in2_mult": 0, "in2_shift": 0,
         "out_mult": mo, "out_shift": so, "act_min": lo, "act_max": hi,
+        "const1": consts[0], "const2": consts[1],
     })  # fmt: skip
     act = _ACT_NAMES[act_fn]
     summary = f"{_shape_s(a.shape)} * {_shape_s(b.shape)}" + (f", {act}" if act else "")
     func = "edc_mul_s16" if s16 else "edc_mul_s8"
     return Op(index, "MUL", "edc_binary", func, "edc_binary_params", fields,
-              (a.index, b.index), (y.index,), summary)  # fmt: skip
+              idx, (y.index,), summary)  # fmt: skip
 
 
 def _softmax16(ctx: _Ctx, op: Any, index: int, x: Tensor, y: Tensor) -> Op:
