@@ -378,6 +378,23 @@ def _slice(rng: np.random.Generator, i: int, dt: str = "int8") -> Case:
     return Case(f"strided_slice{_sfx(dt)}_{i}", model, [(shape, dt)], [(out, dt)])
 
 
+def _gather(rng: np.random.Generator, i: int) -> Case:
+    """Constant int32 positions (repeats allowed) along any axis; sometimes batch_dims 1."""
+    shape = _rand_shape(rng, 1, 5)
+    axis = int(rng.integers(0, len(shape)))
+    bd = 1 if axis >= 1 and rng.random() < 0.25 else 0
+    pshape = tuple(shape[:bd]) + tuple(int(d) for d in rng.integers(1, 5, int(rng.integers(1, 3))))
+    pos = rng.integers(0, shape[axis], size=pshape).astype(np.int32)
+    out = tuple(shape[:axis]) + pshape[bd:] + tuple(shape[axis + 1 :])
+    sc, zp = _same_q(rng)
+    o = schema.GatherOptionsT()
+    o.axis = axis - len(shape) if rng.random() < 0.3 else axis
+    o.batchDims = bd
+    model = single_op("GATHER", [T(shape, "int8", sc, zp), T(pshape, "int32", data=pos)],
+                      [T(out, "int8", sc, zp)], schema.BuiltinOptions.GatherOptions, o)  # fmt: skip
+    return Case(f"gather_{i}", model, [(shape, "int8")], [(out, "int8")])
+
+
 def _split(kind: str, dt: str = "int8") -> Callable[[np.random.Generator, int], Case]:
     def make(rng: np.random.Generator, i: int) -> Case:
         base = list(_rand_shape(rng, 1, 5))
@@ -540,6 +557,7 @@ GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = 
     "PADV2": (_pad("PADV2"), 25),
     "STRIDED_SLICE": (_slice, 40),
     "SPLIT": (_split("SPLIT"), 20),
+    "GATHER": (_gather, 30),
     "SPLIT_V": (_split("SPLIT_V"), 20),
     "RESIZE_NEAREST_NEIGHBOR": (_resize_nn, 30),
     "RESIZE_BILINEAR": (_resize_bilinear, 30),

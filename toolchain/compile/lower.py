@@ -982,6 +982,42 @@ def _split(kind: str) -> Callable[[_Ctx, Any, int], Op]:
     return lower_split
 
 
+def _gather(ctx: _Ctx, op: Any, index: int) -> Op:
+    """GATHER with constant int32 positions (channel shuffles); TFLM's loop order."""
+    o = op.builtinOptions
+    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    pi = int(op.inputs[1])
+    if not ctx.is_const(pi):
+        raise Unsupported("the positions are not a constant tensor")
+    if ctx.dtype(pi) != "int32":
+        raise Unsupported(f"{ctx.dtype(pi)} positions (TFLM takes int32)")
+    pos = ctx.const(pi, "int32")
+    rank = len(x.shape)
+    axis = _axis(int(o.axis) if o is not None else 0, rank)
+    bd = int(o.batchDims) if o is not None else 0
+    bd = bd + pos.ndim if bd < 0 else bd
+    if not (0 <= bd <= axis and bd <= pos.ndim) or tuple(pos.shape[:bd]) != x.shape[:bd]:
+        raise Unsupported(f"batch_dims {bd} does not fit the shapes")
+    batches = int(np.prod(x.shape[:bd])) if bd else 1
+    outer = int(np.prod(x.shape[bd:axis])) if axis > bd else 1
+    inner = int(np.prod(x.shape[axis + 1 :])) if axis + 1 < rank else 1
+    n_index = int(np.prod(pos.shape[bd:])) if pos.ndim > bd else 1
+    axis_size = x.shape[axis]
+    if pos.size and (pos.min() < 0 or pos.max() >= axis_size):
+        raise Unsupported(f"a position is outside 0..{axis_size - 1}")
+    if int(np.prod(y.shape) if y.shape else 1) != batches * outer * n_index * inner:
+        raise Unsupported("output size does not match the gather")
+    _same_quant(x, y)
+    if x.dtype != y.dtype:
+        raise Unsupported(f"mixed {x.dtype} input and {y.dtype} output")
+    fields: dict[str, FieldValue] = {
+        "batches": batches, "outer": outer, "axis_size": axis_size, "n_index": n_index,
+        "inner": inner, "index": _named(_i32(pos.reshape(-1)), "positions"),
+    }  # fmt: skip
+    return Op(index, "GATHER", "edc_copy", "edc_gather_s8", "edc_gather_params", fields,
+              (x.index,), (y.index,), f"axis {axis}, {n_index} positions")  # fmt: skip
+
+
 def _nn_map(out_size: int, in_size: int, align: bool, half: bool) -> list[int]:
     f32 = np.float32
     if align and out_size > 1:
@@ -1146,6 +1182,7 @@ LOWERINGS: dict[str, Callable[[_Ctx, Any, int], Op]] = {
     "PAD": _pad,
     "PADV2": _pad,
     "STRIDED_SLICE": _strided_slice,
+    "GATHER": _gather,
     "SPLIT": _split("SPLIT"),
     "SPLIT_V": _split("SPLIT_V"),
     "RESIZE_NEAREST_NEIGHBOR": _resize_nn,

@@ -40,3 +40,17 @@ void edc_copy_s16(const edc_copy_params *p, const int16_t *in, int16_t *out) {
     EDC_COPY_BODY(int16_t)
   }
 }
+
+void edc_gather_s8(const edc_gather_params *p, const int8_t *in, int8_t *out) {
+  int32_t b, o, k;
+  for (b = 0; b < p->batches; b++) {
+    const int32_t *index = p->index + b * p->n_index;
+    for (o = 0; o < p->outer; o++) {
+      const int8_t *src = in + (b * p->outer + o) * p->axis_size * p->inner;
+      for (k = 0; k < p->n_index; k++) {
+        memcpy(out, src + index[k] * p->inner, (size_t)p->inner);
+        out += p->inner;
+      }
+    }
+  }
+}

@@ -1,6 +1,6 @@
 /* edgedeploy compiled runtime: strided int8 / int16 copies for the data-movement operators
  * (TRANSPOSE, CONCATENATION, PAD/PADV2, STRIDED_SLICE, SPLIT/SPLIT_V): one generic
- * 6-D gather whose strides and offsets are computed on the host. */
+ * 6-D gather whose strides and offsets are computed on the host; GATHER. */
 #ifndef EDC_COPY_H
 #define EDC_COPY_H
 
@@ -16,6 +16,15 @@ typedef struct {
   int32_t in_strides[6];
   int32_t out_strides[6];
 } edc_copy_params;
+
+/* GATHER with constant positions: for each batch, outer index and position k, the inner
+ * block at index[batch * n_index + k] along the axis (positions checked on the host). */
+typedef struct {
+  int32_t batches, outer, axis_size, n_index, inner;
+  const int32_t *index; /* batches x n_index */
+} edc_gather_params;
+
+void edc_gather_s8(const edc_gather_params *p, const int8_t *in, int8_t *out);
 
 void edc_copy_s8(const edc_copy_params *p, const int8_t *in, int8_t *out);
 void edc_copy_s16(const edc_copy_params *p, const int16_t *in, int16_t *out);
