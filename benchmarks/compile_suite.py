@@ -21,6 +21,7 @@ runs on a few models.
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import tempfile
 import time
@@ -183,6 +184,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from benchmarks import common
     from benchmarks.common import say, update_readme, write_result
 
     ap = argparse.ArgumentParser(prog="benchmarks.run compile-suite")
@@ -191,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=None, help="input size of the suite models")
     ap.add_argument("--inputs", type=int, default=4)
     ap.add_argument("--no-readme", action="store_true")
+    ap.add_argument("--merge", action="store_true",
+                    help="update these models' rows in the existing result file")  # fmt: skip
     args = ap.parse_args(argv)
     names = [n for n in args.models.split(",") if n] or model_names()
     acts = [a for a in args.activations.split(",") if a]
@@ -203,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"{name} {act}: " + (
                     "bit-exact" if row.get("bit_exact") else
                     row.get("error", f"{row.get('mismatches')} mismatches")))  # fmt: skip
+    if args.merge and (common.RESULTS / f"{RESULT}.json").is_file():
+        old = json.loads((common.RESULTS / f"{RESULT}.json").read_text())
+        for a in acts:
+            rows[a] = {**old["rows"].get(a, {}), **rows[a]}
+        names = old["models"] + [n for n in names if n not in old["models"]]
     summary = {
         a: {
             "converted": sum(1 for r in rows[a].values() if r.get("converted")),
