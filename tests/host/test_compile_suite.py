@@ -102,3 +102,12 @@ def test_int16_operator_without_kernel_is_one_clear_error(tmp_path: Path) -> Non
     interp.set_input(np.full((1, 4, 4, 3), -1000, np.int16), 0)
     interp.invoke()
     assert int(interp.get_output(0).ravel()[0]) == -200
+
+
+def test_int16_operator_tflm_lacks_too_says_so(tmp_path: Path) -> None:
+    x, y = T((1, 8), "int16", (1e-3,), (0,)), T((1, 8), "int16", (1e-3,), (0,))
+    model = TFLiteModel.from_bytes(single_op("HARD_SWISH", [x], [y]), source="hs16.tflite")
+    with pytest.raises(CompileError) as err:
+        compile_model(model, out_dir=tmp_path / "out", name="hs16")
+    assert "operator 0 (HARD_SWISH" in err.value.message
+    assert "TFLM has no int16 kernel for it either" in err.value.message

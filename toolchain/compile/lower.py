@@ -761,7 +761,7 @@ def _act16(kind: str, x: Tensor, y: Tensor, index: int) -> Op:
         _check_int16(x, y)
         return _requant(kind, x, y, index)
     if kind not in ("LOGISTIC", "TANH"):
-        raise Unsupported(f"int16 activations: the {kind} kernel is int8 only")
+        raise _int8_only(kind, "int16")
     _check_int16(x, y)
     if not quant.output_scale_is_q15(y.scale):
         raise Unsupported(f"int16 {kind} needs output scale 2^-15")
@@ -1218,13 +1218,26 @@ def _check_integer_model(ctx: _Ctx) -> None:
             )
 
 
+#: int8-only operators that TFLM has no int16 kernel for either (checked in TFLM 90b983c2)
+TFLM_INT8_ONLY = frozenset(
+    {"HARD_SWISH", "RESIZE_BILINEAR", "RELU_0_TO_1", "RELU_N1_TO_1", "GATHER"}
+)
+
+
+def _int8_only(kind: str, dtype: str) -> Unsupported:
+    also = ""
+    if kind in TFLM_INT8_ONLY:
+        also = "; TFLM has no int16 kernel for it either: convert with int8 activations"
+    return Unsupported(
+        f"{dtype} activations: the {kind} kernel is int8 only "
+        f"(int16x8: {', '.join(sorted(INT16_OPS))}){also}"
+    )
+
+
 def _check_int8(ctx: _Ctx, op: Op) -> None:
     for t in op.inputs + op.outputs:
         if ctx.tensors[t].dtype != "int8":
-            raise Unsupported(
-                f"{ctx.tensors[t].dtype} activations: the {op.kind} kernel is int8 only "
-                f"(int16x8: {', '.join(sorted(INT16_OPS))})"
-            )
+            raise _int8_only(op.kind, ctx.tensors[t].dtype)
 
 
 def lower(model: TFLiteModel) -> Graph:
