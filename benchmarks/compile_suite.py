@@ -90,14 +90,45 @@ def _inputs(shape: tuple[int, ...], dtype: np.dtype, n: int, seed: int) -> list[
     return out
 
 
+class _Reference:
+    """The tflite-micro interpreter (TFLM's reference kernels); LiteRT with its reference
+    kernels when TFLM cannot run the model (e.g. int64 GATHER positions): ``kind`` says which."""
+
+    def __init__(self, path: Path) -> None:
+        from tflite_micro.python.tflite_micro import runtime
+
+        try:
+            self.tflm: Any = runtime.Interpreter.from_file(str(path), arena_size=32 << 20)
+            self.kind = "tflm"
+        except RuntimeError:
+            from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+            self.tflm = None
+            self.lite = Interpreter(model_path=str(path),
+                                    experimental_op_resolver_type=OpResolverType.BUILTIN_REF)  # fmt: skip
+            self.lite.allocate_tensors()
+            self.kind = "litert-ref"
+
+    def __call__(self, xs: list[np.ndarray], n_out: int) -> list[np.ndarray]:
+        if self.tflm is not None:
+            for i, x in enumerate(xs):
+                self.tflm.set_input(x, i)
+            self.tflm.invoke()
+            return [self.tflm.get_output(i) for i in range(n_out)]
+        ins, outs = self.lite.get_input_details(), self.lite.get_output_details()
+        for d, x in zip(ins, xs, strict=True):
+            self.lite.set_tensor(d["index"], x)
+        self.lite.invoke()
+        return [self.lite.get_tensor(outs[i]["index"]) for i in range(n_out)]
+
+
 def check_model(path: Path, name: str, work: Path, *, inputs: int = 4) -> dict[str, Any]:
     """Compile ``path``; when it compiles, build it with the host gcc and compare every output
-    with the tflite-micro interpreter on ``inputs`` random inputs plus all-min and all-max.
+    with the tflite-micro interpreter (LiteRT's reference kernels when TFLM cannot run the
+    model) on ``inputs`` random inputs plus all-min and all-max.
 
     The row: ops (counts), compiled (bool), error (compile's message when not), and when
     compiled: bit_exact, mismatches, arena / lower bound / TFLM greedy bytes, constants."""
-    from tflite_micro.python.tflite_micro import runtime
-
     from toolchain.compile import compile_model, hostrun
     from toolchain.errors import CompileError
     from toolchain.tflite_model import TFLiteModel
@@ -112,23 +143,22 @@ def check_model(path: Path, name: str, work: Path, *, inputs: int = 4) -> dict[s
         return row
     lib = hostrun.build([cm], work / f"{name}.so")
     run = hostrun.Runner(lib, cm.name)
-    interp = runtime.Interpreter.from_file(str(path), arena_size=32 << 20)
+    reference = _Reference(path)
     per_input = [_inputs(tuple(t["shape"]), np.dtype(t["dtype"]), inputs, seed=k)
                  for k, t in enumerate(cm.inputs)]  # fmt: skip
     outs = [(tuple(t["shape"]), np.dtype(t["dtype"])) for t in cm.outputs]
     mismatches = 0
     for k in range(len(per_input[0])):
         xs = [p[k] for p in per_input]
-        for i, x in enumerate(xs):
-            interp.set_input(x, i)
-        interp.invoke()
-        for i, got in enumerate(run(xs, outs)):
-            mismatches += int(np.count_nonzero(interp.get_output(i) != got))
+        wants = reference(xs, len(outs))
+        for want, got in zip(wants, run(xs, outs), strict=True):
+            mismatches += int(np.count_nonzero(want != got))
     row.update(
         compiled=True,
         bit_exact=mismatches == 0,
         mismatches=mismatches,
         runs=len(per_input[0]),
+        reference=reference.kind,
         activations=cm.inputs[0]["dtype"],
         arena_bytes=cm.arena_bytes,
         lower_bound_bytes=cm.plan["lower_bound_bytes"],

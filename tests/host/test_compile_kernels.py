@@ -26,7 +26,7 @@ from toolchain.tflite_model import TFLiteModel
 
 INPUTS_PER_MODEL = 12
 #: operators TFLM has no kernel for: checked against LiteRT's reference kernels instead
-LITERT_ONLY = frozenset({"RELU_0_TO_1", "RELU_N1_TO_1"})
+LITERT_ONLY = frozenset({"RELU_0_TO_1", "RELU_N1_TO_1", "GATHER_I64"})
 ACTS = (0, 1, 2, 3)  # NONE, RELU, RELU_N1_TO_1, RELU6
 
 pytestmark = pytest.mark.skipif(not compiled.have_gcc(), reason="needs the host gcc")
@@ -378,21 +378,23 @@ def _slice(rng: np.random.Generator, i: int, dt: str = "int8") -> Case:
     return Case(f"strided_slice{_sfx(dt)}_{i}", model, [(shape, dt)], [(out, dt)])
 
 
-def _gather(rng: np.random.Generator, i: int) -> Case:
-    """Constant int32 positions (repeats allowed) along any axis; sometimes batch_dims 1."""
+def _gather(rng: np.random.Generator, i: int, pdt: str = "int32") -> Case:
+    """Constant positions (repeats allowed) along any axis; sometimes batch_dims 1. int64
+    positions (TFLiteConverter's channel shuffles) only run on LiteRT's reference kernel."""
     shape = _rand_shape(rng, 1, 5)
     axis = int(rng.integers(0, len(shape)))
     bd = 1 if axis >= 1 and rng.random() < 0.25 else 0
     pshape = tuple(shape[:bd]) + tuple(int(d) for d in rng.integers(1, 5, int(rng.integers(1, 3))))
-    pos = rng.integers(0, shape[axis], size=pshape).astype(np.int32)
+    pos = rng.integers(0, shape[axis], size=pshape).astype(pdt)
     out = tuple(shape[:axis]) + pshape[bd:] + tuple(shape[axis + 1 :])
     sc, zp = _same_q(rng)
     o = schema.GatherOptionsT()
     o.axis = axis - len(shape) if rng.random() < 0.3 else axis
     o.batchDims = bd
-    model = single_op("GATHER", [T(shape, "int8", sc, zp), T(pshape, "int32", data=pos)],
+    model = single_op("GATHER", [T(shape, "int8", sc, zp), T(pshape, pdt, data=pos)],
                       [T(out, "int8", sc, zp)], schema.BuiltinOptions.GatherOptions, o)  # fmt: skip
-    return Case(f"gather_{i}", model, [(shape, "int8")], [(out, "int8")])
+    name = "gather" if pdt == "int32" else "gather_i64"
+    return Case(f"{name}_{i}", model, [(shape, "int8")], [(out, "int8")])
 
 
 def _split(kind: str, dt: str = "int8") -> Callable[[np.random.Generator, int], Case]:
@@ -558,6 +560,7 @@ GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = 
     "STRIDED_SLICE": (_slice, 40),
     "SPLIT": (_split("SPLIT"), 20),
     "GATHER": (_gather, 30),
+    "GATHER_I64": (lambda rng, i: _gather(rng, i, "int64"), 10),
     "SPLIT_V": (_split("SPLIT_V"), 20),
     "RESIZE_NEAREST_NEIGHBOR": (_resize_nn, 30),
     "RESIZE_BILINEAR": (_resize_bilinear, 30),

@@ -983,15 +983,17 @@ def _split(kind: str) -> Callable[[_Ctx, Any, int], Op]:
 
 
 def _gather(ctx: _Ctx, op: Any, index: int) -> Op:
-    """GATHER with constant int32 positions (channel shuffles); TFLM's loop order."""
+    """GATHER with constant positions (channel shuffles); TFLM's loop order."""
     o = op.builtinOptions
     x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
     pi = int(op.inputs[1])
     if not ctx.is_const(pi):
         raise Unsupported("the positions are not a constant tensor")
-    if ctx.dtype(pi) != "int32":
-        raise Unsupported(f"{ctx.dtype(pi)} positions (TFLM takes int32)")
-    pos = ctx.const(pi, "int32")
+    if ctx.dtype(pi) not in ("int32", "int64"):
+        raise Unsupported(f"{ctx.dtype(pi)} positions")
+    # TFLM takes int32 positions only; int64 ones (what TFLiteConverter writes for a
+    # channel shuffle) are checked against LiteRT's reference kernel in the tests
+    pos = ctx.const(pi, ctx.dtype(pi)).astype(np.int64)
     rank = len(x.shape)
     axis = _axis(int(o.axis) if o is not None else 0, rank)
     bd = int(o.batchDims) if o is not None else 0
