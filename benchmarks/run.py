@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, str] = {
     "compile": "benchmarks.compile_bench",
     "compiled": "benchmarks.compiled_qemu",
     "patch": "benchmarks.compiled_patch",
+    "compile-suite": "benchmarks.compile_suite",
     "sweep": "benchmarks.sweep_bench",
     "lean": "benchmarks.lean_bench",
     "arm64": "benchmarks.arm64_standin",

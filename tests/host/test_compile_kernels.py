@@ -26,7 +26,7 @@ from toolchain.tflite_model import TFLiteModel
 
 INPUTS_PER_MODEL = 12
 #: operators TFLM has no kernel for: checked against LiteRT's reference kernels instead
-LITERT_ONLY = frozenset({"RELU_0_TO_1", "RELU_N1_TO_1"})
+LITERT_ONLY = frozenset({"RELU_0_TO_1", "RELU_N1_TO_1", "GATHER_I64"})
 ACTS = (0, 1, 2, 3)  # NONE, RELU, RELU_N1_TO_1, RELU6
 
 pytestmark = pytest.mark.skipif(not compiled.have_gcc(), reason="needs the host gcc")
@@ -191,7 +191,12 @@ def _broadcast_shapes(rng: np.random.Generator) -> tuple[tuple[int, ...], ...]:
     return a, b, out
 
 
-def _binary(kind: str, dt: str = "int8") -> Callable[[np.random.Generator, int], Case]:
+def _binary(
+    kind: str, dt: str = "int8", const: bool = False
+) -> Callable[[np.random.Generator, int], Case]:
+    """``const``: one operand (either) is a constant tensor in the model, as converters emit
+    for a multiplication or shift by a fixed tensor."""
+
     def make(rng: np.random.Generator, i: int) -> Case:
         sa, sb, so = _broadcast_shapes(rng)
         if not sb:
@@ -207,14 +212,20 @@ def _binary(kind: str, dt: str = "int8") -> Callable[[np.random.Generator, int],
         a = T(sa, dt, (s1,), (z1,))
         b = T(sb, dt, (s2,), (z2,))
         y = T(so, dt, (s_out,), (zo,))
+        if const:
+            info = np.iinfo(np.dtype(dt))
+            k = int(rng.integers(0, 2))
+            c = (a, b)[k]
+            c.data = rng.integers(info.min, info.max + 1, size=c.shape).astype(dt)
         opts = {"ADD": (schema.AddOptionsT, schema.BuiltinOptions.AddOptions),
                 "SUB": (schema.SubOptionsT, schema.BuiltinOptions.SubOptions),
                 "MUL": (schema.MulOptionsT, schema.BuiltinOptions.MulOptions)}[kind]  # fmt: skip
         o = opts[0]()
         o.fusedActivationFunction = int(rng.choice(ACTS))
         model = single_op(kind, [a, b], [y], opts[1], o)
-        suffix = "_s16" if dt == "int16" else ""
-        return Case(f"{kind.lower()}{suffix}_{i}", model, [(sa, dt), (sb, dt)], [(so, dt)])
+        suffix = ("_const" if const else "") + ("_s16" if dt == "int16" else "")
+        live = [(t.shape, dt) for t in (a, b) if t.data is None]
+        return Case(f"{kind.lower()}{suffix}_{i}", model, live, [(so, dt)])
 
     return make
 
@@ -260,31 +271,37 @@ def _rand_shape(rng: np.random.Generator, lo: int = 1, hi: int = 5) -> tuple[int
     return tuple(int(d) for d in rng.integers(1, 6, size=int(rng.integers(lo, hi))))
 
 
-def _same_q(rng: np.random.Generator) -> tuple[tuple[float], tuple[int]]:
+def _same_q(rng: np.random.Generator, dt: str = "int8") -> tuple[tuple[float], tuple[int]]:
     s, zp = _q(rng)
+    if dt == "int16":
+        return (s / 256,), (0,)
     return (s,), (zp,)
+
+
+def _sfx(dt: str) -> str:
+    return "_s16" if dt == "int16" else ""
 
 
 def _i32(v: list[int]) -> np.ndarray:
     return np.asarray(v, np.int32)
 
 
-def _transpose(rng: np.random.Generator, i: int) -> Case:
+def _transpose(rng: np.random.Generator, i: int, dt: str = "int8") -> Case:
     shape = _rand_shape(rng, 2, 6)
     perm = [int(p) for p in rng.permutation(len(shape))]
-    sc, zp = _same_q(rng)
-    x = T(shape, "int8", sc, zp)
+    sc, zp = _same_q(rng, dt)
+    x = T(shape, dt, sc, zp)
     out = tuple(shape[p] for p in perm)
-    y = T(out, "int8", sc, zp)
+    y = T(out, dt, sc, zp)
     model = single_op("TRANSPOSE", [x, T((len(perm),), "int32", data=_i32(perm))], [y])
-    return Case(f"transpose_{i}", model, [(shape, "int8")], [(out, "int8")])
+    return Case(f"transpose{_sfx(dt)}_{i}", model, [(shape, dt)], [(out, dt)])
 
 
-def _concat(rng: np.random.Generator, i: int) -> Case:
+def _concat(rng: np.random.Generator, i: int, dt: str = "int8") -> Case:
     base = list(_rand_shape(rng, 1, 5))
     axis = int(rng.integers(0, len(base)))
     n = int(rng.integers(1, 4))
-    sc, zp = _same_q(rng)
+    sc, zp = _same_q(rng, dt)
     shapes = []
     for _ in range(n):
         sh = list(base)
@@ -292,35 +309,37 @@ def _concat(rng: np.random.Generator, i: int) -> Case:
         shapes.append(tuple(sh))
     out = list(base)
     out[axis] = sum(sh[axis] for sh in shapes)
-    xs = [T(sh, "int8", sc, zp) for sh in shapes]
-    y = T(tuple(out), "int8", sc, zp)
+    xs = [T(sh, dt, sc, zp) for sh in shapes]
+    y = T(tuple(out), dt, sc, zp)
     o = schema.ConcatenationOptionsT()
     o.axis = axis - len(base) if rng.random() < 0.3 else axis
     model = single_op("CONCATENATION", list(xs), [y],
                       schema.BuiltinOptions.ConcatenationOptions, o)  # fmt: skip
-    return Case(f"concatenation_{i}", model, [(sh, "int8") for sh in shapes],
-                [(tuple(out), "int8")])  # fmt: skip
+    return Case(f"concatenation{_sfx(dt)}_{i}", model, [(sh, dt) for sh in shapes],
+                [(tuple(out), dt)])  # fmt: skip
 
 
-def _pad(kind: str) -> Callable[[np.random.Generator, int], Case]:
+def _pad(kind: str, dt: str = "int8") -> Callable[[np.random.Generator, int], Case]:
     def make(rng: np.random.Generator, i: int) -> Case:
         shape = _rand_shape(rng, 1, 5)
         pads = rng.integers(0, 3, size=(len(shape), 2))
         out = tuple(int(d + a + b) for d, (a, b) in zip(shape, pads, strict=True))
-        sc, zp = _same_q(rng)
+        sc, zp = _same_q(rng, dt)
         ins: list[T | None] = [
-            T(shape, "int8", sc, zp),
+            T(shape, dt, sc, zp),
             T(pads.shape, "int32", data=pads.astype(np.int32)),
         ]
         if kind == "PADV2":
-            ins.append(T((1,), "int8", sc, zp, np.asarray([rng.integers(-128, 128)], np.int8)))
-        model = single_op(kind, ins, [T(out, "int8", sc, zp)])
-        return Case(f"{kind.lower()}_{i}", model, [(shape, "int8")], [(out, "int8")])
+            info = np.iinfo(np.dtype(dt))
+            value = np.asarray([rng.integers(info.min, info.max + 1)], np.dtype(dt))
+            ins.append(T((1,), dt, sc, zp, value))
+        model = single_op(kind, ins, [T(out, dt, sc, zp)])
+        return Case(f"{kind.lower()}{_sfx(dt)}_{i}", model, [(shape, dt)], [(out, dt)])
 
     return make
 
 
-def _slice(rng: np.random.Generator, i: int) -> Case:
+def _slice(rng: np.random.Generator, i: int, dt: str = "int8") -> Case:
     shape = _rand_shape(rng, 1, 5)
     begin, end, strides, counts = [], [], [], []
     bm = em = sm = 0
@@ -349,17 +368,36 @@ def _slice(rng: np.random.Generator, i: int) -> Case:
         strides.append(st)
         counts.append(cnt)
     out = tuple(c for k, c in enumerate(counts) if not sm >> k & 1)
-    sc, zp = _same_q(rng)
+    sc, zp = _same_q(rng, dt)
     o = schema.StridedSliceOptionsT()
     o.beginMask, o.endMask, o.shrinkAxisMask = bm, em, sm
     r = len(shape)
-    model = single_op("STRIDED_SLICE", [T(shape, "int8", sc, zp), T((r,), "int32", data=_i32(begin)),
+    model = single_op("STRIDED_SLICE", [T(shape, dt, sc, zp), T((r,), "int32", data=_i32(begin)),
                       T((r,), "int32", data=_i32(end)), T((r,), "int32", data=_i32(strides))],
-                      [T(out, "int8", sc, zp)], schema.BuiltinOptions.StridedSliceOptions, o)  # fmt: skip
-    return Case(f"strided_slice_{i}", model, [(shape, "int8")], [(out, "int8")])
+                      [T(out, dt, sc, zp)], schema.BuiltinOptions.StridedSliceOptions, o)  # fmt: skip
+    return Case(f"strided_slice{_sfx(dt)}_{i}", model, [(shape, dt)], [(out, dt)])
 
 
-def _split(kind: str) -> Callable[[np.random.Generator, int], Case]:
+def _gather(rng: np.random.Generator, i: int, pdt: str = "int32") -> Case:
+    """Constant positions (repeats allowed) along any axis; sometimes batch_dims 1. int64
+    positions (TFLiteConverter's channel shuffles) only run on LiteRT's reference kernel."""
+    shape = _rand_shape(rng, 1, 5)
+    axis = int(rng.integers(0, len(shape)))
+    bd = 1 if axis >= 1 and rng.random() < 0.25 else 0
+    pshape = tuple(shape[:bd]) + tuple(int(d) for d in rng.integers(1, 5, int(rng.integers(1, 3))))
+    pos = rng.integers(0, shape[axis], size=pshape).astype(pdt)
+    out = tuple(shape[:axis]) + pshape[bd:] + tuple(shape[axis + 1 :])
+    sc, zp = _same_q(rng)
+    o = schema.GatherOptionsT()
+    o.axis = axis - len(shape) if rng.random() < 0.3 else axis
+    o.batchDims = bd
+    model = single_op("GATHER", [T(shape, "int8", sc, zp), T(pshape, pdt, data=pos)],
+                      [T(out, "int8", sc, zp)], schema.BuiltinOptions.GatherOptions, o)  # fmt: skip
+    name = "gather" if pdt == "int32" else "gather_i64"
+    return Case(f"{name}_{i}", model, [(shape, "int8")], [(out, "int8")])
+
+
+def _split(kind: str, dt: str = "int8") -> Callable[[np.random.Generator, int], Case]:
     def make(rng: np.random.Generator, i: int) -> Case:
         base = list(_rand_shape(rng, 1, 5))
         axis = int(rng.integers(0, len(base)))
@@ -369,13 +407,13 @@ def _split(kind: str) -> Callable[[np.random.Generator, int], Case]:
         else:
             sizes = [int(v) for v in rng.integers(1, 5, size=n)]
         base[axis] = sum(sizes)
-        sc, zp = _same_q(rng)
+        sc, zp = _same_q(rng, dt)
         outs = []
         for sz in sizes:
             sh = list(base)
             sh[axis] = sz
-            outs.append(T(tuple(sh), "int8", sc, zp))
-        x = T(tuple(base), "int8", sc, zp)
+            outs.append(T(tuple(sh), dt, sc, zp))
+        x = T(tuple(base), dt, sc, zp)
         ax = T((1,), "int32", data=_i32([axis]))
         if kind == "SPLIT":
             o = schema.SplitOptionsT()
@@ -386,17 +424,17 @@ def _split(kind: str) -> Callable[[np.random.Generator, int], Case]:
             o.numSplits = n
             model = single_op("SPLIT_V", [x, T((n,), "int32", data=_i32(sizes)), ax], outs,
                               schema.BuiltinOptions.SplitVOptions, o)  # fmt: skip
-        return Case(f"{kind.lower()}_{i}", model, [(tuple(base), "int8")],
-                    [(t.shape, "int8") for t in outs])  # fmt: skip
+        return Case(f"{kind.lower()}{_sfx(dt)}_{i}", model, [(tuple(base), dt)],
+                    [(t.shape, dt) for t in outs])  # fmt: skip
 
     return make
 
 
-def _resize(kind: str, rng: np.random.Generator, i: int) -> Case:
+def _resize(kind: str, rng: np.random.Generator, i: int, dt: str = "int8") -> Case:
     b, c = int(rng.integers(1, 3)), int(rng.integers(1, 5))
     ih, iw = int(rng.integers(1, 8)), int(rng.integers(1, 8))
     oh, ow = int(rng.integers(1, 14)), int(rng.integers(1, 14))
-    sc, zp = _same_q(rng)
+    sc, zp = _same_q(rng, dt)
     o = (
         schema.ResizeNearestNeighborOptionsT()
         if kind == "RESIZE_NEAREST_NEIGHBOR"
@@ -405,11 +443,11 @@ def _resize(kind: str, rng: np.random.Generator, i: int) -> Case:
     o.alignCorners = bool(rng.random() < 0.3)
     o.halfPixelCenters = bool(rng.random() < 0.5) and not o.alignCorners
     model = single_op(kind,
-                      [T((b, ih, iw, c), "int8", sc, zp), T((2,), "int32", data=_i32([oh, ow]))],
-                      [T((b, oh, ow, c), "int8", sc, zp)],
+                      [T((b, ih, iw, c), dt, sc, zp), T((2,), "int32", data=_i32([oh, ow]))],
+                      [T((b, oh, ow, c), dt, sc, zp)],
                       getattr(schema.BuiltinOptions, "ResizeNearestNeighborOptions" if kind == "RESIZE_NEAREST_NEIGHBOR" else "ResizeBilinearOptions"), o)  # fmt: skip
-    return Case(f"{kind.lower()}_{i}", model, [((b, ih, iw, c), "int8")],
-                [((b, oh, ow, c), "int8")])  # fmt: skip
+    return Case(f"{kind.lower()}{_sfx(dt)}_{i}", model, [((b, ih, iw, c), dt)],
+                [((b, oh, ow, c), dt)])  # fmt: skip
 
 
 def _resize_nn(rng: np.random.Generator, i: int) -> Case:
@@ -443,6 +481,59 @@ def _mean(rng: np.random.Generator, i: int, dt: str = "int8") -> Case:
     return Case(f"mean{suffix}_{i}", model, [(shape, dt)], [(out, dt)])
 
 
+def _act16(kind: str) -> Callable[[np.random.Generator, int], Case]:
+    """int16 LOGISTIC / TANH: general input scales, and the power-of-two ones TFLM takes a
+    shortcut for (2^-12, and 2^-11 for TANH); output scale 2^-15."""
+
+    def make(rng: np.random.Generator, i: int) -> Case:
+        shape = _rand_shape(rng, 1, 5)
+        r = rng.random()
+        if r < 0.15:
+            s = 2.0**-12
+        elif r < 0.3:
+            s = 2.0 ** int(rng.choice([-11, -13, -10]))
+        else:
+            s = float(rng.uniform(1.0, 16.0)) / 32768  # inputs up to +-1..16
+        x, y = T(shape, "int16", (s,), (0,)), T(shape, "int16", (2.0**-15,), (0,))
+        return Case(f"{kind.lower()}_s16_{i}", single_op(kind, [x], [y]), [(shape, "int16")],
+                    [(shape, "int16")])  # fmt: skip
+
+    return make
+
+
+def _relu16(kind: str) -> Callable[[np.random.Generator, int], Case]:
+    """int16 RELU (requantizing) and RELU6 (a clamp of the input codes)."""
+
+    def make(rng: np.random.Generator, i: int) -> Case:
+        shape = _rand_shape(rng, 1, 5)
+        s = float(rng.uniform(0.5, 12.0)) / 32768
+        so = s * float(rng.uniform(0.3, 3.0)) if rng.random() < 0.8 else s
+        x, y = T(shape, "int16", (s,), (0,)), T(shape, "int16", (so,), (0,))
+        model = single_op(kind, [x], [y])
+        return Case(f"{kind.lower()}_s16_{i}", model, [(shape, "int16")], [(shape, "int16")])
+
+    return make
+
+
+def _requant(src: str, dst: str) -> Callable[[np.random.Generator, int], Case]:
+    """QUANTIZE between int8 and int16 (and int16 -> int16): TFLM's Requantize."""
+
+    def make(rng: np.random.Generator, i: int) -> Case:
+        shape = _rand_shape(rng, 1, 5)
+        s, zp = _q(rng)
+        si, zi = (s / 256, 0) if src == "int16" else (s, zp)
+        ratio = float(rng.uniform(0.3, 3.0)) if rng.random() < 0.8 else 1.0
+        so = s * ratio
+        so, zo = (so / 256, 0) if dst == "int16" else (so, int(rng.integers(-128, 128)))
+        if src == "int8" and dst == "int16" and rng.random() < 0.3:
+            zi = int(rng.integers(-128, 128))
+        x, y = T(shape, src, (si,), (zi,)), T(shape, dst, (so,), (zo,))
+        name = f"quantize_{src[3:]}_{dst[3:]}_{i}"
+        return Case(name, single_op("QUANTIZE", [x], [y]), [(shape, src)], [(shape, dst)])
+
+    return make
+
+
 GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = {
     "CONV_2D": (_conv, 120),
     "DEPTHWISE_CONV_2D": (_dwconv, 100),
@@ -468,6 +559,8 @@ GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = 
     "PADV2": (_pad("PADV2"), 25),
     "STRIDED_SLICE": (_slice, 40),
     "SPLIT": (_split("SPLIT"), 20),
+    "GATHER": (_gather, 30),
+    "GATHER_I64": (lambda rng, i: _gather(rng, i, "int64"), 10),
     "SPLIT_V": (_split("SPLIT_V"), 20),
     "RESIZE_NEAREST_NEIGHBOR": (_resize_nn, 30),
     "RESIZE_BILINEAR": (_resize_bilinear, 30),
@@ -480,6 +573,32 @@ GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = 
     "ADD_S16": (_binary("ADD", "int16"), 30),
     "MEAN_S16": (lambda rng, i: _mean(rng, i, "int16"), 20),
     "SOFTMAX_S16": (lambda rng, i: _softmax(rng, i, "int16"), 30),
+    "ADD_CONST": (_binary("ADD", const=True), 15),
+    "SUB_CONST": (_binary("SUB", const=True), 15),
+    "MUL_CONST": (_binary("MUL", const=True), 20),
+    "MUL_CONST_S16": (_binary("MUL", "int16", const=True), 15),
+    "ADD_CONST_S16": (_binary("ADD", "int16", const=True), 10),
+    # the rest of what int16x8 conversions emit
+    "SUB_S16": (_binary("SUB", "int16"), 30),
+    "MUL_S16": (_binary("MUL", "int16"), 30),
+    "LOGISTIC_S16": (_act16("LOGISTIC"), 30),
+    "TANH_S16": (_act16("TANH"), 30),
+    "RELU_S16": (_relu16("RELU"), 15),
+    "RELU6_S16": (_relu16("RELU6"), 15),
+    "QUANTIZE_16_16": (_requant("int16", "int16"), 20),
+    "QUANTIZE_8_16": (_requant("int8", "int16"), 20),
+    "QUANTIZE_16_8": (_requant("int16", "int8"), 20),
+    "TRANSPOSE_S16": (lambda rng, i: _transpose(rng, i, "int16"), 15),
+    "CONCATENATION_S16": (lambda rng, i: _concat(rng, i, "int16"), 15),
+    "PAD_S16": (_pad("PAD", "int16"), 15),
+    "PADV2_S16": (_pad("PADV2", "int16"), 15),
+    "STRIDED_SLICE_S16": (lambda rng, i: _slice(rng, i, "int16"), 20),
+    "SPLIT_S16": (_split("SPLIT", "int16"), 10),
+    "SPLIT_V_S16": (_split("SPLIT_V", "int16"), 10),
+    "RESIZE_NEAREST_NEIGHBOR_S16": (
+        lambda rng, i: _resize("RESIZE_NEAREST_NEIGHBOR", rng, i, "int16"),
+        15,
+    ),
 }
 
 

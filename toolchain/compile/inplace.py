@@ -1,7 +1,8 @@
 """In-place element-wise operators: an output that may take its input's bytes does.
 
 An element-wise kernel (ADD, SUB, MUL through ``edc_binary``; the 256-entry table operators
-through ``edc_lut``) reads element i of its operands before it writes element i of its
+through ``edc_lut``; int16 LOGISTIC, TANH and int16 → int16 QUANTIZE/RELU through
+``edc_act16``) reads element i of its operands before it writes element i of its
 output, in the output's order. So when one operand has the output's shape and size, lives in
 storage that nothing reads after this operator, and is not a graph output, the output can
 simply be that operand's storage: the planner then sees one buffer instead of two, which
@@ -17,7 +18,19 @@ from toolchain.compile.planner import buffers
 
 #: kernels that may write their output over an operand of the same shape
 IN_PLACE_FUNCS = frozenset(
-    {"edc_add_s8", "edc_sub_s8", "edc_mul_s8", "edc_lut_s8", *_cmsisnn.IN_PLACE_FUNCS}
+    {
+        "edc_add_s8",
+        "edc_sub_s8",
+        "edc_mul_s8",
+        "edc_lut_s8",
+        "edc_add_s16",
+        "edc_sub_s16",
+        "edc_mul_s16",
+        "edc_logistic_s16",
+        "edc_tanh_s16",
+        "edc_requant_s16_s16",
+        *_cmsisnn.IN_PLACE_FUNCS,
+    }
 )
 
 

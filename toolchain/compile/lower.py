@@ -21,7 +21,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from toolchain.compile import quant
-from toolchain.compile.ir import ConstArray, FieldValue, Graph, Op, Tensor
+from toolchain.compile.ir import CTYPES, ConstArray, FieldValue, Graph, Op, Tensor
 from toolchain.convert.flatbuf import unpack
 from toolchain.errors import CompileError
 from toolchain.tflite_model import TFLiteModel
@@ -49,8 +49,23 @@ INT16_OPS = frozenset(
         "AVERAGE_POOL_2D",
         "MAX_POOL_2D",
         "ADD",
+        "SUB",
+        "MUL",
         "MEAN",
         "SOFTMAX",
+        "LOGISTIC",
+        "TANH",
+        "QUANTIZE",
+        "RELU",
+        "RELU6",
+        "TRANSPOSE",
+        "CONCATENATION",
+        "PAD",
+        "PADV2",
+        "STRIDED_SLICE",
+        "SPLIT",
+        "SPLIT_V",
+        "RESIZE_NEAREST_NEIGHBOR",
     }
     | ALIAS_OPS
 )
@@ -119,6 +134,36 @@ class _Ctx:
         t = Tensor(i, self.name(i), shape, dt, scales[0], zps[0])
         self.tensors[i] = t
         return t
+
+
+def _operands(
+    ctx: _Ctx, op: Any
+) -> tuple[Tensor, Tensor, tuple[int, int], list[ConstArray | None]]:
+    """The two operands of a binary operator, either of which may be a constant (then a
+    tensor description that is not in the graph, and its data as a ConstArray); the tensor
+    indices the kernel call passes (the activation twice when one operand is constant) and
+    the [const1, const2] fields."""
+    ts: list[Tensor] = []
+    consts: list[ConstArray | None] = []
+    for i in (int(op.inputs[0]), int(op.inputs[1])):
+        if not ctx.is_const(i):
+            ts.append(ctx.act(i))
+            consts.append(None)
+            continue
+        dt = ctx.dtype(i)
+        if dt not in ACTIVATION_TYPES:
+            raise Unsupported(f"constant operand {ctx.name(i)!r} is {dt}")
+        scales, zps = ctx.scales(i)
+        if len(scales) != 1:
+            raise Unsupported(f"constant operand {ctx.name(i)!r} is not quantized per-tensor")
+        ts.append(Tensor(i, ctx.name(i), ctx.shape(i), dt, scales[0], zps[0]))
+        consts.append(ConstArray(CTYPES[dt], ctx.const(i, dt), "constant operand"))
+    if consts[0] is not None and consts[1] is not None:
+        raise Unsupported("both operands are constants")
+    live = ts[1] if consts[0] is not None else ts[0]
+    idx = (live.index if consts[0] is not None else ts[0].index,
+           live.index if consts[1] is not None else ts[1].index)  # fmt: skip
+    return ts[0], ts[1], idx, consts
 
 
 def _i32(values: Any) -> ConstArray:
@@ -502,12 +547,14 @@ def _broadcast(a: Tensor, b: Tensor, y: Tensor) -> dict[str, FieldValue]:
 def _add_sub(kind: str) -> Callable[[_Ctx, Any, int], Op]:
     def lower_add_sub(ctx: _Ctx, op: Any, index: int) -> Op:
         o = op.builtinOptions
-        a, b = ctx.act(int(op.inputs[0])), ctx.act(int(op.inputs[1]))
+        a, b, idx, consts = _operands(ctx, op)
         y = ctx.act(int(op.outputs[0]))
         s16 = a.dtype == "int16"
-        if s16 and (kind != "ADD" or b.dtype != "int16" or y.dtype != "int16"):
-            raise Unsupported("int16x8: only ADD has an int16 kernel in this family")
-        # TFLM's int16 ADD always takes the general-scale path (pot_scale_int16 is ignored)
+        if s16 and (b.dtype != "int16" or y.dtype != "int16"):
+            raise Unsupported(f"mixed {a.dtype}/{b.dtype} inputs and {y.dtype} output")
+        if s16 and (a.zero_point or b.zero_point or y.zero_point):
+            raise Unsupported("int16 tensors need zero point 0")
+        # TFLM's int16 ADD/SUB always take the general-scale path (pot_scale_int16 is ignored)
         left_shift = 15 if s16 else 20
         twice_max = 2.0 * float(max(np.float32(a.scale), np.float32(b.scale)))
         m1, s1 = quant.quantize_multiplier(float(np.float32(a.scale)) / twice_max)
@@ -524,23 +571,27 @@ def _add_sub(kind: str) -> Callable[[_Ctx, Any, int], Op]:
             "out_offset": y.zero_point, "left_shift": left_shift,
             "in1_mult": m1, "in1_shift": s1, "in2_mult": m2, "in2_shift": s2,
             "out_mult": mo, "out_shift": so, "act_min": lo, "act_max": hi,
+            "const1": consts[0], "const2": consts[1],
         })  # fmt: skip
-        func = "edc_add_s8" if kind == "ADD" else "edc_sub_s8"
-        if s16:
-            func = "edc_add_s16"
+        func = f"edc_{kind.lower()}_{'s16' if s16 else 's8'}"
         act = _ACT_NAMES[act_fn]
         summary = f"{_shape_s(a.shape)} {'+' if kind == 'ADD' else '-'} {_shape_s(b.shape)}"
         summary += f", {act}" if act else ""
         return Op(index, kind, "edc_binary", func, "edc_binary_params", fields,
-                  (a.index, b.index), (y.index,), summary)  # fmt: skip
+                  idx, (y.index,), summary)  # fmt: skip
 
     return lower_add_sub
 
 
 def _mul(ctx: _Ctx, op: Any, index: int) -> Op:
     o = op.builtinOptions
-    a, b = ctx.act(int(op.inputs[0])), ctx.act(int(op.inputs[1]))
+    a, b, idx, consts = _operands(ctx, op)
     y = ctx.act(int(op.outputs[0]))
+    s16 = a.dtype == "int16"
+    if a.dtype != b.dtype or a.dtype != y.dtype:
+        raise Unsupported(f"mixed {a.dtype}/{b.dtype} inputs and {y.dtype} output")
+    if s16 and (a.zero_point or b.zero_point or y.zero_point):
+        raise Unsupported("int16 tensors need zero point 0")
     real = float(np.float32(a.scale)) * float(np.float32(b.scale)) / float(np.float32(y.scale))
     mo, so = quant.quantize_multiplier(real)
     act_fn = int(o.fusedActivationFunction) if o is not None else 0
@@ -551,11 +602,13 @@ def _mul(ctx: _Ctx, op: Any, index: int) -> Op:
         "out_offset": y.zero_point, "left_shift": 0,
         "in1_mult": 0, "in1_shift": 0, "in2_mult": 0, "in2_shift": 0,
         "out_mult": mo, "out_shift": so, "act_min": lo, "act_max": hi,
+        "const1": consts[0], "const2": consts[1],
     })  # fmt: skip
     act = _ACT_NAMES[act_fn]
     summary = f"{_shape_s(a.shape)} * {_shape_s(b.shape)}" + (f", {act}" if act else "")
-    return Op(index, "MUL", "edc_binary", "edc_mul_s8", "edc_binary_params", fields,
-              (a.index, b.index), (y.index,), summary)  # fmt: skip
+    func = "edc_mul_s16" if s16 else "edc_mul_s8"
+    return Op(index, "MUL", "edc_binary", func, "edc_binary_params", fields,
+              idx, (y.index,), summary)  # fmt: skip
 
 
 def _softmax16(ctx: _Ctx, op: Any, index: int, x: Tensor, y: Tensor) -> Op:
@@ -619,6 +672,8 @@ def _lut(kind: str) -> Callable[[_Ctx, Any, int], Op]:
         x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
         if x.shape != y.shape and x.nbytes != y.nbytes:
             raise Unsupported("input and output sizes differ")
+        if "int16" in (x.dtype, y.dtype):
+            return _act16(kind, x, y, index)
         if kind == "QUANTIZE":
             table = quant.lut_requantize_s8(x.scale, x.zero_point, y.scale, y.zero_point)
             what = f"requantize to scale {y.scale:.6g}, zero point {y.zero_point}"
@@ -660,6 +715,69 @@ def _lut(kind: str) -> Callable[[_Ctx, Any, int], Op]:
     return lower_lut
 
 
+_TYPE_RANGE = {"int8": (-128, 127), "int16": (-32768, 32767)}
+
+
+def _requant(kind: str, x: Tensor, y: Tensor, index: int) -> Op:
+    """QUANTIZE to/from int16 and the int16 RELU and RELU6: one fixed-point rescale and a
+    clamp (edc_requant_*), with TFLM's Prepare arithmetic. (int16 LEAKY_RELU would be the
+    same kernel with a second multiplier below zero, but the tflite-micro interpreter's
+    results differ from that by 1 on some negative inputs: not enabled.)"""
+    f32 = np.float32
+    lo, hi = _TYPE_RANGE[y.dtype]
+    in_zp, out_zp = x.zero_point, y.zero_point
+    pos = quant.quantize_multiplier(float(f32(x.scale)) / float(f32(y.scale)))
+    neg, negate = pos, 0
+    if kind == "RELU":  # ReluQuantized: act_min = zp + round(0 / scale)
+        pos = neg = quant.quantize_multiplier(float(f32(x.scale) / f32(y.scale)))
+        lo = max(lo, out_zp)
+        what = "relu"
+    elif kind == "RELU6":  # Relu6Quantized: the input codes clamped to [zero, six]
+        six = quant._round_half_away(float(f32(6.0) / f32(x.scale))) + in_zp
+        six = min(hi, max(lo, six))  # FloatToQuantizedType clamps to the type
+        pos = neg = (1 << 30, 1)  # exactly x
+        lo, hi, out_zp, in_zp = in_zp, six, 0, 0
+        what = "relu6"
+    else:
+        what = f"requantize to scale {y.scale:.6g}, zero point {y.zero_point}"
+    fields: dict[str, FieldValue] = {
+        "size": int(np.prod(x.shape)) if x.shape else 1,
+        "in_zero_point": in_zp, "out_zero_point": out_zp,
+        "pos_mult": pos[0], "pos_shift": pos[1], "neg_mult": neg[0], "neg_shift": neg[1],
+        "neg_negate": negate, "out_min": lo, "out_max": hi,
+    }  # fmt: skip
+    func = f"edc_requant_s{x.dtype[3:]}_s{y.dtype[3:]}"
+    return Op(index, kind, "edc_act16", func, "edc_requant_params", fields, (x.index,),
+              (y.index,), f"{x.dtype} -> {y.dtype}, {what}")  # fmt: skip
+
+
+def _act16(kind: str, x: Tensor, y: Tensor, index: int) -> Op:
+    """The int16x8 element-wise operators: QUANTIZE to/from int16, LOGISTIC, TANH, RELU,
+    RELU6."""
+    size = int(np.prod(x.shape)) if x.shape else 1
+    if kind == "QUANTIZE":
+        return _requant(kind, x, y, index)
+    if kind in ("RELU", "RELU6"):
+        _check_int16(x, y)
+        return _requant(kind, x, y, index)
+    if kind not in ("LOGISTIC", "TANH"):
+        raise _int8_only(kind, "int16")
+    _check_int16(x, y)
+    if not quant.output_scale_is_q15(y.scale):
+        raise Unsupported(f"int16 {kind} needs output scale 2^-15")
+    try:
+        mult, shift = quant.logistic16_params(x.scale, tanh=kind == "TANH")
+    except ValueError as exc:
+        raise Unsupported(str(exc)) from exc
+    fields: dict[str, FieldValue] = {
+        "size": size, "input_multiplier": mult, "input_left_shift": shift,
+        "sigmoid": ConstArray("uint16_t", quant.sigmoid_table_u16(), "sigmoid table"),
+    }  # fmt: skip
+    func = "edc_logistic_s16" if kind == "LOGISTIC" else "edc_tanh_s16"
+    return Op(index, kind, "edc_act16", func, "edc_act16_params", fields, (x.index,),
+              (y.index,), f"int16 {kind.lower()} (interpolated 256-entry table)")  # fmt: skip
+
+
 def _contig(shape: tuple[int, ...] | list[int]) -> list[int]:
     out, acc = [0] * len(shape), 1
     for k in range(len(shape) - 1, -1, -1):
@@ -696,12 +814,16 @@ def _copy_call(
     so: list[int], in_base: int = 0, out_base: int = 0, fill: int | None = None,
 ) -> Op:  # fmt: skip
     d, a, b = _collapse(dims, si, so)
+    if x.dtype != y.dtype:
+        raise Unsupported(f"mixed {x.dtype} input and {y.dtype} output")
     fields: dict[str, FieldValue] = {
         "fill": int(fill is not None), "fill_value": 0 if fill is None else fill,
-        "out_size": y.nbytes, "in_base": in_base, "out_base": out_base,
+        "out_size": int(np.prod(y.shape)) if y.shape else 1,
+        "in_base": in_base, "out_base": out_base,
         "dims": d, "in_strides": a, "out_strides": b,
     }  # fmt: skip
-    return Op(index, kind, "edc_copy", "edc_copy_s8", "edc_copy_params", fields,
+    func = "edc_copy_s16" if x.dtype == "int16" else "edc_copy_s8"
+    return Op(index, kind, "edc_copy", func, "edc_copy_params", fields,
               (x.index,), (y.index,))  # fmt: skip
 
 
@@ -767,7 +889,7 @@ def _pad(ctx: _Ctx, op: Any, index: int) -> Op:
     _same_quant(x, y)
     value = y.zero_point
     if len(op.inputs) > 2 and op.inputs[2] >= 0:
-        value = int(ctx.const(int(op.inputs[2]), "int8").reshape(-1)[0])
+        value = int(ctx.const(int(op.inputs[2]), y.dtype).reshape(-1)[0])
     so = _contig(y.shape)
     base = sum(int(a) * st for (a, _), st in zip(pads, so, strict=True))
     call = _copy_call(index, ctx_kind(op, ctx), x, y, list(x.shape), _contig(x.shape), so, 0,
@@ -860,6 +982,44 @@ def _split(kind: str) -> Callable[[_Ctx, Any, int], Op]:
     return lower_split
 
 
+def _gather(ctx: _Ctx, op: Any, index: int) -> Op:
+    """GATHER with constant positions (channel shuffles); TFLM's loop order."""
+    o = op.builtinOptions
+    x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
+    pi = int(op.inputs[1])
+    if not ctx.is_const(pi):
+        raise Unsupported("the positions are not a constant tensor")
+    if ctx.dtype(pi) not in ("int32", "int64"):
+        raise Unsupported(f"{ctx.dtype(pi)} positions")
+    # TFLM takes int32 positions only; int64 ones (what TFLiteConverter writes for a
+    # channel shuffle) are checked against LiteRT's reference kernel in the tests
+    pos = ctx.const(pi, ctx.dtype(pi)).astype(np.int64)
+    rank = len(x.shape)
+    axis = _axis(int(o.axis) if o is not None else 0, rank)
+    bd = int(o.batchDims) if o is not None else 0
+    bd = bd + pos.ndim if bd < 0 else bd
+    if not (0 <= bd <= axis and bd <= pos.ndim) or tuple(pos.shape[:bd]) != x.shape[:bd]:
+        raise Unsupported(f"batch_dims {bd} does not fit the shapes")
+    batches = int(np.prod(x.shape[:bd])) if bd else 1
+    outer = int(np.prod(x.shape[bd:axis])) if axis > bd else 1
+    inner = int(np.prod(x.shape[axis + 1 :])) if axis + 1 < rank else 1
+    n_index = int(np.prod(pos.shape[bd:])) if pos.ndim > bd else 1
+    axis_size = x.shape[axis]
+    if pos.size and (pos.min() < 0 or pos.max() >= axis_size):
+        raise Unsupported(f"a position is outside 0..{axis_size - 1}")
+    if int(np.prod(y.shape) if y.shape else 1) != batches * outer * n_index * inner:
+        raise Unsupported("output size does not match the gather")
+    _same_quant(x, y)
+    if x.dtype != y.dtype:
+        raise Unsupported(f"mixed {x.dtype} input and {y.dtype} output")
+    fields: dict[str, FieldValue] = {
+        "batches": batches, "outer": outer, "axis_size": axis_size, "n_index": n_index,
+        "inner": inner, "index": _named(_i32(pos.reshape(-1)), "positions"),
+    }  # fmt: skip
+    return Op(index, "GATHER", "edc_copy", "edc_gather_s8", "edc_gather_params", fields,
+              (x.index,), (y.index,), f"axis {axis}, {n_index} positions")  # fmt: skip
+
+
 def _nn_map(out_size: int, in_size: int, align: bool, half: bool) -> list[int]:
     f32 = np.float32
     if align and out_size > 1:
@@ -922,7 +1082,10 @@ class _Resize:
 def _resize_nn(ctx: _Ctx, op: Any, index: int) -> Op:
     r = _Resize.read(ctx, op)
     _same_quant(r.x, r.y)
-    return r.op(index, "RESIZE_NEAREST_NEIGHBOR", "edc_resize_nn_s8", "edc_resize_nn_params", {
+    if r.x.dtype != r.y.dtype:
+        raise Unsupported(f"mixed {r.x.dtype} input and {r.y.dtype} output")
+    func = "edc_resize_nn_s16" if r.x.dtype == "int16" else "edc_resize_nn_s8"
+    return r.op(index, "RESIZE_NEAREST_NEIGHBOR", func, "edc_resize_nn_params", {
         "y_map": _named(_i32(_nn_map(r.oh, r.ih, r.align, r.half)), "rows"),
         "x_map": _named(_i32(_nn_map(r.ow, r.iw, r.align, r.half)), "columns"),
     })  # fmt: skip
@@ -1021,6 +1184,7 @@ LOWERINGS: dict[str, Callable[[_Ctx, Any, int], Op]] = {
     "PAD": _pad,
     "PADV2": _pad,
     "STRIDED_SLICE": _strided_slice,
+    "GATHER": _gather,
     "SPLIT": _split("SPLIT"),
     "SPLIT_V": _split("SPLIT_V"),
     "RESIZE_NEAREST_NEIGHBOR": _resize_nn,
@@ -1056,13 +1220,26 @@ def _check_integer_model(ctx: _Ctx) -> None:
             )
 
 
+#: int8-only operators that TFLM has no int16 kernel for either (checked in TFLM 90b983c2)
+TFLM_INT8_ONLY = frozenset(
+    {"HARD_SWISH", "RESIZE_BILINEAR", "RELU_0_TO_1", "RELU_N1_TO_1", "GATHER"}
+)
+
+
+def _int8_only(kind: str, dtype: str) -> Unsupported:
+    also = ""
+    if kind in TFLM_INT8_ONLY:
+        also = "; TFLM has no int16 kernel for it either: convert with int8 activations"
+    return Unsupported(
+        f"{dtype} activations: the {kind} kernel is int8 only "
+        f"(int16x8: {', '.join(sorted(INT16_OPS))}){also}"
+    )
+
+
 def _check_int8(ctx: _Ctx, op: Op) -> None:
     for t in op.inputs + op.outputs:
         if ctx.tensors[t].dtype != "int8":
-            raise Unsupported(
-                f"{ctx.tensors[t].dtype} activations: the {op.kind} kernel is int8 only "
-                "(int16x8: conv, depthwise, fully connected, pools, ADD, MEAN, SOFTMAX, reshapes)"
-            )
+            raise _int8_only(op.kind, ctx.tensors[t].dtype)
 
 
 def lower(model: TFLiteModel) -> Graph:

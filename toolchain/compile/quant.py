@@ -449,3 +449,54 @@ def softmax16_params(beta: float, input_scale: float) -> tuple[int, int]:
     """int16 softmax input (multiplier, shift): in_scale·beta rescaled to [-10, 0] over 65535."""
     real = float(np.float32(input_scale)) * float(np.float32(beta)) / (10.0 / 65535.0)
     return quantize_multiplier(real)
+
+
+def sigmoid_table_u16() -> np.ndarray:
+    """The 256-entry table TFLM's int16 LOGISTIC and TANH interpolate in: sigmoid(i / 24) in
+    unsigned Q0.16, each node lifted by half the chord's error at the midpoint to the next
+    node (which balances the linear interpolation's error on this concave curve), rounded;
+    the last node is the saturated 1.0 (65535). Checked equal, entry for entry, with TFLM's."""
+
+    def s(t: np.ndarray) -> np.ndarray:
+        return 65536.0 / (1.0 + np.exp(-t / 24.0))
+
+    i = np.arange(256, dtype=np.float64)
+    lifted = s(i) + (s(i + 0.5) - (s(i) + s(i + 1.0)) / 2.0) / 2.0
+    v = np.floor(lifted + 0.5)
+    v[-1] = 65535.0
+    return np.minimum(v, 65535).astype(np.uint16)
+
+
+def _checked_log2(x: float) -> tuple[bool, int]:
+    """TFLite's CheckedLog2 (float arithmetic): (is a power of two within 1e-3, rounded log2)."""
+    f = np.float32
+    with np.errstate(divide="ignore"):
+        lg = f(np.log(f(x))) * (f(1.0) / f(np.log(f(2.0))))
+    r = _roundf(f(lg))
+    return bool(abs(float(f(lg - r))) < 1e-3), int(r)
+
+
+def logistic16_params(input_scale: float, tanh: bool) -> tuple[int, int]:
+    """(input multiplier, right shift) of TFLM's int16 LOGISTIC / TANH Prepare, with the
+    power-of-two case resolved the way the kernel resolves it (multiplier 3 << shift)."""
+    pot, log2 = _checked_log2(input_scale)
+    left_shift = (15 - 3) + log2
+    pot = pot and (left_shift in ((0, 1) if tanh else (0,)))
+    if pot:
+        return 3 << left_shift, 0
+    multiplier = float(np.float32(input_scale)) * 4096.0 * 3.0
+    left_shift = 0
+    while multiplier <= 32767.0 / 2.0 and left_shift <= 30:
+        left_shift += 1
+        multiplier *= 2.0
+    m = int(multiplier)
+    if not 0 < m <= 32767:
+        raise ValueError(f"input scale {input_scale:g} is out of the int16 LOGISTIC/TANH range")
+    return m, left_shift
+
+
+def output_scale_is_q15(scale: float) -> bool:
+    """TFLM's int16 LOGISTIC/TANH output check: log2(scale) rounds to -15 (exactly a power of
+    two within 1e-3)."""
+    pot, log2 = _checked_log2(scale)
+    return pot and log2 == -15

@@ -24,6 +24,8 @@ static inline int32_t mul_one(const edc_binary_params *p, int32_t x1, int32_t x2
 }
 
 #define EDC_BINARY_BODY_T(ONE, T)                                                            \
+  const T *a = p->const1 ? (const T *)p->const1 : in1;                                   \
+  const T *b = p->const2 ? (const T *)p->const2 : in2;                                   \
   if (!p->broadcast) {                                                                  \
     int32_t i;                                                                          \
     for (i = 0; i < p->size; i++) out[i] = (T)ONE(p, a[i], b[i]);                  \
@@ -45,18 +47,27 @@ static inline int32_t mul_one(const edc_binary_params *p, int32_t x1, int32_t x2
 
 #define EDC_BINARY_BODY(ONE) EDC_BINARY_BODY_T(ONE, int8_t)
 
-void edc_add_s8(const edc_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) {
+void edc_add_s8(const edc_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
   EDC_BINARY_BODY(add_one)
 }
 
-void edc_sub_s8(const edc_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) {
+void edc_sub_s8(const edc_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
   EDC_BINARY_BODY(sub_one)
 }
 
-void edc_mul_s8(const edc_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) {
+void edc_mul_s8(const edc_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
   EDC_BINARY_BODY(mul_one)
 }
 
-void edc_add_s16(const edc_binary_params *p, const int16_t *a, const int16_t *b, int16_t *out) {
+void edc_add_s16(const edc_binary_params *p, const int16_t *in1, const int16_t *in2, int16_t *out) {
   EDC_BINARY_BODY_T(add_one, int16_t)
+}
+
+void edc_sub_s16(const edc_binary_params *p, const int16_t *in1, const int16_t *in2, int16_t *out) {
+  EDC_BINARY_BODY_T(sub_one, int16_t)
+}
+
+/* int16 x int16 products reach 2^30: they fit the int32 accumulator of mul_one */
+void edc_mul_s16(const edc_binary_params *p, const int16_t *in1, const int16_t *in2, int16_t *out) {
+  EDC_BINARY_BODY_T(mul_one, int16_t)
 }

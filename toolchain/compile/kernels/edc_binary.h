@@ -14,6 +14,8 @@ typedef struct {
   int32_t in1_offset, in2_offset, out_offset, left_shift;
   int32_t in1_mult, in1_shift, in2_mult, in2_shift, out_mult, out_shift;
   int32_t act_min, act_max;
+  /* a constant operand (weights-like, in flash) replaces the pointer argument when set */
+  const void *const1, *const2;
 } edc_binary_params;
 
 void edc_add_s8(const edc_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out);
@@ -21,5 +23,7 @@ void edc_sub_s8(const edc_binary_params *p, const int8_t *a, const int8_t *b, in
 void edc_mul_s8(const edc_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out);
 /* int16x8 ADD: the same arithmetic with left_shift 15 (TFLM's general-scale int16 path). */
 void edc_add_s16(const edc_binary_params *p, const int16_t *a, const int16_t *b, int16_t *out);
+void edc_sub_s16(const edc_binary_params *p, const int16_t *a, const int16_t *b, int16_t *out);
+void edc_mul_s16(const edc_binary_params *p, const int16_t *a, const int16_t *b, int16_t *out);
 
 #endif /* EDC_BINARY_H */

@@ -1,4 +1,4 @@
-/* edgedeploy compiled runtime: int8 nearest-neighbour resize. */
+/* edgedeploy compiled runtime: int8 / int16 nearest-neighbour and int8 bilinear resize. */
 #include "edc_resize.h"
 
 #include <string.h>
@@ -12,6 +12,21 @@ void edc_resize_nn_s8(const edc_resize_nn_params *p, const int8_t *in, int8_t *o
       const int8_t *row = in_b + p->y_map[y] * p->in_w * c;
       for (x = 0; x < p->out_w; x++) {
         memcpy(out, row + p->x_map[x] * c, (size_t)c);
+        out += c;
+      }
+    }
+  }
+}
+
+void edc_resize_nn_s16(const edc_resize_nn_params *p, const int16_t *in, int16_t *out) {
+  const int32_t c = p->channels;
+  int32_t b, y, x;
+  for (b = 0; b < p->batches; b++) {
+    const int16_t *in_b = in + b * p->in_h * p->in_w * c;
+    for (y = 0; y < p->out_h; y++) {
+      const int16_t *row = in_b + p->y_map[y] * p->in_w * c;
+      for (x = 0; x < p->out_w; x++) {
+        memcpy(out, row + p->x_map[x] * c, (size_t)c * sizeof(int16_t));
         out += c;
       }
     }

@@ -12,6 +12,7 @@ typedef struct {
 } edc_resize_nn_params;
 
 void edc_resize_nn_s8(const edc_resize_nn_params *p, const int8_t *in, int8_t *out);
+void edc_resize_nn_s16(const edc_resize_nn_params *p, const int16_t *in, int16_t *out);
 
 /* RESIZE_BILINEAR (int8): per output row y the rows y0/y1 and the 10-bit fraction fy (and the
  * same per column), computed on the host with TFLM's integer rule; 20-bit blend, rounded. */
