@@ -51,7 +51,12 @@ class EdpC:
             ctypes.c_char_p,
             ctypes.c_size_t,
         ]
-        lib.shim_device_init.argtypes = [ctypes.c_uint32, ctypes.c_uint32, ctypes.c_int, ctypes.c_int]
+        lib.shim_device_init.argtypes = [
+            ctypes.c_uint32,
+            ctypes.c_uint32,
+            ctypes.c_int,
+            ctypes.c_int,
+        ]
         lib.shim_device_feed.restype = ctypes.c_size_t
         lib.shim_device_feed.argtypes = [ctypes.c_char_p, ctypes.c_size_t, u8p, ctypes.c_size_t]
         lib.shim_device_boot.restype = ctypes.c_size_t

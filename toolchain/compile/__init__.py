@@ -20,7 +20,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,8 +29,8 @@ from toolchain.compile import lower as _lower
 from toolchain.compile import patch as _patch
 from toolchain.compile import select as _select
 from toolchain.compile.cwriter import CWriter, kernel_dir, kernel_files
-from toolchain.compile.ir import ConstArray, Graph
-from toolchain.compile.planner import Plan, band_key, check, plan, scratch_key
+from toolchain.compile.ir import ConstArray, Graph, Split
+from toolchain.compile.planner import ALIGN, Plan, band_key, check, plan, scratch_key
 from toolchain.emit.cnames import check_identifier
 from toolchain.errors import BudgetError, CompileError, UsageError
 from toolchain.tflite_model import TFLiteModel
@@ -65,6 +65,8 @@ class CompiledModel:
     #: per graph input/output: name, dtype, shape, scale, zero_point, bytes, arena offset
     inputs: tuple[dict[str, Any], ...] = ()
     outputs: tuple[dict[str, Any], ...] = ()
+    #: the arena keeps the inputs intact through invoke (``compile_model(keep_inputs=True)``)
+    keep_inputs: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -106,12 +108,16 @@ def lower_and_plan(
     in_place: bool = True,
     patch: str = "auto",
     lowered: Graph | None = None,
+    keep_inputs: bool = False,
 ) -> tuple[Graph, Plan]:
     """Lower, pick the kernels (:mod:`.select`), let element-wise operators work in place
     (:mod:`.inplace`, unless ``in_place`` is False), plan, and split the first layers into row
     bands where that makes the arena smaller (:mod:`.patch`; ``patch`` auto/on/off) without
     writing anything (raises CompileError when unsupported). ``lowered``: ``model`` already
-    lowered (:func:`lower_or_problems`), taken as it is and changed in place."""
+    lowered (:func:`lower_or_problems`), taken as it is and changed in place.
+    ``keep_inputs``: nothing is placed over the graph inputs (see :attr:`Graph.keep_inputs`),
+    so a caller may write its inputs once and invoke many times (the benchmark firmware);
+    when the inputs placed above the free plan take less, that layout is used."""
     _patch.check_policy(patch)
     m = _load(model)
     if lowered is None:
@@ -122,12 +128,39 @@ def lower_and_plan(
             hint="lower the same model with toolchain.compile.lower_or_problems",
         )
     graph = _select.specialize(lowered, kernels=kernels, target=target)
+    graph.keep_inputs = keep_inputs
     if in_place:
         _inplace.apply(graph)
     p = plan(graph)
-    _, p = _patch.choose(graph, p, patch)
+    split, p = _patch.choose(graph, p, patch)
+    if keep_inputs:
+        split, p = _inputs_on_top_if_smaller(graph, split, p, patch)
     check(graph, p)
     return graph, p
+
+
+def _inputs_on_top_if_smaller(
+    graph: Graph, split: Split | None, kept: Plan, patch: str
+) -> tuple[Split | None, Plan]:
+    """The plan without kept inputs, with the inputs moved to fresh bytes above it, when that
+    is smaller than ``kept`` (so keeping the inputs never costs more than their size); the
+    chosen split is left in ``graph.split``."""
+    graph.keep_inputs = False
+    free_split, free = _patch.choose(graph, plan(graph), patch)
+    graph.keep_inputs = True
+    offsets = dict(free.offsets)
+    top = free.arena_bytes
+    for s in sorted({graph.storage(t) for t in graph.inputs}):
+        offsets[s] = top
+        top += -(-graph.tensors[s].nbytes // ALIGN) * ALIGN
+    arena = max(-(-top // 16) * 16, 16)
+    if arena >= kept.arena_bytes:
+        graph.split = split
+        return split, kept
+    graph.split = free_split
+    return free_split, replace(
+        free, offsets=offsets, arena_bytes=arena, heuristic=free.heuristic + "+inputs_on_top"
+    )
 
 
 def _check_budget(t: Target, arena: int, flash: int) -> None:
@@ -155,6 +188,7 @@ def compile_model(
     kernels: str = "auto",
     patch: str = "auto",
     lowered: Graph | None = None,
+    keep_inputs: bool = False,
 ) -> CompiledModel:
     """Compile an int8 .tflite model to C sources in ``out_dir`` (replaced atomically).
 
@@ -165,6 +199,10 @@ def compile_model(
     :mod:`toolchain.compile.patch`. ``target``: a profile (or its name or .toml path): the
     kernel choice and the RAM/flash check. ``lowered``: the graph :func:`lower_or_problems`
     gave for this same model, so that it is not lowered twice (used up here).
+    ``keep_inputs``: the planner places nothing over the inputs, so they survive invoke (the
+    header then defines ``NAME_INPUTS_KEPT`` 1): the benchmark firmware receives its inputs
+    straight into the arena and invokes many times without a copy of them; costs arena
+    where the inputs would otherwise be reused (at most their size).
 
     Raises CompileError (unsupported operator, float/hybrid model, unwritable output),
     UsageError (``name`` is no C identifier), BudgetError (over the target's RAM/flash),
@@ -182,7 +220,9 @@ def compile_model(
 
         tgt = load_target(target) if isinstance(target, str) else target
     m = _load(model)
-    graph, p = lower_and_plan(m, target=tgt, kernels=kernels, patch=patch, lowered=lowered)
+    graph, p = lower_and_plan(
+        m, target=tgt, kernels=kernels, patch=patch, lowered=lowered, keep_inputs=keep_inputs
+    )
     writer = CWriter(graph, p, name, Path(m.source).name if m.source else "<bytes>")
     texts = writer.files()
     weights_bytes = writer.consts.nbytes
@@ -239,6 +279,7 @@ def compile_model(
         layers=_layers(graph, p),
         inputs=tuple(_io(graph, p, t) for t in graph.inputs),
         outputs=tuple(_io(graph, p, t) for t in graph.outputs),
+        keep_inputs=keep_inputs,
     )
 
 

@@ -149,6 +149,9 @@ class Graph:
     model_bytes: int
     #: split execution of a run of operators (see :mod:`.patch`); None: every op whole
     split: Split | None = None
+    #: the planner keeps every graph input's bytes intact through the whole graph (nothing
+    #: else is placed over them), so the same input can be invoked again without a refill
+    keep_inputs: bool = False
 
     def storage(self, t: int) -> int:
         """The tensor whose storage ``t`` uses (follows aliases)."""

@@ -90,6 +90,8 @@ def buffers(graph: Graph, align: int = ALIGN) -> list[Buffer]:
 
     for t in graph.inputs:
         touch(t, 0)
+        if graph.keep_inputs:
+            touch(t, max(n - 1, 0))
     for op in graph.ops:
         for t in op.inputs + op.outputs:
             touch(t, op.index if op.index < n else n - 1)
