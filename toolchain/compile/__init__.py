@@ -145,6 +145,7 @@ def _inputs_on_top_if_smaller(
     """The plan without kept inputs, with the inputs moved to fresh bytes above it, when that
     is smaller than ``kept`` (so keeping the inputs never costs more than their size); the
     chosen split is left in ``graph.split``."""
+    kept_more = graph.more_splits
     graph.keep_inputs = False
     free_split, free = _patch.choose(graph, plan(graph), patch)
     graph.keep_inputs = True
@@ -155,7 +156,7 @@ def _inputs_on_top_if_smaller(
         top += -(-graph.tensors[s].nbytes // ALIGN) * ALIGN
     arena = max(-(-top // 16) * 16, 16)
     if arena >= kept.arena_bytes:
-        graph.split = split
+        graph.split, graph.more_splits = split, kept_more
         return split, kept
     graph.split = free_split
     return free_split, replace(
@@ -298,10 +299,11 @@ def _io(graph: Graph, p: Plan, t: int) -> dict[str, Any]:
 
 def _layers(graph: Graph, p: Plan) -> tuple[dict[str, Any], ...]:
     rows = []
-    sp = graph.split
+    block = {i: sp for sp in graph.splits() for i in sp.ops}
     for op in graph.ops:
         y = graph.tensors[op.outputs[0]]
-        split = sp is not None and op.index in sp.ops
+        sp = block.get(op.index)
+        split = sp is not None
         inner = sp is not None and split and op.index != sp.last
         rows.append(
             {
