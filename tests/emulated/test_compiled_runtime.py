@@ -192,6 +192,26 @@ def test_kept_input_survives_repeated_runs_in_qemu(
             assert client.input_crc(0) == zlib.crc32(x)
 
 
+@needs_qemu
+def test_vww_fits_lm3s6965evb_and_runs_bit_exact(reference_dir: Path, tmp_path: Path) -> None:
+    """VWW (96x96x3 input, 27,648 B) on the 64 KiB Cortex-M3: the input kept in the arena (two
+    split blocks), no shadow copy: it links within the RAM budget and runs bit-exact. Before,
+    arena + shadow + EDP buffers were 20,304 B over."""
+    model = _model(reference_dir, "mlperf_tiny/vww/vww_96_int8.tflite")
+    res = make_firmware(
+        target="lm3s6965evb", out_dir=tmp_path / "fw", model=model, runtime="compiled", build=True
+    )
+    assert res.build is not None and res.build.memory.fits
+    r = _bench("lm3s6965evb", model, res.build.elf, runs=2)
+    check = r.output_check
+    assert check is not None and check.bit_exact, check
+    assert len(set(r.samples)) == 1
+    mem = r.memory
+    assert mem["arena_bytes"] <= 50_000
+    assert mem["ram_measured_bytes"] - mem["arena_bytes"] < 4096
+    assert mem["ram_used_bytes"] <= 65_536
+
+
 @needs_gcc
 def test_host_compiled_device_is_bit_exact_on_golden_vectors(
     reference_dir: Path, tmp_path: Path

@@ -3,8 +3,9 @@ benchmark firmware receives them straight into the arena and invokes many times 
 shadow copy (toolchain/compile/planner.py, firmware_templates/common/edp/edp_device.c).
 
 VWW is the hard case: its split block keeps the 27,648 B input alive only through the first
-layers, and the free plan reuses those bytes right after. Kept, the input must come out of
-every invoke untouched and the outputs stay bit-exact, invoke after invoke."""
+layers, and the free plan reuses those bytes right after. Kept, the input raises every later
+operator's live bytes, so the planner splits two blocks (0..3 and 4..7); the input must come
+out of every invoke untouched and the outputs stay bit-exact, invoke after invoke."""
 
 from __future__ import annotations
 
@@ -48,6 +49,9 @@ def test_kept_inputs_overlap_nothing_and_cost_at_most_their_size(path: Path) -> 
         g0_in = {g0.storage(t) for t in g0.inputs}
         b0 = {b.tensor: b for b in buffers(g0)}
         assert all(b0[s].last < len(g0.ops) - 1 for s in g0_in)
+        # two split blocks; one (ops 0..7, the best single block) needed 60,384 B
+        assert [sp.ops for sp in g.splits()] == [(0, 1, 2, 3), (4, 5, 6, 7)]
+        assert kept.arena_bytes <= 50_000 and kept.split["more"]
 
 
 def test_vww_kept_input_survives_repeated_invokes_bit_exact(tmp_path: Path) -> None:
