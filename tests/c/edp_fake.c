@@ -54,7 +54,8 @@ static int fake_invoke(void *ctx, int profile)
         return 1;
     for (uint32_t i = 0; i < f->out_bytes; i++)
         f->out[i] = (uint8_t)(f->in[i % f->in_bytes] * 3u + 1u + f->invocations);
-    memset(f->in, 0xEE, f->in_bytes);
+    if (!f->persist)
+        memset(f->in, 0xEE, f->in_bytes);
     f->invocations++;
     if (profile & EDP_PROFILE_RESET)
         memset(f->op_ticks, 0, sizeof f->op_ticks);
@@ -108,4 +109,10 @@ void edp_fake_init(edp_fake *f, edp_backend *b, uint32_t in_bytes, uint32_t out_
     b->hello.n_outputs = 1;
     b->hello.n_ops = 3;
     b->hello.text = "board=fake\ntarget=host\n";
+}
+
+void edp_fake_persist(edp_fake *f, edp_backend *b)
+{
+    f->persist = 1;
+    b->inputs_persist = 1;
 }

@@ -7,6 +7,8 @@
  *   output[i] = (int8)(input[i % in_bytes] * 3 + 1 + invocations)   (invocations before it)
  *   After each invoke the input tensor is overwritten with 0xEE, as TFLM reuses the input
  *   buffer for intermediates: a dispatcher that does not refill inputs gives wrong outputs.
+ *   With `persist` (edp_fake_persist) the input is left intact instead and the backend says
+ *   inputs_persist = 1, as the compiled model's: the dispatcher then keeps no shadow.
  *   now() returns 1000 * (number of calls so far).
  *   invoke fails (returns 1, last_error "fake failure") when input[0] == 0xFF.
  */
@@ -23,6 +25,7 @@ typedef struct edp_fake {
     uint32_t in_bytes, out_bytes;
     uint64_t clock;
     uint32_t invocations;
+    int persist;
     uint64_t op_ticks[3];
     /* where replies go */
     uint8_t *tx;
@@ -32,5 +35,9 @@ typedef struct edp_fake {
 /* Fill `b` for the fake `f`. with_profiler 0: op_profile is NULL. */
 void edp_fake_init(edp_fake *f, edp_backend *b, uint32_t in_bytes, uint32_t out_bytes,
                    int with_profiler);
+
+/* Make `f` keep its input intact across invoke and say so (b->inputs_persist = 1). Call
+ * after edp_fake_init, before edp_device_init. */
+void edp_fake_persist(edp_fake *f, edp_backend *b);
 
 #endif

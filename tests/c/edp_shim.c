@@ -10,9 +10,11 @@ static edp_fake fake;
 static edp_backend backend;
 static edp_device device;
 
-void shim_device_init(uint32_t in_bytes, uint32_t out_bytes, int with_profiler)
+void shim_device_init(uint32_t in_bytes, uint32_t out_bytes, int with_profiler, int persist)
 {
     edp_fake_init(&fake, &backend, in_bytes, out_bytes, with_profiler);
+    if (persist)
+        edp_fake_persist(&fake, &backend);
     edp_device_init(&device, &backend);
 }
 

@@ -105,6 +105,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     edp_fake_init(&fake, &backend, in_bytes, out_bytes, profiler);
     if (data[4] & 2)
         backend.op_profile = 0;
+    if (data[4] & 8) /* the compiled model's mode: inputs received in place, no shadow */
+        edp_fake_persist(&fake, &backend);
     edp_device_init(&device, &backend);
     fake.tx = tx;
     fake.tx_cap = sizeof tx;

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +140,76 @@ def test_every_golden_vector_bit_exact_in_qemu(
             client.run(warmup=0, runs=1, timeout=60.0)
             out = client.read_output_array(0)
             assert out.tobytes() == golden["output_0"][k].tobytes(), k
+
+
+@needs_qemu
+@pytest.mark.parametrize("board", ["mps2-an386", "lm3s6965evb"])
+def test_compiled_firmware_ram_outside_the_arena_is_small(
+    board: str, built: dict[str, tuple[Path, FirmwareResult]]
+) -> None:
+    """The device-protocol state is small: no input shadow (the planner keeps the inputs and
+    SET_INPUT writes into the arena), no TX frame buffer (replies are streamed), 64 tick
+    records. Before, KWS's edp_device alone was 4,736 B and VWW's 31,888 B."""
+    _, res = built[board]
+    assert res.build is not None
+    out = subprocess.run(
+        ["arm-none-eabi-nm", "-S", str(res.build.elf)], capture_output=True, text=True, check=True
+    ).stdout
+    rows = [ln.split() for ln in out.splitlines()]
+    sizes = {f[3]: int(f[1], 16) for f in rows if len(f) == 4 and f[2] in "bBdD"}
+    arena = res.project.compiled["arena_bytes"]  # type: ignore[index]
+    assert sizes["model_arena"] == arena
+    assert sizes["s_dev"] <= 1036 + 512 + 160, sizes["s_dev"]  # RX frame, 64 runs, the rest
+    rest = sum(sizes.values()) - arena
+    assert rest < 4096, sorted(sizes.items(), key=lambda kv: -kv[1])[:8]  # data+bss but arena
+
+
+@needs_qemu
+def test_kept_input_survives_repeated_runs_in_qemu(
+    built: dict[str, tuple[Path, FirmwareResult]],
+) -> None:
+    """One upload, several RUNs with warm-ups: the input stays as uploaded in the arena
+    (GET_INPUT_CRC), the outputs stay those of the golden sample."""
+    import zlib
+
+    from toolchain.bench.qemu import QemuProcess
+    from toolchain.protocol.client import DeviceClient
+
+    board = "mps2-an386"
+    _, res = built[board]
+    assert res.build is not None
+    with np.load(res.project.path / "model" / "golden.npz") as z:
+        x, y = z["input_0"][0].tobytes(), z["output_0"][0].tobytes()
+    with QemuProcess(load_target(board), res.build.elf) as q:
+        client = DeviceClient(q.connect(), timeout_s=30.0)
+        assert client.wait_boot(10.0)
+        h = client.hello()
+        assert h.info["edp.max_input_bytes"] == str(len(x)) and h.max_runs == 64
+        client.upload_input(0, x)
+        for warmup, runs in ((2, 3), (0, 2)):
+            client.run(warmup=warmup, runs=runs, timeout=60.0)
+            assert client.read_output_array(0).tobytes() == y
+            assert client.input_crc(0) == zlib.crc32(x)
+
+
+@needs_qemu
+def test_vww_fits_lm3s6965evb_and_runs_bit_exact(reference_dir: Path, tmp_path: Path) -> None:
+    """VWW (96x96x3 input, 27,648 B) on the 64 KiB Cortex-M3: the input kept in the arena (two
+    split blocks), no shadow copy: it links within the RAM budget and runs bit-exact. Before,
+    arena + shadow + EDP buffers were 20,304 B over."""
+    model = _model(reference_dir, "mlperf_tiny/vww/vww_96_int8.tflite")
+    res = make_firmware(
+        target="lm3s6965evb", out_dir=tmp_path / "fw", model=model, runtime="compiled", build=True
+    )
+    assert res.build is not None and res.build.memory.fits
+    r = _bench("lm3s6965evb", model, res.build.elf, runs=2)
+    check = r.output_check
+    assert check is not None and check.bit_exact, check
+    assert len(set(r.samples)) == 1
+    mem = r.memory
+    assert mem["arena_bytes"] <= 50_000
+    assert mem["ram_measured_bytes"] - mem["arena_bytes"] < 4096
+    assert mem["ram_used_bytes"] <= 65_536
 
 
 @needs_gcc

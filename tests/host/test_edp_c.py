@@ -50,8 +50,9 @@ def _compile(cmd: list[str], tmp_path: Path) -> None:
         ["g++", "-x", "c++", "-Wall", "-Wextra", "-Werror", "-O2"],
         ["gcc", *WARNINGS, "-O2", "-DEDP_MAX_PAYLOAD=256u", "-DEDP_MAX_RUNS=1u"],
         ["gcc", *WARNINGS, "-O2", "-DEDP_MAX_PAYLOAD=65535u", "-DEDP_MAX_INPUTS=255u"],
+        ["gcc", *WARNINGS, "-O2", "-DEDP_MAX_INPUT_BYTES=0u"],
     ],
-    ids=["gcc", "clang", "g++", "small-sizes", "large-sizes"],
+    ids=["gcc", "clang", "g++", "small-sizes", "large-sizes", "no-shadow"],
 )
 def test_builds_warning_free_on_host(cmd: list[str], tmp_path: Path) -> None:
     if shutil.which(cmd[0]) is None:
@@ -149,8 +150,10 @@ def test_c_and_python_parsers_agree_on_noisy_streams(edp: EdpC, max_payload: int
         assert len(c_frames) >= intact - 1
 
 
-def _fresh_pair(edp: EdpC, in_bytes: int, out_bytes: int, **kw: bool) -> tuple:
-    edp.device_init(in_bytes, out_bytes, profiler=kw.get("profiler", True))
+def _fresh_pair(
+    edp: EdpC, in_bytes: int, out_bytes: int, *, persist: bool = False, **kw: bool
+) -> tuple:
+    edp.device_init(in_bytes, out_bytes, profiler=kw.get("profiler", True), persist=persist)
     py = DeviceDispatcher(FakeBackend(in_bytes, out_bytes, **kw), max_runs=64)
     return edp.device_feed, py.feed
 
@@ -203,11 +206,17 @@ def _script(in_bytes: int) -> list[tuple[int, bytes]]:
     ]
 
 
-def test_c_device_answers_byte_for_byte_like_python_device(edp: EdpC) -> None:
-    c_feed, py_feed = _fresh_pair(edp, 700, 1100)
+@pytest.mark.parametrize("persist", [False, True], ids=["shadow", "in-place"])
+def test_c_device_answers_byte_for_byte_like_python_device(edp: EdpC, persist: bool) -> None:
+    """Shadow: the fake clobbers its input after each invoke (as TFLM), the device refills
+    it from its copy. In place: the input survives invoke (as the compiled model's, whose
+    planner keeps it) and SET_INPUT writes straight into it; the replies are the same."""
+    c_feed, py_feed = _fresh_pair(edp, 700, 1100, persist=persist)
     c_hello, py_hello = c_feed(encode(MsgType.HELLO, 9)), py_feed(encode(MsgType.HELLO, 9))
     hc, hp = (Hello.unpack(FrameParser().feed(b)[0].payload) for b in (c_hello, py_hello))
     assert hc.info["edp.max_runs"] == hp.info["edp.max_runs"] == "64"
+    # the shim's shadow room is EDP_MAX_INPUT_BYTES (8192); in place: the inputs' own bytes
+    assert hc.info["edp.max_input_bytes"] == ("700" if persist else "8192")
     assert hc.info["board"] == hp.info["board"] == "fake"
     assert {**hc.__dict__, "text": ""} == {**hp.__dict__, "text": ""}
     errors = 0
@@ -255,6 +264,24 @@ def test_client_drives_c_device(edp: EdpC) -> None:
         with pytest.raises(RemoteError, match="BAD_INDEX") as ei:
             client.tensor_info(4)
         assert ei.value.code == 3
+
+
+def test_client_drives_c_device_receiving_in_place(edp: EdpC) -> None:
+    """No shadow copy: inputs are received into the tensor, which survives invoke; repeated
+    RUNs and a partial rewrite give the outputs of the bytes the tensor holds."""
+    edp.device_init(1500, 1300, persist=True)
+    data = bytearray(random.Random(4).randrange(200) for _ in range(1500))
+    with LoopDevice(edp.device_feed) as link:
+        client = DeviceClient(link, timeout_s=0.5)
+        client.upload_input(0, bytes(data))
+        assert client.run(warmup=1, runs=70) == [1000] * 70  # split over two RUNs (64 + 6)
+        assert client.read_output(0) == expected_output(bytes(data), 1300, 1 + 69)
+        assert client.input_crc(0) == crc32(bytes(data))  # intact after 71 invokes
+        client.request(MsgType.SET_INPUT, struct.pack("<BI", 0, 1000) + b"\x07" * 10)
+        data[1000:1010] = b"\x07" * 10
+        assert client.input_crc(0) == crc32(bytes(data))
+        client.run(warmup=0, runs=1)
+        assert client.read_output(0) == expected_output(bytes(data), 1300, 71)
 
 
 def test_client_recovers_on_faulty_link_to_c_device(edp: EdpC) -> None:

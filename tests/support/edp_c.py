@@ -51,7 +51,12 @@ class EdpC:
             ctypes.c_char_p,
             ctypes.c_size_t,
         ]
-        lib.shim_device_init.argtypes = [ctypes.c_uint32, ctypes.c_uint32, ctypes.c_int]
+        lib.shim_device_init.argtypes = [
+            ctypes.c_uint32,
+            ctypes.c_uint32,
+            ctypes.c_int,
+            ctypes.c_int,
+        ]
         lib.shim_device_feed.restype = ctypes.c_size_t
         lib.shim_device_feed.argtypes = [ctypes.c_char_p, ctypes.c_size_t, u8p, ctypes.c_size_t]
         lib.shim_device_boot.restype = ctypes.c_size_t
@@ -95,8 +100,12 @@ class EdpC:
             pos += 4 + ln
         return frames, int(dropped.value)
 
-    def device_init(self, in_bytes: int, out_bytes: int, *, profiler: bool = True) -> None:
-        self.lib.shim_device_init(in_bytes, out_bytes, int(profiler))
+    def device_init(
+        self, in_bytes: int, out_bytes: int, *, profiler: bool = True, persist: bool = False
+    ) -> None:
+        """A fresh fake device; ``persist``: its input survives invoke and the dispatcher
+        receives straight into it (no shadow copy), as with a compiled model."""
+        self.lib.shim_device_init(in_bytes, out_bytes, int(profiler), int(persist))
 
     def device_feed(self, data: bytes) -> bytes:
         n = self.lib.shim_device_feed(data, len(data), self._out, len(self._out))

@@ -20,7 +20,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +30,8 @@ from toolchain.compile import lower as _lower
 from toolchain.compile import patch as _patch
 from toolchain.compile import select as _select
 from toolchain.compile.cwriter import CWriter, kernel_dir, kernel_files
-from toolchain.compile.ir import ConstArray, Graph
-from toolchain.compile.planner import Plan, band_key, check, plan, scratch_key
+from toolchain.compile.ir import ConstArray, Graph, Split
+from toolchain.compile.planner import ALIGN, Plan, band_key, check, plan, scratch_key
 from toolchain.emit.cnames import check_identifier
 from toolchain.errors import BudgetError, CompileError, UsageError
 from toolchain.tflite_model import TFLiteModel
@@ -68,6 +68,8 @@ class CompiledModel:
     outputs: tuple[dict[str, Any], ...] = ()
     #: the CMSIS-NN checkout used (path, revision, describe) and the ops it runs; None without
     cmsis_nn: dict[str, Any] | None = None
+    #: the arena keeps the inputs intact through invoke (``compile_model(keep_inputs=True)``)
+    keep_inputs: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -111,6 +113,7 @@ def lower_and_plan(
     cmsis_nn_ops: frozenset[str] = frozenset(_cmsisnn.OPS),
     patch: str = "auto",
     lowered: Graph | None = None,
+    keep_inputs: bool = False,
 ) -> tuple[Graph, Plan]:
     """Lower, hand the operators CMSIS-NN has to it (with ``cmsis_nn``, see
     :mod:`.cmsisnn`), pick the kernels of the rest (:mod:`.select`), let element-wise
@@ -118,7 +121,10 @@ def lower_and_plan(
     the first layers into row bands where that makes the arena smaller (:mod:`.patch`;
     ``patch`` auto/on/off) without writing anything (raises CompileError when unsupported).
     ``lowered``: ``model`` already lowered (:func:`lower_or_problems`), taken as it is and
-    changed in place."""
+    changed in place. ``keep_inputs``: nothing is placed over the graph inputs (see
+    :attr:`Graph.keep_inputs`), so a caller may write its inputs once and invoke many times
+    (the benchmark firmware); when the inputs placed above the free plan take less, that
+    layout is used."""
     _patch.check_policy(patch)
     m = _load(model)
     if lowered is None:
@@ -131,12 +137,40 @@ def lower_and_plan(
     if cmsis_nn is not None:
         _cmsisnn.apply(lowered, cmsis_nn, target, cmsis_nn_ops)
     graph = _select.specialize(lowered, kernels=kernels, target=target)
+    graph.keep_inputs = keep_inputs
     if in_place:
         _inplace.apply(graph)
     p = plan(graph)
-    _, p = _patch.choose(graph, p, patch)
+    split, p = _patch.choose(graph, p, patch)
+    if keep_inputs:
+        split, p = _inputs_on_top_if_smaller(graph, split, p, patch)
     check(graph, p)
     return graph, p
+
+
+def _inputs_on_top_if_smaller(
+    graph: Graph, split: Split | None, kept: Plan, patch: str
+) -> tuple[Split | None, Plan]:
+    """The plan without kept inputs, with the inputs moved to fresh bytes above it, when that
+    is smaller than ``kept`` (so keeping the inputs never costs more than their size); the
+    chosen split is left in ``graph.split``."""
+    kept_more = graph.more_splits
+    graph.keep_inputs = False
+    free_split, free = _patch.choose(graph, plan(graph), patch)
+    graph.keep_inputs = True
+    offsets = dict(free.offsets)
+    top = free.arena_bytes
+    for s in sorted({graph.storage(t) for t in graph.inputs}):
+        offsets[s] = top
+        top += -(-graph.tensors[s].nbytes // ALIGN) * ALIGN
+    arena = max(-(-top // 16) * 16, 16)
+    if arena >= kept.arena_bytes:
+        graph.split, graph.more_splits = split, kept_more
+        return split, kept
+    graph.split = free_split
+    return free_split, replace(
+        free, offsets=offsets, arena_bytes=arena, heuristic=free.heuristic + "+inputs_on_top"
+    )
 
 
 def _check_budget(t: Target, arena: int, flash: int) -> None:
@@ -166,6 +200,7 @@ def compile_model(
     cmsis_nn_ops: str = "all",
     patch: str = "auto",
     lowered: Graph | None = None,
+    keep_inputs: bool = False,
 ) -> CompiledModel:
     """Compile an int8 .tflite model to C sources in ``out_dir`` (replaced atomically).
 
@@ -176,6 +211,10 @@ def compile_model(
     :mod:`toolchain.compile.patch`. ``target``: a profile (or its name or .toml path): the
     kernel choice and the RAM/flash check. ``lowered``: the graph :func:`lower_or_problems`
     gave for this same model, so that it is not lowered twice (used up here).
+    ``keep_inputs``: the planner places nothing over the inputs, so they survive invoke (the
+    header then defines ``NAME_INPUTS_KEPT`` 1): the benchmark firmware receives its inputs
+    straight into the arena and invokes many times without a copy of them; costs arena
+    where the inputs would otherwise be reused (at most their size).
 
     ``cmsis_nn``: the root of the user's CMSIS-NN checkout; the operators CMSIS-NN has then
     call it, with its scratch buffers planned into the arena (:mod:`.cmsisnn`). Needs a
@@ -207,9 +246,15 @@ def compile_model(
     checkout = _open_cmsis_nn(cmsis_nn, tgt)
     m = _load(model)
     graph, p = lower_and_plan(
-        m, target=tgt, kernels=kernels, cmsis_nn=checkout, cmsis_nn_ops=ops, patch=patch,
+        m,
+        target=tgt,
+        kernels=kernels,
+        cmsis_nn=checkout,
+        cmsis_nn_ops=ops,
+        patch=patch,
         lowered=lowered,
-    )  # fmt: skip
+        keep_inputs=keep_inputs,
+    )
     writer = CWriter(graph, p, name, Path(m.source).name if m.source else "<bytes>")
     texts = writer.files()
     weights_bytes = writer.consts.nbytes
@@ -273,6 +318,7 @@ def compile_model(
             "policy": cmsis_nn_ops,
             "ops": [op.index for op in graph.ops if op.kernel == _cmsisnn.KERNEL],
         },
+        keep_inputs=keep_inputs,
     )
 
 
@@ -310,10 +356,11 @@ def _io(graph: Graph, p: Plan, t: int) -> dict[str, Any]:
 
 def _layers(graph: Graph, p: Plan) -> tuple[dict[str, Any], ...]:
     rows = []
-    sp = graph.split
+    block = {i: sp for sp in graph.splits() for i in sp.ops}
     for op in graph.ops:
         y = graph.tensors[op.outputs[0]]
-        split = sp is not None and op.index in sp.ops
+        sp = block.get(op.index)
+        split = sp is not None
         inner = sp is not None and split and op.index != sp.last
         rows.append(
             {

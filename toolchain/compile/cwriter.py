@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from toolchain.compile import patch as _patch
-from toolchain.compile.ir import CTYPES, DTYPE_CODES, ConstArray, Graph, Op, Tensor
+from toolchain.compile.ir import CTYPES, DTYPE_CODES, ConstArray, Graph, Op, Split, Tensor
 from toolchain.compile.planner import Plan, band_key, scratch_key
 
 #: Kernel sources every model needs, besides the ones its operators use.
@@ -173,6 +173,9 @@ class CWriter:
                 f"#define {N}_NUM_INPUTS {len(g.inputs)}",
                 f"#define {N}_NUM_OUTPUTS {len(g.outputs)}",
                 f"#define {N}_NUM_OPS {len(g.ops)}",
+                "/* 1: the arena keeps the inputs intact through invoke (compiled with keep_inputs):",
+                " * write them once, invoke many times. 0: write every input before each invoke. */",
+                f"#define {N}_INPUTS_KEPT {int(g.keep_inputs)}",
                 "",
                 *io,
                 f"extern const edc_tensor_info {n}_inputs[{N}_NUM_INPUTS];",
@@ -208,7 +211,7 @@ class CWriter:
             "",
         ]
         out += [f'#include "{stem}.h"' for stem in g.kernels()]
-        if g.split is not None:
+        if g.splits():
             out.append("#include <string.h>")
         out += ["", f"/* Constant data (in {n}_weights.c). */"]
         for cname, arr, _ in self.consts.arrays:
@@ -236,8 +239,8 @@ class CWriter:
         for op, struct in zip(g.ops, self._structs, strict=True):
             if struct:
                 out += [f"/* {self._label(op)} */", struct, ""]
-        if g.split is not None:
-            out += self._split_table()
+        for j, sp in enumerate(g.splits()):
+            out += self._split_table(sp, j)
         out += self._init()
         for kind, ts, q in (("input", g.inputs, ""), ("output", g.outputs, "const ")):
             out.append(f"{q}void *{n}_{kind}(int i) {{")
@@ -246,11 +249,12 @@ class CWriter:
                 out.append(f"    case {i}: return {n}_arena + {self.plan.offset(g, t)};")
             out += ["    default: return NULL;", "  }", "}", ""]
         out.append(f"int {n}_invoke(void) {{")
-        sp = g.split
+        block = {i: (j, sp) for j, sp in enumerate(g.splits()) for i in sp.ops}
         for op in g.ops:
-            if sp is not None and op.index in sp.ops:
+            if op.index in block:
+                j, sp = block[op.index]
                 if op.index == sp.first:
-                    out += self._split_block()
+                    out += self._split_block(sp, j)
                 continue
             out.append(f"  /* {self._label(op)} */")
             out.append(f"  EDC_PROFILE_BEGIN({op.index});")
@@ -285,15 +289,17 @@ class CWriter:
 
     # --- split ("patch") execution -----------------------------------------------------------
 
-    def _split_table(self) -> list[str]:
-        sp = self.g.split
-        assert sp is not None
+    @staticmethod
+    def _table_name(name: str, j: int) -> str:
+        return f"{name}_split" if j == 0 else f"{name}_split{j}"
+
+    def _split_table(self, sp: Split, j: int) -> list[str]:
         m = len(sp.ops)
         out = [
             f"/* Split execution of operators {sp.first}..{sp.last}: per band, per stage: rows kept",
             " * (from, count), rows computed [lo, hi), the input buffer's first row, where the rows",
             " * go (see toolchain/compile/patch.py). */",
-            f"static const int16_t {self.name}_split[{len(sp.steps)}][{m}][6] = {{",
+            f"static const int16_t {self._table_name(self.name, j)}[{len(sp.steps)}][{m}][6] = {{",
         ]
         for band in sp.steps:
             cells = ", ".join(
@@ -305,9 +311,8 @@ class CWriter:
         out += ["};", ""]
         return out
 
-    def _split_block(self) -> list[str]:
-        g, n, sp = self.g, self.name, self.g.split
-        assert sp is not None
+    def _split_block(self, sp: Split, j: int) -> list[str]:
+        g, n = self.g, self.name
         m = len(sp.ops)
         out = [
             f"  /* operators {sp.first}..{sp.last} split into {len(sp.steps)} bands of "
@@ -316,7 +321,7 @@ class CWriter:
             "  {",
             "    int32_t band_;",
             f"    for (band_ = 0; band_ < {len(sp.steps)}; band_++) {{",
-            f"      const int16_t (*st_)[6] = {n}_split[band_];",
+            f"      const int16_t (*st_)[6] = {self._table_name(n, j)}[band_];",
         ]
         for k, i in enumerate(sp.ops):
             op = g.ops[i]

@@ -45,6 +45,8 @@ def apply(graph: Graph) -> list[int]:
             continue
         last = {b.tensor: b.last for b in buffers(graph)}
         keep = {graph.storage(t) for t in graph.outputs}
+        if graph.keep_inputs:
+            keep |= {graph.storage(t) for t in graph.inputs}
         for x in op.inputs:
             tx = graph.tensors[x]
             s = graph.storage(x)

@@ -156,6 +156,15 @@ class Graph:
     model_bytes: int
     #: split execution of a run of operators (see :mod:`.patch`); None: every op whole
     split: Split | None = None
+    #: the planner keeps every graph input's bytes intact through the whole graph (nothing
+    #: else is placed over them), so the same input can be invoked again without a refill
+    keep_inputs: bool = False
+    #: further split blocks, disjoint from ``split`` and from each other (see :mod:`.patch`)
+    more_splits: tuple[Split, ...] = ()
+
+    def splits(self) -> tuple[Split, ...]:
+        """Every split block: ``split`` first, then ``more_splits``."""
+        return ((self.split,) if self.split is not None else ()) + self.more_splits
 
     def storage(self, t: int) -> int:
         """The tensor whose storage ``t`` uses (follows aliases)."""

@@ -174,6 +174,7 @@ def choose(graph: Graph, unsplit: Plan, patch: str = "auto") -> tuple[Split | No
     split found) and whether the split was applied."""
     check_policy(patch)
     graph.split = None
+    graph.more_splits = ()
     info: dict[str, Any] = {
         "policy": patch,
         "applied": False,
@@ -223,9 +224,77 @@ def choose(graph: Graph, unsplit: Plan, patch: str = "auto") -> tuple[Split | No
             if st.keep_from
         ),
     )
+    pair = _pair(graph, sp_plan.arena_bytes) if graph.keep_inputs else None
+    if pair is not None:
+        sp, more, sp_plan = pair
+        info.update(
+            ops=list(sp.ops),
+            band_rows=sp.band_rows,
+            bands=len(sp.steps),
+            buffer_bytes=[sp.buffer_bytes(k) for k in range(len(sp.ops) - 1)],
+            split_arena_bytes=sp_plan.arena_bytes,
+            split_lower_bound_bytes=sp_plan.lower_bound_bytes,
+            more=[{"ops": list(more.ops), "band_rows": more.band_rows, "bands": len(more.steps)}],
+        )
     if patch == "on" or sp_plan.arena_bytes < unsplit.arena_bytes:
         graph.split = sp
+        graph.more_splits = (pair[1],) if pair is not None else ()
         info["applied"] = True
         return sp, replace(sp_plan, split=info, tflm_greedy_bytes=unsplit.tflm_greedy_bytes)
     info["reason"] = "the split does not make the arena smaller"
     return None, replace(unsplit, split=info)
+
+
+#: band heights tried for each block of a pair (fewer than :data:`BAND_ROWS`: pairs are many)
+PAIR_BAND_ROWS = (1, 2)
+
+
+def _live(graph: Graph) -> list[int]:
+    bufs = buffers(graph)
+    return [sum(b.size for b in bufs if b.first <= i <= b.last) for i in range(len(graph.ops))]
+
+
+def _pair(graph: Graph, bar: int) -> tuple[Split, Split, Plan] | None:
+    """Two disjoint split blocks whose plan is smaller than ``bar`` (the best single block's
+    arena), or None. Tried only with kept inputs (``graph.keep_inputs``): a kept input raises
+    every later operator's live bytes, so after the first block a second peak remains (VWW:
+    blocks 0..3 and 4..7). The first block covers the unsplit peak, the second the peak left
+    by the first; pairs whose lower bound is not below the best found are not planned."""
+    graph.split, graph.more_splits = None, ()
+    live = _live(graph)
+    peak = max(live, default=0)
+    peaks = {i for i, v in enumerate(live) if v == peak}
+    runs = blocks(graph)
+    best: tuple[tuple[int, int], Split, Split, Plan] | None = None
+    for a in runs:
+        if not peaks & set(a):
+            continue
+        for ha in sorted({min(b, _int(graph.ops[a[-1]], "out_h")) for b in PAIR_BAND_ROWS}):
+            try:
+                spa = schedule(graph, a, ha)
+            except AssertionError:
+                continue
+            graph.split, graph.more_splits = spa, ()
+            live_a = _live(graph)
+            peak_a = max(live_a, default=0)
+            peaks_a = {i for i, v in enumerate(live_a) if v == peak_a}
+            for b in runs:
+                if set(b) & set(a) or not peaks_a & set(b):
+                    continue
+                for hb in sorted({min(x, _int(graph.ops[b[-1]], "out_h")) for x in PAIR_BAND_ROWS}):
+                    try:
+                        spb = schedule(graph, b, hb)
+                    except AssertionError:
+                        continue
+                    graph.more_splits = (spb,)
+                    lb = lower_bound(buffers(graph))
+                    if lb >= bar or (best is not None and lb > best[0][0]):
+                        continue
+                    p = plan(graph)
+                    key = (p.arena_bytes, _calls(spa) + _calls(spb))
+                    if p.arena_bytes < bar and (best is None or key < best[0]):
+                        best = (key, spa, spb, p)
+    graph.split, graph.more_splits = None, ()
+    if best is None:
+        return None
+    return best[1], best[2], best[3]

@@ -65,31 +65,32 @@ def _up(n: int, align: int) -> int:
 def buffers(graph: Graph, align: int = ALIGN) -> list[Buffer]:
     """The storage roots with their aligned sizes and lifetimes [first, last] in op indices.
 
-    With a split block (``graph.split``, :mod:`.patch`) the outputs of its operators but the
-    last are replaced by their band buffers, and everything the block touches, its scratch
-    too, lives through the whole block (its operators run interleaved, band by band)."""
+    With split blocks (``graph.splits()``, :mod:`.patch`) the outputs of a block's operators
+    but the last are replaced by their band buffers, and everything the block touches, its
+    scratch too, lives through the whole block (its operators run interleaved, band by band)."""
     n = len(graph.ops)
     first: dict[int, int] = {}
     last: dict[int, int] = {}
     size: dict[int, int] = {}
-    sp = graph.split
+    blocks = graph.splits()
     inner: set[int] = set()
-    if sp is not None:
-        inner = {graph.storage(graph.ops[i].outputs[0]) for i in sp.ops[:-1]}
+    for sp in blocks:
+        inner |= {graph.storage(graph.ops[i].outputs[0]) for i in sp.ops[:-1]}
+    span = {i: (sp.first, sp.last) for sp in blocks for i in range(sp.first, sp.last + 1)}
 
     def touch(t: int, at: int) -> None:
         s = graph.storage(t)
         if s in inner:
             return
-        lo = hi = at
-        if sp is not None and sp.first <= at <= sp.last:
-            lo, hi = sp.first, sp.last
+        lo, hi = span.get(at, (at, at))
         size[s] = max(size.get(s, 0), graph.tensors[t].nbytes)
         first[s] = min(first.get(s, lo), lo)
         last[s] = max(last.get(s, hi), hi)
 
     for t in graph.inputs:
         touch(t, 0)
+        if graph.keep_inputs:
+            touch(t, max(n - 1, 0))
     for op in graph.ops:
         for t in op.inputs + op.outputs:
             touch(t, op.index if op.index < n else n - 1)
@@ -98,13 +99,13 @@ def buffers(graph: Graph, align: int = ALIGN) -> list[Buffer]:
     out = [Buffer(s, _up(size[s], align), first[s], last[s]) for s in sorted(size)]
     # kernel scratch: live during its operator only, keyed by scratch_key(op index); a split
     # block shares one scratch (the largest) over all of its operators
-    block = set(sp.ops) if sp is not None else set()
+    in_block = {i for sp in blocks for i in sp.ops}
     out += [
         Buffer(scratch_key(op.index), _up(op.scratch_bytes, align), op.index, op.index)
         for op in graph.ops
-        if op.scratch_bytes and op.index not in block
+        if op.scratch_bytes and op.index not in in_block
     ]
-    if sp is not None:
+    for sp in blocks:
         scratch = max(graph.ops[i].scratch_bytes for i in sp.ops)
         if scratch:
             out.append(Buffer(scratch_key(sp.first), _up(scratch, align), sp.first, sp.last))

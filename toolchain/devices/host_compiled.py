@@ -77,7 +77,8 @@ def build_host_device(model: str | os.PathLike[str], out_dir: str | os.PathLike[
     out = Path(out_dir)
     model_path = Path(model).resolve()
     model_dir = out / "model"
-    cm = compile_model(model_path, out_dir=model_dir, name=COMPILED_NAME)
+    # inputs kept intact by the planner: received in place, no shadow copy (as the firmware)
+    cm = compile_model(model_path, out_dir=model_dir, name=COMPILED_NAME, keep_inputs=True)
     include = out / "include"
     include.mkdir(parents=True, exist_ok=True)
     binding = (
@@ -86,7 +87,6 @@ def build_host_device(model: str | os.PathLike[str], out_dir: str | os.PathLike[
         .render(**compiled_binding(cm, model_path.stem))
     )
     (include / "compiled_binding.h").write_text(binding, encoding="utf-8")
-    input_bytes = _input_bytes(model_path)
     sources = [
         HOST_MAIN,
         COMPILED_DIR / "edc_backend.c",
@@ -98,7 +98,7 @@ def build_host_device(model: str | os.PathLike[str], out_dir: str | os.PathLike[
     cmd = [
         gcc,
         *CFLAGS,
-        f"-DEDP_MAX_INPUT_BYTES={max(input_bytes, 1)}u",
+        "-DEDP_MAX_INPUT_BYTES=0u",
         f"-I{include}",
         f"-I{EDP_DIR}",
         f"-I{COMPILED_DIR}",
@@ -126,17 +126,6 @@ def build_host_device(model: str | os.PathLike[str], out_dir: str | os.PathLike[
     import json
 
     return HostBuild(exe=exe, model_dir=model_dir, compiled=json.loads(to_json(cm.to_dict())))
-
-
-def _input_bytes(model: Path) -> int:
-    import numpy as np
-
-    from toolchain.tflite_model import TFLiteModel
-
-    tfl = TFLiteModel.from_file(model)
-    return sum(
-        int(np.prod(t.shape, dtype=np.int64)) * np.dtype(t.dtype).itemsize for t in tfl.inputs
-    )
 
 
 class HostCompiledProcess(HostTflmProcess):

@@ -365,7 +365,8 @@ def render_into(
         if compiled["report"].get("cmsis_nn"):
             ctx["cmsis_nn"] = _make_path(Path(compiled["report"]["cmsis_nn"]["path"]), "CMSIS-NN")
         ctx.update(compiled["binding"])
-        ctx["max_input_bytes"] = max(compiled["input_bytes"], 1)
+        # the arena keeps the inputs (compile_into): the device receives them in place
+        ctx["max_input_bytes"] = 0
         golden_rel = f"model/{COMPILED_GOLDEN}"
         arena_bytes = compiled["arena_bytes"]
         model_sha = compiled["model_sha256"]
@@ -465,6 +466,8 @@ def compiled_binding(cm: CompiledModel, model_name: str) -> dict[str, Any]:
     desc = f"edgedeploy compile: {cm.n_ops} ops, static arena {cm.arena_bytes} B"
     if plan.get("tflm_greedy_bytes"):
         desc += f" (TFLM greedy plan {plan['tflm_greedy_bytes']} B)"
+    if cm.keep_inputs:
+        desc += ", inputs kept in place"
     return {
         "model_name": model_name,
         "model_sha256": cm.model_sha256,
@@ -509,6 +512,7 @@ def compile_into(
         lowered=lowered,
         cmsis_nn=cmsis_nn,
         cmsis_nn_ops=cmsis_nn_ops,
+        keep_inputs=True,
     )
     check_arena(model.name, cm.arena_bytes, target, what="the compiled model's arena")
     inputs = golden.random_inputs(tfl, count=golden.DEFAULT_COUNT, seed=golden.DEFAULT_SEED)

@@ -97,4 +97,7 @@ void edc_backend_init(edp_backend *be)
     be->invoke = be_invoke;
     be->op_profile = be_op_profile;
     be->last_error = be_last_error;
+    /* inputs kept intact by the planner: the dispatcher receives them straight into the
+     * arena and keeps no shadow copy (build with -DEDP_MAX_INPUT_BYTES=0u) */
+    be->inputs_persist = (uint8_t)(EDC_MODEL_INPUTS_KEPT != 0);
 }

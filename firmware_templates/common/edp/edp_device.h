@@ -3,15 +3,21 @@
  *
  * The firmware fills an edp_backend (UART write, tick counter, tensors, invoke, profiler,
  * HELLO fields), calls edp_device_init once, edp_device_boot after reset, and
- * edp_device_feed for every received byte. Replies are written from inside edp_device_feed.
- * No allocation; all buffers live in the edp_device (declare it static: it is large).
+ * edp_device_feed for every received byte. Replies are written from inside edp_device_feed,
+ * streamed to backend.write in pieces (header, payload parts, CRC): there is no TX frame
+ * buffer. No allocation; all buffers live in the edp_device (declare it static).
+ *
+ * Inputs: a backend whose input tensors survive invoke (inputs_persist = 1: the compiled
+ * model's planner keeps them intact) gets SET_INPUT written straight into its tensors and
+ * nothing copied; otherwise (TFLM reuses input buffers for intermediates) the device keeps a
+ * shadow copy of every input and copies it into the tensor before each invoke.
  *
  * Compile-time sizes (override with -D):
- *   EDP_MAX_PAYLOAD      largest frame payload (edp.h; default 1024)
- *   EDP_MAX_INPUTS       input tensors with a shadow copy (default 4)
+ *   EDP_MAX_PAYLOAD      largest frame payload (edp.h; default 1024): the RX buffer
+ *   EDP_MAX_INPUTS       input tensors (default 4)
  *   EDP_MAX_INPUT_BYTES  total bytes of all input shadow copies (default 16384; set it to the
- *                        sum of the model's input sizes)
- *   EDP_MAX_RUNS         per-inference tick records of one RUN (default 256)
+ *                        sum of the model's input sizes, or to 0 with a persisting backend)
+ *   EDP_MAX_RUNS         per-inference tick records of one RUN (default 256, 8 B each)
  */
 #ifndef EDP_DEVICE_H
 #define EDP_DEVICE_H
@@ -112,18 +118,24 @@ typedef struct edp_backend {
      * owns), e.g. a stack high-water mark in the text. May be NULL. */
     void (*refresh_hello)(void *ctx);
     edp_hello hello;
+    /* 1: the input tensors' bytes (tensor().data) survive invoke, so SET_INPUT writes into
+     * them and RUN refills nothing (no shadow copy). 0: keep a shadow (EDP_MAX_INPUT_BYTES). */
+    uint8_t inputs_persist;
 } edp_backend;
 
 typedef struct edp_device {
     const edp_backend *b;
     edp_parser parser;
     uint8_t rx[EDP_FRAME_CAP(EDP_MAX_PAYLOAD)];
-    uint8_t tx[EDP_FRAME_CAP(EDP_MAX_PAYLOAD)];
+#if EDP_MAX_INPUT_BYTES > 0
     uint8_t shadow[EDP_MAX_INPUT_BYTES];
-    uint32_t in_off[EDP_MAX_INPUTS];   /* where input i's shadow starts */
+#endif
+    uint8_t *in_data[EDP_MAX_INPUTS];  /* where input i is stored: its shadow or its tensor */
     uint32_t in_bytes[EDP_MAX_INPUTS]; /* its size; 0 with in_err set: no room */
     uint32_t in_valid[EDP_MAX_INPUTS]; /* bytes received contiguously from offset 0 */
-    uint32_t in_crc[EDP_MAX_INPUTS];   /* CRC-32 of shadow[0 .. in_valid) */
+    uint32_t in_crc[EDP_MAX_INPUTS];   /* CRC-32 of in_data[0 .. in_valid) */
+    uint32_t in_room;                  /* HELLO's edp.max_input_bytes */
+    uint32_t tx_crc;                   /* CRC-32 of the reply being streamed */
     uint8_t in_err[EDP_MAX_INPUTS];    /* 1: tensor() failed, 2: does not fit the shadow */
     uint8_t n_inputs;                  /* min(hello.n_inputs, EDP_MAX_INPUTS) */
     uint64_t times[EDP_MAX_RUNS];
@@ -134,7 +146,7 @@ typedef struct edp_device {
     uint32_t requests; /* frames dispatched (diagnostics) */
 } edp_device;
 
-/* Bind the backend and lay out the input shadows (calls b->tensor for each input).
+/* Bind the backend and lay out the inputs (calls b->tensor for each input).
  * `b` must outlive `d`. */
 void edp_device_init(edp_device *d, const edp_backend *b);
 
