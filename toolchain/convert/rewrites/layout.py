@@ -218,6 +218,13 @@ class PatchesChannelsLast(Rewrite):
                 return {"kind": kind, "nodes": nodes, "x": first.input[0],
                         "out": node.output[0], "order": order, "ph": ph, "pw": pw,
                         "src": src, "dst": out}  # fmt: skip
+            if len(src) == 4 and len(out) == 4 and out[0] == 1:
+                found4 = self._patches_cpn(src, out, _chain_map(src, steps))
+                if found4 is not None:
+                    kind, order, ph, pw = found4
+                    return {"kind": kind, "nodes": nodes, "x": first.input[0],
+                            "out": node.output[0], "order": order, "ph": ph, "pw": pw,
+                            "src": src, "dst": out}  # fmt: skip
             node = g.only_consumer(node.output[0])
         return None
 
@@ -265,6 +272,34 @@ class PatchesChannelsLast(Rewrite):
                 return kind, order, ph, pw
         return None
 
+    @classmethod
+    def _patches_cpn(
+        cls, src: tuple[int, ...], out: tuple[int, ...], a: np.ndarray
+    ) -> tuple[str, list[tuple[int, int]], int, int] | None:
+        """The ``(1, C, P, N)`` layout (MobileViT v2: the patch pixel and token axes after
+        the channels): ("unfold-cpn"/"fold-cpn", ...) as :meth:`_patches`, or None.
+
+        The map is matched through its ``(P, N, C)`` view: an unfold ``(1, C, H, W)`` →
+        ``(1, C, P, N)`` is tried first, then a fold ``(1, C, P, N)`` → ``(1, C, H, W)``."""
+        _, c, d2, d3 = out
+        # unfold: a[0, ch, k, t] = flat map index → fwd[k, t, ch]
+        fwd = a.reshape(c, d2, d3).transpose(1, 2, 0)
+        found = cls._patches(src, (d2, d3, c), fwd)
+        if found is not None and found[0] == "unfold":
+            return ("unfold-cpn", *found[1:])
+        # fold: src = (1, C, P, N); a[0, ch, y, x] = flat index into src (C, P, N)
+        _, c1, p, n = src
+        if c1 != c:
+            return None
+        perm = np.arange(c * p * n).reshape(c, p, n).transpose(1, 2, 0).reshape(-1)
+        # position in the (P, N, C) view of every src element, read in output order
+        pos = np.empty(c * p * n, np.int64)
+        pos[perm] = np.arange(c * p * n)
+        found = cls._patches((p, n, c), out, pos[a.reshape(-1)].reshape(out))
+        if found is not None and found[0] == "fold":
+            return ("fold-cpn", *found[1:])
+        return None
+
     def call(self, g: Graph, matches: list[Any]) -> list[str]:
         done = []
         used: set[str] = set()
@@ -272,7 +307,12 @@ class PatchesChannelsLast(Rewrite):
             if any(n.output[0] in used for n in m["nodes"]):
                 continue
             used.update(n.output[0] for n in m["nodes"])
-            new = self._unfold(g, m) if m["kind"] == "unfold" else self._fold(g, m)
+            if m["kind"] == "unfold-cpn":
+                new = self._unfold_cpn(g, m)
+            elif m["kind"] == "fold-cpn":
+                new = self._fold_cpn(g, m)
+            else:
+                new = self._unfold(g, m) if m["kind"] == "unfold" else self._fold(g, m)
             g.replace_nodes(m["nodes"], new, at=m["nodes"][-1])
             done.append(f"{m['nodes'][0].name}: {m['kind']} {m['ph']}x{m['pw']} patches")
         return done
@@ -351,3 +391,110 @@ class PatchesChannelsLast(Rewrite):
                              name=f"{base}_nchw"),
         ]  # fmt: skip
         return nodes
+
+    def _unfold_cpn(self, g: Graph, m: dict[str, Any]) -> list[onnx.NodeProto]:
+        """Unfold into ``(1, C, P, N)``: the ``(P, N, C)`` sequence of :meth:`_unfold`,
+        reshaped to the channels-last ``(1, P, N, C)`` and transposed to NCHW (which onnx2tf
+        takes as the NHWC tensor it holds)."""
+        _, c, p, n = m["dst"]
+        base = m["nodes"][0].name + "_patches"
+        seq, nhwc = g.fresh(f"{base}_seq"), g.fresh(f"{base}_pnc")
+        nodes = self._unfold(g, {**m, "out": seq})
+        nodes += [
+            helper.make_node("Reshape", [seq, self._const(g, base, [1, p, n, c])], [nhwc],
+                             name=f"{base}_pnc"),
+            helper.make_node("Transpose", [nhwc], [m["out"]], perm=[0, 3, 1, 2],
+                             name=f"{base}_cpn"),
+        ]  # fmt: skip
+        return nodes
+
+    def _fold_cpn(self, g: Graph, m: dict[str, Any]) -> list[onnx.NodeProto]:
+        """Fold from ``(1, C, P, N)``: transposed to the channels-last ``(1, P, N, C)``
+        (the NHWC tensor onnx2tf holds), reshaped to ``(P, N, C)``, then :meth:`_fold`."""
+        _, c, p, n = m["src"]
+        base = m["nodes"][0].name + "_patches"
+        nhwc, seq = g.fresh(f"{base}_pnc"), g.fresh(f"{base}_seq")
+        nodes = [
+            helper.make_node("Transpose", [m["x"]], [nhwc], perm=[0, 2, 3, 1],
+                             name=f"{base}_pnc"),
+            helper.make_node("Reshape", [nhwc, self._const(g, base, [p, n, c])], [seq],
+                             name=f"{base}_seq"),
+        ]  # fmt: skip
+        return nodes + self._fold(g, {**m, "x": seq, "src": (p, n, c)})
+
+
+class GroupNormChannelsLast(Rewrite):
+    """One-group GroupNorm on a 4-D tensor → a mean/variance over ``(C, H, W)`` without
+    flattening.
+
+    PyTorch exports ``GroupNorm(1, C)`` as ``Reshape(B, 1, -1)`` → InstanceNormalization →
+    ``Reshape`` back (then the affine Mul/Add). onnx2tf flattens in NCHW order, so every
+    such norm costs two layout TRANSPOSEs around an NHWC graph (MobileViT v2: 42). The
+    same statistics are ReduceMean over axes 1, 2, 3 (keep dims), centred first:
+    ``(x − mean) / sqrt(mean((x − mean)²) + eps) · s + b`` with the InstanceNormalization's
+    scalar scale ``s`` and bias ``b``; onnx2tf maps the reduction axes onto the NHWC tensor
+    it holds. Exact up to float rounding (summation order)."""
+
+    name = "groupnorm-channels-last"
+    exact = "exact up to float rounding (the same mean and variance, summed in another order)"
+    purpose = "GroupNorm(1, C) (reshape/InstanceNorm/reshape) -> 4-D mean/variance, no TRANSPOSE"
+    tolerance = 1e-4
+
+    def requires(self, g: Graph) -> list[Any]:
+        return [
+            m for n in g.nodes
+            if n.op_type == "InstanceNormalization" and (m := self._match(g, n)) is not None
+        ]  # fmt: skip
+
+    def _match(self, g: Graph, norm: onnx.NodeProto) -> dict[str, Any] | None:
+        r1 = g.producer.get(norm.input[0])
+        r2 = g.only_consumer(norm.output[0])
+        if r1 is None or r1.op_type != "Reshape" or r2 is None or r2.op_type != "Reshape":
+            return None
+        if g.only_consumer(r1.output[0]) is None:
+            return None
+        x = r1.input[0]
+        shape, flat, out = g.shape(x), g.shape(r1.output[0]), g.shape(r2.output[0])
+        if shape is None or len(shape) != 4 or out != shape:
+            return None
+        if flat != (shape[0], 1, int(np.prod(shape[1:]))):
+            return None
+        scale, bias = g.const(norm.input[1]), g.const(norm.input[2])
+        if scale is None or bias is None or scale.size != 1 or bias.size != 1:
+            return None
+        return {"nodes": [r1, norm, r2], "x": x, "out": r2.output[0],
+                "eps": float(attr(norm, "epsilon", 1e-5)),
+                "scale": float(scale.reshape(())), "bias": float(bias.reshape(()))}  # fmt: skip
+
+    def call(self, g: Graph, matches: list[Any]) -> list[str]:
+        done = []
+        for m in matches:
+            norm = m["nodes"][1]
+            base = norm.name + "_gn"
+            names = ("mu", "xc", "sq", "var", "ve", "sd", "ys", "y")
+            t = {k: g.fresh(f"{base}_{k}") for k in names}
+            affine = m["scale"] != 1.0 or m["bias"] != 0.0
+            axes = [1, 2, 3]
+            eps = g.add_const(f"{base}_eps", np.array(m["eps"], np.float32))
+            nodes = [
+                helper.make_node("ReduceMean", [m["x"]], [t["mu"]], axes=axes, keepdims=1,
+                                 name=f"{base}_mean"),
+                helper.make_node("Sub", [m["x"], t["mu"]], [t["xc"]], name=f"{base}_centre"),
+                helper.make_node("Mul", [t["xc"], t["xc"]], [t["sq"]], name=f"{base}_square"),
+                helper.make_node("ReduceMean", [t["sq"]], [t["var"]], axes=axes, keepdims=1,
+                                 name=f"{base}_var"),
+                helper.make_node("Add", [t["var"], eps], [t["ve"]], name=f"{base}_eps"),
+                helper.make_node("Sqrt", [t["ve"]], [t["sd"]], name=f"{base}_sqrt"),
+                helper.make_node("Div", [t["xc"], t["sd"]], [t["ys"] if affine else m["out"]],
+                                 name=f"{base}_norm"),
+            ]  # fmt: skip
+            if affine:
+                s = g.add_const(f"{base}_s", np.array(m["scale"], np.float32))
+                b = g.add_const(f"{base}_b", np.array(m["bias"], np.float32))
+                nodes += [
+                    helper.make_node("Mul", [t["ys"], s], [t["y"]], name=f"{base}_scale"),
+                    helper.make_node("Add", [t["y"], b], [m["out"]], name=f"{base}_bias"),
+                ]
+            g.replace_nodes(m["nodes"], nodes, at=m["nodes"][-1])
+            done.append(f"{norm.name}: GroupNorm(1) over {g.shape(m['x'])}")
+        return done
