@@ -22,6 +22,11 @@ source layout instead: both transposes go, the region's tensors and rank-4 const
 the source layout and the reduction axes are mapped through ``P`` (checked bit-exact, like
 every fold, by the pipeline).
 
+A TRANSPOSE read only by reductions (MEAN, SUM, ...) that reduce every axis it moves
+(onnx2tf's NCHW copy of an NHWC map for a mean over ``(C, H, W)``: MobileViT v2's
+one-group GroupNorms) is dropped and the reductions read its source, their axes mapped
+through the permutation: the same values are reduced, bit-exact.
+
 A TRANSPOSE right after a graph input or right before a graph output is also layout only:
 it is dropped, and the input or output takes the other layout, which the result reports
 (``input_perms`` / ``output_perms``) so that the tensor specs say which bytes to feed.

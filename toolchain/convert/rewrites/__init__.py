@@ -26,7 +26,8 @@ tokens-channels-last      flatten(2).transpose(1,2) ↔ channels-last reshapes  
 patches-channels-last     MobileViT unfold/fold → Reshape/Split/Concat           bit-exact
                           (v1 ``(P, N, C)`` and v2 ``(1, C, P, N)`` layouts)
 groupnorm-channels-last   GroupNorm(1, C) reshape/InstanceNorm/reshape → 4-D     ≤ 1e-4 rel
-                          ReduceMean over C, H, W (no flatten, no TRANSPOSE)
+                          ReduceMean over C, H, W (no flatten, no TRANSPOSE);
+                          its affine → a depthwise 1×1 Conv
 attention-heads           multi-head attention → per-head Slice/MatMul, Concat   ≤ 1e-5 rel
 ========================  =====================================================  ==========
 

@@ -6,6 +6,10 @@
 * :class:`TokensChannelsLast` — ``x.flatten(2).transpose(1, 2)`` (NCHW map → tokens
   ``(B, HW, C)``) and its inverse → Transpose(0,2,3,1) + Reshape, which onnx2tf sees as
   the NHWC tensor it already holds, so no TRANSPOSE is left.
+* :class:`PatchesChannelsLast` — MobileViT's patch unfold/fold (v1's ``(P, N, C)`` and
+  v2's ``(1, C, P, N)`` layouts) → strided Reshape/Split/Concat on the channels-last map.
+* :class:`GroupNormChannelsLast` — ``GroupNorm(1, C)`` (flatten → InstanceNormalization →
+  unflatten) → a 4-D mean/variance and a depthwise 1×1 Conv for its affine.
 """
 
 from __future__ import annotations
