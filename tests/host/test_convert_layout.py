@@ -329,3 +329,35 @@ def test_compact_renumbers_signatures_and_drops_unused() -> None:
     runner = it.get_signature_runner()
     res = runner(x=np.array([[-1, 2, -3, 4]], np.float32))
     np.testing.assert_array_equal(res["y"], [[0, 2, 0, 4]])
+
+
+def _mean_after_transpose(axes: list[int], keep_dims: bool = True) -> bytes:
+    """MobileViT v2's one-group GroupNorm as onnx2tf leaves it: the NHWC map transposed to
+    NCHW only for the mean, which reduces ``axes``; the centring reads the NHWC map."""
+    b = Builder()
+    x = b.tensor((1, 2, 3, 4), name="x")
+    r = b.relu(x)
+    t = b.transpose(r, [0, 3, 1, 2], (1, 4, 2, 3))
+    opts = schema.ReducerOptionsT()
+    opts.keepDims = keep_dims
+    kept = [1 if i in axes else d for i, d in enumerate((1, 4, 2, 3))]
+    m = b.tensor(tuple(kept) if keep_dims else tuple(d for i, d in enumerate(kept)
+                                                    if i not in axes))  # fmt: skip
+    b.op(OPS.MEAN, [t, b.const_i32(axes)], [m], (schema.BuiltinOptions.ReducerOptions, opts))
+    return b.finish([x], [m, b.relu(r)])
+
+
+@pytest.mark.parametrize("keep_dims", [True, False])
+def test_transpose_before_a_full_mean_is_dropped(keep_dims: bool) -> None:
+    data = _mean_after_transpose([1, 2, 3], keep_dims)
+    res = fold_layout_transposes(data)
+    assert res.removed == 1
+    assert "TRANSPOSE" not in TFLiteModel.from_bytes(res.data).op_histogram()
+    xn = RNG.standard_normal((1, 2, 3, 4))
+    for want, got in zip(run(data, [xn]), run(res.data, [xn]), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+def test_transpose_before_a_mean_that_keeps_a_moved_axis_stays() -> None:
+    # a spatial mean of the NCHW tensor keeps the channels, which the transpose moved
+    assert fold_layout_transposes(_mean_after_transpose([2, 3])).removed == 0

@@ -184,3 +184,44 @@ def test_squeezenet_ceil_mode_pools_need_no_pad_ops(peer_folder) -> None:
     same = [n for n in nodes if n.op_type == "MaxPool"
             and any(a.name == "auto_pad" and a.s == b"SAME_UPPER" for a in n.attribute)]  # fmt: skip
     assert len(same) == 1
+
+
+@pytest.mark.slow  # ~35 s here: export and the rewrites' onnxruntime checks of a 1.5 MB model
+def test_mobilevit_v2_patches_and_norms_are_rewritten_exactly(peer_folder, tmp_path) -> None:
+    """The 1.5 MB peer model itself (no TensorFlow): its 3 patch unfolds/folds and 21
+    one-group GroupNorms are rewritten, and the result is the TorchScript model's function
+    on real digits images."""
+    import onnxruntime as ort
+    import torch
+
+    from toolchain import modelsrc
+    from toolchain.convert import rewrites
+    from toolchain.convert.export import export_onnx
+
+    entry = _entry(peer_folder, "mobilevitv2_050")
+    shape = [int(v) for v in entry["input_shape"]]
+    loaded = modelsrc.load_model(str(peer_folder / entry["file"]), input_shapes=[shape])
+    new, recs = rewrites.rewrite_onnx(export_onnx(loaded, tmp_path / "m.onnx"), rewrites.DEFAULT)
+    applied = {r.name: r.applied for r in recs}
+    assert applied["patches-channels-last"] == 6 and applied["groupnorm-channels-last"] == 21
+    _, x, _ = peer_suite.digits_data(peer_folder, shape[-1])
+    x = x[:8]
+    with torch.no_grad():
+        want = loaded.module(torch.from_numpy(x)).numpy()
+    sess = ort.InferenceSession(new, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    got = np.concatenate([sess.run(None, {name: x[i : i + 1]})[0] for i in range(len(x))])
+    assert float(np.max(np.abs(got - want))) <= 1e-5 * float(np.max(np.abs(want)))
+
+
+@pytest.mark.slow
+def test_mobilevit_v2_converts_clean(peer_folder, tmp_path) -> None:
+    from toolchain.convert.strategy import Strategy
+
+    entry = _entry(peer_folder, "mobilevitv2_050")
+    row = peer_suite.run_one(peer_folder, entry, Strategy(), tmp_path)
+    assert row["ok"], row.get("error")
+    assert row["counts"] == {"TRANSPOSE": 0, "QUANTIZE": 0, "DEQUANTIZE": 0}
+    assert row["clean"] and not row["float_ops"]
+    assert row["top1_drop"] <= 0.5  # measured: 87.6 float, 89.2 int8
+    assert row["sqnr_input_dependent_db"] >= 22.0  # measured 23.0 dB

@@ -22,6 +22,11 @@ source layout instead: both transposes go, the region's tensors and rank-4 const
 the source layout and the reduction axes are mapped through ``P`` (checked bit-exact, like
 every fold, by the pipeline).
 
+A TRANSPOSE read only by reductions (MEAN, SUM, ...) that reduce every axis it moves
+(onnx2tf's NCHW copy of an NHWC map for a mean over ``(C, H, W)``: MobileViT v2's
+one-group GroupNorms) is dropped and the reductions read its source, their axes mapped
+through the permutation: the same values are reduced, bit-exact.
+
 A TRANSPOSE right after a graph input or right before a graph output is also layout only:
 it is dropped, and the input or output takes the other layout, which the result reports
 (``input_perms`` / ``output_perms``) so that the tensor specs say which bytes to feed.
@@ -84,7 +89,7 @@ def fold_layout_transposes(data: bytes) -> FoldResult:
             removed += 1
             folded.extend(done)
         while True:
-            gone = _sink_concat(model, sg) or _sink_region(model, sg)
+            gone = _sink_concat(model, sg) or _sink_region(model, sg) or _sink_reduce(model, sg)
             if not gone:
                 break
             removed += gone
@@ -228,6 +233,54 @@ def _sink_region(model: Any, sg: Any) -> int:
                 drop.add(e)
         sg.operators = [op for k, op in enumerate(ops) if k not in drop]
         return len(drop)
+    return 0
+
+
+def _sink_reduce(model: Any, sg: Any) -> int:
+    """Drop a TRANSPOSE read only by reductions that reduce every axis it moves (onnx2tf's
+    NCHW mean over ``(C, H, W)`` of an NHWC tensor: MobileViT v2's one-group GroupNorms):
+    the reductions read the source with their axes mapped through the permutation. The
+    reduced values and the kept axes are the same, so the outputs are bit-identical; the
+    number of ops removed (0: none)."""
+    ops = sg.operators or []
+    users = flatbuf.tensor_users(sg)
+    graph_outputs = {int(t) for t in (sg.outputs if sg.outputs is not None else [])}
+    for ti, top in enumerate(ops):
+        perm = _perm_of(model, sg, top)
+        if perm is None or perm == tuple(range(len(perm))):
+            continue
+        src, dst = int(top.inputs[0]), int(top.outputs[0])
+        readers = users.get(dst, [])
+        if dst in graph_outputs or not readers:
+            continue
+        if not _same_quant(sg.tensors[src], sg.tensors[dst]):
+            continue
+        ok = True
+        for r in readers:
+            rop = ops[r]
+            if flatbuf.op_name(model, rop) not in _REDUCE or int(rop.inputs[0]) != dst:
+                ok = False
+                break
+            axes_t = sg.tensors[int(rop.inputs[1])]
+            if not _is_constant(model, axes_t):
+                ok = False
+                break
+            rank = len(perm)
+            axes = {int(a) % rank for a in flatbuf.buffer_array(model, axes_t).reshape(-1)}
+            if any(perm[i] != i for i in range(rank) if i not in axes):
+                ok = False
+                break
+        if not ok:
+            continue
+        region = set(readers)
+        for r in readers:
+            c = _own(model, sg, ops, region, int(ops[r].inputs[1]))
+            ax = flatbuf.buffer_array(model, sg.tensors[c])
+            flatbuf.set_buffer_array(model, sg, c, np.array(
+                [perm[int(a) % len(perm)] for a in ax.reshape(-1)], ax.dtype))  # fmt: skip
+            ops[r].inputs = [src, *[int(t) for t in ops[r].inputs[1:]]]
+        sg.operators = [op for k, op in enumerate(ops) if k != ti]
+        return 1
     return 0
 
 

@@ -230,14 +230,26 @@ def onnx_origin(onnx_bytes: bytes, op_name: str, limit: int = 4) -> str:
     )
 
 
-def _match(tfl: np.ndarray, cands: list[tuple[str, str, str, np.ndarray]]) -> tuple[Any, float]:
-    """The ONNX candidate ``tfl`` agrees with best (cosine), in TFLite layout.
+#: how many TFLite shapes' prepared candidates :func:`layer_table` keeps at a time
+_PREPARED_SHAPES = 12
+#: a candidate ONNX tensor prepared for matching: (tensor name, node, op, views), each view
+#: (array, its rows as unit vectors, which rows are all zero)
+_Prepared = tuple[str, str, str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]
 
-    Each candidate is tried as is and channels-last (a ``1×8×8×8`` tensor fits both)."""
-    best: Any = None
-    best_cos = -2.0
-    shape = tfl.shape[1:]
-    flat_t = tfl.reshape(tfl.shape[0], -1)
+
+def _unit_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``a`` (one per sample) scaled to unit length, and which rows are zero."""
+    a2 = a.reshape(a.shape[0], -1)
+    na = np.linalg.norm(a2.astype(np.float64), axis=1)
+    return (a2 / np.maximum(na, 1e-300)[:, None]).astype(np.float32), na == 0
+
+
+def _prepare(
+    cands: list[tuple[str, str, str, np.ndarray]], shape: tuple[int, ...]
+) -> list[_Prepared]:
+    """Each candidate's views in TFLite shape ``shape`` (as is and channels-last: a
+    ``1×8×8×8`` tensor fits both), normalised once for :func:`_match`."""
+    out: list[_Prepared] = []
     for tname, node, op, arr in cands:
         views = []
         if arr.shape[1:] == shape:
@@ -245,10 +257,22 @@ def _match(tfl: np.ndarray, cands: list[tuple[str, str, str, np.ndarray]]) -> tu
         perm = channels_last_perm(arr.ndim)
         if arr.ndim >= 3 and tuple(arr.shape[p] for p in perm)[1:] == shape:
             views.append(np.transpose(arr, perm))
-        for a in views:
+        out.append((tname, node, op, [(a, *_unit_rows(a)) for a in views]))
+    return out
+
+
+def _match(tfl: np.ndarray, cands: list[_Prepared]) -> tuple[Any, float]:
+    """The ONNX candidate ``tfl`` agrees with best (mean cosine over samples), in TFLite
+    layout (``cands`` from :func:`_prepare` for ``tfl``'s shape)."""
+    best: Any = None
+    best_cos = -2.0
+    unit_t, zero_t = _unit_rows(tfl)
+    for tname, node, op, views in cands:
+        for a, unit_a, zero_a in views:
             if a.shape[0] != tfl.shape[0]:  # a batch-4 tensor (MobileViT patches) vs batch 1
                 continue
-            cos = float(np.mean(_cosine_rows(flat_t, a.reshape(a.shape[0], -1))))
+            cos_rows = np.where(zero_t & zero_a, 1.0, np.sum(unit_t * unit_a, axis=1))
+            cos = float(np.mean(cos_rows))
             better = cos > best_cos + 1e-6 or (
                 abs(cos - best_cos) <= 1e-6
                 and best is not None
@@ -294,12 +318,20 @@ def layer_table(
             if v is not None:
                 sqnr_of[t] = v
     rows: list[dict[str, Any]] = []
+    prepared: dict[tuple[int, ...], list[_Prepared]] = {}  # by TFLite shape
     for op in sg.operators:
         for t in op.outputs:
             if t not in q:
                 continue
             tfl = q[t]
-            cands = by_numel.get(int(tfl[0].size), []) if op.name not in _PASS_OPS else []
+            cands: list[_Prepared] = []
+            if op.name not in _PASS_OPS:
+                key = tuple(int(d) for d in tfl.shape[1:])
+                if key not in prepared:
+                    if len(prepared) >= _PREPARED_SHAPES:  # bound the memory: drop the oldest
+                        del prepared[next(iter(prepared))]
+                    prepared[key] = _prepare(by_numel.get(int(tfl[0].size), []), key)
+                cands = prepared[key]
             best, cos = _match(tfl, cands)
             info = sg.tensors[t]
             row: dict[str, Any] = {

@@ -24,6 +24,10 @@ div-by-constant           x / c → x · (1/c) (no float DIV island)            
 channel-shuffle-gather    reshape/transpose/reshape shuffle → channel Gather     bit-exact
 tokens-channels-last      flatten(2).transpose(1,2) ↔ channels-last reshapes     bit-exact
 patches-channels-last     MobileViT unfold/fold → Reshape/Split/Concat           bit-exact
+                          (v1 ``(P, N, C)`` and v2 ``(1, C, P, N)`` layouts)
+groupnorm-channels-last   GroupNorm(1, C) reshape/InstanceNorm/reshape → 4-D     ≤ 1e-4 rel
+                          ReduceMean over C, H, W (no flatten, no TRANSPOSE);
+                          its affine → a depthwise 1×1 Conv
 attention-heads           multi-head attention → per-head Slice/MatMul, Concat   ≤ 1e-5 rel
 ========================  =====================================================  ==========
 
@@ -50,6 +54,7 @@ DEFAULT: tuple[str, ...] = (
     "channel-shuffle-gather",
     "tokens-channels-last",
     "patches-channels-last",
+    "groupnorm-channels-last",
     "attention-heads",
 )
 #: rewrites that are not in DEFAULT: fallbacks the strategy swaps in when onnx2tf fails
@@ -94,6 +99,7 @@ def registry() -> dict[str, type[Rewrite]]:
     from toolchain.convert.rewrites.islands import ChannelsLastIsland
     from toolchain.convert.rewrites.layout import (
         ChannelPermutation,
+        GroupNormChannelsLast,
         PatchesChannelsLast,
         TokensChannelsLast,
     )
@@ -111,6 +117,7 @@ def registry() -> dict[str, type[Rewrite]]:
         ChannelPermutation,
         TokensChannelsLast,
         PatchesChannelsLast,
+        GroupNormChannelsLast,
         AttentionHeads,
     )
     return {c.name: c for c in classes}
