@@ -47,6 +47,10 @@ CHUNK = 8
 DAMP = 0.01
 #: layers with more input columns than this are left to nearest rounding (time, memory)
 MAX_COLUMNS = 8192
+#: input positions (patches) that estimate a layer's H: this many per column of W, at
+#: least MIN_POSITIONS; a large early feature map reaches that from a few images
+POSITIONS_PER_COLUMN = 32
+MIN_POSITIONS = 16384
 #: columns rounded between two matrix updates of the rest
 BLOCK = 128
 
@@ -125,20 +129,19 @@ def _from2d(w2: np.ndarray, shape: tuple[int, ...], layer: _Layer) -> np.ndarray
 
 
 def _patches(x: Any, layer: _Layer) -> Any:
-    """The layer's input as (groups, columns, positions) (torch, float64)."""
+    """The layer's input as (groups, columns, positions) (torch, float32)."""
     import torch.nn.functional as F
 
     if layer.kind != "conv":
         x2 = x.reshape(-1, x.shape[-1])
-        return x2.T[None].double()
+        return x2.T[None]
     t, lft, b, r = layer.pads
     if any(layer.pads):
         x = F.pad(x, (lft, r, t, b))
     cols = F.unfold(x, layer.kernel, dilation=layer.dilation, stride=layer.stride)
     n, d, pos = cols.shape
     g = layer.groups
-    cols = cols.reshape(n, g, d // g, pos).permute(1, 2, 0, 3).reshape(g, d // g, n * pos)
-    return cols.double()
+    return cols.reshape(n, g, d // g, pos).permute(1, 2, 0, 3).reshape(g, d // g, n * pos)
 
 
 def _scales(w2: np.ndarray, per_channel: bool) -> np.ndarray:
@@ -243,6 +246,7 @@ def apply(
     hs: dict[int, Any] = {}
     means: dict[int, Any] = {}
     count: dict[int, int] = {}
+    budget: dict[int, int] = {}
     names = [ly.node.input[0] for ly in layers]
     uniq = list(dict.fromkeys(names))
     threads = torch.get_num_threads()
@@ -261,12 +265,15 @@ def apply(
             ]  # fmt: skip  (batch 1: the exported graph's shapes are static)
             outs = {nm: np.concatenate([g[u] for g in got]) for u, nm in enumerate(uniq)}
             for k, ly in enumerate(layers):
+                if count.get(k, 0) >= budget.get(k, 1 << 62):
+                    continue  # enough positions for this layer's H already
                 cols = _patches(torch.from_numpy(outs[ly.node.input[0]]), ly)
                 if cols.shape[1] > MAX_COLUMNS:
                     continue
-                hk = torch.einsum("gdp,gep->gde", cols, cols)
+                budget[k] = max(POSITIONS_PER_COLUMN * cols.shape[1], MIN_POSITIONS)
+                hk = torch.einsum("gdp,gep->gde", cols, cols).double()
                 hs[k] = hs[k] + hk if k in hs else hk
-                mk = cols.sum(dim=2)
+                mk = cols.sum(dim=2).double()
                 means[k] = means[k] + mk if k in means else mk
                 count[k] = count.get(k, 0) + cols.shape[2]
         changed = 0
