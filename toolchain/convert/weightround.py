@@ -135,6 +135,10 @@ def _patches(x: Any, layer: _Layer) -> Any:
     if layer.kind != "conv":
         x2 = x.reshape(-1, x.shape[-1])
         return x2.T[None]
+    if layer.kernel == (1, 1) and layer.stride == (1, 1) and not any(layer.pads):
+        n, c, hh, ww = x.shape  # a pointwise conv: the pixels are the patches
+        g = layer.groups
+        return x.reshape(n, g, c // g, hh * ww).permute(1, 2, 0, 3).reshape(g, c // g, -1)
     t, lft, b, r = layer.pads
     if any(layer.pads):
         x = F.pad(x, (lft, r, t, b))
@@ -142,6 +146,17 @@ def _patches(x: Any, layer: _Layer) -> Any:
     n, d, pos = cols.shape
     g = layer.groups
     return cols.reshape(n, g, d // g, pos).permute(1, 2, 0, 3).reshape(g, d // g, n * pos)
+
+
+def _columns_positions(layer: _Layer, shape: tuple[int, ...]) -> tuple[int, int]:
+    """(columns of W per group, patches per sample) for an input of ``shape``."""
+    if layer.kind != "conv":
+        return shape[-1], max(1, int(np.prod(shape[1:-1])) if len(shape) > 2 else 1)
+    kh, kw = layer.kernel
+    t, lft, b, r = layer.pads
+    oh = (shape[2] + t + b - layer.dilation[0] * (kh - 1) - 1) // layer.stride[0] + 1
+    ow = (shape[3] + lft + r - layer.dilation[1] * (kw - 1) - 1) // layer.stride[1] + 1
+    return shape[1] // layer.groups * kh * kw, max(1, oh * ow)
 
 
 def _scales(w2: np.ndarray, per_channel: bool) -> np.ndarray:
@@ -267,10 +282,14 @@ def apply(
             for k, ly in enumerate(layers):
                 if count.get(k, 0) >= budget.get(k, 1 << 62):
                     continue  # enough positions for this layer's H already
-                cols = _patches(torch.from_numpy(outs[ly.node.input[0]]), ly)
-                if cols.shape[1] > MAX_COLUMNS:
+                x = torch.from_numpy(outs[ly.node.input[0]])
+                columns, per_image = _columns_positions(ly, tuple(x.shape))
+                if columns > MAX_COLUMNS:
                     continue
-                budget[k] = max(POSITIONS_PER_COLUMN * cols.shape[1], MIN_POSITIONS)
+                budget[k] = max(POSITIONS_PER_COLUMN * columns, MIN_POSITIONS)
+                # only as many images as this layer still needs
+                x = x[: max(1, -(-(budget[k] - count.get(k, 0)) // per_image))]
+                cols = _patches(x, ly)
                 hk = torch.einsum("gdp,gep->gde", cols, cols).double()
                 hs[k] = hs[k] + hk if k in hs else hk
                 mk = cols.sum(dim=2).double()
