@@ -199,3 +199,19 @@ def test_converted_model_keeps_every_chosen_integer(tmp_path: Path) -> None:
     s0 = s0 or next(iter(plain.report["fidelity"].values()))["sqnr_db"]
     s1 = next(iter(res.report["fidelity"].values()))["sqnr_db"]
     assert s1 > s0 + 1.0, (s0, s1)
+
+
+def test_cli_flags_reach_the_strategy() -> None:
+    import argparse
+
+    from toolchain.cli import convert as cli
+
+    p = argparse.ArgumentParser()
+    cli.register(p.add_subparsers())
+    args = p.parse_args(["convert", "m.pt", "--calib", "c.npy", "--out", "o",
+                         "--weight-rounding", "gptq", "--no-rounding-fallback"])  # fmt: skip
+    st = cli._strategy(args)
+    assert st.weight_rounding == "gptq" and st.rounding_fallback is False
+    args = p.parse_args(["convert", "m.pt", "--calib", "c.npy", "--out", "o"])
+    st = cli._strategy(args)
+    assert st.weight_rounding == "none" and st.rounding_fallback is True
