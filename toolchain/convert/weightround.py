@@ -49,8 +49,8 @@ DAMP = 0.01
 MAX_COLUMNS = 8192
 #: input positions (patches) that estimate a layer's H: this many per column of W, at
 #: least MIN_POSITIONS; a large early feature map reaches that from a few images
-POSITIONS_PER_COLUMN = 32
-MIN_POSITIONS = 16384
+POSITIONS_PER_COLUMN = 128
+MIN_POSITIONS = 65536
 #: columns rounded between two matrix updates of the rest
 BLOCK = 128
 
