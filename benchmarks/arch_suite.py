@@ -56,6 +56,9 @@ def strategies(names: list[str]) -> dict[str, Any]:
         "margin25": Strategy(range_margin=0.25),
         "mse": Strategy(calibration_range="mse"),
         "min-sqnr-30": Strategy(),  # with --min-sqnr 30: int16x8 where int8 misses it
+        "gptq": Strategy(weight_rounding="gptq"),  # error-compensating weight rounding
+        "rounding-bias": Strategy(weight_rounding="bias"),  # bias correction in the ONNX
+        "gptq+mse": Strategy(weight_rounding="gptq", calibration_range="mse"),
     }
     return {n: table[n] for n in names}
 

@@ -208,6 +208,12 @@ def markdown(result: dict[str, Any]) -> str:
                 how += f" ({r['attempt']})"
             if r.get("activations") == "int16":
                 how += " int16x8"
+            wr = (r.get("techniques") or {}).get("weight_rounding")
+            if wr and wr.get("layers"):
+                inm = wr.get("in_model") or {}
+                how += (f"; {wr['method']} rounding of {wr['layers']} layers "
+                        f"({inm.get('exact')}/{inm.get('of')} exact in the model, "
+                        f"{wr.get('seconds')} s)")  # fmt: skip
             fb = r.get("precision_fallback")
             if fb:
                 arena = (

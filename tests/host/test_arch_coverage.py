@@ -395,10 +395,12 @@ def test_fallbacks_are_tried_in_order_and_reported() -> None:
     assert strategy.run(strategy.Strategy(), QuantOptions(), 30.0, once) == "ok"
     assert seen[0].onnx2tf == {"not_use_onnxsim": True}
     assert seen[1].onnx2tf.get("enable_batchmatmul_unfold") is True
-    assert seen[2].options.activations == "int16" and "int16" in seen[2].why
+    # a missed gate: gptq weight rounding first (still int8), then int16x8
+    assert seen[2].options.activations == "int8" and seen[2].weight_rounding == "gptq"
+    assert seen[3].options.activations == "int16" and "int16" in seen[3].why
     # the int16x8 attempt gets the rewrites its kernels need; the int8 ones did not
-    assert "layernorm-centred" in seen[2].rewrites and "layernorm-centred" not in seen[0].rewrites
-    assert [f["attempt"] for f in seen[2].failed_before] == [seen[0].why, seen[1].why]
+    assert "layernorm-centred" in seen[3].rewrites and "layernorm-centred" not in seen[0].rewrites
+    assert [f["attempt"] for f in seen[3].failed_before] == [a.why for a in seen[:3]]
     # asked for the GELU builtin: its tanh form is tried first, then the onnx2tf options
     builtin = tuple("gelu-builtin" if n == "gelu-tanh" else n for n in rewrites.DEFAULT)
     tried = strategy.attempts(strategy.Strategy(rewrites=builtin), QuantOptions())
@@ -425,10 +427,12 @@ def test_a_missed_accuracy_drop_falls_back_to_int16_and_says_what_int8_measured(
     assert seen[-1].options.activations == "int16"
     assert "--max-accuracy-drop" in seen[-1].why
     assert seen[-1].record()["precision_fallback"]["tflite_bytes"] == 1000
-    # without a threshold a FidelityError cannot happen; without the int16 fallback it stays
+    # without a threshold a FidelityError cannot happen; without the rounding and int16
+    # fallbacks it stays
     seen.clear()
     with pytest.raises(FidelityError):
-        strategy.run(strategy.Strategy(int16_fallback=False), QuantOptions(), None, once, 0.5)
+        strategy.run(strategy.Strategy(int16_fallback=False, rounding_fallback=False),
+                     QuantOptions(), None, once, 0.5)  # fmt: skip
     assert len(seen) == 1
 
 

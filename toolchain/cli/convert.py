@@ -110,6 +110,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "its int8 error optimum on the calibration data",
     )
     r.add_argument(
+        "--weight-rounding",
+        choices=("none", "bias", "gptq"),
+        help="int8 weight rounding chosen on the calibration data: 'gptq' (error-"
+        "compensating, per layer), 'bias' (bias correction of nearest rounding) or 'none' "
+        "(default; a missed --min-sqnr/--max-accuracy-drop retries with gptq)",
+    )
+    r.add_argument(
+        "--no-rounding-fallback",
+        action="store_true",
+        help="do not retry with gptq weight rounding when int8 misses a fidelity gate",
+    )
+    r.add_argument(
         "--no-int16-fallback",
         action="store_true",
         help="do not retry with int16x8 activations when int8 misses --min-sqnr",
@@ -251,6 +263,10 @@ def _strategy(args: argparse.Namespace) -> Any:
         changes["calibration_range"] = args.calibration_range
     if args.no_int16_fallback:
         changes["int16_fallback"] = False
+    if args.weight_rounding is not None:
+        changes["weight_rounding"] = args.weight_rounding
+    if args.no_rounding_fallback:
+        changes["rounding_fallback"] = False
     return replace(base, **changes)
 
 
@@ -262,7 +278,7 @@ def _fallback_line(attempt: str, fb: dict[str, Any]) -> str:
         return f" ({fb[k]:+.1f} %)" if fb.get(k) is not None else ""
 
     return (
-        f"precision fallback: {attempt}. int8 had top-1 drop {i8.get('accuracy_drop')} points, "
+        f"fallback: {attempt}. int8 had top-1 drop {i8.get('accuracy_drop')} points, "
         f"SQNR {i8.get('sqnr_db')} dB, {i8.get('tflite_bytes')} B, arena {i8.get('arena_bytes')}"
         f" B; this model: {fb.get('bytes')} B{pct('extra_bytes_pct')}, arena "
         f"{fb.get('arena_bytes')} B{pct('extra_arena_pct')}"

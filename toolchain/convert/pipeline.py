@@ -255,6 +255,11 @@ def _convert_cold(
             onnx_path = workdir / "model.onnx"
             exported = attempt.prepare_model(loaded, calib_ds.arrays)  # techniques (a copy)
             onnx_bytes = attempt.rewrite_onnx(export_onnx(exported, onnx_path), onnx_path)
+        if attempt.weight_rounding != "none":
+            # the converter gets the rounded weights (onnx_path); onnx_bytes stays the
+            # float model the per-layer table and the export check compare against
+            with _stage("weight rounding", timings, prog):
+                attempt.round_weights(onnx_bytes, onnx_path, calib_ds.arrays, loaded.input_names)
         key2 = None
         if store is not None:
             key2 = cache_mod.make_key(
@@ -327,6 +332,12 @@ def _convert_cold(
         with _stage("fold transposes", timings, prog):
             data, meta, folded, fold_check = _fold(data, meta, loaded, layer_samples)
     parsed = TFLiteModel.from_bytes(data, source="int8 model")
+    rounding = attempt.techniques.get("weight_rounding")
+    if rounding and rounding.get("baked") is not None:
+        from toolchain.convert import weightround
+
+        rounding["in_model"] = weightround.check_baked(data, rounding)
+        rounding.pop("baked")
     with _stage("lint", timings, prog):
         lint = graphlint.lint(parsed)
         graphlint.check(

@@ -9,9 +9,12 @@ of :class:`Attempt` s, tried in order by :func:`run` until one succeeds:
    cannot run its result: the fallback rewrites (:data:`rewrites.FALLBACK`: the tanh form
    of GELU for the builtin), then onnx2tf with the alternative options of
    :data:`ONNX2TF_ALTERNATIVES` (each once);
-3. when the result misses ``min_sqnr`` or ``max_accuracy_drop`` and int16 fallback is
-   allowed: int16x8 activations; the report's ``conversion.precision_fallback`` then says
-   what int8 measured and what the int16x8 model costs more (bytes, TFLM arena).
+3. when the result misses ``min_sqnr`` or ``max_accuracy_drop`` and the rounding fallback
+   is allowed: the same attempt with error-compensating weight rounding (``gptq``, see
+   :mod:`toolchain.convert.weightround`: still int8 everywhere, the same bytes);
+4. when that misses too and int16 fallback is allowed: int16x8 activations (keeping the
+   weight rounding); the report's ``conversion.precision_fallback`` then says what the
+   attempt before measured and what the model costs more (bytes, TFLM arena).
 
 A second frontend (litert-torch) is not tried: it needs ai-edge-litert 2.3 (the pinned
 stack has 2.1.0), JAX, torchao and transformers, and cannot share this environment; see
@@ -82,6 +85,11 @@ class Strategy:
     * ``calibration_range``: ``"minmax"`` (the converter's calibration) or ``"mse"``
       (each int8 activation range narrowed to its error optimum on the calibration data).
     * ``fallback``: try the alternative onnx2tf options when a stage fails.
+    * ``weight_rounding``: ``"none"`` (the converter's nearest rounding), ``"bias"``
+      (empirical bias correction of its mean error) or ``"gptq"`` (error-compensating
+      rounding on the calibration data), in the ONNX weights (:mod:`weightround`).
+    * ``rounding_fallback``: when a fidelity gate is missed with nearest rounding, try
+      ``gptq`` rounding before int16x8 activations.
     * ``int16_fallback``: when ``min_sqnr`` is missed with int8, try int16x8 activations.
     """
 
@@ -92,8 +100,17 @@ class Strategy:
     calibration_range: str = "minmax"
     fallback: bool = True
     int16_fallback: bool = True
+    weight_rounding: str = "none"
+    rounding_fallback: bool = True
 
     def __post_init__(self) -> None:
+        from toolchain.convert.weightround import METHODS
+
+        if self.weight_rounding not in METHODS:
+            raise UsageError(
+                f"weight rounding {self.weight_rounding!r} is not known",
+                hint=f"choose one of {', '.join(METHODS)}",
+            )
         if not 0.0 <= self.range_margin <= 1.0:
             raise UsageError(f"range margin {self.range_margin} is not between 0 and 1")
         if self.calibration_range not in RANGE_METHODS:
@@ -112,7 +129,7 @@ class Strategy:
     def plain(cls) -> Strategy:
         """The plain recipe: no rewrites, no techniques, no fallbacks."""
         return cls(rewrites=(), equalize=False, bias_correction=False, fallback=False,
-                   int16_fallback=False)  # fmt: skip
+                   int16_fallback=False, rounding_fallback=False)  # fmt: skip
 
     @property
     def rewrite_names(self) -> tuple[str, ...]:
@@ -131,6 +148,7 @@ class Attempt:
     range_method: str = "minmax"
     onnx2tf: dict[str, Any] = field(default_factory=dict)
     why: str = "primary"
+    weight_rounding: str = "none"
     # filled in while it runs
     rewrite_records: list[dict[str, Any]] = field(default_factory=list)
     techniques: dict[str, Any] = field(default_factory=dict)
@@ -147,6 +165,7 @@ class Attempt:
             "range_margin": self.range_margin,
             "range_method": self.range_method,
             "onnx2tf": self.onnx2tf,
+            **({"weight_rounding": self.weight_rounding} if self.weight_rounding != "none" else {}),
         }
 
     def record(self) -> dict[str, Any]:
@@ -162,6 +181,7 @@ class Attempt:
             "techniques": self.techniques,
             "range_margin": self.range_margin if self.options.activations == "int8" else None,
             "calibration_range": self.range_method if self.options.activations == "int8" else None,
+            "weight_rounding": self.weight_rounding,
             "failed_attempts": self.failed_before,
             "precision_fallback": self.fallback_from,
             "frontends": FRONTENDS,
@@ -184,6 +204,25 @@ class Attempt:
             per_channel_dense=self.options.per_channel_dense,
         )
         return replace(loaded, module=module)
+
+    def round_weights(
+        self, data: bytes, path: Path, calib: Sequence[np.ndarray], input_names: Sequence[str]
+    ) -> bytes:
+        """The ONNX bytes the converter gets: ``data`` with the weight rounding baked in
+        (rewriting ``path`` too), or ``data`` itself. Its record goes to ``techniques``."""
+        if self.weight_rounding == "none":
+            return data
+        from toolchain.convert import weightround
+
+        new, rec = weightround.apply(
+            data, calib, input_names, method=self.weight_rounding,
+            per_channel=self.options.per_channel,
+            per_channel_dense=self.options.per_channel_dense,
+        )  # fmt: skip
+        self.techniques = {**self.techniques, "weight_rounding": rec}
+        if new is not data:
+            path.write_bytes(new)
+        return new
 
     def rewrite_onnx(self, data: bytes, path: Path) -> bytes:
         """Apply the rewrites to the exported ONNX bytes (rewriting ``path`` too)."""
@@ -209,6 +248,7 @@ def attempts(strategy: Strategy, options: QuantOptions) -> list[Attempt]:
         range_margin=strategy.range_margin,
         range_method=strategy.calibration_range,
         onnx2tf=first,
+        weight_rounding=strategy.weight_rounding,
     )
     out = [base]
     if strategy.fallback:
@@ -258,12 +298,25 @@ def run(
             return once(att)
         except FidelityError as exc:
             errors.append((att, exc))
+            gate = "--min-sqnr" if "--min-sqnr" in exc.message else "--max-accuracy-drop"
+            if (
+                strategy.rounding_fallback
+                and att.weight_rounding == "none"
+                and att.options.activations == "int8"
+                and (min_sqnr is not None or max_accuracy_drop is not None)
+            ):
+                log.warning("int8 misses %s; trying gptq weight rounding", gate)
+                todo = [replace(att, weight_rounding="gptq", techniques=dict(att.techniques),
+                                why=f"gptq weight rounding (int8 missed {gate})",
+                                fallback_from=copy.deepcopy(exc.measured))]  # fmt: skip
+                i = 0
+                continue
             opts16 = int16_options(att.options) if strategy.int16_fallback else None
             if opts16 is None or (min_sqnr is None and max_accuracy_drop is None):
                 break
-            gate = "--min-sqnr" if "--min-sqnr" in exc.message else "--max-accuracy-drop"
             log.warning("int8 misses %s; trying int16x8 activations", gate)
             todo = [replace(att, options=opts16, why=f"int16x8 (int8 missed {gate})",
+                            techniques=dict(att.techniques),
                             rewrites=rw.for_activations(att.rewrites, "int16"),
                             fallback_from=copy.deepcopy(exc.measured))]  # fmt: skip
             i = 0
