@@ -38,6 +38,8 @@ class Case:
     model: bytes
     inputs: list[tuple[tuple[int, ...], str]]  # shape, dtype per graph input
     outputs: list[tuple[tuple[int, ...], str]]
+    #: smallest input code to feed (RSQRT: TFLM fails the invoke below the zero point)
+    input_min: int | None = None
 
 
 def _q(rng: np.random.Generator) -> tuple[float, int]:
@@ -204,11 +206,15 @@ def _binary(
         (s1, z1), (s2, z2) = _q(rng), _q(rng)
         if kind == "MUL":
             s_out = s1 * s2 * 128 * float(rng.uniform(0.2, 3.0))
+        elif kind == "SQUARED_DIFFERENCE":  # (255 max(s))^2 over 255 codes, roughly
+            s_out = max(s1, s2) ** 2 * float(rng.uniform(10.0, 400.0))
         else:
             s_out = max(s1, s2) * float(rng.uniform(0.5, 3.0))
         zo = int(rng.integers(-128, 128))
         if dt == "int16":
             s1, s2, s_out, z1, z2, zo = s1 / 256, s2 / 256, s_out / 256, 0, 0, 0
+            if kind == "SQUARED_DIFFERENCE":
+                s_out = max(s1, s2) ** 2 * float(rng.uniform(2e3, 1e5))
         a = T(sa, dt, (s1,), (z1,))
         b = T(sb, dt, (s2,), (z2,))
         y = T(so, dt, (s_out,), (zo,))
@@ -219,10 +225,14 @@ def _binary(
             c.data = rng.integers(info.min, info.max + 1, size=c.shape).astype(dt)
         opts = {"ADD": (schema.AddOptionsT, schema.BuiltinOptions.AddOptions),
                 "SUB": (schema.SubOptionsT, schema.BuiltinOptions.SubOptions),
-                "MUL": (schema.MulOptionsT, schema.BuiltinOptions.MulOptions)}[kind]  # fmt: skip
-        o = opts[0]()
-        o.fusedActivationFunction = int(rng.choice(ACTS))
-        model = single_op(kind, [a, b], [y], opts[1], o)
+                "MUL": (schema.MulOptionsT, schema.BuiltinOptions.MulOptions),
+                "SQUARED_DIFFERENCE": (None, None)}[kind]  # fmt: skip
+        if kind == "SQUARED_DIFFERENCE":  # no options, no fused activation
+            model = single_op(kind, [a, b], [y])
+        else:
+            o = opts[0]()
+            o.fusedActivationFunction = int(rng.choice(ACTS))
+            model = single_op(kind, [a, b], [y], opts[1], o)
         suffix = ("_const" if const else "") + ("_s16" if dt == "int16" else "")
         live = [(t.shape, dt) for t in (a, b) if t.data is None]
         return Case(f"{kind.lower()}{suffix}_{i}", model, live, [(so, dt)])
@@ -501,6 +511,24 @@ def _act16(kind: str) -> Callable[[np.random.Generator, int], Case]:
     return make
 
 
+def _rsqrt(dt: str) -> Callable[[np.random.Generator, int], Case]:
+    """RSQRT on codes at or above the input zero point (TFLM fails the invoke below it); the
+    output scale so that 1/sqrt of the range's typical values lands inside it."""
+
+    def make(rng: np.random.Generator, i: int) -> Case:
+        shape = _rand_shape(rng, 1, 5)
+        s, zp = float(rng.uniform(0.002, 0.5)), int(rng.integers(-128, 100))
+        so, zo = float(rng.uniform(0.2, 3.0)) / math.sqrt(s * 40) / 128, int(rng.integers(-128, 0))
+        if dt == "int16":
+            s, zp = s / 256, 0  # TFLM's int16 RSQRT takes zero points 0 only
+            so, zo = so / 256 * float(rng.uniform(1.0, 16.0)), 0
+        x, y = T(shape, dt, (s,), (zp,)), T(shape, dt, (so,), (zo,))
+        return Case(f"rsqrt{_sfx(dt)}_{i}", single_op("RSQRT", [x], [y]), [(shape, dt)],
+                    [(shape, dt)], input_min=zp)  # fmt: skip
+
+    return make
+
+
 def _relu16(kind: str) -> Callable[[np.random.Generator, int], Case]:
     """int16 RELU (requantizing) and RELU6 (a clamp of the input codes)."""
 
@@ -595,6 +623,11 @@ GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = 
     "STRIDED_SLICE_S16": (lambda rng, i: _slice(rng, i, "int16"), 20),
     "SPLIT_S16": (_split("SPLIT", "int16"), 10),
     "SPLIT_V_S16": (_split("SPLIT_V", "int16"), 10),
+    # LayerNorm as onnx2tf / TFLiteConverter lower it
+    "RSQRT": (_rsqrt("int8"), 60),
+    "RSQRT_S16": (_rsqrt("int16"), 40),
+    "SQUARED_DIFFERENCE": (_binary("SQUARED_DIFFERENCE"), 50),
+    "SQUARED_DIFFERENCE_S16": (_binary("SQUARED_DIFFERENCE", "int16"), 30),
     "RESIZE_NEAREST_NEIGHBOR_S16": (
         lambda rng, i: _resize("RESIZE_NEAREST_NEIGHBOR", rng, i, "int16"),
         15,
@@ -610,9 +643,12 @@ def _cases() -> list[Case]:
     return out
 
 
-def _rand_input(rng: np.random.Generator, shape: tuple[int, ...], dt: str) -> np.ndarray:
+def _rand_input(
+    rng: np.random.Generator, shape: tuple[int, ...], dt: str, lo: int | None = None
+) -> np.ndarray:
     info = np.iinfo(np.dtype(dt))
-    return rng.integers(info.min, info.max + 1, size=shape, dtype=np.dtype(dt))
+    low = info.min if lo is None else max(lo, info.min)
+    return rng.integers(low, info.max + 1, size=shape, dtype=np.dtype(dt))
 
 
 class _Reference:
@@ -669,7 +705,7 @@ def test_kernel_bit_exact_with_tflm(kind: str, built: tuple[list[Case], object, 
         ref = _Reference(c.model, litert=kind in LITERT_ONLY)
         run = compiled.Runner(lib, c.name)  # type: ignore[arg-type]
         for _ in range(INPUTS_PER_MODEL):
-            xs = [_rand_input(rng, s, d) for s, d in c.inputs]
+            xs = [_rand_input(rng, s, d, c.input_min) for s, d in c.inputs]
             wants = ref(xs, len(c.outputs))
             gots = run(xs, [(shape, np.dtype(d)) for shape, d in c.outputs])
             for k, (want, got) in enumerate(zip(wants, gots, strict=True)):

@@ -51,6 +51,8 @@ INT16_OPS = frozenset(
         "ADD",
         "SUB",
         "MUL",
+        "SQUARED_DIFFERENCE",
+        "RSQRT",
         "MEAN",
         "SOFTMAX",
         "LOGISTIC",
@@ -611,6 +613,34 @@ def _mul(ctx: _Ctx, op: Any, index: int) -> Op:
               idx, (y.index,), summary)  # fmt: skip
 
 
+def _squared_difference(ctx: _Ctx, op: Any, index: int) -> Op:
+    """(a - b)² as TFLM's SQUARED_DIFFERENCE: both inputs rescaled to twice the larger scale
+    after a left shift (7 for int8, 0 for int16), squared in int32, one output rescale."""
+    a, b, idx, consts = _operands(ctx, op)
+    y = ctx.act(int(op.outputs[0]))
+    s16 = a.dtype == "int16"
+    if a.dtype != b.dtype or a.dtype != y.dtype:
+        raise Unsupported(f"mixed {a.dtype}/{b.dtype} inputs and {y.dtype} output")
+    if s16 and (a.zero_point or b.zero_point or y.zero_point):
+        raise Unsupported("int16 tensors need zero point 0")
+    left_shift = 0 if s16 else 7
+    (m1, s1), (m2, s2), (mo, so) = quant.squared_difference_params(
+        a.scale, b.scale, y.scale, left_shift
+    )
+    lo, hi = _TYPE_RANGE[y.dtype]
+    fields: dict[str, FieldValue] = _broadcast(a, b, y)
+    fields.update({
+        "in1_offset": -a.zero_point, "in2_offset": -b.zero_point,
+        "out_offset": y.zero_point, "left_shift": left_shift,
+        "in1_mult": m1, "in1_shift": s1, "in2_mult": m2, "in2_shift": s2,
+        "out_mult": mo, "out_shift": so, "act_min": lo, "act_max": hi,
+        "const1": consts[0], "const2": consts[1],
+    })  # fmt: skip
+    func = "edc_sqdiff_s16" if s16 else "edc_sqdiff_s8"
+    return Op(index, "SQUARED_DIFFERENCE", "edc_binary", func, "edc_binary_params", fields,
+              idx, (y.index,), f"({_shape_s(a.shape)} - {_shape_s(b.shape)})^2")  # fmt: skip
+
+
 def _softmax16(ctx: _Ctx, op: Any, index: int, x: Tensor, y: Tensor) -> Op:
     o = op.builtinOptions
     _check_int16(x, y)
@@ -695,6 +725,9 @@ def _lut(kind: str) -> Callable[[_Ctx, Any, int], Op]:
         elif kind == "RELU6":
             table = quant.lut_relu6_s8(x.scale, x.zero_point)
             what = "relu6"
+        elif kind == "RSQRT":
+            table = quant.lut_rsqrt_s8(x.scale, x.zero_point, y.scale, y.zero_point)
+            what = "1/sqrt"
         elif kind == "LEAKY_RELU":
             alpha = float(op.builtinOptions.alpha) if op.builtinOptions is not None else 0.0
             table = quant.lut_leaky_relu_s8(x.scale, x.zero_point, y.scale, y.zero_point, alpha)
@@ -751,6 +784,24 @@ def _requant(kind: str, x: Tensor, y: Tensor, index: int) -> Op:
               (y.index,), f"{x.dtype} -> {y.dtype}, {what}")  # fmt: skip
 
 
+def _rsqrt16(x: Tensor, y: Tensor, index: int) -> Op:
+    """int16 RSQRT (TFLM's integer path, zero points 0) in C: edc_rsqrt_s16."""
+    if x.dtype != "int16" or y.dtype != "int16":
+        raise Unsupported(f"{x.dtype} input and {y.dtype} output")
+    if x.zero_point or y.zero_point:
+        raise Unsupported("int16 tensors need zero point 0")
+    mult, shift = quant.rsqrt_params(x.scale, y.scale)
+    lo, hi = _TYPE_RANGE["int16"]
+    fields: dict[str, FieldValue] = {
+        "size": int(np.prod(x.shape)) if x.shape else 1,
+        "in_zero_point": x.zero_point, "out_zero_point": y.zero_point,
+        "pos_mult": mult, "pos_shift": shift, "neg_mult": 0, "neg_shift": 0,
+        "neg_negate": 0, "out_min": lo, "out_max": hi,
+    }  # fmt: skip
+    return Op(index, "RSQRT", "edc_act16", "edc_rsqrt_s16", "edc_requant_params", fields,
+              (x.index,), (y.index,), "int16 1/sqrt (Newton-Raphson)")  # fmt: skip
+
+
 def _act16(kind: str, x: Tensor, y: Tensor, index: int) -> Op:
     """The int16x8 element-wise operators: QUANTIZE to/from int16, LOGISTIC, TANH, RELU,
     RELU6."""
@@ -760,6 +811,8 @@ def _act16(kind: str, x: Tensor, y: Tensor, index: int) -> Op:
     if kind in ("RELU", "RELU6"):
         _check_int16(x, y)
         return _requant(kind, x, y, index)
+    if kind == "RSQRT":
+        return _rsqrt16(x, y, index)
     if kind not in ("LOGISTIC", "TANH"):
         raise _int8_only(kind, "int16")
     _check_int16(x, y)
@@ -1164,6 +1217,7 @@ LOWERINGS: dict[str, Callable[[_Ctx, Any, int], Op]] = {
     "ADD": _add_sub("ADD"),
     "SUB": _add_sub("SUB"),
     "MUL": _mul,
+    "SQUARED_DIFFERENCE": _squared_difference,
     "SOFTMAX": _softmax,
     **{
         k: _lut(k)
@@ -1177,6 +1231,7 @@ LOWERINGS: dict[str, Callable[[_Ctx, Any, int], Op]] = {
             "LEAKY_RELU",
             "RELU_0_TO_1",
             "RELU_N1_TO_1",
+            "RSQRT",
         )  # fmt: skip
     },
     "TRANSPOSE": _transpose,
