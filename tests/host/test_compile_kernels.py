@@ -529,6 +529,43 @@ def _rsqrt(dt: str) -> Callable[[np.random.Generator, int], Case]:
     return make
 
 
+def _batch_matmul(dt: str, const: bool = False) -> Callable[[np.random.Generator, int], Case]:
+    """BATCH_MATMUL: ranks 2..5, adj_x / adj_y, broadcast batch dimensions; ``const``: the
+    right operand is a constant tensor (attention's projections are FCs, but a converter may
+    emit x @ W)."""
+
+    def make(rng: np.random.Generator, i: int) -> Case:
+        m, k, n = (int(v) for v in rng.integers(1, 9, size=3))
+        nb = int(rng.integers(0, 4))
+        out_b = [int(v) for v in rng.integers(1, 4, size=nb)]
+        ba = [d if rng.random() < 0.7 else 1 for d in out_b]
+        bb = [d if rng.random() < 0.7 else 1 for d in out_b]
+        if nb and rng.random() < 0.3:
+            bb = bb[int(rng.integers(0, nb + 1)) :]
+        out_b = [max(x, y) for x, y in zip(ba, [1] * (len(ba) - len(bb)) + bb, strict=True)]
+        adj_x, adj_y = bool(rng.integers(0, 2)), bool(rng.integers(0, 2))
+        sa = (*ba, *((k, m) if adj_x else (m, k)))
+        sb = (*bb, *((n, k) if adj_y else (k, n)))
+        so = (*out_b, m, n)
+        (s1, z1), (s2, z2) = _q(rng), _q(rng)
+        s_out = s1 * s2 * 128 * math.sqrt(k) * float(rng.uniform(0.2, 3.0))
+        zo = int(rng.integers(-128, 128))
+        if dt == "int16":
+            s1, s2, s_out, z1, z2, zo = s1 / 256, s2 / 256, s_out / 256, 0, 0, 0
+        a, b, y = T(sa, dt, (s1,), (z1,)), T(sb, dt, (s2,), (z2,)), T(so, dt, (s_out,), (zo,))
+        if const:
+            info = np.iinfo(np.dtype(dt))
+            b.data = rng.integers(info.min, info.max + 1, size=sb).astype(dt)
+        o = schema.BatchMatMulOptionsT()
+        o.adjX, o.adjY = adj_x, adj_y
+        model = single_op("BATCH_MATMUL", [a, b], [y], schema.BuiltinOptions.BatchMatMulOptions, o)
+        live = [(t.shape, dt) for t in (a, b) if t.data is None]
+        name = f"batch_matmul{'_const' if const else ''}{_sfx(dt)}_{i}"
+        return Case(name, model, live, [(so, dt)])
+
+    return make
+
+
 def _relu16(kind: str) -> Callable[[np.random.Generator, int], Case]:
     """int16 RELU (requantizing) and RELU6 (a clamp of the input codes)."""
 
@@ -628,6 +665,9 @@ GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = 
     "RSQRT_S16": (_rsqrt("int16"), 40),
     "SQUARED_DIFFERENCE": (_binary("SQUARED_DIFFERENCE"), 50),
     "SQUARED_DIFFERENCE_S16": (_binary("SQUARED_DIFFERENCE", "int16"), 30),
+    "BATCH_MATMUL": (_batch_matmul("int8"), 50),
+    "BATCH_MATMUL_CONST": (_batch_matmul("int8", const=True), 15),
+    "BATCH_MATMUL_S16": (_batch_matmul("int16"), 25),
     "RESIZE_NEAREST_NEIGHBOR_S16": (
         lambda rng, i: _resize("RESIZE_NEAREST_NEIGHBOR", rng, i, "int16"),
         15,

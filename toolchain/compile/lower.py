@@ -53,6 +53,7 @@ INT16_OPS = frozenset(
         "MUL",
         "SQUARED_DIFFERENCE",
         "RSQRT",
+        "BATCH_MATMUL",
         "MEAN",
         "SOFTMAX",
         "LOGISTIC",
@@ -641,6 +642,68 @@ def _squared_difference(ctx: _Ctx, op: Any, index: int) -> Op:
               idx, (y.index,), f"({_shape_s(a.shape)} - {_shape_s(b.shape)})^2")  # fmt: skip
 
 
+def _batch_matmul(ctx: _Ctx, op: Any, index: int) -> Op:
+    """BATCH_MATMUL (TFLM's reference: int32 sums for int8, int64 for int16x8, one
+    requantization with input_scale·filter_scale as a float product, no fused activation).
+    adj_x / adj_y and broadcast batch dimensions become element strides."""
+    o = op.builtinOptions
+    a, b, idx, consts = _operands(ctx, op)
+    y = ctx.act(int(op.outputs[0]))
+    s16 = a.dtype == "int16"
+    if a.dtype != b.dtype or a.dtype != y.dtype:
+        raise Unsupported(f"mixed {a.dtype}/{b.dtype} inputs and {y.dtype} output")
+    if s16 and (a.zero_point or b.zero_point or y.zero_point):
+        raise Unsupported("int16 tensors need zero point 0")
+    if not (2 <= len(a.shape) <= 5 and 2 <= len(b.shape) <= 5):
+        raise Unsupported(f"operand ranks {len(a.shape)} and {len(b.shape)} (2..5 supported)")
+    adj_x = bool(o.adjX) if o is not None else False
+    adj_y = bool(o.adjY) if o is not None else False
+    m, k = (a.shape[-1], a.shape[-2]) if adj_x else (a.shape[-2], a.shape[-1])
+    k2, n = (b.shape[-1], b.shape[-2]) if adj_y else (b.shape[-2], b.shape[-1])
+    if k != k2:
+        raise Unsupported(f"inner dimensions {k} and {k2} differ")
+    nb = max(len(a.shape), len(b.shape)) - 2
+    if nb > 3:
+        raise Unsupported("more than 3 batch dimensions")
+    ba = [1] * (3 - (len(a.shape) - 2)) + list(a.shape[:-2])
+    bb = [1] * (3 - (len(b.shape) - 2)) + list(b.shape[:-2])
+    batch = []
+    for da, db in zip(ba, bb, strict=True):
+        if da != db and 1 not in (da, db):
+            raise Unsupported(f"batch dimensions of {a.shape} and {b.shape} do not broadcast")
+        batch.append(max(da, db))
+    if tuple(y.shape) != tuple(batch[3 - nb :]) + (m, n):
+        raise Unsupported(f"output shape {y.shape} is not {tuple(batch[3 - nb :]) + (m, n)}")
+
+    def batch_strides(dims: list[int], matrix: int) -> list[int]:
+        out, acc = [0] * 3, matrix
+        for d in range(2, -1, -1):
+            out[d] = acc if dims[d] == batch[d] and batch[d] > 1 else 0
+            acc *= dims[d]
+        return out
+
+    f32 = np.float32
+    real = float(f32(a.scale) * f32(b.scale)) / float(f32(y.scale))
+    mo, so = quant.quantize_multiplier(real)
+    lo, hi = _TYPE_RANGE[y.dtype]
+    fields: dict[str, FieldValue] = {
+        "batch": batch,
+        "a_batch_stride": batch_strides(ba, m * k),
+        "b_batch_stride": batch_strides(bb, k * n),
+        "rows": m, "depth": k, "cols": n,
+        "a_row_stride": 1 if adj_x else k, "a_depth_stride": m if adj_x else 1,
+        "b_depth_stride": 1 if adj_y else n, "b_col_stride": k if adj_y else 1,
+        "a_offset": -a.zero_point, "b_offset": -b.zero_point, "out_offset": y.zero_point,
+        "out_mult": mo, "out_shift": so, "act_min": lo, "act_max": hi,
+        "const1": consts[0], "const2": consts[1],
+    }  # fmt: skip
+    func = "edc_matmul_s16" if s16 else "edc_matmul_s8"
+    summary = (f"{_shape_s(a.shape)}{'^T' if adj_x else ''} x "
+               f"{_shape_s(b.shape)}{'^T' if adj_y else ''}")  # fmt: skip
+    return Op(index, "BATCH_MATMUL", "edc_matmul", func, "edc_matmul_params", fields,
+              idx, (y.index,), summary)  # fmt: skip
+
+
 def _softmax16(ctx: _Ctx, op: Any, index: int, x: Tensor, y: Tensor) -> Op:
     o = op.builtinOptions
     _check_int16(x, y)
@@ -1218,6 +1281,7 @@ LOWERINGS: dict[str, Callable[[_Ctx, Any, int], Op]] = {
     "SUB": _add_sub("SUB"),
     "MUL": _mul,
     "SQUARED_DIFFERENCE": _squared_difference,
+    "BATCH_MATMUL": _batch_matmul,
     "SOFTMAX": _softmax,
     **{
         k: _lut(k)
