@@ -307,10 +307,11 @@ def _transpose(rng: np.random.Generator, i: int, dt: str = "int8") -> Case:
     return Case(f"transpose{_sfx(dt)}_{i}", model, [(shape, dt)], [(out, dt)])
 
 
-def _concat(rng: np.random.Generator, i: int, dt: str = "int8") -> Case:
+def _concat(rng: np.random.Generator, i: int, dt: str = "int8", const: bool = False) -> Case:
+    """``const``: one input (not all) is a constant tensor, like a ViT's class token."""
     base = list(_rand_shape(rng, 1, 5))
     axis = int(rng.integers(0, len(base)))
-    n = int(rng.integers(1, 4))
+    n = int(rng.integers(2 if const else 1, 4))
     sc, zp = _same_q(rng, dt)
     shapes = []
     for _ in range(n):
@@ -320,12 +321,17 @@ def _concat(rng: np.random.Generator, i: int, dt: str = "int8") -> Case:
     out = list(base)
     out[axis] = sum(sh[axis] for sh in shapes)
     xs = [T(sh, dt, sc, zp) for sh in shapes]
+    if const:
+        c = xs[int(rng.integers(0, n))]
+        info = np.iinfo(np.dtype(dt))
+        c.data = rng.integers(info.min, info.max + 1, size=c.shape).astype(dt)
     y = T(tuple(out), dt, sc, zp)
     o = schema.ConcatenationOptionsT()
     o.axis = axis - len(base) if rng.random() < 0.3 else axis
     model = single_op("CONCATENATION", list(xs), [y],
                       schema.BuiltinOptions.ConcatenationOptions, o)  # fmt: skip
-    return Case(f"concatenation{_sfx(dt)}_{i}", model, [(sh, dt) for sh in shapes],
+    name = f"concatenation{'_const' if const else ''}{_sfx(dt)}_{i}"
+    return Case(name, model, [(x.shape, dt) for x in xs if x.data is None],
                 [(tuple(out), dt)])  # fmt: skip
 
 
@@ -666,6 +672,7 @@ GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = 
     "SQUARED_DIFFERENCE": (_binary("SQUARED_DIFFERENCE"), 50),
     "SQUARED_DIFFERENCE_S16": (_binary("SQUARED_DIFFERENCE", "int16"), 30),
     "BATCH_MATMUL": (_batch_matmul("int8"), 50),
+    "CONCATENATION_CONST": (lambda rng, i: _concat(rng, i, const=True), 15),
     "BATCH_MATMUL_CONST": (_batch_matmul("int8", const=True), 15),
     "BATCH_MATMUL_S16": (_batch_matmul("int16"), 25),
     "RESIZE_NEAREST_NEIGHBOR_S16": (

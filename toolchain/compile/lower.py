@@ -928,6 +928,7 @@ def _collapse(
 def _copy_call(
     index: int, kind: str, x: Tensor, y: Tensor, dims: list[int], si: list[int],
     so: list[int], in_base: int = 0, out_base: int = 0, fill: int | None = None,
+    src: ConstArray | None = None,
 ) -> Op:  # fmt: skip
     d, a, b = _collapse(dims, si, so)
     if x.dtype != y.dtype:
@@ -936,7 +937,7 @@ def _copy_call(
         "fill": int(fill is not None), "fill_value": 0 if fill is None else fill,
         "out_size": int(np.prod(y.shape)) if y.shape else 1,
         "in_base": in_base, "out_base": out_base,
-        "dims": d, "in_strides": a, "out_strides": b,
+        "dims": d, "in_strides": a, "out_strides": b, "src": src,
     }  # fmt: skip
     func = "edc_copy_s16" if x.dtype == "int16" else "edc_copy_s8"
     return Op(index, kind, "edc_copy", func, "edc_copy_params", fields,
@@ -973,7 +974,22 @@ def _transpose(ctx: _Ctx, op: Any, index: int) -> Op:
 
 def _concat(ctx: _Ctx, op: Any, index: int) -> Op:
     o = op.builtinOptions
-    xs = [ctx.act(int(i)) for i in op.inputs]
+    xs: list[Tensor] = []
+    consts: list[ConstArray | None] = []
+    for i in (int(t) for t in op.inputs):
+        if ctx.is_const(i):  # e.g. a ViT's class token: copied from flash
+            dt = ctx.dtype(i)
+            scales, zps = ctx.scales(i)
+            if dt not in ACTIVATION_TYPES or len(scales) != 1:
+                raise Unsupported(f"constant input {ctx.name(i)!r} is not per-tensor {dt}")
+            xs.append(Tensor(i, ctx.name(i), ctx.shape(i), dt, scales[0], zps[0]))
+            consts.append(ConstArray(CTYPES[dt], ctx.const(i, dt), "constant input"))
+        else:
+            xs.append(ctx.act(i))
+            consts.append(None)
+    live = [x for x, c in zip(xs, consts, strict=True) if c is None]
+    if not live:
+        raise Unsupported("every input is a constant")
     y = ctx.act(int(op.outputs[0]))
     if o is not None and int(o.fusedActivationFunction) != 0:
         raise Unsupported("a fused activation on CONCATENATION")
@@ -982,15 +998,18 @@ def _concat(ctx: _Ctx, op: Any, index: int) -> Op:
     axis = _axis(int(o.axis) if o is not None else 0, rank)
     so = _contig(y.shape)
     parts, at = [], 0
-    for x in xs:
+    for x, c in zip(xs, consts, strict=True):
         if len(x.shape) != rank:
             raise Unsupported("inputs of different rank")
-        parts.append(_copy_call(index, "CONCATENATION", x, y, list(x.shape), _contig(x.shape),
-                                so, 0, at * so[axis]))  # fmt: skip
+        part = _copy_call(index, "CONCATENATION", x, y, list(x.shape), _contig(x.shape),
+                          so, 0, at * so[axis], src=c)  # fmt: skip
+        if c is not None:  # the pointer argument is unused: pass a live input
+            part.inputs = (live[0].index,)
+        parts.append(part)
         at += x.shape[axis]
     if at != y.shape[axis]:
         raise Unsupported("input sizes do not add up to the output along the axis")
-    return Op(index, "CONCATENATION", "edc_copy", "", "", {}, tuple(x.index for x in xs),
+    return Op(index, "CONCATENATION", "edc_copy", "", "", {}, tuple(x.index for x in live),
               (y.index,), f"axis {axis}, {len(xs)} inputs", parts)  # fmt: skip
 
 
