@@ -111,3 +111,13 @@ def test_int16_operator_tflm_lacks_too_says_so(tmp_path: Path) -> None:
         compile_model(model, out_dir=tmp_path / "out", name="hs16")
     assert "operator 0 (HARD_SWISH" in err.value.message
     assert "TFLM has no int16 kernel for it either" in err.value.message
+    # the hint must not send the user to TFLM, which cannot run it either
+    hint = err.value.hint or ""
+    assert "--runtime tflm" not in hint
+    assert "int8 activations" in hint
+    from tflite_micro.python.tflite_micro import runtime  # and TFLM indeed cannot run it
+
+    interp = runtime.Interpreter.from_bytes(single_op("HARD_SWISH", [x], [y]), arena_size=1 << 16)
+    interp.set_input(np.zeros((1, 8), np.int16), 0)
+    with pytest.raises(RuntimeError):  # "Unsupported type INT16" at invoke
+        interp.invoke()

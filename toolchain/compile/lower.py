@@ -75,7 +75,12 @@ INT16_OPS = frozenset(
 
 
 class Unsupported(Exception):
-    """Raised inside a lowering function: this op (as configured) has no kernel."""
+    """Raised inside a lowering function: this op (as configured) has no kernel. ``hint``
+    replaces the default "`--runtime tflm` runs this model" advice where that is untrue."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 @dataclass
@@ -1365,12 +1370,15 @@ TFLM_INT8_ONLY = frozenset(
 
 
 def _int8_only(kind: str, dtype: str) -> Unsupported:
-    also = ""
+    also, hint = "", None
     if kind in TFLM_INT8_ONLY:
         also = "; TFLM has no int16 kernel for it either: convert with int8 activations"
+        hint = ("convert the model with int8 activations (`edgedeploy convert` does by "
+                f"default): neither runtime has an int16 {kind} kernel")  # fmt: skip
     return Unsupported(
         f"{dtype} activations: the {kind} kernel is int8 only "
-        f"(int16x8: {', '.join(sorted(INT16_OPS))}){also}"
+        f"(int16x8: {', '.join(sorted(INT16_OPS))}){also}",
+        hint,
     )
 
 
@@ -1425,6 +1433,7 @@ def _lower(model: TFLiteModel, *, collect: bool) -> Graph | list[str]:
             kind = f"CUSTOM:{cc.decode() if isinstance(cc, bytes) else cc}"
         fn = LOWERINGS.get(kind)
         where = _op_where(ctx, index, kind, op)
+        hint = _tflm_hint()
         if fn is None:
             msg = f"{where}: no compiled kernel for {kind}"
         else:
@@ -1436,8 +1445,9 @@ def _lower(model: TFLiteModel, *, collect: bool) -> Graph | list[str]:
                 continue
             except Unsupported as exc:
                 msg = f"{where}: {exc}"
+                hint = exc.hint or hint
         if not collect:
-            raise CompileError(msg, hint=_tflm_hint())
+            raise CompileError(msg, hint=hint)
         problems.append(msg)
     if problems:
         return problems
