@@ -234,7 +234,13 @@ def markdown(result: dict[str, Any]) -> str:
         "strategy), `edgedeploy compile`-d, built with the host gcc and compared with the "
         f"tflite-micro interpreter on {result['inputs']} random inputs plus all-min and all-max. "
         "Arena: ours / TFLM greedy on the same tensors (bytes); int16x8 needs about twice "
-        "the int8 arena. Conversion failed: TFLiteConverter has no int16x8 HARD_SWISH.",
+        "the int8 arena. Conversion failed: TFLiteConverter has no int16x8 HARD_SWISH."
+        + (
+            " Rows `peer/…`: the trained third-party models of `../shared/peer_models` "
+            "(`--peer`), converted as `peer-suite` converts them, int8 only."
+            if any(n.startswith(PEER) for n in result["models"])
+            else ""
+        ),
         "",
         "| model | " + " | ".join(result["activations"]) + " |",
         "|---|" + "---|" * len(result["activations"]),
