@@ -11,7 +11,14 @@ compile's error (operator, layer, reason). Conversions go through the converter'
 rerun only pays for what changed.
 
     .venv/bin/python -m benchmarks.run compile-suite -- [--models a,b] [--activations int16]
-        [--size 64] [--inputs 4]
+        [--size 64] [--inputs 4] [--peer] [--merge]
+
+``--peer`` runs the third-party models of ``../shared/peer_models`` instead
+(``$EDGEDEPLOY_PEER_MODELS``; see :mod:`benchmarks.peer_suite`), int8 only: each converted
+like the peer suite does (default strategy, the first 64 digits training images as
+calibration), rows named ``peer/<model>``; a model whose conversion is not clean (lint
+problems, float or TRANSPOSE/QUANTIZE/DEQUANTIZE ops left) is recorded as such and not
+compiled, since the issue only asks for what converts cleanly.
 
 Results: ``benchmarks/results/compile_suite.json`` and the ``compile-suite`` section of
 benchmarks/README.md. :func:`check_model` is also what ``tests/host/test_compile_suite.py``
@@ -40,6 +47,36 @@ def model_names() -> list[str]:
     from toolchain.zoo.mobile import SUITE
 
     return [m.name for m in ZOO] + [m.name for m in SUITE]
+
+
+PEER = "peer/"
+
+
+def peer_names() -> list[str]:
+    """``peer/<model>`` for every model of the peer suite folder (none without it)."""
+    from benchmarks import peer_suite
+
+    folder = peer_suite.peer_dir()
+    if not (folder / "manifest.json").is_file():
+        return []
+    return [PEER + e["model"] for e in peer_suite.manifest(folder)]
+
+
+def convert_peer(name: str, work: Path, *, cache: bool = True) -> tuple[Path, bool]:
+    """Convert peer model ``peer/<model>`` (int8, as the peer suite does); (path, clean)."""
+    from benchmarks import peer_suite
+    from toolchain.convert import convert
+
+    folder = peer_suite.peer_dir()
+    entry = next(e for e in peer_suite.manifest(folder) if PEER + e["model"] == name)
+    shape = [int(v) for v in entry["input_shape"]]
+    calib, _, _ = peer_suite.digits_data(folder, shape[-1])
+    out = work / name.replace("/", "_")
+    res = convert(str(folder / entry["file"]), input_shapes=[shape], calib=calib, out_dir=out,
+                  cache=cache)  # fmt: skip
+    from benchmarks import common
+
+    return out / "model_int8.tflite", bool(common.conversion_fields(res.report)["clean"])
 
 
 def model_and_calib(name: str, size: int | None, calib: int = CALIB) -> tuple[Any, np.ndarray]:
@@ -170,13 +207,22 @@ def check_model(path: Path, name: str, work: Path, *, inputs: int = 4) -> dict[s
 
 def run_one(name: str, activations: str, work: Path, size: int | None, inputs: int) -> dict:
     t = time.perf_counter()
+    clean = True
     try:
-        path = convert_model(name, activations, work, size=size)
+        if name.startswith(PEER):
+            path, clean = convert_peer(name, work)
+        else:
+            path = convert_model(name, activations, work, size=size)
     except Exception as exc:  # noqa: BLE001 - a failed conversion is a result here
         return {"converted": False, "error": f"{type(exc).__name__}: {exc}".splitlines()[0],
                 "time_s": round(time.perf_counter() - t, 1)}  # fmt: skip
+    if not clean:
+        return {"converted": True, "clean": False, "compiled": False,
+                "error": "the conversion is not clean (float or T/Q/D operators left)",
+                "time_s": round(time.perf_counter() - t, 1)}  # fmt: skip
     # one library per model and activation type: dlopen returns a loaded path's old library
-    row = {"converted": True, **check_model(path, f"{name}_{activations}", work, inputs=inputs)}
+    cname = f"{name.replace('/', '_')}_{activations}"
+    row = {"converted": True, **check_model(path, cname, work, inputs=inputs)}
     row["time_s"] = round(time.perf_counter() - t, 1)
     return row
 
@@ -188,7 +234,13 @@ def markdown(result: dict[str, Any]) -> str:
         "strategy), `edgedeploy compile`-d, built with the host gcc and compared with the "
         f"tflite-micro interpreter on {result['inputs']} random inputs plus all-min and all-max. "
         "Arena: ours / TFLM greedy on the same tensors (bytes); int16x8 needs about twice "
-        "the int8 arena. Conversion failed: TFLiteConverter has no int16x8 HARD_SWISH.",
+        "the int8 arena. Conversion failed: TFLiteConverter has no int16x8 HARD_SWISH."
+        + (
+            " Rows `peer/…`: the trained third-party models of `../shared/peer_models` "
+            "(`--peer`), converted as `peer-suite` converts them, int8 only."
+            if any(n.startswith(PEER) for n in result["models"])
+            else ""
+        ),
         "",
         "| model | " + " | ".join(result["activations"]) + " |",
         "|---|" + "---|" * len(result["activations"]),
@@ -201,6 +253,8 @@ def markdown(result: dict[str, Any]) -> str:
                 cells.append("-")
             elif not r.get("converted"):
                 cells.append("conversion failed")
+            elif r.get("clean") is False:
+                cells.append("conversion not clean (not compiled)")
             elif not r["compiled"]:
                 why = r["error"].split("): ", 1)[-1].split(" (int16x8: ")[0]
                 cells.append("not compiled: " + why.replace("|", "/"))
@@ -211,9 +265,14 @@ def markdown(result: dict[str, Any]) -> str:
                 cells.append(f"{ok}, arena {r['arena_bytes']:,} / {r['tflm_greedy_bytes']:,}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     s = result["summary"]
+
+    def unclean(a: str) -> str:
+        n = s[a].get("not_clean")
+        return f", {n} not clean" if n else ""
+
     lines += ["", " ".join(f"{a}: {s[a]['bit_exact']} of {s[a]['converted']} converted models "
-                           f"compile and are bit-exact ({s[a]['not_compiled']} not compiled)."
-                           for a in result["activations"])]  # fmt: skip
+                           f"compile and are bit-exact ({s[a]['not_compiled']} not compiled"
+                           f"{unclean(a)})." for a in result["activations"])]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -226,12 +285,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--activations", default="int8,int16")
     ap.add_argument("--size", type=int, default=None, help="input size of the suite models")
     ap.add_argument("--inputs", type=int, default=4)
+    ap.add_argument("--peer", action="store_true",
+                    help="the peer_models suite instead (int8; rows peer/<model>)")  # fmt: skip
     ap.add_argument("--no-readme", action="store_true")
     ap.add_argument("--merge", action="store_true",
                     help="update these models' rows in the existing result file")  # fmt: skip
     args = ap.parse_args(argv)
-    names = [n for n in args.models.split(",") if n] or model_names()
+    names = [n for n in args.models.split(",") if n] or (
+        peer_names() if args.peer else model_names()
+    )
     acts = [a for a in args.activations.split(",") if a]
+    if args.peer:
+        names = [n if n.startswith(PEER) else PEER + n for n in names]
+        acts = ["int8"]  # the peer suite converts with int8 (its own default)
     rows: dict[str, dict[str, Any]] = {a: {} for a in acts}
     with tempfile.TemporaryDirectory(prefix="compile-suite-") as tmp:
         for name in names:
@@ -245,14 +311,20 @@ def main(argv: list[str] | None = None) -> int:
         old = json.loads((common.RESULTS / f"{RESULT}.json").read_text())
         for a in acts:
             rows[a] = {**old["rows"].get(a, {}), **rows[a]}
+        for a in old["activations"]:  # keep the other columns (a --peer run is int8 only)
+            rows.setdefault(a, old["rows"].get(a, {}))
+        acts = list(dict.fromkeys(old["activations"] + acts))
         names = old["models"] + [n for n in names if n not in old["models"]]
     summary = {
         a: {
             "converted": sum(1 for r in rows[a].values() if r.get("converted")),
             "bit_exact": sum(1 for r in rows[a].values() if r.get("bit_exact")),
             "not_compiled": sum(
-                1 for r in rows[a].values() if r.get("converted") and not r["compiled"]
+                1
+                for r in rows[a].values()
+                if r.get("converted") and r.get("clean", True) and not r["compiled"]
             ),
+            "not_clean": sum(1 for r in rows[a].values() if r.get("clean") is False),
         }
         for a in acts
     }

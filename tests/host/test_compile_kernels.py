@@ -38,6 +38,8 @@ class Case:
     model: bytes
     inputs: list[tuple[tuple[int, ...], str]]  # shape, dtype per graph input
     outputs: list[tuple[tuple[int, ...], str]]
+    #: smallest input code to feed (RSQRT: TFLM fails the invoke below the zero point)
+    input_min: int | None = None
 
 
 def _q(rng: np.random.Generator) -> tuple[float, int]:
@@ -204,11 +206,15 @@ def _binary(
         (s1, z1), (s2, z2) = _q(rng), _q(rng)
         if kind == "MUL":
             s_out = s1 * s2 * 128 * float(rng.uniform(0.2, 3.0))
+        elif kind == "SQUARED_DIFFERENCE":  # (255 max(s))^2 over 255 codes, roughly
+            s_out = max(s1, s2) ** 2 * float(rng.uniform(10.0, 400.0))
         else:
             s_out = max(s1, s2) * float(rng.uniform(0.5, 3.0))
         zo = int(rng.integers(-128, 128))
         if dt == "int16":
             s1, s2, s_out, z1, z2, zo = s1 / 256, s2 / 256, s_out / 256, 0, 0, 0
+            if kind == "SQUARED_DIFFERENCE":
+                s_out = max(s1, s2) ** 2 * float(rng.uniform(2e3, 1e5))
         a = T(sa, dt, (s1,), (z1,))
         b = T(sb, dt, (s2,), (z2,))
         y = T(so, dt, (s_out,), (zo,))
@@ -219,10 +225,14 @@ def _binary(
             c.data = rng.integers(info.min, info.max + 1, size=c.shape).astype(dt)
         opts = {"ADD": (schema.AddOptionsT, schema.BuiltinOptions.AddOptions),
                 "SUB": (schema.SubOptionsT, schema.BuiltinOptions.SubOptions),
-                "MUL": (schema.MulOptionsT, schema.BuiltinOptions.MulOptions)}[kind]  # fmt: skip
-        o = opts[0]()
-        o.fusedActivationFunction = int(rng.choice(ACTS))
-        model = single_op(kind, [a, b], [y], opts[1], o)
+                "MUL": (schema.MulOptionsT, schema.BuiltinOptions.MulOptions),
+                "SQUARED_DIFFERENCE": (None, None)}[kind]  # fmt: skip
+        if kind == "SQUARED_DIFFERENCE":  # no options, no fused activation
+            model = single_op(kind, [a, b], [y])
+        else:
+            o = opts[0]()
+            o.fusedActivationFunction = int(rng.choice(ACTS))
+            model = single_op(kind, [a, b], [y], opts[1], o)
         suffix = ("_const" if const else "") + ("_s16" if dt == "int16" else "")
         live = [(t.shape, dt) for t in (a, b) if t.data is None]
         return Case(f"{kind.lower()}{suffix}_{i}", model, live, [(so, dt)])
@@ -297,10 +307,11 @@ def _transpose(rng: np.random.Generator, i: int, dt: str = "int8") -> Case:
     return Case(f"transpose{_sfx(dt)}_{i}", model, [(shape, dt)], [(out, dt)])
 
 
-def _concat(rng: np.random.Generator, i: int, dt: str = "int8") -> Case:
+def _concat(rng: np.random.Generator, i: int, dt: str = "int8", const: bool = False) -> Case:
+    """``const``: one input (not all) is a constant tensor, like a ViT's class token."""
     base = list(_rand_shape(rng, 1, 5))
     axis = int(rng.integers(0, len(base)))
-    n = int(rng.integers(1, 4))
+    n = int(rng.integers(2 if const else 1, 4))
     sc, zp = _same_q(rng, dt)
     shapes = []
     for _ in range(n):
@@ -310,12 +321,17 @@ def _concat(rng: np.random.Generator, i: int, dt: str = "int8") -> Case:
     out = list(base)
     out[axis] = sum(sh[axis] for sh in shapes)
     xs = [T(sh, dt, sc, zp) for sh in shapes]
+    if const:
+        c = xs[int(rng.integers(0, n))]
+        info = np.iinfo(np.dtype(dt))
+        c.data = rng.integers(info.min, info.max + 1, size=c.shape).astype(dt)
     y = T(tuple(out), dt, sc, zp)
     o = schema.ConcatenationOptionsT()
     o.axis = axis - len(base) if rng.random() < 0.3 else axis
     model = single_op("CONCATENATION", list(xs), [y],
                       schema.BuiltinOptions.ConcatenationOptions, o)  # fmt: skip
-    return Case(f"concatenation{_sfx(dt)}_{i}", model, [(sh, dt) for sh in shapes],
+    name = f"concatenation{'_const' if const else ''}{_sfx(dt)}_{i}"
+    return Case(name, model, [(x.shape, dt) for x in xs if x.data is None],
                 [(tuple(out), dt)])  # fmt: skip
 
 
@@ -501,6 +517,61 @@ def _act16(kind: str) -> Callable[[np.random.Generator, int], Case]:
     return make
 
 
+def _rsqrt(dt: str) -> Callable[[np.random.Generator, int], Case]:
+    """RSQRT on codes at or above the input zero point (TFLM fails the invoke below it); the
+    output scale so that 1/sqrt of the range's typical values lands inside it."""
+
+    def make(rng: np.random.Generator, i: int) -> Case:
+        shape = _rand_shape(rng, 1, 5)
+        s, zp = float(rng.uniform(0.002, 0.5)), int(rng.integers(-128, 100))
+        so, zo = float(rng.uniform(0.2, 3.0)) / math.sqrt(s * 40) / 128, int(rng.integers(-128, 0))
+        if dt == "int16":
+            s, zp = s / 256, 0  # TFLM's int16 RSQRT takes zero points 0 only
+            so, zo = so / 256 * float(rng.uniform(1.0, 16.0)), 0
+        x, y = T(shape, dt, (s,), (zp,)), T(shape, dt, (so,), (zo,))
+        return Case(f"rsqrt{_sfx(dt)}_{i}", single_op("RSQRT", [x], [y]), [(shape, dt)],
+                    [(shape, dt)], input_min=zp)  # fmt: skip
+
+    return make
+
+
+def _batch_matmul(dt: str, const: bool = False) -> Callable[[np.random.Generator, int], Case]:
+    """BATCH_MATMUL: ranks 2..5, adj_x / adj_y, broadcast batch dimensions; ``const``: the
+    right operand is a constant tensor (attention's projections are FCs, but a converter may
+    emit x @ W)."""
+
+    def make(rng: np.random.Generator, i: int) -> Case:
+        m, k, n = (int(v) for v in rng.integers(1, 9, size=3))
+        nb = int(rng.integers(0, 4))
+        out_b = [int(v) for v in rng.integers(1, 4, size=nb)]
+        ba = [d if rng.random() < 0.7 else 1 for d in out_b]
+        bb = [d if rng.random() < 0.7 else 1 for d in out_b]
+        if nb and rng.random() < 0.3:
+            bb = bb[int(rng.integers(0, nb + 1)) :]
+        out_b = [max(x, y) for x, y in zip(ba, [1] * (len(ba) - len(bb)) + bb, strict=True)]
+        adj_x, adj_y = bool(rng.integers(0, 2)), bool(rng.integers(0, 2))
+        sa = (*ba, *((k, m) if adj_x else (m, k)))
+        sb = (*bb, *((n, k) if adj_y else (k, n)))
+        so = (*out_b, m, n)
+        (s1, z1), (s2, z2) = _q(rng), _q(rng)
+        s_out = s1 * s2 * 128 * math.sqrt(k) * float(rng.uniform(0.2, 3.0))
+        zo = int(rng.integers(-128, 128))
+        if dt == "int16":
+            s1, s2, s_out, z1, z2, zo = s1 / 256, s2 / 256, s_out / 256, 0, 0, 0
+        a, b, y = T(sa, dt, (s1,), (z1,)), T(sb, dt, (s2,), (z2,)), T(so, dt, (s_out,), (zo,))
+        if const:
+            info = np.iinfo(np.dtype(dt))
+            b.data = rng.integers(info.min, info.max + 1, size=sb).astype(dt)
+        o = schema.BatchMatMulOptionsT()
+        o.adjX, o.adjY = adj_x, adj_y
+        model = single_op("BATCH_MATMUL", [a, b], [y], schema.BuiltinOptions.BatchMatMulOptions, o)
+        live = [(t.shape, dt) for t in (a, b) if t.data is None]
+        name = f"batch_matmul{'_const' if const else ''}{_sfx(dt)}_{i}"
+        return Case(name, model, live, [(so, dt)])
+
+    return make
+
+
 def _relu16(kind: str) -> Callable[[np.random.Generator, int], Case]:
     """int16 RELU (requantizing) and RELU6 (a clamp of the input codes)."""
 
@@ -595,6 +666,15 @@ GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = 
     "STRIDED_SLICE_S16": (lambda rng, i: _slice(rng, i, "int16"), 20),
     "SPLIT_S16": (_split("SPLIT", "int16"), 10),
     "SPLIT_V_S16": (_split("SPLIT_V", "int16"), 10),
+    # LayerNorm as onnx2tf / TFLiteConverter lower it
+    "RSQRT": (_rsqrt("int8"), 60),
+    "RSQRT_S16": (_rsqrt("int16"), 40),
+    "SQUARED_DIFFERENCE": (_binary("SQUARED_DIFFERENCE"), 50),
+    "SQUARED_DIFFERENCE_S16": (_binary("SQUARED_DIFFERENCE", "int16"), 30),
+    "BATCH_MATMUL": (_batch_matmul("int8"), 50),
+    "CONCATENATION_CONST": (lambda rng, i: _concat(rng, i, const=True), 15),
+    "BATCH_MATMUL_CONST": (_batch_matmul("int8", const=True), 15),
+    "BATCH_MATMUL_S16": (_batch_matmul("int16"), 25),
     "RESIZE_NEAREST_NEIGHBOR_S16": (
         lambda rng, i: _resize("RESIZE_NEAREST_NEIGHBOR", rng, i, "int16"),
         15,
@@ -610,9 +690,12 @@ def _cases() -> list[Case]:
     return out
 
 
-def _rand_input(rng: np.random.Generator, shape: tuple[int, ...], dt: str) -> np.ndarray:
+def _rand_input(
+    rng: np.random.Generator, shape: tuple[int, ...], dt: str, lo: int | None = None
+) -> np.ndarray:
     info = np.iinfo(np.dtype(dt))
-    return rng.integers(info.min, info.max + 1, size=shape, dtype=np.dtype(dt))
+    low = info.min if lo is None else max(lo, info.min)
+    return rng.integers(low, info.max + 1, size=shape, dtype=np.dtype(dt))
 
 
 class _Reference:
@@ -669,7 +752,7 @@ def test_kernel_bit_exact_with_tflm(kind: str, built: tuple[list[Case], object, 
         ref = _Reference(c.model, litert=kind in LITERT_ONLY)
         run = compiled.Runner(lib, c.name)  # type: ignore[arg-type]
         for _ in range(INPUTS_PER_MODEL):
-            xs = [_rand_input(rng, s, d) for s, d in c.inputs]
+            xs = [_rand_input(rng, s, d, c.input_min) for s, d in c.inputs]
             wants = ref(xs, len(c.outputs))
             gots = run(xs, [(shape, np.dtype(d)) for shape, d in c.outputs])
             for k, (want, got) in enumerate(zip(wants, gots, strict=True)):

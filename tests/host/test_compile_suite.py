@@ -8,6 +8,8 @@ compile-suite`` runs over the whole zoo and architecture suite, int8 and int16x8
 * a small net (tests/support/int16_net.py) whose graph holds LOGISTIC, TANH, SUB, MUL,
   STRIDED_SLICE, CONCATENATION, PAD, MEAN, QUANTIZE, pools, convs, FC and SOFTMAX in int16;
 * the architecture suite's EfficientNet-style model at 32 pixels (SiLU, squeeze-excite);
+* its conv_attention model at 32 pixels, int8 (LayerNorm: SQUARED_DIFFERENCE, RSQRT;
+  attention: BATCH_MATMUL, SOFTMAX);
 * every zoo and suite model, int8 and int16x8, when ``EDGEDEPLOY_COMPILE_SUITE=1`` (about
   44 conversions: 10-20 min on two cores, too long for every CI run).
 
@@ -64,6 +66,17 @@ def test_int16x8_efficientnet_style_is_bit_exact(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_int8_conv_attention_is_bit_exact(tmp_path: Path) -> None:
+    """LayerNorm as TFLiteConverter lowers it (MEAN, SQUARED_DIFFERENCE, RSQRT, MUL, SUB) and
+    multi-head attention (BATCH_MATMUL, SOFTMAX): the suite's conv_attention at 32 pixels."""
+    path = compile_suite.convert_model("conv_attention", "int8", tmp_path, size=32, cache=False)
+    row = compile_suite.check_model(path, "attn8", tmp_path, inputs=2)
+    assert {"BATCH_MATMUL", "RSQRT", "SQUARED_DIFFERENCE", "SOFTMAX"} <= set(row["ops"])
+    assert row["compiled"], row.get("error")
+    assert row["activations"] == "int8" and row["bit_exact"], row
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(not FULL_SUITE, reason="the whole zoo and suite: EDGEDEPLOY_COMPILE_SUITE=1")
 @pytest.mark.parametrize("activations", ["int8", "int16"])
 @pytest.mark.parametrize("name", compile_suite.model_names())
@@ -111,3 +124,13 @@ def test_int16_operator_tflm_lacks_too_says_so(tmp_path: Path) -> None:
         compile_model(model, out_dir=tmp_path / "out", name="hs16")
     assert "operator 0 (HARD_SWISH" in err.value.message
     assert "TFLM has no int16 kernel for it either" in err.value.message
+    # the hint must not send the user to TFLM, which cannot run it either
+    hint = err.value.hint or ""
+    assert "--runtime tflm" not in hint
+    assert "int8 activations" in hint
+    from tflite_micro.python.tflite_micro import runtime  # and TFLM indeed cannot run it
+
+    interp = runtime.Interpreter.from_bytes(single_op("HARD_SWISH", [x], [y]), arena_size=1 << 16)
+    interp.set_input(np.zeros((1, 8), np.int16), 0)
+    with pytest.raises(RuntimeError):  # "Unsupported type INT16" at invoke
+        interp.invoke()

@@ -29,6 +29,9 @@ IN_PLACE_FUNCS = frozenset(
         "edc_logistic_s16",
         "edc_tanh_s16",
         "edc_requant_s16_s16",
+        "edc_sqdiff_s8",
+        "edc_sqdiff_s16",
+        "edc_rsqrt_s16",
         *_cmsisnn.IN_PLACE_FUNCS,
     }
 )

@@ -51,6 +51,9 @@ INT16_OPS = frozenset(
         "ADD",
         "SUB",
         "MUL",
+        "SQUARED_DIFFERENCE",
+        "RSQRT",
+        "BATCH_MATMUL",
         "MEAN",
         "SOFTMAX",
         "LOGISTIC",
@@ -72,7 +75,12 @@ INT16_OPS = frozenset(
 
 
 class Unsupported(Exception):
-    """Raised inside a lowering function: this op (as configured) has no kernel."""
+    """Raised inside a lowering function: this op (as configured) has no kernel. ``hint``
+    replaces the default "`--runtime tflm` runs this model" advice where that is untrue."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 @dataclass
@@ -611,6 +619,96 @@ def _mul(ctx: _Ctx, op: Any, index: int) -> Op:
               idx, (y.index,), summary)  # fmt: skip
 
 
+def _squared_difference(ctx: _Ctx, op: Any, index: int) -> Op:
+    """(a - b)² as TFLM's SQUARED_DIFFERENCE: both inputs rescaled to twice the larger scale
+    after a left shift (7 for int8, 0 for int16), squared in int32, one output rescale."""
+    a, b, idx, consts = _operands(ctx, op)
+    y = ctx.act(int(op.outputs[0]))
+    s16 = a.dtype == "int16"
+    if a.dtype != b.dtype or a.dtype != y.dtype:
+        raise Unsupported(f"mixed {a.dtype}/{b.dtype} inputs and {y.dtype} output")
+    if s16 and (a.zero_point or b.zero_point or y.zero_point):
+        raise Unsupported("int16 tensors need zero point 0")
+    left_shift = 0 if s16 else 7
+    (m1, s1), (m2, s2), (mo, so) = quant.squared_difference_params(
+        a.scale, b.scale, y.scale, left_shift
+    )
+    lo, hi = _TYPE_RANGE[y.dtype]
+    fields: dict[str, FieldValue] = _broadcast(a, b, y)
+    fields.update({
+        "in1_offset": -a.zero_point, "in2_offset": -b.zero_point,
+        "out_offset": y.zero_point, "left_shift": left_shift,
+        "in1_mult": m1, "in1_shift": s1, "in2_mult": m2, "in2_shift": s2,
+        "out_mult": mo, "out_shift": so, "act_min": lo, "act_max": hi,
+        "const1": consts[0], "const2": consts[1],
+    })  # fmt: skip
+    func = "edc_sqdiff_s16" if s16 else "edc_sqdiff_s8"
+    return Op(index, "SQUARED_DIFFERENCE", "edc_binary", func, "edc_binary_params", fields,
+              idx, (y.index,), f"({_shape_s(a.shape)} - {_shape_s(b.shape)})^2")  # fmt: skip
+
+
+def _batch_matmul(ctx: _Ctx, op: Any, index: int) -> Op:
+    """BATCH_MATMUL (TFLM's reference: int32 sums for int8, int64 for int16x8, one
+    requantization with input_scale·filter_scale as a float product, no fused activation).
+    adj_x / adj_y and broadcast batch dimensions become element strides."""
+    o = op.builtinOptions
+    a, b, idx, consts = _operands(ctx, op)
+    y = ctx.act(int(op.outputs[0]))
+    s16 = a.dtype == "int16"
+    if a.dtype != b.dtype or a.dtype != y.dtype:
+        raise Unsupported(f"mixed {a.dtype}/{b.dtype} inputs and {y.dtype} output")
+    if s16 and (a.zero_point or b.zero_point or y.zero_point):
+        raise Unsupported("int16 tensors need zero point 0")
+    if not (2 <= len(a.shape) <= 5 and 2 <= len(b.shape) <= 5):
+        raise Unsupported(f"operand ranks {len(a.shape)} and {len(b.shape)} (2..5 supported)")
+    adj_x = bool(o.adjX) if o is not None else False
+    adj_y = bool(o.adjY) if o is not None else False
+    m, k = (a.shape[-1], a.shape[-2]) if adj_x else (a.shape[-2], a.shape[-1])
+    k2, n = (b.shape[-1], b.shape[-2]) if adj_y else (b.shape[-2], b.shape[-1])
+    if k != k2:
+        raise Unsupported(f"inner dimensions {k} and {k2} differ")
+    nb = max(len(a.shape), len(b.shape)) - 2
+    if nb > 3:
+        raise Unsupported("more than 3 batch dimensions")
+    ba = [1] * (3 - (len(a.shape) - 2)) + list(a.shape[:-2])
+    bb = [1] * (3 - (len(b.shape) - 2)) + list(b.shape[:-2])
+    batch = []
+    for da, db in zip(ba, bb, strict=True):
+        if da != db and 1 not in (da, db):
+            raise Unsupported(f"batch dimensions of {a.shape} and {b.shape} do not broadcast")
+        batch.append(max(da, db))
+    if tuple(y.shape) != tuple(batch[3 - nb :]) + (m, n):
+        raise Unsupported(f"output shape {y.shape} is not {tuple(batch[3 - nb :]) + (m, n)}")
+
+    def batch_strides(dims: list[int], matrix: int) -> list[int]:
+        out, acc = [0] * 3, matrix
+        for d in range(2, -1, -1):
+            out[d] = acc if dims[d] == batch[d] and batch[d] > 1 else 0
+            acc *= dims[d]
+        return out
+
+    f32 = np.float32
+    real = float(f32(a.scale) * f32(b.scale)) / float(f32(y.scale))
+    mo, so = quant.quantize_multiplier(real)
+    lo, hi = _TYPE_RANGE[y.dtype]
+    fields: dict[str, FieldValue] = {
+        "batch": batch,
+        "a_batch_stride": batch_strides(ba, m * k),
+        "b_batch_stride": batch_strides(bb, k * n),
+        "rows": m, "depth": k, "cols": n,
+        "a_row_stride": 1 if adj_x else k, "a_depth_stride": m if adj_x else 1,
+        "b_depth_stride": 1 if adj_y else n, "b_col_stride": k if adj_y else 1,
+        "a_offset": -a.zero_point, "b_offset": -b.zero_point, "out_offset": y.zero_point,
+        "out_mult": mo, "out_shift": so, "act_min": lo, "act_max": hi,
+        "const1": consts[0], "const2": consts[1],
+    }  # fmt: skip
+    func = "edc_matmul_s16" if s16 else "edc_matmul_s8"
+    summary = (f"{_shape_s(a.shape)}{'^T' if adj_x else ''} x "
+               f"{_shape_s(b.shape)}{'^T' if adj_y else ''}")  # fmt: skip
+    return Op(index, "BATCH_MATMUL", "edc_matmul", func, "edc_matmul_params", fields,
+              idx, (y.index,), summary)  # fmt: skip
+
+
 def _softmax16(ctx: _Ctx, op: Any, index: int, x: Tensor, y: Tensor) -> Op:
     o = op.builtinOptions
     _check_int16(x, y)
@@ -695,6 +793,9 @@ def _lut(kind: str) -> Callable[[_Ctx, Any, int], Op]:
         elif kind == "RELU6":
             table = quant.lut_relu6_s8(x.scale, x.zero_point)
             what = "relu6"
+        elif kind == "RSQRT":
+            table = quant.lut_rsqrt_s8(x.scale, x.zero_point, y.scale, y.zero_point)
+            what = "1/sqrt"
         elif kind == "LEAKY_RELU":
             alpha = float(op.builtinOptions.alpha) if op.builtinOptions is not None else 0.0
             table = quant.lut_leaky_relu_s8(x.scale, x.zero_point, y.scale, y.zero_point, alpha)
@@ -751,6 +852,24 @@ def _requant(kind: str, x: Tensor, y: Tensor, index: int) -> Op:
               (y.index,), f"{x.dtype} -> {y.dtype}, {what}")  # fmt: skip
 
 
+def _rsqrt16(x: Tensor, y: Tensor, index: int) -> Op:
+    """int16 RSQRT (TFLM's integer path, zero points 0) in C: edc_rsqrt_s16."""
+    if x.dtype != "int16" or y.dtype != "int16":
+        raise Unsupported(f"{x.dtype} input and {y.dtype} output")
+    if x.zero_point or y.zero_point:
+        raise Unsupported("int16 tensors need zero point 0")
+    mult, shift = quant.rsqrt_params(x.scale, y.scale)
+    lo, hi = _TYPE_RANGE["int16"]
+    fields: dict[str, FieldValue] = {
+        "size": int(np.prod(x.shape)) if x.shape else 1,
+        "in_zero_point": x.zero_point, "out_zero_point": y.zero_point,
+        "pos_mult": mult, "pos_shift": shift, "neg_mult": 0, "neg_shift": 0,
+        "neg_negate": 0, "out_min": lo, "out_max": hi,
+    }  # fmt: skip
+    return Op(index, "RSQRT", "edc_act16", "edc_rsqrt_s16", "edc_requant_params", fields,
+              (x.index,), (y.index,), "int16 1/sqrt (Newton-Raphson)")  # fmt: skip
+
+
 def _act16(kind: str, x: Tensor, y: Tensor, index: int) -> Op:
     """The int16x8 element-wise operators: QUANTIZE to/from int16, LOGISTIC, TANH, RELU,
     RELU6."""
@@ -760,6 +879,8 @@ def _act16(kind: str, x: Tensor, y: Tensor, index: int) -> Op:
     if kind in ("RELU", "RELU6"):
         _check_int16(x, y)
         return _requant(kind, x, y, index)
+    if kind == "RSQRT":
+        return _rsqrt16(x, y, index)
     if kind not in ("LOGISTIC", "TANH"):
         raise _int8_only(kind, "int16")
     _check_int16(x, y)
@@ -812,6 +933,7 @@ def _collapse(
 def _copy_call(
     index: int, kind: str, x: Tensor, y: Tensor, dims: list[int], si: list[int],
     so: list[int], in_base: int = 0, out_base: int = 0, fill: int | None = None,
+    src: ConstArray | None = None,
 ) -> Op:  # fmt: skip
     d, a, b = _collapse(dims, si, so)
     if x.dtype != y.dtype:
@@ -820,7 +942,7 @@ def _copy_call(
         "fill": int(fill is not None), "fill_value": 0 if fill is None else fill,
         "out_size": int(np.prod(y.shape)) if y.shape else 1,
         "in_base": in_base, "out_base": out_base,
-        "dims": d, "in_strides": a, "out_strides": b,
+        "dims": d, "in_strides": a, "out_strides": b, "src": src,
     }  # fmt: skip
     func = "edc_copy_s16" if x.dtype == "int16" else "edc_copy_s8"
     return Op(index, kind, "edc_copy", func, "edc_copy_params", fields,
@@ -857,7 +979,22 @@ def _transpose(ctx: _Ctx, op: Any, index: int) -> Op:
 
 def _concat(ctx: _Ctx, op: Any, index: int) -> Op:
     o = op.builtinOptions
-    xs = [ctx.act(int(i)) for i in op.inputs]
+    xs: list[Tensor] = []
+    consts: list[ConstArray | None] = []
+    for i in (int(t) for t in op.inputs):
+        if ctx.is_const(i):  # e.g. a ViT's class token: copied from flash
+            dt = ctx.dtype(i)
+            scales, zps = ctx.scales(i)
+            if dt not in ACTIVATION_TYPES or len(scales) != 1:
+                raise Unsupported(f"constant input {ctx.name(i)!r} is not per-tensor {dt}")
+            xs.append(Tensor(i, ctx.name(i), ctx.shape(i), dt, scales[0], zps[0]))
+            consts.append(ConstArray(CTYPES[dt], ctx.const(i, dt), "constant input"))
+        else:
+            xs.append(ctx.act(i))
+            consts.append(None)
+    live = [x for x, c in zip(xs, consts, strict=True) if c is None]
+    if not live:
+        raise Unsupported("every input is a constant")
     y = ctx.act(int(op.outputs[0]))
     if o is not None and int(o.fusedActivationFunction) != 0:
         raise Unsupported("a fused activation on CONCATENATION")
@@ -866,15 +1003,18 @@ def _concat(ctx: _Ctx, op: Any, index: int) -> Op:
     axis = _axis(int(o.axis) if o is not None else 0, rank)
     so = _contig(y.shape)
     parts, at = [], 0
-    for x in xs:
+    for x, c in zip(xs, consts, strict=True):
         if len(x.shape) != rank:
             raise Unsupported("inputs of different rank")
-        parts.append(_copy_call(index, "CONCATENATION", x, y, list(x.shape), _contig(x.shape),
-                                so, 0, at * so[axis]))  # fmt: skip
+        part = _copy_call(index, "CONCATENATION", x, y, list(x.shape), _contig(x.shape),
+                          so, 0, at * so[axis], src=c)  # fmt: skip
+        if c is not None:  # the pointer argument is unused: pass a live input
+            part.inputs = (live[0].index,)
+        parts.append(part)
         at += x.shape[axis]
     if at != y.shape[axis]:
         raise Unsupported("input sizes do not add up to the output along the axis")
-    return Op(index, "CONCATENATION", "edc_copy", "", "", {}, tuple(x.index for x in xs),
+    return Op(index, "CONCATENATION", "edc_copy", "", "", {}, tuple(x.index for x in live),
               (y.index,), f"axis {axis}, {len(xs)} inputs", parts)  # fmt: skip
 
 
@@ -1164,6 +1304,8 @@ LOWERINGS: dict[str, Callable[[_Ctx, Any, int], Op]] = {
     "ADD": _add_sub("ADD"),
     "SUB": _add_sub("SUB"),
     "MUL": _mul,
+    "SQUARED_DIFFERENCE": _squared_difference,
+    "BATCH_MATMUL": _batch_matmul,
     "SOFTMAX": _softmax,
     **{
         k: _lut(k)
@@ -1177,6 +1319,7 @@ LOWERINGS: dict[str, Callable[[_Ctx, Any, int], Op]] = {
             "LEAKY_RELU",
             "RELU_0_TO_1",
             "RELU_N1_TO_1",
+            "RSQRT",
         )  # fmt: skip
     },
     "TRANSPOSE": _transpose,
@@ -1227,12 +1370,15 @@ TFLM_INT8_ONLY = frozenset(
 
 
 def _int8_only(kind: str, dtype: str) -> Unsupported:
-    also = ""
+    also, hint = "", None
     if kind in TFLM_INT8_ONLY:
         also = "; TFLM has no int16 kernel for it either: convert with int8 activations"
+        hint = ("convert the model with int8 activations (`edgedeploy convert` does by "
+                f"default): neither runtime has an int16 {kind} kernel")  # fmt: skip
     return Unsupported(
         f"{dtype} activations: the {kind} kernel is int8 only "
-        f"(int16x8: {', '.join(sorted(INT16_OPS))}){also}"
+        f"(int16x8: {', '.join(sorted(INT16_OPS))}){also}",
+        hint,
     )
 
 
@@ -1287,6 +1433,7 @@ def _lower(model: TFLiteModel, *, collect: bool) -> Graph | list[str]:
             kind = f"CUSTOM:{cc.decode() if isinstance(cc, bytes) else cc}"
         fn = LOWERINGS.get(kind)
         where = _op_where(ctx, index, kind, op)
+        hint = _tflm_hint()
         if fn is None:
             msg = f"{where}: no compiled kernel for {kind}"
         else:
@@ -1298,8 +1445,9 @@ def _lower(model: TFLiteModel, *, collect: bool) -> Graph | list[str]:
                 continue
             except Unsupported as exc:
                 msg = f"{where}: {exc}"
+                hint = exc.hint or hint
         if not collect:
-            raise CompileError(msg, hint=_tflm_hint())
+            raise CompileError(msg, hint=hint)
         problems.append(msg)
     if problems:
         return problems

@@ -500,3 +500,77 @@ def output_scale_is_q15(scale: float) -> bool:
     two within 1e-3)."""
     pot, log2 = _checked_log2(scale)
     return pot and log2 == -15
+
+
+# --- RSQRT (TFLM elementwise.cc: GetInvSqrtQuantizedMultiplierExp, then two rescales) --------
+
+#: gemmlowp F3 constants: 1.5 and 1 in Q3.28, sqrt(2)/2 in Q0.31
+_F3_HALF_THREE = (1 << 28) + (1 << 27)
+_F3_ONE = 1 << 28
+_F0_HALF_SQRT2 = 1518500250
+
+
+def inv_sqrt_multiplier_exp(x: int) -> tuple[int, int]:
+    """TFLite's GetInvSqrtQuantizedMultiplierExp(x, reverse_shift=-1) for x ≥ 0: (Q31
+    multiplier, left shift) with 1/sqrt(x) ≈ m · 2^(shift-31) (five Newton-Raphson steps in
+    gemmlowp's Q3.28)."""
+    if x <= 1:
+        return INT32_MAX, 0
+    shift = 11
+    while x >= (1 << 29):
+        x //= 4
+        shift += 1
+    pairs = (32 - x.bit_length() - 1) // 2 - 1
+    shift -= pairs
+    x <<= 2 * pairs
+    f_in = x >> 1
+    half_in = rounding_divide_by_pot(f_in, 1)
+    v = _F3_ONE
+    for _ in range(5):
+        v3 = _sat_shl(srdhm(srdhm(v, v), v), 6)
+        v = _sat_shl(_wrap32(srdhm(_F3_HALF_THREE, v) - srdhm(half_in, v3)), 3)
+    v = srdhm(v, _F0_HALF_SQRT2)
+    if shift < 0:
+        v = _wrap32(v << -shift)
+        shift = 0
+    return v, -shift
+
+
+def rsqrt_params(in_scale: float, out_scale: float) -> tuple[int, int]:
+    """TFLM's SetRsqrtOutputMultiplier, 1 / (sqrt(in_scale) * out_scale), evaluated in double
+    from the float32 scales: the tflite-micro interpreter's results match this one and not a
+    float32 ``sqrtf`` product (checked on every int16 input code of several models)."""
+    f32 = np.float32
+    return quantize_multiplier(1.0 / (math.sqrt(float(f32(in_scale))) * float(f32(out_scale))))
+
+
+def rsqrt_q(code: int, in_zp: int, out_zp: int, mult: int, shift: int, lo: int, hi: int) -> int:
+    """One int8/int16 RSQRT output as TFLM's RsqrtEvalQuantized computes it. TFLM fails the
+    invoke on a code below the zero point (negative input); we return ``hi`` there, as for 0."""
+    value = code - in_zp
+    if value <= 0:
+        return hi
+    m, s = inv_sqrt_multiplier_exp(value)
+    data = multiply_by_quantized_multiplier(1, m, s + 20)
+    out = multiply_by_quantized_multiplier(data, mult, shift - 20) + out_zp
+    return max(lo, min(hi, out))
+
+
+def lut_rsqrt_s8(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
+    """int8 RSQRT as a 256-entry table (codes below the zero point: 127, see :func:`rsqrt_q`)."""
+    mult, shift = rsqrt_params(in_scale, out_scale)
+    return np.array([rsqrt_q(k - 128, in_zp, out_zp, mult, shift, -128, 127)
+                     for k in range(256)], np.int8)  # fmt: skip
+
+
+def squared_difference_params(
+    s1: float, s2: float, out_scale: float, left_shift: int
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """TFLM's SQUARED_DIFFERENCE PrepareQuantized: the two input multipliers (≤ 1) and the
+    output multiplier, from float32 scales as TFLM reads them."""
+    f32 = np.float32
+    twice_max = 2.0 * float(max(f32(s1), f32(s2)))
+    m1 = quantize_multiplier(float(f32(s1)) / twice_max)
+    m2 = quantize_multiplier(float(f32(s2)) / twice_max)
+    den = float(f32(1 << (left_shift * 2)) * f32(out_scale))  # int * float: a float product
+    return m1, m2, quantize_multiplier(twice_max * twice_max / den)

@@ -72,3 +72,46 @@ void edc_requant_s16_s8(const edc_requant_params *p, const int16_t *in, int8_t *
 void edc_requant_s8_s16(const edc_requant_params *p, const int8_t *in, int16_t *out) {
   EDC_REQUANT_BODY(int16_t)
 }
+
+/* 1/sqrt(x) = m * 2^(shift - 31) for x >= 2 (gemmlowp fixed point, Q3.28 Newton-Raphson). */
+static int32_t inv_sqrt_q31(int32_t x, int32_t *shift_out) {
+  int32_t shift = 11, pairs, half_in, v;
+  int k;
+  while (x >= (1 << 29)) {
+    x /= 4;
+    shift++;
+  }
+  pairs = (int32_t)((edc_clz32((uint32_t)x) - 1) / 2 - 1);
+  shift -= pairs;
+  x = edc_shl(x, (int)(2 * pairs));
+  half_in = edc_rdpot(x >> 1, 1);
+  v = 1 << 28; /* 1.0 in Q3.28 */
+  for (k = 0; k < 5; k++) {
+    const int32_t v3 = edc_sat_shl(edc_srdhm(edc_srdhm(v, v), v), 6);
+    const uint32_t d = (uint32_t)edc_srdhm((1 << 28) + (1 << 27), v) - (uint32_t)edc_srdhm(half_in, v3);
+    v = edc_sat_shl((int32_t)d, 3);
+  }
+  v = edc_srdhm(v, 1518500250); /* sqrt(2)/2 in Q0.31 */
+  if (shift < 0) {
+    v = edc_shl(v, (int)-shift);
+    shift = 0;
+  }
+  *shift_out = -shift;
+  return v;
+}
+
+void edc_rsqrt_s16(const edc_requant_params *p, const int16_t *in, int16_t *out) {
+  int32_t i;
+  for (i = 0; i < p->size; i++) {
+    const int32_t value = (int32_t)in[i] - p->in_zero_point;
+    int32_t r = p->out_max;
+    if (value > 0) {
+      int32_t m = INT32_MAX, s = 0, data;
+      if (value > 1) m = inv_sqrt_q31(value, &s);
+      data = edc_mul_q(1, m, s + 20);
+      r = edc_clamp(edc_mul_q(data, p->pos_mult, p->pos_shift - 20) + p->out_zero_point,
+                    p->out_min, p->out_max);
+    }
+    out[i] = (int16_t)r;
+  }
+}

@@ -37,4 +37,10 @@ void edc_requant_s16_s16(const edc_requant_params *p, const int16_t *in, int16_t
 void edc_requant_s16_s8(const edc_requant_params *p, const int16_t *in, int8_t *out);
 void edc_requant_s8_s16(const edc_requant_params *p, const int8_t *in, int16_t *out);
 
+/* int16 RSQRT as TFLM's RsqrtEvalQuantized: 1/sqrt(x - in_zero_point) as a Q31 multiplier and
+ * shift (GetInvSqrtQuantizedMultiplierExp: five Newton-Raphson steps in Q3.28), applied to 1
+ * at 2^20 and rescaled by (pos_mult, pos_shift); x at the zero point (or below it, where TFLM
+ * fails the invoke) gives out_max. neg_* are unused. */
+void edc_rsqrt_s16(const edc_requant_params *p, const int16_t *in, int16_t *out);
+
 #endif /* EDC_ACT16_H */

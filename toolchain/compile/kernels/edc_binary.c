@@ -23,6 +23,16 @@ static inline int32_t mul_one(const edc_binary_params *p, int32_t x1, int32_t x2
   return edc_clamp(r, p->act_min, p->act_max);
 }
 
+/* TFLM's SQUARED_DIFFERENCE: (x1 - x2)^2 at twice the larger input scale; the square of two
+ * left-shifted, halved int8 (or int16 with left_shift 0) differences stays below 2^31. */
+static inline int32_t sqdiff_one(const edc_binary_params *p, int32_t x1, int32_t x2) {
+  const int32_t a = edc_mul_q(edc_shl(x1 + p->in1_offset, p->left_shift), p->in1_mult, p->in1_shift);
+  const int32_t b = edc_mul_q(edc_shl(x2 + p->in2_offset, p->left_shift), p->in2_mult, p->in2_shift);
+  const int32_t d = a - b;
+  const int32_t r = edc_mul_q(d * d, p->out_mult, p->out_shift) + p->out_offset;
+  return edc_clamp(r, p->act_min, p->act_max);
+}
+
 #define EDC_BINARY_BODY_T(ONE, T)                                                            \
   const T *a = p->const1 ? (const T *)p->const1 : in1;                                   \
   const T *b = p->const2 ? (const T *)p->const2 : in2;                                   \
@@ -70,4 +80,13 @@ void edc_sub_s16(const edc_binary_params *p, const int16_t *in1, const int16_t *
 /* int16 x int16 products reach 2^30: they fit the int32 accumulator of mul_one */
 void edc_mul_s16(const edc_binary_params *p, const int16_t *in1, const int16_t *in2, int16_t *out) {
   EDC_BINARY_BODY_T(mul_one, int16_t)
+}
+
+void edc_sqdiff_s8(const edc_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
+  EDC_BINARY_BODY(sqdiff_one)
+}
+
+void edc_sqdiff_s16(const edc_binary_params *p, const int16_t *in1, const int16_t *in2,
+                    int16_t *out) {
+  EDC_BINARY_BODY_T(sqdiff_one, int16_t)
 }

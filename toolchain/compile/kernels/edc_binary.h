@@ -25,5 +25,8 @@ void edc_mul_s8(const edc_binary_params *p, const int8_t *a, const int8_t *b, in
 void edc_add_s16(const edc_binary_params *p, const int16_t *a, const int16_t *b, int16_t *out);
 void edc_sub_s16(const edc_binary_params *p, const int16_t *a, const int16_t *b, int16_t *out);
 void edc_mul_s16(const edc_binary_params *p, const int16_t *a, const int16_t *b, int16_t *out);
+/* SQUARED_DIFFERENCE (TFLM's integer path: left_shift 7 for int8, 0 for int16). */
+void edc_sqdiff_s8(const edc_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out);
+void edc_sqdiff_s16(const edc_binary_params *p, const int16_t *a, const int16_t *b, int16_t *out);
 
 #endif /* EDC_BINARY_H */

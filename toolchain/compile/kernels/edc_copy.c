@@ -7,12 +7,13 @@
   int32_t i0, i1, i2, i3, i4, i5;                                                              \
   const int32_t n5 = p->dims[5];                                                               \
   const int32_t contiguous = p->in_strides[5] == 1 && p->out_strides[5] == 1;                  \
+  const T *base_ = p->src ? (const T *)p->src : in;                                            \
   for (i0 = 0; i0 < p->dims[0]; i0++)                                                          \
     for (i1 = 0; i1 < p->dims[1]; i1++)                                                        \
       for (i2 = 0; i2 < p->dims[2]; i2++)                                                      \
         for (i3 = 0; i3 < p->dims[3]; i3++)                                                    \
           for (i4 = 0; i4 < p->dims[4]; i4++) {                                                \
-            const T *src = in + p->in_base + i0 * p->in_strides[0] + i1 * p->in_strides[1] +   \
+            const T *src = base_ + p->in_base + i0 * p->in_strides[0] + i1 * p->in_strides[1] +   \
                            i2 * p->in_strides[2] + i3 * p->in_strides[3] +                     \
                            i4 * p->in_strides[4];                                              \
             T *dst = out + p->out_base + i0 * p->out_strides[0] + i1 * p->out_strides[1] +     \

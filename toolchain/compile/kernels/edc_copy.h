@@ -15,6 +15,7 @@ typedef struct {
   int32_t dims[6];  /* iteration extents, outermost first */
   int32_t in_strides[6];
   int32_t out_strides[6];
+  const void *src; /* a constant input (in flash, e.g. a class token) replaces `in` when set */
 } edc_copy_params;
 
 /* GATHER with constant positions: for each batch, outer index and position k, the inner
