@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolchain.compile import cmsisnn as _cmsisnn
+from toolchain.compile import perlayer as _perlayer
 from toolchain.compile import inplace as _inplace
 from toolchain.compile import lower as _lower
 from toolchain.compile import patch as _patch
@@ -111,6 +112,7 @@ def lower_and_plan(
     cmsis_nn_ops: frozenset[str] = frozenset(_cmsisnn.OPS),
     patch: str = "auto",
     lowered: Graph | None = None,
+    cmsis_nn_take: frozenset[int] | None = None,
 ) -> tuple[Graph, Plan]:
     """Lower, hand the operators CMSIS-NN has to it (with ``cmsis_nn``, see
     :mod:`.cmsisnn`), pick the kernels of the rest (:mod:`.select`), let element-wise
@@ -118,7 +120,8 @@ def lower_and_plan(
     the first layers into row bands where that makes the arena smaller (:mod:`.patch`;
     ``patch`` auto/on/off) without writing anything (raises CompileError when unsupported).
     ``lowered``: ``model`` already lowered (:func:`lower_or_problems`), taken as it is and
-    changed in place."""
+    changed in place. ``cmsis_nn_take``: only these op indices may go to CMSIS-NN (the
+    per-layer choice of :mod:`.perlayer`)."""
     _patch.check_policy(patch)
     m = _load(model)
     if lowered is None:
@@ -129,7 +132,7 @@ def lower_and_plan(
             hint="lower the same model with toolchain.compile.lower_or_problems",
         )
     if cmsis_nn is not None:
-        _cmsisnn.apply(lowered, cmsis_nn, target, cmsis_nn_ops)
+        _cmsisnn.apply(lowered, cmsis_nn, target, cmsis_nn_ops, cmsis_nn_take)
     graph = _select.specialize(lowered, kernels=kernels, target=target)
     if in_place:
         _inplace.apply(graph)
@@ -182,7 +185,9 @@ def compile_model(
     Cortex-M ``target`` (its CPU decides which of the library's code paths, and so which
     scratch sizes, apply); the checkout's version is checked first (UsageError).
     ``cmsis_nn_ops``: which operators go to CMSIS-NN (:func:`.cmsisnn.parse_ops`: ``all``,
-    ``auto`` = where it measured faster than ours, or a list of operator names).
+    ``auto`` = per layer, where CMSIS-NN's kernel measured fewer instructions than ours on
+    this layer's shape on the target's core, :mod:`.perlayer`: measured in QEMU and cached,
+    or a static per-core rule without QEMU; or a list of operator names).
 
     Raises CompileError (unsupported operator, float/hybrid model, unwritable output),
     UsageError (``name`` is no C identifier), BudgetError (over the target's RAM/flash),
@@ -206,9 +211,26 @@ def compile_model(
         tgt = load_target(target) if isinstance(target, str) else target
     checkout = _open_cmsis_nn(cmsis_nn, tgt)
     m = _load(model)
+    choice: _perlayer.Choice | None = None
+    if checkout is not None and tgt is not None and cmsis_nn_ops.strip().lower() == "auto":
+        if lowered is None:
+            lowered = _lower.lower(m)
+        elif lowered.model_sha256 != m.sha256:
+            raise UsageError(
+                "the lowered graph passed in is not of this model (its sha256 differs)",
+                hint="lower the same model with toolchain.compile.lower_or_problems",
+            )
+        src = m.source if m.source and m.source != "<bytes>" else None
+        if kernels == "auto":
+            choice = _perlayer.choose(lowered, target=tgt, checkout=checkout, model=src)
+        else:  # the measured counts are of the auto kernels
+            choice = _perlayer.static_choice(
+                lowered, tgt.cpu.core, f"kernels={kernels}", _perlayer.QEMU_BOARD.get(tgt.cpu.core)
+            )
+        ops = frozenset(_cmsisnn.OPS)
     graph, p = lower_and_plan(
         m, target=tgt, kernels=kernels, cmsis_nn=checkout, cmsis_nn_ops=ops, patch=patch,
-        lowered=lowered,
+        lowered=lowered, cmsis_nn_take=None if choice is None else choice.indices,
     )  # fmt: skip
     writer = CWriter(graph, p, name, Path(m.source).name if m.source else "<bytes>")
     texts = writer.files()
@@ -272,6 +294,7 @@ def compile_model(
             **checkout.to_dict(),
             "policy": cmsis_nn_ops,
             "ops": [op.index for op in graph.ops if op.kernel == _cmsisnn.KERNEL],
+            **({} if choice is None else {"choice": choice.to_dict()}),
         },
     )
 
