@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolchain.compile import cmsisnn as _cmsisnn
-from toolchain.compile import perlayer as _perlayer
 from toolchain.compile import inplace as _inplace
 from toolchain.compile import lower as _lower
 from toolchain.compile import patch as _patch
+from toolchain.compile import perlayer as _perlayer
 from toolchain.compile import select as _select
 from toolchain.compile.cwriter import CWriter, kernel_dir, kernel_files
 from toolchain.compile.ir import ConstArray, Graph
