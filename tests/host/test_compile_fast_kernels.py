@@ -53,6 +53,9 @@ MLPERF_SHAPES = [
     ("vww_pw_dead", "conv", (6, 6, 24), (1, 1), 1, 48, False),
     ("vww_conv3x3_dead", "conv", (7, 7, 8), (3, 3), 2, 13, True),
     ("vww_pw_alldead", "conv", (3, 3, 16), (1, 1), 1, 8, False),
+    # person_detect's second layer (48x48x8 scaled down): two 4-channel groups per pixel in
+    # the 3x3 depthwise kernel's full-window row loop
+    ("pd_dw8", "dw", (10, 9, 8), (3, 3), 1, 8, True),
 ]
 
 
