@@ -152,9 +152,21 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Case], object,
     cms = []
     for c in cs:
         m = TFLiteModel.from_bytes(c.model, source=f"{c.name}.tflite")
-        cms.append(compile_model(m, out_dir=root / c.name, name=c.name, kernels="fast"))
+        # every other random depthwise case compiled for the M7: its 3x3 windows run unrolled
+        # (rolled = 0, select.ROLLED_DW_CORES); the rest row by row (no target: rolled = 1)
+        odd_dw = c.name.startswith("depthwise") and int(c.name.rsplit("_", 1)[1]) % 2 == 1
+        cms.append(compile_model(m, out_dir=root / c.name, name=c.name, kernels="fast",
+                                 target="mps2-an500" if odd_dw else None))  # fmt: skip
     lib = compiled.build_unity(cms, root / "fast.so")
     return cs, lib, cms
+
+
+def test_both_depthwise_window_forms_are_built(built: tuple[list[Case], object, list]) -> None:
+    _, _, cms = built
+    text = "".join(
+        (cm.out_dir / f"{cm.name}.c").read_text() for cm in cms if cm.name.startswith("depthwise")
+    )
+    assert ".rolled = 1" in text and ".rolled = 0" in text
 
 
 def test_fast_kernels_chosen(built: tuple[list[Case], object, list]) -> None:
