@@ -2,7 +2,8 @@
 
 For every layer CMSIS-NN could take (:data:`.cmsisnn.OPS`), :func:`choose` compares the
 instructions our kernel and CMSIS-NN's kernel spend on that layer's exact shape and constants
-on the target's core, and hands the layer to CMSIS-NN only where CMSIS-NN is strictly cheaper.
+on the target's core, and hands the layer to CMSIS-NN only where CMSIS-NN saves at least
+:data:`MIN_GAIN` instructions (smaller gains are not worth the CMSIS-NN code in flash).
 
 The counts are measured, not modelled: the model is built twice as compiled firmware for the
 QEMU board that stands in for the target's core (:data:`QEMU_BOARD`: Cortex-M3 → lm3s6965evb,
@@ -69,6 +70,11 @@ STATIC_RULE: dict[str, frozenset[str]] = {
     ),
 }
 STATIC_DEFAULT = _cmsisnn.OPS_AUTO
+#: a layer goes to CMSIS-NN only when it saves at least this many instructions per inference:
+#: below that, the CMSIS-NN code it pulls into flash is not worth it (measured on mps2-an386:
+#: CMSIS-NN's softmax saved 80-120 instructions for about 3.5 KB of flash on KWS, its FC 200
+#: on VWW's last layer)
+MIN_GAIN = 1000
 
 #: ``measure(board, kernel)`` → instructions per operator, graph order, for the model compiled
 #: with our kernels (``kernel == OWN``) or with CMSIS-NN for every operator it has
@@ -236,7 +242,8 @@ def choose(
     measure: Measure | None = None,
 ) -> Choice:
     """Per layer of the lowered ``graph`` (before :func:`.cmsisnn.apply`): CMSIS-NN where its
-    kernel measured fewer instructions than ours on ``target``'s core (see the module doc).
+    kernel measured at least :data:`MIN_GAIN` fewer instructions than ours on ``target``'s
+    core (see the module doc).
     ``measure``: the measurer (default: QEMU, see :func:`.measure.measure_layers`); counts
     missing from the cache are measured with it and stored. Raises CompileError when a
     measurement fails or disagrees with the graph."""
@@ -275,7 +282,7 @@ def choose(
         _save_cache(path, cache)
         how = "measured"
     counts = {i: {k: cache[_key(board, fp, s, k)] for k in KERNELS} for i, s in sigs.items()}
-    idx = frozenset(i for i, c in counts.items() if c[CMSIS] < c[OWN])
+    idx = frozenset(i for i, c in counts.items() if c[OWN] - c[CMSIS] >= MIN_GAIN)
     log.info(
         "--cmsis-nn-ops auto on %s (%s): CMSIS-NN for ops %s", board, how, sorted(idx) or "none"
     )
