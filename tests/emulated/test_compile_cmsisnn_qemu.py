@@ -18,6 +18,7 @@ import pytest
 from tests.host.test_compile_fast_kernels import cases
 from toolchain.bench import run_bench
 from toolchain.bench.options import BenchOptions
+from toolchain.compile.perlayer import MIN_GAIN
 from toolchain.firmware import make_firmware
 from toolchain.targets import load_target
 
@@ -72,3 +73,33 @@ def test_odd_shapes_with_cmsis_nn_are_bit_exact_in_qemu(
     assert compiled["cmsis_nn"]["ops"], compiled
     check = r.output_check  # type: ignore[attr-defined]
     assert check is not None and check.bit_exact and check.compared_values > 0
+
+
+def test_auto_measures_per_layer_and_runs_the_cheaper_kernel_bit_exact(
+    reference_dir: Path, tmp_path: Path, checkout: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--cmsis-nn-ops auto`` with an empty cache: both candidates measured in QEMU per layer
+    (toolchain/compile/perlayer.py), each layer gets the cheaper, and the mixed firmware is
+    bit-exact and spends about the cheaper count on every layer."""
+    monkeypatch.setenv("EDGEDEPLOY_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("EDGEDEPLOY_CMSIS_NN_MEASURE", raising=False)
+    model = reference_dir / KWS
+    res = make_firmware(target=TARGET, out_dir=tmp_path / "fw", model=model, runtime="compiled",
+                        build=True, cmsis_nn=checkout, cmsis_nn_ops="auto")  # fmt: skip
+    assert res.build is not None and res.project.compiled is not None
+    cn = res.project.compiled["cmsis_nn"]
+    choice = cn["choice"]
+    assert choice["how"] == "measured" and choice["board"] == TARGET
+    assert (tmp_path / "cache" / "cmsisnn-layers.json").is_file()
+    layers = {int(i): c for i, c in choice["layers"].items()}
+    assert len(layers) == 12  # every op but the RESHAPE alias was a candidate
+    cheaper = sorted(i for i, c in layers.items() if c["own"] - c["cmsis-nn"] >= MIN_GAIN)
+    assert cn["ops"] == cheaper
+    r = run_bench(load_target(TARGET), model,
+                  BenchOptions(runs=1, warmup=0, firmware=res.build.elf, timeout_s=120.0))  # fmt: skip
+    check = r.output_check
+    assert check is not None and check.bit_exact and check.compared_values > 0
+    for i, c in layers.items():
+        best = c["cmsis-nn"] if i in cheaper else c["own"]
+        assert abs(r.per_op[i].per_inference - best) <= 0.02 * best + 200, (i, c)
+    assert r.samples[0] <= sum(min(c.values()) for c in layers.values()) + 2_000 + MIN_GAIN * 12

@@ -173,8 +173,11 @@ def test_cmsis_nn_ops_needs_cmsis_nn(reference_dir: Path, tmp_path: Path, capsys
 
 
 def test_auto_keeps_our_fast_kernels_and_gives_cmsis_nn_pool_and_add(
-    reference_dir: Path, tmp_path: Path, checkout: Path
+    reference_dir: Path, tmp_path: Path, checkout: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # the static rule (no measuring; the per-layer choice: tests/host/test_compile_perlayer.py)
+    monkeypatch.setenv("EDGEDEPLOY_CMSIS_NN_MEASURE", "0")
+    monkeypatch.setenv("EDGEDEPLOY_CACHE_DIR", str(tmp_path / "cache"))
     cm = compile_model(reference_dir / IC, out_dir=tmp_path / "ic", target="mps2-an386",
                        cmsis_nn=checkout, cmsis_nn_ops="auto")  # fmt: skip
     by_kind: dict[str, set[str]] = {}
@@ -185,3 +188,4 @@ def test_auto_keeps_our_fast_kernels_and_gives_cmsis_nn_pool_and_add(
     assert by_kind["AVERAGE_POOL_2D"] == {"edc_cmsis_avgpool_s8"}
     assert by_kind["SOFTMAX"] == {"edc_softmax_s8"}
     assert cm.cmsis_nn is not None and cm.cmsis_nn["policy"] == "auto"
+    assert cm.cmsis_nn["choice"]["how"] == "static"

@@ -53,6 +53,9 @@ MLPERF_SHAPES = [
     ("vww_pw_dead", "conv", (6, 6, 24), (1, 1), 1, 48, False),
     ("vww_conv3x3_dead", "conv", (7, 7, 8), (3, 3), 2, 13, True),
     ("vww_pw_alldead", "conv", (3, 3, 16), (1, 1), 1, 8, False),
+    # person_detect's second layer (48x48x8 scaled down): two 4-channel groups per pixel in
+    # the 3x3 depthwise kernel's full-window row loop
+    ("pd_dw8", "dw", (10, 9, 8), (3, 3), 1, 8, True),
 ]
 
 
@@ -149,9 +152,21 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Case], object,
     cms = []
     for c in cs:
         m = TFLiteModel.from_bytes(c.model, source=f"{c.name}.tflite")
-        cms.append(compile_model(m, out_dir=root / c.name, name=c.name, kernels="fast"))
+        # every other random depthwise case compiled for the M7: its 3x3 windows run unrolled
+        # (rolled = 0, select.ROLLED_DW_CORES); the rest row by row (no target: rolled = 1)
+        odd_dw = c.name.startswith("depthwise") and int(c.name.rsplit("_", 1)[1]) % 2 == 1
+        cms.append(compile_model(m, out_dir=root / c.name, name=c.name, kernels="fast",
+                                 target="mps2-an500" if odd_dw else None))  # fmt: skip
     lib = compiled.build_unity(cms, root / "fast.so")
     return cs, lib, cms
+
+
+def test_both_depthwise_window_forms_are_built(built: tuple[list[Case], object, list]) -> None:
+    _, _, cms = built
+    text = "".join(
+        (cm.out_dir / f"{cm.name}.c").read_text() for cm in cms if cm.name.startswith("depthwise")
+    )
+    assert ".rolled = 1" in text and ".rolled = 0" in text
 
 
 def test_fast_kernels_chosen(built: tuple[list[Case], object, list]) -> None:

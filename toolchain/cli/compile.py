@@ -51,8 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--cmsis-nn-ops",
         metavar="OPS",
         default="all",
-        help="with --cmsis-nn: which operators CMSIS-NN runs: all (default), auto (where it "
-        "measured faster than our kernels on the M4F: AVERAGE_POOL_2D, ADD) or a "
+        help="with --cmsis-nn: which operators CMSIS-NN runs: all (default), auto (per layer, "
+        "where its kernel measured fewer instructions than ours in QEMU on the target's core; "
+        "counts cached in $EDGEDEPLOY_CACHE_DIR; a static per-core rule without QEMU) or a "
         "comma-separated list (CONV_2D,DEPTHWISE_CONV_2D,FULLY_CONNECTED,AVERAGE_POOL_2D,"
         "MAX_POOL_2D,SOFTMAX,ADD,MUL)",
     )
@@ -136,6 +137,15 @@ def run(args: argparse.Namespace) -> int:
             f"with -isystem {cn['path']}/Include",
             highlight=False,
         )
+        ch = cn.get("choice")
+        if ch:
+            how = {"measured": "measured now", "cached": "cached counts"}.get(ch["how"], "")
+            c.print(
+                f"--cmsis-nn-ops auto: per layer on {ch['board']} ({how})"
+                if how
+                else f"--cmsis-nn-ops auto: static rule ({ch['reason']})",
+                highlight=False,
+            )
     split = plan.get("split") or {}
     if "split_arena_bytes" in split:
         c.print(

@@ -28,6 +28,7 @@ from toolchain.compile import cmsisnn as _cmsisnn
 from toolchain.compile import inplace as _inplace
 from toolchain.compile import lower as _lower
 from toolchain.compile import patch as _patch
+from toolchain.compile import perlayer as _perlayer
 from toolchain.compile import select as _select
 from toolchain.compile.cwriter import CWriter, kernel_dir, kernel_files
 from toolchain.compile.ir import ConstArray, Graph, Split
@@ -114,6 +115,7 @@ def lower_and_plan(
     patch: str = "auto",
     lowered: Graph | None = None,
     keep_inputs: bool = False,
+    cmsis_nn_take: frozenset[int] | None = None,
 ) -> tuple[Graph, Plan]:
     """Lower, hand the operators CMSIS-NN has to it (with ``cmsis_nn``, see
     :mod:`.cmsisnn`), pick the kernels of the rest (:mod:`.select`), let element-wise
@@ -124,7 +126,8 @@ def lower_and_plan(
     changed in place. ``keep_inputs``: nothing is placed over the graph inputs (see
     :attr:`Graph.keep_inputs`), so a caller may write its inputs once and invoke many times
     (the benchmark firmware); when the inputs placed above the free plan take less, that
-    layout is used."""
+    layout is used. ``cmsis_nn_take``: only these op indices may go to CMSIS-NN (the
+    per-layer choice of :mod:`.perlayer`)."""
     _patch.check_policy(patch)
     m = _load(model)
     if lowered is None:
@@ -135,7 +138,7 @@ def lower_and_plan(
             hint="lower the same model with toolchain.compile.lower_or_problems",
         )
     if cmsis_nn is not None:
-        _cmsisnn.apply(lowered, cmsis_nn, target, cmsis_nn_ops)
+        _cmsisnn.apply(lowered, cmsis_nn, target, cmsis_nn_ops, cmsis_nn_take)
     graph = _select.specialize(lowered, kernels=kernels, target=target)
     graph.keep_inputs = keep_inputs
     if in_place:
@@ -221,7 +224,9 @@ def compile_model(
     Cortex-M ``target`` (its CPU decides which of the library's code paths, and so which
     scratch sizes, apply); the checkout's version is checked first (UsageError).
     ``cmsis_nn_ops``: which operators go to CMSIS-NN (:func:`.cmsisnn.parse_ops`: ``all``,
-    ``auto`` = where it measured faster than ours, or a list of operator names).
+    ``auto`` = per layer, where CMSIS-NN's kernel measured fewer instructions than ours on
+    this layer's shape on the target's core, :mod:`.perlayer`: measured in QEMU and cached,
+    or a static per-core rule without QEMU; or a list of operator names).
 
     Raises CompileError (unsupported operator, float/hybrid model, unwritable output),
     UsageError (``name`` is no C identifier), BudgetError (over the target's RAM/flash),
@@ -245,6 +250,23 @@ def compile_model(
         tgt = load_target(target) if isinstance(target, str) else target
     checkout = _open_cmsis_nn(cmsis_nn, tgt)
     m = _load(model)
+    choice: _perlayer.Choice | None = None
+    if checkout is not None and tgt is not None and cmsis_nn_ops.strip().lower() == "auto":
+        if lowered is None:
+            lowered = _lower.lower(m)
+        elif lowered.model_sha256 != m.sha256:
+            raise UsageError(
+                "the lowered graph passed in is not of this model (its sha256 differs)",
+                hint="lower the same model with toolchain.compile.lower_or_problems",
+            )
+        src = m.source if m.source and m.source != "<bytes>" else None
+        if kernels == "auto":
+            choice = _perlayer.choose(lowered, target=tgt, checkout=checkout, model=src)
+        else:  # the measured counts are of the auto kernels
+            choice = _perlayer.static_choice(
+                lowered, tgt.cpu.core, f"kernels={kernels}", _perlayer.QEMU_BOARD.get(tgt.cpu.core)
+            )
+        ops = frozenset(_cmsisnn.OPS)
     graph, p = lower_and_plan(
         m,
         target=tgt,
@@ -254,6 +276,7 @@ def compile_model(
         patch=patch,
         lowered=lowered,
         keep_inputs=keep_inputs,
+        cmsis_nn_take=None if choice is None else choice.indices,
     )
     writer = CWriter(graph, p, name, Path(m.source).name if m.source else "<bytes>")
     texts = writer.files()
@@ -317,6 +340,7 @@ def compile_model(
             **checkout.to_dict(),
             "policy": cmsis_nn_ops,
             "ops": [op.index for op in graph.ops if op.kernel == _cmsisnn.KERNEL],
+            **({} if choice is None else {"choice": choice.to_dict()}),
         },
         keep_inputs=keep_inputs,
     )

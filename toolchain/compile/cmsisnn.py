@@ -89,7 +89,8 @@ KERNEL = "edc_cmsisnn"
 #: the operators CMSIS-NN can take (``ops="all"``)
 OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D",
        "SOFTMAX", "ADD", "MUL")  # fmt: skip
-#: ``ops="auto"``: where CMSIS-NN measured faster than our own kernels on mps2-an386 (M4F,
+#: the static ``ops="auto"`` rule on DSP cores (without measurements, see :mod:`.perlayer`,
+#: which chooses per layer by measuring): where CMSIS-NN measured faster than our own kernels on mps2-an386 (M4F,
 #: benchmarks/results/cmsisnn_qemu.json, per layer): average pooling on all five models and
 #: IC's same-shape residual ADDs (1.33 M vs 1.68 M instructions for the first); our fast
 #: conv/depthwise/FC kernels and softmax measured faster everywhere, and MUL / MAX_POOL_2D were
@@ -345,7 +346,8 @@ SCRATCH_FUNCS = frozenset({*_SIZE_FUNCS, "edc_cmsis_maxpool_s8"})
 
 def parse_ops(spec: str) -> frozenset[str]:
     """``--cmsis-nn-ops``: ``all`` (every operator CMSIS-NN has: :data:`OPS`), ``auto``
-    (:data:`OPS_AUTO`) or a comma-separated list of operator names out of :data:`OPS`."""
+    (:data:`OPS_AUTO` here; :func:`toolchain.compile.compile_model` then chooses per layer,
+    see :mod:`.perlayer`) or a comma-separated list of operator names out of :data:`OPS`."""
     s = spec.strip()
     if s.lower() == "all":
         return frozenset(OPS)
@@ -366,14 +368,18 @@ def apply(
     checkout: Checkout,
     target: str | Target | None,
     ops: frozenset[str] = frozenset(OPS),
+    indices: frozenset[int] | None = None,
 ) -> list[int]:
     """Swap CMSIS-NN calls in for the operators it has (in place; only those whose kind is
-    in ``ops``), size their scratch buffers with the library (:func:`buffer_sizes`); returns
-    the op indices taken."""
+    in ``ops`` and, when ``indices`` is given, whose op index is in it: the per-layer choice
+    of :mod:`.perlayer`), size their scratch buffers with the library
+    (:func:`buffer_sizes`); returns the op indices taken."""
     taken: list[int] = []
     for op in graph.ops:
         fn = _TAKE.get(op.func)
         if fn is None or not op.kernel or op.parts or op.kind not in ops:
+            continue
+        if indices is not None and op.index not in indices:
             continue
         old = (op.kernel, op.func, op.struct, dict(op.fields))
         try:

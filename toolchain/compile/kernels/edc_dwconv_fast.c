@@ -8,6 +8,14 @@
 /* Windows up to this many taps list their valid taps once per pixel (on the stack). */
 #define EDC_DW_MAX_TAPS 25
 
+/* Keep a loop rolled (GCC 8+): GCC -O2 would unroll the 3x3 window's row loop back into the
+ * nine-tap form (see edc_dwconv_fast.h, `rolled`). */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8
+#define EDC_DW_NO_UNROLL _Pragma("GCC unroll 1")
+#else
+#define EDC_DW_NO_UNROLL
+#endif
+
 /* TFLM's requantization; the short form where the compiler proved the accumulators small */
 #define EDC_DW_RQ(acc, m, s) (small ? edc_requant_small(acc, m, s) : edc_requant(acc, m, s))
 
@@ -53,8 +61,8 @@
 
 /* Output rows [oy_lo, oy_hi) of one batch from `in_b` (input rows from in_row0 on). */
 static inline void edc_dwconv_fast_body(const edc_dwconv_fast_params *p, const int8_t *in_b,
-                                        int8_t *out, const int small, int32_t oy_lo,
-                                        int32_t oy_hi, int32_t in_row0) {
+                                        int8_t *out, const int small, const int rolled,
+                                        int32_t oy_lo, int32_t oy_hi, int32_t in_row0) {
   const int32_t in_h = p->in_h, in_w = p->in_w, C = p->channels;
   const int32_t k_h = p->k_h, k_w = p->k_w, taps = k_h * k_w;
   const int32_t c4 = C & ~3;
@@ -81,7 +89,21 @@ static inline void edc_dwconv_fast_body(const edc_dwconv_fast_params *p, const i
         while (fx_lo < k_w && ix0 + p->dil_w * fx_lo < 0) fx_lo++;
         while (fx_hi > fx_lo && ix0 + p->dil_w * (fx_hi - 1) >= in_w) fx_hi--;
         x0 = in_b + (iy0 - in_row0) * row_stride + ix0 * C; /* tap (0, 0), maybe outside */
-        if (is3x3 && fy_lo == 0 && fx_lo == 0 && fy_hi == 3 && fx_hi == 3) {
+        if (is3x3 && fy_lo == 0 && fx_lo == 0 && fy_hi == 3 && fx_hi == 3 && rolled) {
+          /* the whole window is inside: three rows of three taps, one moving pointer (fewer
+           * live addresses than nine: the unrolled form spilled them on the M4) */
+          for (c = 0; c < c4; c += 4, wg += 36) {
+            const int8_t *r = x0 + c, *w = wg;
+            EDC_DW_ACC4_INIT();
+            EDC_DW_NO_UNROLL
+            for (fy = 0; fy < 3; fy++, r += dy, w += 12) {
+              EDC_DW_TAP(r, w);
+              EDC_DW_TAP(r + dx, w + 4);
+              EDC_DW_TAP(r + 2 * dx, w + 8);
+            }
+            EDC_DW_STORE4();
+          }
+        } else if (is3x3 && fy_lo == 0 && fx_lo == 0 && fy_hi == 3 && fx_hi == 3) {
           /* the whole window is inside: nine taps unrolled */
           for (c = 0; c < c4; c += 4, wg += 36) {
             const int8_t *r0 = x0 + c, *r1 = r0 + dy, *r2 = r1 + dy;
@@ -158,11 +180,19 @@ static inline void edc_dwconv_fast_body(const edc_dwconv_fast_params *p, const i
 
 static void edc_dwconv_fast_rows_any(const edc_dwconv_fast_params *p, const int8_t *in,
                                      int8_t *out, int32_t oy_lo, int32_t oy_hi, int32_t in_row0) {
-  /* two copies of the body, each with its requantization fixed */
+  /* the body with its requantization and 3x3 window form fixed (GCC -O2 inlines some of the
+   * four calls; forcing all four inline measured 0.35 % fewer instructions on person_detect's
+   * M4 run for 8 KB more flash) */
   if (p->small_acc) {
-    edc_dwconv_fast_body(p, in, out, 1, oy_lo, oy_hi, in_row0);
+    if (p->rolled) {
+      edc_dwconv_fast_body(p, in, out, 1, 1, oy_lo, oy_hi, in_row0);
+    } else {
+      edc_dwconv_fast_body(p, in, out, 1, 0, oy_lo, oy_hi, in_row0);
+    }
+  } else if (p->rolled) {
+    edc_dwconv_fast_body(p, in, out, 0, 1, oy_lo, oy_hi, in_row0);
   } else {
-    edc_dwconv_fast_body(p, in, out, 0, oy_lo, oy_hi, in_row0);
+    edc_dwconv_fast_body(p, in, out, 0, 0, oy_lo, oy_hi, in_row0);
   }
 }
 
