@@ -14,6 +14,7 @@ import math
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -769,3 +770,20 @@ def test_kernel_bit_exact_with_tflm(kind: str, built: tuple[list[Case], object, 
                             f"differ (max {int(diff.max())})")  # fmt: skip
             checked += 1
     assert checked == len(mine) * INPUTS_PER_MODEL
+
+
+def test_sum_with_an_unrepresentable_rescale_is_one_clear_error(tmp_path: Path) -> None:
+    """A SUM whose s_in / s_out needs a left shift over 30 (TFLM's arithmetic would overflow
+    the shift) is refused, naming the operator; nothing is written."""
+    from toolchain.errors import CompileError
+
+    o = schema.ReducerOptionsT()
+    o.keepDims = True
+    model = single_op("SUM", [T((1, 4, 4, 3), "int8", (1.0,), (0,)),
+                              T((2,), "int32", data=_i32([1, 2]))],
+                      [T((1, 1, 1, 3), "int8", (1e-12,), (0,))],
+                      schema.BuiltinOptions.ReducerOptions, o)  # fmt: skip
+    m = TFLiteModel.from_bytes(model, source="sum_big.tflite")
+    with pytest.raises(CompileError, match=r"SUM.*scale ratio .* too large"):
+        compile_model(m, out_dir=tmp_path / "out", name="sum_big")
+    assert not (tmp_path / "out").exists()
