@@ -14,6 +14,7 @@ import math
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -474,7 +475,7 @@ def _resize_bilinear(rng: np.random.Generator, i: int) -> Case:
     return _resize("RESIZE_BILINEAR", rng, i)
 
 
-def _mean(rng: np.random.Generator, i: int, dt: str = "int8") -> Case:
+def _mean(rng: np.random.Generator, i: int, dt: str = "int8", kind: str = "MEAN") -> Case:
     shape = _rand_shape(rng, 1, 5)
     r = len(shape)
     axes = sorted({int(a) for a in rng.integers(0, r, size=int(rng.integers(1, r + 1)))})
@@ -486,15 +487,19 @@ def _mean(rng: np.random.Generator, i: int, dt: str = "int8") -> Case:
     )
     s, zp = _q(rng)
     so, zo = float(s * rng.uniform(0.3, 3.0)), int(rng.integers(-128, 128))
+    if kind == "SUM":
+        # a sum grows with the count: output scales from well below to above count * s
+        count = math.prod(shape[a] for a in axes)
+        so, zo = float(s * count * 2.0 ** rng.uniform(-1.5, 1.5)), int(rng.integers(-64, 64))
     if dt == "int16":
         s, zp, so, zo = s / 256, 0, so / 256, 0
     ax = [a - r if rng.random() < 0.3 else a for a in axes]
     o = schema.ReducerOptionsT()
     o.keepDims = keep
-    model = single_op("MEAN", [T(shape, dt, (s,), (zp,)), T((len(ax),), "int32", data=_i32(ax))],
+    model = single_op(kind, [T(shape, dt, (s,), (zp,)), T((len(ax),), "int32", data=_i32(ax))],
                       [T(out, dt, (so,), (zo,))], schema.BuiltinOptions.ReducerOptions, o)  # fmt: skip
     suffix = "_s16" if dt == "int16" else ""
-    return Case(f"mean{suffix}_{i}", model, [(shape, dt)], [(out, dt)])
+    return Case(f"{kind.lower()}{suffix}_{i}", model, [(shape, dt)], [(out, dt)])
 
 
 def _act16(kind: str) -> Callable[[np.random.Generator, int], Case]:
@@ -643,6 +648,8 @@ GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Case], int]] = 
     "MAX_POOL_2D_S16": (_pool("MAX_POOL_2D", "int16"), 20),
     "ADD_S16": (_binary("ADD", "int16"), 30),
     "MEAN_S16": (lambda rng, i: _mean(rng, i, "int16"), 20),
+    "SUM": (lambda rng, i: _mean(rng, i, kind="SUM"), 40),
+    "SUM_S16": (lambda rng, i: _mean(rng, i, "int16", "SUM"), 20),
     "SOFTMAX_S16": (lambda rng, i: _softmax(rng, i, "int16"), 30),
     "ADD_CONST": (_binary("ADD", const=True), 15),
     "SUB_CONST": (_binary("SUB", const=True), 15),
@@ -763,3 +770,20 @@ def test_kernel_bit_exact_with_tflm(kind: str, built: tuple[list[Case], object, 
                             f"differ (max {int(diff.max())})")  # fmt: skip
             checked += 1
     assert checked == len(mine) * INPUTS_PER_MODEL
+
+
+def test_sum_with_an_unrepresentable_rescale_is_one_clear_error(tmp_path: Path) -> None:
+    """A SUM whose s_in / s_out needs a left shift over 30 (TFLM's arithmetic would overflow
+    the shift) is refused, naming the operator; nothing is written."""
+    from toolchain.errors import CompileError
+
+    o = schema.ReducerOptionsT()
+    o.keepDims = True
+    model = single_op("SUM", [T((1, 4, 4, 3), "int8", (1.0,), (0,)),
+                              T((2,), "int32", data=_i32([1, 2]))],
+                      [T((1, 1, 1, 3), "int8", (1e-12,), (0,))],
+                      schema.BuiltinOptions.ReducerOptions, o)  # fmt: skip
+    m = TFLiteModel.from_bytes(model, source="sum_big.tflite")
+    with pytest.raises(CompileError, match=r"SUM.*scale ratio .* too large"):
+        compile_model(m, out_dir=tmp_path / "out", name="sum_big")
+    assert not (tmp_path / "out").exists()

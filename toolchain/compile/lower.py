@@ -55,6 +55,7 @@ INT16_OPS = frozenset(
         "RSQRT",
         "BATCH_MATMUL",
         "MEAN",
+        "SUM",
         "SOFTMAX",
         "LOGISTIC",
         "TANH",
@@ -1237,6 +1238,18 @@ def _dims6(dims: list[int], strides: list[int]) -> tuple[list[int], list[int]]:
 
 
 def _mean(ctx: _Ctx, op: Any, index: int) -> Op:
+    return _reduce(ctx, op, index, "MEAN")
+
+
+def _sum(ctx: _Ctx, op: Any, index: int) -> Op:
+    return _reduce(ctx, op, index, "SUM")
+
+
+def _reduce(ctx: _Ctx, op: Any, index: int, kind: str) -> Op:
+    """MEAN or SUM (TFLM's QuantizedMeanOrSum): int32 sum of the reduced elements minus
+    ``zp_in * count``, one requantization by ``s_in / s_out``; MEAN folds ``1 / count`` into
+    that multiplier as TFLM does (pre-shifted by floor(log2(count)), clamped), SUM does not.
+    The kernel is the same for both."""
     x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
     rank = len(x.shape)
     axes = sorted({_axis(int(a), rank) for a in ctx.const(int(op.inputs[1]), "int32").reshape(-1)})
@@ -1250,10 +1263,13 @@ def _mean(ctx: _Ctx, op: Any, index: int) -> Op:
     kd, ks = _dims6([x.shape[k] for k in keep], [si[k] for k in keep])
     rd, rs = _dims6([x.shape[k] for k in axes], [si[k] for k in axes])
     mult, shift = quant.quantize_multiplier(float(np.float32(x.scale)) / float(np.float32(y.scale)))
-    n = count
-    sh = min(n.bit_length() - 1, 32, 31 + shift)
-    mult = ((mult << sh) if sh >= 0 else (mult >> -sh)) // n
-    shift -= sh
+    if shift > 30:
+        raise Unsupported(f"input/output scale ratio 2^{shift - 1} is too large to requantize")
+    if kind == "MEAN":
+        n = count
+        sh = min(n.bit_length() - 1, 32, 31 + shift)
+        mult = ((mult << sh) if sh >= 0 else (mult >> -sh)) // n
+        shift -= sh
     fields: dict[str, FieldValue] = {
         "keep_dims": kd, "keep_strides": ks, "red_dims": rd, "red_strides": rs,
         "count": count, "in_zero_point": x.zero_point, "out_zero_point": y.zero_point,
@@ -1262,7 +1278,7 @@ def _mean(ctx: _Ctx, op: Any, index: int) -> Op:
     if x.dtype != y.dtype:
         raise Unsupported(f"mixed {x.dtype} input and {y.dtype} output")
     func = "edc_mean_s16" if x.dtype == "int16" else "edc_mean_s8"
-    return Op(index, "MEAN", "edc_reduce", func, "edc_mean_s8_params", fields,
+    return Op(index, kind, "edc_reduce", func, "edc_mean_s8_params", fields,
               (x.index,), (y.index,), f"over axes {axes}")  # fmt: skip
 
 
@@ -1332,6 +1348,7 @@ LOWERINGS: dict[str, Callable[[_Ctx, Any, int], Op]] = {
     "SPLIT_V": _split("SPLIT_V"),
     "RESIZE_NEAREST_NEIGHBOR": _resize_nn,
     "MEAN": _mean,
+    "SUM": _sum,
     "RESIZE_BILINEAR": _resize_bilinear,
     **{k: _alias(k) for k in sorted(ALIAS_OPS)},
 }

@@ -1,4 +1,5 @@
-/* edgedeploy compiled runtime: int8 MEAN, bit-exact with TFLM's reference kernel. */
+/* edgedeploy compiled runtime: int8/int16 MEAN and SUM, bit-exact with TFLM's reference kernel
+ * (QuantizedMeanOrSum: one kernel, the host folds MEAN's 1/count into the multiplier). */
 #include "edc_reduce.h"
 
 #include "edc_fixedpoint.h"
