@@ -531,6 +531,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--no-readme", action="store_true")
+    ap.add_argument("--result", default="compiled_qemu", help="results/NAME.json to write")
+    ap.add_argument("--section", default="compiled-qemu", help="README section to rewrite")
     ap.add_argument("--tflm-lib-ref", help="TFLM library, reference kernels (measured live)")
     ap.add_argument("--tflm-lib-cmsisnn", help="TFLM library built with CMSIS-NN (live)")
     ap.add_argument("--tflm-include", help="the tflite-micro checkout the libraries came from")
@@ -540,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.readme_only:
         update_readme(
-            "compiled-qemu", readme(json.loads((RESULTS / "compiled_qemu.json").read_text()))
+            args.section, readme(json.loads((RESULTS / f"{args.result}.json").read_text()))
         )
         return 0
     ref = reference_dir()
@@ -590,9 +592,9 @@ def main(argv: list[str] | None = None) -> int:
         "targets": TARGETS,
         "rows": rows,
     }
-    write_result("compiled_qemu", result)
+    write_result(args.result, result)
     if not args.no_readme:
-        update_readme("compiled-qemu", readme(result))
+        update_readme(args.section, readme(result))
     return 0 if all(r.get("bit_exact") for r in rows if "error" not in r) else 1
 
 
