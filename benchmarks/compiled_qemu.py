@@ -208,9 +208,12 @@ def _links_malloc(elf: Path) -> bool:
     return any(line.split()[-1] in ("malloc", "_malloc_r") for line in out.splitlines() if line)
 
 
-def firmware_outputs(target: Target, elf: Path, model_path: Path) -> list[Any]:
+def firmware_outputs(
+    target: Target, elf: Path, model_path: Path
+) -> tuple[list[Any], dict[str, str]]:
     """Run ``elf`` once in QEMU on the benchmark's input (the same seeded sample
-    :func:`run_bench` uses) and read its outputs back, for a firmware-to-firmware check."""
+    :func:`run_bench` uses) and read its outputs back, for a firmware-to-firmware check;
+    with the HELLO info the firmware gives after that inference."""
     model = TFLiteModel.from_file(model_path)
     inputs, _ = bench_inputs(model, None)
     with QemuProcess(target, elf) as q:
@@ -221,7 +224,8 @@ def firmware_outputs(target: Target, elf: Path, model_path: Path) -> list[Any]:
         for i, x in enumerate(inputs):
             c.upload_input(i, x.tobytes())
         c.run(warmup=0, runs=1, timeout=600.0)
-        return [c.read_output_array(i) for i in range(len(model.outputs))]
+        outs = [c.read_output_array(i) for i in range(len(model.outputs))]
+        return outs, dict(c.hello().info)
 
 
 def measure_tflm(
@@ -364,12 +368,14 @@ def outputs_vs_compiled(
         if "error" in row or "_elf" not in row:
             continue
         model = ref / row["file"]
-        mine = firmware_outputs(target, Path(row["_elf"]), model)
+        mine, _ = firmware_outputs(target, Path(row["_elf"]), model)
         for kind, per_key in live.items():
             t = per_key.get(row["key"])
             if not t or "_elf" not in t:
                 continue
-            theirs = firmware_outputs(target, Path(t["_elf"]), model)
+            theirs, info = firmware_outputs(target, Path(t["_elf"]), model)
+            if "heap_used_bytes" in info:
+                t["heap_used_bytes"] = int(info["heap_used_bytes"])
             same = len(mine) == len(theirs) and all(
                 a.shape == b.shape and bool((a == b).all())
                 for a, b in zip(mine, theirs, strict=True)
@@ -445,6 +451,18 @@ def readme_live(result: dict[str, Any]) -> list[str]:
         lines.append(
             "| " + " | ".join(cells + flash + ram + [" / ".join(arena), " / ".join(same)]) + " |"
         )
+    heap = [
+        f"{r['key']} {kind} {_n(t['heap_used_bytes'])} B"
+        for r in result["rows"]
+        for kind in TFLM_KINDS
+        if "heap_used_bytes" in (t := r.get(f"tflm_{kind}") or {})
+    ]
+    if heap:
+        lines += [
+            "",
+            "TFLM heap used after an inference (newlib's malloc is linked, through stdio; "
+            "`_sbrk(0)` read from HELLO): " + ", ".join(heap) + ".",
+        ]
     lines.append("")
     return lines
 

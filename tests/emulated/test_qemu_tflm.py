@@ -96,6 +96,8 @@ def test_tflm_firmware_in_qemu(
     # (a saturated reading would mean the stack overflowed the painted region).
     assert 256 < mem["stack_peak_bytes"] < mem["stack_reserved_bytes"], mem
     assert mem["ram_measured_bytes"] == mem["ram_data_bss_bytes"] + mem["stack_peak_bytes"]
+    # newlib's malloc is linked (stdio), but TFLM never calls it: the heap is untouched.
+    assert r.device["info"]["heap_used_bytes"] == "0", r.device["info"]
     assert r.device["tick_unit"] == "instructions" and r.device["fw_kind"] == "tflm"
     # A second QEMU run counts exactly the same instructions.
     again = _bench(target, model, elf)

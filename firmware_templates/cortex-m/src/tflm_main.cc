@@ -10,6 +10,7 @@
  * reports the deepest the stack went since boot (AllocateTensors and the inferences).
  */
 #include <stdint.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "board.h"
@@ -25,6 +26,11 @@
 /* TFLM's DebugLog for cortex_m_generic forwards to a callback registered here (weak: a
  * library built for another TFLM target may not have it). */
 extern "C" void RegisterDebugLogCallback(void (*cb)(const char *s)) __attribute__((weak));
+/* Start of the heap (linker.ld): HELLO reports how much of it malloc took (newlib's stdio,
+ * reachable from TFLM's logging, links malloc in), so that RAM = data + bss + stack peak +
+ * heap used is complete. */
+extern "C" uint8_t __heap_start__;
+extern "C" void *_sbrk(ptrdiff_t incr); /* syscalls.c */
 
 namespace {
 
@@ -183,6 +189,8 @@ void be_refresh_hello(void *ctx)
     fw_text_add_u32(&t, fw_stack_peak_bytes());
     fw_text_add(&t, "\nstack_reserved_bytes=");
     fw_text_add_u32(&t, fw_stack_reserved_bytes());
+    fw_text_add(&t, "\nheap_used_bytes=");
+    fw_text_add_u32(&t, (uint32_t)((uint8_t *)_sbrk(0) - &__heap_start__));
     fw_text_add(&t, "\n");
 }
 
