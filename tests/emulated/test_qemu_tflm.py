@@ -3,7 +3,7 @@ built with TFLM's own Makefile: docs/tflm-library.md; skipped without one): the 
 benchmark firmware built for the reference models and run in QEMU through the ``qemu``
 runner — outputs bit-identical to the host tflite-micro interpreter, instruction counts
 identical inference to inference and QEMU run to QEMU run, a per-op table that adds up, the
-arena the device used, the image within budget.
+arena the device used, the painted stack's high-water mark, the image within budget.
 
 ``EDGEDEPLOY_TFLM_TARGET`` names the QEMU target the library was built for (default
 mps2-an386)."""
@@ -91,6 +91,13 @@ def test_tflm_firmware_in_qemu(
     mem = r.memory
     assert 0 < mem["arena_used_bytes"] <= mem["arena_bytes"]
     assert mem["flash_used_bytes"] <= mem["flash_budget_bytes"]
+    # tflm_main.cc paints the stack at boot and reports the high-water mark in HELLO: a real
+    # peak (AllocateTensors and Invoke go deeper than a few words), below the reservation
+    # (a saturated reading would mean the stack overflowed the painted region).
+    assert 256 < mem["stack_peak_bytes"] < mem["stack_reserved_bytes"], mem
+    assert mem["ram_measured_bytes"] == mem["ram_data_bss_bytes"] + mem["stack_peak_bytes"]
+    # newlib's malloc is linked (stdio), but TFLM never calls it: the heap is untouched.
+    assert r.device["info"]["heap_used_bytes"] == "0", r.device["info"]
     assert r.device["tick_unit"] == "instructions" and r.device["fw_kind"] == "tflm"
     # A second QEMU run counts exactly the same instructions.
     again = _bench(target, model, elf)

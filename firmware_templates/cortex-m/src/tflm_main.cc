@@ -5,8 +5,12 @@
  * include/model_binding.h). The firmware allocates the tensors once at boot, then serves EDP
  * requests: the host uploads inputs, RUNs N inferences after W warm-ups (ticks around each
  * Invoke(); per-op ticks from a MicroProfiler when asked), and reads the outputs back.
+ * The main stack is painted at boot, as in compiled_main.c; HELLO's text carries its
+ * high-water mark (stack_peak_bytes), measured when HELLO is asked, so a HELLO after a RUN
+ * reports the deepest the stack went since boot (AllocateTensors and the inferences).
  */
 #include <stdint.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "board.h"
@@ -22,6 +26,11 @@
 /* TFLM's DebugLog for cortex_m_generic forwards to a callback registered here (weak: a
  * library built for another TFLM target may not have it). */
 extern "C" void RegisterDebugLogCallback(void (*cb)(const char *s)) __attribute__((weak));
+/* Start of the heap (linker.ld): HELLO reports how much of it malloc took (newlib's stdio,
+ * reachable from TFLM's logging, links malloc in), so that RAM = data + bss + stack peak +
+ * heap used is complete. */
+extern "C" uint8_t __heap_start__;
+extern "C" void *_sbrk(ptrdiff_t incr); /* syscalls.c */
 
 namespace {
 
@@ -96,6 +105,7 @@ class TickProfiler : public tflite::MicroProfilerInterface {
 TickProfiler g_profiler;
 tflite::MicroInterpreter *g_interpreter;
 char g_text[640];
+size_t g_text_fixed; /* length of the text before the stack lines */
 edp_backend g_backend;
 edp_device g_dev;
 
@@ -166,6 +176,24 @@ const char *be_last_error(void *ctx)
     return g_last_log[0] ? g_last_log : "Invoke() returned an error";
 }
 
+/* HELLO: rewrite the stack lines with the high-water mark as of now. */
+void be_refresh_hello(void *ctx)
+{
+    (void)ctx;
+    fw_text t;
+    t.buf = g_text;
+    t.cap = sizeof g_text;
+    t.len = g_text_fixed;
+    g_text[t.len] = 0;
+    fw_text_add(&t, "stack_peak_bytes=");
+    fw_text_add_u32(&t, fw_stack_peak_bytes());
+    fw_text_add(&t, "\nstack_reserved_bytes=");
+    fw_text_add_u32(&t, fw_stack_reserved_bytes());
+    fw_text_add(&t, "\nheap_used_bytes=");
+    fw_text_add_u32(&t, (uint32_t)((uint8_t *)_sbrk(0) - &__heap_start__));
+    fw_text_add(&t, "\n");
+}
+
 /* Boot failed before the protocol could start: report as text (and to the emulator) and stop.
  * The host sees no BOOT/HELLO, and the text says why. */
 [[noreturn]] void boot_failure(const char *what)
@@ -197,6 +225,7 @@ void operator delete(void *, size_t) noexcept {}
 
 int main()
 {
+    fw_stack_paint();
     fw_start();
     if (RegisterDebugLogCallback)
         RegisterDebugLogCallback(capture_log);
@@ -231,7 +260,9 @@ int main()
     fw_text_kv(&t, "model", EDGEDEPLOY_MODEL_NAME);
     fw_text_kv(&t, "tflm", EDGEDEPLOY_TFLM_DESC);
     fw_text_kv(&t, "ops", EDGEDEPLOY_OPS_TEXT);
+    g_text_fixed = t.len;
     h.text = g_text;
+    be_refresh_hello(nullptr);
 
     g_backend.write = fw_link_write;
     g_backend.now = fw_link_now;
@@ -239,6 +270,7 @@ int main()
     g_backend.invoke = be_invoke;
     g_backend.op_profile = be_op_profile;
     g_backend.last_error = be_last_error;
+    g_backend.refresh_hello = be_refresh_hello;
     edp_device_init(&g_dev, &g_backend);
     fw_serve(&g_dev);
 }
