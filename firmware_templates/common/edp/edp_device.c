@@ -91,9 +91,18 @@ static int send_pieces(edp_device *d, uint8_t type, uint8_t seq, edp_piece *pc, 
     return tx_end(d);
 }
 
+/* Our own loop, not libc's strlen: that one is ~200 B of word-at-a-time code on Cortex-M and
+ * these strings are short protocol texts (GCC would turn the loop back into a strlen call). */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("no-tree-loop-distribute-patterns")))
+#endif
 static size_t str_len(const char *s)
 {
-    return s ? strlen(s) : 0;
+    size_t n = 0;
+    if (s)
+        while (s[n])
+            n++;
+    return n;
 }
 
 /* ERR reply: u8 request type, u16 code, text "<what>[ <number>][<tail>]". Returns 0. */
@@ -108,7 +117,7 @@ static EDP_NOINLINE int err(edp_device *d, const edp_frame *f, uint16_t code, co
     if (has_num) {
         pc[2].n = 1;
         pc[3].p = fmt_uint(digits, num);
-        pc[3].n = strlen((const char *)pc[3].p);
+        pc[3].n = str_len((const char *)pc[3].p);
     }
     return send_pieces(d, EDP_ERR, f->seq, pc, 5);
 }
@@ -199,9 +208,9 @@ static EDP_NOINLINE int on_hello(edp_device *d, const edp_frame *f)
         {"\n", 1},
     };
     pc[2].p = fmt_uint(runs, EDP_MAX_RUNS);
-    pc[2].n = strlen((const char *)pc[2].p);
+    pc[2].n = str_len((const char *)pc[2].p);
     pc[4].p = fmt_uint(room, d->in_room);
-    pc[4].n = strlen((const char *)pc[4].p);
+    pc[4].n = str_len((const char *)pc[4].p);
     size_t pos = 0;
     for (int i = 0; i < 6; i++)
         pos += pc[i].n; /* < 256 <= EDP_MAX_PAYLOAD: nothing is cut */
