@@ -56,6 +56,9 @@ MLPERF_SHAPES = [
     # person_detect's second layer (48x48x8 scaled down): two 4-channel groups per pixel in
     # the 3x3 depthwise kernel's full-window row loop
     ("pd_dw8", "dw", (10, 9, 8), (3, 3), 1, 8, True),
+    # an FC with row and depth tails (15 rows, 330 deep) big enough (4,950 weights) that
+    # `--kernels auto` keeps the fast kernel on a device (smaller ones get the plain one)
+    ("fc_rowtail", "fc", (330,), (0, 0), 0, 15, False),
 ]
 
 
