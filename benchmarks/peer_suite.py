@@ -136,6 +136,8 @@ def run_one(
         input_dependent_power=fid.get("input_dependent_power"),
         precision_fallback=conv.get("precision_fallback"),
         failed_attempts=conv.get("failed_attempts") or [],
+        onnx2tf_strict_mode=conv.get("onnx2tf_strict_mode"),
+        timings_s=rep.get("timings_s"),
         convert_s=rep.get("timings_s", {}).get("total"),
         time_s=round(time.perf_counter() - t, 1),
     )
