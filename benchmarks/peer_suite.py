@@ -191,6 +191,21 @@ def _missed(failed: list[dict[str, str]]) -> str:
     return "; ".join(out)
 
 
+def _failed_how(error: str) -> str:
+    """A failed conversion's cell: its error class and, for a gated run, what each attempt
+    measured (from the combined error: the first attempt, then the ``also tried`` lines)."""
+    lines = error.splitlines()
+    kind = lines[0].split(":")[0]
+    tried = [{"attempt": "primary", "error": lines[0]}]
+    for line in lines[1:]:
+        if line.startswith("  - ") and ": " in line:
+            attempt, err = line[4:].split(": ", 1)
+            tried.append({"attempt": attempt, "error": err})
+    if len(tried) == 1 or "FidelityError" not in error:
+        return kind
+    return f"{kind}; tried: {_missed(tried)}"
+
+
 def _num(v: Any, fmt: str = "{:.1f}") -> str:
     return "–" if v is None else fmt.format(v)
 
@@ -224,7 +239,7 @@ def markdown(result: dict[str, Any]) -> str:
             size = r["input"][-1]
             if not r["ok"]:
                 lines.append(f"| {name} | {size} | FAIL | | | | | | | | | | {r['time_s']} "
-                             f"| {r['error'].split(':')[0]} |")  # fmt: skip
+                             f"| {_failed_how(r['error'])} |")  # fmt: skip
                 continue
             c = r["counts"]
             how = ", ".join(r.get("rewrites") or []) or "-"

@@ -128,6 +128,15 @@ def test_sqnr_gated_run_names_what_the_attempts_before_measured() -> None:
     line = md.split("| m |")[1].splitlines()[0]
     assert "missed before: primary 18.70 dB; gptq weight rounding 91.00 %" in line
     assert "+11.7 % bytes, +71.8 % arena" in line
+    err = ("FidelityError: output 'y': int8 SQNR 14.80 dB is below --min-sqnr 25 dB\nalso "
+           "tried:\n  - gptq weight rounding (int8 missed --min-sqnr): FidelityError: output "
+           "'y': int8 SQNR 15.38 dB is below\n  - int16x8 (int8 missed --min-sqnr): "
+           "WorkerStageError: Quantization to 16x8-bit not yet supported for op: 'HARD_SWISH'")  # fmt: skip
+    assert peer_suite._failed_how(err) == (
+        "FidelityError; tried: primary 14.80 dB; gptq weight rounding 15.38 dB; int16x8 "
+        "WorkerStageError"
+    )
+    assert peer_suite._failed_how("QuantizationError: no kernel") == "QuantizationError"
 
 
 def test_benchmark_skips_with_a_reason_without_the_suite(tmp_path, monkeypatch, capsys) -> None:
