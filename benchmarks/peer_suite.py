@@ -252,7 +252,8 @@ def markdown(result: dict[str, Any]) -> str:
                 inm = wr.get("in_model") or {}
                 how += (f"; {wr['method']} rounding of {wr['layers']} layers "
                         f"({inm.get('exact')}/{inm.get('of')} exact in the model, "
-                        f"{wr.get('seconds')} s)")  # fmt: skip
+                        f"{wr.get('seconds')} s"
+                        f"{', reused from the gptq attempt' if wr.get('reused') else ''})")  # fmt: skip
             fb = r.get("precision_fallback")
             if fb:
                 arena = (
