@@ -26,6 +26,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import statistics
 import tempfile
 import time
@@ -81,14 +82,17 @@ def digits_data(folder: Path, size: int, calib: int = CALIB) -> tuple[Any, Any, 
 #: runs with an accuracy gate: the default strategy plus ``max_accuracy_drop`` (points),
 #: so the automatic int16x8 fallback and its cost show
 GATED = {"max-drop-0.5": 0.5}
+#: runs with an SQNR gate (dB, the plain logits SQNR of ``--min-sqnr``): a model below it
+#: tries gptq rounding, then int16x8 activations (see toolchain/convert/strategy.py)
+SQNR_GATES = {"min-sqnr-25": 25.0, "min-sqnr-30": 30.0}
 
 
 def strategies(names: list[str]) -> dict[str, Any]:
     from benchmarks.arch_suite import strategies as arch
     from toolchain.convert.strategy import Strategy
 
-    gated = {n: Strategy() for n in names if n in GATED}
-    table = arch([n for n in names if n not in GATED])
+    gated = {n: Strategy() for n in names if n in GATED or n in SQNR_GATES}
+    table = arch([n for n in names if n not in gated])
     return {n: gated.get(n) or table[n] for n in names}
 
 
@@ -131,6 +135,9 @@ def run_one(
         sqnr_input_dependent_db=fid.get("sqnr_input_dependent_db"),
         input_dependent_power=fid.get("input_dependent_power"),
         precision_fallback=conv.get("precision_fallback"),
+        failed_attempts=conv.get("failed_attempts") or [],
+        onnx2tf_strict_mode=conv.get("onnx2tf_strict_mode"),
+        timings_s=rep.get("timings_s"),
         convert_s=rep.get("timings_s", {}).get("total"),
         time_s=round(time.perf_counter() - t, 1),
     )
@@ -167,6 +174,38 @@ def summarize(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _missed(failed: list[dict[str, str]]) -> str:
+    """What the attempts before the kept one measured, e.g. ``primary 18.70 dB; gptq ...``
+    (from their FidelityError messages; other failures by their error class)."""
+    out = []
+    for f in failed:
+        err = f.get("error", "")
+        m = re.search(r"SQNR (-?[0-9.]+) dB|accuracy ([0-9.]+)% is ([0-9.]+) points", err)
+        if m and m.group(1):
+            what = f"{m.group(1)} dB"
+        elif m:
+            what = f"{m.group(2)} %, drop {m.group(3)}"
+        else:
+            what = err.split(":")[0]
+        out.append(f"{f.get('attempt', '?').split(' (')[0]} {what}")
+    return "; ".join(out)
+
+
+def _failed_how(error: str) -> str:
+    """A failed conversion's cell: its error class and, for a gated run, what each attempt
+    measured (from the combined error: the first attempt, then the ``also tried`` lines)."""
+    lines = error.splitlines()
+    kind = lines[0].split(":")[0]
+    tried = [{"attempt": "primary", "error": lines[0]}]
+    for line in lines[1:]:
+        if line.startswith("  - ") and ": " in line:
+            attempt, err = line[4:].split(": ", 1)
+            tried.append({"attempt": attempt, "error": err})
+    if len(tried) == 1 or "FidelityError" not in error:
+        return kind
+    return f"{kind}; tried: {_missed(tried)}"
+
+
 def _num(v: Any, fmt: str = "{:.1f}") -> str:
     return "–" if v is None else fmt.format(v)
 
@@ -200,7 +239,7 @@ def markdown(result: dict[str, Any]) -> str:
             size = r["input"][-1]
             if not r["ok"]:
                 lines.append(f"| {name} | {size} | FAIL | | | | | | | | | | {r['time_s']} "
-                             f"| {r['error'].split(':')[0]} |")  # fmt: skip
+                             f"| {_failed_how(r['error'])} |")  # fmt: skip
                 continue
             c = r["counts"]
             how = ", ".join(r.get("rewrites") or []) or "-"
@@ -213,7 +252,8 @@ def markdown(result: dict[str, Any]) -> str:
                 inm = wr.get("in_model") or {}
                 how += (f"; {wr['method']} rounding of {wr['layers']} layers "
                         f"({inm.get('exact')}/{inm.get('of')} exact in the model, "
-                        f"{wr.get('seconds')} s)")  # fmt: skip
+                        f"{wr.get('seconds')} s"
+                        f"{', reused from the gptq attempt' if wr.get('reused') else ''})")  # fmt: skip
             fb = r.get("precision_fallback")
             if fb:
                 arena = (
@@ -224,6 +264,9 @@ def markdown(result: dict[str, Any]) -> str:
                 how += (f"; int8 had {fb['int8'].get('sqnr_db')} dB, drop "
                         f"{fb['int8'].get('accuracy_drop')}; +{fb.get('extra_bytes_pct')} % "
                         f"bytes, {arena}")  # fmt: skip
+            missed = _missed(r.get("failed_attempts") or [])
+            if missed:
+                how += f"; missed before: {missed}"
             if not learned(r):
                 how += "; did not learn (constant output): only the graph counts"
             flt = f" +{len(r['float_ops'])} float" if r["float_ops"] else ""
@@ -270,7 +313,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--models", help="comma-separated subset (model names of the manifest)")
     p.add_argument("--runs", default="after",
                    help="strategies (see arch-suite): before, after, equalize, bias_correction, "
-                   "...; max-drop-0.5 = after with --max-accuracy-drop 0.5 (the int16x8 "
+                   "...; max-drop-0.5 = after with --max-accuracy-drop 0.5, min-sqnr-25 / "
+                   "min-sqnr-30 = after with --min-sqnr (the gptq, then int16x8 "
                    "fallback); default: after (the default Strategy)")  # fmt: skip
     p.add_argument("--out", default=RESULT, help="result name (benchmarks/results/NAME.json)")
     p.add_argument("--no-readme", action="store_true", help="do not update benchmarks/README.md")
@@ -315,7 +359,7 @@ def main(argv: list[str]) -> int:
             for r, strat in runs.items():
                 common.say(f"[{r}] {e['model']} ...")
                 row = run_one(folder, e, strat, Path(tmp) / r,
-                              min_sqnr=30.0 if r == "min-sqnr-30" else None,
+                              min_sqnr=SQNR_GATES.get(r),
                               max_accuracy_drop=GATED.get(r))  # fmt: skip
                 row.update(date=time.strftime("%Y-%m-%d %H:%M"), commit=commit)
                 result["runs"][r][e["model"]] = row

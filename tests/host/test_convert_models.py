@@ -121,6 +121,10 @@ def test_cli_writes_model_and_report(mobile: Path) -> None:
     for stage in ("load model", "export", "onnx2tf", "quantize", "validate", "total"):
         assert report["timings_s"][stage] >= 0
     assert report["export_max_abs_err"] < 1e-4
+    # onnx2tf ran with strict mode off (fast) and its float model passed the check
+    assert report["conversion"]["onnx2tf_strict_mode"] == "off"
+    assert report["conversion"]["onnx2tf_strict_fallback"] == []
+    assert report["onnx2tf_max_rel_err"] <= 1e-3
 
 
 def test_per_layer_table_names_pytorch_modules(mobile: Path) -> None:

@@ -106,6 +106,39 @@ def test_gated_run_reports_what_the_fallback_cost() -> None:
     assert "+9.5 % bytes, +70.0 % arena" in line
 
 
+def test_sqnr_gated_run_names_what_the_attempts_before_measured() -> None:
+    runs = peer_suite.strategies(["min-sqnr-25"])
+    assert peer_suite.SQNR_GATES["min-sqnr-25"] == 25.0 and runs["min-sqnr-25"].int16_fallback
+    failed = [
+        {"attempt": "primary", "error": "FidelityError: output 'y': int8 SQNR 18.70 dB is "
+         "below --min-sqnr 25 dB"},
+        {"attempt": "gptq weight rounding (int8 missed --min-sqnr)", "error": "FidelityError: "
+         "int8 accuracy 91.00% is 1.60 points below float (92.60%), more than ..."},
+        {"attempt": "onnx2tf options {}", "error": "Onnx2TfError: onnx2tf exited"},
+    ]  # fmt: skip
+    assert peer_suite._missed(failed) == (
+        "primary 18.70 dB; gptq weight rounding 91.00 %, drop 1.60; onnx2tf options {} Onnx2TfError"
+    )
+    fb = {"int8": {"sqnr_db": 19.1, "accuracy_drop": 0.2}, "extra_bytes_pct": 11.7,
+          "extra_arena_pct": 71.8}  # fmt: skip
+    rows = {"m": _row("m", activations="int16", attempt="int16x8 (int8 missed --min-sqnr)",
+                      precision_fallback=fb, failed_attempts=failed[:2])}  # fmt: skip
+    md = peer_suite.markdown({"date": "d", "machine": "m", "runs": {"min-sqnr-25": rows},
+                              "summary": {"min-sqnr-25": peer_suite.summarize(rows)}})  # fmt: skip
+    line = md.split("| m |")[1].splitlines()[0]
+    assert "missed before: primary 18.70 dB; gptq weight rounding 91.00 %" in line
+    assert "+11.7 % bytes, +71.8 % arena" in line
+    err = ("FidelityError: output 'y': int8 SQNR 14.80 dB is below --min-sqnr 25 dB\nalso "
+           "tried:\n  - gptq weight rounding (int8 missed --min-sqnr): FidelityError: output "
+           "'y': int8 SQNR 15.38 dB is below\n  - int16x8 (int8 missed --min-sqnr): "
+           "WorkerStageError: Quantization to 16x8-bit not yet supported for op: 'HARD_SWISH'")  # fmt: skip
+    assert peer_suite._failed_how(err) == (
+        "FidelityError; tried: primary 14.80 dB; gptq weight rounding 15.38 dB; int16x8 "
+        "WorkerStageError"
+    )
+    assert peer_suite._failed_how("QuantizationError: no kernel") == "QuantizationError"
+
+
 def test_benchmark_skips_with_a_reason_without_the_suite(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("EDGEDEPLOY_PEER_MODELS", str(tmp_path / "nowhere"))
     assert peer_suite.main(["--no-readme"]) == 0

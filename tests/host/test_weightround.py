@@ -215,3 +215,36 @@ def test_cli_flags_reach_the_strategy() -> None:
     args = p.parse_args(["convert", "m.pt", "--calib", "c.npy", "--out", "o"])
     st = cli._strategy(args)
     assert st.weight_rounding == "none" and st.rounding_fallback is True
+
+
+def test_a_later_attempt_reuses_the_same_rounding(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The int16x8 fallback after a gptq attempt rounds the same ONNX on the same data:
+    computed once, reused (record marked), recomputed when the weights or data differ."""
+    from dataclasses import replace
+
+    from toolchain.convert import strategy
+
+    calls: list[bytes] = []
+
+    def fake_apply(data: bytes, calib: Any, names: Any, **kw: Any) -> tuple[bytes, dict]:
+        calls.append(data)
+        return data + b"-rounded", {"method": kw["method"], "layers": 2, "baked": [1]}
+
+    monkeypatch.setattr(wr, "apply", fake_apply)
+    monkeypatch.setattr(strategy, "_ROUNDED", {})
+    calib = [np.ones((4, 3, 8, 8), np.float32)]
+    att = Attempt(options=QuantOptions(), rewrites=(), equalize=False, bias_correction=False,
+                  weight_rounding="gptq")  # fmt: skip
+    path = tmp_path / "m.onnx"
+    first = att.round_weights(b"onnx", path, calib, ["x"])
+    later = replace(att, options=replace(QuantOptions(), activations="int16"), techniques={})
+    again = later.round_weights(b"onnx", path, calib, ["x"])
+    assert first == again == b"onnx-rounded" and calls == [b"onnx"]
+    assert later.techniques["weight_rounding"]["reused"] is True
+    later.techniques["weight_rounding"].pop("baked")  # the pipeline does this: no aliasing
+    assert att.techniques["weight_rounding"]["baked"] == [1]
+    replace(att, techniques={}).round_weights(b"other", path, calib, ["x"])
+    replace(att, techniques={}).round_weights(b"other", path, [2 * calib[0]], ["x"])
+    assert calls == [b"onnx", b"other", b"other"]

@@ -404,6 +404,9 @@ def _convert_cold(
         "versions": cache_mod.versions(),
         "cache_key": key2,
     }
+    # strict mode off first, on when that model failed onnx2tf or its float check (worker)
+    report["conversion"]["onnx2tf_strict_mode"] = meta.get("onnx2tf_strict_mode")
+    report["conversion"]["onnx2tf_strict_fallback"] = meta.get("onnx2tf_strict_fallback", [])
     if attempt.fallback_from:
         report["conversion"]["precision_fallback"] = _precision_cost(attempt.fallback_from, data)
     if store is not None and key2 is not None:

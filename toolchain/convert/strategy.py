@@ -27,6 +27,7 @@ others appended — its message names the layer where the converter said it.
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -63,6 +64,11 @@ FRONTENDS = {
     "litert-torch": "not available: litert-torch 0.10 needs ai-edge-litert>=2.3 (pinned 2.1.0), "
     "litert-converter, torchao, jax and transformers; it would need its own environment",
 }
+
+
+#: the last weight rounding computed: (ONNX bytes, record) by (ONNX sha256, calibration
+#: fingerprint, input names, method, per-channel options); reused by a later attempt
+_ROUNDED: dict[tuple[Any, ...], tuple[bytes, dict[str, Any]]] = {}
 
 
 def _retryable(exc: Exception) -> bool:
@@ -213,12 +219,25 @@ class Attempt:
         if self.weight_rounding == "none":
             return data
         from toolchain.convert import weightround
+        from toolchain.data import fingerprint
 
-        new, rec = weightround.apply(
-            data, calib, input_names, method=self.weight_rounding,
-            per_channel=self.options.per_channel,
-            per_channel_dense=self.options.per_channel_dense,
+        key = (
+            hashlib.sha256(data).hexdigest(), fingerprint(list(calib)), tuple(input_names),
+            self.weight_rounding, self.options.per_channel, self.options.per_channel_dense,
         )  # fmt: skip
+        hit = _ROUNDED.get(key)
+        if hit is not None:
+            # the int16x8 fallback after a gptq attempt rounds the same ONNX weights on the
+            # same data again: the same result (the rounding is deterministic), reused
+            new, rec = hit[0], {**copy.deepcopy(hit[1]), "reused": True}
+        else:
+            new, rec = weightround.apply(
+                data, calib, input_names, method=self.weight_rounding,
+                per_channel=self.options.per_channel,
+                per_channel_dense=self.options.per_channel_dense,
+            )  # fmt: skip
+            _ROUNDED.clear()  # one entry: the attempts of the conversion running now
+            _ROUNDED[key] = (new, copy.deepcopy(rec))
         self.techniques = {**self.techniques, "weight_rounding": rec}
         if new is not data:
             path.write_bytes(new)

@@ -72,20 +72,25 @@ class _StageError(Exception):
         self.layers = layers or []
 
 
-def run_job(job: dict[str, Any], proto: TextIO, np: Any) -> dict[str, Any]:
-    from toolchain.convert import onnx2tf_stage, quantize
-    from toolchain.convert.options import QuantOptions
-
-    options = QuantOptions(**job["options"])
-    work = Path(job["workdir"])
-    timings: dict[str, float] = {}
-
-    _send(proto, event="stage", name="onnx2tf")
-    t = time.perf_counter()
+def _onnx2tf(
+    job: dict[str, Any],
+    work: Path,
+    calib: list[Any],
+    proto: TextIO,
+    onnx2tf_stage: Any,
+    *,
+    strict: bool,
+    extra: dict[str, Any],
+) -> tuple[Any, list[tuple[int, ...]], list[tuple[int, ...]], float, bool]:
+    """onnx2tf once (strict mode on or off) and the float check of its model; a failure of
+    either is a _StageError. Returns (model, input perms, output perms, float error, strict)."""
+    _send(proto, event="stage", name="onnx2tf")  # (re)starts the stage's time limit
     copy = onnx2tf_stage.prepare_workdir(Path(job["onnx"]), work / "onnx2tf")
     os.chdir(copy.parent)
     try:
-        keras_model = onnx2tf_stage.run_onnx2tf(copy, **job.get("onnx2tf", {}))
+        keras_model = onnx2tf_stage.run_onnx2tf(
+            copy, **{**extra, "disable_strict_mode": not strict}
+        )
         in_perms, out_perms = onnx2tf_stage.io_layouts(
             keras_model,
             [(i["name"], i["torch_shape"]) for i in job["inputs"]],
@@ -96,8 +101,6 @@ def run_job(job: dict[str, Any], proto: TextIO, np: Any) -> dict[str, Any]:
         raise _StageError("onnx2tf", f"{type(exc).__name__}: {exc}") from exc
     finally:
         os.chdir(work)
-    with np.load(job["calib"]) as z:
-        calib = [z[i["name"]] for i in job["inputs"]]
     try:
         float_err = onnx2tf_stage.float_check(
             keras_model, Path(job["onnx"]), calib, in_perms, out_perms
@@ -112,6 +115,45 @@ def run_job(job: dict[str, Any], proto: TextIO, np: Any) -> dict[str, Any]:
             f"relative difference {float_err:.3g} on {onnx2tf_stage.FLOAT_SAMPLES} calibration "
             "samples): onnx2tf mistook a tensor layout",
         )
+    return keras_model, in_perms, out_perms, float_err, strict
+
+
+def float_model(
+    job: dict[str, Any], work: Path, calib: list[Any], proto: TextIO, onnx2tf_stage: Any
+) -> tuple[tuple[Any, list[tuple[int, ...]], list[tuple[int, ...]], float, bool], list[Any]]:
+    """onnx2tf's float model, checked against the ONNX model: first with onnx2tf's strict
+    mode off (its per-node validation inference takes most of its time), and again with
+    strict mode on when that run raised or its float model failed the check. Options in
+    ``job["onnx2tf"]`` that set ``disable_strict_mode`` are taken as given (one run).
+
+    Returns ((model, input perms, output perms, float error, strict mode used), what the
+    strict-off run said when it failed: ``[{"strict_mode": "off", "error": ...}]`` or [])."""
+    extra = dict(job.get("onnx2tf", {}))
+    tried: list[dict[str, str]] = []
+    if "disable_strict_mode" not in extra:
+        try:
+            return _onnx2tf(job, work, calib, proto, onnx2tf_stage, strict=False, extra=extra), []
+        except _StageError as exc:
+            log_line = f"onnx2tf with strict mode off failed ({exc}); again with strict mode on"
+            print(log_line, file=sys.stderr)
+            tried.append({"strict_mode": "off", "error": str(exc)[:300]})
+    strict = not extra.pop("disable_strict_mode", False)
+    return _onnx2tf(job, work, calib, proto, onnx2tf_stage, strict=strict, extra=extra), tried
+
+
+def run_job(job: dict[str, Any], proto: TextIO, np: Any) -> dict[str, Any]:
+    from toolchain.convert import onnx2tf_stage, quantize
+    from toolchain.convert.options import QuantOptions
+
+    options = QuantOptions(**job["options"])
+    work = Path(job["workdir"])
+    timings: dict[str, float] = {}
+
+    t = time.perf_counter()
+    with np.load(job["calib"]) as z:
+        calib = [z[i["name"]] for i in job["inputs"]]
+    converted, strict_tried = float_model(job, work, calib, proto, onnx2tf_stage)
+    keras_model, in_perms, out_perms, float_err, strict_used = converted
     timings["onnx2tf"] = time.perf_counter() - t
 
     _send(proto, event="stage", name="quantize")
@@ -176,6 +218,8 @@ def run_job(job: dict[str, Any], proto: TextIO, np: Any) -> dict[str, Any]:
         ],
         "timings": timings,
         "onnx2tf_max_rel_err": float(f"{float_err:.3g}"),
+        "onnx2tf_strict_mode": "on" if strict_used else "off",
+        "onnx2tf_strict_fallback": strict_tried,
     }
 
 
