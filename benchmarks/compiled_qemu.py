@@ -481,7 +481,9 @@ def _x(v: float | None, target: float | None = None) -> str:
 def readme(result: dict[str, Any]) -> str:
     lines = [
         f"Measured {result['date']} on this machine ({result['qemu']}, {result['gcc']}: the "
-        f"model's C at `-O2` but edc_softmax.c at `-Os`, the rest of the firmware at `-Os`; "
+        f"model's C at `-O2` except the kernel files whose layers do under 1 % of the model's "
+        f"work (`-Os`, listed in the generated `model.mk`), the rest of the firmware at `-Os`, "
+        f"linked with `-flto`; "
         f"`-icount shift=0`); 2 shared "
         f"cores. Counts are guest instructions, never time. "
         f"TFLM columns: the TFLM firmware with reference kernels on the same .tflite "
@@ -491,10 +493,14 @@ def readme(result: dict[str, Any]) -> str:
         f"targets (flash ≤ {TARGETS['flash']}×, RAM ≤ {TARGETS['ram']}×, instructions ≤ "
         f"{TARGETS['instructions']}× of TFLM).",
         "",
-        "RAM: ours is .data + .bss + the painted stack's high-water mark. TFLM's stack peak was "
-        "not measured, so two TFLM figures bracket its RAM: the linked image (data + bss + "
-        "the 16 KiB stack and 8 KiB heap the profile reserves; an upper bound) and data + bss "
-        "alone (a lower bound: TFLM's own stack peak comes on top).",
+        "RAM: ours is .data + .bss + the painted stack's high-water mark. In this table two "
+        "TFLM figures bracket its RAM: the linked image (data + bss + the 16 KiB stack and "
+        "8 KiB heap the profile reserves; an upper bound) and data + bss alone (a lower bound)"
+        + (
+            "; TFLM's measured stack peak is in the side-by-side table below."
+            if result.get("tflm_live")
+            else ": TFLM's stack peak was not measured for these recorded rows."
+        ),
         "",
         "| model | instructions | TFLM ref | ratio | flash B | TFLM | ratio | RAM B (data+bss+stack peak) "
         "| TFLM linked RAM | ratio | TFLM data+bss | ratio | arena B | TFLM arena used | bit-exact |",
