@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import RESULTS, reference_dir, say, update_readme, write_result
+from benchmarks.compiled_qemu import MODELS, TARGET, tflm_rows
 from toolchain.bench import run_bench
 from toolchain.bench.options import BenchOptions
 from toolchain.bench.qemu import qemu_version
@@ -36,29 +37,9 @@ from toolchain.errors import EdgeDeployError
 from toolchain.firmware import make_firmware
 from toolchain.targets import load_target
 
-TARGET = "mps2-an386"
-MODELS = {
-    "kws": ("KWS DS-CNN", "mlperf_tiny/kws/kws_ref_model.tflite"),
-    "ic": ("IC ResNet-8", "mlperf_tiny/ic/pretrainedResnet_quant.tflite"),
-    "vww": ("VWW MobileNetV1 0.25", "mlperf_tiny/vww/vww_96_int8.tflite"),
-    "ad": ("AD FC autoencoder", "mlperf_tiny/ad/ad01_int8.tflite"),
-    "person_detect": ("person_detect", "tflm_models/person_detection/person_detect.tflite"),
-}
 TFLM_LIBRARY = "m4fp-rwl-cmsisnn"
 #: the issue's target for compiled + CMSIS-NN
 TARGET_RATIO = 0.95
-
-
-def _tflm_rows() -> dict[str, dict[str, Any]]:
-    path = RESULTS / "qemu_firmware.json"
-    if not path.is_file():
-        return {}
-    data = json.loads(path.read_text())
-    return {
-        r["file"]: r
-        for r in data.get("tflm", [])
-        if r.get("library") == TFLM_LIBRARY and r.get("target") == TARGET
-    }
 
 
 def _one(
@@ -232,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("no CMSIS-NN checkout: set EDGEDEPLOY_CMSIS_NN or pass --cmsis-nn DIR")
     checkout = open_checkout(args.cmsis_nn)
     ref = reference_dir()
-    tflm = _tflm_rows()
+    tflm = tflm_rows(TFLM_LIBRARY)
     rows = []
     cores = []
     with tempfile.TemporaryDirectory(prefix="cmsisnn-qemu-") as tmp:

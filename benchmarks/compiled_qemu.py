@@ -57,7 +57,9 @@ TFLM_LIBRARY = "m4fp-rwl-ref"
 TARGETS = {"flash": 0.6, "ram": 0.8, "instructions": 1.0}
 
 
-def _tflm_rows(library: str = TFLM_LIBRARY) -> dict[str, dict[str, Any]]:
+def tflm_rows(library: str = TFLM_LIBRARY) -> dict[str, dict[str, Any]]:
+    """The recorded TFLM firmware rows of ``results/qemu_firmware.json`` for ``library`` on
+    mps2-an386, by model file name (empty when the file is missing)."""
     path = RESULTS / "qemu_firmware.json"
     if not path.is_file():
         return {}
@@ -160,7 +162,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def compare(rows: list[dict[str, Any]], live: dict[str, dict[str, Any]] | None = None) -> None:
     """``row["tflm"]``: TFLM reference kernels, from ``live`` (key -> :func:`measure_tflm`)
     when measured in this run, else the recorded row."""
-    tflm = _tflm_rows()
+    tflm = tflm_rows()
     mem = load_target(TARGET).memory
     for row in rows:
         t = tflm.get(row["file"])
@@ -335,7 +337,7 @@ def compare_live(rows: list[dict[str, Any]], live: dict[str, dict[str, dict[str,
     and whether the compiled and TFLM firmwares' outputs are identical."""
     mem = load_target(TARGET).memory
     for kind, (label, _) in TFLM_KINDS.items():
-        recorded = _tflm_rows(label)
+        recorded = tflm_rows(label)
         for row in rows:
             if "error" in row:
                 continue
