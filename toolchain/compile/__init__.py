@@ -104,6 +104,18 @@ def lower_or_problems(model: str | os.PathLike[str] | TFLiteModel) -> Graph | li
     return _lower.lower_or_problems(_load(model))
 
 
+def _lowered_of(m: TFLiteModel, lowered: Graph | None) -> Graph:
+    """``m`` lowered, or ``lowered`` when a caller already lowered this same model."""
+    if lowered is None:
+        return _lower.lower(m)
+    if lowered.model_sha256 != m.sha256:
+        raise UsageError(
+            "the lowered graph passed in is not of this model (its sha256 differs)",
+            hint="lower the same model with toolchain.compile.lower_or_problems",
+        )
+    return lowered
+
+
 def lower_and_plan(
     model: str | os.PathLike[str] | TFLiteModel,
     *,
@@ -130,13 +142,7 @@ def lower_and_plan(
     per-layer choice of :mod:`.perlayer`)."""
     _patch.check_policy(patch)
     m = _load(model)
-    if lowered is None:
-        lowered = _lower.lower(m)
-    elif lowered.model_sha256 != m.sha256:
-        raise UsageError(
-            "the lowered graph passed in is not of this model (its sha256 differs)",
-            hint="lower the same model with toolchain.compile.lower_or_problems",
-        )
+    lowered = _lowered_of(m, lowered)
     if cmsis_nn is not None:
         _cmsisnn.apply(lowered, cmsis_nn, target, cmsis_nn_ops, cmsis_nn_take)
     graph = _select.specialize(lowered, kernels=kernels, target=target)
@@ -252,13 +258,7 @@ def compile_model(
     m = _load(model)
     choice: _perlayer.Choice | None = None
     if checkout is not None and tgt is not None and cmsis_nn_ops.strip().lower() == "auto":
-        if lowered is None:
-            lowered = _lower.lower(m)
-        elif lowered.model_sha256 != m.sha256:
-            raise UsageError(
-                "the lowered graph passed in is not of this model (its sha256 differs)",
-                hint="lower the same model with toolchain.compile.lower_or_problems",
-            )
+        lowered = _lowered_of(m, lowered)
         src = m.source if m.source and m.source != "<bytes>" else None
         if kernels == "auto":
             choice = _perlayer.choose(lowered, target=tgt, checkout=checkout, model=src)
