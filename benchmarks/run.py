@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, str] = {
     "compiled": "benchmarks.compiled_qemu",
     "patch": "benchmarks.compiled_patch",
     "compile-suite": "benchmarks.compile_suite",
+    "cmsisnn": "benchmarks.cmsisnn_qemu",
     "sweep": "benchmarks.sweep_bench",
     "lean": "benchmarks.lean_bench",
     "arm64": "benchmarks.arm64_standin",
