@@ -51,6 +51,10 @@ void fw_text_add_u32(fw_text *t, uint32_t v);
 void fw_text_kv(fw_text *t, const char *key, const char *value);
 /* board=, target=, compiler=, ticks= (the timing source and its calibration) lines. */
 void fw_text_add_common(fw_text *t);
+/* HELLO's stack lines as of now: cuts the text back to its first `fixed` bytes, then adds
+ * stack_peak_bytes= and stack_reserved_bytes= (the painted stack's high-water mark, see
+ * fw_stack_paint). Returns the text so a caller can add its own lines after them. */
+fw_text fw_text_stack_lines(char *buf, size_t cap, size_t fixed);
 
 #ifdef __cplusplus
 }

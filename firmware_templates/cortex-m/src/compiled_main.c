@@ -32,16 +32,7 @@ static edp_device s_dev;
 static void be_refresh_hello(void *ctx)
 {
     (void)ctx;
-    fw_text t;
-    t.buf = s_text;
-    t.cap = sizeof s_text;
-    t.len = s_text_fixed;
-    s_text[t.len] = 0;
-    fw_text_add(&t, "stack_peak_bytes=");
-    fw_text_add_u32(&t, fw_stack_peak_bytes());
-    fw_text_add(&t, "\nstack_reserved_bytes=");
-    fw_text_add_u32(&t, fw_stack_reserved_bytes());
-    fw_text_add(&t, "\n");
+    (void)fw_text_stack_lines(s_text, sizeof s_text, s_text_fixed);
 }
 
 static void boot_failure(const char *what)

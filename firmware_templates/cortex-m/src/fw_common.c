@@ -112,6 +112,21 @@ void fw_text_add_u32(fw_text *t, uint32_t v)
     fw_text_add(t, digits + i);
 }
 
+fw_text fw_text_stack_lines(char *buf, size_t cap, size_t fixed)
+{
+    fw_text t;
+    t.buf = buf;
+    t.cap = cap;
+    t.len = fixed;
+    buf[fixed] = 0;
+    fw_text_add(&t, "stack_peak_bytes=");
+    fw_text_add_u32(&t, fw_stack_peak_bytes());
+    fw_text_add(&t, "\nstack_reserved_bytes=");
+    fw_text_add_u32(&t, fw_stack_reserved_bytes());
+    fw_text_add(&t, "\n");
+    return t;
+}
+
 void fw_text_kv(fw_text *t, const char *key, const char *value)
 {
     fw_text_add(t, key);

@@ -180,16 +180,8 @@ const char *be_last_error(void *ctx)
 void be_refresh_hello(void *ctx)
 {
     (void)ctx;
-    fw_text t;
-    t.buf = g_text;
-    t.cap = sizeof g_text;
-    t.len = g_text_fixed;
-    g_text[t.len] = 0;
-    fw_text_add(&t, "stack_peak_bytes=");
-    fw_text_add_u32(&t, fw_stack_peak_bytes());
-    fw_text_add(&t, "\nstack_reserved_bytes=");
-    fw_text_add_u32(&t, fw_stack_reserved_bytes());
-    fw_text_add(&t, "\nheap_used_bytes=");
+    fw_text t = fw_text_stack_lines(g_text, sizeof g_text, g_text_fixed);
+    fw_text_add(&t, "heap_used_bytes=");
     fw_text_add_u32(&t, (uint32_t)((uint8_t *)_sbrk(0) - &__heap_start__));
     fw_text_add(&t, "\n");
 }
