@@ -211,17 +211,7 @@ SECURITY = [
     Case(
         "convert: TorchScript .pt with a code-running data.pkl",
         "security",
-        _cli(
-            "convert",
-            "{W}/evil_ts.pt",
-            "--input-shape",
-            "1,4",
-            "--calib",
-            "{W}/calib.npy",
-            "--out",
-            "{W}/out",
-            "--no-cache",
-        ),
+        _convert("--input-shape", "1,4", model="evil_ts.pt"),
         r"refused: its pickle would call _*builtins?_*\.exec",
     ),
     Case(
@@ -294,17 +284,7 @@ WRONG_SUCCESSES = [
     Case(
         "convert: model factory calls sys.exit(0)",
         "wrong success",
-        _cli(
-            "convert",
-            "{W}/nets.py:exits",
-            "--input-shape",
-            "1,4",
-            "--calib",
-            "{W}/calib.npy",
-            "--out",
-            "{W}/out",
-            "--no-cache",
-        ),
+        _convert("--input-shape", "1,4", model="nets.py:exits"),
         r"model factory .*nets\.py:exits called sys\.exit\(0\)",
     ),
     Case(
@@ -316,17 +296,7 @@ WRONG_SUCCESSES = [
     Case(
         "convert: model factory raises KeyboardInterrupt (exit 130, not 0)",
         "wrong success",
-        _cli(
-            "convert",
-            "{W}/nets.py:interrupts",
-            "--input-shape",
-            "1,4",
-            "--calib",
-            "{W}/calib.npy",
-            "--out",
-            "{W}/out",
-            "--no-cache",
-        ),
+        _convert("--input-shape", "1,4", model="nets.py:interrupts"),
         r"interrupted: stopped; no half-written artifacts were left",
         hint=r"",
         code=130,

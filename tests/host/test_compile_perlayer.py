@@ -10,11 +10,13 @@ tests/emulated/test_compile_cmsisnn_qemu.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from toolchain.compile import compile_model, lower_or_problems
@@ -103,6 +105,17 @@ def test_signature_follows_shape_and_constants(reference_dir: Path) -> None:
     # KWS's four pointwise convs have one shape but their own weights
     assert len({sig[i] for i in (2, 4, 6, 8)}) == 4
     assert sig == [pl.layer_signature(g, op) for op in _graph(reference_dir).ops]
+    # one weight value of op 2 changed (tensor shapes and scales the same): a new signature
+    op = g.ops[2]
+    w = op.fields["weights"]
+    values = np.array(w.values, copy=True)
+    values.flat[0] = values.flat[0] + 1 if values.flat[0] < 127 else values.flat[0] - 1
+    op.fields["weights"] = dataclasses.replace(w, values=values)
+    assert pl.layer_signature(g, op) != sig[2]
+    op.fields["weights"] = w
+    assert pl.layer_signature(g, op) == sig[2]
+    op.fields["stride_h"] += 1  # a field that is no constant
+    assert pl.layer_signature(g, op) != sig[2]
 
 
 def test_without_a_measurer_the_static_rule_of_the_core_applies(

@@ -31,6 +31,30 @@ class T:
     qdim: int = 0
 
 
+def _add(model: Any, sg: Any, t: T, name: str) -> int:
+    """Append tensor ``t`` to subgraph ``sg`` (its constant data, if any, as a new buffer of
+    ``model``) and return its index."""
+    ten = schema.TensorT()
+    ten.shape = list(t.shape)
+    ten.type = _TYPES[t.dtype]
+    ten.name = name
+    q = schema.QuantizationParametersT()
+    q.scale = [float(s) for s in t.scales]
+    q.zeroPoint = [int(z) for z in t.zero_points]
+    q.quantizedDimension = t.qdim
+    ten.quantization = q
+    ten.buffer = 0
+    if t.data is not None:
+        buf = schema.BufferT()
+        buf.data = np.frombuffer(
+            np.ascontiguousarray(t.data.astype(t.dtype)).tobytes(), dtype=np.uint8
+        )
+        model.buffers.append(buf)
+        ten.buffer = len(model.buffers) - 1
+    sg.tensors.append(ten)
+    return len(sg.tensors) - 1
+
+
 def single_op(
     op: str,
     inputs: list[T | None],
@@ -52,38 +76,16 @@ def single_op(
     sg.tensors = []
     graph_inputs: list[int] = []
 
-    def add(t: T, name: str) -> int:
-        ten = schema.TensorT()
-        ten.shape = list(t.shape)
-        ten.type = _TYPES[t.dtype]
-        ten.name = name
-        q = schema.QuantizationParametersT()
-        q.scale = [float(s) for s in t.scales]
-        q.zeroPoint = [int(z) for z in t.zero_points]
-        q.quantizedDimension = t.qdim
-        ten.quantization = q
-        if t.data is not None:
-            buf = schema.BufferT()
-            buf.data = np.frombuffer(
-                np.ascontiguousarray(t.data.astype(t.dtype)).tobytes(), dtype=np.uint8
-            )
-            model.buffers.append(buf)
-            ten.buffer = len(model.buffers) - 1
-        else:
-            ten.buffer = 0
-        sg.tensors.append(ten)
-        return len(sg.tensors) - 1
-
     in_idx = []
     for k, t in enumerate(inputs):
         if t is None:
             in_idx.append(-1)
             continue
-        i = add(t, f"in{k}")
+        i = _add(model, sg, t, f"in{k}")
         in_idx.append(i)
         if t.data is None:
             graph_inputs.append(i)
-    out_idx = [add(t, f"out{k}") for k, t in enumerate(outputs)]
+    out_idx = [_add(model, sg, t, f"out{k}") for k, t in enumerate(outputs)]
     o = schema.OperatorT()
     o.opcodeIndex = 0
     o.inputs = in_idx
@@ -114,28 +116,7 @@ def chain(
     sg.tensors = []
     codes: dict[str, int] = {}
 
-    def add(t: T, name: str) -> int:
-        ten = schema.TensorT()
-        ten.shape = list(t.shape)
-        ten.type = _TYPES[t.dtype]
-        ten.name = name
-        q = schema.QuantizationParametersT()
-        q.scale = [float(s) for s in t.scales]
-        q.zeroPoint = [int(z) for z in t.zero_points]
-        q.quantizedDimension = t.qdim
-        ten.quantization = q
-        ten.buffer = 0
-        if t.data is not None:
-            buf = schema.BufferT()
-            buf.data = np.frombuffer(
-                np.ascontiguousarray(t.data.astype(t.dtype)).tobytes(), dtype=np.uint8
-            )
-            model.buffers.append(buf)
-            ten.buffer = len(model.buffers) - 1
-        sg.tensors.append(ten)
-        return len(sg.tensors) - 1
-
-    prev = add(x, "input")
+    prev = _add(model, sg, x, "input")
     sg.operators = []
     for k, (op, consts, y, options_type, options) in enumerate(layers):
         if op not in codes:
@@ -146,8 +127,8 @@ def chain(
             oc.version = 1
             model.operatorCodes.append(oc)
             codes[op] = len(model.operatorCodes) - 1
-        ins = [prev] + [add(c, f"l{k}_c{j}") for j, c in enumerate(consts)]
-        out = add(y, f"l{k}_out")
+        ins = [prev] + [_add(model, sg, c, f"l{k}_c{j}") for j, c in enumerate(consts)]
+        out = _add(model, sg, y, f"l{k}_out")
         o = schema.OperatorT()
         o.opcodeIndex = codes[op]
         o.inputs = ins
