@@ -81,10 +81,13 @@ def test_int8_conv_attention_is_bit_exact(tmp_path: Path) -> None:
 @pytest.mark.parametrize("activations", ["int8", "int16"])
 @pytest.mark.parametrize("name", compile_suite.model_names())
 def test_zoo_and_suite_model(name: str, activations: str, tmp_path: Path) -> None:
-    """Every model converts, compiles (or compile names the operator it lacks) and what
-    compiles is bit-exact with TFLM."""
+    """Every model converts, compiles and is bit-exact with TFLM; only an int16x8 model may
+    instead have compile name the operator it lacks (ShuffleNet's int16 GATHER, which TFLM
+    lacks too). Opt-in (44 conversions, 10–20 min here): CI runs the in-test models above."""
     row = compile_suite.run_one(name, activations, tmp_path, None, inputs=2)
     assert row["converted"], row.get("error")
+    if activations == "int8":  # every operator of the int8 zoo and suite has a kernel
+        assert row["compiled"], row.get("error")
     if not row["compiled"]:
         assert row["error"].startswith("operator "), row["error"]
         pytest.skip(f"not compiled: {row['error']}")
