@@ -313,7 +313,7 @@ def apply(
             else:  # bias: the mean shift of nearest rounding, per output channel
                 mu = (means[k] / count[k]).numpy()  # (g, d)
                 shift = np.einsum("god,gd->go", rtn * scale - w2, mu).reshape(-1)
-                _add_bias(model, ly, -shift)
+                _add_bias(model, inits, ly, -shift)
                 changed += 1
     finally:
         torch.set_num_threads(threads)
@@ -359,12 +359,12 @@ def check_baked(tflite: bytes, record: dict[str, Any]) -> dict[str, Any]:
     return {"exact": sum(1 for w in want if w in have), "of": len(want)}
 
 
-def _add_bias(model: Any, ly: _Layer, delta: np.ndarray) -> None:
-    """Add ``delta`` (one value per output) to the layer's bias (a new one if it has none)."""
+def _add_bias(model: Any, inits: dict[str, Any], ly: _Layer, delta: np.ndarray) -> None:
+    """Add ``delta`` (one value per output) to the layer's bias (a new one if it has none);
+    ``inits``: the model's initializers by name."""
     from onnx import numpy_helper
 
     node = ly.node
-    inits = {i.name: i for i in model.graph.initializer}
     delta = delta.astype(np.float32)
     if ly.kind == "matmul":
         return  # MatMul has no bias input; left alone
