@@ -244,15 +244,12 @@ def apply(
     if method == "none" or not layers:
         return onnx_bytes, {"method": method, "layers": 0}
     inits = {i.name: i for i in model.graph.initializer}
+    uniq = list(dict.fromkeys(ly.node.input[0] for ly in layers))  # the layers' inputs
     probe = onnx.load_from_string(onnx_bytes)
     have = {o.name for o in probe.graph.output}
-    wanted = []
-    for ly in layers:
-        name = ly.node.input[0]
-        if name not in have and name not in wanted:
-            wanted.append(name)
-    for name in wanted:
-        probe.graph.output.append(onnx.ValueInfoProto(name=name))
+    for name in uniq:
+        if name not in have:
+            probe.graph.output.append(onnx.ValueInfoProto(name=name))
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.intra_op_num_threads = 2
@@ -262,8 +259,6 @@ def apply(
     means: dict[int, Any] = {}
     count: dict[int, int] = {}
     budget: dict[int, int] = {}
-    names = [ly.node.input[0] for ly in layers]
-    uniq = list(dict.fromkeys(names))
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -290,16 +285,18 @@ def apply(
                 # only as many images as this layer still needs
                 x = x[: max(1, -(-(budget[k] - count.get(k, 0)) // per_image))]
                 cols = _patches(x, ly)
-                hk = torch.einsum("gdp,gep->gde", cols, cols).double()
-                hs[k] = hs[k] + hk if k in hs else hk
-                mk = cols.sum(dim=2).double()
-                means[k] = means[k] + mk if k in means else mk
+                if method == "gptq":  # the input moments H
+                    hk = torch.einsum("gdp,gep->gde", cols, cols).double()
+                    hs[k] = hs[k] + hk if k in hs else hk
+                else:  # bias: only the input means
+                    mk = cols.sum(dim=2).double()
+                    means[k] = means[k] + mk if k in means else mk
                 count[k] = count.get(k, 0) + cols.shape[2]
         changed = 0
         baked: list[str] = []
         for k, ly in enumerate(layers):
-            if k not in hs:
-                continue
+            if k not in count:
+                continue  # too many columns: left to the converter's rounding
             init = inits[ly.weight]
             w = numpy_helper.to_array(init).astype(np.float32)
             w2 = _w2d(w, ly).astype(np.float64)
@@ -316,7 +313,7 @@ def apply(
             else:  # bias: the mean shift of nearest rounding, per output channel
                 mu = (means[k] / count[k]).numpy()  # (g, d)
                 shift = np.einsum("god,gd->go", rtn * scale - w2, mu).reshape(-1)
-                _add_bias(model, ly, -shift)
+                _add_bias(model, inits, ly, -shift)
                 changed += 1
     finally:
         torch.set_num_threads(threads)
@@ -362,12 +359,12 @@ def check_baked(tflite: bytes, record: dict[str, Any]) -> dict[str, Any]:
     return {"exact": sum(1 for w in want if w in have), "of": len(want)}
 
 
-def _add_bias(model: Any, ly: _Layer, delta: np.ndarray) -> None:
-    """Add ``delta`` (one value per output) to the layer's bias (a new one if it has none)."""
+def _add_bias(model: Any, inits: dict[str, Any], ly: _Layer, delta: np.ndarray) -> None:
+    """Add ``delta`` (one value per output) to the layer's bias (a new one if it has none);
+    ``inits``: the model's initializers by name."""
     from onnx import numpy_helper
 
     node = ly.node
-    inits = {i.name: i for i in model.graph.initializer}
     delta = delta.astype(np.float32)
     if ly.kind == "matmul":
         return  # MatMul has no bias input; left alone

@@ -74,9 +74,7 @@ class AttentionHeads(Rewrite):
     tolerance = 1e-5
 
     def requires(self, g: Graph) -> list[Any]:
-        return [
-            m for n in g.nodes if n.op_type == "MatMul" and (m := self._match(g, n)) is not None
-        ]
+        return g.matches("MatMul", self._match)
 
     # --- matching -----------------------------------------------------------------------
     def _match(self, g: Graph, mm2: onnx.NodeProto) -> dict[str, Any] | None:

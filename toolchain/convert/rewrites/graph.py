@@ -8,7 +8,7 @@ fresh names. Rewrites change ``model.graph`` through it and call :meth:`Graph.re
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,13 @@ class Graph:
     @property
     def nodes(self) -> list[onnx.NodeProto]:
         return list(self.model.graph.node)
+
+    def matches(
+        self, op_type: str, match: Callable[[Graph, onnx.NodeProto], Any | None]
+    ) -> list[Any]:
+        """``match(self, n)`` for every node ``n`` of ``op_type``, in graph order, where it
+        is not ``None`` (the usual :meth:`Rewrite.requires`)."""
+        return [m for n in self.nodes if n.op_type == op_type and (m := match(self, n)) is not None]
 
     # --- values -------------------------------------------------------------------------
     def const(self, name: str) -> np.ndarray | None:

@@ -39,9 +39,7 @@ class ChannelPermutation(Rewrite):
     tolerance = 0.0
 
     def requires(self, g: Graph) -> list[Any]:
-        return [
-            m for n in g.nodes if n.op_type == "Reshape" and (m := self._match(g, n)) is not None
-        ]
+        return g.matches("Reshape", self._match)
 
     def _match(self, g: Graph, r1: onnx.NodeProto) -> dict[str, Any] | None:
         shape = g.shape(r1.input[0])
@@ -190,9 +188,7 @@ class PatchesChannelsLast(Rewrite):
     MAX_CHAIN = 6
 
     def requires(self, g: Graph) -> list[Any]:
-        return [
-            m for n in g.nodes if n.op_type == "Reshape" and (m := self._match(g, n)) is not None
-        ]
+        return g.matches("Reshape", self._match)
 
     def _match(self, g: Graph, first: onnx.NodeProto) -> dict[str, Any] | None:
         src = g.shape(first.input[0])
@@ -455,10 +451,7 @@ class GroupNormChannelsLast(Rewrite):
     tolerance = 1e-4
 
     def requires(self, g: Graph) -> list[Any]:
-        return [
-            m for n in g.nodes
-            if n.op_type == "InstanceNormalization" and (m := self._match(g, n)) is not None
-        ]  # fmt: skip
+        return g.matches("InstanceNormalization", self._match)
 
     def _match(self, g: Graph, norm: onnx.NodeProto) -> dict[str, Any] | None:
         r1 = g.producer.get(norm.input[0])
