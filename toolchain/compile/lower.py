@@ -321,6 +321,22 @@ def _conv16(ctx: _Ctx, op: Any, index: int, depthwise: bool) -> Op:
               (x.index,), (y.index,), summary)  # fmt: skip
 
 
+def _fc_multipliers(
+    ctx: _Ctx, op: Any, x: Tensor, y: Tensor, n_out: int
+) -> tuple[bool, list[int], list[int]]:
+    """A fully-connected op's requantisation: (per_channel, multipliers, shifts).
+
+    One multiplier/shift pair per output channel when the filter is quantised per channel,
+    else a single pair.
+    """
+    scales = _filter_quant(ctx, int(op.inputs[1]), n_out)
+    per_channel = len(scales) > 1
+    mult, shift = quant.per_channel_multipliers(
+        x.scale, scales, y.scale, n_out if per_channel else 1
+    )
+    return per_channel, mult, shift
+
+
 def _fc16(ctx: _Ctx, op: Any, index: int) -> Op:
     o = op.builtinOptions
     x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
@@ -332,11 +348,7 @@ def _fc16(ctx: _Ctx, op: Any, index: int) -> Op:
     n_in = int(np.prod(x.shape)) if x.shape else 1
     if n_in % depth or int(np.prod(y.shape)) != (n_in // depth) * n_out:
         raise Unsupported("input/output sizes do not match the filter")
-    scales = _filter_quant(ctx, int(op.inputs[1]), n_out)
-    per_channel = len(scales) > 1
-    mult, shift = quant.per_channel_multipliers(
-        x.scale, scales, y.scale, n_out if per_channel else 1
-    )
+    per_channel, mult, shift = _fc_multipliers(ctx, op, x, y, n_out)
     act_fn = int(o.fusedActivationFunction) if o is not None else 0
     lo, hi = _act_range(act_fn, y)
     bias = _bias64(ctx, op, n_out)
@@ -465,11 +477,7 @@ def _fc(ctx: _Ctx, op: Any, index: int) -> Op:
     batches = n_in // depth
     if int(np.prod(y.shape)) != batches * n_out:
         raise Unsupported(f"output shape {y.shape} does not match {batches}x{n_out}")
-    scales = _filter_quant(ctx, int(op.inputs[1]), n_out)
-    per_channel = len(scales) > 1
-    mult, shift = quant.per_channel_multipliers(
-        x.scale, scales, y.scale, n_out if per_channel else 1
-    )
+    per_channel, mult, shift = _fc_multipliers(ctx, op, x, y, n_out)
     act_fn = int(o.fusedActivationFunction) if o is not None else 0
     lo, hi = _act_range(act_fn, y)
     bias = _bias(ctx, op, n_out)
