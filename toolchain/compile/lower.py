@@ -321,6 +321,22 @@ def _conv16(ctx: _Ctx, op: Any, index: int, depthwise: bool) -> Op:
               (x.index,), (y.index,), summary)  # fmt: skip
 
 
+def _fc_multipliers(
+    ctx: _Ctx, op: Any, x: Tensor, y: Tensor, n_out: int
+) -> tuple[bool, list[int], list[int]]:
+    """A fully-connected op's requantisation: (per_channel, multipliers, shifts).
+
+    One multiplier/shift pair per output channel when the filter is quantised per channel,
+    else a single pair.
+    """
+    scales = _filter_quant(ctx, int(op.inputs[1]), n_out)
+    per_channel = len(scales) > 1
+    mult, shift = quant.per_channel_multipliers(
+        x.scale, scales, y.scale, n_out if per_channel else 1
+    )
+    return per_channel, mult, shift
+
+
 def _fc16(ctx: _Ctx, op: Any, index: int) -> Op:
     o = op.builtinOptions
     x, y = ctx.act(int(op.inputs[0])), ctx.act(int(op.outputs[0]))
@@ -332,11 +348,7 @@ def _fc16(ctx: _Ctx, op: Any, index: int) -> Op:
     n_in = int(np.prod(x.shape)) if x.shape else 1
     if n_in % depth or int(np.prod(y.shape)) != (n_in // depth) * n_out:
         raise Unsupported("input/output sizes do not match the filter")
-    scales = _filter_quant(ctx, int(op.inputs[1]), n_out)
-    per_channel = len(scales) > 1
-    mult, shift = quant.per_channel_multipliers(
-        x.scale, scales, y.scale, n_out if per_channel else 1
-    )
+    per_channel, mult, shift = _fc_multipliers(ctx, op, x, y, n_out)
     act_fn = int(o.fusedActivationFunction) if o is not None else 0
     lo, hi = _act_range(act_fn, y)
     bias = _bias64(ctx, op, n_out)
@@ -465,11 +477,7 @@ def _fc(ctx: _Ctx, op: Any, index: int) -> Op:
     batches = n_in // depth
     if int(np.prod(y.shape)) != batches * n_out:
         raise Unsupported(f"output shape {y.shape} does not match {batches}x{n_out}")
-    scales = _filter_quant(ctx, int(op.inputs[1]), n_out)
-    per_channel = len(scales) > 1
-    mult, shift = quant.per_channel_multipliers(
-        x.scale, scales, y.scale, n_out if per_channel else 1
-    )
+    per_channel, mult, shift = _fc_multipliers(ctx, op, x, y, n_out)
     act_fn = int(o.fusedActivationFunction) if o is not None else 0
     lo, hi = _act_range(act_fn, y)
     bias = _bias(ctx, op, n_out)
@@ -553,6 +561,31 @@ def _broadcast(a: Tensor, b: Tensor, y: Tensor) -> dict[str, FieldValue]:
     }
 
 
+def _binary_fields(
+    a: Tensor,
+    b: Tensor,
+    y: Tensor,
+    consts: list[ConstArray | None],
+    left_shift: int,
+    in1: tuple[int, int],
+    in2: tuple[int, int],
+    out: tuple[int, int],
+    act_min: int,
+    act_max: int,
+) -> dict[str, FieldValue]:
+    """The fields of ``edc_binary_params``: broadcast strides, offsets, the two input and the
+    output (multiplier, shift) rescales, the activation range and constant operands."""
+    fields = _broadcast(a, b, y)
+    fields.update({
+        "in1_offset": -a.zero_point, "in2_offset": -b.zero_point,
+        "out_offset": y.zero_point, "left_shift": left_shift,
+        "in1_mult": in1[0], "in1_shift": in1[1], "in2_mult": in2[0], "in2_shift": in2[1],
+        "out_mult": out[0], "out_shift": out[1], "act_min": act_min, "act_max": act_max,
+        "const1": consts[0], "const2": consts[1],
+    })  # fmt: skip
+    return fields
+
+
 def _add_sub(kind: str) -> Callable[[_Ctx, Any, int], Op]:
     def lower_add_sub(ctx: _Ctx, op: Any, index: int) -> Op:
         o = op.builtinOptions
@@ -574,14 +607,7 @@ def _add_sub(kind: str) -> Callable[[_Ctx, Any, int], Op]:
         mo, so = quant.quantize_multiplier(real_out)
         act_fn = int(o.fusedActivationFunction) if o is not None else 0
         lo, hi = _act_range(act_fn, y)
-        fields: dict[str, FieldValue] = _broadcast(a, b, y)
-        fields.update({
-            "in1_offset": -a.zero_point, "in2_offset": -b.zero_point,
-            "out_offset": y.zero_point, "left_shift": left_shift,
-            "in1_mult": m1, "in1_shift": s1, "in2_mult": m2, "in2_shift": s2,
-            "out_mult": mo, "out_shift": so, "act_min": lo, "act_max": hi,
-            "const1": consts[0], "const2": consts[1],
-        })  # fmt: skip
+        fields = _binary_fields(a, b, y, consts, left_shift, (m1, s1), (m2, s2), (mo, so), lo, hi)
         func = f"edc_{kind.lower()}_{'s16' if s16 else 's8'}"
         act = _ACT_NAMES[act_fn]
         summary = f"{_shape_s(a.shape)} {'+' if kind == 'ADD' else '-'} {_shape_s(b.shape)}"
@@ -605,14 +631,7 @@ def _mul(ctx: _Ctx, op: Any, index: int) -> Op:
     mo, so = quant.quantize_multiplier(real)
     act_fn = int(o.fusedActivationFunction) if o is not None else 0
     lo, hi = _act_range(act_fn, y)
-    fields: dict[str, FieldValue] = _broadcast(a, b, y)
-    fields.update({
-        "in1_offset": -a.zero_point, "in2_offset": -b.zero_point,
-        "out_offset": y.zero_point, "left_shift": 0,
-        "in1_mult": 0, "in1_shift": 0, "in2_mult": 0, "in2_shift": 0,
-        "out_mult": mo, "out_shift": so, "act_min": lo, "act_max": hi,
-        "const1": consts[0], "const2": consts[1],
-    })  # fmt: skip
+    fields = _binary_fields(a, b, y, consts, 0, (0, 0), (0, 0), (mo, so), lo, hi)
     act = _ACT_NAMES[act_fn]
     summary = f"{_shape_s(a.shape)} * {_shape_s(b.shape)}" + (f", {act}" if act else "")
     func = "edc_mul_s16" if s16 else "edc_mul_s8"
@@ -635,14 +654,7 @@ def _squared_difference(ctx: _Ctx, op: Any, index: int) -> Op:
         a.scale, b.scale, y.scale, left_shift
     )
     lo, hi = _TYPE_RANGE[y.dtype]
-    fields: dict[str, FieldValue] = _broadcast(a, b, y)
-    fields.update({
-        "in1_offset": -a.zero_point, "in2_offset": -b.zero_point,
-        "out_offset": y.zero_point, "left_shift": left_shift,
-        "in1_mult": m1, "in1_shift": s1, "in2_mult": m2, "in2_shift": s2,
-        "out_mult": mo, "out_shift": so, "act_min": lo, "act_max": hi,
-        "const1": consts[0], "const2": consts[1],
-    })  # fmt: skip
+    fields = _binary_fields(a, b, y, consts, left_shift, (m1, s1), (m2, s2), (mo, so), lo, hi)
     func = "edc_sqdiff_s16" if s16 else "edc_sqdiff_s8"
     return Op(index, "SQUARED_DIFFERENCE", "edc_binary", func, "edc_binary_params", fields,
               idx, (y.index,), f"({_shape_s(a.shape)} - {_shape_s(b.shape)})^2")  # fmt: skip

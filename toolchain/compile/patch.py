@@ -167,6 +167,18 @@ def _calls(sp: Split) -> int:
     return len(sp.steps) * len(sp.ops)
 
 
+def _split_fields(sp: Split, sp_plan: Plan) -> dict[str, Any]:
+    """The report fields that describe a chosen split and the plan it gives."""
+    return {
+        "ops": list(sp.ops),
+        "band_rows": sp.band_rows,
+        "bands": len(sp.steps),
+        "buffer_bytes": [sp.buffer_bytes(k) for k in range(len(sp.ops) - 1)],
+        "split_arena_bytes": sp_plan.arena_bytes,
+        "split_lower_bound_bytes": sp_plan.lower_bound_bytes,
+    }
+
+
 def choose(graph: Graph, unsplit: Plan, patch: str = "auto") -> tuple[Split | None, Plan]:
     """The split to use (or None) and its plan; ``graph.split`` is left as chosen.
 
@@ -211,12 +223,7 @@ def choose(graph: Graph, unsplit: Plan, patch: str = "auto") -> tuple[Split | No
         return None, replace(unsplit, split=info)
     _, sp, sp_plan = best
     info.update(
-        ops=list(sp.ops),
-        band_rows=sp.band_rows,
-        bands=len(sp.steps),
-        buffer_bytes=[sp.buffer_bytes(k) for k in range(len(sp.ops) - 1)],
-        split_arena_bytes=sp_plan.arena_bytes,
-        split_lower_bound_bytes=sp_plan.lower_bound_bytes,
+        _split_fields(sp, sp_plan),
         kept_row_bytes=sum(
             st.keep_rows * sp.row_bytes[k]
             for band in sp.steps
@@ -228,12 +235,7 @@ def choose(graph: Graph, unsplit: Plan, patch: str = "auto") -> tuple[Split | No
     if pair is not None:
         sp, more, sp_plan = pair
         info.update(
-            ops=list(sp.ops),
-            band_rows=sp.band_rows,
-            bands=len(sp.steps),
-            buffer_bytes=[sp.buffer_bytes(k) for k in range(len(sp.ops) - 1)],
-            split_arena_bytes=sp_plan.arena_bytes,
-            split_lower_bound_bytes=sp_plan.lower_bound_bytes,
+            _split_fields(sp, sp_plan),
             more=[{"ops": list(more.ops), "band_rows": more.band_rows, "bands": len(more.steps)}],
         )
     if patch == "on" or sp_plan.arena_bytes < unsplit.arena_bytes:
