@@ -313,8 +313,7 @@ def apply(
             else:  # bias: the mean shift of nearest rounding, per output channel
                 mu = (means[k] / count[k]).numpy()  # (g, d)
                 shift = np.einsum("god,gd->go", rtn * scale - w2, mu).reshape(-1)
-                _add_bias(model, inits, ly, -shift)
-                changed += 1
+                changed += _add_bias(model, inits, ly, -shift)
     finally:
         torch.set_num_threads(threads)
     rec = {
@@ -359,25 +358,27 @@ def check_baked(tflite: bytes, record: dict[str, Any]) -> dict[str, Any]:
     return {"exact": sum(1 for w in want if w in have), "of": len(want)}
 
 
-def _add_bias(model: Any, inits: dict[str, Any], ly: _Layer, delta: np.ndarray) -> None:
+def _add_bias(model: Any, inits: dict[str, Any], ly: _Layer, delta: np.ndarray) -> bool:
     """Add ``delta`` (one value per output) to the layer's bias (a new one if it has none);
-    ``inits``: the model's initializers by name."""
+    ``inits``: the model's initializers by name. False when the layer was left alone (a
+    MatMul has no bias input; a bias of another shape)."""
     from onnx import numpy_helper
 
     node = ly.node
     delta = delta.astype(np.float32)
     if ly.kind == "matmul":
-        return  # MatMul has no bias input; left alone
+        return False  # MatMul has no bias input; left alone
     if len(node.input) >= 3 and node.input[2] in inits:
         init = inits[node.input[2]]
         b = numpy_helper.to_array(init).astype(np.float32)
         if b.shape != delta.shape:
-            return
+            return False
         init.CopyFrom(numpy_helper.from_array(b + delta, init.name))
-        return
+        return True
     name = f"{ly.weight}__bias_corrected"
     model.graph.initializer.append(numpy_helper.from_array(delta, name))
     if len(node.input) == 2:
         node.input.append(name)
     else:
         node.input[2] = name
+    return True
