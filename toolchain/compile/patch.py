@@ -88,8 +88,13 @@ def _row_bytes(graph: Graph, op: Op) -> int:
     return t.nbytes // _int(op, "out_h")
 
 
+class NotBandable(ValueError):
+    """A block cannot run in bands of this height (the rows a band needs move backwards)."""
+
+
 def schedule(graph: Graph, ops: tuple[int, ...], band_rows: int) -> Split:
-    """The band-by-band steps for the block ``ops`` (see :class:`~.ir.Split`)."""
+    """The band-by-band steps for the block ``ops`` (see :class:`~.ir.Split`); raises
+    :class:`NotBandable` when bands of ``band_rows`` rows cannot be scheduled."""
     stages = [graph.ops[i] for i in ops]
     m = len(stages)
     height = _int(stages[-1], "out_h")
@@ -110,7 +115,7 @@ def schedule(graph: Graph, ops: tuple[int, ...], band_rows: int) -> Split:
                 continue
             plo, phi = held[k]
             if lo < plo or hi < phi:
-                raise AssertionError(f"band rows not monotone at op {ops[k]}")
+                raise NotBandable(f"band rows not monotone at op {ops[k]}")
             keep = max(0, phi - lo)
             c_lo = max(lo, phi)
             band.append(SplitStep(lo - plo if keep else 0, keep, c_lo, hi, in_row0, c_lo - lo))
@@ -207,7 +212,7 @@ def choose(graph: Graph, unsplit: Plan, patch: str = "auto") -> tuple[Split | No
         for h in sorted({min(b, height) for b in BAND_ROWS}):
             try:
                 sp = schedule(graph, ops, h)
-            except AssertionError:
+            except NotBandable:
                 continue
             graph.split = sp
             lb = lower_bound(buffers(graph))
@@ -274,7 +279,7 @@ def _pair(graph: Graph, bar: int) -> tuple[Split, Split, Plan] | None:
         for ha in sorted({min(b, _int(graph.ops[a[-1]], "out_h")) for b in PAIR_BAND_ROWS}):
             try:
                 spa = schedule(graph, a, ha)
-            except AssertionError:
+            except NotBandable:
                 continue
             graph.split, graph.more_splits = spa, ()
             live_a = _live(graph)
@@ -286,7 +291,7 @@ def _pair(graph: Graph, bar: int) -> tuple[Split, Split, Plan] | None:
                 for hb in sorted({min(x, _int(graph.ops[b[-1]], "out_h")) for x in PAIR_BAND_ROWS}):
                     try:
                         spb = schedule(graph, b, hb)
-                    except AssertionError:
+                    except NotBandable:
                         continue
                     graph.more_splits = (spb,)
                     lb = lower_bound(buffers(graph))
