@@ -29,6 +29,8 @@ groupnorm-channels-last   GroupNorm(1, C) reshape/InstanceNorm/reshape → 4-D  
                           ReduceMean over C, H, W (no flatten, no TRANSPOSE);
                           its affine → a depthwise 1×1 Conv
 attention-heads           multi-head attention → per-head Slice/MatMul, Concat   ≤ 1e-5 rel
+class-token-stream        ViT residual stream → class row and patch rows as two  ≤ 1e-4 rel
+                          tensors (own int8 scales; norms per part, concat)
 ========================  =====================================================  ==========
 
 After the rewrites, :func:`graph.annotate_shapes` records a static shape for every tensor.
@@ -56,6 +58,7 @@ DEFAULT: tuple[str, ...] = (
     "patches-channels-last",
     "groupnorm-channels-last",
     "attention-heads",
+    "class-token-stream",
 )
 #: rewrites that are not in DEFAULT: fallbacks the strategy swaps in when onnx2tf fails
 #: with the first one (``--rewrites ...,gelu-builtin,...`` asks for the GELU builtin)
@@ -103,6 +106,7 @@ def registry() -> dict[str, type[Rewrite]]:
         PatchesChannelsLast,
         TokensChannelsLast,
     )
+    from toolchain.convert.rewrites.tokens import ClassTokenStream
 
     classes: tuple[type[Rewrite], ...] = (
         FoldConstants,
@@ -119,6 +123,7 @@ def registry() -> dict[str, type[Rewrite]]:
         PatchesChannelsLast,
         GroupNormChannelsLast,
         AttentionHeads,
+        ClassTokenStream,
     )
     return {c.name: c for c in classes}
 
