@@ -44,6 +44,7 @@ _MLPERF_WEIGHTS = {
 
 
 def strategies(names: list[str]) -> dict[str, Any]:
+    from toolchain.convert.rewrites import DEFAULT
     from toolchain.convert.strategy import Strategy
 
     table = {
@@ -59,6 +60,8 @@ def strategies(names: list[str]) -> dict[str, Any]:
         "gptq": Strategy(weight_rounding="gptq"),  # error-compensating weight rounding
         "rounding-bias": Strategy(weight_rounding="bias"),  # bias correction in the ONNX
         "gptq+mse": Strategy(weight_rounding="gptq", calibration_range="mse"),
+        # the default without the ViT class-token split (what it changes: peer-vit section)
+        "no-class-token": Strategy(rewrites=tuple(n for n in DEFAULT if n != "class-token-stream")),
     }
     return {n: table[n] for n in names}
 
