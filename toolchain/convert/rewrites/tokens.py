@@ -129,10 +129,10 @@ class ClassTokenStream(Rewrite):
 
     def _split(self, g: Graph, s: _Stream) -> str:
         base = s.concat.name or "tokens"
-        ones, rest_start = self._const_i64(g, base, [1]), self._const_i64(g, base, [0])
+        one, zero = self._const_i64(g, base, [1]), self._const_i64(g, base, [0])
         tokens = g.shape(s.start)
         assert tokens is not None
-        big, axis = self._const_i64(g, base, [tokens[1]]), self._const_i64(g, base, [1])
+        end, axis = self._const_i64(g, base, [tokens[1]]), self._const_i64(g, base, [1])
         # names of the two parts of every stream tensor
         part = {t: (g.fresh(f"{t}_cls"), g.fresh(f"{t}_tok")) for t in s.tensors}
         consts: dict[str, np.ndarray] = {}
@@ -179,8 +179,8 @@ class ClassTokenStream(Rewrite):
             (cx, px), (cy, py) = part[x], part[add.output[0]]
             b0, b1 = g.fresh(f"{b}_cls"), g.fresh(f"{b}_tok")
             nodes = [
-                helper.make_node("Slice", [b, rest_start, ones, axis], [b0], name=f"{add.name}_cls_slice"),
-                helper.make_node("Slice", [b, ones, big, axis], [b1], name=f"{add.name}_tok_slice"),
+                helper.make_node("Slice", [b, zero, one, axis], [b0], name=f"{add.name}_cls_slice"),
+                helper.make_node("Slice", [b, one, end, axis], [b1], name=f"{add.name}_tok_slice"),
                 helper.make_node("Add", [cx, b0], [cy], name=f"{add.name}_cls"),
                 helper.make_node("Add", [px, b1], [py], name=f"{add.name}_tok"),
             ]  # fmt: skip
