@@ -59,7 +59,7 @@ class _Block(nn.Module):
 
 
 class TinyViT(nn.Module):
-    """4×4 patches of a 32 px image, a tiny class token, 2 blocks, head on row 0."""
+    """16 patches (8 px) of a 32 px image, a tiny class token, 2 blocks, head on row 0."""
 
     def __init__(self, dim: int = 32, depth: int = 2) -> None:
         super().__init__()
