@@ -24,6 +24,7 @@ from torch import nn
 
 from toolchain.convert import rewrites
 from toolchain.convert.rewrites.graph import Graph
+from toolchain.convert.rewrites.scale import ScaleIntoLinear
 from toolchain.convert.rewrites.tokens import ClassTokenStream
 from toolchain.zoo import mobile
 
@@ -150,6 +151,33 @@ def test_rewrite_leaves_graphs_without_a_class_token_alone() -> None:
     # the transformer suite models (no class token) do not match either
     data, _ = rewrites.rewrite_onnx(_onnx(mobile.ConvAttention().eval()), ["fold-constants"])
     assert ClassTokenStream().requires(Graph(onnx.load_from_string(data))) == []
+
+
+def test_attention_scale_folds_into_the_qkv_weights() -> None:
+    """SDPA's ``q·√s`` and ``kᵀ·√s`` (a Mul per head slice after ``attention-heads``) go
+    into the qkv Linear's columns: no Mul left outside the GELUs, the same outputs."""
+    model = _model()
+    upto = rewrites.DEFAULT[: rewrites.DEFAULT.index("scale-into-linear")]
+    before, _ = rewrites.rewrite_onnx(_onnx(model), upto)
+    after, recs = rewrites.rewrite_onnx(before, ["scale-into-linear"])
+    rec = recs[0]
+    assert rec.applied == 2 and rec.rejected is None  # one qkv Linear per block
+    assert all("4 scaled slices" in d for d in rec.details)  # q and k of 2 heads
+    mul_b = Counter(n.op_type for n in onnx.load_from_string(before).graph.node)["Mul"]
+    mul_a = Counter(n.op_type for n in onnx.load_from_string(after).graph.node)["Mul"]
+    assert mul_b - mul_a == 8
+    x = mobile.image_batch(8, SIZE, seed=6).numpy()
+    prev, got = _run(before, x), _run(after, x)
+    assert np.max(np.abs(got - prev)) <= 1e-5 * np.max(np.abs(prev))
+    # a column read with two scales is left alone
+    g = Graph(onnx.load_from_string(before))
+    assert ScaleIntoLinear().requires(g)
+    slices = [n for n in g.model.graph.node if n.op_type == "Slice"]
+    v0 = next(n for n in slices if "v0" in n.name)  # the first block's head-0 v slice
+    k0 = next(n for n in slices if "k0" in n.name and n.input[0] == v0.input[0])
+    v0.input[1] = k0.input[1]  # v now starts at k's columns: read unscaled and scaled
+    g.refresh()
+    assert len(ScaleIntoLinear().requires(g)) == 1  # only the other block
 
 
 def test_int8_class_row_keeps_its_precision(tmp_path: Path) -> None:

@@ -29,6 +29,8 @@ groupnorm-channels-last   GroupNorm(1, C) reshape/InstanceNorm/reshape → 4-D  
                           ReduceMean over C, H, W (no flatten, no TRANSPOSE);
                           its affine → a depthwise 1×1 Conv
 attention-heads           multi-head attention → per-head Slice/MatMul, Concat   ≤ 1e-5 rel
+scale-into-linear         scalar Mul on slices of a Linear's output (attention   ≤ 1e-5 rel
+                          q·√s, k·√s) → that Linear's W and b columns
 class-token-stream        ViT residual stream → class row and patch rows as two  ≤ 1e-4 rel
                           tensors (own int8 scales; norms per part, concat)
 ========================  =====================================================  ==========
@@ -58,6 +60,7 @@ DEFAULT: tuple[str, ...] = (
     "patches-channels-last",
     "groupnorm-channels-last",
     "attention-heads",
+    "scale-into-linear",
     "class-token-stream",
 )
 #: rewrites that are not in DEFAULT: fallbacks the strategy swaps in when onnx2tf fails
@@ -106,6 +109,7 @@ def registry() -> dict[str, type[Rewrite]]:
         PatchesChannelsLast,
         TokensChannelsLast,
     )
+    from toolchain.convert.rewrites.scale import ScaleIntoLinear
     from toolchain.convert.rewrites.tokens import ClassTokenStream
 
     classes: tuple[type[Rewrite], ...] = (
@@ -123,6 +127,7 @@ def registry() -> dict[str, type[Rewrite]]:
         PatchesChannelsLast,
         GroupNormChannelsLast,
         AttentionHeads,
+        ScaleIntoLinear,
         ClassTokenStream,
     )
     return {c.name: c for c in classes}
