@@ -43,8 +43,14 @@ _MLPERF_WEIGHTS = {
 }
 
 
-def strategies(names: list[str]) -> dict[str, Any]:
+def _without(*names: str) -> tuple[str, ...]:
+    """The default rewrites less ``names``."""
     from toolchain.convert.rewrites import DEFAULT
+
+    return tuple(n for n in DEFAULT if n not in names)
+
+
+def strategies(names: list[str]) -> dict[str, Any]:
     from toolchain.convert.strategy import Strategy
 
     table = {
@@ -60,8 +66,9 @@ def strategies(names: list[str]) -> dict[str, Any]:
         "gptq": Strategy(weight_rounding="gptq"),  # error-compensating weight rounding
         "rounding-bias": Strategy(weight_rounding="bias"),  # bias correction in the ONNX
         "gptq+mse": Strategy(weight_rounding="gptq", calibration_range="mse"),
-        # the default without the ViT class-token split (what it changes: peer-vit section)
-        "no-class-token": Strategy(rewrites=tuple(n for n in DEFAULT if n != "class-token-stream")),
+        # the default without the ViT rewrites of the peer-vit section (both / the scale fold)
+        "vit-before": Strategy(rewrites=_without("class-token-stream", "scale-into-linear")),
+        "no-scale-fold": Strategy(rewrites=_without("scale-into-linear")),
     }
     return {n: table[n] for n in names}
 
