@@ -1,0 +1,80 @@
+"""What the attempts of one conversion share, computed once (see :mod:`strategy`).
+
+A gated conversion (``--min-sqnr`` / ``--max-accuracy-drop`` missed) runs up to three
+attempts of the same model on the same data: int8, int8 with gptq weight rounding, int16x8.
+Each used to load the model again, export and rewrite the same ONNX graph again, and
+compute the same float reference again. :func:`attempts_share` (entered by
+:func:`toolchain.convert.convert` around its attempts) makes one :class:`Shared` memo current
+for the duration of that call; the pipeline asks it with a key naming everything the value
+depends on beyond the call's fixed inputs (model, weights, input shapes, data, labels):
+
+* ``("load",)`` — the loaded PyTorch model (fixed for the call);
+* ``("export", rewrites, techniques, options they read)`` — the exported, rewritten ONNX
+  bytes with the rewrite records and technique records;
+* ``("reference", ONNX sha256, samples, ...)`` — the float reference outputs and the ONNX
+  intermediates of the per-layer table.
+
+Outside such a call (or with nothing current) every ``get`` computes afresh. The memo dies
+with the call: nothing is kept between conversions, and nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+from collections.abc import Callable, Hashable, Iterator
+from contextvars import ContextVar
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Shared:
+    """A memo of values by key for the attempts of one conversion; counts its hits."""
+
+    def __init__(self) -> None:
+        self._values: dict[Hashable, Any] = {}
+        self.hits: list[Hashable] = []
+
+    def get(self, key: Hashable, make: Callable[[], T], *, copy_out: bool = False) -> T:
+        """The value stored under ``key``, or ``make()`` stored under it. ``copy_out``: hand
+        out a deep copy each time (for values an attempt changes, e.g. record lists)."""
+        if key in self._values:
+            self.hits.append(key[0] if isinstance(key, tuple) and key else key)
+            log.debug(
+                "reused from an earlier attempt: %s", key[0] if isinstance(key, tuple) else key
+            )
+            value = self._values[key]
+        else:
+            value = make()
+            self._values[key] = value
+        return copy.deepcopy(value) if copy_out else value
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._values
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+_CURRENT: ContextVar[Shared | None] = ContextVar("edgedeploy_convert_shared", default=None)
+
+
+@contextlib.contextmanager
+def attempts_share() -> Iterator[Shared]:
+    """Make a fresh :class:`Shared` current while the block runs (one conversion)."""
+    shared = Shared()
+    token = _CURRENT.set(shared)
+    try:
+        yield shared
+    finally:
+        _CURRENT.reset(token)
+
+
+def current() -> Shared:
+    """The current conversion's memo, or a fresh one that keeps nothing beyond this call."""
+    shared = _CURRENT.get()
+    return shared if shared is not None else Shared()
