@@ -63,10 +63,10 @@ def test_export_is_shared_only_for_the_same_rewrites(
     from toolchain.convert import export, pipeline
     from toolchain.convert import rewrites as rw
 
-    exports: list[int] = []
+    exports: list[Any] = []
 
     def fake_export(model: Any, path: Path) -> bytes:
-        exports.append(1)
+        exports.append(model)
         data = f"onnx {len(exports)}".encode()
         path.write_bytes(data)
         return data
@@ -86,18 +86,28 @@ def test_export_is_shared_only_for_the_same_rewrites(
         return Attempt(options=opts, rewrites=rewrites, equalize=False, bias_correction=False,
                        **kw)  # fmt: skip
 
+    first = object()
+    reloads: list[object] = []
+
+    def reload() -> object:
+        reloads.append(object())
+        return reloads[-1]
+
+    model = (first, reload)
     a1, a2, a3 = attempt((name,)), attempt((name,), weight_rounding="gptq"), attempt(())
     p1, p2, p3 = tmp_path / "1.onnx", tmp_path / "2.onnx", tmp_path / "3.onnx"
-    d1 = pipeline._export_shared(shared, a1, object(), calib, p1, opts)
-    d2 = pipeline._export_shared(shared, a2, object(), calib, p2, opts)
+    d1 = pipeline._export_shared(shared, a1, model, calib, p1, opts)
+    d2 = pipeline._export_shared(shared, a2, model, calib, p2, opts)
     assert d1 == d2 == p2.read_bytes() == f"onnx 1+{name}".encode() and len(exports) == 1
     assert a2.rewrite_records == a1.rewrite_records and a2.rewrite_records
     a2.rewrite_records[0]["applied"] = "changed"  # each attempt its own copy
     assert a1.rewrite_records[0]["applied"] == 2
-    d3 = pipeline._export_shared(shared, a3, object(), calib, p3, opts)
+    d3 = pipeline._export_shared(shared, a3, model, calib, p3, opts)
     assert d3 == b"onnx 2" and len(exports) == 2  # no rewrites: the export as it is
-    pipeline._export_shared(shared, a1, object(), calib, p1, QuantOptions(per_channel=False))
+    pipeline._export_shared(shared, a1, model, calib, p1, QuantOptions(per_channel=False))
     assert len(exports) == 3  # an option the techniques read: exported again
+    # the exporter changes a TorchScript module: only the first export uses the loaded one
+    assert exports[0] is first and exports[1:] == reloads and len(reloads) == 2
 
 
 # --- the strict-mode memo -------------------------------------------------------------------

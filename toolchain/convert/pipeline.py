@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -228,10 +228,11 @@ def _convert_cold(
             from toolchain.convert.export import onnx_fingerprint
 
             shared = reuse.current()  # fixed for the conversion: model, weights, shapes
-            loaded = shared.get(
-                ("load",),
-                lambda: modelsrc.load_model(model, weights=weights, input_shapes=input_shapes),
-            )
+
+            def load() -> Any:
+                return modelsrc.load_model(model, weights=weights, input_shapes=input_shapes)
+
+            loaded = shared.get(("load",), load)
         in_shapes = list(zip(loaded.input_names, loaded.input_shapes, strict=True))
         with _stage("load data", timings, prog):
             from toolchain import data as data_mod
@@ -261,7 +262,7 @@ def _convert_cold(
                 raise UsageError("--max-accuracy-drop needs labels", hint="give --labels")
         with _stage("export", timings, prog):
             onnx_path = workdir / "model.onnx"
-            onnx_bytes = _export_shared(shared, attempt, loaded, calib_ds, onnx_path, opts)
+            onnx_bytes = _export_shared(shared, attempt, (loaded, load), calib_ds, onnx_path, opts)
         if attempt.weight_rounding != "none":
             # the converter gets the rounded weights (onnx_path); onnx_bytes stays the
             # float model the per-layer table and the export check compare against
@@ -451,16 +452,30 @@ def _strict_record(k: str, meta: dict[str, Any], store: Any) -> None:
 
 
 def _export_shared(
-    shared: Any, attempt: Attempt, loaded: Any, calib_ds: Any, onnx_path: Path, opts: QuantOptions
+    shared: Any,
+    attempt: Attempt,
+    model: tuple[Any, Callable[[], Any]],
+    calib_ds: Any,
+    onnx_path: Path,
+    opts: QuantOptions,
 ) -> bytes:
     """The exported, rewritten ONNX bytes (written to ``onnx_path``): computed once per
     conversion for the same rewrites and techniques (see :mod:`toolchain.convert.reuse`);
-    a later attempt gets the same bytes and the same rewrite/technique records."""
+    a later attempt gets the same bytes and the same rewrite/technique records.
+
+    ``model``: (the loaded model, a function loading it again). The exporter changes a
+    TorchScript module it exports (measured: a second export of the same loaded
+    MobileNetV2 gives other ONNX bytes than the first, a fresh load the first's again), so
+    every export but the conversion's first gets a freshly loaded model, as each attempt
+    did when it loaded its own."""
     from toolchain.convert.export import export_onnx
 
     techniques = attempt.equalize or attempt.bias_correction
 
     def make() -> tuple[bytes, list[dict[str, Any]], dict[str, Any]]:
+        used = shared.get(("exported from the loaded model",), lambda: [False])
+        loaded = model[1]() if used[0] else model[0]
+        used[0] = True
         exported = attempt.prepare_model(loaded, calib_ds.arrays)  # techniques (a copy)
         data = attempt.rewrite_onnx(export_onnx(exported, onnx_path), onnx_path)
         return data, copy.deepcopy(attempt.rewrite_records), copy.deepcopy(attempt.techniques)
