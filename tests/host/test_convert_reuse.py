@@ -254,6 +254,16 @@ def test_gated_attempts_share_work_and_match_a_direct_conversion(
     monkeypatch.setattr(modelsrc, "load_model", spy("load", modelsrc.load_model))
     monkeypatch.setattr(export, "export_onnx", spy("export", export.export_onnx))
     monkeypatch.setattr(pipeline, "_torch_outputs", spy("reference", pipeline._torch_outputs))
+    from toolchain.convert import tfproc
+
+    workers: list[Any] = []
+
+    class Spied(tfproc.TFWorker):
+        def __init__(self, workdir: Path) -> None:
+            super().__init__(workdir)
+            workers.append(self)
+
+    monkeypatch.setattr(tfproc, "TFWorker", Spied)
     rng = np.random.default_rng(0)
     calib = rng.standard_normal((16, 3, 8, 8)).astype(np.float32)
     val = rng.standard_normal((24, 3, 8, 8)).astype(np.float32)
@@ -264,6 +274,9 @@ def test_gated_attempts_share_work_and_match_a_direct_conversion(
         convert(model, out_dir=tmp_path / "gated", strategy=gated, min_sqnr=200.0,
                 cache_dir=tmp_path / "cache", **kw)  # fmt: skip
     assert counts == {"load": 1, "export": 1, "reference": 1}  # two attempts, once each
+    # each attempt that missed started the next one's worker early; the last one unused,
+    # and every worker process has ended when convert returns
+    assert len(workers) == 3 and all(w.proc.poll() is not None for w in workers)
     entries = [json.loads(p.read_text()) for p in (tmp_path / "cache").rglob("report.json")]
     by_rounding = {e["conversion"]["weight_rounding"]: e for e in entries}
     assert sorted(by_rounding) == ["gptq", "none"]

@@ -222,13 +222,13 @@ def _convert_cold(
     from toolchain.convert.tfproc import TFWorker
 
     timings: dict[str, float] = {}
-    with TFWorker(workdir) as worker:  # TensorFlow imports from here on, in parallel
+    shared = reuse.current()
+    with shared.take_spare() or TFWorker(workdir) as worker:  # TF imports from here on
         with _stage("load model", timings, prog):
             from toolchain import modelsrc
             from toolchain.convert.export import onnx_fingerprint
 
-            shared = reuse.current()  # fixed for the conversion: model, weights, shapes
-
+            # the model is fixed for the conversion (model, weights, shapes): shared
             def load() -> Any:
                 return modelsrc.load_model(model, weights=weights, input_shapes=input_shapes)
 
@@ -379,6 +379,8 @@ def _convert_cold(
                 "int8": round(validate.accuracy(int8_outs[label_output], lab), 3),
             }
             acc["drop"] = round(acc["float"] - acc["int8"], 3)
+    if _misses_gate(fid, acc, min_sqnr, max_accuracy_drop):
+        shared.start_spare()  # the next attempt's worker imports TF while this one ends
     with _stage("per-layer", timings, prog):
         rows = validate.layer_table(onnx_bytes, data, layer_samples, ins, onnx_ref=onnx_ref)
     timings["total"] = round(time.perf_counter() - t0, 3)
@@ -429,6 +431,16 @@ def _convert_cold(
             store.link(key1, key2)
     _gate(report, min_sqnr, max_accuracy_drop, data)
     return _write(out, data, report, ins, outs, cached=False)
+
+
+def _misses_gate(
+    fid: dict[str, Any], acc: dict[str, Any] | None, min_sqnr: float | None, max_drop: float | None
+) -> bool:
+    """Whether :func:`_check_gates` will raise for these figures (a fallback attempt follows)."""
+    sq = [f.get("sqnr_db") for f in fid.values()]
+    if min_sqnr is not None and any(s is not None and s < min_sqnr for s in sq):
+        return True
+    return max_drop is not None and acc is not None and acc["drop"] > max_drop
 
 
 def _strict_lookup(

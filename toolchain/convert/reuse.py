@@ -16,6 +16,11 @@ depends on beyond the call's fixed inputs (model, weights, input shapes, data, l
 
 Outside such a call (or with nothing current) every ``get`` computes afresh. The memo dies
 with the call: nothing is kept between conversions, and nothing is written to disk.
+
+It also holds a spare TF worker (:meth:`Shared.start_spare`): when an attempt's figures
+miss the gate, the next attempt's worker starts importing TensorFlow at once, while the
+attempt finishes its per-layer table (the worker process is the same as ever: the model it
+makes does not depend on when it started).
 """
 
 from __future__ import annotations
@@ -23,8 +28,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Hashable, Iterator
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
@@ -38,6 +47,38 @@ class Shared:
     def __init__(self) -> None:
         self._values: dict[Hashable, Any] = {}
         self.hits: list[Hashable] = []
+        self._spare: Any = None
+        self._folders: list[Path] = []
+
+    def start_spare(self) -> None:
+        """Start a TF worker for the next attempt now (it imports TensorFlow while this
+        attempt ends: an attempt that reuses the export has nothing else to overlap that
+        with). Started only when a fallback attempt will follow; one at a time."""
+        if self._spare is not None:
+            return
+        from toolchain.convert.tfproc import TFWorker
+
+        folder = Path(tempfile.mkdtemp(prefix="edgedeploy-worker-"))
+        self._folders.append(folder)
+        self._spare = TFWorker(folder)
+
+    def take_spare(self) -> Any:
+        """The started worker (its process still running), or None; it is the caller's
+        then (a context manager that closes it)."""
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.proc.poll() is not None:
+            spare.close()
+            return None
+        return spare
+
+    def close(self) -> None:
+        """Stop a worker nobody took and remove the workers' folders."""
+        if self._spare is not None:
+            self._spare.close()
+            self._spare = None
+        if not os.environ.get("EDGEDEPLOY_KEEP_WORKDIR"):
+            for folder in self._folders:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def get(self, key: Hashable, make: Callable[[], T], *, copy_out: bool = False) -> T:
         """The value stored under ``key``, or ``make()`` stored under it. ``copy_out``: hand
@@ -72,6 +113,7 @@ def attempts_share() -> Iterator[Shared]:
         yield shared
     finally:
         _CURRENT.reset(token)
+        shared.close()
 
 
 def current() -> Shared:
