@@ -36,6 +36,7 @@ from benchmarks import common
 from benchmarks.peer_suite import digits_data, manifest, peer_dir
 
 RESULT = "convert_speed"
+DEFAULT_MODELS = "mobilenetv2_050,test_vit,mobilevitv2_050,test_convnext"
 #: report keys that say how long or with which code, not what was produced
 VOLATILE = ("timings_s", "versions", "cache_key")
 
@@ -105,8 +106,10 @@ def convert_one(
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="convert-speed", description=__doc__)
-    p.add_argument("--models", required=True, help="comma-separated suite model names")
-    p.add_argument("--label", required=True, help="run label, e.g. before / after")
+    p.add_argument("--models", default=DEFAULT_MODELS,
+                   help=f"comma-separated suite model names (default {DEFAULT_MODELS}; a name "
+                   "given twice converts it again in the same process)")  # fmt: skip
+    p.add_argument("--label", default="after", help="run label, e.g. before / after")
     p.add_argument("--min-sqnr", type=float, default=None, help="a gated run (dB)")
     p.add_argument("--out", default=RESULT, help="result name (benchmarks/results/NAME.json)")
     p.add_argument("--reports", default=None, help="also write normalized reports here")
@@ -137,7 +140,9 @@ def main(argv: list[str]) -> int:
             if args.reports and rep is not None:
                 out = Path(args.reports)
                 out.mkdir(parents=True, exist_ok=True)
-                (out / f"{run_key}-{name}.json").write_text(json.dumps(rep, indent=1, sort_keys=True))
+                (out / f"{run_key}-{name}.json").write_text(
+                    json.dumps(rep, indent=1, sort_keys=True)
+                )
             row["date"] = time.strftime("%Y-%m-%d %H:%M")
             runs[name] = row
             common.say(f"    {row.get('wall_s')} s load {row['load_before']}->{row['load_after']} "
