@@ -280,11 +280,48 @@ def test_gated_attempts_share_work_and_match_a_direct_conversion(
     entries = [json.loads(p.read_text()) for p in (tmp_path / "cache").rglob("report.json")]
     by_rounding = {e["conversion"]["weight_rounding"]: e for e in entries}
     assert sorted(by_rounding) == ["gptq", "none"]
-    direct = convert(model, out_dir=tmp_path / "direct", cache=False,
-                     strategy=Strategy(rewrites=(), fallback=False, weight_rounding="gptq",
-                                       rounding_fallback=False, int16_fallback=False),
-                     **kw).report  # fmt: skip
+    direct_res = convert(model, out_dir=tmp_path / "direct", cache=False,
+                         strategy=Strategy(rewrites=(), fallback=False, weight_rounding="gptq",
+                                           rounding_fallback=False, int16_fallback=False),
+                         **kw)  # fmt: skip
+    direct = direct_res.report
     shared = by_rounding["gptq"]
     assert shared["conversion"]["attempt"].startswith("gptq")  # it ran as the 2nd attempt
     for k in _SAME:
         assert shared[k] == direct[k], k
+
+    # the per-layer table's int8 intermediates (dequantized into preallocated rows) are the
+    # values the per-sample arrays concatenated gave
+    from toolchain.artifacts import TensorSpec
+    from toolchain.convert import validate
+
+    data = direct_res.tflite_path.read_bytes()
+    ins = tuple(TensorSpec.from_dict(d) for d in direct["inputs"])
+    samples = [(val[i : i + 1],) for i in range(5)]
+    new = validate.tflite_intermediates(data, samples, ins)
+    old = _intermediates_concatenated(data, samples, ins)
+    assert list(new) == list(old) and len(new) >= 3
+    for t in old:
+        assert new[t].dtype == old[t].dtype and np.array_equal(new[t], old[t]), t
+
+
+def _intermediates_concatenated(data: bytes, samples: Any, ins: Any) -> dict[int, np.ndarray]:
+    """validate.tflite_intermediates as it was (per-sample arrays, concatenated)."""
+    from toolchain.convert.runtime import make_interpreter
+    from toolchain.tflite_model import TFLiteModel
+
+    model = TFLiteModel.from_bytes(data)
+    interp = make_interpreter(data, preserve_all_tensors=True)
+    det = interp.get_input_details()
+    wanted = {t for op in model.main.operators for t in op.outputs
+              if model.main.tensors[t].scale is not None}  # fmt: skip
+    got: dict[int, list[np.ndarray]] = {t: [] for t in wanted}
+    for sample in samples:
+        for spec, arr in zip(ins, sample, strict=True):
+            interp.set_tensor(det[spec.tflite_index]["index"], spec.to_tflite(arr))
+        interp.invoke()
+        for t in wanted:
+            info = model.main.tensors[t]
+            q = interp.get_tensor(t).astype(np.float32)
+            got[t].append((q - np.float32(info.zero_point or 0)) * np.float32(info.scale or 1.0))
+    return {t: np.concatenate([a[None] if a.ndim == 0 else a for a in v]) for t, v in got.items()}
