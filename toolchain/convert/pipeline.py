@@ -473,7 +473,9 @@ def _export_shared(
 ) -> bytes:
     """The exported, rewritten ONNX bytes (written to ``onnx_path``): computed once per
     conversion for the same rewrites and techniques (see :mod:`toolchain.convert.reuse`);
-    a later attempt gets the same bytes and the same rewrite/technique records.
+    a later attempt gets the same bytes and the same rewrite/technique records. The export
+    itself is shared by every attempt with the same techniques: an attempt with other
+    rewrites (the int16x8 one adds ``layernorm-centred``) rewrites the same export.
 
     ``model``: (the loaded model, a function loading it again). The exporter changes a
     TorchScript module it exports (measured: a second export of the same loaded
@@ -484,16 +486,27 @@ def _export_shared(
 
     techniques = attempt.equalize or attempt.bias_correction
 
-    def make() -> tuple[bytes, list[dict[str, Any]], dict[str, Any]]:
+    tech_key = ("raw export", attempt.equalize, attempt.bias_correction, opts.per_channel,
+                opts.per_channel_dense, opts.calibration_samples)  # fmt: skip
+
+    def export_raw() -> tuple[bytes, dict[str, Any]]:
         used = shared.get(("exported from the loaded model",), lambda: [False])
         loaded = model[1]() if used[0] else model[0]
         used[0] = True
         exported = attempt.prepare_model(loaded, calib_ds.arrays)  # techniques (a copy)
-        data = attempt.rewrite_onnx(export_onnx(exported, onnx_path), onnx_path)
+        return export_onnx(exported, onnx_path), copy.deepcopy(attempt.techniques)
+
+    def make() -> tuple[bytes, list[dict[str, Any]], dict[str, Any]]:
+        raw_hit = tech_key in shared
+        raw, techs = shared.get(tech_key, export_raw, copy_out=True)
+        if raw_hit:  # what export_raw would have done to this attempt
+            onnx_path.write_bytes(raw)
+            if techniques:
+                attempt.techniques = techs
+        data = attempt.rewrite_onnx(raw, onnx_path)
         return data, copy.deepcopy(attempt.rewrite_records), copy.deepcopy(attempt.techniques)
 
-    key = ("export", tuple(attempt.rewrites), attempt.equalize, attempt.bias_correction,
-           opts.per_channel, opts.per_channel_dense, opts.calibration_samples)  # fmt: skip
+    key = ("export", tuple(attempt.rewrites), *tech_key[1:])
     hit = key in shared
     data, records, techs = shared.get(key, make, copy_out=True)
     if hit:  # what make() would have done to this attempt
