@@ -53,6 +53,8 @@ def test_the_memo_lives_for_one_conversion_only() -> None:
     with reuse.attempts_share() as second:
         assert ("load",) not in second  # the next conversion does not see the last one's
     assert reuse.current() is not second
+    outside.start_spare()  # no worker without a conversion to close it
+    assert outside.take_spare() is None
 
 
 def test_export_is_shared_only_for_the_same_rewrites(

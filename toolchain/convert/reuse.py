@@ -49,13 +49,14 @@ class Shared:
         self.hits: list[Hashable] = []
         self._spare: Any = None
         self._folders: list[Path] = []
+        self.scoped = False  # inside attempts_share (which closes what it started)
 
     def start_spare(self) -> None:
         """Start a TF worker for the next attempt now (it imports TensorFlow while this
         attempt ends: an attempt that reuses the export has nothing else to overlap that
         with). Started only when a fallback attempt will follow; one at a time."""
-        if self._spare is not None:
-            return
+        if self._spare is not None or not self.scoped:
+            return  # one at a time; none without attempts_share to close it
         from toolchain.convert.tfproc import TFWorker
 
         folder = Path(tempfile.mkdtemp(prefix="edgedeploy-worker-"))
@@ -108,6 +109,7 @@ _CURRENT: ContextVar[Shared | None] = ContextVar("edgedeploy_convert_shared", de
 def attempts_share() -> Iterator[Shared]:
     """Make a fresh :class:`Shared` current while the block runs (one conversion)."""
     shared = Shared()
+    shared.scoped = True
     token = _CURRENT.set(shared)
     try:
         yield shared
