@@ -9,8 +9,11 @@ for the duration of that call; the pipeline asks it with a key naming everything
 depends on beyond the call's fixed inputs (model, weights, input shapes, data, labels):
 
 * ``("load",)`` — the loaded PyTorch model (fixed for the call);
-* ``("export", rewrites, techniques, options they read)`` — the exported, rewritten ONNX
-  bytes with the rewrite records and technique records;
+* ``("raw export", techniques, options they read)`` — the exported ONNX bytes (every
+  export but the conversion's first from a freshly loaded model: the TorchScript exporter
+  changes a module it exports) with the technique records;
+* ``("export", rewrites, techniques, options they read)`` — those bytes rewritten, with the
+  rewrite records;
 * ``("reference", ONNX sha256, samples, ...)`` — the float reference outputs and the ONNX
   intermediates of the per-layer table.
 
@@ -54,7 +57,8 @@ class Shared:
     def start_spare(self) -> None:
         """Start a TF worker for the next attempt now (it imports TensorFlow while this
         attempt ends: an attempt that reuses the export has nothing else to overlap that
-        with). Started only when a fallback attempt will follow; one at a time."""
+        with). Called when an attempt missed the fidelity gate (a fallback attempt usually
+        follows; when none does, :meth:`close` stops it unused); one at a time."""
         if self._spare is not None or not self.scoped:
             return  # one at a time; none without attempts_share to close it
         from toolchain.convert.tfproc import TFWorker
