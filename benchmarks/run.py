@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, str] = {
     "sweep": "benchmarks.sweep_bench",
     "lean": "benchmarks.lean_bench",
     "arm64": "benchmarks.arm64_standin",
+    "convert-speed": "benchmarks.convert_speed",
 }
 
 

@@ -13,13 +13,14 @@ torch nor TensorFlow is imported.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import logging
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,20 +93,22 @@ def convert(
     Raises the :mod:`toolchain.errors` classes: UsageError, InputFileError, ModelLoadError,
     DataError, ExportError, Onnx2TfError, QuantizationError, GraphLintError, FidelityError.
     """
+    from toolchain.convert import reuse
     from toolchain.convert import strategy as strategy_mod
 
-    return strategy_mod.run(
-        strategy or strategy_mod.Strategy(),
-        options if options is not None else QuantOptions(),
-        min_sqnr,
-        lambda attempt: _convert_once(
-            model, calib=calib, out_dir=out_dir, input_shapes=input_shapes, val=val,
-            labels=labels, min_sqnr=min_sqnr, max_accuracy_drop=max_accuracy_drop, cache=cache,
-            progress=progress, weights=weights, cache_dir=cache_dir, label_output=label_output,
-            attempt=attempt,
-        ),
-        max_accuracy_drop,
-    )  # fmt: skip
+    with reuse.attempts_share():  # the attempts share the model, export, float reference
+        return strategy_mod.run(
+            strategy or strategy_mod.Strategy(),
+            options if options is not None else QuantOptions(),
+            min_sqnr,
+            lambda attempt: _convert_once(
+                model, calib=calib, out_dir=out_dir, input_shapes=input_shapes, val=val,
+                labels=labels, min_sqnr=min_sqnr, max_accuracy_drop=max_accuracy_drop,
+                cache=cache, progress=progress, weights=weights, cache_dir=cache_dir,
+                label_output=label_output, attempt=attempt,
+            ),
+            max_accuracy_drop,
+        )  # fmt: skip
 
 
 def _convert_once(
@@ -215,15 +218,21 @@ def _convert_cold(
     label_output: int,
     attempt: Attempt,
 ) -> ConvertResult:
+    from toolchain.convert import reuse
     from toolchain.convert.tfproc import TFWorker
 
     timings: dict[str, float] = {}
-    with TFWorker(workdir) as worker:  # TensorFlow imports from here on, in parallel
+    shared = reuse.current()
+    with shared.take_spare() or TFWorker(workdir) as worker:  # TF imports from here on
         with _stage("load model", timings, prog):
             from toolchain import modelsrc
-            from toolchain.convert.export import export_onnx, onnx_fingerprint
+            from toolchain.convert.export import onnx_fingerprint
 
-            loaded = modelsrc.load_model(model, weights=weights, input_shapes=input_shapes)
+            # the model is fixed for the conversion (model, weights, shapes): shared
+            def load() -> Any:
+                return modelsrc.load_model(model, weights=weights, input_shapes=input_shapes)
+
+            loaded = shared.get(("load",), load)
         in_shapes = list(zip(loaded.input_names, loaded.input_shapes, strict=True))
         with _stage("load data", timings, prog):
             from toolchain import data as data_mod
@@ -253,8 +262,7 @@ def _convert_cold(
                 raise UsageError("--max-accuracy-drop needs labels", hint="give --labels")
         with _stage("export", timings, prog):
             onnx_path = workdir / "model.onnx"
-            exported = attempt.prepare_model(loaded, calib_ds.arrays)  # techniques (a copy)
-            onnx_bytes = attempt.rewrite_onnx(export_onnx(exported, onnx_path), onnx_path)
+            onnx_bytes = _export_shared(shared, attempt, (loaded, load), calib_ds, onnx_path, opts)
         if attempt.weight_rounding != "none":
             # the converter gets the rounded weights (onnx_path); onnx_bytes stays the
             # float model the per-layer table and the export check compare against
@@ -284,8 +292,10 @@ def _convert_cold(
             workdir / "calib.npz", **dict(zip(loaded.input_names, calib_ds.arrays, strict=True))
         )
         tflite_path = workdir / TFLITE_NAME
+        strict_key, strict_known = _strict_lookup(onnx_path, attempt, calib_ds.arrays, store)
         worker.submit(
             {
+                "onnx2tf_strict_known": strict_known,
                 "workdir": str(workdir),
                 "onnx": str(onnx_path),
                 "onnx2tf": attempt.onnx2tf,
@@ -306,12 +316,14 @@ def _convert_cold(
         eval_ds = val_ds if val_ds is not None else calib_ds
         n_eval = min(len(eval_ds), opts.validation_samples)
         with _stage("float reference", timings, prog):
-            ref_outs = _torch_outputs(loaded, eval_ds.arrays, n_eval)
-            layer_samples = [eval_ds.sample(i) for i in range(min(LAYER_SAMPLES, n_eval))]
             from toolchain.convert import validate
 
-            onnx_ref = validate.onnx_intermediates(onnx_bytes, layer_samples, loaded.input_names)
-            export_err = _export_check(onnx_ref, loaded.output_names, ref_outs, len(layer_samples))
+            ref_key = ("reference", hashlib.sha256(onnx_bytes).hexdigest(), n_eval,
+                       LAYER_SAMPLES, val_ds is not None, opts.calibration_samples,
+                       opts.validation_samples)  # fmt: skip
+            ref_outs, layer_samples, onnx_ref, export_err = shared.get(
+                ref_key, lambda: _float_reference(loaded, eval_ds, n_eval, onnx_bytes)
+            )
         try:
             meta = worker.wait(
                 onnx2tf_timeout_s=opts.onnx2tf_timeout_s,
@@ -321,6 +333,8 @@ def _convert_cold(
             )
         except QuantizationError as exc:
             raise _explain_quantize_error(exc, onnx_bytes) from exc
+        if strict_known is None:
+            _strict_record(strict_key, meta, store)
         timings["tf_import (overlapped)"] = round(worker.import_s or 0.0, 3)
     for k in ("onnx2tf", "quantize"):
         if k in timings:
@@ -365,6 +379,8 @@ def _convert_cold(
                 "int8": round(validate.accuracy(int8_outs[label_output], lab), 3),
             }
             acc["drop"] = round(acc["float"] - acc["int8"], 3)
+    if _misses_gate(fid, acc, min_sqnr, max_accuracy_drop):
+        shared.start_spare()  # the next attempt's worker imports TF while this one ends
     with _stage("per-layer", timings, prog):
         rows = validate.layer_table(onnx_bytes, data, layer_samples, ins, onnx_ref=onnx_ref)
     timings["total"] = round(time.perf_counter() - t0, 3)
@@ -415,6 +431,105 @@ def _convert_cold(
             store.link(key1, key2)
     _gate(report, min_sqnr, max_accuracy_drop, data)
     return _write(out, data, report, ins, outs, cached=False)
+
+
+def _misses_gate(
+    fid: dict[str, Any], acc: dict[str, Any] | None, min_sqnr: float | None, max_drop: float | None
+) -> bool:
+    """Whether :func:`_check_gates` will raise for these figures (a fallback attempt follows)."""
+    sq = [f.get("sqnr_db") for f in fid.values()]
+    if min_sqnr is not None and any(s is not None and s < min_sqnr for s in sq):
+        return True
+    return max_drop is not None and acc is not None and acc["drop"] > max_drop
+
+
+def _strict_lookup(
+    onnx_path: Path, attempt: Attempt, calib: Sequence[np.ndarray], store: Any
+) -> tuple[str, dict[str, Any] | None]:
+    """The strict-mode memo's key for the graph the converter gets, and what it knows
+    (see :mod:`toolchain.convert.strictmemo`; the cache folder holds it across processes)."""
+    from toolchain.convert import strictmemo
+
+    k = strictmemo.key(onnx_path.read_bytes(), attempt.onnx2tf, calib)
+    known = strictmemo.lookup(k, store.root if store is not None else None)
+    if known is not None:
+        log.info("onnx2tf strict mode off failed on this graph before: strict mode on directly")
+    return k, known
+
+
+def _strict_record(k: str, meta: dict[str, Any], store: Any) -> None:
+    from toolchain.convert import strictmemo
+
+    strictmemo.record(k, meta, store.root if store is not None else None)
+
+
+def _export_shared(
+    shared: Any,
+    attempt: Attempt,
+    model: tuple[Any, Callable[[], Any]],
+    calib_ds: Any,
+    onnx_path: Path,
+    opts: QuantOptions,
+) -> bytes:
+    """The exported, rewritten ONNX bytes (written to ``onnx_path``): computed once per
+    conversion for the same rewrites and techniques (see :mod:`toolchain.convert.reuse`);
+    a later attempt gets the same bytes and the same rewrite/technique records. The export
+    itself is shared by every attempt with the same techniques: an attempt with other
+    rewrites (the int16x8 one adds ``layernorm-centred``) rewrites the same export.
+
+    ``model``: (the loaded model, a function loading it again). The exporter changes a
+    TorchScript module it exports (measured: a second export of the same loaded
+    MobileNetV2 gives other ONNX bytes than the first, a fresh load the first's again), so
+    every export but the conversion's first gets a freshly loaded model, as each attempt
+    did when it loaded its own."""
+    from toolchain.convert.export import export_onnx
+
+    techniques = attempt.equalize or attempt.bias_correction
+
+    tech_key = ("raw export", attempt.equalize, attempt.bias_correction, opts.per_channel,
+                opts.per_channel_dense, opts.calibration_samples)  # fmt: skip
+
+    def export_raw() -> tuple[bytes, dict[str, Any]]:
+        used = shared.get(("exported from the loaded model",), lambda: [False])
+        loaded = model[1]() if used[0] else model[0]
+        used[0] = True
+        exported = attempt.prepare_model(loaded, calib_ds.arrays)  # techniques (a copy)
+        return export_onnx(exported, onnx_path), copy.deepcopy(attempt.techniques)
+
+    def make() -> tuple[bytes, list[dict[str, Any]], dict[str, Any]]:
+        raw_hit = tech_key in shared
+        raw, techs = shared.get(tech_key, export_raw, copy_out=True)
+        if raw_hit:  # what export_raw would have done to this attempt
+            onnx_path.write_bytes(raw)
+            if techniques:
+                attempt.techniques = techs
+        data = attempt.rewrite_onnx(raw, onnx_path)
+        return data, copy.deepcopy(attempt.rewrite_records), copy.deepcopy(attempt.techniques)
+
+    key = ("export", tuple(attempt.rewrites), *tech_key[1:])
+    hit = key in shared
+    data, records, techs = shared.get(key, make, copy_out=True)
+    if hit:  # what make() would have done to this attempt
+        onnx_path.write_bytes(data)
+        if attempt.rewrites:
+            attempt.rewrite_records = records
+        if techniques:
+            attempt.techniques = techs
+    return data
+
+
+def _float_reference(
+    loaded: Any, eval_ds: Any, n_eval: int, onnx_bytes: bytes
+) -> tuple[list[np.ndarray], list[Any], dict[str, Any], float | None]:
+    """PyTorch's outputs on the evaluation samples, the per-layer samples, the ONNX model's
+    intermediates on them and the export error (ONNX vs PyTorch)."""
+    from toolchain.convert import validate
+
+    ref_outs = _torch_outputs(loaded, eval_ds.arrays, n_eval)
+    layer_samples = [eval_ds.sample(i) for i in range(min(LAYER_SAMPLES, n_eval))]
+    onnx_ref = validate.onnx_intermediates(onnx_bytes, layer_samples, loaded.input_names)
+    export_err = _export_check(onnx_ref, loaded.output_names, ref_outs, len(layer_samples))
+    return ref_outs, layer_samples, onnx_ref, export_err
 
 
 def _torch_outputs(loaded: Any, arrays: Sequence[np.ndarray], n: int) -> list[np.ndarray]:

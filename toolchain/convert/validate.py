@@ -185,16 +185,26 @@ def tflite_intermediates(
         for t in op.outputs
         if model.main.tensors[t].scale is not None
     }
-    got: dict[int, list[np.ndarray]] = {t: [] for t in wanted}
-    for sample in samples:
+    # each sample's values are dequantized straight into their rows of one array per tensor
+    # (the same float32 subtract and multiply as ``(q - zp) * scale``: the same values),
+    # instead of a list of per-sample arrays concatenated at the end (measured: that copy
+    # was a third of MobileViT v2's per-layer table)
+    got: dict[int, np.ndarray] = {}
+    k = len(samples)
+    for i, sample in enumerate(samples):
         for spec, arr in zip(in_specs, sample, strict=True):
             interp.set_tensor(det[spec.tflite_index]["index"], spec.to_tflite(arr))
         interp.invoke()
         for t in wanted:
             info = model.main.tensors[t]
-            q = interp.get_tensor(t).astype(np.float32)
-            got[t].append((q - np.float32(info.zero_point or 0)) * np.float32(info.scale or 1.0))
-    return {t: np.concatenate([a[None] if a.ndim == 0 else a for a in v]) for t, v in got.items()}
+            q = interp.get_tensor(t)
+            rows = q.shape[0] if q.ndim else 1
+            if t not in got:
+                got[t] = np.empty((k * rows, *q.shape[1:]), dtype=np.float32)
+            dst = got[t][i * rows : (i + 1) * rows]
+            np.subtract(q, np.float32(info.zero_point or 0), out=dst, dtype=np.float32)
+            np.multiply(dst, np.float32(info.scale or 1.0), out=dst)
+    return got
 
 
 def module_path(node_name: str) -> str:

@@ -130,15 +130,67 @@ def float_model(
     strict-off run said when it failed: ``[{"strict_mode": "off", "error": ...}]`` or [])."""
     extra = dict(job.get("onnx2tf", {}))
     tried: list[dict[str, str]] = []
+    known = _strict_known(job, extra)
+    if known is not None:  # this graph's strict-off run failed before: skip to strict on
+        _keras_names_apply(job["onnx2tf_strict_known"].get("names"))
+        return _onnx2tf(job, work, calib, proto, onnx2tf_stage, strict=True, extra=extra), known
     if "disable_strict_mode" not in extra:
+        names_before = _keras_names()
         try:
             return _onnx2tf(job, work, calib, proto, onnx2tf_stage, strict=False, extra=extra), []
         except _StageError as exc:
             log_line = f"onnx2tf with strict mode off failed ({exc}); again with strict mode on"
             print(log_line, file=sys.stderr)
             tried.append({"strict_mode": "off", "error": str(exc)[:300]})
+            job["_strict_names"] = _keras_names_delta(names_before, _keras_names())
     strict = not extra.pop("disable_strict_mode", False)
     return _onnx2tf(job, work, calib, proto, onnx2tf_stage, strict=strict, extra=extra), tried
+
+
+def _strict_known(job: dict[str, Any], extra: dict[str, Any]) -> list[dict[str, str]] | None:
+    """What the strict-off run said when it failed for this very graph before (the parent's
+    memo, :mod:`toolchain.convert.strictmemo`, keyed by the ONNX bytes, the onnx2tf options,
+    the calibration data of the float check and the code): the strict-off run is skipped
+    and the report records the same fallback. None: run as usual."""
+    known = job.get("onnx2tf_strict_known")
+    if not known or not known.get("fallback") or "disable_strict_mode" in extra:
+        return None
+    return [{"strict_mode": str(k["strict_mode"]), "error": str(k["error"])}
+            for k in known["fallback"]]  # fmt: skip
+
+
+def _keras_names() -> tuple[dict[str, int], set[str]]:
+    """tf_keras's layer-name state (per-prefix counters, names taken): the names of the
+    layers onnx2tf makes, and so the .tflite's tensor names, depend on what ran before."""
+    from tf_keras.src import backend
+
+    return dict(backend.get_default_graph_uid_map()), set(backend.OBSERVED_NAMES)
+
+
+def _keras_names_delta(
+    before: tuple[dict[str, int], set[str]], after: tuple[dict[str, int], set[str]]
+) -> dict[str, Any]:
+    """What a run added to the layer-name state (JSON-able, for the strict-mode memo):
+    ``uids`` a list of [key, increment], a key a name or a list (tf_keras keys its counters
+    by ``(namespace, name)`` tuples)."""
+    return {
+        "uids": [[list(k) if isinstance(k, tuple) else k, v - before[0].get(k, 0)]
+                 for k, v in after[0].items() if v != before[0].get(k, 0)],
+        "observed": sorted(after[1] - before[1]),
+    }  # fmt: skip
+
+
+def _keras_names_apply(delta: dict[str, Any] | None) -> None:
+    """Advance the layer-name state as the skipped strict-off run did, so the strict-on
+    model gets the tensor names (and the .tflite the bytes) it gets after that run."""
+    if not delta:
+        return
+    from tf_keras.src import backend
+
+    uids = backend.get_default_graph_uid_map()
+    for k, v in delta.get("uids", []):
+        uids[tuple(k) if isinstance(k, list) else k] += int(v)
+    backend.OBSERVED_NAMES.update(str(n) for n in delta.get("observed", []))
 
 
 def run_job(job: dict[str, Any], proto: TextIO, np: Any) -> dict[str, Any]:
@@ -220,6 +272,7 @@ def run_job(job: dict[str, Any], proto: TextIO, np: Any) -> dict[str, Any]:
         "onnx2tf_max_rel_err": float(f"{float_err:.3g}"),
         "onnx2tf_strict_mode": "on" if strict_used else "off",
         "onnx2tf_strict_fallback": strict_tried,
+        **({"onnx2tf_strict_names": job["_strict_names"]} if "_strict_names" in job else {}),
     }
 
 
