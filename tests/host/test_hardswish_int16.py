@@ -156,3 +156,14 @@ def test_int16x8_hardswish_runs_in_tflm_and_compiles_bit_exact(
         want = interp.get_output(0)
         (got,) = run([x], outs)
         assert np.array_equal(want, got), f"{want.ravel()[:6]} vs {got.ravel()[:6]}"
+
+
+def test_peer_suite_has_the_int16_and_decomposed_int8_runs() -> None:
+    from benchmarks import peer_suite
+
+    runs = peer_suite.strategies(["int16", "hswish-int8", "after"])
+    assert "int16" in peer_suite.INT16_RUNS and "after" not in peer_suite.INT16_RUNS
+    assert runs["int16"].rewrite_names == rewrites.DEFAULT  # the strategy adds INT16
+    hs = runs["hswish-int8"].rewrite_names
+    assert set(hs) == set(rewrites.DEFAULT) | {"hardswish-relu6"}
+    assert hs.index("hardswish-relu6") < hs.index("hardsigmoid-relu6")
