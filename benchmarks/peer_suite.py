@@ -85,13 +85,31 @@ GATED = {"max-drop-0.5": 0.5}
 #: runs with an SQNR gate (dB, the plain logits SQNR of ``--min-sqnr``): a model below it
 #: tries gptq rounding, then int16x8 activations (see toolchain/convert/strategy.py)
 SQNR_GATES = {"min-sqnr-25": 25.0, "min-sqnr-30": 30.0}
+#: runs with int16x8 activations everywhere (``--activations int16``; the strategy adds
+#: :data:`toolchain.convert.rewrites.INT16`)
+INT16_RUNS = {"int16"}
+
+
+def _with_hardswish_relu6() -> Any:
+    """The default strategy plus hardswish-relu6 in int8 (what the decomposed HardSwish
+    would cost an int8 model: the peer-hswish section)."""
+    from toolchain.convert import rewrites as rw
+    from toolchain.convert.strategy import Strategy
+
+    wanted = {*rw.DEFAULT, "hardswish-relu6"}
+    return Strategy(rewrites=tuple(n for n in rw.KNOWN if n in wanted))
+
+
+#: more runs of this suite: name → strategy factory
+EXTRA = {"hswish-int8": _with_hardswish_relu6}
 
 
 def strategies(names: list[str]) -> dict[str, Any]:
     from benchmarks.arch_suite import strategies as arch
     from toolchain.convert.strategy import Strategy
 
-    gated = {n: Strategy() for n in names if n in GATED or n in SQNR_GATES}
+    gated = {n: Strategy() for n in names if n in GATED or n in SQNR_GATES or n in INT16_RUNS}
+    gated.update({n: EXTRA[n]() for n in names if n in EXTRA})
     table = arch([n for n in names if n not in gated])
     return {n: gated.get(n) or table[n] for n in names}
 
@@ -104,9 +122,10 @@ def run_one(
     *,
     min_sqnr: float | None = None,
     max_accuracy_drop: float | None = None,
+    activations: str = "int8",
 ) -> dict[str, Any]:
     """Convert one suite model; every failure is a result row."""
-    from toolchain.convert import convert
+    from toolchain.convert import QuantOptions, convert
 
     shape = [int(v) for v in entry["input_shape"]]
     calib, val, labels = digits_data(folder, shape[-1])
@@ -116,7 +135,8 @@ def run_one(
         res = convert(str(folder / entry["file"]), input_shapes=[shape], calib=calib, val=val,
                       labels=labels, out_dir=work / entry["model"], cache=False,
                       strategy=strategy, min_sqnr=min_sqnr,
-                      max_accuracy_drop=max_accuracy_drop)  # fmt: skip
+                      max_accuracy_drop=max_accuracy_drop,
+                      options=QuantOptions(activations=activations))  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - every failure is a result here
         return common.failed_conversion(row, exc, t)
     rep = res.report
@@ -315,7 +335,8 @@ def main(argv: list[str]) -> int:
                    help="strategies (see arch-suite): before, after, equalize, bias_correction, "
                    "...; max-drop-0.5 = after with --max-accuracy-drop 0.5, min-sqnr-25 / "
                    "min-sqnr-30 = after with --min-sqnr (the gptq, then int16x8 "
-                   "fallback); default: after (the default Strategy)")  # fmt: skip
+                   "fallback); int16 = after with --activations int16; hswish-int8 = after "
+                   "plus hardswish-relu6; default: after (the default Strategy)")  # fmt: skip
     p.add_argument("--out", default=RESULT, help="result name (benchmarks/results/NAME.json)")
     p.add_argument("--no-readme", action="store_true", help="do not update benchmarks/README.md")
     p.add_argument("--section", default="peer-suite", help="README section (marker name)")
@@ -360,7 +381,8 @@ def main(argv: list[str]) -> int:
                 common.say(f"[{r}] {e['model']} ...")
                 row = run_one(folder, e, strat, Path(tmp) / r,
                               min_sqnr=SQNR_GATES.get(r),
-                              max_accuracy_drop=GATED.get(r))  # fmt: skip
+                              max_accuracy_drop=GATED.get(r),
+                              activations="int16" if r in INT16_RUNS else "int8")  # fmt: skip
                 row.update(date=time.strftime("%Y-%m-%d %H:%M"), commit=commit)
                 result["runs"][r][e["model"]] = row
                 common.say(f"    ok={row['ok']} clean={row.get('clean')} "

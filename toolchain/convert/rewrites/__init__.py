@@ -18,6 +18,9 @@ layernorm-centred (int16) LayerNorm → centred mean/var ops (no                
 gelu-tanh                 exact GELU (Erf) → tanh form (MUL/ADD/TANH)             ≤ 4.7e-4
 gelu-builtin (opt-in)     exact GELU (Erf) → Gelu → TFLite GELU int8 (LiteRT     exact fn
                           only: TFLM has no GELU kernel)
+hardswish-relu6 (int16)   HardSwish, x · HardSigmoid(x) → (x/6) · Relu6(x + 3)   ≤ 1e-5 rel
+                          (no int16x8 HARD_SWISH kernel; this order is one
+                          TFLiteConverter does not fuse back into HARD_SWISH)
 hardsigmoid-relu6         HardSigmoid → Relu6(6αx + 6β)/6 (TFLM has no           ≤ 1e-5 rel
                           RELU_0_TO_1 kernel)
 div-by-constant           x / c → x · (1/c) (no float DIV island)                ≤ 1 ulp
@@ -67,26 +70,44 @@ DEFAULT: tuple[str, ...] = (
 #: with the first one (``--rewrites ...,gelu-builtin,...`` asks for the GELU builtin)
 FALLBACK: dict[str, str] = {"gelu-builtin": "gelu-tanh"}
 #: rewrites added to every int16x8 attempt (its kernels need them), not to int8 ones
-INT16: tuple[str, ...] = ("layernorm-centred",)
+INT16: tuple[str, ...] = ("layernorm-centred", "hardswish-relu6")
+#: rewrites an int8 model with int16x8 islands (mixed precision) may take: an int16
+#: candidate must not contain an op without an int16x8 kernel. Empty for now; adding
+#: "hardswish-relu6" is the one-line decision (its int8 cost: benchmarks/README.md,
+#: peer-hswish section)
+MIXED: tuple[str, ...] = ()
 #: every rewrite name, in the order they run
 KNOWN: tuple[str, ...] = (
     *DEFAULT[: DEFAULT.index("gelu-tanh")],
     "layernorm-centred",
     "gelu-builtin",
-    *DEFAULT[DEFAULT.index("gelu-tanh") :],
+    *DEFAULT[DEFAULT.index("gelu-tanh") : DEFAULT.index("hardsigmoid-relu6")],
+    "hardswish-relu6",
+    *DEFAULT[DEFAULT.index("hardsigmoid-relu6") :],
 )
 
 
 def for_activations(names: Sequence[str], activations: str) -> tuple[str, ...]:
-    """``names`` plus :data:`INT16` for int16x8 activations (in :data:`KNOWN` order then);
-    ``names`` unchanged otherwise, and when no rewrites are asked for."""
-    if activations != "int16" or not names:
+    """``names`` plus :data:`INT16` for int16x8 activations, plus :data:`MIXED` for
+    ``"mixed"`` (in :data:`KNOWN` order then); ``names`` unchanged otherwise, and when no
+    rewrites are asked for."""
+    extra = {"int16": INT16, "mixed": MIXED}.get(activations, ())
+    if not extra or not names:
         return tuple(names)
-    wanted = set(names) | set(INT16)
+    wanted = set(names) | set(extra)
     return tuple(n for n in KNOWN if n in wanted)
 
 
-__all__ = ["DEFAULT", "FALLBACK", "INT16", "KNOWN", "for_activations", "registry", "rewrite_onnx"]
+__all__ = [
+    "DEFAULT",
+    "FALLBACK",
+    "INT16",
+    "KNOWN",
+    "MIXED",
+    "for_activations",
+    "registry",
+    "rewrite_onnx",
+]
 
 
 def registry() -> dict[str, type[Rewrite]]:
@@ -99,6 +120,7 @@ def registry() -> dict[str, type[Rewrite]]:
         GeluBuiltin,
         GeluTanh,
         HardSigmoidRelu6,
+        HardSwishRelu6,
         LayerNormCentred,
         MaxPoolFinitePad,
     )
@@ -121,6 +143,7 @@ def registry() -> dict[str, type[Rewrite]]:
         GeluBuiltin,
         GeluTanh,
         HardSigmoidRelu6,
+        HardSwishRelu6,
         DivByConstant,
         ChannelPermutation,
         TokensChannelsLast,

@@ -514,3 +514,76 @@ class LayerNormCentred(Rewrite):
     def ensures(self, g: Graph) -> str | None:
         left = [n.name for n in self.requires(g)]
         return f"LayerNormalization left: {', '.join(left[:3])}" if left else None
+
+
+class HardSwishRelu6(Rewrite):
+    """HardSwish → ``(x · ⅙) · Relu6(x + 3)`` (MUL, ADD with a fused RELU6, MUL).
+
+    onnx2tf lowers HardSwish to TFLite's HARD_SWISH, which has int8 kernels but no int16x8
+    one in TFLiteConverter ("Quantization to 16x8-bit not yet supported for op:
+    HARD_SWISH"): MobileNetV3 and LCNet cannot take int16 activations at all, and a mixed
+    int8/int16 model cannot put the tensors around a HARD_SWISH into int16. MUL (by a
+    constant and by a tensor) and ADD with a fused RELU6 have int16x8 kernels in
+    TFLiteConverter, LiteRT, tflite-micro and ``edgedeploy compile``.
+
+    The order matters: TFLiteConverter fuses ``x · (Relu6(x + 3) · ⅙)`` and
+    ``(x · Relu6(x + 3)) · ⅙`` straight back into HARD_SWISH (measured with its
+    2.19 optimizer); ``(x · ⅙) · Relu6(x + 3)`` it leaves alone. A tiny int16x8 conversion
+    in tests/host/test_arch_coverage.py checks that no HARD_SWISH comes back.
+
+    Not in :data:`~toolchain.convert.rewrites.DEFAULT`: in int8 the HARD_SWISH kernel is one
+    op with its own fixed-point gate; the strategy adds this rewrite to int16x8 attempts
+    (:data:`~toolchain.convert.rewrites.INT16`), and mixed precision may take it (see
+    :data:`~toolchain.convert.rewrites.MIXED`)."""
+
+    name = "hardswish-relu6"
+    exact = "exact up to float rounding"
+    purpose = "HardSwish -> (x / 6) * Relu6(x + 3) (int16x8 has no HARD_SWISH kernel)"
+    tolerance = 1e-5
+
+    def requires(self, g: Graph) -> list[Any]:
+        """``(nodes, x, out)``: a HardSwish node, or ``x · HardSigmoid(x)`` with the
+        HardSwish constants (α = ⅙, β = ½; the HardSigmoid read by that Mul only)."""
+        found: list[Any] = []
+        for n in g.nodes:
+            if n.op_type == "HardSwish":
+                found.append(([n], n.input[0], n.output[0]))
+            elif n.op_type == "Mul" and len(n.input) == 2:
+                for a, b in (n.input, n.input[::-1]):
+                    hs = g.producer.get(b)
+                    if (
+                        hs is not None
+                        and hs.op_type == "HardSigmoid"
+                        and hs.input[0] == a
+                        and abs(float(attr(hs, "alpha", 0.2)) - 1.0 / 6.0) < 1e-6
+                        and abs(float(attr(hs, "beta", 0.5)) - 0.5) < 1e-6
+                        and g.only_consumer(b) is not None
+                    ):
+                        found.append(([hs, n], a, n.output[0]))
+                        break
+        return found
+
+    def call(self, g: Graph, matches: list[Any]) -> list[str]:
+        done = []
+        for old, x, out in matches:
+            n = old[-1]
+            base = n.name + "_r6"
+            t = [g.fresh(f"{base}_{i}") for i in range(3)]
+            nodes = [
+                helper.make_node("Mul", [x, g.add_const(f"{base}_d", np.array(1.0 / 6.0,
+                                 np.float32))], [t[0]], name=f"{base}_sixth"),
+                helper.make_node("Add", [x, g.add_const(f"{base}_three", np.array(3.0,
+                                 np.float32))], [t[1]], name=f"{base}_shift"),
+                helper.make_node("Clip", [t[1], g.add_const(f"{base}_lo", np.array(0.0,
+                                 np.float32)), g.add_const(f"{base}_hi", np.array(6.0,
+                                 np.float32))], [t[2]], name=f"{base}_relu6"),
+                helper.make_node("Mul", [t[0], t[2]], [out], name=f"{base}_mul"),
+            ]  # fmt: skip
+            g.replace_nodes(old, nodes, at=n)
+            what = "HardSwish" if len(old) == 1 else "x * HardSigmoid(x)"
+            done.append(f"{n.name} ({what}): (x / 6) * relu6(x + 3)")
+        return done
+
+    def ensures(self, g: Graph) -> str | None:
+        left = [m[0][-1].name for m in self.requires(g)]
+        return f"HardSwish left: {', '.join(left[:3])}" if left else None
