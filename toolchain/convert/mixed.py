@@ -46,7 +46,9 @@ log = logging.getLogger(__name__)
 #: calibration samples the chosen model is measured on (the pipeline passes this many)
 MEASURE_SAMPLES = 32
 #: calibration samples each single-tensor candidate is ranked on
-RANK_SAMPLES = 12
+RANK_SAMPLES = 8
+#: ranking stops measuring candidates after this long (the rest follow in graph order)
+RANK_TIME_S = 20.0
 #: with a ``--min-sqnr`` gate and no explicit target, aim this much above the gate
 GATE_MARGIN_DB = 1.0
 DEFAULT_TARGET_SQNR = MIXED_TARGET_SQNR
@@ -205,6 +207,7 @@ class SpliceInfo:
     int16_ops: int = 0
     int16_tensors: int = 0
     quantize_added: int = 0
+    quantize_up: int = 0
     int16_op_names: list[str] = field(default_factory=list)
 
 
@@ -233,8 +236,14 @@ class _Models:
             ops.update(self.users.get(t, []))
         return ops
 
-    def splice(self, int16_ops: set[int]) -> tuple[bytes, SpliceInfo]:
-        return _splice(self, int16_ops)
+    def splice(
+        self, int16_ops: set[int], litert: bool = False, force8: frozenset[int] = frozenset()
+    ) -> tuple[bytes, SpliceInfo]:
+        """Splice (see :func:`splice`); ``litert``: the form LiteRT can run
+        (:func:`litert_form`); ``force8``: int8 tensors rounded to int8 even between two
+        int16 operators (int16 → QUANTIZE → int8 → QUANTIZE → int16: what one tensor's
+        int8 rounding costs is measured so)."""
+        return _splice(self, int16_ops, litert, force8)
 
 
 def splice(int8: bytes, int16: bytes, chosen: Sequence[int] | set[int]) -> bytes:
@@ -252,6 +261,17 @@ def splice(int8: bytes, int16: bytes, chosen: Sequence[int] | set[int]) -> bytes
     return models.splice(set(chosen))[0]
 
 
+def _bare(t: Any) -> Any:
+    """A copy of an int16-model tensor without the calibration min/max the converter leaves
+    in int16x8 models (runtimes read scale and zero point only; they were 8 % of the bytes
+    of an int16x8 MobileNetV2)."""
+    nt = copy.deepcopy(t)
+    if nt.quantization is not None:
+        nt.quantization.min = None
+        nt.quantization.max = None
+    return nt
+
+
 def _opcode(model: Any, code: int, version: int) -> int:
     for k, oc in enumerate(model.operatorCodes):
         if (
@@ -267,7 +287,9 @@ def _opcode(model: Any, code: int, version: int) -> int:
     return len(model.operatorCodes) - 1
 
 
-def _splice(ms: _Models, int16_ops: set[int]) -> tuple[bytes, SpliceInfo]:
+def _splice(
+    ms: _Models, int16_ops: set[int], litert: bool, force8: frozenset[int]
+) -> tuple[bytes, SpliceInfo]:
     m8, m16, g8, g16 = ms.m8, ms.m16, ms.g8, ms.g16
     model = copy.copy(m8)
     model.buffers = list(m8.buffers)  # the BufferT objects are shared, never changed
@@ -291,13 +313,19 @@ def _splice(ms: _Models, int16_ops: set[int]) -> tuple[bytes, SpliceInfo]:
     graph_out = {int(t) for t in g8.outputs}
 
     def add_tensor(t: Any, suffix: str) -> int:
-        nt = copy.deepcopy(t)
+        nt = _bare(t)
         nt.name = (_name(t) + suffix).encode()
         nt.buffer = 0
         sg.tensors.append(nt)
         return len(sg.tensors) - 1
 
     def quantize(src: int, dst: int) -> None:
+        if (
+            litert
+            and int(sg.tensors[src].type) == _T.INT8
+            and int(sg.tensors[dst].type) == _T.INT16
+        ):
+            src = _via_float(model, sg, src, new_ops)
         op = schema.OperatorT()
         op.opcodeIndex = _opcode(model, _QUANTIZE, QUANTIZE_VERSION_INT16)
         op.inputs, op.outputs = [src], [dst]
@@ -323,7 +351,7 @@ def _splice(ms: _Models, int16_ops: set[int]) -> tuple[bytes, SpliceInfo]:
             tb = g16.tensors[b]
             if _is_const(m16, tb):
                 if b not in const16:
-                    nt = copy.deepcopy(tb)
+                    nt = _bare(tb)
                     nt.name = (_name(tb) + "/int16").encode()
                     buf = schema.BufferT()
                     buf.data = m16.buffers[tb.buffer].data
@@ -347,6 +375,8 @@ def _splice(ms: _Models, int16_ops: set[int]) -> tuple[bytes, SpliceInfo]:
                 if p is not None and p in int16_ops:  # requantize int16 → int16 instead
                     k = list(g8.operators[p].outputs).index(int(a))
                     src16 = of16.get(int(g16.operators[ms.pairing.ops[p]].outputs[k]))
+                if src16 is None:
+                    info.quantize_up += 1
                 quantize(src16 if src16 is not None else int(a), dst)
                 up[key] = dst
             ins.append(up[key])
@@ -359,10 +389,15 @@ def _splice(ms: _Models, int16_ops: set[int]) -> tuple[bytes, SpliceInfo]:
                 outs.append(int(a))
                 continue
             dst = add_tensor(tb, "/int16")
-            of16[int(b)] = dst
+            if int(a) not in force8:
+                of16[int(b)] = dst
             info.int16_tensors += 1
             outs.append(dst)
-            if int(a) in graph_out or any(u not in int16_ops for u in ms.users.get(int(a), [])):
+            if (
+                int(a) in graph_out
+                or int(a) in force8
+                or any(u not in int16_ops for u in ms.users.get(int(a), []))
+            ):
                 back.append((dst, int(a)))
         nop.outputs = outs
         nop.intermediates = None
@@ -375,7 +410,110 @@ def _splice(ms: _Models, int16_ops: set[int]) -> tuple[bytes, SpliceInfo]:
     return flatbuf.pack(model), info
 
 
+def _via_float(model: Any, sg: Any, src: int, ops: list[Any]) -> int:
+    """LiteRT has no int8→int16 QUANTIZE (TFLM has) and no int16 requantization from a
+    non-zero zero point: for LiteRT the same step is DEQUANTIZE int8→float32 then QUANTIZE
+    float32→int16 (equal to the integer requantization except, rarely, 1 int16 LSB at a
+    rounding tie). Appends the DEQUANTIZE to ``ops``; returns its float output tensor."""
+    t = copy.deepcopy(sg.tensors[src])
+    t.name = (_name(t) + "/float").encode()
+    t.type = _T.FLOAT32
+    t.buffer = 0
+    t.quantization = None
+    sg.tensors.append(t)
+    op = schema.OperatorT()
+    op.opcodeIndex = _opcode(model, _DEQUANTIZE, 2)
+    op.inputs, op.outputs = [src], [len(sg.tensors) - 1]
+    op.builtinOptionsType = 0
+    ops.append(op)
+    return len(sg.tensors) - 1
+
+
+def needs_litert_form(data: bytes) -> bool:
+    """Whether the model has a QUANTIZE int8→int16, which LiteRT cannot run (see
+    :func:`litert_form`). Reads the flatbuffer in place (no copy of the weights)."""
+    try:
+        m = schema.Model.GetRootAs(data, 0)
+        if m.SubgraphsLength() < 1:
+            return False
+        codes = [
+            max(
+                int(m.OperatorCodes(k).BuiltinCode()),
+                int(m.OperatorCodes(k).DeprecatedBuiltinCode()),
+            )
+            for k in range(m.OperatorCodesLength())
+        ]
+        if _QUANTIZE not in codes:
+            return False
+        g = m.Subgraphs(0)
+        for i in range(g.OperatorsLength()):
+            op = g.Operators(i)
+            if codes[op.OpcodeIndex()] != _QUANTIZE or op.InputsLength() < 1:
+                continue
+            a, b = g.Tensors(op.Inputs(0)), g.Tensors(op.Outputs(0))
+            if a.Type() == _T.INT8 and b.Type() == _T.INT16:
+                return True
+    except Exception:  # noqa: BLE001 - not ours to judge here: LiteRT will say what is wrong
+        return False
+    return False
+
+
+def litert_form(data: bytes) -> bytes:
+    """The model with every QUANTIZE int8→int16 run as DEQUANTIZE + QUANTIZE float→int16,
+    the form LiteRT can run (tensor indices unchanged: new tensors are appended). The
+    model TFLM runs and ``edgedeploy compile`` compiles is the integer one."""
+    model = flatbuf.unpack(data)
+    for sg in model.subgraphs:
+        ops: list[Any] = []
+        for op in sg.operators or []:
+            if (
+                flatbuf.op_name(model, op) == "QUANTIZE"
+                and int(sg.tensors[op.inputs[0]].type) == _T.INT8
+                and int(sg.tensors[op.outputs[0]].type) == _T.INT16
+            ):
+                op.inputs = [_via_float(model, sg, int(op.inputs[0]), ops)]
+            ops.append(op)
+        sg.operators = ops
+    return flatbuf.pack(model)
+
+
 # --- choosing the islands ----------------------------------------------------------------
+
+
+def _rank(
+    ms: _Models,
+    cands: Sequence[int],
+    all_ops: set[int],
+    run: Callable[[bytes, int], list[np.ndarray]],
+    ref: Sequence[np.ndarray],
+    k: int,
+    int8_bytes: int,
+    time_s: float,
+) -> tuple[int, list[int]]:
+    """Rank the candidate tensors by error removed per extra byte; (how many were
+    measured, the ranking). A tensor's gain is what its int8 rounding costs when every other
+    candidate is int16 (leave one out: against a quiet background the cross terms with the
+    other tensors' rounding stay small), on ``k`` samples; its bytes are those of its island
+    alone (integer form). Candidates not measured within ``time_s`` follow in graph order."""
+    t0 = time.perf_counter()
+    ref_k = [r[:k] for r in ref]
+    err_all = _error(ref_k, run(ms.splice(all_ops, litert=True)[0], k))
+    rows: list[tuple[float, int]] = []
+    for t in cands:
+        if time.perf_counter() - t0 > time_s:
+            break
+        extra = len(ms.splice(ms.ops_of([t]))[0]) - int8_bytes
+        data_t, _ = ms.splice(all_ops, litert=True, force8=frozenset([t]))
+        gain = _error(ref_k, run(data_t, k)) - err_all
+        rows.append((gain / max(extra, 64), t))
+    if len(rows) < len(cands):
+        log.warning(
+            "mixed precision: %d of %d candidates ranked within %.0f s; the rest follow in "
+            "graph order", len(rows), len(cands), time_s,
+        )  # fmt: skip
+    rows.sort(key=lambda r: -r[0])
+    done = {t for _, t in rows}
+    return len(rows), [t for _, t in rows] + [t for t in cands if t not in done]
 
 
 @dataclass(frozen=True)
@@ -415,6 +553,7 @@ def choose(
     target_sqnr: float = DEFAULT_TARGET_SQNR,
     budget: float = MIXED_BUDGET,
     rank_samples: int = RANK_SAMPLES,
+    rank_time_s: float = RANK_TIME_S,
     arena: Callable[[bytes], int | None] | None = None,
 ) -> MixedResult:
     """Choose the int16 activation tensors by measurement and splice them in.
@@ -449,60 +588,69 @@ def choose(
 
     out8 = run(int8, n)
     err8 = _error(ref, out8)
-    err8_rank = _error([r[:k_rank] for r in ref], [o[:k_rank] for o in out8])
-    cands = ms.pairing.candidates
-    rows: list[tuple[float, int, int]] = []  # (gain per byte, tensor, extra bytes)
-    gains: dict[int, tuple[float, int]] = {}
-    for t in cands:
-        data_t, _ = ms.splice(ms.ops_of([t]))
-        extra = len(data_t) - len(int8)
-        err_t = _error([r[:k_rank] for r in ref], run(data_t, k_rank))
-        gain = err8_rank - err_t
-        gains[t] = (gain, extra)
-        if gain > 0:
-            rows.append((gain / max(extra, 64), t, extra))
-    rows.sort(key=lambda r: -r[0])
-    t_rank = time.perf_counter() - t0
+    target_err = 10.0 ** (-target_sqnr / 10.0)
     allowed = budget * len(int8)
-
-    evaluated: dict[int, tuple[float, bytes, SpliceInfo]] = {}
+    cands = ms.pairing.candidates
+    order: list[int] = list(cands)  # the ranking (graph order until ranked)
+    evaluated: dict[int, tuple[float, bytes, SpliceInfo]] = {0: (err8, int8, SpliceInfo())}
 
     def evaluate(k: int) -> tuple[float, bytes, SpliceInfo]:
+        """The prefix of length ``k`` of ``order``, spliced and measured on all samples."""
         if k not in evaluated:
-            if k == 0:
-                evaluated[0] = (err8, int8, SpliceInfo())
-            else:
-                data_k, info = ms.splice(ms.ops_of([r[1] for r in rows[:k]]))
-                evaluated[k] = (_error(ref, run(data_k, n)), data_k, info)
+            ops_k = ms.ops_of(order[:k])
+            data_k, info = ms.splice(ops_k)  # the integer (TFLM) form: its bytes
+            err = _error(ref, run(ms.splice(ops_k, litert=True)[0], n))
+            evaluated[k] = (err, data_k, info)
         return evaluated[k]
 
-    # the longest prefix whose summed single-tensor bytes fit, then shrunk until it fits
-    k_max, total = 0, 0
-    for r in rows:
-        if total + r[2] > allowed:
-            break
-        total += r[2]
-        k_max += 1
-    while k_max > 0 and len(evaluate(k_max)[1]) - len(int8) > allowed:
-        k_max = int(k_max * 0.8)
-    target_err = 10.0 ** (-target_sqnr / 10.0)
-    if err8 <= target_err or k_max == 0:
-        k = 0
-    elif evaluate(k_max)[0] > target_err:
-        k = min(evaluated, key=lambda j: (evaluated[j][0], j))  # best within the budget
-    else:
-        lo, hi = 0, k_max  # sqnr(lo) < target <= sqnr(hi)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if evaluate(mid)[0] <= target_err:
-                hi = mid
-            else:
-                lo = mid
-        k = hi
+    all_ops = ms.ops_of(cands)
+    all_extra = len(ms.splice(all_ops)[0]) - len(int8) if cands else 0
+    how, ranked, t_rank, k = "", 0, 0.0, -1
+    if not cands:
+        how, k = "no operator pairs with an int16x8 twin", 0
+    elif err8 <= target_err:
+        how, k = "the int8 model meets the target", 0
+    elif all_extra <= allowed and evaluate(len(cands))[0] > target_err:
+        # every candidate fits the budget and still misses the target: the best there is
+        how, k = "every candidate (fits the budget; the target is out of reach)", len(cands)
+    if k < 0:
+        t1 = time.perf_counter()
+        ranked, order = _rank(ms, cands, all_ops, run, ref, k_rank, len(int8), rank_time_s)
+        t_rank = time.perf_counter() - t1
+        keep_all = evaluated.pop(len(cands), None)  # the same set in any order
+        evaluated = {0: evaluated[0]}
+        if keep_all is not None:
+            evaluated[len(cands)] = keep_all
+        if all_extra <= allowed:
+            k_max = len(order)
+        else:  # the longest prefix whose spliced bytes fit (bytes grow with the prefix)
+            lo, hi = 0, len(order)
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if len(ms.splice(ms.ops_of(order[:mid]))[0]) - len(int8) <= allowed:
+                    lo = mid
+                else:
+                    hi = mid
+            k_max = lo
+        if k_max == 0:
+            how, k = "no int16 island fits the budget", 0
+        elif evaluate(k_max)[0] > target_err:
+            k = min(evaluated, key=lambda j: (evaluated[j][0], j))
+            how = "the best prefix within the budget (the target is out of reach)"
+        else:
+            lo, hi = 0, k_max  # sqnr(lo) < target <= sqnr(hi)
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if evaluate(mid)[0] <= target_err:
+                    hi = mid
+                else:
+                    lo = mid
+            how, k = "the shortest prefix of the ranking that reaches the target", hi
     err_k, data, info = evaluate(k)
     if k > 0 and err_k >= err8:
-        k, (err_k, data, info) = 0, evaluated[0]  # no prefix helped on all samples
-    chosen = [r[1] for r in rows[:k]]
+        k, (err_k, data, info) = 0, evaluated[0]
+        how = "no int16 island lowered the error on the calibration samples"
+    chosen = order[:k]
     a8 = arena(int8) if arena is not None and k > 0 else None
     ak = arena(data) if arena is not None and k > 0 else None
     names = [_name(ms.g8.tensors[t]) for t in chosen]
@@ -520,7 +668,9 @@ def choose(
         "pairable_ops": len(ms.pairing.ops),
         "unpaired_ops": ms.pairing.unpaired,
         "candidates": len(cands),
-        "helpful_candidates": len(rows),
+        "ranked_candidates": ranked,
+        "how": how,
+        "extra_bytes_all_candidates_pct": round(100.0 * all_extra / len(int8), 2),
         "int16_tensors": k,
         "int16_tensor_names": names[:8],
         "int16_ops": info.int16_ops,
@@ -528,7 +678,6 @@ def choose(
         "quantize_added": info.quantize_added,
         "sqnr_before_db": _db(err8),
         "sqnr_after_db": _db(err_k),
-        "prefixes_measured": sorted(evaluated),
         "bytes_int8": len(int8),
         "bytes": len(data),
         "extra_bytes_pct": round(100.0 * (len(data) / len(int8) - 1.0), 2),
@@ -537,6 +686,7 @@ def choose(
         "extra_arena_pct": round(100.0 * (ak / a8 - 1.0), 2) if a8 and ak else None,
         "seconds": {
             "rank": round(t_rank, 2),
+            "prefixes": len(evaluated) - 1,
             "total": round(time.perf_counter() - t0, 2),
         },
     }

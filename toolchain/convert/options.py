@@ -14,6 +14,8 @@ IO_DTYPES = {
     "int16": ("int16", "float32"),
     "mixed": ("int8", "uint8", "float32"),
 }
+#: the I/O type of each activation type when none is given
+_IO_DEFAULT = {"int8": "int8", "int16": "int16", "mixed": "int8"}
 #: mixed precision: the target SQNR (dB, calibration samples) when none is given
 MIXED_TARGET_SQNR = 30.0
 #: mixed precision: the default budget (fraction of the int8 model's .tflite bytes)
@@ -101,11 +103,11 @@ class QuantOptions:
 
     @property
     def io_input(self) -> str:
-        return self.input_dtype or self.activations
+        return self.input_dtype or _IO_DEFAULT[self.activations]
 
     @property
     def io_output(self) -> str:
-        return self.output_dtype or self.activations
+        return self.output_dtype or _IO_DEFAULT[self.activations]
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
