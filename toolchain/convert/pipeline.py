@@ -333,7 +333,7 @@ def _convert_cold(
         except QuantizationError as exc:
             raise _explain_quantize_error(exc, onnx_bytes) from exc
         timings["tf_import (overlapped)"] = round(worker.import_s or 0.0, 3)
-    for k in ("onnx2tf", "quantize"):
+    for k in ("onnx2tf", "quantize", "quantize int16"):
         if k in timings:
             timings[k] = round(timings[k], 3)
 
