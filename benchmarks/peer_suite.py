@@ -87,11 +87,18 @@ GATED = {"max-drop-0.5": 0.5}
 SQNR_GATES = {"min-sqnr-25": 25.0, "min-sqnr-30": 30.0}
 
 
+#: runs with other quantization options (the default strategy): ``mixed`` = int8 with
+#: int16x8 islands chosen by measurement (target 30 dB on calibration samples, ≤ 10 % bytes)
+OPTION_RUNS: dict[str, dict[str, Any]] = {
+    "mixed": {"activations": "mixed", "mixed_target_sqnr": 30.0, "mixed_budget": 0.10},
+}
+
+
 def strategies(names: list[str]) -> dict[str, Any]:
     from benchmarks.arch_suite import strategies as arch
     from toolchain.convert.strategy import Strategy
 
-    gated = {n: Strategy() for n in names if n in GATED or n in SQNR_GATES}
+    gated = {n: Strategy() for n in names if n in GATED or n in SQNR_GATES or n in OPTION_RUNS}
     table = arch([n for n in names if n not in gated])
     return {n: gated.get(n) or table[n] for n in names}
 
@@ -104,9 +111,10 @@ def run_one(
     *,
     min_sqnr: float | None = None,
     max_accuracy_drop: float | None = None,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Convert one suite model; every failure is a result row."""
-    from toolchain.convert import convert
+    """Convert one suite model (``options``: QuantOptions fields); every failure is a row."""
+    from toolchain.convert import QuantOptions, convert
 
     shape = [int(v) for v in entry["input_shape"]]
     calib, val, labels = digits_data(folder, shape[-1])
@@ -116,7 +124,8 @@ def run_one(
         res = convert(str(folder / entry["file"]), input_shapes=[shape], calib=calib, val=val,
                       labels=labels, out_dir=work / entry["model"], cache=False,
                       strategy=strategy, min_sqnr=min_sqnr,
-                      max_accuracy_drop=max_accuracy_drop)  # fmt: skip
+                      max_accuracy_drop=max_accuracy_drop,
+                      options=QuantOptions(**options) if options else None)  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - every failure is a result here
         return common.failed_conversion(row, exc, t)
     rep = res.report
@@ -135,6 +144,7 @@ def run_one(
         sqnr_input_dependent_db=fid.get("sqnr_input_dependent_db"),
         input_dependent_power=fid.get("input_dependent_power"),
         precision_fallback=conv.get("precision_fallback"),
+        mixed_precision=conv.get("mixed_precision"),
         failed_attempts=conv.get("failed_attempts") or [],
         onnx2tf_strict_mode=conv.get("onnx2tf_strict_mode"),
         timings_s=rep.get("timings_s"),
@@ -264,6 +274,9 @@ def markdown(result: dict[str, Any]) -> str:
                 how += (f"; int8 had {fb['int8'].get('sqnr_db')} dB, drop "
                         f"{fb['int8'].get('accuracy_drop')}; +{fb.get('extra_bytes_pct')} % "
                         f"bytes, {arena}")  # fmt: skip
+            mp = r.get("mixed_precision")
+            if mp:
+                how += "; " + _mixed_how(mp)
             missed = _missed(r.get("failed_attempts") or [])
             if missed:
                 how += f"; missed before: {missed}"
@@ -296,6 +309,21 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _mixed_how(mp: dict[str, Any]) -> str:
+    """What mixed precision chose and cost (the *how* column)."""
+    if not mp.get("used"):
+        return f"mixed: int8 kept ({mp.get('how') or mp.get('reason')})"
+    arena = (
+        f", {mp['extra_arena_pct']:+.1f} % arena" if mp.get("extra_arena_pct") is not None else ""
+    )
+    return (
+        f"mixed: {mp['int16_tensors']}/{mp['candidates']} tensors int16 ({mp['int16_ops']} ops, "
+        f"{mp['quantize_added']} QUANTIZE at island edges), calib. SQNR "
+        f"{mp['sqnr_before_db']} → {mp['sqnr_after_db']} dB (target {mp['target_sqnr_db']:g}), "
+        f"{mp['extra_bytes_pct']:+.1f} % bytes{arena}, {mp['seconds']['total']} s"
+    )
+
+
 def _commit() -> str | None:
     """The project's git commit (None outside a git checkout)."""
     import subprocess
@@ -315,7 +343,8 @@ def main(argv: list[str]) -> int:
                    help="strategies (see arch-suite): before, after, equalize, bias_correction, "
                    "...; max-drop-0.5 = after with --max-accuracy-drop 0.5, min-sqnr-25 / "
                    "min-sqnr-30 = after with --min-sqnr (the gptq, then int16x8 "
-                   "fallback); default: after (the default Strategy)")  # fmt: skip
+                   "fallback); mixed = after with --activations mixed (int16 islands, "
+                   "30 dB target, 10 %% bytes); default: after (the default Strategy)")  # fmt: skip
     p.add_argument("--out", default=RESULT, help="result name (benchmarks/results/NAME.json)")
     p.add_argument("--no-readme", action="store_true", help="do not update benchmarks/README.md")
     p.add_argument("--section", default="peer-suite", help="README section (marker name)")
@@ -360,7 +389,8 @@ def main(argv: list[str]) -> int:
                 common.say(f"[{r}] {e['model']} ...")
                 row = run_one(folder, e, strat, Path(tmp) / r,
                               min_sqnr=SQNR_GATES.get(r),
-                              max_accuracy_drop=GATED.get(r))  # fmt: skip
+                              max_accuracy_drop=GATED.get(r),
+                              options=OPTION_RUNS.get(r))  # fmt: skip
                 row.update(date=time.strftime("%Y-%m-%d %H:%M"), commit=commit)
                 result["runs"][r][e["model"]] = row
                 common.say(f"    ok={row['ok']} clean={row.get('clean')} "
