@@ -170,7 +170,7 @@ def summarize(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {
         "models": len(rs),
         "converted": len(ok),
-        "clean": sum(1 for r in rs if r.get("clean")),
+        "clean": sum(1 for r in ok if _clean(r) != "NO"),  # mixed: Q at island edges only
         "learned": len(lr),
         "within_0_5_points": sum(1 for d in drops if d <= 0.5),
         "within_1_point": sum(1 for d in drops if d <= 1.0),
@@ -255,8 +255,8 @@ def markdown(result: dict[str, Any]) -> str:
             how = ", ".join(r.get("rewrites") or []) or "-"
             if r.get("attempt") and r["attempt"] != "primary":
                 how += f" ({r['attempt']})"
-            if r.get("activations") == "int16":
-                how += " int16x8"
+            if r.get("activations") in ("int16", "mixed"):
+                how += " int16x8" if r["activations"] == "int16" else " mixed"
             wr = (r.get("techniques") or {}).get("weight_rounding")
             if wr and wr.get("layers"):
                 inm = wr.get("in_model") or {}
@@ -285,7 +285,7 @@ def markdown(result: dict[str, Any]) -> str:
             flt = f" +{len(r['float_ops'])} float" if r["float_ops"] else ""
             agree = r.get("top1_agreement")
             lines.append(
-                f"| {name} | {size} | {'yes' if r['clean'] else 'NO'} "
+                f"| {name} | {size} | {_clean(r)} "
                 f"| {c['TRANSPOSE']}/{c['QUANTIZE']}/{c['DEQUANTIZE']}{flt} "
                 f"| {_pads(r.get('ops') or {})} "
                 f"| {_num(r['top1_float'])} | {_num(r['top1_int8'])} "
@@ -307,6 +307,21 @@ def markdown(result: dict[str, Any]) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def _clean(r: dict[str, Any]) -> str:
+    """yes / NO; a mixed model whose only QUANTIZE ops are its island edges is clean."""
+    if r["clean"]:
+        return "yes"
+    mp, c = r.get("mixed_precision") or {}, r["counts"]
+    if (
+        mp.get("used")
+        and not r.get("float_ops")
+        and c["TRANSPOSE"] == c["DEQUANTIZE"] == 0
+        and c["QUANTIZE"] == mp.get("quantize_added")
+    ):
+        return "yes (Q: island edges)"
+    return "NO"
 
 
 def _mixed_how(mp: dict[str, Any]) -> str:
