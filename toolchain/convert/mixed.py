@@ -106,9 +106,9 @@ def _producers(sg: Any) -> dict[int, int]:
     return {int(t): i for i, op in enumerate(sg.operators or []) for t in op.outputs}
 
 
-def _source16(m16: Any, g16: Any, prod16: dict[int, int], t: int) -> str:
-    """The name of the value a tensor of the int16 model carries, looking through the
-    QUANTIZE/DEQUANTIZE operators the converter puts around float ops and requantizations."""
+def _source(m16: Any, g16: Any, prod16: dict[int, int], t: int) -> str:
+    """The name of the value a tensor carries, looking through the QUANTIZE/DEQUANTIZE
+    operators the converter puts at float I/O, around float ops and for requantizations."""
     seen = 0
     while seen < 8:
         p = prod16.get(t)
@@ -129,23 +129,23 @@ def pair(m8: Any, m16: Any) -> Pairing:
     by_outputs: dict[tuple[str, ...], int] = {}
     for j, op in enumerate(g16.operators or []):
         by_outputs.setdefault(tuple(_name(g16.tensors[t]) for t in op.outputs), j)
-    prod16 = _producers(g16)
+    prod16, prod8 = _producers(g16), _producers(g8)
     ops: dict[int, int] = {}
     for i, op in enumerate(g8.operators or []):
         key = tuple(_name(g8.tensors[t]) for t in op.outputs)
-        j = by_outputs.get(key)
-        if j is None or op.intermediates is not None and len(op.intermediates):
+        found = by_outputs.get(key)
+        if found is None or op.intermediates is not None and len(op.intermediates):
             continue
+        j = found
         o16 = g16.operators[j]
         if _code(m8, op) != _code(m16, o16) or len(op.inputs) != len(o16.inputs):
             continue
         if _code(m8, op) in (_QUANTIZE, _DEQUANTIZE):
             continue
-        if not _same_io(m8, g8, op, m16, g16, o16, prod16):
+        if not _same_io(m8, g8, op, m16, g16, o16, prod8, prod16):
             continue
         ops[i] = j
     users = flatbuf.tensor_users(g8)
-    prod8 = _producers(g8)
     graph_in = {int(t) for t in g8.inputs}
     candidates = []
     for t, p in prod8.items():
@@ -165,7 +165,14 @@ def pair(m8: Any, m16: Any) -> Pairing:
 
 
 def _same_io(
-    m8: Any, g8: Any, op: Any, m16: Any, g16: Any, o16: Any, prod16: dict[int, int]
+    m8: Any,
+    g8: Any,
+    op: Any,
+    m16: Any,
+    g16: Any,
+    o16: Any,
+    prod8: dict[int, int],
+    prod16: dict[int, int],
 ) -> bool:
     """Whether operator ``op`` (int8) and ``o16`` (int16x8) read the same values and write
     tensors of the same shapes; their activations int8 and int16 (int32 where both are)."""
@@ -192,7 +199,7 @@ def _same_io(
             return False  # a float input in the int16 model: this op is float there
         if int(ta.type) not in (_T.INT8, _T.INT16) and int(ta.type) != int(tb.type):
             return False
-        if _name(ta) != _source16(m16, g16, prod16, int(b)):
+        if _source(m8, g8, prod8, int(a)) != _source(m16, g16, prod16, int(b)):
             return False
     return True
 
@@ -375,6 +382,11 @@ def _splice(
                 if p is not None and p in int16_ops:  # requantize int16 → int16 instead
                     k = list(g8.operators[p].outputs).index(int(a))
                     src16 = of16.get(int(g16.operators[ms.pairing.ops[p]].outputs[k]))
+                elif p is not None and _code(m8, g8.operators[p]) == _QUANTIZE:
+                    # a float graph input quantized to int8: quantize it to int16 instead
+                    q_in = int(g8.operators[p].inputs[0])
+                    if int(g8.tensors[q_in].type) == _T.FLOAT32:
+                        src16 = q_in
                 if src16 is None:
                     info.quantize_up += 1
                 quantize(src16 if src16 is not None else int(a), dst)
