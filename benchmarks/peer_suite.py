@@ -91,14 +91,28 @@ SQNR_GATES = {"min-sqnr-25": 25.0, "min-sqnr-30": 30.0}
 #: int16x8 islands chosen by measurement (target 30 dB on calibration samples, ≤ 10 % bytes)
 OPTION_RUNS: dict[str, dict[str, Any]] = {
     "mixed": {"activations": "mixed", "mixed_target_sqnr": 30.0, "mixed_budget": 0.10},
+    # the same with float32 input (islands quantize the float input to int16 themselves)
+    # and gptq weight rounding (see RUN_STRATEGIES)
+    "mixed-gptq-f32in": {
+        "activations": "mixed",
+        "mixed_target_sqnr": 30.0,
+        "mixed_budget": 0.10,
+        "input_dtype": "float32",
+    },
 }
+#: the strategy of an OPTION_RUNS entry when not the default one
+RUN_STRATEGIES: dict[str, dict[str, Any]] = {"mixed-gptq-f32in": {"weight_rounding": "gptq"}}
 
 
 def strategies(names: list[str]) -> dict[str, Any]:
     from benchmarks.arch_suite import strategies as arch
     from toolchain.convert.strategy import Strategy
 
-    gated = {n: Strategy() for n in names if n in GATED or n in SQNR_GATES or n in OPTION_RUNS}
+    gated = {
+        n: Strategy(**RUN_STRATEGIES.get(n, {}))
+        for n in names
+        if n in GATED or n in SQNR_GATES or n in OPTION_RUNS
+    }
     table = arch([n for n in names if n not in gated])
     return {n: gated.get(n) or table[n] for n in names}
 

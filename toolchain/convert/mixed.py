@@ -417,9 +417,20 @@ def _splice(
         info.int16_op_names.append(flatbuf.op_name(model, nop))
         for src, dst in back:
             quantize(src, dst)  # the int8 tensor keeps its index, params and consumers
-    sg.operators = new_ops
+    sg.operators = _live(new_ops, {int(t) for t in sg.outputs})
     flatbuf.compact(model)
     return flatbuf.pack(model), info
+
+
+def _live(ops: list[Any], graph_out: set[int]) -> list[Any]:
+    """``ops`` without those whose outputs nothing reads (e.g. a float input's QUANTIZE to
+    int8 once an island quantizes that input to int16 itself)."""
+    while True:
+        read = {int(t) for op in ops for t in op.inputs if t >= 0} | graph_out
+        keep = [op for op in ops if any(int(t) in read for t in op.outputs)]
+        if len(keep) == len(ops):
+            return ops
+        ops = keep
 
 
 def _via_float(model: Any, sg: Any, src: int, ops: list[Any]) -> int:
