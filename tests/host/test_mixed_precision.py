@@ -196,3 +196,37 @@ def test_bad_input_is_one_clear_error(converted: dict[str, Any]) -> None:
     # a zero budget: no island fits
     res = mixed.choose(i8, i16, c["xs"], c["ref"], budget=0.0, target_sqnr=99.0, **kw)
     assert res.data == i8 and not res.record["used"]
+
+
+def test_cli_flags_reach_the_options_and_the_summary_says_what_it_cost(
+    monkeypatch: pytest.MonkeyPatch, converted: dict[str, Any]
+) -> None:
+    import argparse
+
+    import toolchain.convert as tc
+    from toolchain.cli import convert as cli
+
+    seen: dict[str, Any] = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake(model: Any, **kw: Any) -> Any:
+        seen.update(kw)
+        raise Stop
+
+    monkeypatch.setattr(tc, "convert", fake)
+    p = argparse.ArgumentParser()
+    cli.register(p.add_subparsers())
+    base = ["convert", "m.pt", "--calib", "c.npy", "--out", "o", "--activations", "mixed"]
+    args = p.parse_args([*base, "--mixed-target-sqnr", "27", "--mixed-budget", "0.05",
+                         "--no-mixed-fallback"])  # fmt: skip
+    with pytest.raises(Stop):
+        cli.run(args)
+    opts = seen["options"]
+    assert (opts.activations, opts.mixed_target_sqnr, opts.mixed_budget) == ("mixed", 27.0, 0.05)
+    assert seen["strategy"].mixed_fallback is False and opts.io_input == "int8"
+    with pytest.raises(UsageError, match="budget"):
+        cli.run(p.parse_args([*base, "--mixed-budget", "-0.5"]))
+    line = cli._mixed_line(converted["result"].report["conversion"]["mixed_precision"])
+    assert line.startswith("mixed precision: ") and "int16 tensors" in line and "%" in line
