@@ -130,8 +130,7 @@ def test_splice_nothing_all_and_one_island(converted: dict[str, Any]) -> None:
         int(o)
         for i in island
         for o in ms.g8.operators[i].outputs
-        if int(o) in set(ms.g8.outputs)
-        or any(u not in island for u in ms.users.get(int(o), []))
+        if int(o) in set(ms.g8.outputs) or any(u not in island for u in ms.users.get(int(o), []))
     }
     one, info = ms.splice(island)
     hist = TFLiteModel.from_bytes(one).op_histogram()
