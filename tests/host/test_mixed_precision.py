@@ -229,3 +229,15 @@ def test_cli_flags_reach_the_options_and_the_summary_says_what_it_cost(
         cli.run(p.parse_args([*base, "--mixed-budget", "-0.5"]))
     line = cli._mixed_line(converted["result"].report["conversion"]["mixed_precision"])
     assert line.startswith("mixed precision: ") and "int16 tensors" in line and "%" in line
+
+
+def test_emit_writes_the_mixed_model(converted: dict[str, Any], tmp_path: Path) -> None:
+    from toolchain.emit.stage import emit
+
+    res = emit(converted["result"].tflite_path, out_dir=tmp_path / "e", golden_count=2)
+    rep = res.report
+    assert (tmp_path / "e" / "emit_report.json").is_file()
+    assert rep["lean"]["tflm_outputs_identical"] is True
+    # LiteRT runs the int8→int16 QUANTIZE through float: at most 1 LSB from TFLM
+    for chk in rep["litert_check"]:
+        assert chk["status"] in ("exact", "mismatch") and chk["max_abs_diff"] <= 1.0, chk
