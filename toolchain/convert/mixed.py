@@ -92,6 +92,10 @@ def _is_const(model: Any, t: Any) -> bool:
     return buf is not None and buf.data is not None and len(buf.data) > 0
 
 
+def _shape(t: Any) -> list[int]:
+    return [int(v) for v in t.shape] if t.shape is not None else []
+
+
 def _one_subgraph(model: Any, what: str) -> Any:
     if not model.subgraphs or len(model.subgraphs) != 1:
         raise ConversionError(
@@ -178,7 +182,7 @@ def _same_io(
     tensors of the same shapes; their activations int8 and int16 (int32 where both are)."""
     for a, b in zip(op.outputs, o16.outputs, strict=True):
         ta, tb = g8.tensors[a], g16.tensors[b]
-        if list(ta.shape) != list(tb.shape) or int(tb.type) not in (
+        if _shape(ta) != _shape(tb) or int(tb.type) not in (
             _T.INT16,
             _T.INT32,
             int(ta.type),
@@ -191,7 +195,7 @@ def _same_io(
             continue
         ta, tb = g8.tensors[a], g16.tensors[b]
         ca, cb = _is_const(m8, ta), _is_const(m16, tb)
-        if ca != cb or list(ta.shape) != list(tb.shape):
+        if ca != cb or _shape(ta) != _shape(tb):
             return False
         if ca:
             continue
