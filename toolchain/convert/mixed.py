@@ -44,7 +44,7 @@ from toolchain.errors import ConversionError, UsageError
 log = logging.getLogger(__name__)
 
 #: calibration samples the chosen model is measured on (the pipeline passes this many)
-MEASURE_SAMPLES = 32
+MEASURE_SAMPLES = 64
 #: calibration samples each single-tensor candidate is ranked on
 RANK_SAMPLES = 8
 #: ranking stops measuring candidates after this long (the rest follow in graph order)
