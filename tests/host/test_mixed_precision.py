@@ -183,6 +183,11 @@ def test_bad_input_is_one_clear_error(converted: dict[str, Any]) -> None:
     kw = {"input_specs": c["input_specs"], "output_specs": c["output_specs"]}
     with pytest.raises(UsageError, match="budget"):
         mixed.choose(i8, i16, c["xs"], c["ref"], budget=-0.1, **kw)
+    with pytest.raises(UsageError, match="cannot measure"):
+        mixed.choose(i8, i16, c["xs"], c["ref"], measure="loudness", **kw)
+    plain = mixed.choose(i8, i16, c["xs"], c["ref"], measure="plain", target_sqnr=99.0, **kw)
+    assert plain.record["sqnr_measure"].startswith("plain")
+    assert plain.record["sqnr_after_db"] > plain.record["sqnr_before_db"]
     with pytest.raises(UsageError, match="activations 'int4'"):
         QuantOptions(activations="int4")
     with pytest.raises(UsageError, match="budget"):

@@ -507,6 +507,10 @@ def litert_form(data: bytes) -> bytes:
 # --- choosing the islands ----------------------------------------------------------------
 
 
+def _error_default(ref: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> float:
+    return _error(ref, got)
+
+
 def _rank(
     ms: _Models,
     cands: Sequence[int],
@@ -516,6 +520,7 @@ def _rank(
     k: int,
     int8_bytes: int,
     time_s: float,
+    error: Callable[[Sequence[np.ndarray], Sequence[np.ndarray]], float] = _error_default,
 ) -> tuple[int, list[int]]:
     """Rank the candidate tensors by error removed per extra byte; (how many were
     measured, the ranking). A tensor's gain is what its int8 rounding costs when every other
@@ -524,14 +529,14 @@ def _rank(
     alone (integer form). Candidates not measured within ``time_s`` follow in graph order."""
     t0 = time.perf_counter()
     ref_k = [r[:k] for r in ref]
-    err_all = _error(ref_k, run(ms.splice(all_ops, litert=True)[0], k))
+    err_all = error(ref_k, run(ms.splice(all_ops, litert=True)[0], k))
     rows: list[tuple[float, int]] = []
     for t in cands:
         if time.perf_counter() - t0 > time_s:
             break
         extra = len(ms.splice(ms.ops_of([t]))[0]) - int8_bytes
         data_t, _ = ms.splice(all_ops, litert=True, force8=frozenset([t]))
-        gain = _error(ref_k, run(data_t, k)) - err_all
+        gain = error(ref_k, run(data_t, k)) - err_all
         rows.append((gain / max(extra, 64), t))
     if len(rows) < len(cands):
         log.warning(
@@ -551,13 +556,19 @@ class MixedResult:
     record: dict[str, Any]
 
 
-def _error(ref: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> float:
-    """The worst output's input-dependent error power relative to its signal power."""
+#: what ``choose`` measures: the outputs' input-dependent SQNR (each side's mean over the
+#: samples removed; the issue's figure) or the plain SQNR (what ``--min-sqnr`` gates)
+MEASURES = ("input-dependent", "plain")
+
+
+def _error(ref: Sequence[np.ndarray], got: Sequence[np.ndarray], centered: bool = True) -> float:
+    """The worst output's error power relative to its signal power (input-dependent part
+    when ``centered``)."""
     worst = 0.0
     for r, q in zip(ref, got, strict=True):
         r64, q64 = np.asarray(r, np.float64), np.asarray(q, np.float64)
-        rc = r64 - r64.mean(axis=0, keepdims=True)
-        qc = q64 - q64.mean(axis=0, keepdims=True)
+        rc = r64 - r64.mean(axis=0, keepdims=True) if centered else r64
+        qc = q64 - q64.mean(axis=0, keepdims=True) if centered else q64
         sig = float(np.sum(rc * rc))
         if sig <= 0.0:
             continue  # an output that does not vary with the input: nothing to win there
@@ -581,6 +592,7 @@ def choose(
     budget: float = MIXED_BUDGET,
     rank_samples: int = RANK_SAMPLES,
     rank_time_s: float = RANK_TIME_S,
+    measure: str = "input-dependent",
     arena: Callable[[bytes], int | None] | None = None,
 ) -> MixedResult:
     """Choose the int16 activation tensors by measurement and splice them in.
@@ -603,6 +615,15 @@ def choose(
         )
     if not target_sqnr > 0:
         raise UsageError(f"the mixed-precision target SQNR must be positive (got {target_sqnr})")
+    if measure not in MEASURES:
+        raise UsageError(
+            f"mixed precision cannot measure {measure!r}", hint=f"one of {', '.join(MEASURES)}"
+        )
+    centered = measure == "input-dependent"
+
+    def _err(ref: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> float:
+        return _error(ref, got, centered)
+
     t0 = time.perf_counter()
     ms = _Models(int8, int16)
     n = int(np.asarray(inputs[0]).shape[0])
@@ -614,7 +635,7 @@ def choose(
                           output_specs=output_specs)  # fmt: skip
 
     out8 = run(int8, n)
-    err8 = _error(ref, out8)
+    err8 = _err(ref, out8)
     target_err = 10.0 ** (-target_sqnr / 10.0)
     allowed = budget * len(int8)
     cands = ms.pairing.candidates
@@ -626,7 +647,7 @@ def choose(
         if k not in evaluated:
             ops_k = ms.ops_of(order[:k])
             data_k, info = ms.splice(ops_k)  # the integer (TFLM) form: its bytes
-            err = _error(ref, run(ms.splice(ops_k, litert=True)[0], n))
+            err = _err(ref, run(ms.splice(ops_k, litert=True)[0], n))
             evaluated[k] = (err, data_k, info)
         return evaluated[k]
 
@@ -642,7 +663,7 @@ def choose(
         how, k = "every candidate (fits the budget; the target is out of reach)", len(cands)
     if k < 0:
         t1 = time.perf_counter()
-        ranked, order = _rank(ms, cands, all_ops, run, ref, k_rank, len(int8), rank_time_s)
+        ranked, order = _rank(ms, cands, all_ops, run, ref, k_rank, len(int8), rank_time_s, _err)
         t_rank = time.perf_counter() - t1
         keep_all = evaluated.pop(len(cands), None)  # the same set in any order
         evaluated = {0: evaluated[0]}
@@ -691,7 +712,7 @@ def choose(
         "budget_pct": round(100.0 * budget, 2),
         "samples": n,
         "rank_samples": k_rank,
-        "sqnr_measure": "input-dependent SQNR of the worst output, calibration samples",
+        "sqnr_measure": f"{measure} SQNR of the worst output, calibration samples",
         "pairable_ops": len(ms.pairing.ops),
         "unpaired_ops": ms.pairing.unpaired,
         "candidates": len(cands),

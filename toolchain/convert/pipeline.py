@@ -519,17 +519,18 @@ def _mixed(
         log.warning("mixed precision: %s; the int8 model stands", rec["reason"])
         return data, rec
     data16 = Path(info["path"]).read_bytes()
+    measure = "input-dependent"
     if opts.mixed_target_sqnr is not None:
         target = float(opts.mixed_target_sqnr)
-    elif min_sqnr is not None:
-        target = float(min_sqnr) + mixed.GATE_MARGIN_DB
+    elif min_sqnr is not None:  # aim at what the gate measures: the plain SQNR
+        target, measure = float(min_sqnr) + mixed.GATE_MARGIN_DB, "plain"
     else:
         target = mixed.DEFAULT_TARGET_SQNR
     ins, outs = _specs(TFLiteModel.from_bytes(data, source="int8 model"), meta, loaded)
     xs, ref = samples
     result = mixed.choose(
         data, data16, xs, ref, input_specs=ins, output_specs=outs, target_sqnr=target,
-        budget=opts.mixed_budget, arena=_arena,
+        budget=opts.mixed_budget, arena=_arena, measure=measure,
     )  # fmt: skip
     return result.data, result.record
 
