@@ -246,3 +246,32 @@ def test_emit_writes_the_mixed_model(converted: dict[str, Any], tmp_path: Path) 
     # LiteRT runs the int8→int16 QUANTIZE through float: at most 1 LSB from TFLM
     for chk in rep["litert_check"]:
         assert chk["status"] in ("exact", "mismatch") and chk["max_abs_diff"] <= 1.0, chk
+
+
+def test_int16x8_models_lose_only_their_calibration_stats(converted: dict[str, Any]) -> None:
+    """TFLiteConverter leaves calibration min/max in int16x8 models (the int8 path does
+    not); runtimes never read them: dropped, the outputs stay the same."""
+    from toolchain.convert import flatbuf
+    from toolchain.convert.runtime import make_interpreter
+
+    i16 = converted["int16"]
+
+    def stats(data: bytes) -> int:
+        m = flatbuf.unpack(data)
+        return sum(
+            len(t.quantization.min)
+            for t in m.subgraphs[0].tensors
+            if t.quantization is not None and t.quantization.min is not None
+        )
+
+    stripped = mixed.strip_calibration_stats(i16)
+    assert stats(i16) > 0 and stats(stripped) == 0 and len(stripped) < len(i16)
+    assert mixed.strip_calibration_stats(converted["int8"]) == converted["int8"]
+    outs = []
+    for data in (i16, stripped):
+        it = make_interpreter(data)
+        di, do = it.get_input_details()[0], it.get_output_details()[0]
+        it.set_tensor(di["index"], np.full(di["shape"], 1234, dtype=np.int16))
+        it.invoke()
+        outs.append(it.get_tensor(do["index"]).copy())
+    assert np.array_equal(outs[0], outs[1])

@@ -283,6 +283,27 @@ def _bare(t: Any) -> Any:
     return nt
 
 
+def strip_calibration_stats(data: bytes) -> bytes:
+    """``data`` without the calibration min/max arrays TFLiteConverter leaves in the
+    quantization of int16x8 models (TFLM and LiteRT read scale and zero point only; the
+    int8 path writes none). ``data`` itself when there are none."""
+    model = flatbuf.unpack(data)
+    n = 0
+    for sg in model.subgraphs or []:
+        for t in sg.tensors or []:
+            q = t.quantization
+            if q is not None and (q.min is not None or q.max is not None):
+                n += len(q.min if q.min is not None else []) + len(
+                    q.max if q.max is not None else []
+                )
+                q.min = q.max = None
+    if not n:
+        return data
+    out = flatbuf.pack(model)
+    log.info("dropped %d calibration min/max values: %d -> %d bytes", n, len(data), len(out))
+    return out
+
+
 def _opcode(model: Any, code: int, version: int) -> int:
     for k, oc in enumerate(model.operatorCodes):
         if (

@@ -338,6 +338,10 @@ def _convert_cold(
             timings[k] = round(timings[k], 3)
 
     data = tflite_path.read_bytes()
+    if opts.activations == "int16":  # runtimes read scale/zero point only
+        from toolchain.convert.mixed import strip_calibration_stats
+
+        data = strip_calibration_stats(data)
     mixed_rec: dict[str, Any] | None = None
     if mixed_data is not None:
         with _stage("mixed precision", timings, prog):
