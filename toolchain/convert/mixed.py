@@ -110,20 +110,20 @@ def _producers(sg: Any) -> dict[int, int]:
     return {int(t): i for i, op in enumerate(sg.operators or []) for t in op.outputs}
 
 
-def _source(m16: Any, g16: Any, prod16: dict[int, int], t: int) -> str:
+def _source(model: Any, g: Any, prod: dict[int, int], t: int) -> str:
     """The name of the value a tensor carries, looking through the QUANTIZE/DEQUANTIZE
     operators the converter puts at float I/O, around float ops and for requantizations."""
     seen = 0
     while seen < 8:
-        p = prod16.get(t)
+        p = prod.get(t)
         if p is None:
             break
-        op = g16.operators[p]
-        if _code(m16, op) not in (_QUANTIZE, _DEQUANTIZE):
+        op = g.operators[p]
+        if _code(model, op) not in (_QUANTIZE, _DEQUANTIZE):
             break
         t = int(op.inputs[0])
         seen += 1
-    return _name(g16.tensors[t])
+    return _name(g.tensors[t])
 
 
 def pair(m8: Any, m16: Any) -> Pairing:
@@ -213,7 +213,8 @@ def _same_io(
 
 @dataclass
 class SpliceInfo:
-    """What a splice did: int16 operators, int16 activation tensors, QUANTIZE ops added."""
+    """What a splice did: int16 operators, int16 activation tensors, QUANTIZE ops added
+    (``quantize_up`` of them int8→int16: the ones LiteRT runs through float)."""
 
     int16_ops: int = 0
     int16_tensors: int = 0
