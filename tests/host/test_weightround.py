@@ -142,27 +142,32 @@ def test_unknown_method_is_a_usage_error() -> None:
         Strategy(weight_rounding="adaround-magic")
 
 
-def test_fallback_order_nearest_then_gptq_then_int16() -> None:
+def test_fallback_order_nearest_then_gptq_then_mixed_then_int16() -> None:
     seen: list[tuple[str, str]] = []
 
     def once(att: Attempt) -> str:
         seen.append((att.weight_rounding, att.options.activations))
-        if att.options.activations == "int8":
+        if att.options.activations in ("int8", "mixed"):
             exc = FidelityError("output 'y': int8 SQNR 10.00 dB is below --min-sqnr 30 dB")
             exc.measured = {"sqnr_db": 10.0, "tflite_bytes": 100}
             raise exc
         return "ok"
 
     assert run(Strategy(fallback=False), QuantOptions(), 30.0, once) == "ok"
-    assert seen == [("none", "int8"), ("gptq", "int8"), ("gptq", "int16")]
+    assert seen == [("none", "int8"), ("gptq", "int8"), ("gptq", "mixed"), ("gptq", "int16")]
     seen.clear()
     with pytest.raises(FidelityError):
         run(Strategy(fallback=False, int16_fallback=False), QuantOptions(), 30.0, once)
+    assert seen == [("none", "int8"), ("gptq", "int8"), ("gptq", "mixed")]
+    seen.clear()
+    with pytest.raises(FidelityError):
+        run(Strategy(fallback=False, int16_fallback=False, mixed_fallback=False),
+            QuantOptions(), 30.0, once)  # fmt: skip
     assert seen == [("none", "int8"), ("gptq", "int8")]
     seen.clear()
     with pytest.raises(FidelityError):  # no gate: nothing to fall back for
-        run(Strategy(fallback=False, rounding_fallback=False, int16_fallback=False),
-            QuantOptions(), 30.0, once)  # fmt: skip
+        run(Strategy(fallback=False, rounding_fallback=False, int16_fallback=False,
+                     mixed_fallback=False), QuantOptions(), 30.0, once)  # fmt: skip
     assert seen == [("none", "int8")]
 
 

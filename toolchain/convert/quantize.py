@@ -37,12 +37,15 @@ def quantize(
     on_sample: Callable[[int, int], None] | None = None,
     range_margin: float = 0.0,
     range_method: str = "minmax",
+    float_fallback: bool = False,
 ) -> bytes:
     """Quantize; ``calib`` holds one PyTorch-layout array ``(N, ...)`` per input.
 
     ``range_margin``: widen every calibrated activation range by this fraction;
     ``range_method``: ``"minmax"`` (the converter's) or ``"mse"`` (each range narrowed to
-    its int8 error optimum) — see :mod:`toolchain.convert.calibrate`."""
+    its int8 error optimum) — see :mod:`toolchain.convert.calibrate`. ``float_fallback``
+    (int16x8 only): ops without a 16x8 kernel stay float instead of failing (the int16
+    model that :mod:`toolchain.convert.mixed` takes its int16 islands from)."""
     import tensorflow as tf
 
     names = list(keras_model.input_names)
@@ -72,6 +75,8 @@ def quantize(
         conv.target_spec.supported_ops = [
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
         ]
+        if float_fallback:
+            conv.target_spec.supported_ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
     else:
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = types[options.io_input]

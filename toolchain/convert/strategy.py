@@ -12,9 +12,12 @@ of :class:`Attempt` s, tried in order by :func:`run` until one succeeds:
 3. when the result misses ``min_sqnr`` or ``max_accuracy_drop`` and the rounding fallback
    is allowed: the same attempt with error-compensating weight rounding (``gptq``, see
    :mod:`toolchain.convert.weightround`: still int8 everywhere, the same bytes);
-4. when that misses too and int16 fallback is allowed: int16x8 activations (keeping the
-   weight rounding); the report's ``conversion.precision_fallback`` then says what the
-   attempt before measured and what the model costs more (bytes, TFLM arena).
+4. when that misses too and the mixed fallback is allowed: mixed precision (int16x8
+   islands inside the int8 model, chosen by measurement, :mod:`toolchain.convert.mixed`;
+   keeping the weight rounding), aiming at the gate plus a margin within a bytes budget;
+5. when that misses too and int16 fallback is allowed: int16x8 activations everywhere
+   (keeping the weight rounding); the report's ``conversion.precision_fallback`` then says
+   what the attempt before measured and what the model costs more (bytes, TFLM arena).
 
 A second frontend (litert-torch) is not tried: it needs ai-edge-litert 2.3 (the pinned
 stack has 2.1.0), JAX, torchao and transformers, and cannot share this environment; see
@@ -97,6 +100,7 @@ class Strategy:
     * ``rounding_fallback``: when a fidelity gate is missed with nearest rounding, try
       ``gptq`` rounding before int16x8 activations.
     * ``int16_fallback``: when ``min_sqnr`` is missed with int8, try int16x8 activations.
+    * ``mixed_fallback``: before int16x8 everywhere, try mixed precision (int16 islands).
     """
 
     rewrites: tuple[str, ...] | None = None
@@ -108,6 +112,7 @@ class Strategy:
     int16_fallback: bool = True
     weight_rounding: str = "none"
     rounding_fallback: bool = True
+    mixed_fallback: bool = True
 
     def __post_init__(self) -> None:
         from toolchain.convert.weightround import METHODS
@@ -135,7 +140,8 @@ class Strategy:
     def plain(cls) -> Strategy:
         """The plain recipe: no rewrites, no techniques, no fallbacks."""
         return cls(rewrites=(), equalize=False, bias_correction=False, fallback=False,
-                   int16_fallback=False, rounding_fallback=False)  # fmt: skip
+                   int16_fallback=False, rounding_fallback=False,
+                   mixed_fallback=False)  # fmt: skip
 
     @property
     def rewrite_names(self) -> tuple[str, ...]:
@@ -185,8 +191,10 @@ class Attempt:
             "rewrites": self.rewrite_records,
             "rewrites_applied": [r["name"] for r in self.rewrite_records if r["applied"]],
             "techniques": self.techniques,
-            "range_margin": self.range_margin if self.options.activations == "int8" else None,
-            "calibration_range": self.range_method if self.options.activations == "int8" else None,
+            "range_margin": self.range_margin if self.options.activations != "int16" else None,
+            "calibration_range": (
+                self.range_method if self.options.activations != "int16" else None
+            ),
             "weight_rounding": self.weight_rounding,
             "failed_attempts": self.failed_before,
             "precision_fallback": self.fallback_from,
@@ -282,9 +290,16 @@ def attempts(strategy: Strategy, options: QuantOptions) -> list[Attempt]:
     return out
 
 
+def mixed_options(options: QuantOptions) -> QuantOptions | None:
+    """The mixed-precision variant of int8 ``options`` (same I/O types); None otherwise."""
+    if options.activations != "int8":
+        return None
+    return replace(options, activations="mixed")
+
+
 def int16_options(options: QuantOptions) -> QuantOptions | None:
     """The int16x8 variant of ``options``; None when the I/O types rule it out."""
-    if options.activations != "int8":
+    if options.activations not in ("int8", "mixed"):
         return None
     io = {options.io_input, options.io_output}
     if not io <= {"int8", "float32"}:
@@ -330,14 +345,23 @@ def run(
                                 fallback_from=copy.deepcopy(exc.measured))]  # fmt: skip
                 i = 0
                 continue
+            optsm = mixed_options(att.options) if strategy.mixed_fallback else None
+            if optsm is not None and (min_sqnr is not None or max_accuracy_drop is not None):
+                log.warning("int8 misses %s; trying mixed precision (int16 islands)", gate)
+                todo = [replace(att, options=optsm, why=f"mixed precision (int8 missed {gate})",
+                                techniques=dict(att.techniques),
+                                fallback_from=copy.deepcopy(exc.measured))]  # fmt: skip
+                i = 0
+                continue
             opts16 = int16_options(att.options) if strategy.int16_fallback else None
             if opts16 is None or (min_sqnr is None and max_accuracy_drop is None):
                 break
-            log.warning("int8 misses %s; trying int16x8 activations", gate)
+            log.warning("%s misses %s; trying int16x8 activations", att.options.activations, gate)
+            first_measured = att.fallback_from if att.options.activations == "mixed" else None
             todo = [replace(att, options=opts16, why=f"int16x8 (int8 missed {gate})",
                             techniques=dict(att.techniques),
                             rewrites=rw.for_activations(att.rewrites, "int16"),
-                            fallback_from=copy.deepcopy(exc.measured))]  # fmt: skip
+                            fallback_from=copy.deepcopy(first_measured or exc.measured))]  # fmt: skip
             i = 0
             continue
         except (Onnx2TfError, QuantizationError, GraphLintError) as exc:
