@@ -122,6 +122,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="do not retry with gptq weight rounding when int8 misses a fidelity gate",
     )
     r.add_argument(
+        "--weight-split",
+        type=float,
+        metavar="DB",
+        help="give the layers whose int8 weights limit the output most two-term weights "
+        "(W = int8 grid part + residual, two layers and an ADD; exact in float) until the "
+        "weights-only SQNR on the calibration data is predicted to reach DB",
+    )
+    r.add_argument(
+        "--weight-split-budget",
+        type=float,
+        metavar="F",
+        help="at most this fraction of the model's bytes added by --weight-split (default 0.1)",
+    )
+    r.add_argument(
         "--no-int16-fallback",
         action="store_true",
         help="do not retry with int16x8 activations when int8 misses --min-sqnr",
@@ -267,6 +281,10 @@ def _strategy(args: argparse.Namespace) -> Any:
         changes["weight_rounding"] = args.weight_rounding
     if args.no_rounding_fallback:
         changes["rounding_fallback"] = False
+    if args.weight_split is not None:
+        changes["weight_split"] = args.weight_split
+    if args.weight_split_budget is not None:
+        changes["weight_split_budget"] = args.weight_split_budget
     return replace(base, **changes)
 
 

@@ -97,6 +97,10 @@ class Strategy:
     * ``rounding_fallback``: when a fidelity gate is missed with nearest rounding, try
       ``gptq`` rounding before int16x8 activations.
     * ``int16_fallback``: when ``min_sqnr`` is missed with int8, try int16x8 activations.
+    * ``weight_split``: None (off) or a weights-only SQNR target in dB: the layers whose
+      int8 weights limit the output most get two-term weights (:mod:`weightsplit`: exact,
+      TFLM builtins, costs their weight bytes again) until the target is predicted or
+      ``weight_split_budget`` (a fraction of the model's bytes, estimated) is spent.
     """
 
     rewrites: tuple[str, ...] | None = None
@@ -108,9 +112,17 @@ class Strategy:
     int16_fallback: bool = True
     weight_rounding: str = "none"
     rounding_fallback: bool = True
+    weight_split: float | None = None
+    weight_split_budget: float = 0.10
 
     def __post_init__(self) -> None:
         from toolchain.convert.weightround import METHODS
+
+        if not 0.0 < self.weight_split_budget <= 1.0:
+            raise UsageError(
+                f"weight-split budget {self.weight_split_budget} is not in (0, 1]",
+                hint="give the fraction of the model's bytes that may be added, e.g. 0.1",
+            )
 
         if self.weight_rounding not in METHODS:
             raise UsageError(
@@ -155,6 +167,9 @@ class Attempt:
     onnx2tf: dict[str, Any] = field(default_factory=dict)
     why: str = "primary"
     weight_rounding: str = "none"
+    #: weights-only SQNR target of the two-term weight split (None: off), and its budget
+    weight_split: float | None = None
+    weight_split_budget: float = 0.10
     # filled in while it runs
     rewrite_records: list[dict[str, Any]] = field(default_factory=list)
     techniques: dict[str, Any] = field(default_factory=dict)
@@ -172,6 +187,11 @@ class Attempt:
             "range_method": self.range_method,
             "onnx2tf": self.onnx2tf,
             **({"weight_rounding": self.weight_rounding} if self.weight_rounding != "none" else {}),
+            **(
+                {"weight_split": [self.weight_split, self.weight_split_budget]}
+                if self.weight_split is not None
+                else {}
+            ),
         }
 
     def record(self) -> dict[str, Any]:
@@ -243,6 +263,25 @@ class Attempt:
             path.write_bytes(new)
         return new
 
+    def split_weights(
+        self, data: bytes, path: Path, calib: Sequence[np.ndarray], input_names: Sequence[str]
+    ) -> bytes:
+        """``data`` with two-term weights for the layers :mod:`weightsplit` chooses
+        (rewriting ``path`` too), or ``data`` itself. Its record goes to ``techniques``."""
+        if self.weight_split is None:
+            return data
+        from toolchain.convert import weightsplit
+
+        new, rec = weightsplit.apply(
+            data, calib, input_names, target_db=self.weight_split,
+            budget=self.weight_split_budget, per_channel=self.options.per_channel,
+            per_channel_dense=self.options.per_channel_dense,
+        )  # fmt: skip
+        self.techniques = {**self.techniques, "weight_split": rec}
+        if new is not data:
+            path.write_bytes(new)
+        return new
+
     def rewrite_onnx(self, data: bytes, path: Path) -> bytes:
         """Apply the rewrites to the exported ONNX bytes (rewriting ``path`` too)."""
         if not self.rewrites:
@@ -268,6 +307,8 @@ def attempts(strategy: Strategy, options: QuantOptions) -> list[Attempt]:
         range_method=strategy.calibration_range,
         onnx2tf=first,
         weight_rounding=strategy.weight_rounding,
+        weight_split=strategy.weight_split,
+        weight_split_budget=strategy.weight_split_budget,
     )
     out = [base]
     if strategy.fallback:
