@@ -24,9 +24,9 @@ from torch import nn
 from toolchain.convert import convert
 from toolchain.convert import weightsplit as ws
 from toolchain.convert.options import QuantOptions
-from toolchain.convert.strategy import Strategy
+from toolchain.convert.strategy import Attempt, Strategy, run
 from toolchain.convert.validate import centered_sqnr_db
-from toolchain.errors import UsageError
+from toolchain.errors import FidelityError, UsageError
 from toolchain.tflite_model import TFLiteModel
 
 EPS = 0.02
@@ -168,7 +168,33 @@ def test_cli_flags_reach_the_strategy() -> None:
     st = cli._strategy(args)
     assert st.weight_split == 33.0 and st.weight_split_budget == 0.05
     st = cli._strategy(p.parse_args(["convert", "m.pt", "--calib", "c.npy", "--out", "o"]))
-    assert st.weight_split is None
+    assert st.weight_split is None and st.split_fallback is True
+    args = p.parse_args(["convert", "m.pt", "--calib", "c.npy", "--out", "o",
+                         "--no-split-fallback"])  # fmt: skip
+    assert cli._strategy(args).split_fallback is False
+
+
+def test_fallback_order_ends_with_the_split_after_int16() -> None:
+    seen: list[tuple[str, str, float | None]] = []
+
+    def once(att: Attempt) -> str:
+        seen.append((att.weight_rounding, att.options.activations, att.weight_split))
+        if att.weight_split is None:
+            exc = FidelityError("output 'y': SQNR 20.00 dB is below --min-sqnr 25 dB")
+            exc.measured = {"sqnr_db": 20.0, "tflite_bytes": 100}
+            raise exc
+        return "ok"
+
+    assert run(Strategy(fallback=False), QuantOptions(), 25.0, once) == "ok"
+    assert seen == [("none", "int8", None), ("gptq", "int8", None), ("gptq", "int16", None),
+                    ("gptq", "int16", 31.0)]  # fmt: skip
+    seen.clear()
+    assert run(Strategy(fallback=False), QuantOptions(), None, once, max_accuracy_drop=0.5)
+    assert seen[-1] == ("gptq", "int16", ws.DEFAULT_TARGET_DB)
+    seen.clear()
+    with pytest.raises(FidelityError):
+        run(Strategy(fallback=False, split_fallback=False), QuantOptions(), 25.0, once)
+    assert len(seen) == 3
 
 
 def _ops(path: Path) -> list[str]:

@@ -136,6 +136,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="at most this fraction of the model's bytes added by --weight-split (default 0.1)",
     )
     r.add_argument(
+        "--no-split-fallback",
+        action="store_true",
+        help="do not retry with --weight-split when int16x8 misses a fidelity gate",
+    )
+    r.add_argument(
         "--no-int16-fallback",
         action="store_true",
         help="do not retry with int16x8 activations when int8 misses --min-sqnr",
@@ -285,6 +290,8 @@ def _strategy(args: argparse.Namespace) -> Any:
         changes["weight_split"] = args.weight_split
     if args.weight_split_budget is not None:
         changes["weight_split_budget"] = args.weight_split_budget
+    if args.no_split_fallback:
+        changes["split_fallback"] = False
     return replace(base, **changes)
 
 

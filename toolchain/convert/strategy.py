@@ -14,7 +14,9 @@ of :class:`Attempt` s, tried in order by :func:`run` until one succeeds:
    :mod:`toolchain.convert.weightround`: still int8 everywhere, the same bytes);
 4. when that misses too and int16 fallback is allowed: int16x8 activations (keeping the
    weight rounding); the report's ``conversion.precision_fallback`` then says what the
-   attempt before measured and what the model costs more (bytes, TFLM arena).
+   attempt before measured and what the model costs more (bytes, TFLM arena);
+5. when int16x8 misses too: the same with two-term weights for the layers whose int8
+   weights limit the output (:mod:`toolchain.convert.weightsplit`; exact, costs bytes).
 
 A second frontend (litert-torch) is not tried: it needs ai-edge-litert 2.3 (the pinned
 stack has 2.1.0), JAX, torchao and transformers, and cannot share this environment; see
@@ -101,6 +103,8 @@ class Strategy:
       int8 weights limit the output most get two-term weights (:mod:`weightsplit`: exact,
       TFLM builtins, costs their weight bytes again) until the target is predicted or
       ``weight_split_budget`` (a fraction of the model's bytes, estimated) is spent.
+    * ``split_fallback``: when int16x8 activations miss the gate too, try them with the
+      weight split (target: ``min_sqnr`` + 6 dB, or 35 dB for an accuracy gate).
     """
 
     rewrites: tuple[str, ...] | None = None
@@ -114,6 +118,7 @@ class Strategy:
     rounding_fallback: bool = True
     weight_split: float | None = None
     weight_split_budget: float = 0.10
+    split_fallback: bool = True
 
     def __post_init__(self) -> None:
         from toolchain.convert.weightround import METHODS
@@ -147,7 +152,8 @@ class Strategy:
     def plain(cls) -> Strategy:
         """The plain recipe: no rewrites, no techniques, no fallbacks."""
         return cls(rewrites=(), equalize=False, bias_correction=False, fallback=False,
-                   int16_fallback=False, rounding_fallback=False)  # fmt: skip
+                   int16_fallback=False, rounding_fallback=False,
+                   split_fallback=False)  # fmt: skip
 
     @property
     def rewrite_names(self) -> tuple[str, ...]:
@@ -338,6 +344,34 @@ def int16_options(options: QuantOptions) -> QuantOptions | None:
     )
 
 
+#: the weight split's target above a ``--min-sqnr`` gate (dB): weights then cost the
+#: output about 1 dB of it
+SPLIT_MARGIN_DB = 6.0
+
+
+def _split_retry(
+    strategy: Strategy,
+    att: Attempt,
+    gate: str,
+    min_sqnr: float | None,
+    max_accuracy_drop: float | None,
+) -> Attempt | None:
+    """The attempt after an int16x8 one that missed a gate: the same with two-term weights
+    for the layers whose int8 weights limit the output (:mod:`weightsplit`); None when it
+    does not apply. In int8 the split's extra rounded activation costs about what it gains
+    (DLA-60: 14.3 -> 13.5 dB), so it follows int16x8 only."""
+    from toolchain.convert.weightsplit import DEFAULT_TARGET_DB
+
+    if not strategy.split_fallback or att.weight_split is not None:
+        return None
+    if att.options.activations != "int16" or (min_sqnr is None and max_accuracy_drop is None):
+        return None
+    target = DEFAULT_TARGET_DB if min_sqnr is None else min_sqnr + SPLIT_MARGIN_DB
+    return replace(att, weight_split=target, techniques=dict(att.techniques),
+                   why=f"int16x8 + weight split {target:g} dB (int16x8 missed {gate})",
+                   fallback_from=copy.deepcopy(att.fallback_from))  # fmt: skip
+
+
 def run(
     strategy: Strategy,
     options: QuantOptions,
@@ -370,6 +404,11 @@ def run(
                                 why=f"gptq weight rounding (int8 missed {gate})",
                                 fallback_from=copy.deepcopy(exc.measured))]  # fmt: skip
                 i = 0
+                continue
+            split = _split_retry(strategy, att, gate, min_sqnr, max_accuracy_drop)
+            if split is not None:
+                log.warning("int16x8 misses %s; trying two-term weights", gate)
+                todo, i = [split], 0
                 continue
             opts16 = int16_options(att.options) if strategy.int16_fallback else None
             if opts16 is None or (min_sqnr is None and max_accuracy_drop is None):
