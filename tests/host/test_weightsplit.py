@@ -129,14 +129,14 @@ def test_apply_measures_and_splits_the_layer_the_output_cannot_afford(
     onnx_bytes: bytes,
 ) -> None:
     calib, val = _data(32, 1), _data(32, 2)
-    new, rec = ws.apply(onnx_bytes, [calib], ["x"], target_db=40.0, budget=0.3)
+    new, rec = ws.apply(onnx_bytes, [calib], ["x"], target_db=40.0, budget=0.5)
     first = _conv_names(onnx_bytes)[0]
     by_name = {r["name"]: r for r in rec["layers"]}
     assert min(by_name, key=lambda k: by_name[k]["db"] or 1e9) == first  # measured the worst
     assert rec["chosen"][0] == first
     assert by_name[first]["db"] < 20.0  # the pathology is there
     assert rec["added_weights"] == sum(by_name[n]["weights"] for n in rec["chosen"])
-    assert rec["added_fraction_estimate"] <= 0.3
+    assert rec["added_fraction_estimate"] <= 0.5
     wo = rec["weights_only_db"]
     assert wo["after"] > wo["before"] + 12.0, wo
     # held-out data: the split model with every weight on the int8 grid vs the original
@@ -208,7 +208,7 @@ def test_int16x8_conversion_gains_what_the_split_costs(tmp_path: Path) -> None:
     kw: dict[str, Any] = {"calib": calib, "val": val, "cache": False, "options": opts}
     plain = convert(CancelNet().eval(), out_dir=tmp_path / "plain", **kw)
     res = convert(CancelNet().eval(), out_dir=tmp_path / "split",
-                  strategy=Strategy(weight_split=40.0, weight_split_budget=0.3), **kw)  # fmt: skip
+                  strategy=Strategy(weight_split=40.0, weight_split_budget=0.5), **kw)  # fmt: skip
     rec = res.report["conversion"]["techniques"]["weight_split"]
     assert rec["chosen"] and rec["chosen"][0] == "/c1/Conv"
     s0 = next(iter(plain.report["fidelity"].values()))["sqnr_input_dependent_db"]

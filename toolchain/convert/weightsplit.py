@@ -50,11 +50,13 @@ DEFAULT_BUDGET = 0.10
 SAMPLES = 32
 
 
-#: bytes per output channel of a quantized layer besides its weights (TFLite, int8):
-#: weight scale (4) and zero point (8), int32 bias (4), bias scale (4) and zero point (8)
-CHANNEL_BYTES = 28
-#: bytes of one more layer, ADD operator and their tensors' descriptions (measured ~300-600)
-LAYER_BYTES = 600
+#: bytes per output channel of a quantized layer besides its weights (TFLite): weight
+#: scale (4) and zero point (8), bias (int32 with int8 activations, int64 with int16), bias
+#: scale (4) and zero point (8)
+CHANNEL_BYTES = 32
+#: bytes of one more layer, an ADD and their tensors' descriptions (names, shapes,
+#: quantization tables; measured 300-1,000, longer onnx2tf names in small models)
+LAYER_BYTES = 1000
 
 
 @dataclass
@@ -302,8 +304,8 @@ def apply(
         for c, nz in sorted(per_layer, key=lambda t: -t[1] / _cost(t[0])):
             if _db(sig, remaining) >= target_db:
                 break
-            if spent + _cost(c) > budget * total_b:
-                continue
+            if nz <= 0.0 or spent + _cost(c) > budget * total_b:
+                continue  # exact on the grid already, or too dear
             chosen.append(c)
             spent += _cost(c)
             remaining -= nz
