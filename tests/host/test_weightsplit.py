@@ -225,3 +225,24 @@ def test_int16x8_conversion_gains_what_the_split_costs(tmp_path: Path) -> None:
     # ADD, within the estimate the budget was checked against
     added = res.tflite_bytes - plain.tflite_bytes
     assert rec["added_weights"] < added <= rec["added_bytes_estimate"], (added, rec)
+
+
+def test_layer_table_pairs_a_scaled_tensor_with_the_one_of_its_value() -> None:
+    """The per-layer table's matcher: cosine ignores scale, so a hard-sigmoid's
+    ``relu6(x+3)/6`` tied with its shift ``x+3`` and was paired with it (MobileNetV3's SE
+    gates at 20·log10(6/5) = 1.58 dB in the table). The tie goes to the closer value."""
+    from toolchain.convert.validate import _match, _prepare, sqnr_db
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 1, 1, 16)).astype(np.float32)
+    shift = x + 3.0
+    gate = np.clip(shift, 0.0, 6.0) / 6.0
+    cands = [("shift", "/se/gate/shift", "Add", shift), ("gate", "/se/gate/mul", "Mul", gate),
+             ("flat", "/se/Flatten", "Flatten", gate.copy())]  # fmt: skip
+    q = gate + 1e-3 * rng.standard_normal(gate.shape).astype(np.float32)
+    best, cos = _match(q, _prepare(cands, q.shape[1:]))
+    assert best[0] == "gate" and cos > 0.999  # not the shift, not the data-movement copy
+    s = sqnr_db(best[3], q)
+    assert s is not None and s > 40.0
+    best, _ = _match(shift + 0.0, _prepare(cands, q.shape[1:]))
+    assert best[0] == "shift"
