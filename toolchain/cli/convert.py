@@ -387,6 +387,15 @@ def _print_summary(result: Any) -> None:
             f"rewrites: {', '.join(conv['rewrites_applied']) or 'none'}",
             highlight=False,
         )
+        split = (conv.get("techniques") or {}).get("weight_split")
+        if split and split.get("chosen"):
+            wo = split.get("weights_only_db") or {}
+            c.print(
+                f"weight split: {len(split['chosen'])} layers as two int8 terms, weights-only "
+                f"SQNR {wo.get('before')} -> {wo.get('after')} dB (calibration data), about "
+                f"{split.get('added_bytes_estimate', 0):,} bytes more",
+                highlight=False,
+            )
         fb = conv.get("precision_fallback")
         if fb:
             c.print(_fallback_line(conv["attempt"], fb), highlight=False)
