@@ -137,6 +137,7 @@ def test_apply_measures_and_splits_the_layer_the_output_cannot_afford(
     assert by_name[first]["db"] < 20.0  # the pathology is there
     assert rec["added_weights"] == sum(by_name[n]["weights"] for n in rec["chosen"])
     assert rec["added_fraction_estimate"] <= 0.5
+    assert rec["largest_split_output_elements"] == 16 * 12 * 12  # c1's output
     wo = rec["weights_only_db"]
     assert wo["after"] > wo["before"] + 12.0, wo
     # held-out data: the split model with every weight on the int8 grid vs the original

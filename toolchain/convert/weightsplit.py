@@ -188,6 +188,22 @@ def split(onnx_bytes: bytes, names: Sequence[str], *, per_channel: bool = True,
     return model.SerializeToString()
 
 
+def _out_elements(model: Any, layers: Sequence[_Cand]) -> dict[str, int]:
+    """Elements of each layer's output (ONNX shape inference; 0 where unknown)."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    dims = {
+        vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
+        for vi in [*inferred.graph.value_info, *inferred.graph.output]
+    }
+    out = {}
+    for c in layers:
+        d = dims.get(c.node.output[0])
+        out[c.node.name] = int(np.prod(d)) if d and all(v > 0 for v in d) else 0
+    return out
+
+
 def _session(model: Any, feeds: Sequence[str]) -> Any:
     """An onnxruntime session whose ``feeds`` initializers can be overridden per run."""
     import onnx
@@ -319,6 +335,9 @@ def apply(
     if not chosen:
         rec["seconds"] = round(time.perf_counter() - t0, 2)
         return onnx_bytes, rec
+    # arena: the two terms and their sum are alive at once; the largest split output says
+    # how much more a TFLM arena may need (the budget counts bytes only)
+    rec["largest_split_output_elements"] = max(_out_elements(model, chosen).values(), default=0)
     new = split(onnx_bytes, rec["chosen"], per_channel=per_channel,
                 per_channel_dense=per_channel_dense)  # fmt: skip
     # measured: every layer on the converter's grid, the chosen ones as two terms
