@@ -142,6 +142,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="do not retry with mixed precision (int16 islands) before int16x8 everywhere",
     )
     r.add_argument(
+        "--weight-split",
+        type=float,
+        metavar="DB",
+        help="give the layers whose int8 weights limit the output most two-term weights "
+        "(W = int8 grid part + residual, two layers and an ADD; exact in float) until the "
+        "weights-only SQNR on the calibration data is predicted to reach DB",
+    )
+    r.add_argument(
+        "--weight-split-budget",
+        type=float,
+        metavar="F",
+        help="at most this fraction of the model's bytes added by --weight-split (default 0.1)",
+    )
+    r.add_argument(
+        "--no-split-fallback",
+        action="store_true",
+        help="do not retry with --weight-split when int16x8 misses a fidelity gate",
+    )
+    r.add_argument(
         "--no-int16-fallback",
         action="store_true",
         help="do not retry with int16x8 activations when int8 misses --min-sqnr",
@@ -291,6 +310,12 @@ def _strategy(args: argparse.Namespace) -> Any:
         changes["weight_rounding"] = args.weight_rounding
     if args.no_rounding_fallback:
         changes["rounding_fallback"] = False
+    if args.weight_split is not None:
+        changes["weight_split"] = args.weight_split
+    if args.weight_split_budget is not None:
+        changes["weight_split_budget"] = args.weight_split_budget
+    if args.no_split_fallback:
+        changes["split_fallback"] = False
     return replace(base, **changes)
 
 
@@ -403,6 +428,15 @@ def _print_summary(result: Any) -> None:
             f"rewrites: {', '.join(conv['rewrites_applied']) or 'none'}",
             highlight=False,
         )
+        split = (conv.get("techniques") or {}).get("weight_split")
+        if split and split.get("chosen"):
+            wo = split.get("weights_only_db") or {}
+            c.print(
+                f"weight split: {len(split['chosen'])} layers as two int8 terms, weights-only "
+                f"SQNR {wo.get('before')} -> {wo.get('after')} dB (calibration data), about "
+                f"{split.get('added_bytes_estimate', 0):,} bytes more",
+                highlight=False,
+            )
         fb = conv.get("precision_fallback")
         if fb:
             c.print(_fallback_line(conv["attempt"], fb), highlight=False)

@@ -263,11 +263,19 @@ def _convert_cold(
         with _stage("export", timings, prog):
             onnx_path = workdir / "model.onnx"
             onnx_bytes = _export_shared(shared, attempt, (loaded, load), calib_ds, onnx_path, opts)
+        to_round = onnx_bytes
+        if attempt.weight_split is not None:
+            # two-term weights for the layers that limit the output (exact in float); the
+            # converter gets them (onnx_path), onnx_bytes stays the float model
+            with _stage("weight split", timings, prog):
+                to_round = attempt.split_weights(
+                    onnx_bytes, onnx_path, calib_ds.arrays, loaded.input_names
+                )
         if attempt.weight_rounding != "none":
             # the converter gets the rounded weights (onnx_path); onnx_bytes stays the
             # float model the per-layer table and the export check compare against
             with _stage("weight rounding", timings, prog):
-                attempt.round_weights(onnx_bytes, onnx_path, calib_ds.arrays, loaded.input_names)
+                attempt.round_weights(to_round, onnx_path, calib_ds.arrays, loaded.input_names)
         key2 = None
         if store is not None:
             key2 = cache_mod.make_key(

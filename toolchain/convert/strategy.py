@@ -17,7 +17,9 @@ of :class:`Attempt` s, tried in order by :func:`run` until one succeeds:
    keeping the weight rounding), aiming at the gate plus a margin within a bytes budget;
 5. when that misses too and int16 fallback is allowed: int16x8 activations everywhere
    (keeping the weight rounding); the report's ``conversion.precision_fallback`` then says
-   what the attempt before measured and what the model costs more (bytes, TFLM arena).
+   what the attempt before measured and what the model costs more (bytes, TFLM arena);
+6. when int16x8 misses too: the same with two-term weights for the layers whose int8
+   weights limit the output (:mod:`toolchain.convert.weightsplit`; exact, costs bytes).
 
 A second frontend (litert-torch) is not tried: it needs ai-edge-litert 2.3 (the pinned
 stack has 2.1.0), JAX, torchao and transformers, and cannot share this environment; see
@@ -101,6 +103,12 @@ class Strategy:
       ``gptq`` rounding before int16x8 activations.
     * ``int16_fallback``: when ``min_sqnr`` is missed with int8, try int16x8 activations.
     * ``mixed_fallback``: before int16x8 everywhere, try mixed precision (int16 islands).
+    * ``weight_split``: None (off) or a weights-only SQNR target in dB: the layers whose
+      int8 weights limit the output most get two-term weights (:mod:`weightsplit`: exact,
+      TFLM builtins, costs their weight bytes again) until the target is predicted or
+      ``weight_split_budget`` (a fraction of the model's bytes, estimated) is spent.
+    * ``split_fallback``: when int16x8 activations miss the gate too, try them with the
+      weight split (target: ``min_sqnr`` + 6 dB, or 35 dB for an accuracy gate).
     """
 
     rewrites: tuple[str, ...] | None = None
@@ -113,9 +121,18 @@ class Strategy:
     weight_rounding: str = "none"
     rounding_fallback: bool = True
     mixed_fallback: bool = True
+    weight_split: float | None = None
+    weight_split_budget: float = 0.10
+    split_fallback: bool = True
 
     def __post_init__(self) -> None:
         from toolchain.convert.weightround import METHODS
+
+        if not 0.0 < self.weight_split_budget <= 1.0:
+            raise UsageError(
+                f"weight-split budget {self.weight_split_budget} is not in (0, 1]",
+                hint="give the fraction of the model's bytes that may be added, e.g. 0.1",
+            )
 
         if self.weight_rounding not in METHODS:
             raise UsageError(
@@ -141,7 +158,7 @@ class Strategy:
         """The plain recipe: no rewrites, no techniques, no fallbacks."""
         return cls(rewrites=(), equalize=False, bias_correction=False, fallback=False,
                    int16_fallback=False, rounding_fallback=False,
-                   mixed_fallback=False)  # fmt: skip
+                   mixed_fallback=False, split_fallback=False)  # fmt: skip
 
     @property
     def rewrite_names(self) -> tuple[str, ...]:
@@ -161,6 +178,9 @@ class Attempt:
     onnx2tf: dict[str, Any] = field(default_factory=dict)
     why: str = "primary"
     weight_rounding: str = "none"
+    #: weights-only SQNR target of the two-term weight split (None: off), and its budget
+    weight_split: float | None = None
+    weight_split_budget: float = 0.10
     # filled in while it runs
     rewrite_records: list[dict[str, Any]] = field(default_factory=list)
     techniques: dict[str, Any] = field(default_factory=dict)
@@ -178,6 +198,11 @@ class Attempt:
             "range_method": self.range_method,
             "onnx2tf": self.onnx2tf,
             **({"weight_rounding": self.weight_rounding} if self.weight_rounding != "none" else {}),
+            **(
+                {"weight_split": [self.weight_split, self.weight_split_budget]}
+                if self.weight_split is not None
+                else {}
+            ),
         }
 
     def record(self) -> dict[str, Any]:
@@ -251,6 +276,25 @@ class Attempt:
             path.write_bytes(new)
         return new
 
+    def split_weights(
+        self, data: bytes, path: Path, calib: Sequence[np.ndarray], input_names: Sequence[str]
+    ) -> bytes:
+        """``data`` with two-term weights for the layers :mod:`weightsplit` chooses
+        (rewriting ``path`` too), or ``data`` itself. Its record goes to ``techniques``."""
+        if self.weight_split is None:
+            return data
+        from toolchain.convert import weightsplit
+
+        new, rec = weightsplit.apply(
+            data, calib, input_names, target_db=self.weight_split,
+            budget=self.weight_split_budget, per_channel=self.options.per_channel,
+            per_channel_dense=self.options.per_channel_dense,
+        )  # fmt: skip
+        self.techniques = {**self.techniques, "weight_split": rec}
+        if new is not data:
+            path.write_bytes(new)
+        return new
+
     def rewrite_onnx(self, data: bytes, path: Path) -> bytes:
         """Apply the rewrites to the exported ONNX bytes (rewriting ``path`` too)."""
         if not self.rewrites:
@@ -276,6 +320,8 @@ def attempts(strategy: Strategy, options: QuantOptions) -> list[Attempt]:
         range_method=strategy.calibration_range,
         onnx2tf=first,
         weight_rounding=strategy.weight_rounding,
+        weight_split=strategy.weight_split,
+        weight_split_budget=strategy.weight_split_budget,
     )
     out = [base]
     if strategy.fallback:
@@ -310,6 +356,34 @@ def int16_options(options: QuantOptions) -> QuantOptions | None:
         input_dtype="float32" if options.io_input == "float32" else "int16",
         output_dtype="float32" if options.io_output == "float32" else "int16",
     )
+
+
+#: the weight split's target above a ``--min-sqnr`` gate (dB): weights then cost the
+#: output about 1 dB of it
+SPLIT_MARGIN_DB = 6.0
+
+
+def _split_retry(
+    strategy: Strategy,
+    att: Attempt,
+    gate: str,
+    min_sqnr: float | None,
+    max_accuracy_drop: float | None,
+) -> Attempt | None:
+    """The attempt after an int16x8 one that missed a gate: the same with two-term weights
+    for the layers whose int8 weights limit the output (:mod:`weightsplit`); None when it
+    does not apply. In int8 the split's extra rounded activation costs about what it gains
+    (DLA-60: 14.3 -> 13.5 dB), so it follows int16x8 only."""
+    from toolchain.convert.weightsplit import DEFAULT_TARGET_DB
+
+    if not strategy.split_fallback or att.weight_split is not None:
+        return None
+    if att.options.activations != "int16" or (min_sqnr is None and max_accuracy_drop is None):
+        return None
+    target = DEFAULT_TARGET_DB if min_sqnr is None else min_sqnr + SPLIT_MARGIN_DB
+    return replace(att, weight_split=target, techniques=dict(att.techniques),
+                   why=f"int16x8 + weight split {target:g} dB (int16x8 missed {gate})",
+                   fallback_from=copy.deepcopy(att.fallback_from))  # fmt: skip
 
 
 def run(
@@ -352,6 +426,11 @@ def run(
                                 techniques=dict(att.techniques),
                                 fallback_from=copy.deepcopy(exc.measured))]  # fmt: skip
                 i = 0
+                continue
+            split = _split_retry(strategy, att, gate, min_sqnr, max_accuracy_drop)
+            if split is not None:
+                log.warning("int16x8 misses %s; trying two-term weights", gate)
+                todo, i = [split], 0
                 continue
             opts16 = int16_options(att.options) if strategy.int16_fallback else None
             if opts16 is None or (min_sqnr is None and max_accuracy_drop is None):
