@@ -187,15 +187,15 @@ def test_fallback_order_ends_with_the_split_after_int16() -> None:
         return "ok"
 
     assert run(Strategy(fallback=False), QuantOptions(), 25.0, once) == "ok"
-    assert seen == [("none", "int8", None), ("gptq", "int8", None), ("gptq", "int16", None),
-                    ("gptq", "int16", 31.0)]  # fmt: skip
+    assert seen == [("none", "int8", None), ("gptq", "int8", None), ("gptq", "mixed", None),
+                    ("gptq", "int16", None), ("gptq", "int16", 31.0)]  # fmt: skip
     seen.clear()
     assert run(Strategy(fallback=False), QuantOptions(), None, once, max_accuracy_drop=0.5)
     assert seen[-1] == ("gptq", "int16", ws.DEFAULT_TARGET_DB)
     seen.clear()
     with pytest.raises(FidelityError):
         run(Strategy(fallback=False, split_fallback=False), QuantOptions(), 25.0, once)
-    assert len(seen) == 3
+    assert len(seen) == 4
 
 
 def _ops(path: Path) -> list[str]:
