@@ -11,7 +11,9 @@ of :class:`Attempt` s, tried in order by :func:`run` until one succeeds:
    :data:`ONNX2TF_ALTERNATIVES` (each once);
 3. when the result misses ``min_sqnr`` or ``max_accuracy_drop`` and the rounding fallback
    is allowed: the same attempt with error-compensating weight rounding (``gptq``, see
-   :mod:`toolchain.convert.weightround`: still int8 everywhere, the same bytes);
+   :mod:`toolchain.convert.weightround`: still int8 everywhere, the same bytes) — skipped
+   when int8 missed ``min_sqnr`` by more than :data:`GPTQ_REACH_DB` (the next steps then
+   keep the gptq rounding);
 4. when that misses too and the mixed fallback is allowed: mixed precision (int16x8
    islands inside the int8 model, chosen by measurement, :mod:`toolchain.convert.mixed`;
    keeping the weight rounding), aiming at the gate plus a margin within a bytes budget;
@@ -336,6 +338,22 @@ def attempts(strategy: Strategy, options: QuantOptions) -> list[Attempt]:
     return out
 
 
+#: the most a gptq weight rounding is taken to add to an int8 model's plain SQNR (dB):
+#: measured on the peer suite +0.1 to +1.2 dB (docs/convert-coverage.md), so an int8 model
+#: that misses ``--min-sqnr`` by more goes on to more precision without the int8 gptq attempt
+GPTQ_REACH_DB = 3.0
+
+
+def _gptq_short_by(measured: dict[str, Any] | None, min_sqnr: float | None) -> float | None:
+    """How far (dB) the int8 attempt missed ``min_sqnr`` when that is beyond what gptq
+    rounding can add (:data:`GPTQ_REACH_DB`); None when gptq is worth an attempt."""
+    sqnr = (measured or {}).get("sqnr_db")
+    if min_sqnr is None or sqnr is None:
+        return None
+    short = float(min_sqnr) - float(sqnr)
+    return short if short > GPTQ_REACH_DB else None
+
+
 def mixed_options(options: QuantOptions) -> QuantOptions | None:
     """The mixed-precision variant of int8 ``options`` (same I/O types); None otherwise."""
     if options.activations != "int8":
@@ -407,22 +425,33 @@ def run(
         except FidelityError as exc:
             errors.append((att, exc))
             gate = "--min-sqnr" if "--min-sqnr" in exc.message else "--max-accuracy-drop"
+            skipped = ""
             if (
                 strategy.rounding_fallback
                 and att.weight_rounding == "none"
                 and att.options.activations == "int8"
                 and (min_sqnr is not None or max_accuracy_drop is not None)
             ):
-                log.warning("int8 misses %s; trying gptq weight rounding", gate)
-                todo = [replace(att, weight_rounding="gptq", techniques=dict(att.techniques),
-                                why=f"gptq weight rounding (int8 missed {gate})",
-                                fallback_from=copy.deepcopy(exc.measured))]  # fmt: skip
-                i = 0
-                continue
+                short = _gptq_short_by(exc.measured, min_sqnr)
+                if short is not None and (strategy.mixed_fallback or strategy.int16_fallback):
+                    # gptq cannot close a gap this wide in int8: go on to the next
+                    # precision at once, with the gptq rounding (one conversion fewer)
+                    log.warning("int8 misses %s by %.1f dB; gptq rounding alone gains at most "
+                                "~%g dB: trying more precision with it", gate, short,
+                                GPTQ_REACH_DB)  # fmt: skip
+                    att = replace(att, weight_rounding="gptq")
+                    skipped = f"; by {short:.1f} dB: gptq int8 skipped"
+                else:
+                    log.warning("int8 misses %s; trying gptq weight rounding", gate)
+                    todo = [replace(att, weight_rounding="gptq", techniques=dict(att.techniques),
+                                    why=f"gptq weight rounding (int8 missed {gate})",
+                                    fallback_from=copy.deepcopy(exc.measured))]  # fmt: skip
+                    i = 0
+                    continue
             optsm = mixed_options(att.options) if strategy.mixed_fallback else None
             if optsm is not None and (min_sqnr is not None or max_accuracy_drop is not None):
                 log.warning("int8 misses %s; trying mixed precision (int16 islands)", gate)
-                todo = [replace(att, options=optsm, why=f"mixed precision (int8 missed {gate})",
+                todo = [replace(att, options=optsm, why=f"mixed precision (int8 missed {gate}{skipped})",
                                 techniques=dict(att.techniques),
                                 fallback_from=copy.deepcopy(exc.measured))]  # fmt: skip
                 i = 0
@@ -437,7 +466,7 @@ def run(
                 break
             log.warning("%s misses %s; trying int16x8 activations", att.options.activations, gate)
             first_measured = att.fallback_from if att.options.activations == "mixed" else None
-            todo = [replace(att, options=opts16, why=f"int16x8 (int8 missed {gate})",
+            todo = [replace(att, options=opts16, why=f"int16x8 (int8 missed {gate}{skipped})",
                             techniques=dict(att.techniques),
                             rewrites=rw.for_activations(att.rewrites, "int16"),
                             fallback_from=copy.deepcopy(first_measured or exc.measured))]  # fmt: skip
