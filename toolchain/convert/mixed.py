@@ -226,9 +226,7 @@ class SpliceInfo:
 class _Models:
     """The two unpacked models and their pairing (unpacked once, spliced many times)."""
 
-    def __init__(
-        self, int8: bytes, int16: bytes, io16: tuple[bool, bool] = (False, False)
-    ) -> None:
+    def __init__(self, int8: bytes, int16: bytes, io16: tuple[bool, bool] = (False, False)) -> None:
         self.io16 = io16
         try:
             self.m8 = flatbuf.unpack(int8)
