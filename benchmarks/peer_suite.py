@@ -115,9 +115,20 @@ OPTION_RUNS: dict[str, dict[str, Any]] = {
         "mixed_budget": 0.10,
         "input_dtype": "float32",
     },
+    # int16 graph I/O (taken from the int16x8 model; the fallback's mixed attempt) + gptq
+    "mixed-int16io": {
+        "activations": "mixed",
+        "mixed_target_sqnr": 30.0,
+        "mixed_budget": 0.10,
+        "input_dtype": "int16",
+        "output_dtype": "int16",
+    },
 }
 #: the strategy of an OPTION_RUNS entry when not the default one
-RUN_STRATEGIES: dict[str, dict[str, Any]] = {"mixed-gptq-f32in": {"weight_rounding": "gptq"}}
+RUN_STRATEGIES: dict[str, dict[str, Any]] = {
+    "mixed-gptq-f32in": {"weight_rounding": "gptq"},
+    "mixed-int16io": {"weight_rounding": "gptq"},
+}
 
 
 def strategies(names: list[str]) -> dict[str, Any]:

@@ -400,6 +400,8 @@ def test_fallbacks_are_tried_in_order_and_reported() -> None:
     assert seen[2].options.activations == "int8" and seen[2].weight_rounding == "gptq"
     assert seen[3].options.activations == "mixed" and seen[3].weight_rounding == "gptq"
     assert seen[4].options.activations == "int16" and "int16" in seen[4].why
+    # the mixed attempt has the int16x8 attempt's interface (int16 I/O, not int8)
+    assert seen[3].options.io_input == seen[4].options.io_input == "int16"
     # the int16x8 attempt gets the rewrites its kernels need; the int8 ones did not
     assert "layernorm-centred" in seen[4].rewrites and "layernorm-centred" not in seen[0].rewrites
     assert [f["attempt"] for f in seen[4].failed_before] == [a.why for a in seen[:4]]

@@ -192,8 +192,10 @@ def test_bad_input_is_one_clear_error(converted: dict[str, Any]) -> None:
         QuantOptions(activations="int4")
     with pytest.raises(UsageError, match="budget"):
         QuantOptions(activations="mixed", mixed_budget=-1.0)
-    with pytest.raises(UsageError, match="int16"):
-        QuantOptions(activations="mixed", input_dtype="int16")
+    with pytest.raises(UsageError, match="does not go with mixed"):
+        QuantOptions(activations="mixed", input_dtype="uint16")
+    with pytest.raises(ConversionError, match="int16 graph inputs"):  # int8 twin: no int16 I/O
+        mixed.splice(i8, i8, [], io16=(True, False))
     # two int8 models do not pair (no int16 twin): nothing is spliced, the int8 model stands
     res = mixed.choose(i8, i8, c["xs"], c["ref"], **kw)
     assert res.data == i8 and not res.record["used"] and res.record["candidates"] == 0
@@ -275,3 +277,64 @@ def test_int16x8_models_lose_only_their_calibration_stats(converted: dict[str, A
         it.invoke()
         outs.append(it.get_tensor(do["index"]).copy())
     assert np.array_equal(outs[0], outs[1])
+
+
+def test_int16_graph_io(converted: dict[str, Any], tmp_path: Path) -> None:
+    """``io16``: the graph input/output become the int16x8 model's int16 tensors; int8
+    readers of the input get a QUANTIZE int16→int8, an int8 producer of the output a
+    QUANTIZE int8→int16; the compiled runtime runs it bit-exact with TFLM."""
+    from dataclasses import replace
+
+    from benchmarks import compile_suite
+    from toolchain.compile import hostrun
+    from toolchain.convert.strategy import int16_options, mixed_options
+
+    c = converted
+    i8, i16 = c["int8"], c["int16"]
+    t16 = TFLiteModel.from_bytes(i16)
+    io = (True, True)
+    x = _data(16, 5)
+
+    def specs(data: bytes) -> tuple[list[Any], list[Any]]:
+        return mixed._io_specs(data, c["input_specs"], c["output_specs"])
+
+    def run(data: bytes) -> np.ndarray:
+        ins, outs = specs(data)
+        return run_tflite(data, [x], input_specs=ins, output_specs=outs)[0]
+
+    none = mixed.splice(i8, i16, [], io16=io)
+    m = TFLiteModel.from_bytes(none)
+    assert [t.dtype for t in m.inputs] == ["int16"] and [t.dtype for t in m.outputs] == ["int16"]
+    assert (m.inputs[0].scale, m.outputs[0].scale) == (t16.inputs[0].scale, t16.outputs[0].scale)
+    assert m.op_histogram()["QUANTIZE"] == 2  # int16 -> int8 in, int8 -> int16 out
+    # nothing int16 inside: as accurate as the int8 model (the input is rounded twice,
+    # int16 then int8: not bit for bit)
+    ref = OutlierNet().eval()(torch.from_numpy(x)).detach().numpy()
+    ref8 = _run(i8, c, x)
+    assert abs(_db(ref, run(none)) - _db(ref, ref8)) < 1.0
+    # every op int16: no QUANTIZE left; the islands read the input and write the output
+    ms = mixed._Models(i8, i16, io)
+    every = mixed.splice(i8, i16, set(ms.pairing.ops), io16=io)
+    assert "QUANTIZE" not in TFLiteModel.from_bytes(every).op_histogram()
+    assert np.array_equal(run(every), run(i16))  # the int16x8 model, output for output
+    # choose with int16 I/O: the chosen model keeps it and beats int8-everywhere
+    kw = {"input_specs": c["input_specs"], "output_specs": c["output_specs"]}
+    res = mixed.choose(i8, i16, c["xs"], c["ref"], io16=io, **kw)
+    m = TFLiteModel.from_bytes(res.data)
+    assert [t.dtype for t in m.inputs] == ["int16"] and [t.dtype for t in m.outputs] == ["int16"]
+    assert _db(ref, run(res.data)) > _db(ref, ref8) + 3.0
+    # the strategy's mixed attempt has the int16x8 attempt's interface
+    o = QuantOptions()
+    assert (mixed_options(o).io_input, mixed_options(o).io_output) == ("int16", "int16")
+    f = replace(o, input_dtype="float32")
+    assert (mixed_options(f).io_input, mixed_options(f).io_output) == ("float32", "int16")
+    o16 = int16_options(mixed_options(o))
+    assert o16 is not None and (o16.activations, o16.io_input) == ("int16", "int16")
+    if not hostrun.have_gcc():
+        pytest.skip("needs the host gcc")
+    for name, data in (("none", none), ("chosen", res.data)):
+        path = tmp_path / f"{name}.tflite"
+        path.write_bytes(data)
+        row = compile_suite.check_model(path, name, tmp_path / name, inputs=2)
+        assert row["compiled"], row.get("error")
+        assert row["mismatches"] == 0 and row["bit_exact"], row

@@ -226,7 +226,8 @@ class SpliceInfo:
 class _Models:
     """The two unpacked models and their pairing (unpacked once, spliced many times)."""
 
-    def __init__(self, int8: bytes, int16: bytes) -> None:
+    def __init__(self, int8: bytes, int16: bytes, io16: tuple[bool, bool] = (False, False)) -> None:
+        self.io16 = io16
         try:
             self.m8 = flatbuf.unpack(int8)
             self.m16 = flatbuf.unpack(int16)
@@ -237,6 +238,19 @@ class _Models:
         self.g16 = self.m16.subgraphs[0]
         self.users = flatbuf.tensor_users(self.g8)
         self.prod8 = _producers(self.g8)
+        for what, flag, t8s, t16s in (
+            ("input", io16[0], self.g8.inputs, self.g16.inputs),
+            ("output", io16[1], self.g8.outputs, self.g16.outputs),
+        ):
+            if flag and not (
+                len(t8s) == len(t16s)
+                and all(int(self.g16.tensors[t].type) == _T.INT16 for t in t16s)
+                and all(int(self.g8.tensors[t].type) == _T.INT8 for t in t8s)
+            ):
+                raise ConversionError(
+                    f"mixed precision: int16 graph {what}s need int8 {what}s in the int8 model "
+                    f"and int16 {what}s in the int16x8 model"
+                )
 
     def ops_of(self, tensors: Sequence[int]) -> set[int]:
         """The int8 operators that become int16 when ``tensors`` are int16."""
@@ -258,12 +272,22 @@ class _Models:
         return _splice(self, int16_ops, litert, force8)
 
 
-def splice(int8: bytes, int16: bytes, chosen: Sequence[int] | set[int]) -> bytes:
+def splice(
+    int8: bytes,
+    int16: bytes,
+    chosen: Sequence[int] | set[int],
+    io16: tuple[bool, bool] = (False, False),
+) -> bytes:
     """The int8 model with the operators ``chosen`` (indices into the int8 model's operator
     list; each must pair, see :func:`pair`) taken from the int16x8 model, QUANTIZE ops
-    between int8 and int16 tensors. With nothing chosen the int8 model's behaviour is
-    unchanged (same operators, tensors and buffers)."""
-    models = _Models(int8, int16)
+    between int8 and int16 tensors. With nothing chosen and ``io16`` false the int8 model's
+    behaviour is unchanged (same operators, tensors and buffers).
+
+    ``io16`` (inputs, outputs): the graph inputs / outputs become int16 with the int16x8
+    model's input / output tensor parameters (both models must have one int8 resp. int16
+    tensor at each position): int8 readers of an input get a QUANTIZE int16→int8, int16
+    islands read it directly; an int8 producer of an output gets a QUANTIZE int8→int16."""
+    models = _Models(int8, int16, io16)
     bad = sorted(set(chosen) - set(models.pairing.ops))
     if bad:
         raise UsageError(
@@ -333,7 +357,8 @@ def _splice(
     sg.tensors = copy.deepcopy(g8.tensors)  # compact() renumbers their buffers in place
     model.subgraphs = [sg]
     info = SpliceInfo(int16_ops=len(int16_ops))
-    if not int16_ops:
+    in16, out16 = ms.io16
+    if not int16_ops and not in16 and not out16:
         sg.operators = copy.deepcopy(g8.operators)
         return flatbuf.pack(model), info
 
@@ -343,7 +368,7 @@ def _splice(
     # int16 copies of int8 tensors: (int8 tensor, int16-model tensor) -> our tensor
     up: dict[tuple[int, int], int] = {}
     const16: dict[int, int] = {}
-    graph_out = {int(t) for t in g8.outputs}
+    graph_out = {int(t) for t in g8.outputs} if not out16 else set()
 
     def add_tensor(t: Any, suffix: str) -> int:
         nt = _bare(t)
@@ -366,6 +391,15 @@ def _splice(
         new_ops.append(op)
         info.quantize_added += 1
 
+    rename: dict[int, int] = {}  # int8 graph I/O tensor -> its int16 replacement
+    if in16:  # int16 graph inputs; int8 readers get a QUANTIZE int16 -> int8
+        for a, b in zip(g8.inputs, g16.inputs, strict=True):
+            gin = add_tensor(g16.tensors[b], "")
+            sg.tensors[int(a)].name = (_name(g8.tensors[a]) + "/int8").encode()
+            of16[int(b)] = gin
+            rename[int(a)] = gin
+            quantize(gin, int(a))  # dropped by _live when only islands read the input
+            info.quantize_added -= 1  # counted below only when kept
     for i, op in enumerate(g8.operators):
         if i not in int16_ops:
             new_ops.append(copy.deepcopy(op))
@@ -443,7 +477,28 @@ def _splice(
         info.int16_op_names.append(flatbuf.op_name(model, nop))
         for src, dst in back:
             quantize(src, dst)  # the int8 tensor keeps its index, params and consumers
+        if out16:  # an island writes a graph output: that int16 tensor is the output
+            for a, dst in zip(op.outputs, outs, strict=True):
+                if int(a) in g8.outputs and dst != int(a):
+                    rename[int(a)] = dst
+    if out16:  # int8 producers of graph outputs: QUANTIZE int8 -> int16
+        for a, b in zip(g8.outputs, g16.outputs, strict=True):
+            if int(a) not in rename:
+                gout = add_tensor(g16.tensors[b], "")
+                sg.tensors[int(a)].name = (_name(g8.tensors[a]) + "/int8").encode()
+                quantize(int(a), gout)
+                rename[int(a)] = gout
+    if rename:
+        sg.inputs = [rename.get(int(t), int(t)) for t in sg.inputs]
+        sg.outputs = [rename.get(int(t), int(t)) for t in sg.outputs]
+        for sig in model.signatureDefs or []:
+            for m in (sig.inputs or []) + (sig.outputs or []):
+                m.tensorIndex = rename.get(int(m.tensorIndex), int(m.tensorIndex))
     sg.operators = _live(new_ops, {int(t) for t in sg.outputs})
+    if in16:
+        gins = {rename[int(t)] for t in g8.inputs}
+        info.quantize_added += sum(1 for op in sg.operators if int(op.inputs[0]) in gins
+                                   and _code(model, op) == _QUANTIZE)  # fmt: skip
     flatbuf.compact(model)
     return flatbuf.pack(model), info
 
@@ -598,6 +653,30 @@ def _error(ref: Sequence[np.ndarray], got: Sequence[np.ndarray], centered: bool 
     return worst
 
 
+def _io_specs(
+    data: bytes, ins: Sequence[TensorSpec], outs: Sequence[TensorSpec]
+) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """``ins``/``outs`` with the type and quantization of ``data``'s graph I/O tensors."""
+    from dataclasses import replace
+
+    from toolchain.tflite_model import TFLiteModel
+
+    parsed = TFLiteModel.from_bytes(data, source="mixed-precision model")
+
+    def fix(specs: Sequence[TensorSpec], tensors: Sequence[Any]) -> list[TensorSpec]:
+        return [
+            replace(
+                s,
+                dtype=tensors[s.tflite_index].dtype,
+                scale=tensors[s.tflite_index].scale,
+                zero_point=tensors[s.tflite_index].zero_point,
+            )
+            for s in specs
+        ]
+
+    return fix(ins, parsed.inputs), fix(outs, parsed.outputs)
+
+
 def _db(err: float) -> float:
     return math.inf if err <= 0.0 else round(-10.0 * math.log10(err), 3)
 
@@ -616,6 +695,7 @@ def choose(
     rank_time_s: float = RANK_TIME_S,
     measure: str = "input-dependent",
     arena: Callable[[bytes], int | None] | None = None,
+    io16: tuple[bool, bool] = (False, False),
 ) -> MixedResult:
     """Choose the int16 activation tensors by measurement and splice them in.
 
@@ -624,7 +704,9 @@ def choose(
     ``input_specs``/``output_specs``: the int8 model's I/O (as :func:`run_tflite` takes
     them). ``target_sqnr``: dB, input-dependent SQNR of the worst output on these samples;
     ``budget``: at most this fraction of the int8 model's bytes may be added. ``arena``:
-    measures a model's arena (for the record; None: not measured).
+    measures a model's arena (for the record; None: not measured). ``io16``: int16 graph
+    inputs / outputs (see :func:`splice`; the specs' types and parameters are then read
+    from each measured model, and "int8" below means the int8 model with those I/O types).
 
     Raises UsageError for a negative budget or a non-positive target, ConversionError when
     the two models cannot be read or have no single subgraph."""
@@ -647,14 +729,19 @@ def choose(
         return _error(ref, got, centered)
 
     t0 = time.perf_counter()
-    ms = _Models(int8, int16)
+    ms = _Models(int8, int16, io16)
     n = int(np.asarray(inputs[0]).shape[0])
+    if any(io16):  # the int8 model with int16 graph I/O is where choosing starts
+        int8 = ms.splice(set())[0]
     k_rank = max(2, min(rank_samples, n))
     ref = [np.asarray(r)[:n] for r in reference]
 
     def run(data: bytes, k: int) -> list[np.ndarray]:
-        return run_tflite(data, [np.asarray(a)[:k] for a in inputs], input_specs=input_specs,
-                          output_specs=output_specs)  # fmt: skip
+        ins, outs = input_specs, output_specs
+        if any(io16):
+            ins, outs = _io_specs(data, input_specs, output_specs)
+        return run_tflite(data, [np.asarray(a)[:k] for a in inputs], input_specs=ins,
+                          output_specs=outs)  # fmt: skip
 
     out8 = run(int8, n)
     err8 = _err(ref, out8)

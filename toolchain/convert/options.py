@@ -8,11 +8,12 @@ from typing import Any
 from toolchain.errors import UsageError
 
 ACTIVATIONS = ("int8", "int16", "mixed")
-#: I/O types allowed with each activation type (a mixed model keeps int8 I/O).
+#: I/O types allowed with each activation type (a mixed model: int8, or int16 I/O taken
+#: from the int16x8 model).
 IO_DTYPES = {
     "int8": ("int8", "uint8", "float32"),
     "int16": ("int16", "float32"),
-    "mixed": ("int8", "uint8", "float32"),
+    "mixed": ("int8", "uint8", "int16", "float32"),
 }
 #: the I/O type of each activation type when none is given
 _IO_DEFAULT = {"int8": "int8", "int16": "int16", "mixed": "int8"}

@@ -658,6 +658,7 @@ def _mixed(
     result = mixed.choose(
         data, data16, xs, ref, input_specs=ins, output_specs=outs, target_sqnr=target,
         budget=opts.mixed_budget, arena=_arena, measure=measure,
+        io16=(opts.io_input == "int16", opts.io_output == "int16"),
     )  # fmt: skip
     return result.data, result.record
 

@@ -79,8 +79,12 @@ def quantize(
             conv.target_spec.supported_ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
     else:
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = types[options.io_input]
-    conv.inference_output_type = types[options.io_output]
+    io_in, io_out = options.io_input, options.io_output
+    if options.activations == "mixed":  # int16 graph I/O is spliced in from the int16x8 model
+        io_in = "int8" if io_in == "int16" else io_in
+        io_out = "int8" if io_out == "int16" else io_out
+    conv.inference_input_type = types[io_in]
+    conv.inference_output_type = types[io_out]
     if not options.per_channel:
         conv._experimental_disable_per_channel = True
     elif not options.per_channel_dense:

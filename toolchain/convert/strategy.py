@@ -355,10 +355,19 @@ def _gptq_short_by(measured: dict[str, Any] | None, min_sqnr: float | None) -> f
 
 
 def mixed_options(options: QuantOptions) -> QuantOptions | None:
-    """The mixed-precision variant of int8 ``options`` (same I/O types); None otherwise."""
+    """The mixed-precision variant of int8 ``options``; None otherwise. Its I/O types are the
+    int16x8 variant's (:func:`int16_options`: int8 becomes int16, float32 stays), so the
+    fallback's mixed attempt has the interface of the int16x8 attempt after it (an int8
+    input's own rounding would cap it); uint8 I/O stays uint8."""
     if options.activations != "int8":
         return None
-    return replace(options, activations="mixed")
+    io = {"int8": "int16"}
+    return replace(
+        options,
+        activations="mixed",
+        input_dtype=io.get(options.io_input, options.io_input),
+        output_dtype=io.get(options.io_output, options.io_output),
+    )
 
 
 def int16_options(options: QuantOptions) -> QuantOptions | None:
@@ -366,7 +375,7 @@ def int16_options(options: QuantOptions) -> QuantOptions | None:
     if options.activations not in ("int8", "mixed"):
         return None
     io = {options.io_input, options.io_output}
-    if not io <= {"int8", "float32"}:
+    if not io <= {"int8", "int16", "float32"}:  # int16: a mixed attempt's
         return None  # uint8 I/O has no int16 counterpart
     return replace(
         options,
