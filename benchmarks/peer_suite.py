@@ -87,7 +87,10 @@ GATED = {"max-drop-0.5": 0.5}
 SQNR_GATES = {"min-sqnr-25": 25.0, "min-sqnr-30": 30.0}
 #: runs with int16x8 activations everywhere (``--activations int16``; the strategy adds
 #: :data:`toolchain.convert.rewrites.INT16`)
-INT16_RUNS = {"int16"}
+INT16_RUNS = {"int16", "int16-h1", "int16-h2", "int16-h4"}
+#: int16 runs with a fixed int16x8 range headroom (QuantOptions.int16_headroom; "int16"
+#: uses the default): the peer-int16-headroom section
+INT16_HEADROOM = {"int16-h1": 1.0, "int16-h2": 2.0, "int16-h4": 4.0}
 
 
 def _with_hardswish_relu6() -> Any:
@@ -123,11 +126,15 @@ def run_one(
     min_sqnr: float | None = None,
     max_accuracy_drop: float | None = None,
     activations: str = "int8",
+    int16_headroom: float | None = None,
 ) -> dict[str, Any]:
     """Convert one suite model; every failure is a result row."""
     from toolchain.convert import QuantOptions, convert
 
     shape = [int(v) for v in entry["input_shape"]]
+    qopts = QuantOptions(activations=activations)
+    if int16_headroom is not None:
+        qopts = QuantOptions(activations=activations, int16_headroom=int16_headroom)
     calib, val, labels = digits_data(folder, shape[-1])
     row: dict[str, Any] = {"input": shape, "calib_count": len(calib), "val_count": len(val)}
     t = time.perf_counter()
@@ -136,7 +143,7 @@ def run_one(
                       labels=labels, out_dir=work / entry["model"], cache=False,
                       strategy=strategy, min_sqnr=min_sqnr,
                       max_accuracy_drop=max_accuracy_drop,
-                      options=QuantOptions(activations=activations))  # fmt: skip
+                      options=qopts)  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - every failure is a result here
         return common.failed_conversion(row, exc, t)
     rep = res.report
@@ -147,6 +154,7 @@ def run_one(
     row.update(
         common.conversion_fields(rep),
         float_ops=list(lint["problems"]),
+        int16_headroom=qopts.int16_headroom if activations == "int16" else None,
         top1_float=acc.get("float"),
         top1_int8=acc.get("int8"),
         top1_drop=acc.get("drop"),
@@ -335,7 +343,8 @@ def main(argv: list[str]) -> int:
                    help="strategies (see arch-suite): before, after, equalize, bias_correction, "
                    "...; max-drop-0.5 = after with --max-accuracy-drop 0.5, min-sqnr-25 / "
                    "min-sqnr-30 = after with --min-sqnr (the gptq, then int16x8 "
-                   "fallback); int16 = after with --activations int16; hswish-int8 = after "
+                   "fallback); int16 = after with --activations int16 (int16-h1/-h2/-h4: with int16 "
+                   "headroom 1x/2x/4x); hswish-int8 = after "
                    "plus hardswish-relu6; default: after (the default Strategy)")  # fmt: skip
     p.add_argument("--out", default=RESULT, help="result name (benchmarks/results/NAME.json)")
     p.add_argument("--no-readme", action="store_true", help="do not update benchmarks/README.md")
@@ -382,7 +391,8 @@ def main(argv: list[str]) -> int:
                 row = run_one(folder, e, strat, Path(tmp) / r,
                               min_sqnr=SQNR_GATES.get(r),
                               max_accuracy_drop=GATED.get(r),
-                              activations="int16" if r in INT16_RUNS else "int8")  # fmt: skip
+                              activations="int16" if r in INT16_RUNS else "int8",
+                              int16_headroom=INT16_HEADROOM.get(r))  # fmt: skip
                 row.update(date=time.strftime("%Y-%m-%d %H:%M"), commit=commit)
                 result["runs"][r][e["model"]] = row
                 common.say(f"    ok={row['ok']} clean={row.get('clean')} "

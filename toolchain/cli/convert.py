@@ -43,6 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="int8 (default) or int16 activations with int8 weights (int16x8)",
     )
     q.add_argument(
+        "--int16-headroom",
+        type=float,
+        metavar="F",
+        help="with --activations int16: widen every calibrated activation range F-fold "
+        "(1 = the calibration min/max; default: QuantOptions.int16_headroom)",
+    )
+    q.add_argument(
         "--input-type",
         choices=("int8", "uint8", "int16", "float32"),
         help="input tensor type (default: the activation type)",
@@ -213,6 +220,7 @@ def run(args: argparse.Namespace) -> int:
         onnx2tf_timeout_s=args.onnx2tf_timeout,
         quantize_timeout_s=args.quantize_timeout,
         fold_transposes=not args.keep_transposes,
+        **({} if args.int16_headroom is None else {"int16_headroom": args.int16_headroom}),
     )
     strategy = _strategy(args)
     with ui.progress() as prog:

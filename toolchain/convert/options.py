@@ -14,6 +14,9 @@ ONNX_OPSET = 17
 #: calibration range methods (:mod:`toolchain.convert.calibrate`): the converter's min/max,
 #: or each int8 activation range narrowed to its error optimum on the calibration data
 RANGE_METHODS = ("minmax", "mse")
+#: default int16x8 range headroom (see QuantOptions.int16_headroom; benchmarks/README.md,
+#: section peer-int16-headroom)
+INT16_HEADROOM = 1.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,10 @@ class QuantOptions:
     * ``validation_samples``: at most this many validation samples are compared.
     * ``onnx2tf_timeout_s`` / ``quantize_timeout_s``: limits for those stages (seconds).
     * ``fold_transposes``: fold layout-only TRANSPOSE ops into linear weights.
+    * ``int16_headroom``: with int16 activations, every calibrated activation range is
+      widened this many times (1 = the calibration min/max): int16 has 15 bits, so 2x-4x
+      costs 1-2 bits of resolution and keeps inputs beyond the calibration data from
+      clipping (:func:`toolchain.convert.calibrate.int16_ranges`). No effect on int8.
     """
 
     activations: str = "int8"
@@ -47,6 +54,7 @@ class QuantOptions:
     onnx2tf_timeout_s: float = 600.0
     quantize_timeout_s: float = 900.0
     fold_transposes: bool = True
+    int16_headroom: float = INT16_HEADROOM
 
     def __post_init__(self) -> None:
         if self.activations not in ACTIVATIONS:
@@ -72,6 +80,11 @@ class QuantOptions:
         ):
             if n < 1:
                 raise UsageError(f"{what} must be at least 1 (got {n})")
+        if not 1.0 <= self.int16_headroom <= 64.0:
+            raise UsageError(
+                f"int16 headroom {self.int16_headroom} is not between 1 and 64",
+                hint="give a factor such as 2 or 4 (1 = the calibration ranges)",
+            )
         if self.onnx2tf_timeout_s <= 0 or self.quantize_timeout_s <= 0:
             raise UsageError("timeouts must be positive")
 
@@ -93,4 +106,6 @@ class QuantOptions:
         d = self.to_dict()
         d.pop("onnx2tf_timeout_s")
         d.pop("quantize_timeout_s")
+        if self.activations != "int16":
+            d.pop("int16_headroom")  # no effect on int8 (and int8 keys stay as they were)
         return d
