@@ -16,7 +16,7 @@ ONNX_OPSET = 17
 RANGE_METHODS = ("minmax", "mse")
 #: default int16x8 range headroom (see QuantOptions.int16_headroom; benchmarks/README.md,
 #: section peer-int16-headroom)
-INT16_HEADROOM = 1.0
+INT16_HEADROOM = 4.0
 
 
 @dataclass(frozen=True)
