@@ -70,6 +70,24 @@ def test_int8_models_do_not_change(tmp_path: Path) -> None:
 
 def test_headroom_is_checked_and_has_a_measured_default() -> None:
     assert QuantOptions().int16_headroom == INT16_HEADROOM >= 1.0
+    # the CLI help names it without importing toolchain.convert (kept lazy)
+    cli = (Path(__file__).parents[2] / "toolchain" / "cli" / "convert.py").read_text()
+    assert f"default {INT16_HEADROOM:g}, QuantOptions.int16_headroom" in cli
     for bad in (0.5, 0.0, 100.0):
         with pytest.raises(UsageError, match="int16 headroom"):
             QuantOptions(activations="int16", int16_headroom=bad)
+
+
+def test_project_file_sets_the_headroom(tmp_path: Path) -> None:
+    from toolchain.project import load_project
+
+    (tmp_path / "net.py").write_text("def build():\n    raise SystemExit('not called')\n")
+    (tmp_path / "calib.npy").write_bytes(b"")
+    (tmp_path / "edgedeploy.toml").write_text(
+        '[model]\nsource = "net.py:build"\ninput_shape = [1, 3, 16, 16]\n'
+        '[data]\ncalibration = "calib.npy"\n'
+        '[quantization]\nactivations = "int16"\nint16_headroom = 2.0\n'
+        '[target]\nname = "mps2-an386"\n'
+    )
+    p = load_project(tmp_path / "edgedeploy.toml")
+    assert p.quantization.options.int16_headroom == 2.0

@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         metavar="F",
         help="with --activations int16: widen every calibrated activation range F-fold "
-        "(1 = the calibration min/max; default: QuantOptions.int16_headroom)",
+        "(1 = the calibration min/max; default 4, QuantOptions.int16_headroom)",
     )
     q.add_argument(
         "--input-type",
