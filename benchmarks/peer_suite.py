@@ -85,12 +85,6 @@ GATED = {"max-drop-0.5": 0.5}
 #: runs with an SQNR gate (dB, the plain logits SQNR of ``--min-sqnr``): a model below it
 #: tries gptq rounding, then int16x8 activations (see toolchain/convert/strategy.py)
 SQNR_GATES = {"min-sqnr-25": 25.0, "min-sqnr-30": 30.0}
-#: runs with int16x8 activations everywhere (``--activations int16``; the strategy adds
-#: :data:`toolchain.convert.rewrites.INT16`)
-INT16_RUNS = {"int16", "int16-h1", "int16-h2", "int16-h4"}
-#: int16 runs with a fixed int16x8 range headroom (QuantOptions.int16_headroom; "int16"
-#: uses the default): the peer-int16-headroom section
-INT16_HEADROOM = {"int16-h1": 1.0, "int16-h2": 2.0, "int16-h4": 4.0}
 
 
 def _with_hardswish_relu6() -> Any:
@@ -107,11 +101,39 @@ def _with_hardswish_relu6() -> Any:
 EXTRA = {"hswish-int8": _with_hardswish_relu6}
 
 
+#: runs with other quantization options (the default strategy): ``mixed`` = int8 with
+#: int16x8 islands chosen by measurement (target 30 dB on calibration samples, ≤ 10 % bytes)
+OPTION_RUNS: dict[str, dict[str, Any]] = {
+    # int16x8 activations everywhere (the strategy adds toolchain.convert.rewrites.INT16)
+    "int16": {"activations": "int16"},
+    # the same with a fixed int16x8 range headroom (QuantOptions.int16_headroom; "int16"
+    # uses the default): the peer-int16-headroom section
+    "int16-h1": {"activations": "int16", "int16_headroom": 1.0},
+    "int16-h2": {"activations": "int16", "int16_headroom": 2.0},
+    "int16-h4": {"activations": "int16", "int16_headroom": 4.0},
+    "mixed": {"activations": "mixed", "mixed_target_sqnr": 30.0, "mixed_budget": 0.10},
+    # the same with float32 input (islands quantize the float input to int16 themselves)
+    # and gptq weight rounding (see RUN_STRATEGIES)
+    "mixed-gptq-f32in": {
+        "activations": "mixed",
+        "mixed_target_sqnr": 30.0,
+        "mixed_budget": 0.10,
+        "input_dtype": "float32",
+    },
+}
+#: the strategy of an OPTION_RUNS entry when not the default one
+RUN_STRATEGIES: dict[str, dict[str, Any]] = {"mixed-gptq-f32in": {"weight_rounding": "gptq"}}
+
+
 def strategies(names: list[str]) -> dict[str, Any]:
     from benchmarks.arch_suite import strategies as arch
     from toolchain.convert.strategy import Strategy
 
-    gated = {n: Strategy() for n in names if n in GATED or n in SQNR_GATES or n in INT16_RUNS}
+    gated = {
+        n: Strategy(**RUN_STRATEGIES.get(n, {}))
+        for n in names
+        if n in GATED or n in SQNR_GATES or n in OPTION_RUNS
+    }
     gated.update({n: EXTRA[n]() for n in names if n in EXTRA})
     table = arch([n for n in names if n not in gated])
     return {n: gated.get(n) or table[n] for n in names}
@@ -125,16 +147,12 @@ def run_one(
     *,
     min_sqnr: float | None = None,
     max_accuracy_drop: float | None = None,
-    activations: str = "int8",
-    int16_headroom: float | None = None,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Convert one suite model; every failure is a result row."""
+    """Convert one suite model (``options``: QuantOptions fields); every failure is a row."""
     from toolchain.convert import QuantOptions, convert
 
     shape = [int(v) for v in entry["input_shape"]]
-    qopts = QuantOptions(activations=activations)
-    if int16_headroom is not None:
-        qopts = QuantOptions(activations=activations, int16_headroom=int16_headroom)
     calib, val, labels = digits_data(folder, shape[-1])
     row: dict[str, Any] = {"input": shape, "calib_count": len(calib), "val_count": len(val)}
     t = time.perf_counter()
@@ -143,7 +161,7 @@ def run_one(
                       labels=labels, out_dir=work / entry["model"], cache=False,
                       strategy=strategy, min_sqnr=min_sqnr,
                       max_accuracy_drop=max_accuracy_drop,
-                      options=qopts)  # fmt: skip
+                      options=QuantOptions(**options) if options else None)  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - every failure is a result here
         return common.failed_conversion(row, exc, t)
     rep = res.report
@@ -154,7 +172,9 @@ def run_one(
     row.update(
         common.conversion_fields(rep),
         float_ops=list(lint["problems"]),
-        int16_headroom=qopts.int16_headroom if activations == "int16" else None,
+        int16_headroom=(rep.get("options") or {}).get("int16_headroom")
+        if conv.get("activations") != "int8"
+        else None,
         top1_float=acc.get("float"),
         top1_int8=acc.get("int8"),
         top1_drop=acc.get("drop"),
@@ -163,6 +183,7 @@ def run_one(
         sqnr_input_dependent_db=fid.get("sqnr_input_dependent_db"),
         input_dependent_power=fid.get("input_dependent_power"),
         precision_fallback=conv.get("precision_fallback"),
+        mixed_precision=conv.get("mixed_precision"),
         failed_attempts=conv.get("failed_attempts") or [],
         onnx2tf_strict_mode=conv.get("onnx2tf_strict_mode"),
         timings_s=rep.get("timings_s"),
@@ -188,7 +209,7 @@ def summarize(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {
         "models": len(rs),
         "converted": len(ok),
-        "clean": sum(1 for r in rs if r.get("clean")),
+        "clean": sum(1 for r in ok if _clean(r) != "NO"),  # mixed: Q at island edges only
         "learned": len(lr),
         "within_0_5_points": sum(1 for d in drops if d <= 0.5),
         "within_1_point": sum(1 for d in drops if d <= 1.0),
@@ -273,8 +294,8 @@ def markdown(result: dict[str, Any]) -> str:
             how = ", ".join(r.get("rewrites") or []) or "-"
             if r.get("attempt") and r["attempt"] != "primary":
                 how += f" ({r['attempt']})"
-            if r.get("activations") == "int16":
-                how += " int16x8"
+            if r.get("activations") in ("int16", "mixed"):
+                how += " int16x8" if r["activations"] == "int16" else " mixed"
             wr = (r.get("techniques") or {}).get("weight_rounding")
             if wr and wr.get("layers"):
                 inm = wr.get("in_model") or {}
@@ -292,6 +313,9 @@ def markdown(result: dict[str, Any]) -> str:
                 how += (f"; int8 had {fb['int8'].get('sqnr_db')} dB, drop "
                         f"{fb['int8'].get('accuracy_drop')}; +{fb.get('extra_bytes_pct')} % "
                         f"bytes, {arena}")  # fmt: skip
+            mp = r.get("mixed_precision")
+            if mp:
+                how += "; " + _mixed_how(mp)
             missed = _missed(r.get("failed_attempts") or [])
             if missed:
                 how += f"; missed before: {missed}"
@@ -300,7 +324,7 @@ def markdown(result: dict[str, Any]) -> str:
             flt = f" +{len(r['float_ops'])} float" if r["float_ops"] else ""
             agree = r.get("top1_agreement")
             lines.append(
-                f"| {name} | {size} | {'yes' if r['clean'] else 'NO'} "
+                f"| {name} | {size} | {_clean(r)} "
                 f"| {c['TRANSPOSE']}/{c['QUANTIZE']}/{c['DEQUANTIZE']}{flt} "
                 f"| {_pads(r.get('ops') or {})} "
                 f"| {_num(r['top1_float'])} | {_num(r['top1_int8'])} "
@@ -324,6 +348,36 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _clean(r: dict[str, Any]) -> str:
+    """yes / NO; a mixed model whose only QUANTIZE ops are its island edges is clean."""
+    if r["clean"]:
+        return "yes"
+    mp, c = r.get("mixed_precision") or {}, r["counts"]
+    if (
+        mp.get("used")
+        and not r.get("float_ops")
+        and c["TRANSPOSE"] == c["DEQUANTIZE"] == 0
+        and c["QUANTIZE"] == mp.get("quantize_added")
+    ):
+        return "yes (Q: island edges)"
+    return "NO"
+
+
+def _mixed_how(mp: dict[str, Any]) -> str:
+    """What mixed precision chose and cost (the *how* column)."""
+    if not mp.get("used"):
+        return f"mixed: int8 kept ({mp.get('how') or mp.get('reason')})"
+    arena = (
+        f", {mp['extra_arena_pct']:+.1f} % arena" if mp.get("extra_arena_pct") is not None else ""
+    )
+    return (
+        f"mixed: {mp['int16_tensors']}/{mp['candidates']} tensors int16 ({mp['int16_ops']} ops, "
+        f"{mp['quantize_added']} QUANTIZE at island edges), calib. SQNR "
+        f"{mp['sqnr_before_db']} → {mp['sqnr_after_db']} dB (target {mp['target_sqnr_db']:g}), "
+        f"{mp['extra_bytes_pct']:+.1f} % bytes{arena}, {mp['seconds']['total']} s"
+    )
+
+
 def _commit() -> str | None:
     """The project's git commit (None outside a git checkout)."""
     import subprocess
@@ -343,9 +397,10 @@ def main(argv: list[str]) -> int:
                    help="strategies (see arch-suite): before, after, equalize, bias_correction, "
                    "...; max-drop-0.5 = after with --max-accuracy-drop 0.5, min-sqnr-25 / "
                    "min-sqnr-30 = after with --min-sqnr (the gptq, then int16x8 "
-                   "fallback); int16 = after with --activations int16 (int16-h1/-h2/-h4: with int16 "
-                   "headroom 1x/2x/4x); hswish-int8 = after "
-                   "plus hardswish-relu6; default: after (the default Strategy)")  # fmt: skip
+                   "fallback); int16 = after with --activations int16 (int16-h1/-h2/-h4: "
+                   "with int16 headroom 1x/2x/4x); hswish-int8 = after "
+                   "plus hardswish-relu6; mixed = after with --activations mixed (int16 islands, "
+                   "30 dB target, 10 %% bytes); default: after (the default Strategy)")  # fmt: skip
     p.add_argument("--out", default=RESULT, help="result name (benchmarks/results/NAME.json)")
     p.add_argument("--no-readme", action="store_true", help="do not update benchmarks/README.md")
     p.add_argument("--section", default="peer-suite", help="README section (marker name)")
@@ -391,8 +446,7 @@ def main(argv: list[str]) -> int:
                 row = run_one(folder, e, strat, Path(tmp) / r,
                               min_sqnr=SQNR_GATES.get(r),
                               max_accuracy_drop=GATED.get(r),
-                              activations="int16" if r in INT16_RUNS else "int8",
-                              int16_headroom=INT16_HEADROOM.get(r))  # fmt: skip
+                              options=OPTION_RUNS.get(r))  # fmt: skip
                 row.update(date=time.strftime("%Y-%m-%d %H:%M"), commit=commit)
                 result["runs"][r][e["model"]] = row
                 common.say(f"    ok={row['ok']} clean={row.get('clean')} "

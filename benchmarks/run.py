@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "mcu": "benchmarks.mcu_link",
     "arch-suite": "benchmarks.arch_suite",
     "peer-suite": "benchmarks.peer_suite",
+    "peer-weights": "benchmarks.peer_weights",
     "prune": "benchmarks.prune_mlperf",
     "qemu": "benchmarks.qemu_firmware",
     "demo": "benchmarks.demo_bench",

@@ -272,7 +272,7 @@ def test_gated_attempts_share_work_and_match_a_direct_conversion(
     val = rng.standard_normal((24, 3, 8, 8)).astype(np.float32)
     model = _Net().eval()
     kw: dict[str, Any] = {"calib": calib, "val": val, "input_shapes": [(1, 3, 8, 8)]}
-    gated = Strategy(rewrites=(), fallback=False, int16_fallback=False)
+    gated = Strategy(rewrites=(), fallback=False, int16_fallback=False, mixed_fallback=False)
     with pytest.raises(FidelityError):  # both attempts miss: each stays in the cache
         convert(model, out_dir=tmp_path / "gated", strategy=gated, min_sqnr=200.0,
                 cache_dir=tmp_path / "cache", **kw)  # fmt: skip

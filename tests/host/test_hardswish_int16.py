@@ -162,7 +162,8 @@ def test_peer_suite_has_the_int16_and_decomposed_int8_runs() -> None:
     from benchmarks import peer_suite
 
     runs = peer_suite.strategies(["int16", "hswish-int8", "after"])
-    assert "int16" in peer_suite.INT16_RUNS and "after" not in peer_suite.INT16_RUNS
+    assert peer_suite.OPTION_RUNS["int16"] == {"activations": "int16"}
+    assert "after" not in peer_suite.OPTION_RUNS
     assert runs["int16"].rewrite_names == rewrites.DEFAULT  # the strategy adds INT16
     hs = runs["hswish-int8"].rewrite_names
     assert set(hs) == set(rewrites.DEFAULT) | {"hardswish-relu6"}

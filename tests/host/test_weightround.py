@@ -142,28 +142,57 @@ def test_unknown_method_is_a_usage_error() -> None:
         Strategy(weight_rounding="adaround-magic")
 
 
-def test_fallback_order_nearest_then_gptq_then_int16() -> None:
+def test_fallback_order_nearest_then_gptq_then_mixed_then_int16() -> None:
     seen: list[tuple[str, str]] = []
 
     def once(att: Attempt) -> str:
         seen.append((att.weight_rounding, att.options.activations))
-        if att.options.activations == "int8":
-            exc = FidelityError("output 'y': int8 SQNR 10.00 dB is below --min-sqnr 30 dB")
-            exc.measured = {"sqnr_db": 10.0, "tflite_bytes": 100}
+        if att.options.activations in ("int8", "mixed"):
+            exc = FidelityError("output 'y': int8 SQNR 28.00 dB is below --min-sqnr 30 dB")
+            exc.measured = {"sqnr_db": 28.0, "tflite_bytes": 100}
             raise exc
         return "ok"
 
     assert run(Strategy(fallback=False), QuantOptions(), 30.0, once) == "ok"
-    assert seen == [("none", "int8"), ("gptq", "int8"), ("gptq", "int16")]
+    assert seen == [("none", "int8"), ("gptq", "int8"), ("gptq", "mixed"), ("gptq", "int16")]
     seen.clear()
     with pytest.raises(FidelityError):
         run(Strategy(fallback=False, int16_fallback=False), QuantOptions(), 30.0, once)
+    assert seen == [("none", "int8"), ("gptq", "int8"), ("gptq", "mixed")]
+    seen.clear()
+    with pytest.raises(FidelityError):
+        run(Strategy(fallback=False, int16_fallback=False, mixed_fallback=False),
+            QuantOptions(), 30.0, once)  # fmt: skip
     assert seen == [("none", "int8"), ("gptq", "int8")]
     seen.clear()
     with pytest.raises(FidelityError):  # no gate: nothing to fall back for
-        run(Strategy(fallback=False, rounding_fallback=False, int16_fallback=False),
-            QuantOptions(), 30.0, once)  # fmt: skip
+        run(Strategy(fallback=False, rounding_fallback=False, int16_fallback=False,
+                     mixed_fallback=False), QuantOptions(), 30.0, once)  # fmt: skip
     assert seen == [("none", "int8")]
+
+
+def test_a_gap_gptq_cannot_close_skips_the_int8_gptq_attempt() -> None:
+    """int8 missing the SQNR gate by more than GPTQ_REACH_DB goes on to mixed precision at
+    once, keeping gptq rounding; an accuracy gate alone (not predictable) still tries it."""
+    from toolchain.convert.strategy import GPTQ_REACH_DB
+
+    seen: list[tuple[str, str, str]] = []
+
+    def once(att: Attempt) -> str:
+        seen.append((att.weight_rounding, att.options.activations, att.why))
+        if att.options.activations == "int8":
+            exc = FidelityError("output 'y': int8 SQNR 19.00 dB is below --min-sqnr 30 dB")
+            exc.measured = {"sqnr_db": 19.0, "tflite_bytes": 100, "accuracy_drop": 2.0}
+            raise exc
+        return "ok"
+
+    assert GPTQ_REACH_DB < 30.0 - 19.0
+    assert run(Strategy(fallback=False), QuantOptions(), 30.0, once) == "ok"
+    assert [s[:2] for s in seen] == [("none", "int8"), ("gptq", "mixed")]
+    assert "11.0 dB: gptq int8 skipped" in seen[-1][2]
+    seen.clear()
+    assert run(Strategy(fallback=False), QuantOptions(), None, once, max_accuracy_drop=0.5)
+    assert [s[:2] for s in seen] == [("none", "int8"), ("gptq", "int8"), ("gptq", "mixed")]
 
 
 def _int8_weights(path: Path) -> list[np.ndarray]:

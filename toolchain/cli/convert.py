@@ -38,9 +38,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = p.add_argument_group("quantization")
     q.add_argument(
         "--activations",
-        choices=("int8", "int16"),
+        choices=("int8", "int16", "mixed"),
         default="int8",
-        help="int8 (default) or int16 activations with int8 weights (int16x8)",
+        help="int8 (default), int16 activations with int8 weights (int16x8), or mixed: "
+        "int8 with int16x8 islands where measured to help (see --mixed-target-sqnr)",
+    )
+    q.add_argument(
+        "--mixed-target-sqnr",
+        type=float,
+        metavar="DB",
+        help="mixed: add int16 islands until the outputs' input-dependent SQNR on calibration "
+        "samples reaches this (default 30 dB, or --min-sqnr + 1 when given)",
+    )
+    q.add_argument(
+        "--mixed-budget",
+        type=float,
+        default=0.10,
+        metavar="F",
+        help="mixed: at most this fraction more .tflite bytes than the int8 model (0.10)",
     )
     q.add_argument(
         "--int16-headroom",
@@ -127,6 +142,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--no-rounding-fallback",
         action="store_true",
         help="do not retry with gptq weight rounding when int8 misses a fidelity gate",
+    )
+    r.add_argument(
+        "--no-mixed-fallback",
+        action="store_true",
+        help="do not retry with mixed precision (int16 islands) before int16x8 everywhere",
+    )
+    r.add_argument(
+        "--weight-split",
+        type=float,
+        metavar="DB",
+        help="give the layers whose int8 weights limit the output most two-term weights "
+        "(W = int8 grid part + residual, two layers and an ADD; exact in float) until the "
+        "weights-only SQNR on the calibration data is predicted to reach DB",
+    )
+    r.add_argument(
+        "--weight-split-budget",
+        type=float,
+        metavar="F",
+        help="at most this fraction of the model's bytes added by --weight-split (default 0.1)",
+    )
+    r.add_argument(
+        "--no-split-fallback",
+        action="store_true",
+        help="do not retry with --weight-split when int16x8 misses a fidelity gate",
     )
     r.add_argument(
         "--no-int16-fallback",
@@ -220,6 +259,8 @@ def run(args: argparse.Namespace) -> int:
         onnx2tf_timeout_s=args.onnx2tf_timeout,
         quantize_timeout_s=args.quantize_timeout,
         fold_transposes=not args.keep_transposes,
+        mixed_target_sqnr=args.mixed_target_sqnr,
+        mixed_budget=args.mixed_budget,
         **({} if args.int16_headroom is None else {"int16_headroom": args.int16_headroom}),
     )
     strategy = _strategy(args)
@@ -271,10 +312,18 @@ def _strategy(args: argparse.Namespace) -> Any:
         changes["calibration_range"] = args.calibration_range
     if args.no_int16_fallback:
         changes["int16_fallback"] = False
+    if args.no_mixed_fallback:
+        changes["mixed_fallback"] = False
     if args.weight_rounding is not None:
         changes["weight_rounding"] = args.weight_rounding
     if args.no_rounding_fallback:
         changes["rounding_fallback"] = False
+    if args.weight_split is not None:
+        changes["weight_split"] = args.weight_split
+    if args.weight_split_budget is not None:
+        changes["weight_split_budget"] = args.weight_split_budget
+    if args.no_split_fallback:
+        changes["split_fallback"] = False
     return replace(base, **changes)
 
 
@@ -290,6 +339,23 @@ def _fallback_line(attempt: str, fb: dict[str, Any]) -> str:
         f"SQNR {i8.get('sqnr_db')} dB, {i8.get('tflite_bytes')} B, arena {i8.get('arena_bytes')}"
         f" B; this model: {fb.get('bytes')} B{pct('extra_bytes_pct')}, arena "
         f"{fb.get('arena_bytes')} B{pct('extra_arena_pct')}"
+    )
+
+
+def _mixed_line(mp: dict[str, Any]) -> str:
+    """What mixed precision chose and what it cost against the int8 model."""
+    if not mp.get("used"):
+        return f"mixed precision: int8 kept ({mp.get('how') or mp.get('reason')})"
+    arena = (
+        f", arena {mp['arena_int8']} -> {mp['arena']} B ({mp['extra_arena_pct']:+.1f} %)"
+        if mp.get("extra_arena_pct") is not None
+        else ""
+    )
+    return (
+        f"mixed precision: {mp['int16_tensors']} int16 tensors ({mp['int16_ops']} ops, "
+        f"{mp['quantize_added']} QUANTIZE), calibration SQNR {mp['sqnr_before_db']} -> "
+        f"{mp['sqnr_after_db']} dB (target {mp['target_sqnr_db']:g}), {mp['bytes_int8']} -> "
+        f"{mp['bytes']} B ({mp['extra_bytes_pct']:+.1f} %){arena}, {mp['seconds']['total']} s"
     )
 
 
@@ -370,9 +436,21 @@ def _print_summary(result: Any) -> None:
             f"rewrites: {', '.join(conv['rewrites_applied']) or 'none'}",
             highlight=False,
         )
+        split = (conv.get("techniques") or {}).get("weight_split")
+        if split and split.get("chosen"):
+            wo = split.get("weights_only_db") or {}
+            c.print(
+                f"weight split: {len(split['chosen'])} layers as two int8 terms, weights-only "
+                f"SQNR {wo.get('before')} -> {wo.get('after')} dB (calibration data), about "
+                f"{split.get('added_bytes_estimate', 0):,} bytes more",
+                highlight=False,
+            )
         fb = conv.get("precision_fallback")
         if fb:
             c.print(_fallback_line(conv["attempt"], fb), highlight=False)
+        mp = conv.get("mixed_precision")
+        if mp:
+            c.print(_mixed_line(mp), highlight=False)
     t = r["timings_s"]
     c.print("times (s): " + ", ".join(f"{k} {v:g}" for k, v in t.items()), highlight=False)
     c.print(

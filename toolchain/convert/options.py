@@ -7,9 +7,19 @@ from typing import Any
 
 from toolchain.errors import UsageError
 
-ACTIVATIONS = ("int8", "int16")
-#: I/O types allowed with each activation type.
-IO_DTYPES = {"int8": ("int8", "uint8", "float32"), "int16": ("int16", "float32")}
+ACTIVATIONS = ("int8", "int16", "mixed")
+#: I/O types allowed with each activation type (a mixed model keeps int8 I/O).
+IO_DTYPES = {
+    "int8": ("int8", "uint8", "float32"),
+    "int16": ("int16", "float32"),
+    "mixed": ("int8", "uint8", "float32"),
+}
+#: the I/O type of each activation type when none is given
+_IO_DEFAULT = {"int8": "int8", "int16": "int16", "mixed": "int8"}
+#: mixed precision: the target SQNR (dB, calibration samples) when none is given
+MIXED_TARGET_SQNR = 30.0
+#: mixed precision: the default budget (fraction of the int8 model's .tflite bytes)
+MIXED_BUDGET = 0.10
 ONNX_OPSET = 17
 #: calibration range methods (:mod:`toolchain.convert.calibrate`): the converter's min/max,
 #: or each int8 activation range narrowed to its error optimum on the calibration data
@@ -24,7 +34,12 @@ class QuantOptions:
     """How to quantize.
 
     * ``activations``: ``"int8"`` (full int8) or ``"int16"`` (int16 activations with int8
-      weights, "int16x8"; slower on MCUs, more accurate).
+      weights, "int16x8"; slower on MCUs, more accurate) or ``"mixed"`` (int8 with int16
+      activation islands where they are measured to help, :mod:`toolchain.convert.mixed`).
+    * ``mixed_target_sqnr``: mixed precision stops adding int16 tensors once the output
+      SQNR on calibration samples reaches this (dB; None: :data:`MIXED_TARGET_SQNR`).
+    * ``mixed_budget``: mixed precision adds at most this fraction of the int8 model's
+      .tflite bytes.
     * ``input_dtype`` / ``output_dtype``: the model's I/O tensor types; None means the
       activation type. ``uint8`` and ``float32`` I/O add a QUANTIZE/DEQUANTIZE at the edge.
     * ``per_channel``: per-output-channel weight scales for convolutions (default) or one
@@ -38,7 +53,8 @@ class QuantOptions:
     * ``validation_samples``: at most this many validation samples are compared.
     * ``onnx2tf_timeout_s`` / ``quantize_timeout_s``: limits for those stages (seconds).
     * ``fold_transposes``: fold layout-only TRANSPOSE ops into linear weights.
-    * ``int16_headroom``: with int16 activations, every calibrated activation range is
+    * ``int16_headroom``: with int16 activations (and the int16 model that ``mixed``
+      takes its islands from), every calibrated activation range is
       widened this many times (1 = the calibration min/max): int16 has 15 bits, so 2x-4x
       costs 1-2 bits of resolution and keeps inputs beyond the calibration data from
       clipping (:func:`toolchain.convert.calibrate.int16_ranges`). No effect on int8.
@@ -54,6 +70,8 @@ class QuantOptions:
     onnx2tf_timeout_s: float = 600.0
     quantize_timeout_s: float = 900.0
     fold_transposes: bool = True
+    mixed_target_sqnr: float | None = None
+    mixed_budget: float = MIXED_BUDGET
     int16_headroom: float = INT16_HEADROOM
 
     def __post_init__(self) -> None:
@@ -80,6 +98,15 @@ class QuantOptions:
         ):
             if n < 1:
                 raise UsageError(f"{what} must be at least 1 (got {n})")
+        if not self.mixed_budget >= 0:
+            raise UsageError(
+                f"the mixed-precision budget must be 0 or more (got {self.mixed_budget})",
+                hint="give a fraction of the int8 model's bytes, e.g. --mixed-budget 0.1",
+            )
+        if self.mixed_target_sqnr is not None and not self.mixed_target_sqnr > 0:
+            raise UsageError(
+                f"the mixed-precision target SQNR must be positive (got {self.mixed_target_sqnr})"
+            )
         if not 1.0 <= self.int16_headroom <= 64.0:
             raise UsageError(
                 f"int16 headroom {self.int16_headroom} is not between 1 and 64",
@@ -90,11 +117,11 @@ class QuantOptions:
 
     @property
     def io_input(self) -> str:
-        return self.input_dtype or self.activations
+        return self.input_dtype or _IO_DEFAULT[self.activations]
 
     @property
     def io_output(self) -> str:
-        return self.output_dtype or self.activations
+        return self.output_dtype or _IO_DEFAULT[self.activations]
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -106,6 +133,9 @@ class QuantOptions:
         d = self.to_dict()
         d.pop("onnx2tf_timeout_s")
         d.pop("quantize_timeout_s")
-        if self.activations != "int16":
-            d.pop("int16_headroom")  # no effect on int8 (and int8 keys stay as they were)
+        if self.activations == "int8":
+            d.pop("int16_headroom")  # int8 keys stay what they were (int16 and mixed use it)
+        if self.activations != "mixed":  # the int8/int16 keys stay what they were
+            d.pop("mixed_target_sqnr")
+            d.pop("mixed_budget")
         return d

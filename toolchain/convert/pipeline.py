@@ -263,11 +263,19 @@ def _convert_cold(
         with _stage("export", timings, prog):
             onnx_path = workdir / "model.onnx"
             onnx_bytes = _export_shared(shared, attempt, (loaded, load), calib_ds, onnx_path, opts)
+        to_round = onnx_bytes
+        if attempt.weight_split is not None:
+            # two-term weights for the layers that limit the output (exact in float); the
+            # converter gets them (onnx_path), onnx_bytes stays the float model
+            with _stage("weight split", timings, prog):
+                to_round = attempt.split_weights(
+                    onnx_bytes, onnx_path, calib_ds.arrays, loaded.input_names
+                )
         if attempt.weight_rounding != "none":
             # the converter gets the rounded weights (onnx_path); onnx_bytes stays the
             # float model the per-layer table and the export check compare against
             with _stage("weight rounding", timings, prog):
-                attempt.round_weights(onnx_bytes, onnx_path, calib_ds.arrays, loaded.input_names)
+                attempt.round_weights(to_round, onnx_path, calib_ds.arrays, loaded.input_names)
         key2 = None
         if store is not None:
             key2 = cache_mod.make_key(
@@ -288,6 +296,7 @@ def _convert_cold(
                     store.link(key1, key2)
                 return _finish_cached(hit, out, min_sqnr, max_accuracy_drop, prog)
 
+        mixed_on = opts.activations == "mixed"
         np.savez(
             workdir / "calib.npz", **dict(zip(loaded.input_names, calib_ds.arrays, strict=True))
         )
@@ -303,6 +312,7 @@ def _convert_cold(
                 "range_method": attempt.range_method,
                 "calib": str(workdir / "calib.npz"),
                 "out": str(tflite_path),
+                **({"out16": str(workdir / "model_int16.tflite")} if mixed_on else {}),
                 "options": opts.to_dict(),
                 "inputs": [{"name": n, "torch_shape": list(s)} for n, s in in_shapes],
                 "outputs": [
@@ -324,6 +334,15 @@ def _convert_cold(
             ref_outs, layer_samples, onnx_ref, export_err = shared.get(
                 ref_key, lambda: _float_reference(loaded, eval_ds, n_eval, onnx_bytes)
             )
+            mixed_data: tuple[list[np.ndarray], list[np.ndarray]] | None = None
+            if mixed_on:  # float outputs on calibration samples (mixed precision chooses there)
+                from toolchain.convert.mixed import MEASURE_SAMPLES
+
+                n_mix = min(MEASURE_SAMPLES, len(calib_ds))
+                mixed_data = (
+                    [a[:n_mix] for a in calib_ds.arrays],
+                    _torch_outputs(loaded, calib_ds.arrays, n_mix),
+                )
         try:
             meta = worker.wait(
                 onnx2tf_timeout_s=opts.onnx2tf_timeout_s,
@@ -336,11 +355,19 @@ def _convert_cold(
         if strict_known is None:
             _strict_record(strict_key, meta, store)
         timings["tf_import (overlapped)"] = round(worker.import_s or 0.0, 3)
-    for k in ("onnx2tf", "quantize"):
+    for k in ("onnx2tf", "quantize", "quantize int16"):
         if k in timings:
             timings[k] = round(timings[k], 3)
 
     data = tflite_path.read_bytes()
+    if opts.activations == "int16":  # runtimes read scale/zero point only
+        from toolchain.convert.mixed import strip_calibration_stats
+
+        data = strip_calibration_stats(data)
+    mixed_rec: dict[str, Any] | None = None
+    if mixed_data is not None:
+        with _stage("mixed precision", timings, prog):
+            data, mixed_rec = _mixed(data, meta, loaded, mixed_data, opts, min_sqnr)
     folded, fold_check = 0, "not needed"
     if opts.fold_transposes:
         with _stage("fold transposes", timings, prog):
@@ -425,6 +452,8 @@ def _convert_cold(
     report["conversion"]["onnx2tf_strict_fallback"] = meta.get("onnx2tf_strict_fallback", [])
     if attempt.fallback_from:
         report["conversion"]["precision_fallback"] = _precision_cost(attempt.fallback_from, data)
+    if mixed_rec is not None:
+        report["conversion"]["mixed_precision"] = mixed_rec
     if store is not None and key2 is not None:
         store.put(key2, data, report)
         if key1 is not None:
@@ -597,6 +626,40 @@ def _fold(
         return fr.data, new_meta, fr.removed, f"bit-exact on {len(samples)} samples"
     log.warning("folding layout transposes changed the outputs; kept the unfolded model")
     return data, meta, 0, "failed: outputs changed, transposes kept"
+
+
+def _mixed(
+    data: bytes,
+    meta: dict[str, Any],
+    loaded: Any,
+    samples: tuple[list[np.ndarray], list[np.ndarray]],
+    opts: QuantOptions,
+    min_sqnr: float | None,
+) -> tuple[bytes, dict[str, Any]]:
+    """Mixed precision: int16 activation islands spliced into the int8 model ``data`` where
+    they are measured to help (see :mod:`toolchain.convert.mixed`); (model, its record)."""
+    from toolchain.convert import mixed
+
+    info = meta.get("mixed_int16") or {}
+    if "path" not in info:
+        rec = {"used": False, "reason": f"no int16x8 model: {info.get('error', 'not made')}"}
+        log.warning("mixed precision: %s; the int8 model stands", rec["reason"])
+        return data, rec
+    data16 = Path(info["path"]).read_bytes()
+    measure = "input-dependent"
+    if opts.mixed_target_sqnr is not None:
+        target = float(opts.mixed_target_sqnr)
+    elif min_sqnr is not None:  # aim at what the gate measures: the plain SQNR
+        target, measure = float(min_sqnr) + mixed.GATE_MARGIN_DB, "plain"
+    else:
+        target = mixed.DEFAULT_TARGET_SQNR
+    ins, outs = _specs(TFLiteModel.from_bytes(data, source="int8 model"), meta, loaded)
+    xs, ref = samples
+    result = mixed.choose(
+        data, data16, xs, ref, input_specs=ins, output_specs=outs, target_sqnr=target,
+        budget=opts.mixed_budget, arena=_arena, measure=measure,
+    )  # fmt: skip
+    return result.data, result.record
 
 
 def _export_check(

@@ -37,13 +37,17 @@ def quantize(
     on_sample: Callable[[int, int], None] | None = None,
     range_margin: float = 0.0,
     range_method: str = "minmax",
+    float_fallback: bool = False,
 ) -> bytes:
     """Quantize; ``calib`` holds one PyTorch-layout array ``(N, ...)`` per input.
 
     ``range_margin``: widen every calibrated activation range by this fraction;
     ``range_method``: ``"minmax"`` (the converter's) or ``"mse"`` (each range narrowed to
-    its int8 error optimum) — see :mod:`toolchain.convert.calibrate`. Both are int8 only;
-    int16x8 ranges are widened by ``options.int16_headroom`` instead."""
+    its int8 error optimum) — see :mod:`toolchain.convert.calibrate`. ``float_fallback``
+    (int16x8 only): ops without a 16x8 kernel stay float instead of failing (the int16
+    model that :mod:`toolchain.convert.mixed` takes its int16 islands from).
+    ``range_margin``/``range_method`` are int8 only; int16x8 ranges are widened by
+    ``options.int16_headroom`` instead."""
     import tensorflow as tf
 
     names = list(keras_model.input_names)
@@ -73,6 +77,8 @@ def quantize(
         conv.target_spec.supported_ops = [
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
         ]
+        if float_fallback:
+            conv.target_spec.supported_ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
     else:
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = types[options.io_input]

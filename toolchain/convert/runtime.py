@@ -75,6 +75,10 @@ def make_interpreter(data: bytes, *, preserve_all_tensors: bool = False) -> Any:
     without the XNNPACK delegate (so results do not depend on the host's delegate)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+    from toolchain.convert import mixed
+
+    if mixed.needs_litert_form(data):  # a mixed-precision model: int8→int16 QUANTIZE
+        data = mixed.litert_form(data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # preserve_all_tensors "is for debugging"

@@ -11,10 +11,17 @@ of :class:`Attempt` s, tried in order by :func:`run` until one succeeds:
    :data:`ONNX2TF_ALTERNATIVES` (each once);
 3. when the result misses ``min_sqnr`` or ``max_accuracy_drop`` and the rounding fallback
    is allowed: the same attempt with error-compensating weight rounding (``gptq``, see
-   :mod:`toolchain.convert.weightround`: still int8 everywhere, the same bytes);
-4. when that misses too and int16 fallback is allowed: int16x8 activations (keeping the
-   weight rounding); the report's ``conversion.precision_fallback`` then says what the
-   attempt before measured and what the model costs more (bytes, TFLM arena).
+   :mod:`toolchain.convert.weightround`: still int8 everywhere, the same bytes) — skipped
+   when int8 missed ``min_sqnr`` by more than :data:`GPTQ_REACH_DB` (the next steps then
+   keep the gptq rounding);
+4. when that misses too and the mixed fallback is allowed: mixed precision (int16x8
+   islands inside the int8 model, chosen by measurement, :mod:`toolchain.convert.mixed`;
+   keeping the weight rounding), aiming at the gate plus a margin within a bytes budget;
+5. when that misses too and int16 fallback is allowed: int16x8 activations everywhere
+   (keeping the weight rounding); the report's ``conversion.precision_fallback`` then says
+   what the attempt before measured and what the model costs more (bytes, TFLM arena);
+6. when int16x8 misses too: the same with two-term weights for the layers whose int8
+   weights limit the output (:mod:`toolchain.convert.weightsplit`; exact, costs bytes).
 
 A second frontend (litert-torch) is not tried: it needs ai-edge-litert 2.3 (the pinned
 stack has 2.1.0), JAX, torchao and transformers, and cannot share this environment; see
@@ -97,6 +104,13 @@ class Strategy:
     * ``rounding_fallback``: when a fidelity gate is missed with nearest rounding, try
       ``gptq`` rounding before int16x8 activations.
     * ``int16_fallback``: when ``min_sqnr`` is missed with int8, try int16x8 activations.
+    * ``mixed_fallback``: before int16x8 everywhere, try mixed precision (int16 islands).
+    * ``weight_split``: None (off) or a weights-only SQNR target in dB: the layers whose
+      int8 weights limit the output most get two-term weights (:mod:`weightsplit`: exact,
+      TFLM builtins, costs their weight bytes again) until the target is predicted or
+      ``weight_split_budget`` (a fraction of the model's bytes, estimated) is spent.
+    * ``split_fallback``: when int16x8 activations miss the gate too, try them with the
+      weight split (target: ``min_sqnr`` + 6 dB, or 35 dB for an accuracy gate).
     """
 
     rewrites: tuple[str, ...] | None = None
@@ -108,9 +122,19 @@ class Strategy:
     int16_fallback: bool = True
     weight_rounding: str = "none"
     rounding_fallback: bool = True
+    mixed_fallback: bool = True
+    weight_split: float | None = None
+    weight_split_budget: float = 0.10
+    split_fallback: bool = True
 
     def __post_init__(self) -> None:
         from toolchain.convert.weightround import METHODS
+
+        if not 0.0 < self.weight_split_budget <= 1.0:
+            raise UsageError(
+                f"weight-split budget {self.weight_split_budget} is not in (0, 1]",
+                hint="give the fraction of the model's bytes that may be added, e.g. 0.1",
+            )
 
         if self.weight_rounding not in METHODS:
             raise UsageError(
@@ -135,7 +159,8 @@ class Strategy:
     def plain(cls) -> Strategy:
         """The plain recipe: no rewrites, no techniques, no fallbacks."""
         return cls(rewrites=(), equalize=False, bias_correction=False, fallback=False,
-                   int16_fallback=False, rounding_fallback=False)  # fmt: skip
+                   int16_fallback=False, rounding_fallback=False,
+                   mixed_fallback=False, split_fallback=False)  # fmt: skip
 
     @property
     def rewrite_names(self) -> tuple[str, ...]:
@@ -155,6 +180,9 @@ class Attempt:
     onnx2tf: dict[str, Any] = field(default_factory=dict)
     why: str = "primary"
     weight_rounding: str = "none"
+    #: weights-only SQNR target of the two-term weight split (None: off), and its budget
+    weight_split: float | None = None
+    weight_split_budget: float = 0.10
     # filled in while it runs
     rewrite_records: list[dict[str, Any]] = field(default_factory=list)
     techniques: dict[str, Any] = field(default_factory=dict)
@@ -172,6 +200,11 @@ class Attempt:
             "range_method": self.range_method,
             "onnx2tf": self.onnx2tf,
             **({"weight_rounding": self.weight_rounding} if self.weight_rounding != "none" else {}),
+            **(
+                {"weight_split": [self.weight_split, self.weight_split_budget]}
+                if self.weight_split is not None
+                else {}
+            ),
         }
 
     def record(self) -> dict[str, Any]:
@@ -185,8 +218,10 @@ class Attempt:
             "rewrites": self.rewrite_records,
             "rewrites_applied": [r["name"] for r in self.rewrite_records if r["applied"]],
             "techniques": self.techniques,
-            "range_margin": self.range_margin if self.options.activations == "int8" else None,
-            "calibration_range": self.range_method if self.options.activations == "int8" else None,
+            "range_margin": self.range_margin if self.options.activations != "int16" else None,
+            "calibration_range": (
+                self.range_method if self.options.activations != "int16" else None
+            ),
             "weight_rounding": self.weight_rounding,
             "failed_attempts": self.failed_before,
             "precision_fallback": self.fallback_from,
@@ -243,6 +278,25 @@ class Attempt:
             path.write_bytes(new)
         return new
 
+    def split_weights(
+        self, data: bytes, path: Path, calib: Sequence[np.ndarray], input_names: Sequence[str]
+    ) -> bytes:
+        """``data`` with two-term weights for the layers :mod:`weightsplit` chooses
+        (rewriting ``path`` too), or ``data`` itself. Its record goes to ``techniques``."""
+        if self.weight_split is None:
+            return data
+        from toolchain.convert import weightsplit
+
+        new, rec = weightsplit.apply(
+            data, calib, input_names, target_db=self.weight_split,
+            budget=self.weight_split_budget, per_channel=self.options.per_channel,
+            per_channel_dense=self.options.per_channel_dense,
+        )  # fmt: skip
+        self.techniques = {**self.techniques, "weight_split": rec}
+        if new is not data:
+            path.write_bytes(new)
+        return new
+
     def rewrite_onnx(self, data: bytes, path: Path) -> bytes:
         """Apply the rewrites to the exported ONNX bytes (rewriting ``path`` too)."""
         if not self.rewrites:
@@ -268,6 +322,8 @@ def attempts(strategy: Strategy, options: QuantOptions) -> list[Attempt]:
         range_method=strategy.calibration_range,
         onnx2tf=first,
         weight_rounding=strategy.weight_rounding,
+        weight_split=strategy.weight_split,
+        weight_split_budget=strategy.weight_split_budget,
     )
     out = [base]
     if strategy.fallback:
@@ -282,9 +338,32 @@ def attempts(strategy: Strategy, options: QuantOptions) -> list[Attempt]:
     return out
 
 
+#: the most a gptq weight rounding is taken to add to an int8 model's plain SQNR (dB):
+#: measured on the peer suite +0.1 to +1.2 dB (docs/convert-coverage.md), so an int8 model
+#: that misses ``--min-sqnr`` by more goes on to more precision without the int8 gptq attempt
+GPTQ_REACH_DB = 3.0
+
+
+def _gptq_short_by(measured: dict[str, Any] | None, min_sqnr: float | None) -> float | None:
+    """How far (dB) the int8 attempt missed ``min_sqnr`` when that is beyond what gptq
+    rounding can add (:data:`GPTQ_REACH_DB`); None when gptq is worth an attempt."""
+    sqnr = (measured or {}).get("sqnr_db")
+    if min_sqnr is None or sqnr is None:
+        return None
+    short = float(min_sqnr) - float(sqnr)
+    return short if short > GPTQ_REACH_DB else None
+
+
+def mixed_options(options: QuantOptions) -> QuantOptions | None:
+    """The mixed-precision variant of int8 ``options`` (same I/O types); None otherwise."""
+    if options.activations != "int8":
+        return None
+    return replace(options, activations="mixed")
+
+
 def int16_options(options: QuantOptions) -> QuantOptions | None:
     """The int16x8 variant of ``options``; None when the I/O types rule it out."""
-    if options.activations != "int8":
+    if options.activations not in ("int8", "mixed"):
         return None
     io = {options.io_input, options.io_output}
     if not io <= {"int8", "float32"}:
@@ -295,6 +374,34 @@ def int16_options(options: QuantOptions) -> QuantOptions | None:
         input_dtype="float32" if options.io_input == "float32" else "int16",
         output_dtype="float32" if options.io_output == "float32" else "int16",
     )
+
+
+#: the weight split's target above a ``--min-sqnr`` gate (dB): weights then cost the
+#: output about 1 dB of it
+SPLIT_MARGIN_DB = 6.0
+
+
+def _split_retry(
+    strategy: Strategy,
+    att: Attempt,
+    gate: str,
+    min_sqnr: float | None,
+    max_accuracy_drop: float | None,
+) -> Attempt | None:
+    """The attempt after an int16x8 one that missed a gate: the same with two-term weights
+    for the layers whose int8 weights limit the output (:mod:`weightsplit`); None when it
+    does not apply. In int8 the split's extra rounded activation costs about what it gains
+    (DLA-60: 14.3 -> 13.5 dB), so it follows int16x8 only."""
+    from toolchain.convert.weightsplit import DEFAULT_TARGET_DB
+
+    if not strategy.split_fallback or att.weight_split is not None:
+        return None
+    if att.options.activations != "int16" or (min_sqnr is None and max_accuracy_drop is None):
+        return None
+    target = DEFAULT_TARGET_DB if min_sqnr is None else min_sqnr + SPLIT_MARGIN_DB
+    return replace(att, weight_split=target, techniques=dict(att.techniques),
+                   why=f"int16x8 + weight split {target:g} dB (int16x8 missed {gate})",
+                   fallback_from=copy.deepcopy(att.fallback_from))  # fmt: skip
 
 
 def run(
@@ -318,26 +425,51 @@ def run(
         except FidelityError as exc:
             errors.append((att, exc))
             gate = "--min-sqnr" if "--min-sqnr" in exc.message else "--max-accuracy-drop"
+            skipped = ""
             if (
                 strategy.rounding_fallback
                 and att.weight_rounding == "none"
                 and att.options.activations == "int8"
                 and (min_sqnr is not None or max_accuracy_drop is not None)
             ):
-                log.warning("int8 misses %s; trying gptq weight rounding", gate)
-                todo = [replace(att, weight_rounding="gptq", techniques=dict(att.techniques),
-                                why=f"gptq weight rounding (int8 missed {gate})",
+                short = _gptq_short_by(exc.measured, min_sqnr)
+                if short is not None and (strategy.mixed_fallback or strategy.int16_fallback):
+                    # gptq cannot close a gap this wide in int8: go on to the next
+                    # precision at once, with the gptq rounding (one conversion fewer)
+                    log.warning("int8 misses %s by %.1f dB; gptq rounding alone gains at most "
+                                "~%g dB: trying more precision with it", gate, short,
+                                GPTQ_REACH_DB)  # fmt: skip
+                    att = replace(att, weight_rounding="gptq")
+                    skipped = f"; by {short:.1f} dB: gptq int8 skipped"
+                else:
+                    log.warning("int8 misses %s; trying gptq weight rounding", gate)
+                    todo = [replace(att, weight_rounding="gptq", techniques=dict(att.techniques),
+                                    why=f"gptq weight rounding (int8 missed {gate})",
+                                    fallback_from=copy.deepcopy(exc.measured))]  # fmt: skip
+                    i = 0
+                    continue
+            optsm = mixed_options(att.options) if strategy.mixed_fallback else None
+            if optsm is not None and (min_sqnr is not None or max_accuracy_drop is not None):
+                log.warning("int8 misses %s; trying mixed precision (int16 islands)", gate)
+                todo = [replace(att, options=optsm, why=f"mixed precision (int8 missed {gate}{skipped})",
+                                techniques=dict(att.techniques),
                                 fallback_from=copy.deepcopy(exc.measured))]  # fmt: skip
                 i = 0
+                continue
+            split = _split_retry(strategy, att, gate, min_sqnr, max_accuracy_drop)
+            if split is not None:
+                log.warning("int16x8 misses %s; trying two-term weights", gate)
+                todo, i = [split], 0
                 continue
             opts16 = int16_options(att.options) if strategy.int16_fallback else None
             if opts16 is None or (min_sqnr is None and max_accuracy_drop is None):
                 break
-            log.warning("int8 misses %s; trying int16x8 activations", gate)
-            todo = [replace(att, options=opts16, why=f"int16x8 (int8 missed {gate})",
+            log.warning("%s misses %s; trying int16x8 activations", att.options.activations, gate)
+            first_measured = att.fallback_from if att.options.activations == "mixed" else None
+            todo = [replace(att, options=opts16, why=f"int16x8 (int8 missed {gate}{skipped})",
                             techniques=dict(att.techniques),
                             rewrites=rw.for_activations(att.rewrites, "int16"),
-                            fallback_from=copy.deepcopy(exc.measured))]  # fmt: skip
+                            fallback_from=copy.deepcopy(first_measured or exc.measured))]  # fmt: skip
             i = 0
             continue
         except (Onnx2TfError, QuantizationError, GraphLintError) as exc:

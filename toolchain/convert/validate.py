@@ -271,27 +271,39 @@ def _prepare(
     return out
 
 
+#: candidates whose mean cosine is within this of the best are ties: cosine ignores scale,
+#: so ``x+3`` and ``(x+3)/6`` tie (a hard-sigmoid's shift and its output); the tie goes to
+#: the one closest in value (least error energy)
+COSINE_TIE = 1e-4
+
+
 def _match(tfl: np.ndarray, cands: list[_Prepared]) -> tuple[Any, float]:
-    """The ONNX candidate ``tfl`` agrees with best (mean cosine over samples), in TFLite
-    layout (``cands`` from :func:`_prepare` for ``tfl``'s shape)."""
-    best: Any = None
-    best_cos = -2.0
+    """The ONNX candidate ``tfl`` agrees with best (mean cosine over samples, ties within
+    :data:`COSINE_TIE` broken by the least squared error, then by preferring a real op to
+    a data-movement op), in TFLite layout (``cands`` from :func:`_prepare` for ``tfl``'s
+    shape)."""
+    scored: list[tuple[float, Any]] = []
     unit_t, zero_t = _unit_rows(tfl)
     for tname, node, op, views in cands:
         for a, unit_a, zero_a in views:
             if a.shape[0] != tfl.shape[0]:  # a batch-4 tensor (MobileViT patches) vs batch 1
                 continue
             cos_rows = np.where(zero_t & zero_a, 1.0, np.sum(unit_t * unit_a, axis=1))
-            cos = float(np.mean(cos_rows))
-            better = cos > best_cos + 1e-6 or (
-                abs(cos - best_cos) <= 1e-6
-                and best is not None
-                and best[2] in _SHAPE_OPS
-                and op not in _SHAPE_OPS
-            )
-            if better:
-                best, best_cos = (tname, node, op, a), cos
-    return best, best_cos
+            scored.append((float(np.mean(cos_rows)), (tname, node, op, a)))
+    if not scored:
+        return None, -2.0
+    best_cos = max(c for c, _ in scored)
+    ties = [(c, b) for c, b in scored if c >= best_cos - COSINE_TIE]
+    if len(ties) == 1:
+        return ties[0][1], ties[0][0]
+    t64 = tfl.astype(np.float64)
+
+    def key(item: tuple[float, Any]) -> tuple[float, bool]:
+        err = float(np.sum((item[1][3].astype(np.float64) - t64) ** 2))
+        return err, item[1][2] in _SHAPE_OPS
+
+    cos, best = min(ties, key=key)
+    return best, cos
 
 
 def layer_table(

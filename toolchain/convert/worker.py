@@ -229,6 +229,7 @@ def run_job(job: dict[str, Any], proto: TextIO, np: Any) -> dict[str, Any]:
         traceback.print_exc()
         raise _StageError("quantize", f"{type(exc).__name__}: {exc}") from exc
     timings["quantize"] = time.perf_counter() - t
+    mixed16 = _int16_for_mixed(job, keras_model, calib, in_perms, options, proto, timings)
 
     # Load and run it once here: a model LiteRT cannot allocate can abort the process
     # (SIGABRT), and it had better be this one.
@@ -273,7 +274,46 @@ def run_job(job: dict[str, Any], proto: TextIO, np: Any) -> dict[str, Any]:
         "onnx2tf_strict_mode": "on" if strict_used else "off",
         "onnx2tf_strict_fallback": strict_tried,
         **({"onnx2tf_strict_names": job["_strict_names"]} if "_strict_names" in job else {}),
+        **({"mixed_int16": mixed16} if mixed16 is not None else {}),
     }
+
+
+def _int16_for_mixed(
+    job: dict[str, Any],
+    keras_model: Any,
+    calib: list[Any],
+    in_perms: list[tuple[int, ...]],
+    options: Any,
+    proto: TextIO,
+    timings: dict[str, float],
+) -> dict[str, Any] | None:
+    """Mixed precision (``activations="mixed"``): the same float model quantized a second
+    time with int16 activations (ops without a 16x8 kernel stay float there: they are never
+    int16 candidates), written to ``job["out16"]``. Returns what happened (None when the
+    attempt is not mixed); a failure is recorded, not raised: the int8 model stands."""
+    if options.activations != "mixed" or not job.get("out16"):
+        return None
+    from dataclasses import replace
+
+    from toolchain.convert import quantize
+
+    _send(proto, event="stage", name="quantize")  # its own time limit
+    t = time.perf_counter()
+    opts16 = replace(
+        options,
+        activations="int16",
+        input_dtype="float32" if options.io_input == "float32" else "int16",
+        output_dtype="float32" if options.io_output == "float32" else "int16",
+    )
+    try:
+        data16 = quantize.quantize(keras_model, calib, in_perms, opts16, float_fallback=True)
+    except Exception as exc:  # noqa: BLE001 - recorded: mixed precision then has no int16 ops
+        traceback.print_exc()
+        timings["quantize int16"] = time.perf_counter() - t
+        return {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+    Path(job["out16"]).write_bytes(data16)
+    timings["quantize int16"] = time.perf_counter() - t
+    return {"path": job["out16"]}
 
 
 if __name__ == "__main__":

@@ -159,9 +159,14 @@ class _LiteRT:
     def __init__(self, req: dict[str, Any]) -> None:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+        from toolchain.convert import mixed
+
         kind = {"reference": OpResolverType.BUILTIN_REF, "optimized": OpResolverType.AUTO}
+        data = _model(req)
+        if mixed.needs_litert_form(data):  # int8→int16 QUANTIZE: LiteRT runs it via float
+            data = mixed.litert_form(data)
         self.interp = Interpreter(
-            model_content=_model(req),
+            model_content=data,
             experimental_op_resolver_type=kind[req["resolver"]],
             num_threads=1,
         )
