@@ -112,6 +112,14 @@ OPTION_RUNS: dict[str, dict[str, Any]] = {
     "int16-h2": {"activations": "int16", "int16_headroom": 2.0},
     "int16-h4": {"activations": "int16", "int16_headroom": 4.0},
     "mixed": {"activations": "mixed", "mixed_target_sqnr": 30.0, "mixed_budget": 0.10},
+    # mixed with the int16 model at the calibration ranges (int16 headroom 1x; the
+    # peer-int16-headroom section compares it with "mixed", the default 4x)
+    "mixed-h1": {
+        "activations": "mixed",
+        "mixed_target_sqnr": 30.0,
+        "mixed_budget": 0.10,
+        "int16_headroom": 1.0,
+    },
     # the same with float32 input (islands quantize the float input to int16 themselves)
     # and gptq weight rounding (see RUN_STRATEGIES)
     "mixed-gptq-f32in": {
