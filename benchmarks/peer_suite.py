@@ -106,7 +106,20 @@ EXTRA = {"hswish-int8": _with_hardswish_relu6}
 OPTION_RUNS: dict[str, dict[str, Any]] = {
     # int16x8 activations everywhere (the strategy adds toolchain.convert.rewrites.INT16)
     "int16": {"activations": "int16"},
+    # the same with a fixed int16x8 range headroom (QuantOptions.int16_headroom; "int16"
+    # uses the default): the peer-int16-headroom section
+    "int16-h1": {"activations": "int16", "int16_headroom": 1.0},
+    "int16-h2": {"activations": "int16", "int16_headroom": 2.0},
+    "int16-h4": {"activations": "int16", "int16_headroom": 4.0},
     "mixed": {"activations": "mixed", "mixed_target_sqnr": 30.0, "mixed_budget": 0.10},
+    # mixed with the int16 model at the calibration ranges (int16 headroom 1x; the
+    # peer-int16-headroom section compares it with "mixed", the default 4x)
+    "mixed-h1": {
+        "activations": "mixed",
+        "mixed_target_sqnr": 30.0,
+        "mixed_budget": 0.10,
+        "int16_headroom": 1.0,
+    },
     # the same with float32 input (islands quantize the float input to int16 themselves)
     # and gptq weight rounding (see RUN_STRATEGIES)
     "mixed-gptq-f32in": {
@@ -178,6 +191,9 @@ def run_one(
     row.update(
         common.conversion_fields(rep),
         float_ops=list(lint["problems"]),
+        int16_headroom=(rep.get("options") or {}).get("int16_headroom")
+        if conv.get("activations") != "int8"
+        else None,
         top1_float=acc.get("float"),
         top1_int8=acc.get("int8"),
         top1_drop=acc.get("drop"),
@@ -400,7 +416,8 @@ def main(argv: list[str]) -> int:
                    help="strategies (see arch-suite): before, after, equalize, bias_correction, "
                    "...; max-drop-0.5 = after with --max-accuracy-drop 0.5, min-sqnr-25 / "
                    "min-sqnr-30 = after with --min-sqnr (the gptq, then int16x8 "
-                   "fallback); int16 = after with --activations int16; hswish-int8 = after "
+                   "fallback); int16 = after with --activations int16 (int16-h1/-h2/-h4: "
+                   "with int16 headroom 1x/2x/4x); hswish-int8 = after "
                    "plus hardswish-relu6; mixed = after with --activations mixed (int16 islands, "
                    "30 dB target, 10 %% bytes); default: after (the default Strategy)")  # fmt: skip
     p.add_argument("--out", default=RESULT, help="result name (benchmarks/results/NAME.json)")

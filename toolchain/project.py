@@ -604,7 +604,8 @@ def _prune(t: _Table, src: Any) -> PruneSection:
 
 def _quantization(t: _Table) -> QuantizationSection:
     """[quantization]: the QuantOptions fields by their type, then the gates."""
-    kinds = {"str": "str", "str | None": "str", "bool": "bool", "int": "int", "float": "float"}
+    kinds = {"str": "str", "str | None": "str", "bool": "bool", "int": "int", "float": "float",
+             "float | None": "float"}  # fmt: skip
     kw = {}
     for f in dataclasses.fields(QuantOptions):
         positive = kinds[str(f.type)] in ("int", "float")

@@ -58,6 +58,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="mixed: at most this fraction more .tflite bytes than the int8 model (0.10)",
     )
     q.add_argument(
+        "--int16-headroom",
+        type=float,
+        metavar="F",
+        help="with --activations int16: widen every calibrated activation range F-fold "
+        "(1 = the calibration min/max; default 4, QuantOptions.int16_headroom)",
+    )
+    q.add_argument(
         "--input-type",
         choices=("int8", "uint8", "int16", "float32"),
         help="input tensor type (default: the activation type)",
@@ -254,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
         fold_transposes=not args.keep_transposes,
         mixed_target_sqnr=args.mixed_target_sqnr,
         mixed_budget=args.mixed_budget,
+        **({} if args.int16_headroom is None else {"int16_headroom": args.int16_headroom}),
     )
     strategy = _strategy(args)
     with ui.progress() as prog:

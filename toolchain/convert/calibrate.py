@@ -10,8 +10,10 @@ min/max of every activation are widened in the calibrated model before the conve
 quantizes it (a wrapper around ``Calibrator.calibrate``, the step between the two), so
 zero stays where it was (a ReLU output keeps min 0) and everything else in the
 converter's path is unchanged. :func:`mse_ranges` uses the same seam to narrow each range
-to its int8 MSE optimum instead (``--calibration-range mse``). int16x8 quantizes in one step
-without that seam: neither applies there.
+to its int8 MSE optimum instead (``--calibration-range mse``). Neither applies to int16x8:
+TFLiteConverter's int16 path discards that result and calls ``calibrate_and_quantize``,
+which feeds the data again and quantizes from the C++ calibrator's own statistics.
+:func:`int16_ranges` gives int16x8 its seam (``QuantOptions.int16_headroom``).
 """
 
 from __future__ import annotations
@@ -73,6 +75,74 @@ def calibration_ranges(*, margin: float = 0.0, method: str = "minmax") -> Iterat
         yield
     finally:
         calibrator.Calibrator.calibrate = original
+
+
+@contextlib.contextmanager
+def int16_ranges(factor: float) -> Iterator[None]:
+    """While active, TFLiteConverter's int16x8 quantization uses every calibrated range
+    widened ``factor``-fold (``[min·f, max·f]``; int16 scales are symmetric, so each scale
+    grows ``f``-fold: log2(f) of int16's 15 bits buy headroom for inputs beyond the
+    calibration data). ``factor == 1``: the converter's own path, unchanged.
+
+    How: the converter calls ``Calibrator.calibrate`` (its result kept here) and then
+    ``calibrate_and_quantize``; the latter is replaced by widening that calibrated model
+    (:func:`widen`) and quantizing it with a fresh calibrator that is fed no data, so the
+    model's recorded min/max are what the quantizer reads (it also calibrates once
+    instead of twice)."""
+    if factor == 1.0:
+        yield
+        return
+    from tensorflow.lite.python.optimize import calibrator
+
+    cls = calibrator.Calibrator
+    original_calibrate = cls.calibrate
+    original_quantize = cls.calibrate_and_quantize
+
+    def calibrate(self: Any, dataset_gen: Any) -> Any:
+        model = bytes(original_calibrate(self, dataset_gen))
+        self._edgedeploy_calibrated = model
+        return model
+
+    def calibrate_and_quantize(
+        self: Any,
+        dataset_gen: Any,
+        input_type: Any,
+        output_type: Any,
+        allow_float: bool,
+        activations_type: Any = None,
+        bias_type: Any = None,
+        resize_input: bool = True,
+        disable_per_channel: bool = False,
+        disable_per_channel_quantization_for_dense_layers: bool = False,
+    ) -> Any:
+        import tensorflow as tf
+
+        model = getattr(self, "_edgedeploy_calibrated", None)
+        if model is None:
+            self._feed_tensors(dataset_gen, resize_input)
+            model = bytes(self._calibrator.Calibrate())
+        fresh = cls(widen(model, factor - 1.0))
+
+        def num(t: Any) -> int:
+            return int(np.dtype(t.as_numpy_dtype()).num)
+
+        return fresh._calibrator.QuantizeModel(
+            num(input_type),
+            num(output_type),
+            allow_float,
+            num(activations_type or tf.int8),
+            num(bias_type or tf.int32),
+            disable_per_channel,
+            disable_per_channel_quantization_for_dense_layers,
+        )
+
+    cls.calibrate = calibrate
+    cls.calibrate_and_quantize = calibrate_and_quantize
+    try:
+        yield
+    finally:
+        cls.calibrate = original_calibrate
+        cls.calibrate_and_quantize = original_quantize
 
 
 def mse_ranges(calibrated: bytes, samples: list[Any]) -> bytes:

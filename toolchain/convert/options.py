@@ -25,6 +25,9 @@ ONNX_OPSET = 17
 #: calibration range methods (:mod:`toolchain.convert.calibrate`): the converter's min/max,
 #: or each int8 activation range narrowed to its error optimum on the calibration data
 RANGE_METHODS = ("minmax", "mse")
+#: default int16x8 range headroom (see QuantOptions.int16_headroom; benchmarks/README.md,
+#: section peer-int16-headroom)
+INT16_HEADROOM = 4.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,11 @@ class QuantOptions:
     * ``validation_samples``: at most this many validation samples are compared.
     * ``onnx2tf_timeout_s`` / ``quantize_timeout_s``: limits for those stages (seconds).
     * ``fold_transposes``: fold layout-only TRANSPOSE ops into linear weights.
+    * ``int16_headroom``: with int16 activations (and the int16 model that ``mixed``
+      takes its islands from), every calibrated activation range is
+      widened this many times (1 = the calibration min/max): int16 has 15 bits, so 2x-4x
+      costs 1-2 bits of resolution and keeps inputs beyond the calibration data from
+      clipping (:func:`toolchain.convert.calibrate.int16_ranges`). No effect on int8.
     """
 
     activations: str = "int8"
@@ -65,6 +73,7 @@ class QuantOptions:
     fold_transposes: bool = True
     mixed_target_sqnr: float | None = None
     mixed_budget: float = MIXED_BUDGET
+    int16_headroom: float = INT16_HEADROOM
 
     def __post_init__(self) -> None:
         if self.activations not in ACTIVATIONS:
@@ -99,6 +108,11 @@ class QuantOptions:
             raise UsageError(
                 f"the mixed-precision target SQNR must be positive (got {self.mixed_target_sqnr})"
             )
+        if not 1.0 <= self.int16_headroom <= 64.0:
+            raise UsageError(
+                f"int16 headroom {self.int16_headroom} is not between 1 and 64",
+                hint="give a factor such as 2 or 4 (1 = the calibration ranges)",
+            )
         if self.onnx2tf_timeout_s <= 0 or self.quantize_timeout_s <= 0:
             raise UsageError("timeouts must be positive")
 
@@ -120,6 +134,8 @@ class QuantOptions:
         d = self.to_dict()
         d.pop("onnx2tf_timeout_s")
         d.pop("quantize_timeout_s")
+        if self.activations == "int8":
+            d.pop("int16_headroom")  # int8 keys stay what they were (int16 and mixed use it)
         if self.activations != "mixed":  # the int8/int16 keys stay what they were
             d.pop("mixed_target_sqnr")
             d.pop("mixed_budget")

@@ -45,7 +45,9 @@ def quantize(
     ``range_method``: ``"minmax"`` (the converter's) or ``"mse"`` (each range narrowed to
     its int8 error optimum) — see :mod:`toolchain.convert.calibrate`. ``float_fallback``
     (int16x8 only): ops without a 16x8 kernel stay float instead of failing (the int16
-    model that :mod:`toolchain.convert.mixed` takes its int16 islands from)."""
+    model that :mod:`toolchain.convert.mixed` takes its int16 islands from).
+    ``range_margin``/``range_method`` are int8 only; int16x8 ranges are widened by
+    ``options.int16_headroom`` instead."""
     import tensorflow as tf
 
     names = list(keras_model.input_names)
@@ -91,8 +93,11 @@ def quantize(
         # convolutions per channel, FULLY_CONNECTED per tensor (TFLM / MLPerf Tiny)
         conv._experimental_disable_per_channel_quantization_for_dense_layers = True
     try:
-        from toolchain.convert.calibrate import calibration_ranges
+        from toolchain.convert.calibrate import calibration_ranges, int16_ranges
 
+        if options.activations == "int16":
+            with int16_ranges(options.int16_headroom):
+                return bytes(conv.convert())
         with calibration_ranges(margin=range_margin, method=range_method):
             return bytes(conv.convert())
     except Exception as exc:  # ConverterError and friends: the text names the op
