@@ -608,8 +608,10 @@ def _quantization(t: _Table) -> QuantizationSection:
              "float | None": "float"}  # fmt: skip
     kw = {}
     for f in dataclasses.fields(QuantOptions):
-        positive = kinds[str(f.type)] in ("int", "float")
-        v = t.get(f.name, kinds[str(f.type)], None, lo=1 if positive else None)
+        kind = kinds[str(f.type)]
+        # counts are at least 1; floats (budgets, targets, timeouts) are checked by
+        # QuantOptions itself, whose message says each one's range
+        v = t.get(f.name, kind, None, lo=1 if kind == "int" else None)
         if v is not None:
             kw[f.name] = v
     try:

@@ -19,7 +19,7 @@ from torch import nn
 
 from toolchain.convert import QuantOptions, convert
 from toolchain.convert.options import INT16_HEADROOM
-from toolchain.errors import UsageError
+from toolchain.errors import EdgeDeployError, UsageError
 
 
 class _Tiny(nn.Module):
@@ -91,3 +91,12 @@ def test_project_file_sets_the_headroom(tmp_path: Path) -> None:
     )
     p = load_project(tmp_path / "edgedeploy.toml")
     assert p.quantization.options.int16_headroom == 2.0
+    # fractions below 1 are read too (a budget), and QuantOptions' own range check speaks
+    toml = (tmp_path / "edgedeploy.toml").read_text()
+    (tmp_path / "edgedeploy.toml").write_text(
+        toml.replace('activations = "int16"', 'activations = "mixed"\nmixed_budget = 0.05')
+    )
+    assert load_project(tmp_path / "edgedeploy.toml").quantization.options.mixed_budget == 0.05
+    (tmp_path / "edgedeploy.toml").write_text(toml.replace("2.0", "0.5"))
+    with pytest.raises(EdgeDeployError, match="headroom"):
+        load_project(tmp_path / "edgedeploy.toml")
