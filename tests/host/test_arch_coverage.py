@@ -9,9 +9,6 @@ inputs) prove the classes now give clean int8 graphs with an SQNR floor.
 from __future__ import annotations
 
 import copy
-import io
-import warnings
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tests.support.onnx_export import onnx_bytes
+from tests.support.onnx_export import op_counts as _ops
 from toolchain.convert import equalize, rewrites, strategy
 from toolchain.convert.options import QuantOptions
 from toolchain.convert.rewrites.base import Rewrite, apply
@@ -31,16 +30,7 @@ from toolchain.zoo import mobile
 
 
 def _onnx(model: nn.Module, *shape: int) -> bytes:
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model.eval(), (torch.randn(*shape),), buf, opset_version=17,
-                          dynamo=False, do_constant_folding=True)  # fmt: skip
-    return buf.getvalue()
-
-
-def _ops(data: bytes) -> Counter[str]:
-    return Counter(n.op_type for n in onnx.load_from_string(data).graph.node)
+    return onnx_bytes(model.eval(), torch.randn(*shape))
 
 
 def _rewrite(data: bytes, *names: str) -> tuple[bytes, dict[str, Any]]:

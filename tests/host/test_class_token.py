@@ -10,8 +10,6 @@ lifts the logits' SQNR by more than 10 dB.
 
 from __future__ import annotations
 
-import io
-import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.support.onnx_export import onnx_bytes
 from toolchain.convert import rewrites
 from toolchain.convert.rewrites.graph import Graph
 from toolchain.convert.rewrites.scale import ScaleIntoLinear
@@ -86,12 +85,7 @@ def _model() -> nn.Module:
 
 
 def _onnx(model: nn.Module) -> bytes:
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.randn(1, 3, SIZE, SIZE),), buf, opset_version=17,
-                          dynamo=False, do_constant_folding=True)  # fmt: skip
-    return buf.getvalue()
+    return onnx_bytes(model, torch.randn(1, 3, SIZE, SIZE))
 
 
 def _run(data: bytes, x: np.ndarray) -> np.ndarray:

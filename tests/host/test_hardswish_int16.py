@@ -10,9 +10,6 @@ runtime is bit-exact with it.
 
 from __future__ import annotations
 
-import io
-import warnings
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tests.support.onnx_export import onnx_bytes
+from tests.support.onnx_export import op_counts as _ops
 from toolchain.convert import rewrites
 
 
 def _onnx(model: nn.Module, *shape: int) -> bytes:
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model.eval(), (torch.randn(*shape),), buf, opset_version=17,
-                          dynamo=False, do_constant_folding=True)  # fmt: skip
-    return buf.getvalue()
-
-
-def _ops(data: bytes) -> Counter[str]:
-    return Counter(n.op_type for n in onnx.load_from_string(data).graph.node)
+    return onnx_bytes(model.eval(), torch.randn(*shape))
 
 
 class _Spelled(nn.Module):

@@ -9,9 +9,6 @@ model itself is measured by ``benchmarks.run peer-suite`` (needs ``../shared``).
 
 from __future__ import annotations
 
-import io
-import warnings
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tests.support.onnx_export import onnx_bytes
+from tests.support.onnx_export import op_counts as _ops
 from toolchain.convert import rewrites
 
 
@@ -100,16 +99,7 @@ def _net(c: int = 24) -> nn.Module:
 
 
 def _onnx(model: nn.Module, x: torch.Tensor) -> bytes:
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), buf, opset_version=17, dynamo=False,
-                          do_constant_folding=True, input_names=["x"])  # fmt: skip
-    return buf.getvalue()
-
-
-def _ops(data: bytes) -> Counter[str]:
-    return Counter(n.op_type for n in onnx.load_from_string(data).graph.node)
+    return onnx_bytes(model, x, input_names=["x"])
 
 
 def _run(data: bytes, x: np.ndarray) -> np.ndarray:
