@@ -338,3 +338,70 @@ def test_int16_graph_io(converted: dict[str, Any], tmp_path: Path) -> None:
         row = compile_suite.check_model(path, name, tmp_path / name, inputs=2)
         assert row["compiled"], row.get("error")
         assert row["mismatches"] == 0 and row["bit_exact"], row
+
+
+def test_operators_litert_cannot_run_in_int16_stay_int8(
+    converted: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every measurement runs in LiteRT, which lacks some int16 kernels TFLM has (its
+    SQUARED_DIFFERENCE: timm's ViT). The probe takes such an operator's candidates out;
+    any other failure is one ConversionError."""
+    from toolchain.convert import runtime
+
+    c = converted
+    original = runtime.run_tflite
+    calls = {"n": 0}
+
+    def no_int16_conv(data: bytes, *a: Any, **kw: Any) -> Any:
+        calls["n"] += 1
+        sg = TFLiteModel.from_bytes(data).main
+        if any(op.name == "CONV_2D" and sg.tensors[op.inputs[0]].dtype == "int16"
+               for op in sg.operators):  # fmt: skip
+            raise RuntimeError("Node number 1 (CONV_2D) failed to invoke.")
+        return original(data, *a, **kw)
+
+    ms = mixed._Models(c["int8"], c["int16"])
+    before = len(ms.pairing.candidates)
+    monkeypatch.setattr(runtime, "run_tflite", no_int16_conv)
+    dropped = mixed._drop_what_litert_cannot_run(ms, c["xs"], c["input_specs"], c["output_specs"])
+    assert set(dropped) == {"CONV_2D"} and 0 < dropped["CONV_2D"] <= before
+    assert len(ms.pairing.candidates) == before - dropped["CONV_2D"]
+    convs = {
+        i for i, op in enumerate(ms.g8.operators) if mixed.flatbuf.op_name(ms.m8, op) == "CONV_2D"
+    }
+    for t in ms.pairing.candidates:
+        assert ms.prod8[t] not in convs and not convs & set(ms.users.get(t, []))
+
+    def broken(data: bytes, *a: Any, **kw: Any) -> Any:
+        raise RuntimeError("something else went wrong")
+
+    monkeypatch.setattr(runtime, "run_tflite", broken)
+    with pytest.raises(ConversionError, match="LiteRT cannot run the spliced model"):
+        mixed._drop_what_litert_cannot_run(
+            mixed._Models(c["int8"], c["int16"]), c["xs"], c["input_specs"], c["output_specs"]
+        )
+
+
+def test_a_failed_mixed_attempt_goes_on_to_int16x8() -> None:
+    from toolchain.convert.strategy import Attempt, Strategy, run
+    from toolchain.errors import FidelityError
+
+    seen: list[str] = []
+
+    def once(att: Attempt) -> str:
+        seen.append(att.options.activations)
+        if att.options.activations == "int8":
+            exc = FidelityError("output 'y': SQNR 20.00 dB is below --min-sqnr 30 dB")
+            exc.measured = {"sqnr_db": 20.0, "tflite_bytes": 100}
+            raise exc
+        if att.options.activations == "mixed":
+            raise ConversionError("mixed precision: LiteRT cannot run the spliced model: x")
+        return "ok"
+
+    assert run(Strategy(fallback=False), QuantOptions(), 30.0, once) == "ok"
+    assert seen == ["int8", "mixed", "int16"]
+    seen.clear()
+    # nothing after it: the gate's error, with what the mixed attempt said
+    with pytest.raises(FidelityError, match="ConversionError: mixed precision: LiteRT"):
+        run(Strategy(fallback=False, int16_fallback=False), QuantOptions(), 30.0, once)
+    assert seen == ["int8", "mixed"]

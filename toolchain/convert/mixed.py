@@ -28,9 +28,10 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -251,6 +252,17 @@ class _Models:
                     f"mixed precision: int16 graph {what}s need int8 {what}s in the int8 model "
                     f"and int16 {what}s in the int16x8 model"
                 )
+
+    def drop_kind(self, kind: str) -> int:
+        """Take every candidate whose producer or a consumer is a ``kind`` operator (a
+        builtin name) out of the pairing; how many were taken out."""
+        bad = {i for i, op in enumerate(self.g8.operators or [])
+               if flatbuf.op_name(self.m8, op) == kind}  # fmt: skip
+        keep = tuple(t for t in self.pairing.candidates
+                     if self.prod8[t] not in bad and not bad & set(self.users.get(t, [])))  # fmt: skip
+        dropped = len(self.pairing.candidates) - len(keep)
+        self.pairing = replace(self.pairing, candidates=keep)
+        return dropped
 
     def ops_of(self, tensors: Sequence[int]) -> set[int]:
         """The int8 operators that become int16 when ``tensors`` are int16."""
@@ -681,6 +693,44 @@ def _db(err: float) -> float:
     return math.inf if err <= 0.0 else round(-10.0 * math.log10(err), 3)
 
 
+#: LiteRT's error for an operator it has no kernel for with these types
+_NO_KERNEL = re.compile(r"\(([A-Z][A-Z0-9_]*)\) failed to (?:invoke|prepare)")
+
+
+def _drop_what_litert_cannot_run(
+    ms: _Models,
+    inputs: Sequence[np.ndarray],
+    input_specs: Sequence[TensorSpec],
+    output_specs: Sequence[TensorSpec],
+) -> dict[str, int]:
+    """Take the candidates of operators LiteRT cannot run in int16 (e.g. its
+    SQUARED_DIFFERENCE has no int16 kernel, TFLM's has) out of the pairing: every
+    measurement runs in LiteRT. Probes the all-candidates model on one sample; returns
+    operator name → candidates taken out. ConversionError when the failure is not one."""
+    from toolchain.convert.runtime import run_tflite
+
+    dropped: dict[str, int] = {}
+    while ms.pairing.candidates:
+        data = ms.splice(ms.ops_of(ms.pairing.candidates), litert=True)[0]
+        ins, outs = _io_specs(data, input_specs, output_specs) if any(ms.io16) else (
+            input_specs, output_specs)  # fmt: skip
+        try:
+            run_tflite(data, [np.asarray(a)[:1] for a in inputs], input_specs=ins,
+                       output_specs=outs)  # fmt: skip
+            break
+        except RuntimeError as exc:
+            m = _NO_KERNEL.search(str(exc))
+            kind = m.group(1) if m else None
+            if kind is None or kind in dropped or not (n := ms.drop_kind(kind)):
+                raise ConversionError(
+                    f"mixed precision: LiteRT cannot run the spliced model: {exc}"
+                ) from exc
+            log.info("mixed precision: LiteRT has no int16 %s; its %d candidates stay int8",
+                     kind, n)  # fmt: skip
+            dropped[kind] = n
+    return dropped
+
+
 def choose(
     int8: bytes,
     int16: bytes,
@@ -731,6 +781,7 @@ def choose(
     t0 = time.perf_counter()
     ms = _Models(int8, int16, io16)
     n = int(np.asarray(inputs[0]).shape[0])
+    no_litert = _drop_what_litert_cannot_run(ms, inputs, input_specs, output_specs)
     if any(io16):  # the int8 model with int16 graph I/O is where choosing starts
         int8 = ms.splice(set())[0]
     k_rank = max(2, min(rank_samples, n))
@@ -825,6 +876,7 @@ def choose(
         "pairable_ops": len(ms.pairing.ops),
         "unpaired_ops": ms.pairing.unpaired,
         "candidates": len(cands),
+        **({"not_in_litert": no_litert} if no_litert else {}),
         "ranked_candidates": ranked,
         "how": how,
         "extra_bytes_all_candidates_pct": round(100.0 * all_extra / len(int8), 2),

@@ -481,8 +481,23 @@ def run(
                             fallback_from=copy.deepcopy(first_measured or exc.measured))]  # fmt: skip
             i = 0
             continue
-        except (Onnx2TfError, QuantizationError, GraphLintError) as exc:
+        except ConversionError as exc:
+            stage = isinstance(exc, Onnx2TfError | QuantizationError | GraphLintError)
+            if not stage and att.options.activations != "mixed":
+                raise
             errors.append((att, exc))
+            opts16 = int16_options(att.options) if strategy.int16_fallback else None
+            if att.options.activations == "mixed" and opts16 is not None and not _retryable(exc):
+                # the islands could not be made (e.g. LiteRT cannot run one): what the
+                # mixed step stood for comes next, int16x8 everywhere
+                log.warning("mixed precision failed (%s); trying int16x8 activations",
+                            exc.message[:200])  # fmt: skip
+                todo = [replace(att, options=opts16, why="int16x8 (mixed precision failed)",
+                                techniques=dict(att.techniques),
+                                rewrites=rw.for_activations(att.rewrites, "int16"),
+                                fallback_from=copy.deepcopy(att.fallback_from))]  # fmt: skip
+                i = 0
+                continue
             if not _retryable(exc):
                 break
             log.warning("conversion attempt '%s' failed: %s", att.why, exc.message[:200])
