@@ -361,3 +361,40 @@ def test_transpose_before_a_full_mean_is_dropped(keep_dims: bool) -> None:
 def test_transpose_before_a_mean_that_keeps_a_moved_axis_stays() -> None:
     # a spatial mean of the NCHW tensor keeps the channels, which the transpose moved
     assert fold_layout_transposes(_mean_after_transpose([2, 3])).removed == 0
+
+
+def test_requantized_concat_inputs_between_layout_transposes_fold_too() -> None:
+    """The int16x8 converter requantizes each input of a CONCATENATION after onnx2tf's
+    NCHW transpose (TRANSPOSE → QUANTIZE → CONCATENATION: DLA in int16x8). The QUANTIZE
+    moves before its TRANSPOSE, then the concatenation folds as above; bit-exact."""
+
+    def q(shape: tuple[int, ...], scale: float) -> int:
+        t = b.tensor(shape, dtype=schema.TensorType.INT8)
+        qp = schema.QuantizationParametersT()
+        qp.scale, qp.zeroPoint = [scale], [0]
+        b.sg.tensors[t].quantization = qp
+        return t
+
+    b = Builder()
+    x = b.tensor((1, 2, 3, 4), name="x")
+    a, c = b.relu(x), b.relu(b.relu(x))
+    ta = b.transpose(a, [0, 3, 1, 2], (1, 4, 2, 3))
+    tc = b.transpose(c, [0, 3, 1, 2], (1, 4, 2, 3))
+    qa, qc = q((1, 4, 2, 3), 0.02), q((1, 4, 2, 3), 0.02)
+    b.op(OPS.QUANTIZE, [ta], [qa])
+    b.op(OPS.QUANTIZE, [tc], [qc])
+    cat = b.concat([qa, qc], (1, 8, 2, 3))
+    cat_q = b.sg.tensors[cat]
+    cat_q.type, cat_q.quantization = schema.TensorType.INT8, b.sg.tensors[qa].quantization
+    back = q((1, 2, 3, 8), 0.02)
+    b.op(OPS.TRANSPOSE, [cat, b.const_i32([0, 2, 3, 1])], [back],
+         (schema.BuiltinOptions.TransposeOptions, schema.TransposeOptionsT()))  # fmt: skip
+    y = b.tensor((1, 2, 3, 8))
+    b.op(OPS.DEQUANTIZE, [back], [y])
+    data = b.finish([x], [y])
+    res = fold_layout_transposes(data)
+    assert res.removed == 3
+    hist = TFLiteModel.from_bytes(res.data).op_histogram()
+    assert "TRANSPOSE" not in hist and hist["QUANTIZE"] == 2
+    xn = RNG.standard_normal((1, 2, 3, 4))
+    np.testing.assert_array_equal(run(res.data, [xn])[0], run(data, [xn])[0])

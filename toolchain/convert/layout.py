@@ -35,6 +35,7 @@ A TRANSPOSE anywhere else is left alone and shows up in the graph-lint counts.
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +89,7 @@ def fold_layout_transposes(data: bytes) -> FoldResult:
                 break
             removed += 1
             folded.extend(done)
+        _hoist_quantize(model, sg)
         while True:
             gone = _sink_concat(model, sg) or _sink_region(model, sg) or _sink_reduce(model, sg)
             if not gone:
@@ -126,6 +128,42 @@ def _same_quant(a: Any, b: Any) -> bool:
         np.array_equal(np.asarray(qa.scale), np.asarray(qb.scale))
         and np.array_equal(np.asarray(qa.zeroPoint), np.asarray(qb.zeroPoint))
     )
+
+
+def _hoist_quantize(model: Any, sg: Any) -> int:
+    """Swap every TRANSPOSE → QUANTIZE pair (the TRANSPOSE read by that QUANTIZE alone)
+    into QUANTIZE → TRANSPOSE: the int16x8 converter requantizes each input of a
+    CONCATENATION after onnx2tf's NCHW transpose (DLA in int16x8), which hides the
+    transposes from :func:`_sink_concat`. Exact: a QUANTIZE acts elementwise and a
+    TRANSPOSE keeps scale and zero point. The number of pairs swapped."""
+    ops = sg.operators or []
+    users = flatbuf.tensor_users(sg)
+    producer = {int(t): i for i, op in enumerate(ops) for t in op.outputs}
+    graph_outputs = {int(t) for t in (sg.outputs if sg.outputs is not None else [])}
+    swapped = 0
+    for b, qop in enumerate(ops):
+        if flatbuf.op_name(model, qop) != "QUANTIZE":
+            continue
+        mid = int(qop.inputs[0])
+        a = producer.get(mid)
+        if a is None or _perm_of(model, sg, ops[a]) is None:
+            continue
+        if users.get(mid) != [b] or mid in graph_outputs:
+            continue
+        top, src, dst = ops[a], int(ops[a].inputs[0]), int(qop.outputs[0])
+        m, d = sg.tensors[mid], sg.tensors[dst]
+        # the middle tensor now holds the quantized values in the source layout
+        m.type, m.quantization = d.type, copy.deepcopy(d.quantization)
+        m.shape = list(sg.tensors[src].shape)
+        m.shapeSignature = copy.deepcopy(sg.tensors[src].shapeSignature)
+        qop.inputs, qop.outputs = [src], [mid]
+        top.inputs, top.outputs = [mid, int(top.inputs[1])], [dst]
+        ops[a], ops[b] = qop, top  # the QUANTIZE runs where the TRANSPOSE ran
+        producer[mid], producer[dst] = a, b
+        swapped += 1
+    if swapped:
+        log.debug("moved %d QUANTIZE op(s) before their TRANSPOSE", swapped)
+    return swapped
 
 
 def _sink_concat(model: Any, sg: Any) -> int:
