@@ -100,3 +100,30 @@ def test_project_file_sets_the_headroom(tmp_path: Path) -> None:
     (tmp_path / "edgedeploy.toml").write_text(toml.replace("2.0", "0.5"))
     with pytest.raises(EdgeDeployError, match="headroom"):
         load_project(tmp_path / "edgedeploy.toml")
+
+
+def test_a_normalisations_variance_is_not_widened() -> None:
+    """The tensors that feed RSQRT through the epsilon ADD, MEAN and the square keep their
+    calibrated ranges; the rest (its input, RSQRT's output) are widened."""
+    from tests.support.tflite_build import T, chain
+    from toolchain.convert import calibrate, flatbuf
+
+    f = "float32"
+    x = T((1, 4, 8), f)
+    data = chain(x, [
+        ("MUL", [T((1,), f, data=np.array([2.0], np.float32))], T((1, 4, 8), f), 0, None),
+        ("MEAN", [T((1,), "int32", data=np.array([2], np.int32))], T((1, 4, 1), f), 0, None),
+        ("ADD", [T((1,), f, data=np.array([1e-5], np.float32))], T((1, 4, 1), f), 0, None),
+        ("RSQRT", [], T((1, 4, 1), f), 0, None),
+    ])  # fmt: skip
+    model = flatbuf.unpack(data)
+    for t in model.subgraphs[0].tensors:
+        t.quantization.min, t.quantization.max = [-1.0], [1.0]
+    wide = flatbuf.unpack(calibrate.widen(flatbuf.pack(model), 3.0, keep_variance=True))
+    ranges = {t.name.decode() if isinstance(t.name, bytes) else t.name: t.quantization.max[0]
+              for t in wide.subgraphs[0].tensors}  # fmt: skip
+    assert ranges["input"] == 4.0  # no op of the path writes the graph input
+    assert ranges["l0_out"] == ranges["l1_out"] == ranges["l2_out"] == 1.0
+    assert ranges["l3_out"] == 4.0  # RSQRT's output is widened
+    every = flatbuf.unpack(calibrate.widen(flatbuf.pack(model), 3.0))
+    assert all(t.quantization.max[0] == 4.0 for t in every.subgraphs[0].tensors)

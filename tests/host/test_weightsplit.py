@@ -23,7 +23,7 @@ from torch import nn
 
 from toolchain.convert import convert
 from toolchain.convert import weightsplit as ws
-from toolchain.convert.options import QuantOptions
+from toolchain.convert.options import INT16_HEADROOM, QuantOptions
 from toolchain.convert.strategy import Attempt, Strategy, run
 from toolchain.convert.validate import centered_sqnr_db
 from toolchain.errors import FidelityError, UsageError
@@ -177,9 +177,11 @@ def test_cli_flags_reach_the_strategy() -> None:
 
 def test_fallback_order_ends_with_the_split_after_int16() -> None:
     seen: list[tuple[str, str, float | None]] = []
+    headroom: list[float] = []
 
     def once(att: Attempt) -> str:
         seen.append((att.weight_rounding, att.options.activations, att.weight_split))
+        headroom.append(att.options.int16_headroom)
         if att.weight_split is None:
             exc = FidelityError("output 'y': SQNR 23.00 dB is below --min-sqnr 25 dB")
             exc.measured = {"sqnr_db": 23.0, "tflite_bytes": 100}
@@ -188,14 +190,17 @@ def test_fallback_order_ends_with_the_split_after_int16() -> None:
 
     assert run(Strategy(fallback=False), QuantOptions(), 25.0, once) == "ok"
     assert seen == [("none", "int8", None), ("gptq", "int8", None), ("gptq", "mixed", None),
-                    ("gptq", "int16", None), ("gptq", "int16", 31.0)]  # fmt: skip
+                    ("gptq", "int16", None), ("gptq", "int16", None),
+                    ("gptq", "int16", 31.0)]  # fmt: skip
+    # int16x8 with the default range headroom, then without, then with the split
+    assert headroom[3] == INT16_HEADROOM != 1.0 and headroom[4:] == [1.0, 1.0]
     seen.clear()
     assert run(Strategy(fallback=False), QuantOptions(), None, once, max_accuracy_drop=0.5)
     assert seen[-1] == ("gptq", "int16", ws.DEFAULT_TARGET_DB)
     seen.clear()
     with pytest.raises(FidelityError):
         run(Strategy(fallback=False, split_fallback=False), QuantOptions(), 25.0, once)
-    assert len(seen) == 4
+    assert len(seen) == 5
 
 
 def _ops(path: Path) -> list[str]:

@@ -16,7 +16,7 @@ from ai_edge_litert import schema_py_generated as schema
 from toolchain.convert.flatbuf import pack
 
 _TYPES = {"int8": schema.TensorType.INT8, "int32": schema.TensorType.INT32, "int64": schema.TensorType.INT64,
-          "int16": schema.TensorType.INT16}  # fmt: skip
+          "int16": schema.TensorType.INT16, "float32": schema.TensorType.FLOAT32}  # fmt: skip
 
 
 @dataclass
