@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,18 +76,24 @@ def _ints(node: Any, name: str, default: Sequence[int]) -> tuple[int, ...]:
     return tuple(default)
 
 
-def _layers(model: Any, per_channel: bool, per_channel_dense: bool) -> list[_Layer]:
-    """The Conv (2-D) / Gemm / MatMul nodes with a constant weight used only by them."""
+def weighted_nodes(model: Any) -> Iterator[tuple[Any, list[int]]]:
+    """(node, weight dims) of every ONNX node whose second input is a constant that no
+    other node reads (the layers whose weights can be changed on their own)."""
     inits = {i.name: i for i in model.graph.initializer}
     uses: dict[str, int] = {}
     for n in model.graph.node:
         for i in n.input:
             uses[i] = uses.get(i, 0) + 1
-    out = []
     for n in model.graph.node:
         if len(n.input) < 2 or n.input[1] not in inits or uses.get(n.input[1], 0) != 1:
             continue
-        dims = list(inits[n.input[1]].dims)
+        yield n, list(inits[n.input[1]].dims)
+
+
+def _layers(model: Any, per_channel: bool, per_channel_dense: bool) -> list[_Layer]:
+    """The Conv (2-D) / Gemm / MatMul nodes with a constant weight used only by them."""
+    out = []
+    for n, dims in weighted_nodes(model):
         if n.op_type == "Conv" and len(dims) == 4:
             if any(a.name == "auto_pad" and a.s not in (b"", b"NOTSET") for a in n.attribute):
                 continue

@@ -71,18 +71,12 @@ class _Cand:
 
 def _candidates(model: Any, per_channel: bool, per_channel_dense: bool) -> list[_Cand]:
     """Conv / Gemm / MatMul nodes with a constant weight used by them alone."""
-    inits = {i.name: i for i in model.graph.initializer}
-    uses: dict[str, int] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            uses[i] = uses.get(i, 0) + 1
+    from toolchain.convert.weightround import weighted_nodes
+
     out = []
-    for n in model.graph.node:
-        if len(n.input) < 2 or n.input[1] not in inits or uses.get(n.input[1], 0) != 1:
-            continue
+    for n, dims in weighted_nodes(model):
         if n.name.endswith((MAIN, RESIDUAL)):
             continue
-        dims = list(inits[n.input[1]].dims)
         size = int(np.prod(dims))
         if n.op_type == "Conv" and len(dims) == 4:
             out.append(_Cand(n, n.input[1], "conv", per_channel, size, dims[0]))
