@@ -405,3 +405,17 @@ def test_a_failed_mixed_attempt_goes_on_to_int16x8() -> None:
     with pytest.raises(FidelityError, match="ConversionError: mixed precision: LiteRT"):
         run(Strategy(fallback=False, int16_fallback=False), QuantOptions(), 30.0, once)
     assert seen == ["int8", "mixed"]
+
+
+def test_a_mixed_conversions_cache_key_holds_the_gate_it_aims_at() -> None:
+    """Mixed precision aims at ``--min-sqnr`` + a margin: a run with another gate must not
+    get the model chosen for the first one from the cache."""
+    from toolchain.convert import pipeline
+
+    m = QuantOptions(activations="mixed")
+    assert pipeline._mixed_key(m, 25.0) != pipeline._mixed_key(m, 30.0)
+    assert pipeline._mixed_key(m, None) == {"mixed_target": [mixed.DEFAULT_TARGET_SQNR,
+                                                             "input-dependent"]}  # fmt: skip
+    fixed = QuantOptions(activations="mixed", mixed_target_sqnr=28.0)
+    assert pipeline._mixed_key(fixed, 25.0) == pipeline._mixed_key(fixed, 30.0)
+    assert pipeline._mixed_key(QuantOptions(), 25.0) == {}  # int8 keys stay what they were

@@ -193,6 +193,11 @@ def test_a_gap_gptq_cannot_close_skips_the_int8_gptq_attempt() -> None:
     seen.clear()
     assert run(Strategy(fallback=False), QuantOptions(), None, once, max_accuracy_drop=0.5)
     assert [s[:2] for s in seen] == [("none", "int8"), ("gptq", "int8"), ("gptq", "mixed")]
+    seen.clear()  # nothing could follow (uint8 I/O has no int16x8 form): gptq is tried
+    u8 = QuantOptions(input_dtype="uint8", output_dtype="uint8")
+    with pytest.raises(FidelityError):
+        run(Strategy(fallback=False, mixed_fallback=False), u8, 30.0, once)
+    assert [s[:2] for s in seen] == [("none", "int8"), ("gptq", "int8")]
 
 
 def _int8_weights(path: Path) -> list[np.ndarray]:

@@ -30,10 +30,6 @@ from toolchain.convert import flatbuf
 log = logging.getLogger(__name__)
 
 
-#: ops a normalisation's variance flows through on its way into RSQRT
-_VARIANCE_OPS = {"MEAN", "SUM", "ADD", "MUL", "SQUARED_DIFFERENCE"}
-
-
 def _variance_path(model: Any, sg: Any) -> set[int]:
     """The tensors that feed an RSQRT through squares, means and the epsilon ADD (a
     LayerNorm's variance): heavy-tailed, so widening their ranges costs the small
@@ -43,14 +39,20 @@ def _variance_path(model: Any, sg: Any) -> set[int]:
     producer = {int(t): op for op in ops for t in op.outputs}
     out: set[int] = set()
     todo = [int(op.inputs[0]) for op in ops if flatbuf.op_name(model, op) == "RSQRT"]
-    while todo:
+    while todo:  # back from RSQRT: ADD (+ epsilon), MEAN/SUM, down to the square
         t = todo.pop()
         if t in out:
             continue
         out.add(t)
         op = producer.get(t)
-        if op is not None and flatbuf.op_name(model, op) in _VARIANCE_OPS:
-            todo.extend(int(i) for i in op.inputs if i >= 0 and producer.get(int(i)) is not None)
+        kind = flatbuf.op_name(model, op) if op is not None else ""
+        ins = [int(i) for i in (op.inputs if op is not None else []) if i >= 0]
+        if kind in ("MEAN", "SUM"):
+            todo.append(ins[0])
+        elif kind == "ADD":  # the epsilon: follow the operand that is not a constant
+            todo.extend(i for i in ins if producer.get(i) is not None)
+        # the square (MUL x·x, SQUARED_DIFFERENCE) ends the path: its inputs are the
+        # normalised tensor itself, whose range is not the variance's
     return out
 
 

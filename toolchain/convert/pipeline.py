@@ -31,7 +31,13 @@ from toolchain.artifacts import ConvertResult, TensorSpec
 from toolchain.convert import cache as cache_mod
 from toolchain.convert import graphlint
 from toolchain.convert.options import ONNX_OPSET, QuantOptions
-from toolchain.errors import FidelityError, ModelLoadError, QuantizationError, UsageError
+from toolchain.errors import (
+    ConversionError,
+    FidelityError,
+    ModelLoadError,
+    QuantizationError,
+    UsageError,
+)
 from toolchain.fsutil import (
     check_output_path,
     sha256_file,
@@ -148,7 +154,8 @@ def _convert_once(
 
     key1 = _source_key(model, weights, input_shapes, calib, val, labels, opts) if store else None
     if key1 is not None:  # the attempt (rewrites, techniques, onnx2tf options) is part of it
-        key1 = cache_mod.make_key({"source": key1, "attempt": attempt.cache_dict()})
+        key1 = cache_mod.make_key({"source": key1, "attempt": attempt.cache_dict(),
+                                   **_mixed_key(opts, min_sqnr)})  # fmt: skip
     if store is not None and key1 is not None:
         hit = store.get(key1)
         if hit is not None:
@@ -288,6 +295,7 @@ def _convert_cold(
                     "options": opts.cache_dict(),
                     "versions": cache_mod.versions(),
                     "attempt": attempt.cache_dict(),
+                    **_mixed_key(opts, min_sqnr),
                 }
             )
             hit = store.get(key2)
@@ -646,21 +654,37 @@ def _mixed(
         log.warning("mixed precision: %s; the int8 model stands", rec["reason"])
         return data, rec
     data16 = Path(info["path"]).read_bytes()
-    measure = "input-dependent"
-    if opts.mixed_target_sqnr is not None:
-        target = float(opts.mixed_target_sqnr)
-    elif min_sqnr is not None:  # aim at what the gate measures: the plain SQNR
-        target, measure = float(min_sqnr) + mixed.GATE_MARGIN_DB, "plain"
-    else:
-        target = mixed.DEFAULT_TARGET_SQNR
+    target, measure = _mixed_target(opts, min_sqnr)
     ins, outs = _specs(TFLiteModel.from_bytes(data, source="int8 model"), meta, loaded)
     xs, ref = samples
-    result = mixed.choose(
-        data, data16, xs, ref, input_specs=ins, output_specs=outs, target_sqnr=target,
-        budget=opts.mixed_budget, arena=_arena, measure=measure,
-        io16=(opts.io_input == "int16", opts.io_output == "int16"),
-    )  # fmt: skip
+    try:
+        result = mixed.choose(
+            data, data16, xs, ref, input_specs=ins, output_specs=outs, target_sqnr=target,
+            budget=opts.mixed_budget, arena=_arena, measure=measure,
+            io16=(opts.io_input == "int16", opts.io_output == "int16"),
+        )  # fmt: skip
+    except (RuntimeError, ValueError) as exc:  # LiteRT refused a spliced model
+        raise ConversionError(f"mixed precision: LiteRT cannot run a spliced model: {exc}") from exc
     return result.data, result.record
+
+
+def _mixed_target(opts: QuantOptions, min_sqnr: float | None) -> tuple[float, str]:
+    """What mixed precision aims at: (SQNR in dB, measure): the option, else the
+    ``--min-sqnr`` gate plus a margin on the plain SQNR the gate reads, else the default."""
+    from toolchain.convert import mixed
+
+    if opts.mixed_target_sqnr is not None:
+        return float(opts.mixed_target_sqnr), "input-dependent"
+    if min_sqnr is not None:
+        return float(min_sqnr) + mixed.GATE_MARGIN_DB, "plain"
+    return mixed.DEFAULT_TARGET_SQNR, "input-dependent"
+
+
+def _mixed_key(opts: QuantOptions, min_sqnr: float | None) -> dict[str, Any]:
+    """The cache-key part of a mixed conversion: its target depends on the gate."""
+    return (
+        {"mixed_target": list(_mixed_target(opts, min_sqnr))} if opts.activations == "mixed" else {}
+    )
 
 
 def _export_check(

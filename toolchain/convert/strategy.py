@@ -443,7 +443,10 @@ def run(
                 and (min_sqnr is not None or max_accuracy_drop is not None)
             ):
                 short = _gptq_short_by(exc.measured, min_sqnr)
-                if short is not None and (strategy.mixed_fallback or strategy.int16_fallback):
+                more = (strategy.mixed_fallback and mixed_options(att.options) is not None) or (
+                    strategy.int16_fallback and int16_options(att.options) is not None
+                )
+                if short is not None and more:
                     # gptq cannot close a gap this wide in int8: go on to the next
                     # precision at once, with the gptq rounding (one conversion fewer)
                     log.warning("int8 misses %s by %.1f dB; gptq rounding alone gains at most "
@@ -473,7 +476,7 @@ def run(
                 and (min_sqnr is not None or max_accuracy_drop is not None)
             ):
                 # the headroom that keeps held-out inputs from clipping costs some nets
-                # more than it saves (timm ViT: 22.9 dB at 4x, 35.7 dB without)
+                # more than it saves (timm ViT: 22.3 dB at 4x, 35.7 dB without)
                 log.warning("int16x8 misses %s; trying it without range headroom", gate)
                 todo = [replace(att, options=replace(att.options, int16_headroom=1.0),
                                 why=f"int16x8 without range headroom (missed {gate})",
