@@ -618,8 +618,11 @@ def _add_sub(kind: str) -> Callable[[_Ctx, Any, int], Op]:
     return lower_add_sub
 
 
-def _mul(ctx: _Ctx, op: Any, index: int) -> Op:
-    o = op.builtinOptions
+def _same_type_operands(
+    ctx: _Ctx, op: Any
+) -> tuple[Tensor, Tensor, tuple[int, int], list[ConstArray | None], Tensor, bool]:
+    """A two-input op's operands (see :func:`_operands`) and output, all of one type (int16
+    ones with zero point 0, as TFLM's int16 kernels take them); the last item: int16."""
     a, b, idx, consts = _operands(ctx, op)
     y = ctx.act(int(op.outputs[0]))
     s16 = a.dtype == "int16"
@@ -627,6 +630,12 @@ def _mul(ctx: _Ctx, op: Any, index: int) -> Op:
         raise Unsupported(f"mixed {a.dtype}/{b.dtype} inputs and {y.dtype} output")
     if s16 and (a.zero_point or b.zero_point or y.zero_point):
         raise Unsupported("int16 tensors need zero point 0")
+    return a, b, idx, consts, y, s16
+
+
+def _mul(ctx: _Ctx, op: Any, index: int) -> Op:
+    o = op.builtinOptions
+    a, b, idx, consts, y, s16 = _same_type_operands(ctx, op)
     real = float(np.float32(a.scale)) * float(np.float32(b.scale)) / float(np.float32(y.scale))
     mo, so = quant.quantize_multiplier(real)
     act_fn = int(o.fusedActivationFunction) if o is not None else 0
@@ -642,13 +651,7 @@ def _mul(ctx: _Ctx, op: Any, index: int) -> Op:
 def _squared_difference(ctx: _Ctx, op: Any, index: int) -> Op:
     """(a - b)² as TFLM's SQUARED_DIFFERENCE: both inputs rescaled to twice the larger scale
     after a left shift (7 for int8, 0 for int16), squared in int32, one output rescale."""
-    a, b, idx, consts = _operands(ctx, op)
-    y = ctx.act(int(op.outputs[0]))
-    s16 = a.dtype == "int16"
-    if a.dtype != b.dtype or a.dtype != y.dtype:
-        raise Unsupported(f"mixed {a.dtype}/{b.dtype} inputs and {y.dtype} output")
-    if s16 and (a.zero_point or b.zero_point or y.zero_point):
-        raise Unsupported("int16 tensors need zero point 0")
+    a, b, idx, consts, y, s16 = _same_type_operands(ctx, op)
     left_shift = 0 if s16 else 7
     (m1, s1), (m2, s2), (mo, so) = quant.squared_difference_params(
         a.scale, b.scale, y.scale, left_shift
@@ -665,13 +668,7 @@ def _batch_matmul(ctx: _Ctx, op: Any, index: int) -> Op:
     requantization with input_scale·filter_scale as a float product, no fused activation).
     adj_x / adj_y and broadcast batch dimensions become element strides."""
     o = op.builtinOptions
-    a, b, idx, consts = _operands(ctx, op)
-    y = ctx.act(int(op.outputs[0]))
-    s16 = a.dtype == "int16"
-    if a.dtype != b.dtype or a.dtype != y.dtype:
-        raise Unsupported(f"mixed {a.dtype}/{b.dtype} inputs and {y.dtype} output")
-    if s16 and (a.zero_point or b.zero_point or y.zero_point):
-        raise Unsupported("int16 tensors need zero point 0")
+    a, b, idx, consts, y, s16 = _same_type_operands(ctx, op)
     if not (2 <= len(a.shape) <= 5 and 2 <= len(b.shape) <= 5):
         raise Unsupported(f"operand ranks {len(a.shape)} and {len(b.shape)} (2..5 supported)")
     adj_x = bool(o.adjX) if o is not None else False
