@@ -53,9 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument(
         "--mixed-budget",
         type=float,
-        default=0.10,
         metavar="F",
-        help="mixed: at most this fraction more .tflite bytes than the int8 model (0.10)",
+        help="mixed: at most this fraction more .tflite bytes than the int8 model "
+        "(default 0.1, QuantOptions.mixed_budget)",
     )
     q.add_argument(
         "--int16-headroom",
@@ -260,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
         quantize_timeout_s=args.quantize_timeout,
         fold_transposes=not args.keep_transposes,
         mixed_target_sqnr=args.mixed_target_sqnr,
-        mixed_budget=args.mixed_budget,
+        **({} if args.mixed_budget is None else {"mixed_budget": args.mixed_budget}),
         **({} if args.int16_headroom is None else {"int16_headroom": args.int16_headroom}),
     )
     strategy = _strategy(args)
